@@ -1,0 +1,28 @@
+"""charlm: character- and word-level recurrent language models for books.
+
+import charlm
+sampler = charlm.load("checkpoints/book")
+print(sampler.generate(prefix="It was", length=300, temperature=0.8, seed=1))
+"""
+
+from charlm._version import __version__
+from charlm.api import TrainedModel, train_book
+from charlm.errors import CharlmError
+from charlm.sampling import Sampler, Score, load
+from charlm.tokenizers import Tokenizer, register
+from charlm.training import TrainConfig
+
+register_tokenizer = register
+
+__all__ = [
+    "CharlmError",
+    "Sampler",
+    "Score",
+    "Tokenizer",
+    "TrainConfig",
+    "TrainedModel",
+    "__version__",
+    "load",
+    "register_tokenizer",
+    "train_book",
+]

@@ -1,0 +1,161 @@
+"""Checkpoints: a directory with a readable `config.json` and the weights in safetensors.
+
+    checkpoints/book/
+        config.json                     what the model is, its tokenizer, how it was trained
+        weights-<id>.safetensors        the tensors (a format that cannot run code on load)
+
+Saving is atomic. The weights go to a new file first; then `config.json`, which names that
+file, is replaced in one `os.replace`. Until that rename the old config still names the old
+weights, which are deleted only afterwards — so a crash at any moment leaves either the old
+checkpoint or the new one, never a mixture.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from charlm._version import __version__
+from charlm.errors import CharlmError, CheckpointError
+from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.tokenizers import Tokenizer, tokenizer_from_state
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_GLOB = "weights-*.safetensors"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the network, its tokenizer and the whole config as saved."""
+
+    model: RNNLM
+    tokenizer: Tokenizer
+    config: dict[str, Any]
+    path: Path
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: RNNLM,
+    tokenizer: Tokenizer,
+    **sections: Any,
+) -> Path:
+    """Write `model` and `tokenizer` (plus any JSON-serialisable `sections`) atomically."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    weights_name = f"weights-{secrets.token_hex(4)}.safetensors"
+    config = {
+        "format_version": FORMAT_VERSION,
+        "charlm_version": __version__,
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model.config.to_dict(),
+        "tokenizer": {"name": tokenizer.name, "state": tokenizer.get_state()},
+        **sections,
+        "weights": weights_name,
+    }
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, str(tmp)))
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    for old in directory.glob(WEIGHTS_GLOB):
+        if old.name != weights_name:
+            old.unlink(missing_ok=True)
+    return directory
+
+
+def _write_atomically(target: Path, write) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them live
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The parsed `config.json` of a checkpoint directory, with clear errors."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_NAME
+    if not directory.exists():
+        raise CheckpointError(f"no checkpoint at {directory}: the path does not exist")
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory} is not a checkpoint directory (expected a folder)")
+    if not config_path.is_file():
+        raise CheckpointError(f"{directory} is not a charlm checkpoint: it has no {CONFIG_NAME}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{config_path} is unreadable or not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path} does not hold a JSON object")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory} has checkpoint format {version!r}, which this charlm "
+            f"({__version__}, format {FORMAT_VERSION}) cannot read; upgrade charlm"
+        )
+    return config
+
+
+def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
+    """Rebuild the model and tokenizer saved in `directory`, on `device`."""
+    directory = Path(directory)
+    config = read_config(directory)
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+        tokenizer_section = config["tokenizer"]
+        tokenizer = tokenizer_from_state(tokenizer_section["name"], tokenizer_section["state"])
+        weights_path = directory / Path(config["weights"]).name
+    except CharlmError as exc:
+        raise CheckpointError(f"{directory}: {exc}") from exc
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{directory}/{CONFIG_NAME} is missing or has a bad {exc}") from exc
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise CheckpointError(
+            f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
+            f"expects {model_config.vocab_size}; the checkpoint is inconsistent"
+        )
+    try:
+        tensors = load_file(str(weights_path), device="cpu")
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{directory}: weights file {weights_path.name} is missing") from exc
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{directory}: weights file {weights_path.name} is corrupt or not safetensors ({exc})"
+        ) from exc
+    model = build_model(model_config)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"{directory}: the weights do not fit the model config ({first_line})"
+        ) from exc
+    return Checkpoint(model.to(device).eval(), tokenizer, config, directory)
+
+
+def latest_checkpoint(root: str | os.PathLike = "checkpoints") -> Path | None:
+    """The most recently saved checkpoint directly under `root`, if any."""
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    configs = [p for p in root.glob(f"*/{CONFIG_NAME}") if p.is_file()]
+    if not configs:
+        return None
+    return max(configs, key=lambda p: p.stat().st_mtime).parent

@@ -1,0 +1,91 @@
+"""The `charlm` command group and its error handling. No work happens in the CLI.
+
+Each command lives in its own module below and only parses, calls the Python API and prints.
+
+Generated text goes to stdout; progress and messages go to stderr, so
+`charlm generate > story.txt` captures only the story.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+from rich.console import Console
+
+from charlm.api import parse_duration
+from charlm.errors import CharlmError
+
+DEBUG_VARIABLE = "CHARLM_DEBUG"
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+class CharlmGroup(click.Group):
+    """Turns every failure into one line on stderr and a non-zero exit.
+
+    Exit 2 for usage errors (Click's convention), 1 for everything else, 130 for Ctrl-C.
+    Set CHARLM_DEBUG=1 to get the full traceback of charlm's own errors instead.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CharlmError as exc:
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "charlm"
+            click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("Aborted.", err=True)
+            sys.exit(130)
+        sys.exit(0)
+
+
+class Duration(click.ParamType):
+    """Seconds, or a number with s, m or h: 300, 90s, 10m, 1h, 1h30m."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="charlm")
+def cli() -> None:
+    """Train recurrent language models on books and sample text from them."""
+
+
+def main() -> None:
+    cli()
+
+
+# Importing the command modules attaches their commands to `cli`.
+from charlm.cli import generate, train  # noqa: E402, F401

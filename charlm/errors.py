@@ -1,0 +1,29 @@
+"""Typed errors. Each message is one line that names the problem and says what to do.
+
+The CLI turns any `CharlmError` into a one-line message and a non-zero exit; Python users
+catch the specific class they care about.
+"""
+
+
+class CharlmError(Exception):
+    """Base class of every error charlm raises on purpose."""
+
+
+class CorpusError(CharlmError):
+    """A book cannot be read or is unusable for training."""
+
+
+class TokenizerError(CharlmError):
+    """A tokenizer cannot be built, restored or found."""
+
+
+class UnknownTokenError(TokenizerError, ValueError):
+    """Text contains pieces the tokenizer's vocabulary does not have."""
+
+
+class CheckpointError(CharlmError):
+    """A checkpoint is missing, corrupt or from an incompatible version."""
+
+
+class ConfigError(CharlmError, ValueError):
+    """A setting has a value that cannot work."""

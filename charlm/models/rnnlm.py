@@ -1,0 +1,98 @@
+"""The recurrent language model: embedding → stacked RNN / GRU / LSTM → linear to the vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from charlm.errors import ConfigError
+
+# An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+
+
+@dataclass
+class ModelConfig:
+    """The shape of a model; stored in the checkpoint so the same network can be rebuilt."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    embed_size: int = 64
+    hidden_size: int = 512
+    num_layers: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ConfigError(f"unknown model {self.cell!r}; choose one of {', '.join(CELLS)}")
+        for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown model setting(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+class RNNLM(nn.Module):
+    """A stacked recurrent language model; inputs and outputs are batch-first."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
+        # nn.RNN/GRU/LSTM apply dropout between stacked layers only, never after the last.
+        between_layers = config.dropout if config.num_layers > 1 else 0.0
+        self.rnn = CELLS[config.cell](
+            config.embed_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            dropout=between_layers,
+            batch_first=True,
+        )
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def begin_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """The all-zero state a sequence starts from."""
+        device = device if device is not None else self.head.weight.device
+        shape = (self.config.num_layers, batch_size, self.config.hidden_size)
+        zeros = torch.zeros(shape, device=device, dtype=self.head.weight.dtype)
+        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+
+    def forward(
+        self, tokens: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """Logits for the next token at every position, and the state after the last one."""
+        if state is None:
+            state = self.begin_state(tokens.shape[0], tokens.device)
+        embedded = self.embedding(tokens)  # (batch, seq, embed)
+        outputs, state = self.rnn(embedded, state)  # (batch, seq, hidden)
+        return self.head(outputs), state  # (batch, seq, vocab)
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph behind `state` so backprop stops at the batch boundary (truncated BPTT).
+
+    The values are kept, so the next batch still starts where this one ended.
+    """
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return tuple(detach_state(s) for s in state)
+
+
+def num_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

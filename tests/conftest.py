@@ -1,0 +1,30 @@
+"""Shared fixtures: tiny texts and models, and the real corpora beside the project."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+
+TINY_TEXT = (
+    "the quick brown fox jumps over the lazy dog.\n"
+    "a stitch in time saves nine.\n"
+    "all that glitters is not gold.\n"
+) * 20
+
+
+def shared_corpus(relative: str) -> Path:
+    """A file from ../shared/corpora, or skip the test saying why."""
+    path = SHARED_CORPORA / relative
+    if not path.is_file():
+        pytest.skip(f"needs the shared corpora: {path} is absent")
+    return path
+
+
+@pytest.fixture
+def tiny_book(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
