@@ -1,0 +1,36 @@
+"""Small builders shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from charlm.models import ModelConfig, build_model
+from charlm.tokenizers.char import CharTokenizer
+from charlm.training import TrainConfig, TrainResult, train
+
+
+def tiny_model(vocab_size: int, cell: str = "gru", hidden: int = 32, layers: int = 1, seed: int = 0):
+    import torch
+
+    torch.manual_seed(seed)
+    return build_model(
+        ModelConfig(vocab_size=vocab_size, cell=cell, embed_size=16, hidden_size=hidden,
+                    num_layers=layers, dropout=0.0)
+    )
+
+
+def overfit(text: str, steps: int = 150, cell: str = "gru") -> tuple:
+    """A tiny model trained to memorise `text`; returns (model, tokenizer, result)."""
+    import torch
+
+    tokenizer = CharTokenizer.train(text)
+    ids = tokenizer.encode_array(text)
+    model = tiny_model(tokenizer.vocab_size, cell=cell, hidden=64)
+    config = TrainConfig(batch_size=4, seq_len=20, epochs=1000, lr=1e-2, max_steps=steps)
+    result: TrainResult = train(model, ids, None, config, device=torch.device("cpu"))
+    return model, tokenizer, result
+
+
+def ids_of(text: str) -> tuple[CharTokenizer, np.ndarray]:
+    tokenizer = CharTokenizer.train(text)
+    return tokenizer, tokenizer.encode_array(text)
