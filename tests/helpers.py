@@ -9,13 +9,21 @@ from charlm.tokenizers.char import CharTokenizer
 from charlm.training import TrainConfig, TrainResult, train
 
 
-def tiny_model(vocab_size: int, cell: str = "gru", hidden: int = 32, layers: int = 1, seed: int = 0):
+def tiny_model(
+    vocab_size: int, cell: str = "gru", hidden: int = 32, layers: int = 1, seed: int = 0
+):
     import torch
 
     torch.manual_seed(seed)
     return build_model(
-        ModelConfig(vocab_size=vocab_size, cell=cell, embed_size=16, hidden_size=hidden,
-                    num_layers=layers, dropout=0.0)
+        ModelConfig(
+            vocab_size=vocab_size,
+            cell=cell,
+            embed_size=16,
+            hidden_size=hidden,
+            num_layers=layers,
+            dropout=0.0,
+        )
     )
 
 

@@ -14,8 +14,9 @@ from tests.helpers import ids_of, tiny_model
 def saved(tmp_path):
     tokenizer, _ = ids_of(TINY_TEXT)
     model = tiny_model(tokenizer.vocab_size, cell="lstm", layers=2)
-    path = save_checkpoint(tmp_path / "book", model, tokenizer, train_perplexity=3.0,
-                           val_perplexity=4.0)
+    path = save_checkpoint(
+        tmp_path / "book", model, tokenizer, train_perplexity=3.0, val_perplexity=4.0
+    )
     return path, model, tokenizer
 
 

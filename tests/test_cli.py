@@ -6,10 +6,21 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from tests.conftest import TINY_TEXT
 
-FAST = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4",
-        "--seq-len", "10", "--max-steps", "3"]
+FAST = [
+    "--hidden",
+    "16",
+    "--embed",
+    "8",
+    "--layers",
+    "1",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "10",
+    "--max-steps",
+    "3",
+]
 
 
 def run(*args, **kwargs):
@@ -42,8 +53,9 @@ def test_generate_is_reproducible_with_a_seed(trained):
     assert run(*args).stdout == run(*args).stdout
 
 
-def test_generate_without_a_checkpoint_uses_the_latest_and_says_which(tiny_book, tmp_path,
-                                                                        monkeypatch):
+def test_generate_without_a_checkpoint_uses_the_latest_and_says_which(
+    tiny_book, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     assert run("train", tiny_book, *FAST).exit_code == 0
     result = run("generate", "--prefix", "a", "--length", "5", "--seed", "1")
@@ -61,8 +73,9 @@ def test_every_command_explains_every_option_with_its_default():
 
 
 def test_python_dash_m_runs_the_same_cli():
-    result = subprocess.run([sys.executable, "-m", "charlm", "--help"], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "charlm", "--help"], capture_output=True, text=True, check=True
+    )
     assert "train" in result.stdout and "generate" in result.stdout
 
 

@@ -7,8 +7,9 @@ from charlm.models import ModelConfig, build_model, detach_state
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
 def test_forward_shapes_and_state(cell):
-    model = build_model(ModelConfig(vocab_size=11, cell=cell, embed_size=5, hidden_size=8,
-                                    num_layers=2))
+    model = build_model(
+        ModelConfig(vocab_size=11, cell=cell, embed_size=5, hidden_size=8, num_layers=2)
+    )
     tokens = torch.randint(0, 11, (3, 6))
     logits, state = model(tokens, model.begin_state(3))
     assert logits.shape == (3, 6, 11)

@@ -30,8 +30,16 @@ class RecordingModel(RNNLM):
 
 
 def _recording(vocab_size):
-    return RecordingModel(ModelConfig(vocab_size=vocab_size, cell="gru", embed_size=8,
-                                      hidden_size=16, num_layers=1, dropout=0.0))
+    return RecordingModel(
+        ModelConfig(
+            vocab_size=vocab_size,
+            cell="gru",
+            embed_size=8,
+            hidden_size=16,
+            num_layers=1,
+            dropout=0.0,
+        )
+    )
 
 
 def test_sequential_training_carries_the_state_but_truncates_backprop():
@@ -125,8 +133,9 @@ def test_same_seed_same_training():
         torch.manual_seed(0)
         tokenizer, ids = ids_of(TINY_TEXT)
         model = tiny_model(tokenizer.vocab_size)
-        return train(model, ids, None, TrainConfig(batch_size=4, seq_len=10, max_steps=5,
-                                                   seed=3), device=CPU).train_loss
+        return train(
+            model, ids, None, TrainConfig(batch_size=4, seq_len=10, max_steps=5, seed=3), device=CPU
+        ).train_loss
 
     assert run() == run()
 
@@ -137,7 +146,7 @@ def test_training_on_a_real_book_beats_the_untrained_model_by_far(tmp_path):
     from charlm.api import train_book
 
     book = shared_corpus("timemachine/timemachine.txt")
-    untrained = 70  # the book has 70 distinct characters; an untrained model is about this perplexed
+    untrained = 70  # the book has 70 distinct characters: an untrained model's perplexity
     trained = train_book(
         book,
         out=tmp_path / "tm",

@@ -30,18 +30,41 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
 
 @cli.command()
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
-@click.option("--prefix", default="", show_default=True,
-              help="Text to start from; the output begins with it.")
-@click.option("--length", type=click.IntRange(min=0), default=500, show_default=True,
-              help="Number of tokens to generate after the prefix.")
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
-              help="Randomness: 0 always picks the most likely token, 1 samples the model as is.")
-@click.option("--seed", type=int, default=None,
-              help="Seed for reproducible text.  [default: random]")
-@click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto", show_default=True,
-              help="auto uses a CUDA GPU when there is one.")
-def generate(checkpoint: Path | None, prefix: str, length: int, temperature: float,
-             seed: int | None, device: str) -> None:
+@click.option(
+    "--prefix", default="", show_default=True, help="Text to start from; the output begins with it."
+)
+@click.option(
+    "--length",
+    type=click.IntRange(min=0),
+    default=500,
+    show_default=True,
+    help="Number of tokens to generate after the prefix.",
+)
+@click.option(
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=0.8,
+    show_default=True,
+    help="Randomness: 0 always picks the most likely token, 1 samples the model as is.",
+)
+@click.option(
+    "--seed", type=int, default=None, help="Seed for reproducible text.  [default: random]"
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto uses a CUDA GPU when there is one.",
+)
+def generate(
+    checkpoint: Path | None,
+    prefix: str,
+    length: int,
+    temperature: float,
+    seed: int | None,
+    device: str,
+) -> None:
     """Continue a prefix with text from CHECKPOINT (default: the latest under ./checkpoints)."""
     sampler = load(resolve_checkpoint(checkpoint), device=device)
     pieces = sampler.stream(prefix=prefix, length=length, temperature=temperature, seed=seed)
