@@ -10,7 +10,7 @@ import click
 from charlm.api import train_book
 from charlm.cli import Duration, cli, stderr_console
 from charlm.device import DEVICE_CHOICES
-from charlm.models import CELLS
+from charlm.models import CELLS, IMPLS
 from charlm.progress import make_reporter
 from charlm.training import ITERATORS, TrainConfig
 
@@ -35,6 +35,12 @@ data_options = _apply([
 model_options = _apply([
     click.option("--model", "cell", type=click.Choice(list(CELLS)), default="lstm",
                  show_default=True, help="Recurrent cell."),
+    click.option("--impl", type=click.Choice(list(IMPLS)), default="torch", show_default=True,
+                 help="torch: PyTorch's fast layers; scratch: the same cells written out from "
+                      "the textbook equations (slower, same numbers)."),
+    click.option("--one-hot", is_flag=True, default=False, show_default=True,
+                 help="Feed one-hot vectors of vocabulary size instead of an embedding "
+                      "(--embed is then unused)."),
     click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
                  help="Number of stacked recurrent layers."),
     click.option("--hidden", type=click.IntRange(min=1), default=512, show_default=True,
@@ -76,8 +82,8 @@ run_options = _apply([
                  help="Checkpoint directory.  [default: checkpoints/<book name>]"),
 ])
 
-MODEL_KEYS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
-              "embed": "embed_size", "dropout": "dropout"}
+MODEL_KEYS = {"cell": "cell", "impl": "impl", "one_hot": "one_hot", "layers": "num_layers",
+              "hidden": "hidden_size", "embed": "embed_size", "dropout": "dropout"}
 TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "max_time",
                  "max_steps", "seed"}
 
