@@ -123,8 +123,8 @@ class _ScratchRecurrent(nn.Module):
 
     def layer_weights(self, layer: int) -> Weights:
         """(W_ih, W_hh, b_ih, b_hh) of one layer; the biases are None without bias."""
-        get = lambda name: getattr(self, f"{name}_l{layer}", None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return tuple(getattr(self, f"{name}_l{layer}", None) for name in names)
 
     def step(self, x: Tensor, state: tuple[Tensor, ...], weights: Weights) -> tuple[Tensor, ...]:
         raise NotImplementedError
