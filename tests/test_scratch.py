@@ -186,6 +186,25 @@ def test_unknown_impl_is_a_config_error_and_old_configs_default_to_torch():
     assert config.impl == "torch" and config.one_hot is False
 
 
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_layers_without_bias_equal_pytorch(cell):
+    torch.manual_seed(0)
+    reference = CELLS[cell](5, 6, num_layers=2, bias=False, dtype=torch.float64)
+    scratch = SCRATCH_CELLS[cell](5, 6, num_layers=2, bias=False, dtype=torch.float64)
+    scratch.load_state_dict(reference.state_dict())  # strict: no bias parameters on either side
+    x = torch.randn(7, 3, 5, dtype=torch.float64)
+    torch.testing.assert_close(scratch(x)[0], reference(x)[0])
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_state_of_the_wrong_shape_is_refused_like_pytorch(cell):
+    scratch = SCRATCH_CELLS[cell](5, 6, num_layers=2, batch_first=True)
+    wrong = torch.zeros(2, 4, 6)  # batch 4 for an input of batch 3
+    hx = (wrong, wrong) if cell == "lstm" else wrong
+    with pytest.raises(RuntimeError, match=r"Expected hidden size \(2, 3, 6\), got \[2, 4, 6\]"):
+        scratch(torch.zeros(3, 7, 5), hx)
+
+
 def test_bidirectional_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="unidirectional"):
         SCRATCH_CELLS["lstm"](3, 4, bidirectional=True)
@@ -313,6 +332,12 @@ def test_cli_trains_a_scratch_one_hot_model(tiny_book, tmp_path):
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["model"]["impl"] == "scratch"
     assert config["model"]["one_hot"] is True
+    sampled = CliRunner().invoke(
+        cli, ["generate", str(out), "--prefix", "the", "--length", "12", "--seed", "1"]
+    )
+    assert sampled.exit_code == 0, sampled.output
+    assert sampled.output.startswith("the")
+    assert len(sampled.output) == len("the") + 12 + 1  # 12 characters and the final newline
 
 
 def test_cli_rejects_an_unknown_impl_in_one_line(tiny_book):

@@ -163,12 +163,17 @@ class _ScratchRecurrent(nn.Module):
             zeros = x.new_zeros(self.num_layers, x.shape[1], self.hidden_size)
             hx = zeros if self.state_size == 1 else (zeros, zeros)
         parts = (hx,) if self.state_size == 1 else tuple(hx)
+        expected = (self.num_layers, x.shape[1], self.hidden_size)
+        for part in parts:
+            if tuple(part.shape) != expected:
+                raise RuntimeError(
+                    f"Expected hidden size {expected}, got {list(part.shape)}"
+                )  # nn.RNN's error, word for word
         return [tuple(part[layer] for part in parts) for layer in range(self.num_layers)]
 
     def _join_state(self, finals: list[tuple[Tensor, ...]]):
-        stacked = tuple(
-            torch.stack(part) for part in zip(*finals, strict=True)
-        )  # (layers, batch, hidden)
+        # One (layers, batch, hidden) tensor per part of the state: h_n, or h_n and c_n.
+        stacked = tuple(torch.stack(part) for part in zip(*finals, strict=True))
         return stacked[0] if self.state_size == 1 else stacked
 
     def extra_repr(self) -> str:
