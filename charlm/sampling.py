@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from charlm.checkpoint import load_checkpoint
 from charlm.device import resolve_device
 from charlm.metrics import bits_per_character, perplexity
-from charlm.models import RNNLM, State
+from charlm.models import RNNLM, State, convert
 from charlm.tokenizers import Tokenizer
 
 # With an empty prefix the network is primed on a newline, i.e. asked to start a paragraph.
@@ -142,6 +142,13 @@ def _check_sampling_args(length: int, temperature: float) -> None:
         raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
 
 
-def load(path: str | os.PathLike, device: str = "auto") -> Sampler:
-    """Load a checkpoint directory as a `Sampler`."""
-    return Sampler.from_checkpoint(path, device)
+def load(path: str | os.PathLike, device: str = "auto", impl: str | None = None) -> Sampler:
+    """Load a checkpoint directory as a `Sampler`.
+
+    `impl` ("torch" or "scratch") recomputes the recurrent layers with that implementation
+    instead of the one that trained the model, e.g. "torch" to sample a scratch model fast.
+    """
+    sampler = Sampler.from_checkpoint(path, device)
+    if impl is not None:
+        sampler.model = convert(sampler.model, impl)
+    return sampler

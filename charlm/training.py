@@ -158,15 +158,17 @@ def train(
     *,
     device: torch.device,
     reporter: Reporter | None = None,
+    report_interval_s: float = 0.25,
 ) -> TrainResult:
     """Train `model` in place until the first of epochs, max_steps or max_time runs out.
 
     Ctrl-C ends the run early but normally: the model is still evaluated and returned.
+    The reporter hears at most one step report per `report_interval_s` (0: every step).
     """
     reporter = reporter or SilentReporter()
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    clock = _Clock(config, len(train_ids), device)
+    clock = _Clock(config, len(train_ids), device, report_interval_s)
     try:
         for epoch in range(1, config.epochs + 1):
             clock.start_epoch(epoch)

@@ -10,7 +10,7 @@ import click
 from charlm.api import train_book
 from charlm.cli import Duration, cli, stderr_console
 from charlm.device import DEVICE_CHOICES
-from charlm.models import CELLS
+from charlm.models import CELLS, IMPLS
 from charlm.progress import make_reporter
 from charlm.training import ITERATORS, TrainConfig
 
@@ -47,6 +47,22 @@ model_options = _apply(
             default="lstm",
             show_default=True,
             help="Recurrent cell.",
+        ),
+        click.option(
+            "--impl",
+            type=click.Choice(list(IMPLS)),
+            default="torch",
+            show_default=True,
+            help="torch: PyTorch's fast layers; scratch: the same cells written out from "
+            "the textbook equations (slower, same numbers).",
+        ),
+        click.option(
+            "--one-hot",
+            is_flag=True,
+            default=False,
+            show_default=True,
+            help="Feed one-hot vectors of vocabulary size instead of an embedding "
+            "(--embed is then unused).",
         ),
         click.option(
             "--layers",
@@ -166,6 +182,8 @@ run_options = _apply(
 
 MODEL_KEYS = {
     "cell": "cell",
+    "impl": "impl",
+    "one_hot": "one_hot",
     "layers": "num_layers",
     "hidden": "hidden_size",
     "embed": "embed_size",

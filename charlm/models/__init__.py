@@ -1,6 +1,11 @@
 """Recurrent language models."""
 
-from .rnnlm import CELLS, RNNLM, ModelConfig, State, detach_state, num_parameters
+from dataclasses import replace
+
+import torch
+
+from .rnnlm import CELLS, IMPLS, RNNLM, ModelConfig, State, detach_state, num_parameters
+from .scratch import SCRATCH_CELLS, ScratchGRU, ScratchLSTM, ScratchRNN
 
 
 def build_model(config: ModelConfig) -> RNNLM:
@@ -8,12 +13,36 @@ def build_model(config: ModelConfig) -> RNNLM:
     return RNNLM(config)
 
 
+def convert(model: RNNLM, impl: str) -> RNNLM:
+    """The same network with its recurrent layers computed by `impl` ("torch" or "scratch").
+
+    Both implementations name and shape their parameters alike (`rnn.weight_ih_l0`, ...), so
+    the state dict carries over unchanged; the copy keeps the device, dtype and train/eval
+    mode of `model`. Returns `model` itself when it already uses `impl`.
+    """
+    config = replace(model.config, impl=impl)  # validates impl
+    if config == model.config:
+        return model
+    reference = model.head.weight
+    # The fresh weights are overwritten at once: keep the caller's random stream untouched.
+    with torch.random.fork_rng(devices=[]):
+        converted = RNNLM(config)
+    converted.load_state_dict(model.state_dict())
+    return converted.to(device=reference.device, dtype=reference.dtype).train(model.training)
+
+
 __all__ = [
     "CELLS",
+    "IMPLS",
     "RNNLM",
+    "SCRATCH_CELLS",
     "ModelConfig",
+    "ScratchGRU",
+    "ScratchLSTM",
+    "ScratchRNN",
     "State",
     "build_model",
+    "convert",
     "detach_state",
     "num_parameters",
 ]

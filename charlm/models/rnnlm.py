@@ -7,13 +7,18 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from charlm.errors import ConfigError
+from charlm.models.scratch import SCRATCH_CELLS
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
+# Who computes the recurrent layers: PyTorch's fused kernels, or charlm/models/scratch.py
+# (the equations written out). Same parameters, same numbers, different speed.
+IMPLS = {"torch": CELLS, "scratch": SCRATCH_CELLS}
 
 
 @dataclass
@@ -22,6 +27,8 @@ class ModelConfig:
 
     vocab_size: int
     cell: str = "lstm"
+    impl: str = "torch"  # "torch" or "scratch"; the weights convert both ways
+    one_hot: bool = False  # feed one-hot vectors (the textbook's input) instead of embeddings
     embed_size: int = 64
     hidden_size: int = 512
     num_layers: int = 2
@@ -30,6 +37,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ConfigError(f"unknown model {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.impl not in IMPLS:
+            raise ConfigError(f"unknown impl {self.impl!r}; choose one of {', '.join(IMPLS)}")
         for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -54,11 +63,16 @@ class RNNLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.embedding = nn.Embedding(config.vocab_size, config.embed_size)
+        # One-hot input multiplies W_xh by a unit vector, i.e. picks one of its columns: an
+        # embedding lookup in disguise, with the first layer's input size = vocabulary size.
+        self.embedding = (
+            None if config.one_hot else nn.Embedding(config.vocab_size, config.embed_size)
+        )
+        input_size = config.vocab_size if config.one_hot else config.embed_size
         # nn.RNN/GRU/LSTM apply dropout between stacked layers only, never after the last.
         between_layers = config.dropout if config.num_layers > 1 else 0.0
-        self.rnn = CELLS[config.cell](
-            config.embed_size,
+        self.rnn = IMPLS[config.impl][config.cell](
+            input_size,
             config.hidden_size,
             num_layers=config.num_layers,
             dropout=between_layers,
@@ -79,7 +93,11 @@ class RNNLM(nn.Module):
         """Logits for the next token at every position, and the state after the last one."""
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
-        embedded = self.embedding(tokens)  # (batch, seq, embed)
+        if self.embedding is None:
+            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.head.weight.dtype)
+        else:
+            embedded = self.embedding(tokens)
+        # embedded: (batch, seq, embed), or (batch, seq, vocab) when one-hot
         outputs, state = self.rnn(embedded, state)  # (batch, seq, hidden)
         return self.head(outputs), state  # (batch, seq, vocab)
 
