@@ -32,6 +32,26 @@ data_options = _apply([
                  help="Fraction at the end of the book held out for validation."),
 ])
 
+def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    options = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. vocab_size=4000)")
+        options[key.strip()] = value
+    return options
+
+
+tokenizer_options = _apply([
+    click.option("--tokenizer", default="char", show_default=True,
+                 help="How the book is cut into tokens: char, byte, word, bpe, wordpiece, "
+                      "unigram, hf or a plugin; `charlm tokenizers` lists them."),
+    click.option("--tokenizer-option", "tokenizer_options", multiple=True, metavar="KEY=VALUE",
+                 callback=_key_values,
+                 help="A training option of the tokenizer, e.g. vocab_size=4000; repeatable.  "
+                      "[default: none]"),
+])
+
 model_options = _apply([
     click.option("--model", "cell", type=click.Choice(list(CELLS)), default="lstm",
                  show_default=True, help="Recurrent cell."),
@@ -85,10 +105,12 @@ TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "m
 @cli.command()
 @click.argument("book", type=click.Path(path_type=Path))
 @data_options
+@tokenizer_options
 @model_options
 @training_options
 @run_options
-def train(book: Path, val_fraction: float, device: str, out: Path | None, **options: Any) -> None:
+def train(book: Path, val_fraction: float, tokenizer: str, tokenizer_options: dict[str, str],
+          device: str, out: Path | None, **options: Any) -> None:
     """Train a model on BOOK (a UTF-8 text file) and save it as a checkpoint.
 
     Shows live perplexity while training; ends, whatever stops it (epochs, --max-time,
@@ -101,6 +123,8 @@ def train(book: Path, val_fraction: float, device: str, out: Path | None, **opti
         trained = train_book(
             book,
             out=out,
+            tokenizer=tokenizer,
+            tokenizer_options=tokenizer_options,
             model=model,
             training=training,
             val_fraction=val_fraction,
