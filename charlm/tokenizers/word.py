@@ -25,18 +25,26 @@ from .base import Option, StreamDecoder, Tokenizer, unknown_error
 
 UNK, SPACE, NOSPACE, NEWLINE = "<unk>", "<space>", "<nospace>", "\n"
 SPECIALS = (UNK, SPACE, NOSPACE)
+# Always in the vocabulary, whatever the book: the markers, and the line break, which both
+# keeps a text's shape and is what a sampler starts an empty prompt from.
+FIXED = (*SPECIALS, NEWLINE)
 # A literal <unk> in the text (Penn Treebank has them) is the unknown token itself; words
 # keep inner apostrophes and hyphens (don't, well-known); any other non-space character is
 # a token of its own.
 TOKEN_RE = re.compile(r"<unk>|\n|\w+(?:['’-]\w+)*|[^\w\s]")
+# For text that is already tokenized (Penn Treebank, WikiText): tokens are what spaces separate.
+SPACES_RE = re.compile(r"\n|[^\s]+")
+SPLITS = {"words": TOKEN_RE, "spaces": SPACES_RE}
 NO_SPACE_BEFORE = set(".,;:!?)]}%’”»…")
 NO_SPACE_AFTER = set("([{$‘“«")
 
 
-def _spaced(previous: str | None, token: str, quote_open: bool) -> bool:
+def _spaced(previous: str | None, token: str, quote_open: bool, split: str = "words") -> bool:
     """Whether the default rule puts a space between `previous` and `token`."""
     if previous is None or previous == NEWLINE or token == NEWLINE:
         return False
+    if split == "spaces":
+        return True
     if token in NO_SPACE_BEFORE or previous in NO_SPACE_AFTER:
         return False
     if token == '"':
@@ -49,12 +57,13 @@ def _spaced(previous: str | None, token: str, quote_open: bool) -> bool:
 class _Spacing:
     """The state the spacing rule needs: the previous token and whether a `"` is open."""
 
-    def __init__(self) -> None:
+    def __init__(self, split: str = "words") -> None:
         self.previous: str | None = None
         self.quote_open = False
+        self.split = split
 
     def spaced(self, token: str) -> bool:
-        return _spaced(self.previous, token, self.quote_open)
+        return _spaced(self.previous, token, self.quote_open, self.split)
 
     def advance(self, token: str) -> None:
         if token == '"':
@@ -64,10 +73,10 @@ class _Spacing:
         self.previous = token
 
 
-def _pieces(text: str) -> Iterator[tuple[str, bool]]:
-    """(token, preceded by a space) for each token of `text`, spaces at line ends dropped."""
+def _pieces(text: str, split: str) -> Iterator[tuple[str, bool]]:
+    """(token, preceded by a space) for each token of `text`."""
     end = 0
-    for match in TOKEN_RE.finditer(text):
+    for match in SPLITS[split].finditer(text):
         yield match.group(), match.start() > end
         end = match.end()
 
@@ -81,10 +90,16 @@ class WordTokenizer(Tokenizer):
         "min_freq": Option(int, 1, "words seen fewer times become <unk>"),
         "max_vocab": Option(int, 0, "keep only this many most frequent words (0: no limit)"),
         "lowercase": Option(bool, False, "lowercase the text before anything else"),
+        "split": Option(str, "words", "words: by the regular expression; spaces: at spaces only"),
     }
 
-    def __init__(self, words: Sequence[str], *, lowercase: bool = False) -> None:
-        self.itos = list(SPECIALS) + [w for w in words if w not in SPECIALS]
+    def __init__(
+        self, words: Sequence[str], *, lowercase: bool = False, split: str = "words"
+    ) -> None:
+        if split not in SPLITS:
+            raise TokenizerError(f"split must be words or spaces, not {split!r}")
+        self.split = split
+        self.itos = list(FIXED) + [w for w in words if w not in FIXED]
         if len(set(self.itos)) != len(self.itos):
             raise TokenizerError("a word vocabulary must not repeat a word")
         self.stoi = {word: i for i, word in enumerate(self.itos)}
@@ -98,15 +113,17 @@ class WordTokenizer(Tokenizer):
             raise TokenizerError("min_freq must be at least 1 and max_vocab at least 0")
         if opts["lowercase"]:
             text = text.lower()
-        counts = Counter(TOKEN_RE.findall(text))
-        for special in SPECIALS:
-            counts.pop(special, None)
+        if opts["split"] not in SPLITS:
+            raise TokenizerError(f"split must be words or spaces, not {opts['split']!r}")
+        counts = Counter(SPLITS[opts["split"]].findall(text))
+        for fixed in FIXED:
+            counts.pop(fixed, None)
         # Most frequent first; ties alphabetically, so the vocabulary does not depend on order.
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
         words = [w for w, n in ranked if n >= opts["min_freq"]]
         if opts["max_vocab"]:
             words = words[: opts["max_vocab"]]
-        return cls(words, lowercase=opts["lowercase"])
+        return cls(words, lowercase=opts["lowercase"], split=opts["split"])
 
     @property
     def vocab_size(self) -> int:
@@ -126,8 +143,8 @@ class WordTokenizer(Tokenizer):
         space, nospace = stoi[SPACE], stoi[NOSPACE]
         ids: list[int] = []
         missing: list[str] = []
-        spacing = _Spacing()
-        for token, spaced in _pieces(text):
+        spacing = _Spacing(self.split)
+        for token, spaced in _pieces(text, self.split):
             token_id = stoi.get(token, unk)
             if token_id == unk and token != UNK:
                 missing.append(token)
@@ -148,14 +165,18 @@ class WordTokenizer(Tokenizer):
         return "".join([decoder.step(i) for i in ids])
 
     def get_state(self) -> dict[str, Any]:
-        return {"words": self.itos[len(SPECIALS) :], "lowercase": self.lowercase}
+        return {"words": self.itos[len(FIXED) :], "lowercase": self.lowercase, "split": self.split}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> WordTokenizer:
         words = state.get("words") if isinstance(state, dict) else None
         if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
             raise TokenizerError("word tokenizer state needs a list of strings under 'words'")
-        return cls(words, lowercase=bool(state.get("lowercase", False)))
+        return cls(
+            words,
+            lowercase=bool(state.get("lowercase", False)),
+            split=state.get("split", "words"),
+        )
 
     def stream_decoder(self, context: Sequence[int] = ()) -> StreamDecoder:
         decoder = _WordStreamDecoder(self)
@@ -169,7 +190,7 @@ class _WordStreamDecoder(StreamDecoder):
 
     def __init__(self, tokenizer: WordTokenizer) -> None:
         self._itos = tokenizer.itos
-        self._spacing = _Spacing()
+        self._spacing = _Spacing(tokenizer.split)
         self._forced: bool | None = None
 
     def step(self, token_id: int) -> str:
