@@ -7,6 +7,7 @@ import re
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import shared_corpus
 
 from charlm import TrainConfig, load, train_book
 from charlm.cli import cli
@@ -14,7 +15,6 @@ from charlm.errors import UnknownTokenError
 from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler
 from charlm.tokenizers import train_tokenizer
-from tests.conftest import shared_corpus
 
 TINY = {"cell": "lstm", "embed_size": 8, "hidden_size": 16, "num_layers": 1}
 TINY_TRAINING = TrainConfig(batch_size=2, seq_len=8, max_steps=2)

@@ -24,7 +24,8 @@ from .base import Option, StreamDecoder, Tokenizer, unknown_error
 UNK = "<unk>"
 # Text is cut after the first line break past this many characters, and the slices are
 # encoded in parallel. The cut depends only on the text, so encoding is deterministic.
-SLICE_CHARS = 1 << 16
+SLICE_CHARS = 1 << 14
+SLICES_PER_BATCH = 256
 
 
 def text_slices(text: str, size: int = SLICE_CHARS) -> list[str]:
@@ -86,18 +87,27 @@ class HFTokenizer(Tokenizer):
 
     def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
         slices = text_slices(text)
-        encodings = self.pipeline.encode_batch(slices, add_special_tokens=False)
-        if not encodings:
-            return np.zeros(0, dtype=np.int64)
-        ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings])
-        if self._unk_id is None or unknown == "unk":
-            return ids
-        unknown_at = ids == self._unk_id
-        if unknown == "skip":
-            return ids[~unknown_at]
-        if unknown_at.any():
-            raise unknown_error("piece", _unknown_pieces(slices, encodings, self._unk_id))
-        return ids
+        parts = [np.zeros(0, dtype=np.int64)]
+        # A few MB per batch call: parallel enough, and the library's per-token objects
+        # (offsets, strings) for a 100 MB book never exist all at once.
+        for first in range(0, len(slices), SLICES_PER_BATCH):
+            group = slices[first : first + SLICES_PER_BATCH]
+            encodings = self._encode_batch(group, offsets=unknown == "error")
+            ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings])
+            if self._unk_id is not None and unknown != "unk":
+                unknown_at = ids == self._unk_id
+                if unknown == "error" and unknown_at.any():
+                    raise unknown_error("piece", _unknown_pieces(group, encodings, self._unk_id))
+                ids = ids[~unknown_at]
+            parts.append(ids)
+        return np.concatenate(parts)
+
+    def _encode_batch(self, texts: list[str], offsets: bool) -> list:
+        # Without character offsets (needed only to name unknown pieces) encoding is faster.
+        fast = getattr(self.pipeline, "encode_batch_fast", None)
+        if offsets or fast is None:
+            return self.pipeline.encode_batch(texts, add_special_tokens=False)
+        return fast(texts, add_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.pipeline.decode([int(i) for i in ids], skip_special_tokens=False)
