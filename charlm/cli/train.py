@@ -32,7 +32,9 @@ data_options = _apply([
                  help="Fraction at the end of the book held out for validation."),
 ])
 
+
 def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """`--tokenizer-option` values as a dict; the value stays a string for the tokenizer."""
     options = {}
     for item in values:
         key, sep, value = item.partition("=")
@@ -109,8 +111,7 @@ TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "m
 @model_options
 @training_options
 @run_options
-def train(book: Path, val_fraction: float, tokenizer: str, tokenizer_options: dict[str, str],
-          device: str, out: Path | None, **options: Any) -> None:
+def train(book: Path, val_fraction: float, device: str, out: Path | None, **options: Any) -> None:
     """Train a model on BOOK (a UTF-8 text file) and save it as a checkpoint.
 
     Shows live perplexity while training; ends, whatever stops it (epochs, --max-time,
@@ -123,8 +124,8 @@ def train(book: Path, val_fraction: float, tokenizer: str, tokenizer_options: di
         trained = train_book(
             book,
             out=out,
-            tokenizer=tokenizer,
-            tokenizer_options=tokenizer_options,
+            tokenizer=options["tokenizer"],
+            tokenizer_options=options["tokenizer_options"],
             model=model,
             training=training,
             val_fraction=val_fraction,
