@@ -180,14 +180,15 @@ def _as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64).reshape(-1)
 
 
-def unknown_error(kind: str, pieces: Sequence[str]) -> UnknownTokenError:
+def unknown_error(kind: str, pieces: Sequence[str], has_unk: bool = True) -> UnknownTokenError:
     """The one-line error that names (the first few) pieces outside a vocabulary."""
     unseen = sorted(set(pieces))
     shown = ", ".join(repr(p) for p in unseen[:10])
     more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+    policies = "skip or unk" if has_unk else "skip"
     return UnknownTokenError(
         f"the model has never seen the {kind}(s) {shown}{more}; remove them from the text "
-        "or choose the unknown-token policy skip (or unk)"
+        f"or use the unknown-token policy {policies}"
     )
 
 

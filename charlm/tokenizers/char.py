@@ -107,7 +107,8 @@ class CharTokenizer(Tokenizer):
     def _unknown(self, ids: np.ndarray, points: np.ndarray, unknown: str) -> np.ndarray:
         unknown_at = ids < 0
         if unknown == "error":
-            raise unknown_error("character", [chr(p) for p in points[unknown_at]])
+            unseen = [chr(p) for p in points[unknown_at]]
+            raise unknown_error("character", unseen, self.has_unk)
         if unknown == "skip":
             return ids[~unknown_at].copy()
         ids[unknown_at] = self.unk_id
