@@ -7,7 +7,8 @@ quotation, and one space everywhere else. Where the book differs from the rule, 
 writes one of two marker tokens, `<space>` or `<nospace>`, before the token, so the model
 learns the book's spacing and `decode(encode(text))` gives the text back with only this
 normalised: runs of spaces and tabs become one space, spaces at the start and end of a line
-are dropped, and words outside the vocabulary read `<unk>`.
+are dropped, and words outside the vocabulary read `<unk>`. With the option `split=spaces`
+tokens are simply what spaces separate (for text that is already tokenized, such as PTB).
 """
 
 from __future__ import annotations
