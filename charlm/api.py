@@ -19,7 +19,7 @@ from charlm.data import min_tokens_for_one_batch
 from charlm.device import resolve_device
 from charlm.errors import ConfigError, CorpusError
 from charlm.models import ModelConfig, build_model, num_parameters
-from charlm.tokenizers import get_tokenizer_class
+from charlm.tokenizers import train_tokenizer
 from charlm.training import Reporter, TrainConfig, TrainResult, train
 
 DEFAULT_CHECKPOINT_ROOT = Path("checkpoints")
@@ -39,6 +39,7 @@ def train_book(
     *,
     out: str | os.PathLike | None = None,
     tokenizer: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
     model: dict[str, Any] | None = None,
     training: TrainConfig | None = None,
     val_fraction: float = 0.1,
@@ -48,13 +49,15 @@ def train_book(
     """Train a model on `book` and save it to `out` (default `checkpoints/<book name>`).
 
     `model` holds ModelConfig settings (cell, embed_size, hidden_size, num_layers, dropout).
+    `tokenizer` names a tokenizer (see `charlm tokenizers`); `tokenizer_options` are its
+    training options, e.g. {"vocab_size": 4000} (strings are converted).
     """
     training = training or TrainConfig()
     resolved = resolve_device(device)
     source = read_book(book)
     train_text, val_text = split_tail(source.text, val_fraction)
     # The vocabulary comes from the whole book, so the validation text is always encodable.
-    tok = get_tokenizer_class(tokenizer).train(source.text)
+    tok = train_tokenizer(tokenizer, source.text, tokenizer_options)
     train_ids = tok.encode_array(train_text)
     val_ids = tok.encode_array(val_text) if val_fraction > 0 else None
     _check_lengths(train_ids, val_ids, training)

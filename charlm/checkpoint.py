@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from charlm._version import __version__
 from charlm.errors import CharlmError, CheckpointError
 from charlm.models import RNNLM, ModelConfig, build_model
-from charlm.tokenizers import Tokenizer, tokenizer_from_state
+from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -60,7 +60,11 @@ def save_checkpoint(
         "charlm_version": __version__,
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model.config.to_dict(),
-        "tokenizer": {"name": tokenizer.name, "state": tokenizer.get_state()},
+        "tokenizer": {
+            "name": tokenizer.name,
+            "state": tokenizer.get_state(),
+            "package": tokenizer_package(tokenizer.name),  # what to install if it is missing
+        },
         **sections,
         "weights": weights_name,
     }
@@ -120,7 +124,9 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
     try:
         model_config = ModelConfig.from_dict(config["model"])
         tokenizer_section = config["tokenizer"]
-        tokenizer = tokenizer_from_state(tokenizer_section["name"], tokenizer_section["state"])
+        tokenizer = tokenizer_from_state(
+            tokenizer_section["name"], tokenizer_section["state"], tokenizer_section.get("package")
+        )
         weights_path = directory / Path(config["weights"]).name
     except CharlmError as exc:
         raise CheckpointError(f"{directory}: {exc}") from exc

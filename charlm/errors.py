@@ -17,6 +17,10 @@ class TokenizerError(CharlmError):
     """A tokenizer cannot be built, restored or found."""
 
 
+class MissingTokenizerError(TokenizerError):
+    """No tokenizer of the requested name is installed (e.g. a plugin package is missing)."""
+
+
 class UnknownTokenError(TokenizerError, ValueError):
     """Text contains pieces the tokenizer's vocabulary does not have."""
 

@@ -70,9 +70,13 @@ class Sampler:
         length: int = 200,
         temperature: float = 1.0,
         seed: int | None = None,
+        unknown: str | None = None,
+        allow_unk: bool = False,
     ) -> str:
         """`prefix` followed by `length` new tokens of text."""
-        return prefix + "".join(self.stream(prefix, length, temperature, seed))
+        return prefix + "".join(
+            self.stream(prefix, length, temperature, seed, unknown=unknown, allow_unk=allow_unk)
+        )
 
     @torch.inference_mode()
     def stream(
@@ -81,10 +85,19 @@ class Sampler:
         length: int = 200,
         temperature: float = 1.0,
         seed: int | None = None,
+        unknown: str | None = None,
+        allow_unk: bool = False,
     ) -> Iterator[str]:
-        """The new text only, piece by piece as each token is drawn."""
+        """The new text only, piece by piece as each token is drawn.
+
+        `unknown` says what to do with prefix pieces outside the vocabulary (error, skip,
+        unk; default: the tokenizer's own rule). Special tokens such as `<unk>` are never
+        drawn, unless `allow_unk` lets `<unk>` through.
+        """
         _check_sampling_args(length, temperature)
-        prefix_ids = self.tokenizer.encode_array(prefix or EMPTY_PREFIX_PRIMER).tolist()
+        primer = (prefix, unknown) if prefix else (EMPTY_PREFIX_PRIMER, "skip")
+        prefix_ids = self.tokenizer.encode_array(*primer).tolist()
+        banned = self.tokenizer.banned_ids(allow_unk)
         if not prefix_ids:  # e.g. a vocabulary without newline and an empty prefix
             prefix_ids = [0]
         generator = torch.Generator(device=self.device)
@@ -93,6 +106,7 @@ class Sampler:
 
         logits, state = self._prime(prefix_ids)
         for i in range(length):
+            logits[:, banned] = float("-inf")  # never draw <unk> or other non-text tokens
             token = sample_next(logits, temperature, generator)  # (1,)
             piece = decoder.step(int(token))
             if piece:

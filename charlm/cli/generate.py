@@ -12,6 +12,7 @@ from charlm.checkpoint import latest_checkpoint
 from charlm.cli import cli, stderr_console
 from charlm.device import DEVICE_CHOICES
 from charlm.sampling import load
+from charlm.tokenizers import UNKNOWN_POLICIES
 
 
 def resolve_checkpoint(checkpoint: Path | None) -> Path:
@@ -51,6 +52,13 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     "--seed", type=int, default=None, help="Seed for reproducible text.  [default: random]"
 )
 @click.option(
+    "--unknown",
+    type=click.Choice(UNKNOWN_POLICIES),
+    default=None,
+    help="Prefix pieces the vocabulary lacks: fail, skip them or map them to <unk>.  "
+    "[default: unk where the tokenizer has <unk>, else error]",
+)
+@click.option(
     "--device",
     type=click.Choice(DEVICE_CHOICES),
     default="auto",
@@ -63,11 +71,14 @@ def generate(
     length: int,
     temperature: float,
     seed: int | None,
+    unknown: str | None,
     device: str,
 ) -> None:
     """Continue a prefix with text from CHECKPOINT (default: the latest under ./checkpoints)."""
     sampler = load(resolve_checkpoint(checkpoint), device=device)
-    pieces = sampler.stream(prefix=prefix, length=length, temperature=temperature, seed=seed)
+    pieces = sampler.stream(
+        prefix=prefix, length=length, temperature=temperature, seed=seed, unknown=unknown
+    )
     first = next(pieces, "")  # a prefix the model cannot encode fails here, before any output
     click.echo(prefix + first, nl=False)
     for piece in pieces:

@@ -38,6 +38,39 @@ data_options = _apply(
     ]
 )
 
+
+def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """`--tokenizer-option` values as a dict; the value stays a string for the tokenizer."""
+    options = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. vocab_size=4000)")
+        options[key.strip()] = value
+    return options
+
+
+tokenizer_options = _apply(
+    [
+        click.option(
+            "--tokenizer",
+            default="char",
+            show_default=True,
+            help="How the book is cut into tokens: char, byte, word, bpe, wordpiece, "
+            "unigram, hf or a plugin; `charlm tokenizers` lists them.",
+        ),
+        click.option(
+            "--tokenizer-option",
+            "tokenizer_options",
+            multiple=True,
+            metavar="KEY=VALUE",
+            callback=_key_values,
+            help="A training option of the tokenizer, e.g. vocab_size=4000; repeatable.  "
+            "[default: none]",
+        ),
+    ]
+)
+
 model_options = _apply(
     [
         click.option(
@@ -205,6 +238,7 @@ TRAINING_KEYS = {
 @cli.command()
 @click.argument("book", type=click.Path(path_type=Path))
 @data_options
+@tokenizer_options
 @model_options
 @training_options
 @run_options
@@ -221,6 +255,8 @@ def train(book: Path, val_fraction: float, device: str, out: Path | None, **opti
         trained = train_book(
             book,
             out=out,
+            tokenizer=options["tokenizer"],
+            tokenizer_options=options["tokenizer_options"],
             model=model,
             training=training,
             val_fraction=val_fraction,

@@ -7,22 +7,64 @@ plain JSON (never pickle) so a checkpoint says in readable form how text was cut
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from charlm.errors import TokenizerError, UnknownTokenError
+
+# What to do with pieces of a text (usually a prompt) that the vocabulary lacks.
+UNKNOWN_POLICIES = ("error", "skip", "unk")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One training option of a tokenizer: its type, default and a line of help."""
+
+    type: type
+    default: Any
+    help: str
+
+    def convert(self, key: str, value: Any) -> Any:
+        """`value` as `self.type`; strings from the command line are parsed."""
+        if value is None or isinstance(value, self.type) and not isinstance(value, bool):
+            return value
+        if self.type is bool:
+            return _parse_bool(key, value)
+        try:
+            return self.type(value)
+        except (TypeError, ValueError):
+            raise TokenizerError(
+                f"tokenizer option {key}={value!r} is not a valid {self.type.__name__}"
+            ) from None
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise TokenizerError(f"tokenizer option {key}={value!r} must be true or false")
 
 
 class Tokenizer(ABC):
     """Turns text into ids and ids into text.
 
     Subclasses set `name` and `description`, and implement `train`, `encode`, `decode`,
-    `vocab_size`, `get_state` and `from_state`. Override `stream_decoder` when the
-    tokenizer can decode one token at a time more cheaply than the generic fallback.
+    `vocab_size`, `get_state` and `from_state`. They may declare their training options in
+    `options` (then `charlm tokenizers` lists them and command-line strings are converted),
+    set `unk_id` when they have an unknown token, and override `stream_decoder` when they can
+    decode one token at a time more cheaply than the generic fallback.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, Option]] = {}
 
     @classmethod
     @abstractmethod
@@ -31,7 +73,11 @@ class Tokenizer(ABC):
 
     @abstractmethod
     def encode(self, text: str) -> np.ndarray | list[int]:
-        """Ids for `text`: a list of ints or a 1-D integer NumPy array."""
+        """Ids for `text`: a list of ints or a 1-D integer NumPy array.
+
+        Pieces outside the vocabulary become `unk_id`, or raise `UnknownTokenError` when the
+        tokenizer has no unknown token.
+        """
 
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str:
@@ -51,9 +97,75 @@ class Tokenizer(ABC):
     def from_state(cls, state: dict[str, Any]) -> Tokenizer:
         """Rebuild a tokenizer saved with `get_state`."""
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """`encode` as a 1-D int64 array, whatever the subclass returns."""
-        return np.asarray(self.encode(text), dtype=np.int64).reshape(-1)
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """`options` with declared types applied; unknown keys are an error.
+
+        A tokenizer that declares no `options` receives whatever it is given, unchanged.
+        """
+        if not cls.options:
+            return dict(options)
+        checked = {}
+        for key, value in options.items():
+            if key not in cls.options:
+                known = ", ".join(sorted(cls.options))
+                raise TokenizerError(
+                    f"the {cls.name} tokenizer has no option {key!r} (its options: {known})"
+                )
+            checked[key] = cls.options[key].convert(key, value)
+        return checked
+
+    @property
+    def unk_id(self) -> int | None:
+        """The id that stands for pieces outside the vocabulary, or None if there is none."""
+        return None
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ids that are not text (unknown, padding, markers): sampling never draws them."""
+        return () if self.unk_id is None else (self.unk_id,)
+
+    def banned_ids(self, allow_unk: bool = False) -> list[int]:
+        """The ids a sampler must mask; `<unk>` stays allowed only when asked for."""
+        unk = self.unk_id if allow_unk else None
+        return [i for i in self.special_ids if i != unk]
+
+    def encode_array(self, text: str, unknown: str | None = None) -> np.ndarray:
+        """`encode` as a 1-D int64 array, with an optional policy for unknown pieces.
+
+        `unknown`: None keeps the tokenizer's default (map to `<unk>` where it has one, else
+        fail); "error" fails naming the unknown pieces; "skip" drops them; "unk" maps them to
+        `<unk>` (an error for a tokenizer without one).
+        """
+        if unknown is None:
+            return _as_ids(self.encode(text))
+        if unknown not in UNKNOWN_POLICIES:
+            choices = ", ".join(UNKNOWN_POLICIES)
+            raise TokenizerError(f"unknown-token policy must be one of {choices}, not {unknown!r}")
+        if unknown == "unk" and self.unk_id is None:
+            raise UnknownTokenError(
+                f"the {self.name} tokenizer has no <unk> token; use the policy error or skip"
+            )
+        return self.encode_with_policy(text, unknown)
+
+    def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
+        """Encode under "error", "skip" or "unk"; override to name or drop pieces precisely.
+
+        This generic version works from `unk_id`: a tokenizer without one must raise
+        `UnknownTokenError` from `encode` itself, so "skip" cannot drop anything there.
+        """
+        ids = _as_ids(self.encode(text))
+        if self.unk_id is None or unknown == "unk":
+            return ids
+        unknown_at = ids == self.unk_id
+        if unknown == "skip":
+            return ids[~unknown_at]
+        if unknown_at.any():
+            raise UnknownTokenError(
+                f"the text has {int(unknown_at.sum())} piece(s) outside the {self.name} "
+                "tokenizer's vocabulary; use the policy skip or unk"
+            )
+        return ids
 
     def stream_decoder(self, context: Sequence[int] = ()) -> StreamDecoder:
         """A decoder that turns ids arriving one at a time into complete pieces of text.
@@ -62,6 +174,22 @@ class Tokenizer(ABC):
         characters are decoded as they would be in the whole text.
         """
         return StreamDecoder(self, context)
+
+
+def _as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
+    return np.asarray(ids, dtype=np.int64).reshape(-1)
+
+
+def unknown_error(kind: str, pieces: Sequence[str], has_unk: bool = True) -> UnknownTokenError:
+    """The one-line error that names (the first few) pieces outside a vocabulary."""
+    unseen = sorted(set(pieces))
+    shown = ", ".join(repr(p) for p in unseen[:10])
+    more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
+    policies = "skip or unk" if has_unk else "skip"
+    return UnknownTokenError(
+        f"the model has never seen the {kind}(s) {shown}{more}; remove them from the text "
+        f"or use the unknown-token policy {policies}"
+    )
 
 
 class StreamDecoder:

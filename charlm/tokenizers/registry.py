@@ -1,30 +1,90 @@
-"""Name → tokenizer class, from built-ins, `register()` calls and entry points."""
+"""Name → tokenizer class, from built-ins, `register()` calls and entry points.
+
+Built-ins and plugins take the same path: each is a "module:Class" reference imported the
+first time it is needed, so `charlm --help` never imports Hugging Face `tokenizers`, and a
+broken plugin only fails when it is used (or listed, where it shows its error).
+Set CHARLM_LOAD_PLUGINS to a comma-separated list of package (or tokenizer) names to load
+only those plugins; set it empty to load none.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from charlm.errors import TokenizerError
+from charlm.errors import MissingTokenizerError, TokenizerError
 
 from .base import Tokenizer
 
 ENTRY_POINT_GROUP = "charlm.tokenizers"
+PLUGINS_VARIABLE = "CHARLM_LOAD_PLUGINS"
+BUILTINS = {
+    "char": "charlm.tokenizers.char:CharTokenizer",
+    "byte": "charlm.tokenizers.byte:ByteTokenizer",
+    "word": "charlm.tokenizers.word:WordTokenizer",
+    "bpe": "charlm.tokenizers.hf:BPETokenizer",
+    "wordpiece": "charlm.tokenizers.hf:WordPieceTokenizer",
+    "unigram": "charlm.tokenizers.hf:UnigramTokenizer",
+    "hf": "charlm.tokenizers.hf:HFTokenizer",
+}
 
 
-@dataclass(frozen=True)
+@dataclass
 class TokenizerInfo:
-    """Where a tokenizer comes from, for `charlm tokenizers`."""
+    """One available tokenizer and where it comes from, for `charlm tokenizers`."""
 
     name: str
-    cls: type[Tokenizer]
-    source: str  # "built in", "registered in code", or "plugin NAME VERSION"
+    reference: str | type[Tokenizer]  # "module:Class", or the class itself
+    source: str  # "built in", "registered in code" or "plugin"
+    package: str | None = None  # the distribution that provides a plugin
+    version: str | None = None
+    _cls: type[Tokenizer] | None = field(default=None, repr=False)
+
+    @property
+    def cls(self) -> type[Tokenizer]:
+        """The tokenizer class, imported on first use."""
+        if self._cls is None:
+            self._cls = _resolve(self)
+        return self._cls
+
+    @property
+    def origin(self) -> str:
+        """ "built in", "registered in code" or "plugin PACKAGE VERSION"."""
+        if self.source != "plugin":
+            return self.source
+        return " ".join(p for p in ("plugin", self.package, self.version) if p)
 
     @property
     def description(self) -> str:
         return self.cls.description
+
+
+def _resolve(info: TokenizerInfo) -> type[Tokenizer]:
+    if not isinstance(info.reference, str):
+        return info.reference
+    module_name, _, attr = info.reference.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split(".") if attr else ():
+            obj = getattr(obj, part)
+    except Exception as exc:  # a broken plugin must not break charlm itself
+        raise TokenizerError(
+            f"tokenizer {info.name!r} ({info.origin}) failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, Tokenizer)):
+        raise TokenizerError(
+            f"tokenizer {info.name!r} ({info.origin}) is not a charlm.tokenizers.Tokenizer class"
+        )
+    return obj
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 class _Registry:
@@ -32,48 +92,55 @@ class _Registry:
     # plugin registered in one place is found in another (as simonw/llm's plugin manager is).
     def __init__(self) -> None:
         self._infos: dict[str, TokenizerInfo] = {}
-        self._entry_points_loaded = False
+        self._plugins: dict[str, TokenizerInfo] = {}
+        self._plugins_loaded = False
+        for name, reference in BUILTINS.items():
+            self.add(TokenizerInfo(name, reference, "built in"))
 
-    def add(self, cls: type[Tokenizer], source: str, name: str | None = None) -> None:
-        name = name or cls.name
-        if not name:
-            raise TokenizerError(f"tokenizer class {cls.__name__} has no name")
-        self._infos[name] = TokenizerInfo(name, cls, source)
+    def add(self, info: TokenizerInfo) -> None:
+        if not info.name:
+            raise TokenizerError(f"tokenizer {info.reference!r} has no name")
+        self._infos[info.name] = info
 
-    def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+    def reload_plugins(self) -> None:
+        self._plugins_loaded = False
+        self._plugins = {}
+
+    def _load_plugins(self) -> None:
+        if self._plugins_loaded:
             return
-        self._entry_points_loaded = True
-        allowed = os.environ.get("CHARLM_LOAD_PLUGINS")
-        allowed_names = None if allowed is None else {n for n in allowed.split(",") if n}
+        self._plugins_loaded = True
+        allowed = os.environ.get(PLUGINS_VARIABLE)
+        wanted = None if allowed is None else {_normalise(n) for n in allowed.split(",") if n}
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist
-            if allowed_names is not None and (dist is None or dist.name not in allowed_names):
+            package = ep.dist.name if ep.dist else None
+            if wanted is not None and not wanted & {_normalise(ep.name), _normalise(package or "")}:
                 continue
-            source = f"plugin {dist.name} {dist.version}" if dist else f"plugin {ep.value}"
-            try:
-                cls = ep.load()
-            except Exception as exc:  # a broken plugin must not break charlm itself
-                raise TokenizerError(
-                    f"tokenizer plugin {ep.name!r} ({source}) failed to load: {exc}"
-                ) from exc
-            if ep.name not in self._infos:
-                self.add(cls, source, name=ep.name)
+            version = ep.dist.version if ep.dist else None
+            self._plugins.setdefault(
+                ep.name, TokenizerInfo(ep.name, ep.value, "plugin", package, version)
+            )
 
     def infos(self) -> list[TokenizerInfo]:
-        self._load_entry_points()
-        return sorted(self._infos.values(), key=lambda info: info.name)
+        self._load_plugins()
+        merged = {**self._plugins, **self._infos}  # built-ins and code win over plugins
+        return sorted(merged.values(), key=lambda info: info.name)
+
+    def info(self, name: str) -> TokenizerInfo | None:
+        if name in self._infos:
+            return self._infos[name]
+        self._load_plugins()
+        return self._plugins.get(name)
 
     def get(self, name: str) -> type[Tokenizer]:
-        if name not in self._infos:
-            self._load_entry_points()
-        if name not in self._infos:
-            known = ", ".join(sorted(self._infos))
-            raise TokenizerError(
-                f"no tokenizer named {name!r} is installed (available: {known}); "
-                "install the package that provides it"
+        info = self.info(name)
+        if info is None:
+            known = ", ".join(i.name for i in self.infos())
+            raise MissingTokenizerError(
+                f"no tokenizer named {name!r} is available (available: {known}); "
+                "install the package that provides it, then see `charlm tokenizers`"
             )
-        return self._infos[name].cls
+        return info.cls
 
 
 _REGISTRY = _Registry()
@@ -83,10 +150,18 @@ def register(cls: type[Tokenizer] | None = None, *, name: str | None = None) -> 
     """Register a tokenizer class; usable as `register(Cls)` or as a `@register` decorator."""
 
     def add(tokenizer_cls: type[Tokenizer]) -> type[Tokenizer]:
-        _REGISTRY.add(tokenizer_cls, "registered in code", name=name)
+        if not (isinstance(tokenizer_cls, type) and issubclass(tokenizer_cls, Tokenizer)):
+            raise TokenizerError(f"{tokenizer_cls!r} is not a charlm.tokenizers.Tokenizer class")
+        info = TokenizerInfo(name or tokenizer_cls.name, tokenizer_cls, "registered in code")
+        _REGISTRY.add(info)
         return tokenizer_cls
 
     return add(cls) if cls is not None else add
+
+
+def reload_plugins() -> None:
+    """Look for plugin packages again (after installing one into a running interpreter)."""
+    _REGISTRY.reload_plugins()
 
 
 def get_tokenizer_class(name: str) -> type[Tokenizer]:
@@ -94,21 +169,28 @@ def get_tokenizer_class(name: str) -> type[Tokenizer]:
     return _REGISTRY.get(name)
 
 
+def tokenizer_package(name: str) -> str | None:
+    """The distribution that provides tokenizer `name`, if it is a plugin."""
+    info = _REGISTRY.info(name)
+    return info.package if info is not None else None
+
+
 def available_tokenizers() -> list[TokenizerInfo]:
     """Every tokenizer charlm can use now, sorted by name."""
     return _REGISTRY.infos()
 
 
-def tokenizer_from_state(name: str, state: dict[str, Any]) -> Tokenizer:
-    """Rebuild a saved tokenizer by name."""
+def train_tokenizer(name: str, text: str, options: Mapping[str, Any] | None = None) -> Tokenizer:
+    """A tokenizer `name` trained on `text`; string option values are converted by type."""
+    cls = get_tokenizer_class(name)
+    return cls.train(text, **cls.check_options(options or {}))
+
+
+def tokenizer_from_state(name: str, state: dict[str, Any], package: str | None = None) -> Tokenizer:
+    """Rebuild a saved tokenizer by name; `package` names the plugin to install if missing."""
+    if _REGISTRY.info(name) is None:
+        hint = f"pip install {package}" if package else "install the package that provides it"
+        raise MissingTokenizerError(
+            f"this checkpoint needs the tokenizer {name!r}, which is not installed; {hint}"
+        )
     return get_tokenizer_class(name).from_state(state)
-
-
-def _register_builtins() -> None:
-    from .char import CharTokenizer
-
-    for cls in (CharTokenizer,):
-        _REGISTRY.add(cls, "built in")
-
-
-_register_builtins()

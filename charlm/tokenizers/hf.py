@@ -1,0 +1,269 @@
+"""Subword tokenizers from Hugging Face `tokenizers`: bpe, wordpiece, unigram, and hf.
+
+Each wraps one `tokenizers.Tokenizer` pipeline (normaliser, pre-tokenizer, model, decoder),
+which serialises to a JSON object that is stored inside the checkpoint as it is, so a
+checkpoint is self-contained and readable. Long texts are encoded through the library's
+parallel batch API in slices that end at line breaks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer as HFPipeline
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from charlm.errors import TokenizerError
+
+from .base import Option, StreamDecoder, Tokenizer, unknown_error
+
+UNK = "<unk>"
+# Text is cut after the first line break past this many characters, and the slices are
+# encoded in parallel. The cut depends only on the text, so encoding is deterministic.
+SLICE_CHARS = 1 << 14
+SLICES_PER_BATCH = 256
+
+
+def text_slices(text: str, size: int = SLICE_CHARS) -> list[str]:
+    """`text` in consecutive slices of about `size` characters, each ending at a line break."""
+    slices, start = [], 0
+    while start < len(text):
+        cut = text.find("\n", start + size)
+        end = len(text) if cut < 0 else cut + 1
+        slices.append(text[start:end])
+        start = end
+    return slices
+
+
+class HFTokenizer(Tokenizer):
+    """An existing tokenizer.json (`path` option), e.g. from a model on the Hugging Face Hub."""
+
+    name = "hf"
+    description = "load an existing Hugging Face tokenizer.json (option path=FILE)"
+    options = {"path": Option(str, None, "the tokenizer.json file to load")}
+
+    def __init__(self, pipeline: HFPipeline) -> None:
+        self.pipeline = pipeline
+        vocab = pipeline.get_vocab(with_added_tokens=True)
+        # Ids need not be contiguous; the model needs a row for the largest one.
+        self._vocab_size = max(vocab.values()) + 1 if vocab else 0
+        self._unk_id = _unk_id(pipeline)
+        added = pipeline.get_added_tokens_decoder()
+        specials = {i for i, token in added.items() if token.special}
+        if self._unk_id is not None:
+            specials.add(self._unk_id)
+        self._special_ids = tuple(sorted(specials))
+
+    @classmethod
+    def train(cls, text: str, **options: Any) -> HFTokenizer:
+        opts = cls.check_options(options)
+        if not opts.get("path"):
+            raise TokenizerError("the hf tokenizer needs a file: --tokenizer-option path=FILE")
+        path = Path(opts["path"])
+        try:
+            return cls(HFPipeline.from_file(str(path)))
+        except Exception as exc:  # the library raises plain Exceptions for bad files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TokenizerError(f"{path}: not a usable tokenizer.json ({first})") from exc
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def unk_id(self) -> int | None:
+        return self._unk_id
+
+    @property
+    def special_ids(self) -> tuple[int, ...]:
+        return self._special_ids
+
+    def encode(self, text: str) -> np.ndarray:
+        return self.encode_with_policy(text, "unk")
+
+    def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
+        slices = text_slices(text)
+        parts = [np.zeros(0, dtype=np.int64)]
+        # A few MB per batch call: parallel enough, and the library's per-token objects
+        # (offsets, strings) for a 100 MB book never exist all at once.
+        for first in range(0, len(slices), SLICES_PER_BATCH):
+            group = slices[first : first + SLICES_PER_BATCH]
+            encodings = self._encode_batch(group, offsets=unknown == "error")
+            ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings])
+            if self._unk_id is not None and unknown != "unk":
+                unknown_at = ids == self._unk_id
+                if unknown == "error" and unknown_at.any():
+                    raise unknown_error("piece", _unknown_pieces(group, encodings, self._unk_id))
+                ids = ids[~unknown_at]
+            parts.append(ids)
+        return np.concatenate(parts)
+
+    def _encode_batch(self, texts: list[str], offsets: bool) -> list:
+        # Without character offsets (needed only to name unknown pieces) encoding is faster.
+        fast = getattr(self.pipeline, "encode_batch_fast", None)
+        if offsets or fast is None:
+            return self.pipeline.encode_batch(texts, add_special_tokens=False)
+        return fast(texts, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.pipeline.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def get_state(self) -> dict[str, Any]:
+        return {"tokenizer": json.loads(self.pipeline.to_str())}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> HFTokenizer:
+        pipeline = state.get("tokenizer") if isinstance(state, dict) else None
+        if not isinstance(pipeline, dict):
+            raise TokenizerError(f"{cls.name} tokenizer state needs an object under 'tokenizer'")
+        try:
+            return cls(HFPipeline.from_str(json.dumps(pipeline)))
+        except Exception as exc:
+            raise TokenizerError(f"the saved {cls.name} tokenizer is corrupt ({exc})") from exc
+
+    def stream_decoder(self, context: Sequence[int] = ()) -> StreamDecoder:
+        if _DecodeStream is None:  # tokenizers older than 0.21
+            return StreamDecoder(self, context)
+        return _HFStreamDecoder(self.pipeline, context)
+
+
+def _unk_id(pipeline: HFPipeline) -> int | None:
+    """The unknown token's id: BPE and WordPiece name it, Unigram stores its id."""
+    model = json.loads(pipeline.to_str())["model"]
+    if isinstance(model.get("unk_id"), int):
+        return model["unk_id"]
+    unk = model.get("unk_token")
+    return pipeline.token_to_id(unk) if unk else None
+
+
+def _unknown_pieces(slices: list[str], encodings: list, unk_id: int) -> list[str]:
+    """The text behind each unknown id, found through the encodings' character offsets."""
+    return [
+        source[start:end]
+        for source, encoding in zip(slices, encodings, strict=True)
+        for token_id, (start, end) in zip(encoding.ids, encoding.offsets, strict=True)
+        if token_id == unk_id
+    ]
+
+
+try:
+    from tokenizers.decoders import DecodeStream as _DecodeStream
+except ImportError:  # pragma: no cover - depends on the installed library
+    _DecodeStream = None
+
+
+class _HFStreamDecoder(StreamDecoder):
+    """The library's own incremental decoder, which never splits a character or a word."""
+
+    def __init__(self, pipeline: HFPipeline, context: Sequence[int] = ()) -> None:
+        self._pipeline = pipeline
+        self._stream = _DecodeStream(skip_special_tokens=False)
+        for token_id in context:  # prime it on the prefix; that text is already shown
+            self._stream.step(pipeline, int(token_id))
+
+    def step(self, token_id: int) -> str:
+        return self._stream.step(self._pipeline, int(token_id)) or ""
+
+    def flush(self) -> str:
+        return ""
+
+
+def _common_options(default_vocab: int) -> dict[str, Option]:
+    return {
+        "vocab_size": Option(int, default_vocab, "size of the vocabulary to learn"),
+        "min_freq": Option(int, 2, "pieces seen fewer times are not added"),
+    }
+
+
+class _Trained(HFTokenizer):
+    """A pipeline trained on the book; subclasses say which model, pre-tokenizer, decoder."""
+
+    options = _common_options(2000)
+
+    @classmethod
+    def train(cls, text: str, **options: Any) -> HFTokenizer:
+        opts = {key: option.default for key, option in cls.options.items()}
+        opts.update(cls.check_options(options))
+        if opts["vocab_size"] < 1 or opts.get("min_freq", 0) < 0:
+            raise TokenizerError("vocab_size must be at least 1 and min_freq at least 0")
+        pipeline, trainer = cls.pipeline_and_trainer(opts)
+        pipeline.train_from_iterator(text_slices(text), trainer=trainer, length=len(text))
+        return cls(pipeline)
+
+    @classmethod
+    def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:
+        raise NotImplementedError
+
+
+class BPETokenizer(_Trained):
+    """Byte-pair encoding; byte-level by default, so every text encodes and decodes exactly."""
+
+    name = "bpe"
+    description = "byte-pair encoding trained on the book; byte-level: exact, never unknown"
+    options = {
+        **_common_options(2000),
+        "byte_level": Option(bool, True, "work on UTF-8 bytes (false: characters and <unk>)"),
+    }
+
+    @classmethod
+    def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:
+        common = {"vocab_size": opts["vocab_size"], "min_frequency": opts["min_freq"]}
+        if opts["byte_level"]:
+            pipeline = HFPipeline(models.BPE())
+            pipeline.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+            pipeline.decoder = decoders.ByteLevel()
+            alphabet = pre_tokenizers.ByteLevel.alphabet()
+            return pipeline, trainers.BpeTrainer(
+                initial_alphabet=alphabet, show_progress=False, **common
+            )
+        pipeline = HFPipeline(models.BPE(unk_token=UNK))
+        _metaspace(pipeline)
+        return pipeline, trainers.BpeTrainer(special_tokens=[UNK], show_progress=False, **common)
+
+
+class WordPieceTokenizer(_Trained):
+    """BERT's WordPiece: words split at spaces and punctuation, then into ## pieces."""
+
+    name = "wordpiece"
+    description = "WordPiece (as BERT) trained on the book; whitespace becomes single spaces"
+
+    @classmethod
+    def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:
+        pipeline = HFPipeline(models.WordPiece(unk_token=UNK))
+        pipeline.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        pipeline.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=opts["vocab_size"],
+            min_frequency=opts["min_freq"],
+            special_tokens=[UNK],
+            show_progress=False,
+        )
+        return pipeline, trainer
+
+
+class UnigramTokenizer(_Trained):
+    """SentencePiece's unigram model: the most likely split of each word into pieces."""
+
+    name = "unigram"
+    description = "unigram language model (as SentencePiece) trained on the book; <unk> for rest"
+    options = {"vocab_size": Option(int, 2000, "size of the vocabulary to learn")}
+
+    @classmethod
+    def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:
+        pipeline = HFPipeline(models.Unigram())
+        _metaspace(pipeline)
+        trainer = trainers.UnigramTrainer(
+            vocab_size=opts["vocab_size"], special_tokens=[UNK], unk_token=UNK, show_progress=False
+        )
+        return pipeline, trainer
+
+
+def _metaspace(pipeline: HFPipeline) -> None:
+    # Spaces become "▁" inside pieces; no extra space is prepended, so slices (which start
+    # after a line break) decode back to exactly the text they came from.
+    pipeline.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never")
+    pipeline.decoder = decoders.Metaspace(prepend_scheme="never")
