@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+# CHARLM_SHARED_CORPORA points elsewhere when the checkout is not beside shared/ (a worktree).
+SHARED_CORPORA = Path(
+    os.environ.get("CHARLM_SHARED_CORPORA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+)
 
 TINY_TEXT = (
     "the quick brown fox jumps over the lazy dog.\n"
@@ -28,3 +33,9 @@ def tiny_book(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.txt"
     path.write_text(TINY_TEXT, encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _private_token_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
+    # Never read or fill the user's ~/.cache/charlm from a test.
+    monkeypatch.setenv("CHARLM_CACHE", str(tmp_path_factory.mktemp("charlm-cache")))

@@ -29,7 +29,28 @@ def _apply(options: list) -> Any:
 data_options = _apply([
     click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
                  show_default=True,
-                 help="Fraction at the end of the book held out for validation."),
+                 help="Fraction at the end of each book held out for validation "
+                      "(ignored with --val)."),
+    click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                 show_default=True,
+                 help="Fraction at the very end of each book held out for a final test "
+                      "perplexity (ignored with --test)."),
+    click.option("--val", "val_file", type=click.Path(dir_okay=False, path_type=Path),
+                 default=None, help="Validation text from this file instead of each book's "
+                                    "tail.  [default: none]"),
+    click.option("--test", "test_file", type=click.Path(dir_okay=False, path_type=Path),
+                 default=None, help="Test text from this file, scored once after training.  "
+                                    "[default: none]"),
+    click.option("--encoding", default=None,
+                 help="Read the books in this encoding (e.g. cp1252, gb18030) instead of "
+                      "detecting it.  [default: detect]"),
+    click.option("--keep-boilerplate", is_flag=True, default=False, show_default=True,
+                 help="Keep the Project Gutenberg header and licence instead of removing them."),
+    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                 help="Where encoded corpora are cached.  [default: $CHARLM_CACHE or "
+                      "~/.cache/charlm]"),
+    click.option("--no-cache", is_flag=True, default=False, show_default=True,
+                 help="Tokenize in memory; neither read nor write the token cache."),
 ])
 
 model_options = _apply([
@@ -82,28 +103,38 @@ TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "m
                  "max_steps", "seed"}
 
 
+DATA_KEYS = {"val_fraction", "test_fraction", "val_file", "test_file", "encoding",
+             "keep_boilerplate", "cache_dir"}
+
+
 @cli.command()
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("books", nargs=-1, required=True)
 @data_options
 @model_options
 @training_options
 @run_options
-def train(book: Path, val_fraction: float, device: str, out: Path | None, **options: Any) -> None:
-    """Train a model on BOOK (a UTF-8 text file) and save it as a checkpoint.
+def train(books: tuple[str, ...], device: str, out: Path | None, no_cache: bool,
+          **options: Any) -> None:
+    """Train a model on BOOKS and save it as a checkpoint.
+
+    BOOKS are text files, directories (their .txt files), glob patterns or names from the
+    book catalogue ('charlm corpus list'; downloaded when needed), in any common encoding.
 
     Shows live perplexity while training; ends, whatever stops it (epochs, --max-time,
     --max-steps or Ctrl-C), with a validation pass and a saved checkpoint.
     """
+    data = {k: v for k, v in options.items() if k in DATA_KEYS}
     model = {MODEL_KEYS[k]: v for k, v in options.items() if k in MODEL_KEYS}
     training = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING_KEYS})
     console = stderr_console()
     with make_reporter(console) as reporter:
         trained = train_book(
-            book,
+            list(books),
             out=out,
             model=model,
             training=training,
-            val_fraction=val_fraction,
+            use_cache=not no_cache,
+            **data,
             device=device,
             reporter=reporter,
         )

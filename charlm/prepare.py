@@ -1,0 +1,302 @@
+"""Books → token ids for training, validation and test: read, split, tokenize, encode, cache.
+
+    files ──read──► texts ──split per book──► regions ──tokenizer──► uint ids ──► cache (.npy)
+
+A second run on the same bytes with the same settings and tokenizer finds the cache entry and
+memory-maps its arrays without reading or tokenizing anything.
+
+The char tokenizer takes a fast path that never materialises more than a chunk of code points
+or ids at once: its vocabulary (the distinct code points) is gathered chunk by chunk, and the
+ids are written chunk by chunk straight into the (memory-mapped) output array. Other
+tokenizers see each split's whole text, as their merges may cross any chunk boundary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from charlm.cache import TokenCache, cache_key, cache_root, smallest_uint_dtype
+from charlm.corpus import Book, SplitConfig, read_book, split_regions
+from charlm.corpus.download import sha256_file
+from charlm.errors import ConfigError, CorpusError
+from charlm.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_state
+from charlm.tokenizers.char import CharTokenizer
+
+SPLITS = ("train", "val", "test")
+_CHUNK = 1 << 22  # characters per chunk on the char fast path (~16 MB of code points)
+_UNICODE = 0x110000
+
+Message = Callable[[str], None]
+
+
+@dataclass
+class PreparedData:
+    """A tokenizer and the ids of each split (None where a split is not used)."""
+
+    tokenizer: Tokenizer
+    train_ids: np.ndarray
+    val_ids: np.ndarray | None
+    test_ids: np.ndarray | None
+    info: dict[str, Any]  # the checkpoint's data section
+    cached: bool
+
+
+def prepare_data(
+    books: Sequence[str | os.PathLike],
+    *,
+    tokenizer: str | Tokenizer = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    splits: SplitConfig | None = None,
+    encoding: str | None = None,
+    keep_boilerplate: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    message: Message | None = None,
+) -> PreparedData:
+    """Ids for `books` split by `splits`, with a tokenizer trained on all the text (or the
+    given `tokenizer` instance), from the cache when possible."""
+    started = time.perf_counter()
+    splits = splits or SplitConfig()
+    say = message or (lambda text: None)
+    files = _files(books, splits)
+    hashes = {role: [sha256_file(p) for p in paths] for role, paths in files.items()}
+    _check_no_overlap(files, hashes)
+    key = cache_key(
+        {
+            "inputs": hashes,
+            "splits": [*splits.tail_fractions()],
+            "encoding": encoding,
+            "keep_boilerplate": keep_boilerplate,
+            "tokenizer": _tokenizer_spec(tokenizer, tokenizer_options),
+        }
+    )
+    cache = TokenCache(cache_root(cache_dir) if use_cache else None)
+    entry = cache.load(key)
+    cached = entry is not None
+    if entry is None:
+        entry = _build(
+            cache, key, files, tokenizer, tokenizer_options, splits, encoding, keep_boilerplate, say
+        )
+        entry = cache.load(key) or entry  # reopen read-only as memory maps
+    tok = (
+        tokenizer
+        if isinstance(tokenizer, Tokenizer)
+        else tokenizer_from_state(entry.meta["tokenizer"]["name"], entry.meta["tokenizer"]["state"])
+    )
+    info = _current_info(entry.meta["data"], files, splits, encoding, keep_boilerplate)
+    info["cache"] = {"hit": cached, "key": key, "path": str(entry.path) if entry.path else None}
+    info["prepare_seconds"] = round(time.perf_counter() - started, 3)
+    ids = {s: _ids(entry.arrays, entry.meta["data"], s) for s in SPLITS}
+    if not cached:
+        for book in [*info["books"], info.get("val_file"), info.get("test_file")]:
+            if book:
+                say(describe_book(book))
+    say(_summary(info, cached))
+    return PreparedData(
+        tokenizer=tok,
+        train_ids=ids["train"],
+        val_ids=ids["val"] if splits.has_val() else None,
+        test_ids=ids["test"] if splits.has_test() else None,
+        info=info,
+        cached=cached,
+    )
+
+
+def _files(books: Sequence[str | os.PathLike], splits: SplitConfig) -> dict[str, list[Path]]:
+    if not books:
+        raise CorpusError("no book to train on")
+    return {
+        "train": [Path(b) for b in books],
+        "val": [Path(splits.val_file)] if splits.val_file else [],
+        "test": [Path(splits.test_file)] if splits.test_file else [],
+    }
+
+
+def _check_no_overlap(files: dict[str, list[Path]], hashes: dict[str, list[str]]) -> None:
+    train = dict(zip(hashes["train"], files["train"], strict=True))
+    for role, name in (("val", "validation"), ("test", "test")):
+        for path, digest in zip(files[role], hashes[role], strict=True):
+            if digest in train:
+                raise ConfigError(
+                    f"the {name} file {path} has the same content as the training book "
+                    f"{train[digest]}; the splits must not overlap"
+                )
+    if hashes["val"] and hashes["val"] == hashes["test"]:
+        raise ConfigError("the validation and test files have the same content")
+
+
+def _tokenizer_spec(tokenizer: str | Tokenizer, options: dict[str, Any] | None) -> dict[str, Any]:
+    if isinstance(tokenizer, Tokenizer):
+        return {"name": tokenizer.name, "state": tokenizer.get_state()}
+    return {"name": tokenizer, "options": options or {}}
+
+
+def _build(
+    cache: TokenCache,
+    key: str,
+    files: dict[str, list[Path]],
+    tokenizer: str | Tokenizer,
+    tokenizer_options: dict[str, Any] | None,
+    splits: SplitConfig,
+    encoding: str | None,
+    keep_boilerplate: bool,
+    say: Message,
+):
+    read = {
+        role: [read_book(p, encoding=encoding, keep_boilerplate=keep_boilerplate) for p in paths]
+        for role, paths in files.items()
+    }
+    pieces = _pieces(read, splits)
+    all_texts = [b.text for books in read.values() for b in books]
+    tok = (
+        tokenizer
+        if isinstance(tokenizer, Tokenizer)
+        else _train(tokenizer, tokenizer_options, all_texts)
+    )
+    dtype = smallest_uint_dtype(tok.vocab_size)
+    with cache.writer(key) as writer:
+        lengths = {s: _encode_into(writer, s, pieces[s], tok, dtype) for s in SPLITS}
+        if lengths["train"] == 0:
+            raise CorpusError("no training text is left after taking the validation and test text")
+        data = _data_info(read, pieces, lengths, dtype)
+        entry = writer.finish(
+            {"tokenizer": {"name": tok.name, "state": tok.get_state()}, "data": data}
+        )
+    return entry
+
+
+def _pieces(read: dict[str, list[Book]], splits: SplitConfig) -> dict[str, list[tuple]]:
+    """(text, start, end) regions of each split, in book order."""
+    pieces: dict[str, list[tuple]] = {s: [] for s in SPLITS}
+    for book in read["train"]:
+        train_end, val_end = split_regions(len(book.text), splits)
+        pieces["train"].append((book.text, 0, train_end))
+        if not splits.val_file:
+            pieces["val"].append((book.text, train_end, val_end))
+        if not splits.test_file:
+            pieces["test"].append((book.text, val_end, len(book.text)))
+    for role in ("val", "test"):
+        pieces[role] += [(b.text, 0, len(b.text)) for b in read[role]]
+    return pieces
+
+
+def _train(name: str, options: dict[str, Any] | None, texts: list[str]) -> Tokenizer:
+    cls = get_tokenizer_class(name)
+    if cls is CharTokenizer and not options:
+        return CharTokenizer([chr(p) for p in np.flatnonzero(_code_point_mask(texts))])
+    return cls.train("".join(texts), **(options or {}))
+
+
+def _code_point_mask(texts: list[str]) -> np.ndarray:
+    """Which code points occur anywhere in `texts` (the char vocabulary), chunk by chunk."""
+    seen = np.zeros(_UNICODE, dtype=bool)
+    for text in texts:
+        for start in range(0, len(text), _CHUNK):
+            seen[_code_points(text[start : start + _CHUNK])] = True
+    return seen
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def _encode_into(writer, split: str, pieces: list[tuple], tok: Tokenizer, dtype) -> int:
+    if isinstance(tok, CharTokenizer):
+        length = sum(end - start for _, start, end in pieces)
+        out = writer.array(split, length, dtype)
+        table = np.full(_UNICODE, -1, dtype=np.int32)
+        table[[ord(c) for c in tok.chars]] = np.arange(tok.vocab_size)
+        done = 0
+        for text, start, end in pieces:
+            for first in range(start, end, _CHUNK):
+                chunk = text[first : min(end, first + _CHUNK)]
+                ids = table[_code_points(chunk)]
+                if (ids < 0).any():
+                    tok.encode(chunk)  # raises UnknownTokenError naming the characters
+                out[done : done + len(ids)] = ids
+                done += len(ids)
+        return length
+    ids = tok.encode_array("".join(text[start:end] for text, start, end in pieces))
+    writer.array(split, len(ids), dtype)[:] = ids
+    return len(ids)
+
+
+def _data_info(read, pieces, lengths, dtype) -> dict[str, Any]:
+    books = []
+    rows = zip(read["train"], pieces["train"], *_tails(pieces, read), strict=True)
+    for book, train, val, test in rows:
+        info = book.describe()
+        info.update(train_characters=train[2], val_characters=val, test_characters=test)
+        books.append(info)
+    return {
+        "books": books,
+        "val_file": read["val"][0].describe() if read["val"] else None,
+        "test_file": read["test"][0].describe() if read["test"] else None,
+        "characters": sum(len(b.text) for role in read.values() for b in role),
+        "boilerplate_removed": sum(b.boilerplate_removed for r in read.values() for b in r),
+        "train_tokens": lengths["train"],
+        "val_tokens": lengths["val"],
+        "test_tokens": lengths["test"],
+        "token_dtype": str(dtype),
+    }
+
+
+def _tails(pieces, read) -> tuple[list[int], list[int]]:
+    n = len(read["train"])
+    val = [e - s for _, s, e in pieces["val"][:n]] if not read["val"] else [0] * n
+    test = [e - s for _, s, e in pieces["test"][:n]] if not read["test"] else [0] * n
+    return val, test
+
+
+def _current_info(data, files, splits, encoding, keep_boilerplate) -> dict[str, Any]:
+    # The cache is keyed by content, so the entry may have been made from files elsewhere.
+    info = {**data, "books": [dict(b) for b in data["books"]]}
+    for book, path in zip(info["books"], files["train"], strict=True):
+        book["path"] = str(path)
+    for role in ("val", "test"):
+        if info.get(f"{role}_file"):
+            info[f"{role}_file"] = {**info[f"{role}_file"], "path": str(files[role][0])}
+    info.update(
+        splits=splits.to_dict(), encoding=encoding or "auto", keep_boilerplate=keep_boilerplate
+    )
+    return info
+
+
+def _ids(arrays: dict[str, np.ndarray], data: dict[str, Any], split: str) -> np.ndarray:
+    if split in arrays:
+        return arrays[split]
+    return np.zeros(data[f"{split}_tokens"], dtype=data["token_dtype"])
+
+
+def describe_book(book: dict[str, Any]) -> str:
+    """One line on how a book was read."""
+    parts = [f"{book['encoding']}{' with BOM' if book.get('bom') else ''}"]
+    if book.get("line_endings", "lf") != "lf":
+        parts.append(f"{book['line_endings'].upper()} line endings → LF")
+    if book.get("boilerplate_removed"):
+        parts.append(
+            f"{book['boilerplate_removed']:,} characters of Project Gutenberg boilerplate removed"
+        )
+    parts.append(f"{book['characters']:,} characters")
+    return f"read {book['path']}: " + ", ".join(parts)
+
+
+def _summary(info: dict[str, Any], cached: bool) -> str:
+    sizes = (
+        f"train {info['train_tokens']:,} / validation {info['val_tokens']:,} / "
+        f"test {info['test_tokens']:,} tokens ({info['token_dtype']})"
+    )
+    books = len(info["books"])
+    what = f"{books} book{'s' if books != 1 else ''}"
+    where = info["cache"]["path"]
+    if cached:
+        return f"cached: {what}, {sizes}, memory-mapped from {where} (no reading or tokenizing)"
+    stored = f", cached in {where}" if where else ""
+    return f"tokenized {what}: {sizes}{stored}"
