@@ -44,6 +44,7 @@ _MAGIC = (
 # on English, for instance, differ only in rarely used letters). Ties go to the encoding that
 # is far more common for that kind of text, and GBK is read as its superset GB18030.
 _PREFERRED = ("utf_8", "gb18030", "big5", "shift_jis", "euc_kr", "cp1252", "latin_1", "cp1251")
+_CHAOS_TOLERANCE = 0.03
 _SUPERSETS = {"gbk": "gb18030", "gb2312": "gb18030", "ascii": "utf_8"}
 
 
@@ -122,17 +123,26 @@ def _strict(raw: bytes, encoding: str, where: str, *, forced: bool) -> str:
 
 
 def _candidates(raw: bytes) -> list[str]:
+    """Encodings worth a strict full decode, most likely first."""
     matches = list(from_bytes(raw))
     if not matches:
         return []
+    least_chaos = min(m.chaos for m in matches)
+    ranked = []
+    for match in matches:
+        # Encodings that decode these bytes to identical text are grouped into one match;
+        # name it by the most common of them.
+        names = [_SUPERSETS.get(n, n) for n in (match.encoding, *match.could_be_from_charset)]
+        name = min(names, key=_preference)
+        # On short texts the scores of similar single-byte codecs lie close together; there
+        # the far more common encoding is the better bet.
+        close = match.chaos <= least_chaos + _CHAOS_TOLERANCE
+        ranked.append(((not close, _preference(name), match.chaos, -match.coherence), name))
+    return list(dict.fromkeys(name for _, name in sorted(ranked)))
 
-    def rank(match) -> tuple:
-        name = _SUPERSETS.get(match.encoding, match.encoding)
-        preferred = _PREFERRED.index(name) if name in _PREFERRED else len(_PREFERRED)
-        return (round(match.chaos, 3), -round(match.coherence, 3), preferred)
 
-    names = [_SUPERSETS.get(m.encoding, m.encoding) for m in sorted(matches, key=rank)]
-    return list(dict.fromkeys(names))
+def _preference(name: str) -> int:
+    return _PREFERRED.index(name) if name in _PREFERRED else len(_PREFERRED)
 
 
 def looks_like_text(text: str, sample: int = 200_000) -> bool:
