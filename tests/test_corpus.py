@@ -257,8 +257,17 @@ def test_train_takes_several_books_with_per_book_splits_and_a_test_score(tmp_pat
     a = write(tmp_path, "a.txt", ("alpha " * 200 + "\n").encode())
     b = write(tmp_path, "b.txt", "beta “quoted” ".encode("cp1252") * 150)
     out = tmp_path / "ck"
-    result = _train(CliRunner(), str(a), str(b), "--val-fraction", "0.1",
-                    "--test-fraction", "0.1", "--out", str(out))
+    result = _train(
+        CliRunner(),
+        str(a),
+        str(b),
+        "--val-fraction",
+        "0.1",
+        "--test-fraction",
+        "0.1",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     data = config["data"]
@@ -271,8 +280,17 @@ def test_train_takes_several_books_with_per_book_splits_and_a_test_score(tmp_pat
     assert data["val_tokens"] + data["test_tokens"] + data["train_tokens"] == data["characters"]
     assert config["test_perplexity"] > 1
     assert data["cache"]["hit"] is False
-    again = _train(CliRunner(), str(a), str(b), "--val-fraction", "0.1",
-                   "--test-fraction", "0.1", "--out", str(out))
+    again = _train(
+        CliRunner(),
+        str(a),
+        str(b),
+        "--val-fraction",
+        "0.1",
+        "--test-fraction",
+        "0.1",
+        "--out",
+        str(out),
+    )
     assert again.exit_code == 0 and "cached" in again.output
 
 
@@ -281,8 +299,9 @@ def test_train_with_explicit_validation_and_test_files(tmp_path):
     val = write(tmp_path, "val.txt", TINY_TEXT[:300].encode())
     test = write(tmp_path, "test.txt", TINY_TEXT[300:700].encode())
     out = tmp_path / "ck"
-    result = _train(CliRunner(), str(book), "--val", str(val), "--test", str(test),
-                    "--out", str(out))
+    result = _train(
+        CliRunner(), str(book), "--val", str(val), "--test", str(test), "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "config.json").read_text(encoding="utf-8"))["data"]
     assert data["train_tokens"] == len(TINY_TEXT)  # the whole book trains
