@@ -32,6 +32,7 @@ from charlm.tokenizers.char import CharTokenizer
 SPLITS = ("train", "val", "test")
 _CHUNK = 1 << 22  # characters per chunk on the char fast path (~16 MB of code points)
 _UNICODE = 0x110000
+_DESCRIBED = 10  # books described one line each; more are summed up
 
 Message = Callable[[str], None]
 
@@ -95,9 +96,11 @@ def prepare_data(
     info["prepare_seconds"] = round(time.perf_counter() - started, 3)
     ids = {s: _ids(entry.arrays, entry.meta["data"], s) for s in SPLITS}
     if not cached:
-        for book in [*info["books"], info.get("val_file"), info.get("test_file")]:
-            if book:
-                say(describe_book(book))
+        described = [b for b in [*info["books"], info.get("val_file"), info.get("test_file")] if b]
+        for book in described[:_DESCRIBED]:
+            say(describe_book(book))
+        if len(described) > _DESCRIBED:
+            say(f"... and {len(described) - _DESCRIBED} more files (see the checkpoint's config)")
     say(_summary(info, cached))
     return PreparedData(
         tokenizer=tok,

@@ -49,6 +49,15 @@ def input_name(specs: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
     return stem if len(specs) == 1 else f"{stem}-and-{len(specs) - 1}-more"
 
 
+def _catalog_entry(name: str):
+    if os.sep in name:
+        return None
+    try:
+        return load_catalog().get(name)
+    except CorpusError:  # no catalogue here (an installed wheel): the name is just a missing path
+        return None
+
+
 def _expand(
     spec: str, corpus_dir: Path, message: Callable[[str], None] | None, progress: Progress | None
 ) -> list[Path]:
@@ -65,7 +74,7 @@ def _expand(
         if not files:
             raise CorpusError(f"{spec!r} matches no files")
         return files
-    entry = load_catalog().get(spec) if os.sep not in spec else None
+    entry = _catalog_entry(spec)
     if entry is None:
         raise CorpusError(
             f"{spec}: no such file, directory or catalogue book (see 'charlm corpus list')"
