@@ -25,6 +25,7 @@ import numpy as np
 from charlm.cache import TokenCache, cache_key, cache_root, smallest_uint_dtype
 from charlm.corpus import Book, SplitConfig, read_book, split_regions
 from charlm.corpus.download import sha256_file
+from charlm.corpus.encodings import canonical_encoding
 from charlm.errors import ConfigError, CorpusError
 from charlm.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_state
 from charlm.tokenizers.char import CharTokenizer
@@ -66,6 +67,8 @@ def prepare_data(
     started = time.perf_counter()
     splits = splits or SplitConfig()
     say = message or (lambda text: None)
+    if encoding is not None:
+        encoding = canonical_encoding(encoding)  # fail fast, and "UTF8" keys like "utf-8"
     files = _files(books, splits)
     hashes = {role: [sha256_file(p) for p in paths] for role, paths in files.items()}
     _check_no_overlap(files, hashes)

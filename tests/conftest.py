@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-# CHARLM_SHARED_CORPORA points elsewhere when the checkout is not beside shared/ (a worktree).
-SHARED_CORPORA = Path(
-    os.environ.get("CHARLM_SHARED_CORPORA")
-    or Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
-)
+SHARED_CORPORA = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
 
 TINY_TEXT = (
     "the quick brown fox jumps over the lazy dog.\n"
