@@ -51,7 +51,7 @@ def read_book(
         text = text.replace("\r\n", "\n")
         if "\r" in text:
             text = text.replace("\r", "\n")
-    if not text.strip():
+    if not text or text.isspace():  # isspace, unlike strip, copies nothing
         raise CorpusError(f"{path} is empty or only whitespace; there is nothing to learn from")
     if not looks_like_text(text):
         raise CorpusError(
@@ -62,7 +62,7 @@ def read_book(
     if not keep_boilerplate:
         stripped = strip_boilerplate(text)
         removed = len(text) - len(stripped)
-        if not stripped.strip():
+        if not stripped or stripped.isspace():
             raise CorpusError(
                 f"{path} holds only Project Gutenberg boilerplate; use --keep-boilerplate to "
                 "train on it anyway"
