@@ -10,7 +10,7 @@ from pathlib import Path
 from charlm.errors import CorpusError
 
 from .catalog import DEFAULT_CORPUS_DIR, load_catalog
-from .download import Progress, fetch
+from .download import Progress, fetch, is_present, source_of
 
 _GLOB_CHARS = set("*?[")
 
@@ -79,7 +79,10 @@ def _expand(
         raise CorpusError(
             f"{spec}: no such file, directory or catalogue book (see 'charlm corpus list')"
         )
+    say = message or (lambda text: None)
+    if not is_present(entry, corpus_dir):
+        say(f"downloading {entry.name} ({entry.size:,} bytes) from {source_of(entry)}")
     fetched = fetch(entry, corpus_dir, progress=progress)
-    if message is not None and fetched.downloaded:
-        message(f"downloaded {entry.name} ({entry.title}) from {fetched.source} to {fetched.path}")
+    if fetched.downloaded:
+        say(f"downloaded {entry.name} ({entry.title}) to {fetched.path}, SHA-256 verified")
     return [fetched.path]
