@@ -171,7 +171,7 @@ def _build(
         lengths = {s: _encode_into(writer, s, pieces[s], tok, dtype) for s in SPLITS}
         if lengths["train"] == 0:
             raise CorpusError("no training text is left after taking the validation and test text")
-        data = _data_info(read, pieces, lengths, dtype)
+        data = _data_info(read, splits, lengths, dtype)
         entry = writer.finish(
             {"tokenizer": {"name": tok.name, "state": tok.get_state()}, "data": data}
         )
@@ -234,12 +234,16 @@ def _encode_into(writer, split: str, pieces: list[tuple], tok: Tokenizer, dtype)
     return len(ids)
 
 
-def _data_info(read, pieces, lengths, dtype) -> dict[str, Any]:
+def _data_info(read, splits: SplitConfig, lengths, dtype) -> dict[str, Any]:
     books = []
-    rows = zip(read["train"], pieces["train"], *_tails(pieces, read), strict=True)
-    for book, train, val, test in rows:
+    for book in read["train"]:
+        train_end, val_end = split_regions(len(book.text), splits)
         info = book.describe()
-        info.update(train_characters=train[2], val_characters=val, test_characters=test)
+        info.update(
+            train_characters=train_end,
+            val_characters=val_end - train_end,
+            test_characters=len(book.text) - val_end,
+        )
         books.append(info)
     return {
         "books": books,
@@ -252,13 +256,6 @@ def _data_info(read, pieces, lengths, dtype) -> dict[str, Any]:
         "test_tokens": lengths["test"],
         "token_dtype": str(dtype),
     }
-
-
-def _tails(pieces, read) -> tuple[list[int], list[int]]:
-    n = len(read["train"])
-    val = [e - s for _, s, e in pieces["val"][:n]] if not read["val"] else [0] * n
-    test = [e - s for _, s, e in pieces["test"][:n]] if not read["test"] else [0] * n
-    return val, test
 
 
 def _current_info(data, files, splits, encoding, keep_boilerplate) -> dict[str, Any]:
