@@ -121,6 +121,14 @@ def test_byte_order_marks_decide_the_encoding(tmp_path, codec):
     assert book.text == text and book.bom
 
 
+def test_utf16_without_a_mark_needs_the_encoding_named(tmp_path):
+    text = "plain words in UTF-16, no byte-order mark\n" * 10
+    path = write(tmp_path, "u16.txt", text.encode("utf-16-le"))
+    with pytest.raises(CorpusError, match="binary file.*--encoding"):
+        read_book(path)
+    assert read_book(path, encoding="utf-16-le").text == text
+
+
 def test_cr_and_mixed_line_endings_become_lf(tmp_path):
     assert read_book(write(tmp_path, "cr.txt", b"one\rtwo\rthree\r")).text == "one\ntwo\nthree\n"
     mixed = read_book(write(tmp_path, "mixed.txt", b"a\r\nb\rc\nd"))

@@ -58,15 +58,22 @@ class Decoded:
     detected: bool  # False when the caller forced the encoding
 
 
-def binary_kind(head: bytes) -> str | None:
-    """What binary format `head` (the first bytes of a file) starts with, if any."""
+_NUL_BINARY = "a binary file"
+
+
+def binary_kind(head: bytes, *, nul_means_binary: bool = True) -> str | None:
+    """What binary format `head` (the first bytes of a file) starts with, if any.
+
+    NUL bytes alone mark a binary file unless `nul_means_binary` is False (the caller named
+    an encoding, such as UTF-16 without a byte-order mark, in which NUL bytes are normal).
+    """
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
     if any(head.startswith(bom) for bom, _ in _BOMS):
         return None  # UTF-16/32 text is full of NUL bytes
-    if b"\x00" in head[:8192]:
-        return "a binary file"
+    if nul_means_binary and b"\x00" in head[:8192]:
+        return _NUL_BINARY
     return None
 
 
@@ -80,7 +87,12 @@ def canonical_encoding(name: str) -> str:
 
 def decode(raw: bytes, where: str, encoding: str | None = None) -> Decoded:
     """Decode `raw` with `encoding`, or detect it. `where` names the file in errors."""
-    kind = binary_kind(raw[:8192])
+    kind = binary_kind(raw[:8192], nul_means_binary=encoding is None)
+    if kind == _NUL_BINARY:
+        raise CorpusError(
+            f"{where} looks like a binary file, not text (if it is UTF-16 or UTF-32 without a "
+            "byte-order mark, name the encoding with --encoding)"
+        )
     if kind is not None:
         raise CorpusError(f"{where} is {kind}, not text; give a plain text file")
     if encoding is not None:
