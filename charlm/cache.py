@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 CACHE_VARIABLE = "CHARLM_CACHE"
+# Part of every key: bump it when reading or encoding changes the ids a corpus gets, so that
+# entries made by an older charlm are not reused.
 CACHE_FORMAT = 1
 META_NAME = "meta.json"
 
