@@ -95,10 +95,12 @@ class TokenCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = self.directory / f".{key}.{secrets.token_hex(4)}.tmp"
         tmp.mkdir()
+        writer = EntryWriter(tmp)
         try:
-            yield EntryWriter(tmp)
+            yield writer
             self._publish(tmp, self.directory / key)
         finally:
+            writer.release()
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _publish(self, tmp: Path, final: Path) -> None:
@@ -112,33 +114,77 @@ class TokenCache:
 
 
 class EntryWriter:
-    """Hands out arrays to fill (on disk when caching) and records the metadata."""
+    """Hands out id sinks to fill (files when caching) and records the metadata."""
 
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
-        self.arrays: dict[str, np.ndarray] = {}
+        self.sinks: dict[str, IdSink] = {}
         self.meta: dict[str, Any] = {}
 
-    def array(self, name: str, length: int, dtype: np.dtype) -> np.ndarray:
-        """A writable 1-D array of `length` ids, mapped straight onto its cache file."""
-        if self.directory is None or length == 0:  # an empty file cannot be memory-mapped
-            array = np.empty(length, dtype=dtype)
-        else:
-            array = np.lib.format.open_memmap(
-                self.directory / f"{name}.npy", mode="w+", dtype=dtype, shape=(length,)
-            )
-        self.arrays[name] = array
-        return array
+    def sink(self, name: str, length: int, dtype: np.dtype) -> IdSink:
+        """Somewhere to write exactly `length` ids of `dtype`, in order."""
+        path = None if self.directory is None or length == 0 else self.directory / f"{name}.npy"
+        self.sinks[name] = IdSink(path, length, np.dtype(dtype))
+        return self.sinks[name]
 
     def finish(self, meta: dict[str, Any]) -> Entry:
-        """Flush the arrays and write the metadata; the entry is published on leaving `with`."""
-        stored = []
-        for name, array in self.arrays.items():
-            if isinstance(array, np.memmap):
-                array.flush()
-                stored.append(name)
+        """Close the arrays and write the metadata; the entry is published on leaving `with`."""
+        closed = {name: sink.close() for name, sink in self.sinks.items()}
+        arrays = {name: array for name, array in closed.items() if array is not None}
+        stored = [name for name, sink in self.sinks.items() if sink.path is not None]
         self.meta = {**meta, "arrays": stored}
         if self.directory is not None:
             text = json.dumps(self.meta, indent=1, ensure_ascii=False)
             (self.directory / META_NAME).write_text(text, encoding="utf-8")
-        return Entry(self.meta, self.arrays, self.directory)
+        return Entry(self.meta, arrays, self.directory)
+
+    def release(self) -> None:
+        """Close any file still open (after an error); harmless after `finish`."""
+        for sink in self.sinks.values():
+            sink.release()
+
+
+class IdSink:
+    """Ids written block by block into an .npy file, or into an array in memory.
+
+    Plain file writes rather than a writable memory map: the written pages then belong to
+    the page cache, not to this process, so a 100 MB corpus does not add 100 MB to its RSS.
+    """
+
+    def __init__(self, path: Path | None, length: int, dtype: np.dtype) -> None:
+        self.path, self.length, self.dtype = path, length, dtype
+        self.done = 0
+        self._array = np.empty(length, dtype=dtype) if path is None else None
+        self._file = None
+        if path is not None:
+            self._file = open(path, "wb")  # closed in close(); the temporary dir goes on error
+            header = {
+                "descr": np.lib.format.dtype_to_descr(dtype),
+                "fortran_order": False,
+                "shape": (length,),
+            }
+            np.lib.format.write_array_header_1_0(self._file, header)
+
+    def write(self, ids: np.ndarray) -> None:
+        """Append `ids` (any integer array whose values fit the sink's dtype)."""
+        if self.done + len(ids) > self.length:
+            raise ValueError(f"more than the {self.length} ids announced")
+        if self._file is not None:
+            self._file.write(np.asarray(ids, dtype=self.dtype).tobytes())
+        else:
+            self._array[self.done : self.done + len(ids)] = ids
+        self.done += len(ids)
+
+    def close(self) -> np.ndarray | None:
+        """Finish; the array itself when in memory, None when it went to a file."""
+        if self.done != self.length:
+            raise ValueError(f"{self.done} ids written, {self.length} announced")
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+        return self._array
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()

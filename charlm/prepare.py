@@ -7,7 +7,7 @@ memory-maps its arrays without reading or tokenizing anything.
 
 The char tokenizer takes a fast path that never materialises more than a chunk of code points
 or ids at once: its vocabulary (the distinct code points) is gathered chunk by chunk, and the
-ids are written chunk by chunk straight into the (memory-mapped) output array. Other
+ids are appended chunk by chunk straight to the cache file. Other
 tokenizers see each split's whole text, as their merges may cross any chunk boundary.
 """
 
@@ -31,7 +31,7 @@ from charlm.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_sta
 from charlm.tokenizers.char import CharTokenizer
 
 SPLITS = ("train", "val", "test")
-_CHUNK = 1 << 22  # characters per chunk on the char fast path (~16 MB of code points)
+_CHUNK = 1 << 20  # characters per chunk on the char fast path (4 MB of code points)
 _UNICODE = 0x110000
 _DESCRIBED = 10  # books described one line each; more are summed up
 
@@ -216,21 +216,19 @@ def _code_points(text: str) -> np.ndarray:
 def _encode_into(writer, split: str, pieces: list[tuple], tok: Tokenizer, dtype) -> int:
     if isinstance(tok, CharTokenizer):
         length = sum(end - start for _, start, end in pieces)
-        out = writer.array(split, length, dtype)
+        sink = writer.sink(split, length, dtype)
         table = np.full(_UNICODE, -1, dtype=np.int32)
         table[[ord(c) for c in tok.chars]] = np.arange(tok.vocab_size)
-        done = 0
         for text, start, end in pieces:
             for first in range(start, end, _CHUNK):
                 chunk = text[first : min(end, first + _CHUNK)]
                 ids = table[_code_points(chunk)]
                 if (ids < 0).any():
                     tok.encode(chunk)  # raises UnknownTokenError naming the characters
-                out[done : done + len(ids)] = ids
-                done += len(ids)
+                sink.write(ids)
         return length
     ids = tok.encode_array("".join(text[start:end] for text, start, end in pieces))
-    writer.array(split, len(ids), dtype)[:] = ids
+    writer.sink(split, len(ids), dtype).write(ids)
     return len(ids)
 
 

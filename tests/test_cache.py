@@ -112,7 +112,7 @@ def test_a_failed_build_leaves_no_entry_behind(books, tmp_path, monkeypatch):
     root = tmp_path / "cache"
 
     def broken(writer, split, pieces, tok, dtype):
-        writer.array(split, 10, dtype)[:] = 1
+        writer.sink(split, 10, dtype).write(np.ones(5, dtype))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(prepare, "_encode_into", broken)
@@ -144,7 +144,7 @@ def test_char_fast_path_matches_the_tokenizer_across_chunk_boundaries(books, tmp
 def test_token_cache_entries_are_published_whole(tmp_path):
     cache = TokenCache(tmp_path)
     with cache.writer("k") as writer:
-        writer.array("train", 5, np.dtype(np.uint8))[:] = [1, 2, 3, 4, 5]
+        writer.sink("train", 5, np.dtype(np.uint8)).write(np.arange(1, 6))
         assert cache.load("k") is None  # not visible until the block ends
         writer.finish({"note": "x"})
     loaded = cache.load("k")
