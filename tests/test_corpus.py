@@ -332,3 +332,17 @@ def test_train_refuses_a_binary_file_in_one_line(tmp_path):
     result = _train(CliRunner(), str(archive))
     assert result.exit_code == 1
     assert "zip archive" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_reading_options_reach_the_checkpoint(tmp_path):
+    text = PG_HEADER + "“Quoted” words, and more words to learn from.\n" * 40 + PG_FOOTER
+    book = write(tmp_path, "pg.txt", text.encode("cp1252"))
+    out = tmp_path / "ck"
+    args = [str(book), "--encoding", "cp1250", "--keep-boilerplate", "--no-cache"]
+    result = _train(CliRunner(), *args, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "config.json").read_text(encoding="utf-8"))["data"]
+    assert data["encoding"] == "cp1250" and data["books"][0]["encoding"] == "cp1250"
+    assert data["keep_boilerplate"] and data["boilerplate_removed"] == 0
+    assert data["cache"] == {"hit": False, "key": data["cache"]["key"], "path": None}
+    assert data["characters"] == len(text)
