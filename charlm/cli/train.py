@@ -26,32 +26,65 @@ def _apply(options: list) -> Any:
     return decorate
 
 
-data_options = _apply([
-    click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
-                 show_default=True,
-                 help="Fraction at the end of each book held out for validation "
-                      "(ignored with --val)."),
-    click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0,
-                 show_default=True,
-                 help="Fraction at the very end of each book held out for a final test "
-                      "perplexity (ignored with --test)."),
-    click.option("--val", "val_file", type=click.Path(dir_okay=False, path_type=Path),
-                 default=None, help="Validation text from this file instead of each book's "
-                                    "tail.  [default: none]"),
-    click.option("--test", "test_file", type=click.Path(dir_okay=False, path_type=Path),
-                 default=None, help="Test text from this file, scored once after training.  "
-                                    "[default: none]"),
-    click.option("--encoding", default=None,
-                 help="Read the books in this encoding (e.g. cp1252, gb18030) instead of "
-                      "detecting it.  [default: detect]"),
-    click.option("--keep-boilerplate", is_flag=True, default=False, show_default=True,
-                 help="Keep the Project Gutenberg header and licence instead of removing them."),
-    click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                 help="Where encoded corpora are cached.  [default: $CHARLM_CACHE or "
-                      "~/.cache/charlm]"),
-    click.option("--no-cache", is_flag=True, default=False, show_default=True,
-                 help="Tokenize in memory; neither read nor write the token cache."),
-])
+data_options = _apply(
+    [
+        click.option(
+            "--val-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.1,
+            show_default=True,
+            help="Fraction at the end of each book held out for validation (ignored with --val).",
+        ),
+        click.option(
+            "--test-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Fraction at the very end of each book held out for a final test "
+            "perplexity (ignored with --test).",
+        ),
+        click.option(
+            "--val",
+            "val_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Validation text from this file instead of each book's tail.  [default: none]",
+        ),
+        click.option(
+            "--test",
+            "test_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Test text from this file, scored once after training.  [default: none]",
+        ),
+        click.option(
+            "--encoding",
+            default=None,
+            help="Read the books in this encoding (e.g. cp1252, gb18030) instead of "
+            "detecting it.  [default: detect]",
+        ),
+        click.option(
+            "--keep-boilerplate",
+            is_flag=True,
+            default=False,
+            show_default=True,
+            help="Keep the Project Gutenberg header and licence instead of removing them.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Where encoded corpora are cached.  [default: $CHARLM_CACHE or ~/.cache/charlm]",
+        ),
+        click.option(
+            "--no-cache",
+            is_flag=True,
+            default=False,
+            show_default=True,
+            help="Tokenize in memory; neither read nor write the token cache.",
+        ),
+    ]
+)
 
 model_options = _apply([
     click.option("--model", "cell", type=click.Choice(list(CELLS)), default="lstm",
@@ -103,8 +136,15 @@ TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "m
                  "max_steps", "seed"}
 
 
-DATA_KEYS = {"val_fraction", "test_fraction", "val_file", "test_file", "encoding",
-             "keep_boilerplate", "cache_dir"}
+DATA_KEYS = {
+    "val_fraction",
+    "test_fraction",
+    "val_file",
+    "test_file",
+    "encoding",
+    "keep_boilerplate",
+    "cache_dir",
+}
 
 
 @cli.command()
@@ -113,8 +153,9 @@ DATA_KEYS = {"val_fraction", "test_fraction", "val_file", "test_file", "encoding
 @model_options
 @training_options
 @run_options
-def train(books: tuple[str, ...], device: str, out: Path | None, no_cache: bool,
-          **options: Any) -> None:
+def train(
+    books: tuple[str, ...], device: str, out: Path | None, no_cache: bool, **options: Any
+) -> None:
     """Train a model on BOOKS and save it as a checkpoint.
 
     BOOKS are text files, directories (their .txt files), glob patterns or names from the
