@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_TEXT
+
+from tests.conftest import TINY_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
 

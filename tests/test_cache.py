@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_TEXT
 
 from charlm import prepare
 from charlm.cache import TokenCache, cache_root, smallest_uint_dtype
@@ -15,6 +14,7 @@ from charlm.corpus import SplitConfig, split_regions
 from charlm.data import sequential_batches
 from charlm.prepare import prepare_data
 from charlm.tokenizers.char import CharTokenizer
+from tests.conftest import TINY_TEXT
 
 
 @pytest.fixture

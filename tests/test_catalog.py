@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SHARED_CORPORA, TINY_TEXT, shared_corpus
 
 from charlm.cli import cli
 from charlm.corpus import Entry, fetch, is_present, load_catalog
 from charlm.corpus.catalog import _CHECKOUT_CATALOG
 from charlm.errors import CorpusError, DownloadError
+from tests.conftest import SHARED_CORPORA, TINY_TEXT, shared_corpus
 
 BOOK = TINY_TEXT.encode("utf-8")
 REQUIRED = {"timemachine", "tinyshakespeare", "alice", "pride-and-prejudice", "frankenstein"}

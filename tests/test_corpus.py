@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_TEXT, shared_corpus
 
 from charlm.cli import cli
 from charlm.corpus import SplitConfig, read_book, resolve_inputs, split_regions
 from charlm.corpus.gutenberg import strip_boilerplate
 from charlm.errors import ConfigError, CorpusError
+from tests.conftest import TINY_TEXT, shared_corpus
 
 PG_HEADER = (
     "The Project Gutenberg eBook of A Tiny Tale\n\nThis eBook is for the use of anyone.\n\n"
