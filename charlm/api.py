@@ -81,12 +81,13 @@ def train_book(
         keep_boilerplate=keep_boilerplate,
         cache_dir=cache_dir,
         use_cache=use_cache,
-        message=say,
     )
     tok, train_ids, val_ids = data.tokenizer, data.train_ids, data.val_ids
     _check_lengths(train_ids, val_ids, training)
     if data.test_ids is not None and len(data.test_ids) < 2:
         raise CorpusError("the test text is shorter than 2 tokens; raise --test-fraction")
+    for line in data.report():
+        say(line)
 
     model_config = ModelConfig(vocab_size=tok.vocab_size, **(model or {}))
     with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):

@@ -35,8 +35,6 @@ _CHUNK = 1 << 20  # characters per chunk on the char fast path (4 MB of code poi
 _UNICODE = 0x110000
 _DESCRIBED = 10  # books described one line each; more are summed up
 
-Message = Callable[[str], None]
-
 
 @dataclass
 class PreparedData:
@@ -49,6 +47,18 @@ class PreparedData:
     info: dict[str, Any]  # the checkpoint's data section
     cached: bool
 
+    def report(self) -> list[str]:
+        """Lines for the user: how each book was read (unless cached) and the split sizes."""
+        lines = []
+        info = self.info
+        if not self.cached:
+            books = [b for b in [*info["books"], info.get("val_file"), info.get("test_file")] if b]
+            lines += [describe_book(book) for book in books[:_DESCRIBED]]
+            if len(books) > _DESCRIBED:
+                lines.append(f"... and {len(books) - _DESCRIBED} more files (see the checkpoint)")
+        lines.append(_summary(info, self.cached))
+        return lines
+
 
 def prepare_data(
     books: Sequence[str | os.PathLike],
@@ -60,13 +70,11 @@ def prepare_data(
     keep_boilerplate: bool = False,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
-    message: Message | None = None,
 ) -> PreparedData:
     """Ids for `books` split by `splits`, with a tokenizer trained on all the text (or the
     given `tokenizer` instance), from the cache when possible."""
     started = time.perf_counter()
     splits = splits or SplitConfig()
-    say = message or (lambda text: None)
     if encoding is not None:
         encoding = canonical_encoding(encoding)  # fail fast, and "UTF8" keys like "utf-8"
     files = _files(books, splits)
@@ -86,7 +94,7 @@ def prepare_data(
     cached = entry is not None
     if entry is None:
         entry = _build(
-            cache, key, files, tokenizer, tokenizer_options, splits, encoding, keep_boilerplate, say
+            cache, key, files, tokenizer, tokenizer_options, splits, encoding, keep_boilerplate
         )
         entry = cache.load(key) or entry  # reopen read-only as memory maps
     tok = (
@@ -98,13 +106,6 @@ def prepare_data(
     info["cache"] = {"hit": cached, "key": key, "path": str(entry.path) if entry.path else None}
     info["prepare_seconds"] = round(time.perf_counter() - started, 3)
     ids = {s: _ids(entry.arrays, entry.meta["data"], s) for s in SPLITS}
-    if not cached:
-        described = [b for b in [*info["books"], info.get("val_file"), info.get("test_file")] if b]
-        for book in described[:_DESCRIBED]:
-            say(describe_book(book))
-        if len(described) > _DESCRIBED:
-            say(f"... and {len(described) - _DESCRIBED} more files (see the checkpoint's config)")
-    say(_summary(info, cached))
     return PreparedData(
         tokenizer=tok,
         train_ids=ids["train"],
@@ -153,7 +154,6 @@ def _build(
     splits: SplitConfig,
     encoding: str | None,
     keep_boilerplate: bool,
-    say: Message,
 ):
     read = {
         role: [read_book(p, encoding=encoding, keep_boilerplate=keep_boilerplate) for p in paths]

@@ -48,11 +48,12 @@ def test_cache_lives_in_charlm_cache(tmp_path, monkeypatch):
 
 def test_second_run_is_served_memory_mapped_from_the_cache(books, tmp_path):
     root = tmp_path / "cache"
-    messages: list[str] = []
-    first = prepare_data(books, cache_dir=root, message=messages.append)
-    assert not first.cached and any(m.startswith("tokenized 2 books") for m in messages)
-    second = prepare_data(books, cache_dir=root, message=messages.append)
-    assert second.cached and messages[-1].startswith("cached:")
+    first = prepare_data(books, cache_dir=root)
+    assert not first.cached and first.report()[-1].startswith("tokenized 2 books")
+    assert first.report()[0].startswith(f"read {books[0]}: utf-8")
+    second = prepare_data(books, cache_dir=root)
+    assert second.cached and second.report() == [second.report()[-1]]
+    assert second.report()[-1].startswith("cached:")
     assert second.info["cache"]["hit"] and not first.info["cache"]["hit"]
     assert isinstance(second.train_ids, np.memmap) and second.train_ids.dtype == np.uint8
     assert second.tokenizer.get_state() == first.tokenizer.get_state()

@@ -346,3 +346,11 @@ def test_reading_options_reach_the_checkpoint(tmp_path):
     assert data["keep_boilerplate"] and data["boilerplate_removed"] == 0
     assert data["cache"] == {"hit": False, "key": data["cache"]["key"], "path": None}
     assert data["characters"] == len(text)
+
+
+def test_a_book_too_short_to_train_on_fails_in_one_line(tmp_path):
+    short = write(tmp_path, "short.txt", b"just a few words\n")
+    result = _train(CliRunner(), str(short), "--batch-size", "4", "--seq-len", "10")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert "too few for one batch" in result.output
