@@ -94,7 +94,7 @@ def decode(raw: bytes, where: str, encoding: str | None = None) -> Decoded:
             "byte-order mark, name the encoding with --encoding)"
         )
     if kind is not None:
-        raise CorpusError(f"{where} is {kind}, not text; give a plain text file")
+        raise CorpusError(f"{where} is {kind}, a binary file, not text; give a plain text file")
     if encoding is not None:
         return _decode_forced(raw, where, canonical_encoding(encoding))
     for bom, name in _BOMS:
