@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,13 +15,14 @@ from typing import Any
 import torch
 
 from charlm.checkpoint import save_checkpoint
-from charlm.corpus import read_book, split_tail
+from charlm.corpus import DEFAULT_CORPUS_DIR, SplitConfig, input_name, resolve_inputs
 from charlm.data import min_tokens_for_one_batch
 from charlm.device import resolve_device
 from charlm.errors import ConfigError, CorpusError
+from charlm.metrics import perplexity
 from charlm.models import ModelConfig, build_model, num_parameters
-from charlm.tokenizers import train_tokenizer
-from charlm.training import Reporter, TrainConfig, TrainResult, train
+from charlm.prepare import prepare_data
+from charlm.training import Reporter, SilentReporter, TrainConfig, TrainResult, evaluate, train
 
 DEFAULT_CHECKPOINT_ROOT = Path("checkpoints")
 
@@ -32,10 +34,11 @@ class TrainedModel:
     checkpoint: Path
     result: TrainResult
     num_parameters: int
+    test_perplexity: float | None = None
 
 
 def train_book(
-    book: str | os.PathLike,
+    book: str | os.PathLike | Sequence[str | os.PathLike],
     *,
     out: str | os.PathLike | None = None,
     tokenizer: str = "char",
@@ -43,24 +46,52 @@ def train_book(
     model: dict[str, Any] | None = None,
     training: TrainConfig | None = None,
     val_fraction: float = 0.1,
+    test_fraction: float = 0.0,
+    val_file: str | os.PathLike | None = None,
+    test_file: str | os.PathLike | None = None,
+    encoding: str | None = None,
+    keep_boilerplate: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    corpus_dir: str | os.PathLike = DEFAULT_CORPUS_DIR,
     device: str = "auto",
     reporter: Reporter | None = None,
 ) -> TrainedModel:
     """Train a model on `book` and save it to `out` (default `checkpoints/<book name>`).
 
-    `model` holds ModelConfig settings (cell, embed_size, hidden_size, num_layers, dropout).
-    `tokenizer` names a tokenizer (see `charlm tokenizers`); `tokenizer_options` are its
-    training options, e.g. {"vocab_size": 4000} (strings are converted).
+    `book` is a file, a directory of .txt files, a glob, a catalogue name (downloaded into
+    `corpus_dir` when needed) or a list of these. `tokenizer` names a tokenizer (see
+    `charlm tokenizers`); `tokenizer_options` are its training options, e.g.
+    {"vocab_size": 4000}. `model` holds ModelConfig settings (cell, embed_size, hidden_size,
+    num_layers, dropout). Validation and test text come from the end
+    of every book (`val_fraction`, `test_fraction`) or from `val_file` / `test_file`; the test
+    text is scored once, after training.
     """
     training = training or TrainConfig()
     resolved = resolve_device(device)
-    source = read_book(book)
-    train_text, val_text = split_tail(source.text, val_fraction)
-    # The vocabulary comes from the whole book, so the validation text is always encodable.
-    tok = train_tokenizer(tokenizer, source.text, tokenizer_options)
-    train_ids = tok.encode_array(train_text)
-    val_ids = tok.encode_array(val_text) if val_fraction > 0 else None
+    say = (reporter or SilentReporter()).message
+    splits = SplitConfig(
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        val_file=None if val_file is None else str(val_file),
+        test_file=None if test_file is None else str(test_file),
+    )
+    data = prepare_data(
+        resolve_inputs(book, corpus_dir=corpus_dir, message=say),
+        tokenizer=tokenizer,
+        tokenizer_options=tokenizer_options,
+        splits=splits,
+        encoding=encoding,
+        keep_boilerplate=keep_boilerplate,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+    )
+    tok, train_ids, val_ids = data.tokenizer, data.train_ids, data.val_ids
     _check_lengths(train_ids, val_ids, training)
+    if data.test_ids is not None and len(data.test_ids) < 2:
+        raise CorpusError("the test text is shorter than 2 tokens; raise --test-fraction")
+    for line in data.report():
+        say(line)
 
     model_config = ModelConfig(vocab_size=tok.vocab_size, **(model or {}))
     with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
@@ -69,26 +100,31 @@ def train_book(
         torch.manual_seed(training.seed)
         net = build_model(model_config)
         result = train(net, train_ids, val_ids, training, device=resolved, reporter=reporter)
+    test_perplexity = _test_perplexity(net, data.test_ids, training, resolved, say)
 
-    out = Path(out) if out is not None else DEFAULT_CHECKPOINT_ROOT / _slug(source.path.stem)
+    out = Path(out) if out is not None else DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
     save_checkpoint(
         out,
         net,
         tok,
         training=training.to_dict(),
-        data={
-            "book": str(source.path),
-            "encoding": source.encoding,
-            "characters": len(source.text),
-            "val_fraction": val_fraction,
-            "train_tokens": int(len(train_ids)),
-            "val_tokens": 0 if val_ids is None else int(len(val_ids)),
-        },
+        data=data.info,
         results=result.to_dict(),
         train_perplexity=result.train_perplexity,
         val_perplexity=result.val_perplexity,
+        test_perplexity=test_perplexity,
     )
-    return TrainedModel(out, result, num_parameters(net))
+    return TrainedModel(out, result, num_parameters(net), test_perplexity)
+
+
+def _test_perplexity(net, test_ids, training: TrainConfig, device, say) -> float | None:
+    if test_ids is None:
+        return None
+    loss = evaluate(
+        net, test_ids, batch_size=training.batch_size, seq_len=training.seq_len, device=device
+    )
+    say(f"test perplexity {perplexity(loss):.3f} on {len(test_ids):,} tokens")
+    return perplexity(loss)
 
 
 def _check_lengths(train_ids, val_ids, training: TrainConfig) -> None:

@@ -31,3 +31,7 @@ class CheckpointError(CharlmError):
 
 class ConfigError(CharlmError, ValueError):
     """A setting has a value that cannot work."""
+
+
+class DownloadError(CorpusError):
+    """A catalogue book could not be downloaded, or its bytes are not the catalogued ones."""

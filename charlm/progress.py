@@ -40,6 +40,9 @@ class RichReporter:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
+    def message(self, text: str) -> None:
+        self.progress.console.log(text, highlight=False)
+
     def on_step(self, report: StepReport) -> None:
         self.progress.update(
             self.task,
@@ -71,6 +74,9 @@ class LineReporter:
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+    def message(self, text: str) -> None:
+        self.console.print(text, highlight=False)
 
     def on_step(self, report: StepReport) -> None:
         now = time.monotonic()

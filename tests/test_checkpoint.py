@@ -93,7 +93,10 @@ def test_a_crash_between_weights_and_config_keeps_the_old_checkpoint(saved, monk
         (lambda p: _edit(p, lambda c: c["model"].update(hidden_size=7)), "do not fit"),
         (lambda p: _edit(p, lambda c: c.update(format_version=99)), "upgrade charlm"),
         (lambda p: _edit(p, lambda c: c.pop("tokenizer")), "missing or has a bad"),
-        (lambda p: _edit(p, lambda c: c["tokenizer"].update(name="nope")), "needs the tokenizer 'nope'"),
+        (
+            lambda p: _edit(p, lambda c: c["tokenizer"].update(name="nope")),
+            "needs the tokenizer 'nope'",
+        ),
     ],
 )
 def test_damaged_checkpoints_give_one_clear_error(saved, damage, message):

@@ -97,7 +97,7 @@ def _bad_input_cases(tmp_path, tiny_book, trained):
         (["train", blank], 1, "only whitespace"),
         (["train", short, *FAST], 1, "too few for one batch"),
         (["train", binary], 1, "binary"),
-        (["train", tmp_path], 1, "is a directory"),
+        (["train", corrupt], 1, "no .txt files"),
         (["train", tiny_book, "--hidden", "0"], 2, "--hidden"),
         (["train", tiny_book, "--model", "transformer"], 2, "--model"),
         (["train", tiny_book, "--max-time", "soon"], 2, "duration"),

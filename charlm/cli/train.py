@@ -33,10 +33,203 @@ data_options = _apply(
             type=click.FloatRange(0, 1, max_open=True),
             default=0.1,
             show_default=True,
-            help="Fraction at the end of the book held out for validation.",
+            help="Fraction at the end of each book held out for validation (ignored with --val).",
+        ),
+        click.option(
+            "--test-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Fraction at the very end of each book held out for a final test "
+            "perplexity (ignored with --test).",
+        ),
+        click.option(
+            "--val",
+            "val_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Validation text from this file instead of each book's tail.  [default: none]",
+        ),
+        click.option(
+            "--test",
+            "test_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="Test text from this file, scored once after training.  [default: none]",
+        ),
+        click.option(
+            "--encoding",
+            default=None,
+            help="Read the books in this encoding (e.g. cp1252, gb18030) instead of "
+            "detecting it.  [default: detect]",
+        ),
+        click.option(
+            "--keep-boilerplate",
+            is_flag=True,
+            default=False,
+            show_default=True,
+            help="Keep the Project Gutenberg header and licence instead of removing them.",
+        ),
+        click.option(
+            "--cache-dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="Where encoded corpora are cached.  [default: $CHARLM_CACHE or ~/.cache/charlm]",
+        ),
+        click.option(
+            "--no-cache",
+            is_flag=True,
+            default=False,
+            show_default=True,
+            help="Tokenize in memory; neither read nor write the token cache.",
         ),
     ]
 )
+
+model_options = _apply(
+    [
+        click.option(
+            "--model",
+            "cell",
+            type=click.Choice(list(CELLS)),
+            default="lstm",
+            show_default=True,
+            help="Recurrent cell.",
+        ),
+        click.option(
+            "--layers",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Number of stacked recurrent layers.",
+        ),
+        click.option(
+            "--hidden",
+            type=click.IntRange(min=1),
+            default=512,
+            show_default=True,
+            help="Hidden units per layer.",
+        ),
+        click.option(
+            "--embed",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Size of the token embedding.",
+        ),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.1,
+            show_default=True,
+            help="Dropout between stacked layers.",
+        ),
+    ]
+)
+
+training_options = _apply(
+    [
+        click.option(
+            "--seq-len",
+            type=click.IntRange(min=1),
+            default=_defaults.seq_len,
+            show_default=True,
+            help="Tokens per sequence: how far back gradients flow.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=_defaults.batch_size,
+            show_default=True,
+            help="Sequences per batch.",
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(min=1),
+            default=_defaults.epochs,
+            show_default=True,
+            help="Passes over the training text.",
+        ),
+        click.option(
+            "--lr",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_defaults.lr,
+            show_default=True,
+            help="Adam learning rate.",
+        ),
+        click.option(
+            "--clip",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_defaults.clip,
+            show_default=True,
+            help="Largest allowed gradient norm θ: g ← min(1, θ/‖g‖)·g.",
+        ),
+        click.option(
+            "--iterator",
+            type=click.Choice(ITERATORS),
+            default=_defaults.iterator,
+            show_default=True,
+            help="sequential: rows continue across batches and the state is carried; "
+            "random: random subsequences, fresh state every batch.",
+        ),
+        click.option(
+            "--max-time",
+            type=Duration(),
+            default=None,
+            help="Stop after this much training time, e.g. 300, 10m, 1h.  [default: none]",
+        ),
+        click.option(
+            "--max-steps",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Stop after this many optimizer steps.  [default: none]",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=_defaults.seed,
+            show_default=True,
+            help="Seed for weights, batch order and dropout.",
+        ),
+    ]
+)
+
+run_options = _apply(
+    [
+        click.option(
+            "--device",
+            type=click.Choice(DEVICE_CHOICES),
+            default="auto",
+            show_default=True,
+            help="auto uses a CUDA GPU when there is one.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Checkpoint directory.  [default: checkpoints/<book name>]",
+        ),
+    ]
+)
+
+MODEL_KEYS = {
+    "cell": "cell",
+    "layers": "num_layers",
+    "hidden": "hidden_size",
+    "embed": "embed_size",
+    "dropout": "dropout",
+}
+TRAINING_KEYS = {
+    "seq_len",
+    "batch_size",
+    "epochs",
+    "lr",
+    "clip",
+    "iterator",
+    "max_time",
+    "max_steps",
+    "seed",
+}
 
 
 def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
@@ -235,31 +428,49 @@ TRAINING_KEYS = {
 }
 
 
+DATA_KEYS = {
+    "val_fraction",
+    "test_fraction",
+    "val_file",
+    "test_file",
+    "encoding",
+    "keep_boilerplate",
+    "cache_dir",
+}
+
+
 @cli.command()
-@click.argument("book", type=click.Path(path_type=Path))
+@click.argument("books", nargs=-1, required=True)
 @data_options
 @tokenizer_options
 @model_options
 @training_options
 @run_options
-def train(book: Path, val_fraction: float, device: str, out: Path | None, **options: Any) -> None:
-    """Train a model on BOOK (a UTF-8 text file) and save it as a checkpoint.
+def train(
+    books: tuple[str, ...], device: str, out: Path | None, no_cache: bool, **options: Any
+) -> None:
+    """Train a model on BOOKS and save it as a checkpoint.
+
+    BOOKS are text files, directories (their .txt files), glob patterns or names from the
+    book catalogue ('charlm corpus list'; downloaded when needed), in any common encoding.
 
     Shows live perplexity while training; ends, whatever stops it (epochs, --max-time,
     --max-steps or Ctrl-C), with a validation pass and a saved checkpoint.
     """
+    data = {k: v for k, v in options.items() if k in DATA_KEYS}
     model = {MODEL_KEYS[k]: v for k, v in options.items() if k in MODEL_KEYS}
     training = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING_KEYS})
     console = stderr_console()
     with make_reporter(console) as reporter:
         trained = train_book(
-            book,
+            list(books),
             out=out,
             tokenizer=options["tokenizer"],
             tokenizer_options=options["tokenizer_options"],
             model=model,
             training=training,
-            val_fraction=val_fraction,
+            use_cache=not no_cache,
+            **data,
             device=device,
             reporter=reporter,
         )

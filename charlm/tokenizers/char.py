@@ -34,6 +34,18 @@ def _chunk_points(text: str) -> np.ndarray:
     return code_points(text)
 
 
+def _character_counts(text: str, chunk: int = 1 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct code points of `text` and how often each occurs, counted slice by slice so
+    that a 100 MB book never needs its whole UTF-32 copy (400 MB) at once."""
+    totals: dict[int, int] = {}
+    for start in range(0, len(text), chunk):
+        points, counts = np.unique(_chunk_points(text[start : start + chunk]), return_counts=True)
+        for point, count in zip(points.tolist(), counts.tolist()):
+            totals[point] = totals.get(point, 0) + count
+    points = np.array(sorted(totals), dtype=np.int64)
+    return points, np.array([totals[p] for p in points.tolist()], dtype=np.int64)
+
+
 class CharTokenizer(Tokenizer):
     """Unicode code points; the vocabulary is every character of the training text."""
 
@@ -69,7 +81,7 @@ class CharTokenizer(Tokenizer):
             raise TokenizerError(f"min_freq must be at least 1, got {opts['min_freq']}")
         if opts["lowercase"]:
             text = text.lower()
-        points, counts = np.unique(code_points(text), return_counts=True)
+        points, counts = _character_counts(text)
         kept = points[counts >= opts["min_freq"]]
         unk = opts["unk"] or opts["min_freq"] > 1
         if len(kept) == 0:

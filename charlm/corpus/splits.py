@@ -1,0 +1,78 @@
+"""Train / validation / test splits: a contiguous tail of every book, or separate files.
+
+Each book is cut on its own, so with several books every one is represented in training:
+
+    book:  [ train ........................ | validation | test ]
+                                             val_fraction  test_fraction (of this book)
+
+A split given as a file (`val_file`, `test_file`) replaces the fraction for that split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from charlm.errors import ConfigError
+
+
+@dataclass
+class SplitConfig:
+    """How validation and test text are chosen; stored in the checkpoint's data section."""
+
+    val_fraction: float = 0.1
+    test_fraction: float = 0.0
+    val_file: str | None = None
+    test_file: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        if self.tail_fractions()[0] + self.tail_fractions()[1] >= 1.0:
+            raise ConfigError(
+                "validation and test fractions together take the whole book; lower them"
+            )
+        if self.val_file and self.test_file and _same(self.val_file, self.test_file):
+            raise ConfigError(f"{self.val_file} cannot be both the validation and the test file")
+
+    def tail_fractions(self) -> tuple[float, float]:
+        """(validation, test) fractions cut from each book; 0 where a file gives the split."""
+        return (
+            0.0 if self.val_file else self.val_fraction,
+            0.0 if self.test_file else self.test_fraction,
+        )
+
+    def has_val(self) -> bool:
+        return bool(self.val_file) or self.val_fraction > 0
+
+    def has_test(self) -> bool:
+        return bool(self.test_file) or self.test_fraction > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SplitConfig:
+        return cls(
+            **{
+                k: data[k]
+                for k in ("val_fraction", "test_fraction", "val_file", "test_file")
+                if k in data
+            }
+        )
+
+
+def split_regions(length: int, config: SplitConfig) -> tuple[int, int]:
+    """(train_end, val_end): a book of `length` characters splits into
+    [0, train_end) train, [train_end, val_end) validation, [val_end, length) test."""
+    val_fraction, test_fraction = config.tail_fractions()
+    test = int(round(length * test_fraction))
+    val = int(round(length * val_fraction))
+    return length - val - test, length - test
+
+
+def _same(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
