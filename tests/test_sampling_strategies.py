@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charlm.sampling import SamplingOptions, sample_next
-from charlm.sampling.strategies import Uniforms, draw, process_logits
+from charlm.sampling.strategies import Uniforms, choose, draw, process_logits
 
 VOCAB = 40
 
@@ -19,11 +19,18 @@ def logits() -> torch.Tensor:
 def draws(logits: torch.Tensor, options: SamplingOptions, steps: int = 300) -> torch.Tensor:
     """(steps, rows) ids drawn independently from the same logits."""
     uniforms = Uniforms(list(range(len(logits))), torch.device("cpu"))
-    return torch.stack([sample_next(logits, uniforms.next(), options) for _ in range(steps)])
+    return torch.stack([choose(logits, options, uniforms.next()) for _ in range(steps)])
 
 
 def test_temperature_zero_is_argmax(logits):
-    assert torch.equal(sample_next(logits, None, SamplingOptions(temperature=0)), logits.argmax(-1))
+    assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1))
+    assert torch.equal(sample_next(logits, 0.0, top_k=3, top_p=0.5), logits.argmax(-1))
+
+
+def test_sample_next_is_reproducible_with_a_seeded_generator(logits):
+    first = sample_next(logits, 1.0, torch.Generator().manual_seed(4), top_k=5)
+    again = sample_next(logits, 1.0, torch.Generator().manual_seed(4), top_k=5)
+    assert torch.equal(first, again)
 
 
 def test_a_tiny_temperature_approaches_argmax(logits):

@@ -164,6 +164,8 @@ def generate(
         check_settings(settings)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    if interactive and (prefix or prefix_file):
+        raise click.UsageError("--interactive reads each prefix at its prompt; drop --prefix")
     if prefix_file is not None:
         if prefix:
             raise click.UsageError("give either --prefix or --prefix-file, not both")

@@ -7,8 +7,8 @@ beam.py        beam search
 scoring.py     cross-entropy, perplexity, bits per character
 """
 
-from charlm.sampling.sampler import Piece, Sample, Sampler, load
+from charlm.sampling.sampler import Sample, Sampler, load
 from charlm.sampling.scoring import Score
 from charlm.sampling.strategies import SamplingOptions, sample_next
 
-__all__ = ["Piece", "Sample", "Sampler", "SamplingOptions", "Score", "load", "sample_next"]
+__all__ = ["Sample", "Sampler", "SamplingOptions", "Score", "load", "sample_next"]

@@ -28,7 +28,7 @@ from charlm.sampling.request import Request, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
 from charlm.sampling.stops import StopScanner
-from charlm.sampling.strategies import Uniforms, sample_next
+from charlm.sampling.strategies import Uniforms, choose
 from charlm.tokenizers import StreamDecoder, Tokenizer
 
 # With an empty prefix the network is primed on a newline, i.e. asked to start a paragraph.
@@ -221,7 +221,7 @@ class Sampler:
         ]
         unfinished = rows
         for step in range(request.length):
-            tokens = sample_next(logits, _next_or_none(uniforms), options, seen)  # (rows,)
+            tokens = choose(logits, options, _next_or_none(uniforms), seen)  # (rows,)
             log_probs = _token_log_probs(logits, tokens) if with_log_probs else [None] * rows
             if seen is not None:
                 seen.scatter_(1, tokens.unsqueeze(1), 1.0)

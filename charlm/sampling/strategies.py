@@ -63,8 +63,9 @@ def process_logits(
 ) -> torch.Tensor:
     """`logits` (batch, vocab) reshaped by `options`; tokens that may not be drawn get -inf.
 
-    `seen` (batch, vocab) holds 1.0 for the tokens the repetition penalty applies to, else 0. The input
-    is never modified in place. With temperature 0 only the penalty matters (argmax follows).
+    `seen` (batch, vocab) holds 1.0 for the tokens the repetition penalty applies to, else 0.
+    The input is never modified in place. With temperature 0 only the penalty matters (argmax
+    follows).
     """
     if seen is not None and options.repetition_penalty != 1.0:
         # Subtracting log(penalty) divides the probability by the penalty. Unlike CTRL's
@@ -107,21 +108,39 @@ def draw(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     return torch.searchsorted(cdf, target).squeeze(-1)
 
 
-def sample_next(
+def choose(
     logits: torch.Tensor,
-    uniform: torch.Tensor | None,
     options: SamplingOptions,
+    uniform: torch.Tensor | None,
     seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The next token id for each row of `logits` (batch, vocab): argmax at temperature 0.
+    """The per-token step: the next id for each row of `logits` (batch, vocab).
 
-    `uniform` (batch, 1) in (0, 1] is the row's random number (unused when greedy); it comes
-    from per-sample generators so that a sample depends on its own seed only.
+    Argmax at temperature 0; otherwise a draw with the row's random number `uniform`
+    (batch, 1) in (0, 1], which the sampler takes from per-sample generators so that a sample
+    depends on its own seed only.
     """
     logits = process_logits(logits, options, seen)
     if options.greedy:
         return logits.argmax(dim=-1)
     return draw(logits, uniform)
+
+
+def sample_next(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    repetition_penalty: float = 1.0,
+    seen: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One token id per row of `logits` (batch, vocab), random numbers from `generator`."""
+    options = SamplingOptions(temperature, top_k, top_p, repetition_penalty)
+    shape = (logits.shape[0], 1)
+    uniform = 1.0 - torch.rand(shape, generator=generator, device=logits.device)  # (0, 1]
+    return choose(logits, options, uniform, seen)
 
 
 class Uniforms:
