@@ -17,11 +17,14 @@ COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
 
 @cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(path_type=Path)
+)
 @click.option(
     "--json",
     "as_json",
     is_flag=True,
+    show_default=True,
     help="Print one JSON object per file instead of a table.",
 )
 @click.option(

@@ -119,11 +119,13 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     "--json",
     "as_json",
     is_flag=True,
+    show_default=True,
     help="Print one JSON object per sample: prefix, text, tokens, log-probability, seed.",
 )
 @click.option(
     "--interactive",
     is_flag=True,
+    show_default=True,
     help="Open a prompt: type a prefix, get a continuation; /help lists the commands.",
 )
 def generate(
