@@ -37,7 +37,7 @@ from charlm.sampling.strategies import draw
 from charlm.tokenizers.char import CharTokenizer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
-FULL = {"hidden": 512, "tokens": 2000, "batch_tokens": 500, "naive_tokens": 300, "repeats": 3}
+FULL = {"hidden": 512, "tokens": 2000, "batch_tokens": 200, "naive_tokens": 100, "repeats": 3}
 QUICK = {"hidden": 64, "tokens": 100, "batch_tokens": 30, "naive_tokens": 30, "repeats": 1}
 PREFIX_TOKENS = 1000
 NUM_SAMPLES = 16
