@@ -60,7 +60,7 @@ def run_prompt_loop(settings: dict[str, Any], continue_text: Callable[[str], Non
     click.echo("Type a prefix for a continuation, /help for commands, Ctrl-D to end.", err=True)
     while True:
         try:
-            line = click.prompt("", prompt_suffix="> ", default="", show_default=False)
+            line = click.prompt("", prompt_suffix="> ", default="", show_default=False, err=True)
         except click.Abort:  # Ctrl-D or Ctrl-C at the prompt
             click.echo(err=True)
             return

@@ -102,6 +102,7 @@ def draw(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     `uniform` (batch, 1) holds random numbers in (0, 1]. Because they are never 0 and never
     exceed the total mass, the search always lands on a token of non-zero probability.
     """
+    logits = logits.float()  # a no-op for float32; half precision is too coarse for a CDF
     weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()  # unnormalised probabilities
     cdf = weights.cumsum_(dim=-1)
     target = uniform * cdf[..., -1:]  # (batch, 1), in (0, total]
