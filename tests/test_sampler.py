@@ -178,3 +178,17 @@ def test_an_empty_prefix_and_zero_length_work(bigram):
 def test_invalid_settings_raise_value_error_before_any_work(bigram, settings):
     with pytest.raises(ValueError):
         bigram.samples("a", **{"length": 5, **settings})
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_batches_and_beams_work_for_every_cell_type(cell):
+    tokenizer = CharTokenizer.train("abc de\n")
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(tokenizer.vocab_size, cell=cell, embed_size=4, hidden_size=8))
+    sampler = Sampler(model, tokenizer)
+    batch = sampler.generate("ab", 20, seed=1, num_samples=3)
+    assert [len(text) for text in batch] == [22, 22, 22]
+    assert batch[1] == sampler.generate("ab", 20, seed=2)
+    beams = sampler.samples("ab", 4, beam_width=3, num_samples=3)
+    assert beams[0].log_probability >= beams[1].log_probability >= beams[2].log_probability
+    assert len({b.text for b in beams}) == 3 and all(len(b.token_ids) == 4 for b in beams)

@@ -33,8 +33,11 @@ from charlm.tokenizers import StreamDecoder, Tokenizer
 
 # With an empty prefix the network is primed on a newline, i.e. asked to start a paragraph.
 EMPTY_PREFIX_PRIMER = "\n"
-# Priming and scoring feed at most this many logits (tokens x vocabulary) per forward call.
+# Priming and scoring feed at most this many logits (tokens x vocabulary), and this many
+# tokens, per forward call: memory stays bounded while a prefix of ordinary length still goes
+# through in one call.
 LOGITS_PER_CALL = 1 << 22
+TOKENS_PER_CALL = 8192
 
 
 @dataclass
@@ -70,7 +73,7 @@ class Sampler:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self._chunk_len = max(1, LOGITS_PER_CALL // tokenizer.vocab_size)
+        self._chunk_len = max(1, min(TOKENS_PER_CALL, LOGITS_PER_CALL // tokenizer.vocab_size))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
