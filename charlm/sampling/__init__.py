@@ -7,7 +7,8 @@ beam.py        beam search
 scoring.py     cross-entropy, perplexity, bits per character
 """
 
-from charlm.sampling.sampler import Sample, Sampler, load
+from charlm.sampling.draft import Sample
+from charlm.sampling.sampler import Sampler, load
 from charlm.sampling.scoring import Score
 from charlm.sampling.strategies import SamplingOptions, sample_next
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -24,12 +23,12 @@ from charlm.device import resolve_device
 from charlm.errors import ConfigError
 from charlm.models import State
 from charlm.sampling.beam import beam_search
+from charlm.sampling.draft import Draft, Sample
 from charlm.sampling.request import Request, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
-from charlm.sampling.stops import StopScanner
 from charlm.sampling.strategies import Uniforms, choose
-from charlm.tokenizers import StreamDecoder, Tokenizer
+from charlm.tokenizers import Tokenizer
 
 # With an empty prefix the network is primed on a newline, i.e. asked to start a paragraph.
 EMPTY_PREFIX_PRIMER = "\n"
@@ -38,23 +37,6 @@ EMPTY_PREFIX_PRIMER = "\n"
 # through in one call.
 LOGITS_PER_CALL = 1 << 22
 TOKENS_PER_CALL = 8192
-
-
-@dataclass
-class Sample:
-    """One drawn continuation, with what is needed to judge and reproduce it."""
-
-    prefix: str
-    text: str  # the continuation only; the prefix is not repeated
-    token_ids: list[int]  # every token drawn, including any that spelled a stop string
-    token_log_probs: list[float]  # the model's log-probability (nats) of each drawn token
-    seed: int | None  # reproduces this sample on its own; None for beam search
-    stop: str | None = None  # the stop string that ended the sample, if one did
-
-    @property
-    def log_probability(self) -> float:
-        """Log-probability (nats) of all drawn tokens under the model at temperature 1."""
-        return float(sum(self.token_log_probs))
 
 
 class Piece(NamedTuple):
@@ -220,7 +202,7 @@ class Sampler:
         uniforms = None if options.greedy else Uniforms(seeds, self.device)
         seen = self._seen(context_ids, rows) if options.repetition_penalty != 1.0 else None
         drafts = [
-            _Draft(self.tokenizer.stream_decoder(context_ids), request.stop) for _ in range(rows)
+            Draft(self.tokenizer.stream_decoder(context_ids), request.stop) for _ in range(rows)
         ]
         unfinished = rows
         for step in range(request.length):
@@ -295,43 +277,6 @@ class Sampler:
         if context_ids:
             seen[:, torch.as_tensor(context_ids, device=self.device)] = 1.0
         return seen
-
-
-class _Draft:
-    """One sample while it is drawn: decodes its tokens and watches for stop strings."""
-
-    def __init__(self, decoder: StreamDecoder, stops: tuple[str, ...]) -> None:
-        self._decoder = decoder
-        self._scanner = StopScanner(stops)
-        self._pieces: list[str] = []
-        self._ids: list[int] = []
-        self._log_probs: list[float] = []
-
-    @property
-    def finished(self) -> bool:
-        return self._scanner.stopped is not None
-
-    def add(self, token: int, log_prob: float | None) -> str:
-        self._ids.append(token)
-        if log_prob is not None:
-            self._log_probs.append(log_prob)
-        piece = self._scanner.feed(self._decoder.step(token))
-        self._pieces.append(piece)
-        return piece
-
-    def finish(self) -> str:
-        """The text held back until the end (by the decoder or the stop scanner)."""
-        if self.finished:
-            return ""
-        piece = self._scanner.feed(self._decoder.flush())
-        if not self.finished:
-            piece += self._scanner.flush()
-        self._pieces.append(piece)
-        return piece
-
-    def sample(self, prefix: str, seed: int) -> Sample:
-        text = "".join(self._pieces)
-        return Sample(prefix, text, self._ids, self._log_probs, seed, self._scanner.stopped)
 
 
 def _next_or_none(uniforms: Uniforms | None) -> torch.Tensor | None:
