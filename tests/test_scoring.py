@@ -39,15 +39,15 @@ def test_bits_per_character_count_characters_not_tokens():
     assert score.bits_per_character == pytest.approx(5 / 2)
 
 
-def test_long_texts_are_scored_in_chunks_with_the_state_carried(monkeypatch):
+def test_long_texts_are_scored_in_chunks_with_the_state_carried():
     text = "the quick brown fox jumps over the lazy dog.\n" * 8
     tokenizer = CharTokenizer.train(text)
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(tokenizer.vocab_size, embed_size=8, hidden_size=16, num_layers=2))
     whole = Sampler(model, tokenizer).score(text)
-    monkeypatch.setattr("charlm.sampling.sampler.LOGITS_PER_CALL", 13 * tokenizer.vocab_size)
-    chunked = Sampler(model, tokenizer).score(text)
-    assert chunked.cross_entropy == pytest.approx(whole.cross_entropy, rel=1e-5)
+    for chunk_len in (1, 13):
+        chunked = Sampler(model, tokenizer).score(text, chunk_len)
+        assert chunked.cross_entropy == pytest.approx(whole.cross_entropy, rel=1e-5)
     # and both equal the loss computed one token at a time, the state carried by hand
     ids = [tokenizer.encode_array("\n")[0], *tokenizer.encode_array(text).tolist()]
     total, state = 0.0, None
@@ -58,6 +58,8 @@ def test_long_texts_are_scored_in_chunks_with_the_state_carried(monkeypatch):
     assert whole.cross_entropy == pytest.approx(total / len(text), rel=1e-4)
 
 
-def test_an_empty_text_cannot_be_scored():
+def test_an_empty_text_or_chunk_cannot_be_scored():
     with pytest.raises(ValueError, match="empty"):
         Sampler(BigramLM(ABC_TABLE), ABC).score("")
+    with pytest.raises(ValueError, match="chunk_len"):
+        Sampler(BigramLM(ABC_TABLE), ABC).score("ab", chunk_len=0)
