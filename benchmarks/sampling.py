@@ -222,14 +222,22 @@ def print_report(results: dict[str, Any]) -> None:
     help="Where to run the model.",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch.  [default: torch's choice]",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=RESULTS,
     show_default=True,
     help="Where to write the JSON results.",
 )
-def main(quick: bool, device: str, out: Path) -> None:
+def main(quick: bool, device: str, threads: int | None, out: Path) -> None:
     """Time the sampler against the bare network (see the module docstring)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     settings = QUICK if quick else FULL
     resolved = resolve_device(device)
     tokenizer = CharTokenizer(list(string.printable))
