@@ -109,6 +109,7 @@ def test_extreme_random_numbers_never_pick_an_impossible_token(u):
         {"temperature": -0.1},
         {"temperature": math.nan},
         {"top_k": 0},
+        {"top_k": 2.5},
         {"top_p": 0.0},
         {"top_p": 1.5},
         {"repetition_penalty": 0.0},
