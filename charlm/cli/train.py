@@ -26,162 +26,60 @@ def _apply(options: list) -> Any:
     return decorate
 
 
-data_options = _apply(
-    [
-        click.option(
-            "--val-fraction",
-            type=click.FloatRange(0, 1, max_open=True),
-            default=0.1,
-            show_default=True,
-            help="Fraction at the end of the book held out for validation.",
-        ),
-    ]
-)
+data_options = _apply([
+    click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+                 show_default=True,
+                 help="Fraction at the end of the book held out for validation."),
+])
 
-model_options = _apply(
-    [
-        click.option(
-            "--model",
-            "cell",
-            type=click.Choice(list(CELLS)),
-            default="lstm",
-            show_default=True,
-            help="Recurrent cell.",
-        ),
-        click.option(
-            "--layers",
-            type=click.IntRange(min=1),
-            default=2,
-            show_default=True,
-            help="Number of stacked recurrent layers.",
-        ),
-        click.option(
-            "--hidden",
-            type=click.IntRange(min=1),
-            default=512,
-            show_default=True,
-            help="Hidden units per layer.",
-        ),
-        click.option(
-            "--embed",
-            type=click.IntRange(min=1),
-            default=64,
-            show_default=True,
-            help="Size of the token embedding.",
-        ),
-        click.option(
-            "--dropout",
-            type=click.FloatRange(0, 1, max_open=True),
-            default=0.1,
-            show_default=True,
-            help="Dropout between stacked layers.",
-        ),
-    ]
-)
+model_options = _apply([
+    click.option("--model", "cell", type=click.Choice(list(CELLS)), default="lstm",
+                 show_default=True, help="Recurrent cell."),
+    click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
+                 help="Number of stacked recurrent layers."),
+    click.option("--hidden", type=click.IntRange(min=1), default=512, show_default=True,
+                 help="Hidden units per layer."),
+    click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True,
+                 help="Size of the token embedding."),
+    click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+                 show_default=True, help="Dropout between stacked layers."),
+])
 
-training_options = _apply(
-    [
-        click.option(
-            "--seq-len",
-            type=click.IntRange(min=1),
-            default=_defaults.seq_len,
-            show_default=True,
-            help="Tokens per sequence: how far back gradients flow.",
-        ),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=_defaults.batch_size,
-            show_default=True,
-            help="Sequences per batch.",
-        ),
-        click.option(
-            "--epochs",
-            type=click.IntRange(min=1),
-            default=_defaults.epochs,
-            show_default=True,
-            help="Passes over the training text.",
-        ),
-        click.option(
-            "--lr",
-            type=click.FloatRange(min=0, min_open=True),
-            default=_defaults.lr,
-            show_default=True,
-            help="Adam learning rate.",
-        ),
-        click.option(
-            "--clip",
-            type=click.FloatRange(min=0, min_open=True),
-            default=_defaults.clip,
-            show_default=True,
-            help="Largest allowed gradient norm θ: g ← min(1, θ/‖g‖)·g.",
-        ),
-        click.option(
-            "--iterator",
-            type=click.Choice(ITERATORS),
-            default=_defaults.iterator,
-            show_default=True,
-            help="sequential: rows continue across batches and the state is carried; "
-            "random: random subsequences, fresh state every batch.",
-        ),
-        click.option(
-            "--max-time",
-            type=Duration(),
-            default=None,
-            help="Stop after this much training time, e.g. 300, 10m, 1h.  [default: none]",
-        ),
-        click.option(
-            "--max-steps",
-            type=click.IntRange(min=1),
-            default=None,
-            help="Stop after this many optimizer steps.  [default: none]",
-        ),
-        click.option(
-            "--seed",
-            type=int,
-            default=_defaults.seed,
-            show_default=True,
-            help="Seed for weights, batch order and dropout.",
-        ),
-    ]
-)
+training_options = _apply([
+    click.option("--seq-len", type=click.IntRange(min=1), default=_defaults.seq_len,
+                 show_default=True, help="Tokens per sequence: how far back gradients flow."),
+    click.option("--batch-size", type=click.IntRange(min=1), default=_defaults.batch_size,
+                 show_default=True, help="Sequences per batch."),
+    click.option("--epochs", type=click.IntRange(min=1), default=_defaults.epochs,
+                 show_default=True, help="Passes over the training text."),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_defaults.lr,
+                 show_default=True, help="Adam learning rate."),
+    click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=_defaults.clip,
+                 show_default=True,
+                 help="Largest allowed gradient norm θ: g ← min(1, θ/‖g‖)·g."),
+    click.option("--iterator", type=click.Choice(ITERATORS), default=_defaults.iterator,
+                 show_default=True,
+                 help="sequential: rows continue across batches and the state is carried; "
+                      "random: random subsequences, fresh state every batch."),
+    click.option("--max-time", type=Duration(), default=None,
+                 help="Stop after this much training time, e.g. 300, 10m, 1h.  [default: none]"),
+    click.option("--max-steps", type=click.IntRange(min=1), default=None,
+                 help="Stop after this many optimizer steps.  [default: none]"),
+    click.option("--seed", type=int, default=_defaults.seed, show_default=True,
+                 help="Seed for weights, batch order and dropout."),
+])
 
-run_options = _apply(
-    [
-        click.option(
-            "--device",
-            type=click.Choice(DEVICE_CHOICES),
-            default="auto",
-            show_default=True,
-            help="auto uses a CUDA GPU when there is one.",
-        ),
-        click.option(
-            "--out",
-            type=click.Path(path_type=Path),
-            default=None,
-            help="Checkpoint directory.  [default: checkpoints/<book name>]",
-        ),
-    ]
-)
+run_options = _apply([
+    click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto",
+                 show_default=True, help="auto uses a CUDA GPU when there is one."),
+    click.option("--out", type=click.Path(path_type=Path), default=None,
+                 help="Checkpoint directory.  [default: checkpoints/<book name>]"),
+])
 
-MODEL_KEYS = {
-    "cell": "cell",
-    "layers": "num_layers",
-    "hidden": "hidden_size",
-    "embed": "embed_size",
-    "dropout": "dropout",
-}
-TRAINING_KEYS = {
-    "seq_len",
-    "batch_size",
-    "epochs",
-    "lr",
-    "clip",
-    "iterator",
-    "max_time",
-    "max_steps",
-    "seed",
-}
+MODEL_KEYS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
+              "embed": "embed_size", "dropout": "dropout"}
+TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "max_time",
+                 "max_steps", "seed"}
 
 
 @cli.command()
