@@ -89,4 +89,4 @@ def test_load_returns_a_sampler_that_scores_text(tmp_path):
     assert isinstance(sampler, charlm.Sampler)
     score = sampler.score("the lazy dog jumps")
     assert score.perplexity == pytest.approx(2.718281828**score.cross_entropy)
-    assert score.num_tokens == len("the lazy dog jumps") - 1
+    assert score.num_tokens == len("the lazy dog jumps")  # every token is predicted

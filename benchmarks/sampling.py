@@ -1,0 +1,272 @@
+"""Sampler benchmark: how close drawing text comes to the cost of the bare network.
+
+    python -m benchmarks.sampling            # the default model (2-layer LSTM, 512 units)
+    python -m benchmarks.sampling --quick    # a small model and few tokens: a smoke run for CI
+
+1. Per-token cost: `Sampler.generate` with one sample, against a bare loop that steps the same
+   network one token at a time with its state carried and does nothing else (target: <= 1.3x).
+2. Batches: `num_samples=16` in one call against 16 separate calls, in tokens per second
+   (target: >= 8x).
+3. The naive way: re-running the whole text so far through the network for every new token,
+   against the sampler, which primes once and carries the state.
+4. Priming: the prefix in one forward call against feeding it one token at a time.
+5. The draw itself: torch.multinomial against the inverse-CDF draw the sampler uses and a
+   Gumbel-max draw, for a few batch and vocabulary sizes.
+
+The model has random weights: speed does not depend on what it learned. Each figure is the
+best of a few repeats. Tables go to stdout, everything to benchmarks/results/sampling.json.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import string
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+
+from charlm.device import DEVICE_CHOICES, resolve_device
+from charlm.models import RNNLM, ModelConfig
+from charlm.sampling import Sampler
+from charlm.sampling.strategies import draw
+from charlm.tokenizers.char import CharTokenizer
+
+RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
+FULL = {"hidden": 512, "tokens": 2000, "batch_tokens": 200, "naive_tokens": 100, "repeats": 3}
+QUICK = {"hidden": 64, "tokens": 100, "batch_tokens": 30, "naive_tokens": 30, "repeats": 1}
+PREFIX_TOKENS = 1000
+NUM_SAMPLES = 16
+
+
+def best_time(run: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Fastest of `repeats` runs, in seconds (after one warm-up run)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.inference_mode()
+def bare_loop(model: RNNLM, prefix: torch.Tensor, tokens: int) -> None:
+    """The network alone: prime, then one step per token with the state carried."""
+    _, state = model(prefix)
+    token = prefix[:, -1:]
+    for _ in range(tokens):
+        _, state = model(token, state)
+
+
+@torch.inference_mode()
+def naive_loop(model: RNNLM, prefix: torch.Tensor, tokens: int) -> None:
+    """Re-run everything so far for each new token (what the sampler avoids)."""
+    text = prefix
+    for _ in range(tokens):
+        logits, _ = model(text)
+        token = logits[:, -1].softmax(-1).multinomial(1)
+        text = torch.cat([text, token], dim=1)
+
+
+@torch.inference_mode()
+def token_by_token(model: RNNLM, prefix: torch.Tensor) -> None:
+    state = None
+    for i in range(prefix.shape[1]):
+        _, state = model(prefix[:, i : i + 1], state)
+
+
+def per_token(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats: int) -> list:
+    device = sampler.device
+    bare = best_time(lambda: bare_loop(sampler.model, ids, n), repeats, device)
+    cases = {
+        "sample (temperature 1)": {},
+        "greedy (temperature 0)": {"temperature": 0.0},
+        "top-k 40, top-p 0.9, penalty 1.2": {
+            "top_k": 40,
+            "top_p": 0.9,
+            "repetition_penalty": 1.2,
+        },
+    }
+    rows = [{"case": "bare network loop", "us_per_token": bare / n * 1e6, "ratio": 1.0}]
+    for name, options in cases.items():
+        seconds = best_time(
+            lambda o=options: sampler.generate(prefix, n, seed=0, **o), repeats, device
+        )
+        rows.append({"case": name, "us_per_token": seconds / n * 1e6, "ratio": seconds / bare})
+    return rows
+
+
+def batches(sampler: Sampler, prefix: str, n: int, repeats: int) -> dict[str, float]:
+    device = sampler.device
+    together = best_time(
+        lambda: sampler.generate(prefix, n, seed=0, num_samples=NUM_SAMPLES), repeats, device
+    )
+    separate = best_time(
+        lambda: [sampler.generate(prefix, n, seed=i) for i in range(NUM_SAMPLES)], repeats, device
+    )
+    total = n * NUM_SAMPLES
+    return {
+        "tokens_per_s_batch": total / together,
+        "tokens_per_s_separate": total / separate,
+        "speedup": separate / together,
+    }
+
+
+def naive(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats: int) -> dict:
+    device = sampler.device
+    naive_s = best_time(lambda: naive_loop(sampler.model, ids, n), repeats, device)
+    ours = best_time(lambda: sampler.generate(prefix, n, seed=0), repeats, device)
+    return {
+        "prefix_tokens": ids.shape[1],
+        "tokens": n,
+        "naive_s": naive_s,
+        "sampler_s": ours,
+        "speedup": naive_s / ours,
+    }
+
+
+def priming(sampler: Sampler, ids: torch.Tensor, repeats: int) -> dict[str, float]:
+    device = sampler.device
+    prefix = sampler.tokenizer.decode(ids[0].tolist())
+    one_call = best_time(lambda: sampler.generate(prefix, 0), repeats, device)  # primes only
+    stepwise = best_time(lambda: token_by_token(sampler.model, ids), repeats, device)
+    return {
+        "prefix_tokens": ids.shape[1],
+        "one_call_s": one_call,
+        "token_by_token_s": stepwise,
+        "speedup": stepwise / one_call,
+    }
+
+
+def draw_methods(logits: torch.Tensor, generator: torch.Generator) -> dict[str, Callable]:
+    """Three ways to draw one id per row of `logits` from softmax(logits)."""
+    uniform = torch.rand(logits.shape[0], 1, device=logits.device, generator=generator)
+
+    def gumbel_max() -> torch.Tensor:
+        noise = torch.empty_like(logits).exponential_(generator=generator).log_()
+        return (logits - noise).argmax(-1)
+
+    return {
+        "multinomial": lambda: logits.softmax(-1).multinomial(1, generator=generator),
+        "inverse_cdf": lambda: draw(logits, uniform),
+        "gumbel_max": gumbel_max,
+    }
+
+
+def draws(device: torch.device, repeats: int, quick: bool) -> list[dict[str, Any]]:
+    generator = torch.Generator(device=device).manual_seed(0)
+    calls = 20 if quick else 200
+    rows = []
+    for batch, vocab in [(1, 100), (16, 100), (1, 10_000), (16, 10_000), (16, 33_000)]:
+        logits = torch.randn(batch, vocab, device=device, generator=generator)
+        row: dict[str, Any] = {"batch": batch, "vocab": vocab}
+        for name, method in draw_methods(logits, generator).items():
+            seconds = best_time(lambda m=method: [m() for _ in range(calls)], repeats, device)
+            row[f"{name}_us"] = seconds / calls * 1e6
+        rows.append(row)
+    return rows
+
+
+def print_report(results: dict[str, Any]) -> None:
+    click.echo(
+        f"model: {results['model']}  device: {results['device']}  threads: {results['threads']}\n"
+    )
+    click.echo(f"1. per-token cost, batch 1, {results['settings']['tokens']} tokens")
+    for row in results["per_token"]:
+        click.echo(
+            f"   {row['case']:<36} {row['us_per_token']:9.1f} us/token {row['ratio']:6.2f}x bare"
+        )
+    b = results["batches"]
+    click.echo(
+        f"\n2. num_samples={NUM_SAMPLES}: {b['tokens_per_s_batch']:,.0f} tokens/s; "
+        f"16 separate calls: {b['tokens_per_s_separate']:,.0f} tokens/s; "
+        f"{b['speedup']:.1f}x"
+    )
+    n = results["naive"]
+    click.echo(
+        f"\n3. naive re-run of the prefix ({n['prefix_tokens']} + {n['tokens']} tokens): "
+        f"{n['naive_s']:.3f} s vs sampler {n['sampler_s']:.3f} s: {n['speedup']:.1f}x"
+    )
+    p = results["priming"]
+    click.echo(
+        f"\n4. priming {p['prefix_tokens']} tokens: one call {p['one_call_s'] * 1e3:.1f} ms, "
+        f"token by token {p['token_by_token_s'] * 1e3:.1f} ms: {p['speedup']:.1f}x"
+    )
+    click.echo("\n5. one draw (us): batch x vocab   multinomial  inverse-CDF  Gumbel-max")
+    for r in results["draws"]:
+        click.echo(
+            f"   {r['batch']:>3} x {r['vocab']:<8} {r['multinomial_us']:12.1f} "
+            f"{r['inverse_cdf_us']:12.1f} {r['gumbel_max_us']:11.1f}"
+        )
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="A small model and few tokens (a smoke run).")
+@click.option(
+    "--device",
+    type=click.Choice(DEVICE_CHOICES),
+    default="cpu",
+    show_default=True,
+    help="Where to run the model.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch.  [default: torch's choice]",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=RESULTS,
+    show_default=True,
+    help="Where to write the JSON results.",
+)
+def main(quick: bool, device: str, threads: int | None, out: Path) -> None:
+    """Time the sampler against the bare network (see the module docstring)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    settings = QUICK if quick else FULL
+    resolved = resolve_device(device)
+    tokenizer = CharTokenizer(list(string.printable))
+    torch.manual_seed(0)
+    config = ModelConfig(tokenizer.vocab_size, hidden_size=settings["hidden"])
+    sampler = Sampler(RNNLM(config), tokenizer, resolved)
+    prefix = ("It was the best of times, it was the worst of times. " * 40)[:PREFIX_TOKENS]
+    ids = torch.as_tensor(tokenizer.encode_array(prefix), device=resolved).unsqueeze(0)
+    short_prefix, short_ids = prefix[:200], ids[:, :200]
+    repeats = settings["repeats"]
+    results = {
+        "quick": quick,
+        "settings": settings,
+        "model": config.to_dict(),
+        "device": str(resolved),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.platform(),
+        "per_token": per_token(sampler, short_prefix, short_ids, settings["tokens"], repeats),
+        "batches": batches(sampler, short_prefix, settings["batch_tokens"], repeats),
+        "naive": naive(sampler, short_prefix, short_ids, settings["naive_tokens"], repeats),
+        "priming": priming(sampler, ids, repeats),
+        "draws": draws(resolved, repeats, quick),
+    }
+    print_report(results)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    click.echo(f"\nresults written to {out}")
+
+
+if __name__ == "__main__":
+    main()

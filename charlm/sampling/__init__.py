@@ -1,0 +1,15 @@
+"""Drawing text from a trained model, and scoring text with it.
+
+sampler.py     the Sampler: priming, the per-token loop, streaming, scoring
+strategies.py  the per-token step: repetition penalty, temperature, top-k, top-p, draw
+stops.py       stop strings
+beam.py        beam search
+scoring.py     cross-entropy, perplexity, bits per character
+"""
+
+from charlm.sampling.draft import Sample
+from charlm.sampling.sampler import Sampler, load
+from charlm.sampling.scoring import Score
+from charlm.sampling.strategies import SamplingOptions, sample_next
+
+__all__ = ["Sample", "Sampler", "SamplingOptions", "Score", "load", "sample_next"]
