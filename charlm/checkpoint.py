@@ -64,7 +64,7 @@ def save_checkpoint(
         **sections,
         "weights": weights_name,
     }
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
+    tensors = _plain_tensors(model.state_dict())
     _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, str(tmp)))
     text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
     _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
@@ -72,6 +72,19 @@ def save_checkpoint(
         if old.name != weights_name:
             old.unlink(missing_ok=True)
     return directory
+
+
+def _plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies safetensors accepts: tied weights share memory, which it refuses to store."""
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if tensor.data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        tensors[name] = tensor
+    return tensors
 
 
 def _write_atomically(target: Path, write) -> None:

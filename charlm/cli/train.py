@@ -10,7 +10,7 @@ import click
 from charlm.api import train_book
 from charlm.cli import Duration, cli, stderr_console
 from charlm.device import DEVICE_CHOICES
-from charlm.models import CELLS
+from charlm.models import CELLS, NONLINEARITIES
 from charlm.progress import make_reporter
 from charlm.training import ITERATORS, TrainConfig
 
@@ -43,6 +43,15 @@ model_options = _apply([
                  help="Size of the token embedding."),
     click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
                  show_default=True, help="Dropout between stacked layers."),
+    click.option("--embed-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                 show_default=True, help="Dropout on the embedded input tokens."),
+    click.option("--output-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+                 show_default=True, help="Dropout on the last layer's output, before the head."),
+    click.option("--tie-weights/--no-tie-weights", default=False, show_default=True,
+                 help="Share the embedding matrix with the output layer (needs --embed = "
+                      "--hidden)."),
+    click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default="tanh",
+                 show_default=True, help="Activation of --model rnn (GRU/LSTM have gates)."),
 ])
 
 training_options = _apply([
@@ -77,7 +86,9 @@ run_options = _apply([
 ])
 
 MODEL_KEYS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
-              "embed": "embed_size", "dropout": "dropout"}
+              "embed": "embed_size", "dropout": "dropout", "embed_dropout": "embed_dropout",
+              "output_dropout": "output_dropout", "tie_weights": "tie_weights",
+              "nonlinearity": "nonlinearity"}
 TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "max_time",
                  "max_steps", "seed"}
 

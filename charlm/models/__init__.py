@@ -1,6 +1,6 @@
 """Recurrent language models."""
 
-from .rnnlm import CELLS, RNNLM, ModelConfig, State, detach_state, num_parameters
+from .rnnlm import CELLS, NONLINEARITIES, RNNLM, ModelConfig, State, detach_state, num_parameters
 
 
 def build_model(config: ModelConfig) -> RNNLM:
@@ -10,6 +10,7 @@ def build_model(config: ModelConfig) -> RNNLM:
 
 __all__ = [
     "CELLS",
+    "NONLINEARITIES",
     "RNNLM",
     "ModelConfig",
     "State",
