@@ -5,22 +5,35 @@ text → tokenizer → ids → batches → model → training → checkpoint
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from charlm.checkpoint import save_checkpoint
+from charlm import distributed
+from charlm.checkpoint import (
+    BEST_NAME,
+    CONFIG_NAME,
+    Checkpoint,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+)
 from charlm.corpus import read_book, split_tail
 from charlm.data import min_tokens_for_one_batch
-from charlm.device import resolve_device
-from charlm.errors import ConfigError, CorpusError
-from charlm.models import ModelConfig, build_model, num_parameters
-from charlm.tokenizers import get_tokenizer_class
-from charlm.training import Reporter, TrainConfig, TrainResult, train
+from charlm.device import resolve_device, set_threads
+from charlm.errors import ConfigError, CorpusError, TokenizerError, TrainingError
+from charlm.metrics import METRICS_LOG_NAME, MetricsLog
+from charlm.models import RNNLM, ModelConfig, build_model, num_parameters
+from charlm.resume import TrainingState
+from charlm.signals import StopFlag
+from charlm.tokenizers import Tokenizer, get_tokenizer_class
+from charlm.training import Reporter, SilentReporter, TrainConfig, TrainResult, train
 
 DEFAULT_CHECKPOINT_ROOT = Path("checkpoints")
 
@@ -32,10 +45,12 @@ class TrainedModel:
     checkpoint: Path
     result: TrainResult
     num_parameters: int
+    best: Path | None = None  # the best-validation checkpoint, when one was saved
+    rank: int = 0  # this process's rank under torchrun; only rank 0 saved anything
 
 
 def train_book(
-    book: str | os.PathLike,
+    book: str | os.PathLike | None = None,
     *,
     out: str | os.PathLike | None = None,
     tokenizer: str = "char",
@@ -44,48 +59,133 @@ def train_book(
     val_fraction: float = 0.1,
     device: str = "auto",
     reporter: Reporter | None = None,
+    resume: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+    threads: int | None = None,
+    stop: StopFlag | None = None,
 ) -> TrainedModel:
     """Train a model on `book` and save it to `out` (default `checkpoints/<book name>`).
 
-    `model` holds ModelConfig settings (cell, embed_size, hidden_size, num_layers, dropout).
+    `model` holds ModelConfig settings (cell, embed_size, hidden_size, num_layers, dropout, ...).
+    `resume` continues the run saved in that checkpoint directory exactly where it stopped
+    (same book, model and settings unless `training` is given; `out` is that directory);
+    `init_from` starts a new run from another checkpoint's weights and tokenizer.
+    Under `torchrun` each process trains its share of every batch and rank 0 saves.
     """
+    if resume is not None and init_from is not None:
+        raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
+    set_threads(threads)
+    context = distributed.from_environment()
+    resolved = distributed.setup(context, resolve_device(device))
+    base = load_checkpoint(resume or init_from) if (resume or init_from) else None
+    state = load_training_state(resume) if resume is not None else None
+    if resume is not None:
+        saved = base.config
+        training = training or TrainConfig.from_dict(saved.get("training", {}))
+        book = book if book is not None else saved.get("data", {}).get("book")
+        val_fraction = saved.get("data", {}).get("val_fraction", val_fraction)
+        out = resume
+    if book is None:
+        raise ConfigError("no BOOK given: name the text to train on")
     training = training or TrainConfig()
-    resolved = resolve_device(device)
     source = read_book(book)
     train_text, val_text = split_tail(source.text, val_fraction)
     # The vocabulary comes from the whole book, so the validation text is always encodable.
-    tok = get_tokenizer_class(tokenizer).train(source.text)
-    train_ids = tok.encode_array(train_text)
-    val_ids = tok.encode_array(val_text) if val_fraction > 0 else None
+    tok = base.tokenizer if base else get_tokenizer_class(tokenizer).train(source.text)
+    train_ids = _encode(tok, train_text, base)
+    val_ids = _encode(tok, val_text, base) if val_fraction > 0 else None
     _check_lengths(train_ids, val_ids, training)
 
-    model_config = ModelConfig(vocab_size=tok.vocab_size, **(model or {}))
+    out = Path(out) if out is not None else DEFAULT_CHECKPOINT_ROOT / _slug(source.path.stem)
+    data = {
+        "book": str(source.path),
+        "encoding": source.encoding,
+        "characters": len(source.text),
+        "val_fraction": val_fraction,
+        "train_tokens": int(len(train_ids)),
+        "val_tokens": 0 if val_ids is None else int(len(val_ids)),
+    }
+    if init_from is not None:
+        data["init_from"] = str(init_from)
+    saver = _RunSaver(out, tok, training, data) if context.is_main else None
+    metrics = None
+    if context.is_main:
+        if state is None:
+            _remove_stale_best(out)
+        metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
     with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
         # Seed the weights and dropout masks from the run's seed without touching the
-        # caller's global random state.
-        torch.manual_seed(training.seed)
-        net = build_model(model_config)
-        result = train(net, train_ids, val_ids, training, device=resolved, reporter=reporter)
-
-    out = Path(out) if out is not None else DEFAULT_CHECKPOINT_ROOT / _slug(source.path.stem)
-    save_checkpoint(
+        # caller's global random state (a resumed run restores the saved state instead).
+        torch.manual_seed(training.seed + context.rank)
+        net = base.model if base else build_model(ModelConfig(tok.vocab_size, **(model or {})))
+        try:
+            result = train(
+                net, train_ids, val_ids, training, device=resolved,
+                reporter=reporter if context.is_main else SilentReporter(), checkpointer=saver,
+                metrics=metrics, resume=state, stop=stop, val_characters=len(val_text),
+                dist=context,
+            )  # fmt: skip
+        except TrainingError as exc:
+            kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
+            raise TrainingError(f"{exc}{kept}") from exc
+        finally:
+            distributed.teardown(context)
+    best = out / BEST_NAME
+    return TrainedModel(
         out,
-        net,
-        tok,
-        training=training.to_dict(),
-        data={
-            "book": str(source.path),
-            "encoding": source.encoding,
-            "characters": len(source.text),
-            "val_fraction": val_fraction,
-            "train_tokens": int(len(train_ids)),
-            "val_tokens": 0 if val_ids is None else int(len(val_ids)),
-        },
-        results=result.to_dict(),
-        train_perplexity=result.train_perplexity,
-        val_perplexity=result.val_perplexity,
+        result,
+        num_parameters(net),
+        best if (best / CONFIG_NAME).is_file() else None,
+        context.rank,
     )
-    return TrainedModel(out, result, num_parameters(net))
+
+
+class _RunSaver:
+    """Saves a run's `last` checkpoint (with training state) to `out` and `best` below it."""
+
+    def __init__(self, out: Path, tok: Tokenizer, training: TrainConfig, data: dict) -> None:
+        self.out, self.tokenizer, self.training, self.data = out, tok, training, data
+
+    def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
+        save_checkpoint(
+            self.out, model, self.tokenizer, training_state=state, **self._sections(summary)
+        )
+
+    def save_best(self, model: RNNLM, summary: dict[str, Any]) -> None:
+        save_checkpoint(self.out / BEST_NAME, model, self.tokenizer, **self._sections(summary))
+
+    def _sections(self, summary: dict[str, Any]) -> dict[str, Any]:
+        summary = {k: _json_number(v) for k, v in summary.items()}
+        return {
+            "training": self.training.to_dict(),
+            "data": self.data,
+            "results": summary,
+            "train_perplexity": summary["train_perplexity"],
+            "val_perplexity": summary["val_perplexity"],
+        }
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _encode(tok: Tokenizer, text: str, base: Checkpoint | None):
+    try:
+        return tok.encode_array(text)
+    except TokenizerError as exc:
+        if base is None:
+            raise
+        raise TokenizerError(
+            f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
+            f"comes with: {exc}"
+        ) from exc
+
+
+def _remove_stale_best(out: Path) -> None:
+    # A new run in an old run's directory must not leave the old run's `best` beside it.
+    best = out / BEST_NAME
+    if (best / CONFIG_NAME).is_file():
+        shutil.rmtree(best)
 
 
 def _check_lengths(train_ids, val_ids, training: TrainConfig) -> None:

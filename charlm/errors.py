@@ -27,3 +27,7 @@ class CheckpointError(CharlmError):
 
 class ConfigError(CharlmError, ValueError):
     """A setting has a value that cannot work."""
+
+
+class TrainingError(CharlmError):
+    """Training cannot go on, e.g. the loss became non-finite."""
