@@ -201,9 +201,9 @@ class _Run:
             batches = itertools.islice(self._epoch_batches(epoch), self.batch_index, None)
             for (x, y), last in _lookahead(batches):
                 self._train_step(x, y)
-                stopped_by = self._check_bounds()
                 if self.step % config.log_every == 0:
                     self._log_window()
+                stopped_by = self._check_bounds()
                 self._maybe_report(force=bool(stopped_by))
                 due = (config.eval_every and self.step % config.eval_every == 0) or (
                     last and epoch < config.epochs

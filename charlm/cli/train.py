@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -191,9 +192,10 @@ def train(ctx: click.Context, book: Path | None, val_fraction: float, device: st
     if result.stopped_by in STOP_EXIT_CODES:
         console.print(
             f"{result.stopped_by} at step {result.steps}; saved [bold]{trained.checkpoint}[/]. "
-            f"Continue with: charlm train --resume {trained.checkpoint}"
+            f"Continue with: charlm train --resume {trained.checkpoint}",
+            soft_wrap=True,  # keep the command on one line, ready to copy
         )
-        ctx.exit(STOP_EXIT_CODES[result.stopped_by])
+        sys.exit(STOP_EXIT_CODES[result.stopped_by])
     val = "-" if result.val_perplexity is None else f"{result.val_perplexity:.3f}"
     rate = result.tokens_seen / max(result.train_seconds, 1e-9)
     console.print(
