@@ -336,7 +336,8 @@ class _Run:
         return self.schedule.lr_at(self.step + 1, self.progress())
 
     def _bpc(self, val_loss: float) -> float:
-        tokens = max(1, len(self.val_ids) - 1)
+        # Nats per token → bits per character: scale by the text's tokens per character.
+        tokens = len(self.val_ids)
         characters = self.val_characters or tokens
         return val_loss * tokens / characters / math.log(2)
 

@@ -45,41 +45,75 @@ class StopAt:
 
 def fresh_model(cell: str, vocab: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=vocab, cell=cell, embed_size=8, hidden_size=16,
-                         num_layers=2, dropout=0.3, embed_dropout=0.2)  # fmt: skip
+    config = ModelConfig(
+        vocab_size=vocab,
+        cell=cell,
+        embed_size=8,
+        hidden_size=16,
+        num_layers=2,
+        dropout=0.3,
+        embed_dropout=0.2,
+    )
     return build_model(config)
 
 
 @pytest.mark.parametrize(
     "cell,iterator,stop_at",
-    [("lstm", "sequential", 7),  # mid-epoch, carrying an LSTM (h, c) state
-     ("gru", "sequential", 12),  # the last step of epoch 1 and an evaluation step
-     ("rnn", "random", 9)],
-)  # fmt: skip
-def test_a_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, cell, iterator,
-                                                                stop_at):  # fmt: skip
+    [
+        ("lstm", "sequential", 7),  # mid-epoch, carrying an LSTM (h, c) state
+        ("gru", "sequential", 12),  # the last step of epoch 1 and an evaluation step
+        ("rnn", "random", 9),
+    ],
+)
+def test_a_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, cell, iterator, stop_at):
     tok = get_tokenizer_class("char").train(TEXT)
     ids = tok.encode_array(TEXT)
     train_ids, val_ids = ids[:-60], ids[-60:]
-    config = TrainConfig(batch_size=4, seq_len=10, epochs=3, lr=0.01, iterator=iterator,
-                         schedule="cosine", warmup=3, eval_every=4, log_every=1, seed=3)  # fmt: skip
+    config = TrainConfig(
+        batch_size=4,
+        seq_len=10,
+        epochs=3,
+        lr=0.01,
+        iterator=iterator,
+        schedule="cosine",
+        warmup=3,
+        eval_every=4,
+        log_every=1,
+        seed=3,
+    )
 
     straight = StopAt()
-    full = train(fresh_model(cell, tok.vocab_size), train_ids, val_ids, config, device=CPU,
-                 metrics=straight)  # fmt: skip
+    full = train(
+        fresh_model(cell, tok.vocab_size), train_ids, val_ids, config, device=CPU, metrics=straight
+    )
 
     stop = StopFlag()
     first = StopAt(stop, stop_at)
     saver = _RunSaver(tmp_path / "run", tok, config, {})
-    part = train(fresh_model(cell, tok.vocab_size), train_ids, val_ids, config, device=CPU,
-                 metrics=first, stop=stop, checkpointer=saver)  # fmt: skip
+    part = train(
+        fresh_model(cell, tok.vocab_size),
+        train_ids,
+        val_ids,
+        config,
+        device=CPU,
+        metrics=first,
+        stop=stop,
+        checkpointer=saver,
+    )
     assert part.stopped_by == "interrupted" and part.steps == stop_at
 
     torch.manual_seed(12345)  # the resumed run must not depend on the global RNG it finds
     second = StopAt()
     model = load_checkpoint(tmp_path / "run").model
-    resumed = train(model, train_ids, val_ids, config, device=CPU, metrics=second,
-                    resume=load_training_state(tmp_path / "run"))  # fmt: skip
+    resumed = train(
+        model,
+        train_ids,
+        val_ids,
+        config,
+        device=CPU,
+        metrics=second,
+        resume=load_training_state(tmp_path / "run"),
+    )
 
     assert resumed.steps == full.steps
     assert sorted(first.losses) == list(range(1, stop_at + 1))
@@ -92,16 +126,23 @@ def test_a_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, cell, 
 
 def test_a_finished_model_without_state_cannot_be_resumed(tmp_path):
     tok = get_tokenizer_class("char").train(TEXT)
-    _RunSaver(tmp_path / "run", tok, TrainConfig(), {}).save_best(fresh_model("gru", 20), {
-        "train_perplexity": 1.0, "val_perplexity": None})  # fmt: skip
+    _RunSaver(tmp_path / "run", tok, TrainConfig(), {}).save_best(
+        fresh_model("gru", 20), {"train_perplexity": 1.0, "val_perplexity": None}
+    )
     with pytest.raises(CheckpointError, match="--init-from"):
         load_training_state(tmp_path / "run" / "best")
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "charlm", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "charlm", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
 
 
 def wait_for_steps(log: Path, proc: subprocess.Popen, steps: int, timeout: float = 60) -> None:
@@ -114,15 +155,33 @@ def wait_for_steps(log: Path, proc: subprocess.Popen, steps: int, timeout: float
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,code,word", [(signal.SIGINT, 130, "interrupted"),
-                                           (signal.SIGTERM, 143, "terminated")])  # fmt: skip
+@pytest.mark.parametrize(
+    "sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
+)
 def test_a_signal_saves_and_the_run_resumes_from_the_cli(tmp_path, sig, code, word):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 4, encoding="utf-8")
     out = tmp_path / "run"
-    proc = run_cli("train", str(book), "--out", str(out), "--batch-size", "4", "--seq-len",
-                   "16", "--hidden", "32", "--layers", "1", "--log-every", "1", "--epochs",
-                   "1000", "--device", "cpu")  # fmt: skip
+    proc = run_cli(
+        "train",
+        str(book),
+        "--out",
+        str(out),
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "16",
+        "--hidden",
+        "32",
+        "--layers",
+        "1",
+        "--log-every",
+        "1",
+        "--epochs",
+        "1000",
+        "--device",
+        "cpu",
+    )
     wait_for_steps(out / "metrics.jsonl", proc, 3)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
@@ -131,8 +190,9 @@ def test_a_signal_saves_and_the_run_resumes_from_the_cli(tmp_path, sig, code, wo
     assert f"charlm train --resume {out}" in stderr and word in stderr
     stopped = read_config(out)["training_state"]["step"]
 
-    result = CliRunner().invoke(cli, ["train", "--resume", str(out), "--max-steps",
-                                      str(stopped + 5), "--device", "cpu"])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["train", "--resume", str(out), "--max-steps", str(stopped + 5), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "train_loss" in r]
     assert steps == list(range(1, stopped + 6))  # appended, no step lost or repeated
@@ -168,8 +228,11 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
     rng = random.Random(0)
     last_step = 0
     for _ in range(4):
-        proc = subprocess.Popen([sys.executable, str(script), str(out), str(last_step + 1)],
-                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(out), str(last_step + 1)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout.readline().strip() == "ready"
         time.sleep(rng.uniform(0.2, 0.6))
         proc.send_signal(signal.SIGKILL)
@@ -190,10 +253,23 @@ def test_resume_appends_to_the_metrics_log_from_the_saved_step(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 2, encoding="utf-8")
     out = tmp_path / "run"
-    args = ["--batch-size", "4", "--seq-len", "8", "--hidden", "16", "--layers", "1",
-            "--log-every", "2", "--device", "cpu"]  # fmt: skip
-    result = CliRunner().invoke(cli, ["train", str(book), "--out", str(out), "--max-steps", "6",
-                                      *args])  # fmt: skip
+    args = [
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "8",
+        "--hidden",
+        "16",
+        "--layers",
+        "1",
+        "--log-every",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    result = CliRunner().invoke(
+        cli, ["train", str(book), "--out", str(out), "--max-steps", "6", *args]
+    )
     assert result.exit_code == 0, result.output
     log = out / "metrics.jsonl"
     # A run killed after logging step 8 but before saving: the resumed run redoes step 8.

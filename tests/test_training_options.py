@@ -62,11 +62,14 @@ def test_plateau_reduces_after_patience_and_state_round_trips():
     assert restored.lr_at(100, 0.9) == 0.5 and restored.best == 10.0
 
 
-@pytest.mark.parametrize("name,kind", [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
-                                       ("sgd", torch.optim.SGD)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,kind",
+    [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)],
+)
 def test_optimizers(name, kind):
-    optimizer = build_optimizer(tiny_model().parameters(), name, lr=0.1, momentum=0.8,
-                                weight_decay=0.01)  # fmt: skip
+    optimizer = build_optimizer(
+        tiny_model().parameters(), name, lr=0.1, momentum=0.8, weight_decay=0.01
+    )
     assert isinstance(optimizer, kind)
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
     if name == "sgd":
@@ -78,8 +81,9 @@ def test_every_optimizer_lowers_the_loss(optimizer):
     ids = np.tile(np.array([0, 1, 2, 3]), 200)
     lr = 0.5 if optimizer == "sgd" else 0.01
     log = Records()
-    config = TrainConfig(batch_size=4, seq_len=8, epochs=1, max_steps=40, lr=lr,
-                         optimizer=optimizer, log_every=10)  # fmt: skip
+    config = TrainConfig(
+        batch_size=4, seq_len=8, epochs=1, max_steps=40, lr=lr, optimizer=optimizer, log_every=10
+    )
     train(tiny_model(), ids, None, config, device=CPU, metrics=log)
     losses = [r["train_loss"] for r in log.train()]
     assert losses[-1] < losses[0] * 0.7
@@ -91,16 +95,29 @@ def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="schedule"):
         TrainConfig(schedule="linear")
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
-        train(tiny_model(), np.zeros(100, dtype=np.int64), None,
-              TrainConfig(batch_size=2, seq_len=4, precision="fp16"), device=CPU)  # fmt: skip
+        train(
+            tiny_model(),
+            np.zeros(100, dtype=np.int64),
+            None,
+            TrainConfig(batch_size=2, seq_len=4, precision="fp16"),
+            device=CPU,
+        )
 
 
 def test_cosine_follows_the_clock_when_there_is_a_deadline():
     # 1000 epochs would take minutes: only a schedule that follows the 1 s deadline decays.
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
     log = Records()
-    config = TrainConfig(batch_size=2, seq_len=8, epochs=1000, lr=0.01, schedule="cosine",
-                         min_lr_ratio=0.1, max_time=1.0, log_every=1)  # fmt: skip
+    config = TrainConfig(
+        batch_size=2,
+        seq_len=8,
+        epochs=1000,
+        lr=0.01,
+        schedule="cosine",
+        min_lr_ratio=0.1,
+        max_time=1.0,
+        log_every=1,
+    )
     result = train(tiny_model(), ids, None, config, device=CPU, metrics=log)
     assert result.stopped_by == "max_time"
     lrs = [r["lr"] for r in log.train()]
@@ -117,8 +134,17 @@ def diverging_data():
 def test_eval_every_early_stopping_and_plateau():
     train_ids, val_ids = diverging_data()
     log = Records()
-    config = TrainConfig(batch_size=4, seq_len=8, epochs=5, lr=0.02, eval_every=5, patience=2,
-                         schedule="plateau", plateau_patience=1, log_every=1)  # fmt: skip
+    config = TrainConfig(
+        batch_size=4,
+        seq_len=8,
+        epochs=5,
+        lr=0.02,
+        eval_every=5,
+        patience=2,
+        schedule="plateau",
+        plateau_patience=1,
+        log_every=1,
+    )
     result = train(tiny_model(vocab=2), train_ids, val_ids, config, device=CPU, metrics=log)
     evals = log.evals()
     assert [r["step"] for r in evals] == [5, 10, 15]  # stopped after two evaluations
@@ -140,8 +166,9 @@ def test_validation_runs_each_epoch_without_eval_every():
 def test_best_is_kept_beside_last_and_both_load(tiny_book, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(batch_size=4, seq_len=16, epochs=2, eval_every=15, lr=0.01)
-    trained = train_book(tiny_book, out=out, training=config, device="cpu",
-                         model=dict(hidden_size=32, num_layers=1))  # fmt: skip
+    trained = train_book(
+        tiny_book, out=out, training=config, device="cpu", model=dict(hidden_size=32, num_layers=1)
+    )
     assert trained.best == out / "best"
     last = json.loads((out / "config.json").read_text())
     best = json.loads((out / "best" / "config.json").read_text())
@@ -204,14 +231,14 @@ def test_nonfinite_stop_is_a_clear_error():
 def test_init_from_needs_an_encodable_book(tiny_book, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(batch_size=4, seq_len=16, max_steps=2)
-    train_book(tiny_book, out=out, training=config, device="cpu",
-               model=dict(hidden_size=16, num_layers=1))  # fmt: skip
+    train_book(
+        tiny_book, out=out, training=config, device="cpu", model=dict(hidden_size=16, num_layers=1)
+    )
     other = tmp_path / "other.txt"
     other.write_text("Zebras QUIZ xylophones! " * 100, encoding="utf-8")
     with pytest.raises(charlm.CharlmError, match="cannot be encoded by the tokenizer of"):
         train_book(other, out=tmp_path / "ft", training=config, device="cpu", init_from=out)
-    tuned = train_book(tiny_book, out=tmp_path / "ft", training=config, device="cpu",
-                       init_from=out)  # fmt: skip
+    tuned = train_book(tiny_book, out=tmp_path / "ft", training=config, device="cpu", init_from=out)
     saved = json.loads((tuned.checkpoint / "config.json").read_text())
     assert saved["data"]["init_from"] == str(out)
     assert saved["model"]["hidden_size"] == 16
