@@ -304,8 +304,9 @@ class _Run:
         val_ppl = perplexity(val_loss)
         if val_loss < self.best_val:
             self.best_val, self.best_step, self.bad_evals = val_loss, self.step, 0
+            summary = self.result("").to_dict()  # on every rank: it averages over them
             if self.checkpointer is not None and _all_finite(self.model):
-                self.checkpointer.save_best(self.model, self.result("").to_dict())
+                self.checkpointer.save_best(self.model, summary)
         else:
             self.bad_evals += 1
         if self.schedule.on_eval(val_ppl):
@@ -404,7 +405,9 @@ class _Run:
         )
 
     def result(self, stopped_by: str) -> TrainResult:
-        train_loss = self.epoch_mean_loss() if self._epoch_tokens else math.nan
+        """The run so far; under torchrun every rank must call it at the same step."""
+        mean = self.dist.all_mean(self._epoch_loss / max(1, self._epoch_tokens)).item()
+        train_loss = mean if self._epoch_tokens else math.nan
         best = perplexity(self.best_val) if math.isfinite(self.best_val) else None
         return TrainResult(
             steps=self.step,

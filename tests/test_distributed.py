@@ -1,0 +1,65 @@
+"""Data-parallel training under torchrun: two CPU processes (gloo, loopback) equal one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from charlm.api import train_book
+from charlm.checkpoint import load_checkpoint
+from charlm.distributed import DistContext
+from charlm.errors import ConfigError
+from charlm.metrics import read_metrics
+from charlm.training import TrainConfig
+
+ARGS = "--batch-size 4 --seq-len 16 --hidden 32 --layers 1 --dropout 0 --max-steps 6 "
+ARGS += "--log-every 1 --eval-every 3 --device cpu --threads 1"
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_with_the_same_global_batch(tiny_book, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    charlm = ["-m", "charlm", "train", str(tiny_book), "--out", str(out), *ARGS.split()]
+    command = [*launcher, "--nproc-per-node", "2", *charlm]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("saved ") == 1  # only rank 0 reports and saves
+
+    config = TrainConfig(batch_size=4, seq_len=16, max_steps=6, log_every=1, eval_every=3)
+    single = train_book(
+        tiny_book,
+        out=tmp_path / "one",
+        training=config,
+        device="cpu",
+        model=dict(hidden_size=32, num_layers=1, dropout=0.0),
+    )
+
+    ddp_log = read_metrics(out / "metrics.jsonl")
+    one_log = read_metrics(tmp_path / "one" / "metrics.jsonl")
+    assert [r["step"] for r in ddp_log] == [r["step"] for r in one_log]
+    for a, b in zip(ddp_log, one_log, strict=True):
+        key = "train_loss" if "train_loss" in a else "val_loss"
+        assert a[key] == pytest.approx(b[key], abs=1e-5), a["step"]
+    ddp_model = load_checkpoint(out).model
+    one_model = load_checkpoint(single.checkpoint).model
+    for p, q in zip(ddp_model.parameters(), one_model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-5)
+
+
+def test_each_rank_takes_its_own_contiguous_rows():
+    batch = torch.arange(8).view(4, 2)
+    assert DistContext(0, 2).shard(batch).tolist() == [[0, 1], [2, 3]]
+    assert DistContext(1, 2).shard(batch).tolist() == [[4, 5], [6, 7]]
+    state = torch.arange(8.0).view(1, 4, 2)  # (layers, batch, hidden)
+    assert DistContext(1, 2).shard_state(state).tolist() == [[[4.0, 5.0], [6.0, 7.0]]]
+
+
+def test_batch_must_split_evenly():
+    with pytest.raises(ConfigError, match="multiple of the 3 processes"):
+        DistContext(0, 3).check_batch_size(4)
