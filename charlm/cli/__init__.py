@@ -88,4 +88,4 @@ def main() -> None:
 
 
 # Importing the command modules attaches their commands to `cli`.
-from charlm.cli import generate, train  # noqa: E402, F401
+from charlm.cli import generate, plot, train  # noqa: E402, F401
