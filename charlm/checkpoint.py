@@ -40,6 +40,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_GLOB = "weights-*.safetensors"
 TRAINING_STATE_GLOB = "training-state-*.safetensors"
 BEST_NAME = "best"
+TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
 
 
 @dataclass
@@ -89,8 +90,11 @@ def save_checkpoint(
     _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, str(tmp)))
     text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
     _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    # The new checkpoint is live: delete the old one's files and any a killed save left.
     live = {weights_name, sections.get("training_state", {}).get("file")}
-    for old in [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]:
+    stale = [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]
+    stale += [p for p in directory.glob(".*.tmp") if p.name.startswith(TEMPORARY_PREFIXES)]
+    for old in stale:
         if old.name not in live:
             old.unlink(missing_ok=True)
     return directory

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 import torch
 
 from charlm.errors import ConfigError
@@ -37,3 +41,18 @@ def set_threads(threads: int | None) -> None:
     if threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
+
+
+def mixed_precision(
+    precision: str, device: torch.device
+) -> tuple[Callable[[], AbstractContextManager], torch.amp.GradScaler]:
+    """An autocast context factory and a gradient scaler for `precision` (fp32, bf16, fp16)."""
+    if precision != "fp32" and device.type != "cuda":
+        raise ConfigError(f"--precision {precision} needs a CUDA GPU; use fp32")
+    # fp16 needs its loss scaled up so that small gradients do not round to zero; bf16 has
+    # fp32's range and does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext, scaler
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler

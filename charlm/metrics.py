@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def perplexity(mean_cross_entropy: float) -> float:
     """exp(mean cross-entropy per token in nats); inf when the loss overflows."""
@@ -88,3 +90,39 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             records.append(record)
     return records
+
+
+class LossMeter:
+    """Token-weighted training loss and mean gradient norm, summed on the device.
+
+    Nothing is read back until asked, so a GPU is not made to wait after every step.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = torch.zeros((), device=self.device)
+        self.grad = torch.zeros((), device=self.device)
+        self.tokens = self.steps = 0
+
+    def add(self, loss: torch.Tensor, tokens: int, grad_norm: torch.Tensor) -> None:
+        self.loss += loss.detach() * tokens
+        self.grad += grad_norm.detach()
+        self.tokens += tokens
+        self.steps += 1
+
+    def mean_loss(self) -> torch.Tensor:
+        return self.loss / max(1, self.tokens)
+
+    def mean_grad(self) -> torch.Tensor:
+        return self.grad / max(1, self.steps)
+
+    def state(self) -> list[float]:
+        return [self.loss.item(), self.grad.item(), self.tokens, self.steps]
+
+    def load(self, state: list[float]) -> None:
+        loss, grad, self.tokens, self.steps = state
+        self.loss.fill_(loss)
+        self.grad.fill_(grad)

@@ -18,7 +18,6 @@ everything needed to resume exactly, and return.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
 import time
@@ -37,9 +36,10 @@ from charlm.data import (
     random_batches,
     sequential_batches,
 )
+from charlm.device import mixed_precision
 from charlm.distributed import DistContext
-from charlm.errors import ConfigError, TrainingError
-from charlm.metrics import perplexity
+from charlm.errors import TrainingError
+from charlm.metrics import LossMeter, perplexity
 from charlm.models import RNNLM, detach_state
 from charlm.resume import (
     TRAINING_STATE_VERSION,
@@ -127,9 +127,18 @@ def train(
     validation loss into bits per character.
     """
     run = _Run(
-        model, train_ids, val_ids, config, device, reporter or SilentReporter(),
-        checkpointer, metrics, stop or StopFlag(), val_characters, dist or DistContext(),
-    )  # fmt: skip
+        model,
+        train_ids,
+        val_ids,
+        config,
+        device,
+        reporter or SilentReporter(),
+        checkpointer,
+        metrics,
+        stop or StopFlag(),
+        val_characters,
+        dist or DistContext(),
+    )
     if resume is not None:
         run.load_state(resume)
     with stop_on_signals(run.stop):
@@ -140,15 +149,27 @@ class _Run:
     """One training run's moving parts and counters."""
 
     def __init__(
-        self, model, train_ids, val_ids, config, device, reporter, checkpointer, metrics, stop,
-        val_characters, dist,
-    ) -> None:  # fmt: skip
-        if config.precision != "fp32" and device.type != "cuda":
-            raise ConfigError(f"--precision {config.precision} needs a CUDA GPU; use fp32")
+        self,
+        model,
+        train_ids,
+        val_ids,
+        config,
+        device,
+        reporter,
+        checkpointer,
+        metrics,
+        stop,
+        val_characters,
+        dist,
+    ) -> None:
+        self.autocast, self.scaler = mixed_precision(config.precision, device)
         self.config, self.device, self.dist = config, device, dist
         self.reporter, self.checkpointer, self.metrics, self.stop = (
-            reporter, checkpointer, metrics, stop
-        )  # fmt: skip
+            reporter,
+            checkpointer,
+            metrics,
+            stop,
+        )
         self.train_ids, self.val_ids = train_ids, val_ids
         self.val_characters = val_characters
         self.model = model.to(device).train()
@@ -159,18 +180,19 @@ class _Run:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.optimizer = build_optimizer(
-            self.model.parameters(), config.optimizer, lr=config.lr,
-            momentum=config.momentum, weight_decay=config.weight_decay,
-        )  # fmt: skip
+            self.model.parameters(),
+            config.optimizer,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+        )
         self.schedule = LRSchedule(
-            config.schedule, config.lr, warmup=config.warmup, min_lr_ratio=config.min_lr_ratio,
-            plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
-        )  # fmt: skip
-        # fp16 needs its gradients scaled up so that small ones do not round to zero.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
-        self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+            config.schedule,
+            config.lr,
+            warmup=config.warmup,
+            min_lr_ratio=config.min_lr_ratio,
+            plateau_factor=config.plateau_factor,
+            plateau_patience=config.plateau_patience,
         )
         self.steps_per_epoch = batches_per_epoch(len(train_ids), config.batch_size, config.seq_len)
         self.planned_steps = self.steps_per_epoch * config.epochs
@@ -184,8 +206,8 @@ class _Run:
         self.best_val, self.best_step, self.bad_evals = math.inf, None, 0
         self.last_eval_step: int | None = None
         self.early_stopped = False
-        self._reset_epoch()
-        self._reset_window()
+        self.epoch_meter, self.window = LossMeter(device), LossMeter(device)
+        self._window_start = (0.0, 0)  # training seconds and tokens when the window opened
         self._reported = (time.perf_counter(), 0, 0.0)
 
     # ---- the loop -------------------------------------------------------------------------
@@ -197,7 +219,7 @@ class _Run:
         for epoch in range(max(1, self.epoch), config.epochs + 1):
             if epoch != self.epoch:
                 self.epoch, self.batch_index, self.hidden = epoch, 0, None
-                self._reset_epoch()
+                self.epoch_meter.reset()
             batches = itertools.islice(self._epoch_batches(epoch), self.batch_index, None)
             for (x, y), last in _lookahead(batches):
                 self._train_step(x, y)
@@ -255,13 +277,8 @@ class _Run:
         else:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            tokens = y.numel()
-            self._window_loss += loss.detach() * tokens
-            self._window_grad += grad_norm.detach()
-            self._window_tokens += tokens
-            self._window_steps += 1
-            self._epoch_loss += loss.detach() * tokens
-            self._epoch_tokens += tokens
+            self.window.add(loss, y.numel(), grad_norm)
+            self.epoch_meter.add(loss, y.numel(), grad_norm)
         now = time.perf_counter()
         self.compute_seconds += now - started
         self.step += 1
@@ -295,9 +312,12 @@ class _Run:
     def _evaluate(self) -> None:
         config = self.config
         val_loss = evaluate(
-            self.model, self.val_ids, batch_size=config.batch_size, seq_len=config.seq_len,
+            self.model,
+            self.val_ids,
+            batch_size=config.batch_size,
+            seq_len=config.seq_len,
             device=self.device,
-        )  # fmt: skip
+        )
         self.val_loss, self.last_eval_step = val_loss, self.step
         if not math.isfinite(val_loss):
             raise TrainingError(self._nonfinite_message("validation loss"))
@@ -349,31 +369,29 @@ class _Run:
 
     # ---- logging and reporting ------------------------------------------------------------
 
-    def _reset_epoch(self) -> None:
-        self._epoch_loss = torch.zeros((), device=self.device)
-        self._epoch_tokens = 0
-
-    def _reset_window(self) -> None:
-        self._window_loss = torch.zeros((), device=self.device)
-        self._window_grad = torch.zeros((), device=self.device)
-        self._window_tokens = self._window_steps = 0
-        self._window_start = (self.train_seconds, self.tokens_seen)
-
     def _log_window(self) -> None:
         """One metrics record for the steps since the last one (mean over all ranks)."""
-        loss = self.dist.all_mean(self._window_loss / max(1, self._window_tokens)).item()
-        grad = self.dist.all_mean(self._window_grad / max(1, self._window_steps)).item()
+        loss = self.dist.all_mean(self.window.mean_loss()).item()
+        grad = self.dist.all_mean(self.window.mean_grad()).item()
         if not math.isfinite(loss) and self.config.nonfinite == "stop":
             raise TrainingError(self._nonfinite_message("training loss"))
         seconds, tokens = self._window_start
         rate = (self.tokens_seen - tokens) / max(1e-9, self.train_seconds - seconds)
-        record = {"step": self.step, "epoch": self.epoch, "lr": self.lr, "train_loss": loss,
-                  "train_perplexity": perplexity(loss), "grad_norm": grad, "tokens_per_s": rate,
-                  "elapsed_s": self.train_seconds}  # fmt: skip
+        record = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "lr": self.lr,
+            "train_loss": loss,
+            "train_perplexity": perplexity(loss),
+            "grad_norm": grad,
+            "tokens_per_s": rate,
+            "elapsed_s": self.train_seconds,
+        }
         if self.skipped:
             record["skipped_batches"] = self.skipped
         self._write(record)
-        self._reset_window()
+        self.window.reset()
+        self._window_start = (self.train_seconds, self.tokens_seen)
 
     def _write(self, record: dict[str, Any]) -> None:
         if self.metrics is not None:
@@ -385,18 +403,22 @@ class _Run:
         last_time, last_tokens, last_seconds = self._reported
         if not force and now - last_time < interval_s:
             return
-        loss = self.epoch_mean_loss()
+        loss = self.epoch_meter.mean_loss().item()
         if not math.isfinite(loss) and self.config.nonfinite == "stop":
             raise TrainingError(self._nonfinite_message("training loss"))
         rate = (self.tokens_seen - last_tokens) / max(1e-9, self.train_seconds - last_seconds)
         self.reporter.on_step(
-            StepReport(self.step, self.epoch, loss, perplexity(loss), rate, self.train_seconds,
-                       self.progress())
-        )  # fmt: skip
+            StepReport(
+                self.step,
+                self.epoch,
+                loss,
+                perplexity(loss),
+                rate,
+                self.train_seconds,
+                self.progress(),
+            )
+        )
         self._reported = (now, self.tokens_seen, self.train_seconds)
-
-    def epoch_mean_loss(self) -> float:
-        return self._epoch_loss.item() / max(1, self._epoch_tokens)
 
     def _nonfinite_message(self, what: str) -> str:
         return (
@@ -406,8 +428,8 @@ class _Run:
 
     def result(self, stopped_by: str) -> TrainResult:
         """The run so far; under torchrun every rank must call it at the same step."""
-        mean = self.dist.all_mean(self._epoch_loss / max(1, self._epoch_tokens)).item()
-        train_loss = mean if self._epoch_tokens else math.nan
+        mean = self.dist.all_mean(self.epoch_meter.mean_loss()).item()
+        train_loss = mean if self.epoch_meter.tokens else math.nan
         best = perplexity(self.best_val) if math.isfinite(self.best_val) else None
         return TrainResult(
             steps=self.step,
@@ -447,15 +469,9 @@ class _Run:
             "best_step": self.best_step,
             "bad_evals": self.bad_evals,
             "early_stopped": self.early_stopped,
-            "epoch_loss": self._epoch_loss.item(),
-            "epoch_tokens": self._epoch_tokens,
-            "window": [
-                self._window_loss.item(),
-                self._window_grad.item(),
-                self._window_tokens,
-                self._window_steps,
-                *self._window_start,
-            ],  # fmt: skip
+            "epoch_meter": self.epoch_meter.state(),
+            "window": self.window.state(),
+            "window_start": list(self._window_start),
             "schedule": self.schedule.state_dict(),
             "optimizer": optimizer_json,
             "scaler": self.scaler.state_dict(),
@@ -472,13 +488,9 @@ class _Run:
         self.last_eval_step, self.best_step = meta["last_eval_step"], meta["best_step"]
         self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
         self.bad_evals, self.early_stopped = meta["bad_evals"], meta["early_stopped"]
-        self._epoch_loss.fill_(meta["epoch_loss"])
-        self._epoch_tokens = meta["epoch_tokens"]
-        loss, grad, tokens, steps, seconds, seen = meta["window"]
-        self._window_loss.fill_(loss)
-        self._window_grad.fill_(grad)
-        self._window_tokens, self._window_steps = tokens, steps
-        self._window_start = (seconds, seen)
+        self.epoch_meter.load(meta["epoch_meter"])
+        self.window.load(meta["window"])
+        self._window_start = tuple(meta["window_start"])
         self.schedule.load_state_dict(meta["schedule"])
         load_optimizer_state(self.optimizer, meta["optimizer"], tensors)
         if meta["scaler"]:

@@ -206,16 +206,17 @@ SAVER = textwrap.dedent(
     from charlm.resume import TrainingState
     from charlm.tokenizers import get_tokenizer_class
 
-    out, start = sys.argv[1], int(sys.argv[2])
+    out, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     tok = get_tokenizer_class("char").train("abcdefgh")
     model = build_model(ModelConfig(vocab_size=tok.vocab_size, hidden_size=256, embed_size=64))
-    print("ready", flush=True)
-    for step in range(start, start + 100000):
+    for step in range(start, start + count):
         with torch.no_grad():
             for p in model.parameters():
                 p.fill_(step)  # weights, state and config all say which save they belong to
         state = TrainingState({"step": step}, {"marker": torch.full((1000,), float(step))})
         save_checkpoint(out, model, tok, training_state=state, step=step)
+        if step == start:
+            print("ready", flush=True)  # one complete save: from now on one must always load
     """
 )
 
@@ -229,7 +230,7 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
     last_step = 0
     for _ in range(4):
         proc = subprocess.Popen(
-            [sys.executable, str(script), str(out), str(last_step + 1)],
+            [sys.executable, str(script), str(out), str(last_step + 1), "100000"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -239,14 +240,20 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
         proc.wait()
         checkpoint = load_checkpoint(out)  # the previous complete save, whatever was cut off
         step = checkpoint.config["step"]
-        assert step >= last_step
+        assert step > last_step
         assert all(torch.all(p == step) for p in checkpoint.model.parameters())
         state = load_training_state(out)
         assert state.step == step and torch.all(state.tensors["marker"] == step)
-        leftovers = [p for p in out.iterdir() if not p.name.endswith(".tmp")]
-        assert len(leftovers) <= 4  # config + weights + state (+ one orphan being written)
         last_step = step
     assert last_step > 0
+    # The next complete save removes whatever the killed ones left behind.
+    subprocess.run(
+        [sys.executable, str(script), str(out), str(last_step + 1), "1"],
+        check=True,
+        capture_output=True,
+    )
+    names = sorted(p.name.split("-")[0] for p in out.iterdir())
+    assert names == ["config.json", "training", "weights"]
 
 
 def test_resume_appends_to_the_metrics_log_from_the_saved_step(tmp_path):
