@@ -85,6 +85,25 @@ class TrainConfig:
 
 
 @dataclass
+class RunCounters:
+    """Where a run is; part of the training state a resumed run starts from."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_index: int = 0  # batches of the current epoch already trained
+    tokens_seen: int = 0
+    train_seconds: float = 0.0  # wall time of the training steps (no evaluation, no saving)
+    compute_seconds: float = 0.0  # inside forward, backward and the optimizer step
+    skipped: int = 0  # non-finite batches skipped
+    val_loss: float | None = None  # of the latest evaluation
+    last_eval_step: int | None = None
+    best_val: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # evaluations since the best one
+    early_stopped: bool = False
+
+
+@dataclass
 class StepReport:
     step: int
     epoch: int

@@ -22,6 +22,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,9 @@ from charlm.data import (
 from charlm.device import mixed_precision
 from charlm.distributed import DistContext
 from charlm.errors import TrainingError
-from charlm.metrics import LossMeter, perplexity
+from charlm.metrics import perplexity
 from charlm.models import RNNLM, detach_state
+from charlm.recorder import Recorder, nonfinite_message
 from charlm.resume import (
     TRAINING_STATE_VERSION,
     TrainingState,
@@ -61,6 +63,7 @@ from charlm.trainconfig import (
     EvalReport,
     MetricsSink,
     Reporter,
+    RunCounters,
     SilentReporter,
     StepReport,
     TrainConfig,
@@ -127,18 +130,9 @@ def train(
     validation loss into bits per character.
     """
     run = _Run(
-        model,
-        train_ids,
-        val_ids,
-        config,
-        device,
-        reporter or SilentReporter(),
-        checkpointer,
-        metrics,
-        stop or StopFlag(),
-        val_characters,
-        dist or DistContext(),
-    )
+        model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
+        metrics, stop or StopFlag(), val_characters, dist or DistContext(),
+    )  # fmt: skip
     if resume is not None:
         run.load_state(resume)
     with stop_on_signals(run.stop):
@@ -146,32 +140,16 @@ def train(
 
 
 class _Run:
-    """One training run's moving parts and counters."""
+    """One training run's moving parts; `c` holds its counters."""
 
     def __init__(
-        self,
-        model,
-        train_ids,
-        val_ids,
-        config,
-        device,
-        reporter,
-        checkpointer,
-        metrics,
-        stop,
-        val_characters,
-        dist,
-    ) -> None:
+        self, model, train_ids, val_ids, config, device, reporter, checkpointer, metrics, stop,
+        val_characters, dist,
+    ) -> None:  # fmt: skip
         self.autocast, self.scaler = mixed_precision(config.precision, device)
-        self.config, self.device, self.dist = config, device, dist
-        self.reporter, self.checkpointer, self.metrics, self.stop = (
-            reporter,
-            checkpointer,
-            metrics,
-            stop,
-        )
-        self.train_ids, self.val_ids = train_ids, val_ids
-        self.val_characters = val_characters
+        self.config, self.device, self.dist, self.stop = config, device, dist, stop
+        self.reporter, self.checkpointer = reporter, checkpointer
+        self.train_ids, self.val_ids, self.val_characters = train_ids, val_ids, val_characters
         self.model = model.to(device).train()
         self.net: nn.Module = self.model
         if dist.enabled:
@@ -180,59 +158,45 @@ class _Run:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.optimizer = build_optimizer(
-            self.model.parameters(),
-            config.optimizer,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-        )
+            self.model.parameters(), config.optimizer, lr=config.lr,
+            momentum=config.momentum, weight_decay=config.weight_decay,
+        )  # fmt: skip
         self.schedule = LRSchedule(
-            config.schedule,
-            config.lr,
-            warmup=config.warmup,
-            min_lr_ratio=config.min_lr_ratio,
-            plateau_factor=config.plateau_factor,
-            plateau_patience=config.plateau_patience,
+            config.schedule, config.lr, warmup=config.warmup, min_lr_ratio=config.min_lr_ratio,
+            plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+        )  # fmt: skip
+        self.recorder = Recorder(
+            reporter, metrics, dist, device, stop_on_nonfinite=config.nonfinite == "stop"
         )
         self.steps_per_epoch = batches_per_epoch(len(train_ids), config.batch_size, config.seq_len)
         self.planned_steps = self.steps_per_epoch * config.epochs
         if config.max_steps is not None:
             self.planned_steps = min(self.planned_steps, config.max_steps)
-        self.step = self.epoch = self.batch_index = self.tokens_seen = self.skipped = 0
-        self.train_seconds = self.compute_seconds = 0.0
+        self.c = RunCounters()
         self.hidden = None
         self.lr = config.lr
-        self.val_loss: float | None = None
-        self.best_val, self.best_step, self.bad_evals = math.inf, None, 0
-        self.last_eval_step: int | None = None
-        self.early_stopped = False
-        self.epoch_meter, self.window = LossMeter(device), LossMeter(device)
-        self._window_start = (0.0, 0)  # training seconds and tokens when the window opened
-        self._reported = (time.perf_counter(), 0, 0.0)
-
-    # ---- the loop -------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
-        config = self.config
+        config, c = self.config, self.c
         stopped_by = ""
         self._mark = time.perf_counter()
-        for epoch in range(max(1, self.epoch), config.epochs + 1):
-            if epoch != self.epoch:
-                self.epoch, self.batch_index, self.hidden = epoch, 0, None
-                self.epoch_meter.reset()
-            batches = itertools.islice(self._epoch_batches(epoch), self.batch_index, None)
+        for epoch in range(max(1, c.epoch), config.epochs + 1):
+            if epoch != c.epoch:
+                c.epoch, c.batch_index, self.hidden = epoch, 0, None
+                self.recorder.epoch.reset()
+            batches = itertools.islice(self._epoch_batches(epoch), c.batch_index, None)
             for (x, y), last in _lookahead(batches):
                 self._train_step(x, y)
-                if self.step % config.log_every == 0:
-                    self._log_window()
+                if c.step % config.log_every == 0:
+                    self.recorder.log(c, self.lr)
                 stopped_by = self._check_bounds()
-                self._maybe_report(force=bool(stopped_by))
-                due = (config.eval_every and self.step % config.eval_every == 0) or (
+                self.recorder.report(c, self.progress(), force=bool(stopped_by))
+                due = (config.eval_every and c.step % config.eval_every == 0) or (
                     last and epoch < config.epochs
                 )
                 if due and self.val_ids is not None:
                     self._evaluate()
-                    if self.early_stopped and not stopped_by:
+                    if c.early_stopped and not stopped_by:
                         stopped_by = "early_stopping"
                 if stopped_by:
                     break
@@ -240,15 +204,15 @@ class _Run:
                 break
         stopped_by = stopped_by or "epochs"
         if stopped_by in ("interrupted", "terminated"):
-            self.reporter.message(f"{stopped_by} at step {self.step}: saving a checkpoint")
-        elif self.val_ids is not None and self.last_eval_step != self.step:
+            self.reporter.message(f"{stopped_by} at step {c.step}: saving a checkpoint")
+        elif self.val_ids is not None and c.last_eval_step != c.step:
             self._evaluate()
         result = self.result(stopped_by)
         self._save_last(result)
         return result
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        config = self.config
+        config, c = self.config, self.c
         x = self.dist.shard(x).to(self.device, non_blocking=True)
         y = self.dist.shard(y).to(self.device, non_blocking=True)
         if config.iterator == "sequential" and self.hidden is not None:
@@ -257,7 +221,7 @@ class _Run:
             self.hidden = detach_state(self.hidden)
         else:
             self.hidden = None  # random batches are unrelated to the last: start from zeros
-        self.lr = self.schedule.lr_at(self.step + 1, self.progress())
+        self.lr = self.schedule.lr_at(c.step + 1, self.progress())
         set_lr(self.optimizer, self.lr)
         started = time.perf_counter()
         with self.autocast():
@@ -273,88 +237,67 @@ class _Run:
             # Reading the flags makes a GPU wait for this step; only "skip" pays that price.
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.update()
-            self.hidden, self.skipped = None, self.skipped + 1
+            self.hidden, c.skipped = None, c.skipped + 1
         else:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.window.add(loss, y.numel(), grad_norm)
-            self.epoch_meter.add(loss, y.numel(), grad_norm)
+            self.recorder.add(loss, y.numel(), grad_norm)
         now = time.perf_counter()
-        self.compute_seconds += now - started
-        self.step += 1
-        self.batch_index += 1
-        self.tokens_seen += x.numel() * self.dist.world_size
-        self.train_seconds += now - self._mark
+        c.compute_seconds += now - started
+        c.step += 1
+        c.batch_index += 1
+        c.tokens_seen += x.numel() * self.dist.world_size
+        c.train_seconds += now - self._mark
         self._mark = now
 
     def _check_bounds(self) -> str:
-        config = self.config
+        config, c = self.config, self.c
         code = 0
-        if config.max_steps is not None and self.step >= config.max_steps:
+        if config.max_steps is not None and c.step >= config.max_steps:
             code = 1
-        elif config.max_time is not None and self.train_seconds >= config.max_time:
+        elif config.max_time is not None and c.train_seconds >= config.max_time:
             code = 2
         if self.stop.reason:
             code = max(code, STOP_CODES.index(self.stop.reason))
         # Every rank must stop at the same step and follow the same clock, or they deadlock.
-        code, self.train_seconds = self.dist.all_max([code, self.train_seconds], self.device)
+        code, c.train_seconds = self.dist.all_max([code, c.train_seconds], self.device)
         return STOP_CODES[int(code)]
 
     def progress(self) -> float:
         """How much of the run is done: by steps, or by the clock when there is a deadline."""
-        fraction = self.step / max(1, self.planned_steps)
+        fraction = self.c.step / max(1, self.planned_steps)
         if self.config.max_time is not None:
-            fraction = max(fraction, self.train_seconds / self.config.max_time)
+            fraction = max(fraction, self.c.train_seconds / self.config.max_time)
         return min(1.0, fraction)
 
-    # ---- evaluation, best and last --------------------------------------------------------
-
     def _evaluate(self) -> None:
-        config = self.config
+        config, c = self.config, self.c
         val_loss = evaluate(
-            self.model,
-            self.val_ids,
-            batch_size=config.batch_size,
-            seq_len=config.seq_len,
+            self.model, self.val_ids, batch_size=config.batch_size, seq_len=config.seq_len,
             device=self.device,
-        )
-        self.val_loss, self.last_eval_step = val_loss, self.step
+        )  # fmt: skip
+        c.val_loss, c.last_eval_step = val_loss, c.step
         if not math.isfinite(val_loss):
-            raise TrainingError(self._nonfinite_message("validation loss"))
-        val_ppl = perplexity(val_loss)
-        if val_loss < self.best_val:
-            self.best_val, self.best_step, self.bad_evals = val_loss, self.step, 0
+            raise TrainingError(nonfinite_message("validation loss", c.step))
+        if c.best_val is None or val_loss < c.best_val:
+            c.best_val, c.best_step, c.bad_evals = val_loss, c.step, 0
             summary = self.result("").to_dict()  # on every rank: it averages over them
             if self.checkpointer is not None and _all_finite(self.model):
                 self.checkpointer.save_best(self.model, summary)
         else:
-            self.bad_evals += 1
-        if self.schedule.on_eval(val_ppl):
-            self.reporter.message(f"validation stalled: learning rate now {self._next_lr():.3g}")
-        if config.patience is not None and self.bad_evals >= config.patience:
-            self.early_stopped = True
+            c.bad_evals += 1
+        if self.schedule.on_eval(perplexity(val_loss)):
+            next_lr = self.schedule.lr_at(c.step + 1, self.progress())
+            self.reporter.message(f"validation stalled: learning rate now {next_lr:.3g}")
+        if config.patience is not None and c.bad_evals >= config.patience:
+            c.early_stopped = True
             self.reporter.message(
-                f"early stopping: no improvement in {self.bad_evals} evaluations; "
-                f"best validation perplexity {perplexity(self.best_val):.3f} at step "
-                f"{self.best_step}"
+                f"early stopping: no improvement in {c.bad_evals} evaluations; best validation "
+                f"perplexity {perplexity(c.best_val):.3f} at step {c.best_step}"
             )
-        record = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "elapsed_s": self.train_seconds,
-            "val_loss": val_loss,
-            "val_perplexity": val_ppl,
-            "val_bpc": self._bpc(val_loss),
-        }
-        self._write(record)
-        self.reporter.on_eval(
-            EvalReport(self.step, self.epoch, val_loss, val_ppl, perplexity(self.best_val))
-        )
+        self.recorder.evaluation(c, val_loss, self._bpc(val_loss))
         self._save_last(self.result(""))
         self._mark = time.perf_counter()  # evaluating and saving are not training time
-
-    def _next_lr(self) -> float:
-        return self.schedule.lr_at(self.step + 1, self.progress())
 
     def _bpc(self, val_loss: float) -> float:
         # Nats per token → bits per character: scale by the text's tokens per character.
@@ -367,87 +310,25 @@ class _Run:
         if self.checkpointer is not None:
             self.checkpointer.save_last(self.model, state, result.to_dict())
 
-    # ---- logging and reporting ------------------------------------------------------------
-
-    def _log_window(self) -> None:
-        """One metrics record for the steps since the last one (mean over all ranks)."""
-        loss = self.dist.all_mean(self.window.mean_loss()).item()
-        grad = self.dist.all_mean(self.window.mean_grad()).item()
-        if not math.isfinite(loss) and self.config.nonfinite == "stop":
-            raise TrainingError(self._nonfinite_message("training loss"))
-        seconds, tokens = self._window_start
-        rate = (self.tokens_seen - tokens) / max(1e-9, self.train_seconds - seconds)
-        record = {
-            "step": self.step,
-            "epoch": self.epoch,
-            "lr": self.lr,
-            "train_loss": loss,
-            "train_perplexity": perplexity(loss),
-            "grad_norm": grad,
-            "tokens_per_s": rate,
-            "elapsed_s": self.train_seconds,
-        }
-        if self.skipped:
-            record["skipped_batches"] = self.skipped
-        self._write(record)
-        self.window.reset()
-        self._window_start = (self.train_seconds, self.tokens_seen)
-
-    def _write(self, record: dict[str, Any]) -> None:
-        if self.metrics is not None:
-            self.metrics.write(record)
-
-    def _maybe_report(self, force: bool, interval_s: float = 0.25) -> None:
-        # Reading the loss makes a GPU wait, so the display is updated a few times a second.
-        now = time.perf_counter()
-        last_time, last_tokens, last_seconds = self._reported
-        if not force and now - last_time < interval_s:
-            return
-        loss = self.epoch_meter.mean_loss().item()
-        if not math.isfinite(loss) and self.config.nonfinite == "stop":
-            raise TrainingError(self._nonfinite_message("training loss"))
-        rate = (self.tokens_seen - last_tokens) / max(1e-9, self.train_seconds - last_seconds)
-        self.reporter.on_step(
-            StepReport(
-                self.step,
-                self.epoch,
-                loss,
-                perplexity(loss),
-                rate,
-                self.train_seconds,
-                self.progress(),
-            )
-        )
-        self._reported = (now, self.tokens_seen, self.train_seconds)
-
-    def _nonfinite_message(self, what: str) -> str:
-        return (
-            f"the {what} became non-finite by step {self.step}; training stopped and the last "
-            "checkpoint saved before it is kept. Lower --lr or --clip, or pass --nonfinite skip"
-        )
-
     def result(self, stopped_by: str) -> TrainResult:
         """The run so far; under torchrun every rank must call it at the same step."""
-        mean = self.dist.all_mean(self.epoch_meter.mean_loss()).item()
-        train_loss = mean if self.epoch_meter.tokens else math.nan
-        best = perplexity(self.best_val) if math.isfinite(self.best_val) else None
+        c = self.c
+        train_loss = self.recorder.epoch_loss()
         return TrainResult(
-            steps=self.step,
-            epochs=round(self.step / max(1, self.steps_per_epoch), 3),
-            tokens_seen=self.tokens_seen,
-            train_seconds=self.train_seconds,
+            steps=c.step,
+            epochs=round(c.step / max(1, self.steps_per_epoch), 3),
+            tokens_seen=c.tokens_seen,
+            train_seconds=c.train_seconds,
             train_loss=train_loss,
             train_perplexity=perplexity(train_loss),
-            val_loss=self.val_loss,
-            val_perplexity=None if self.val_loss is None else perplexity(self.val_loss),
+            val_loss=c.val_loss,
+            val_perplexity=None if c.val_loss is None else perplexity(c.val_loss),
             stopped_by=stopped_by,
-            best_val_perplexity=best,
-            best_step=self.best_step,
-            skipped_batches=self.skipped,
-            compute_seconds=self.compute_seconds,
+            best_val_perplexity=None if c.best_val is None else perplexity(c.best_val),
+            best_step=c.best_step,
+            skipped_batches=c.skipped,
+            compute_seconds=c.compute_seconds,
         )
-
-    # ---- resume ---------------------------------------------------------------------------
 
     def state_dict(self) -> TrainingState:
         """Everything besides the weights that the next step depends on."""
@@ -456,22 +337,8 @@ class _Run:
         tensors.update(state_tensors(self.dist.gather_state(self.hidden)))
         meta = {
             "version": TRAINING_STATE_VERSION,
-            "step": self.step,
-            "epoch": self.epoch,
-            "batch_index": self.batch_index,
-            "tokens_seen": self.tokens_seen,
-            "train_seconds": self.train_seconds,
-            "compute_seconds": self.compute_seconds,
-            "skipped": self.skipped,
-            "val_loss": self.val_loss,
-            "last_eval_step": self.last_eval_step,
-            "best_val": self.best_val if math.isfinite(self.best_val) else None,
-            "best_step": self.best_step,
-            "bad_evals": self.bad_evals,
-            "early_stopped": self.early_stopped,
-            "epoch_meter": self.epoch_meter.state(),
-            "window": self.window.state(),
-            "window_start": list(self._window_start),
+            **asdict(self.c),
+            **self.recorder.state(),
             "schedule": self.schedule.state_dict(),
             "optimizer": optimizer_json,
             "scaler": self.scaler.state_dict(),
@@ -481,16 +348,8 @@ class _Run:
 
     def load_state(self, state: TrainingState) -> None:
         meta, tensors = state.meta, state.tensors
-        self.step, self.epoch = meta["step"], meta["epoch"]
-        self.batch_index, self.tokens_seen = meta["batch_index"], meta["tokens_seen"]
-        self.train_seconds, self.compute_seconds = meta["train_seconds"], meta["compute_seconds"]
-        self.skipped, self.val_loss = meta["skipped"], meta["val_loss"]
-        self.last_eval_step, self.best_step = meta["last_eval_step"], meta["best_step"]
-        self.best_val = math.inf if meta["best_val"] is None else meta["best_val"]
-        self.bad_evals, self.early_stopped = meta["bad_evals"], meta["early_stopped"]
-        self.epoch_meter.load(meta["epoch_meter"])
-        self.window.load(meta["window"])
-        self._window_start = tuple(meta["window_start"])
+        self.c = RunCounters(**{f.name: meta[f.name] for f in fields(RunCounters)})
+        self.recorder.load(meta)
         self.schedule.load_state_dict(meta["schedule"])
         load_optimizer_state(self.optimizer, meta["optimizer"], tensors)
         if meta["scaler"]:
