@@ -74,6 +74,8 @@ def train_book(
     """
     if resume is not None and init_from is not None:
         raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ConfigError("a resumed run continues in its own directory: leave out --out")
     set_threads(threads)
     context = distributed.from_environment()
     resolved = distributed.setup(context, resolve_device(device))

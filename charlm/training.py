@@ -178,9 +178,9 @@ class _Run:
 
     def run(self) -> TrainResult:
         config, c = self.config, self.c
-        stopped_by = ""
+        stopped_by = self._already_done()  # a resumed run may have nothing left to do
         self._mark = time.perf_counter()
-        for epoch in range(max(1, c.epoch), config.epochs + 1):
+        for epoch in range(max(1, c.epoch), config.epochs + 1 if not stopped_by else 0):
             if epoch != c.epoch:
                 c.epoch, c.batch_index, self.hidden = epoch, 0, None
                 self.recorder.epoch.reset()
@@ -249,6 +249,14 @@ class _Run:
         c.tokens_seen += x.numel() * self.dist.world_size
         c.train_seconds += now - self._mark
         self._mark = now
+
+    def _already_done(self) -> str:
+        config, c = self.config, self.c
+        if config.max_steps is not None and c.step >= config.max_steps:
+            return "max_steps"
+        if config.max_time is not None and c.train_seconds >= config.max_time:
+            return "max_time"
+        return "early_stopping" if c.early_stopped else ""
 
     def _check_bounds(self) -> str:
         config, c = self.config, self.c

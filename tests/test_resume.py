@@ -287,3 +287,25 @@ def test_resume_appends_to_the_metrics_log_from_the_saved_step(tmp_path):
     steps = [r["step"] for r in read_metrics(log) if "train_loss" in r]
     assert steps == [2, 4, 6, 8, 10]
     assert np.isfinite([r["train_loss"] for r in read_metrics(log) if "train_loss" in r]).all()
+
+
+def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 2, encoding="utf-8")
+    out = tmp_path / "run"
+    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --log-every 1 --device cpu"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["train", str(book), "--out", str(out), "--max-steps", "4", *args.split()]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["train", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_config(out)["results"]["steps"] == 4
+    result = runner.invoke(cli, ["train", "--resume", str(out), "--max-steps", "6"])
+    assert result.exit_code == 0, result.output
+    assert read_config(out)["results"]["steps"] == 6
+    steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "train_loss" in r]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    result = runner.invoke(cli, ["train", "--resume", str(out), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 1 and "leave out --out" in result.output
