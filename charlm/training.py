@@ -233,10 +233,12 @@ class _Run:
         # g ← min(1, θ/‖g‖)·g over all parameters together: an exploding gradient keeps its
         # direction but cannot take a step larger than θ.
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
-        if config.nonfinite == "skip" and not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            # Reading the flags makes a GPU wait for this step; only "skip" pays that price.
+        if config.nonfinite == "skip" and self._bad_step(loss, grad_norm):
+            if self.scaler.is_enabled():
+                # The scaler sees the non-finite gradients, skips the step, lowers its scale.
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.update()
             self.hidden, c.skipped = None, c.skipped + 1
         else:
             self.scaler.step(self.optimizer)
@@ -249,6 +251,13 @@ class _Run:
         c.tokens_seen += x.numel() * self.dist.world_size
         c.train_seconds += now - self._mark
         self._mark = now
+
+    def _bad_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        # Reading the flags makes a GPU wait for this step; only "skip" pays that price.
+        # With fp16 an overflowing gradient is routine and the scaler's business, not a skip.
+        if not torch.isfinite(loss):
+            return True
+        return not self.scaler.is_enabled() and not bool(torch.isfinite(grad_norm))
 
     def _already_done(self) -> str:
         config, c = self.config, self.c
