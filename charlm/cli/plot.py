@@ -39,7 +39,10 @@ def plot(checkpoints: tuple[Path, ...], out: Path, x: str) -> None:
     written = plot_runs(runs, out, x=x)
     table = Table(box=None, header_style="bold")
     for _, title, _ in COLUMNS:
-        table.add_column(title, justify="left" if title == "run" else "right")
+        if title == "run":
+            table.add_column(title, overflow="fold")  # the whole name, wrapped if need be
+        else:
+            table.add_column(title, justify="right")
     for run in runs:
         summary = run.summary()
         table.add_row(*(
