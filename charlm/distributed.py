@@ -112,4 +112,6 @@ def setup(context: DistContext, device: torch.device) -> torch.device:
 
 def teardown(context: DistContext) -> None:
     if context.enabled and dist.is_initialized():
+        # Leave together: a rank that tears gloo down while another still talks to it aborts.
+        dist.barrier()
         dist.destroy_process_group()

@@ -18,6 +18,7 @@ everything needed to resume exactly, and return.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import time
@@ -135,8 +136,14 @@ def train(
     )  # fmt: skip
     if resume is not None:
         run.load_state(resume)
-    with stop_on_signals(run.stop):
-        return run.run()
+    try:
+        with stop_on_signals(run.stop):
+            return run.run()
+    finally:
+        # DistributedDataParallel holds the process group: drop it now, so that the group
+        # can really be torn down before the interpreter exits (gloo aborts otherwise).
+        run.net = run.model
+        gc.collect()
 
 
 class _Run:
