@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from charlm._version import __version__
 from charlm.errors import CharlmError, CheckpointError
@@ -76,7 +76,7 @@ def save_checkpoint(
         state_tensors = {
             k: t.detach().to("cpu").contiguous() for k, t in training_state.tensors.items()
         }
-        _write_atomically(directory / state_name, lambda tmp: save_file(state_tensors, str(tmp)))
+        _write_atomically(directory / state_name, _safetensors_writer(state_tensors))
     config = {
         "format_version": FORMAT_VERSION,
         "charlm_version": __version__,
@@ -87,7 +87,7 @@ def save_checkpoint(
         "weights": weights_name,
     }
     tensors = _plain_tensors(model.state_dict())
-    _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, str(tmp)))
+    _write_atomically(directory / weights_name, _safetensors_writer(tensors))
     text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
     _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     # The new checkpoint is live: delete the old one's files and any a killed save left.
@@ -133,6 +133,12 @@ def _plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         seen.add(tensor.data_ptr())
         tensors[name] = tensor
     return tensors
+
+
+def _safetensors_writer(tensors: dict[str, torch.Tensor]):
+    # Serialise in memory and write the bytes ourselves: safetensors' own file writer makes a
+    # hidden temporary file of its own, which a killed process would leave behind.
+    return lambda tmp: tmp.write_bytes(save(tensors))
 
 
 def _write_atomically(target: Path, write) -> None:
