@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 from charlm.api import train_book
-from charlm.checkpoint import load_checkpoint
+from charlm.checkpoint import load_checkpoint, read_config
 from charlm.distributed import DistContext
 from charlm.errors import ConfigError
 from charlm.metrics import read_metrics
@@ -71,3 +73,27 @@ def test_each_rank_takes_its_own_contiguous_rows():
 def test_batch_must_split_evenly():
     with pytest.raises(ConfigError, match="multiple of the 3 processes"):
         DistContext(0, 3).check_batch_size(4)
+
+
+@pytest.mark.slow
+def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves(tiny_book, tmp_path):
+    out = tmp_path / "ddp"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    charlm = ["-m", "charlm", "train", str(tiny_book), "--out", str(out), "--epochs", "10000"]
+    command = [*launcher, "--nproc-per-node", "2", *charlm, *ARGS.split()]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # Its own session, so that the signal goes to the launcher and the workers at once, as a
+    # Ctrl-C in a terminal does.
+    proc = subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    log = out / "metrics.jsonl"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and len(read_metrics(log)) >= 5) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert f"Continue with: charlm train --resume {out}" in stderr
+    saved = read_config(out)["training_state"]["step"]
+    logged = [r["step"] for r in read_metrics(log) if "train_loss" in r]
+    assert saved == logged[-1] >= 5  # saved where it stopped; ranks that disagreed would hang
