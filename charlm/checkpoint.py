@@ -76,7 +76,7 @@ def save_checkpoint(
         state_tensors = {
             k: t.detach().to("cpu").contiguous() for k, t in training_state.tensors.items()
         }
-        _write_atomically(directory / state_name, _safetensors_writer(state_tensors))
+        _write_atomically(directory / state_name, lambda tmp: save_file(state_tensors, tmp))
     config = {
         "format_version": FORMAT_VERSION,
         "charlm_version": __version__,
@@ -87,7 +87,7 @@ def save_checkpoint(
         "weights": weights_name,
     }
     tensors = _plain_tensors(model.state_dict())
-    _write_atomically(directory / weights_name, _safetensors_writer(tensors))
+    _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, tmp))
     text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
     _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     # The new checkpoint is live: delete the old one's files and any a killed save left.
@@ -135,10 +135,13 @@ def _plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _safetensors_writer(tensors: dict[str, torch.Tensor]):
-    # Serialise in memory and write the bytes ourselves: safetensors' own file writer makes a
-    # hidden temporary file of its own, which a killed process would leave behind.
-    return lambda tmp: tmp.write_bytes(save(tensors))
+def save_file(tensors: dict[str, torch.Tensor], filename: str | os.PathLike) -> None:
+    """Write `tensors` to `filename` in safetensors format.
+
+    Serialised in memory and written here: safetensors' own file writer makes a hidden
+    temporary file of its own, which a process killed while saving would leave behind.
+    """
+    Path(filename).write_bytes(save(tensors))
 
 
 def _write_atomically(target: Path, write) -> None:
