@@ -25,10 +25,21 @@ COLUMNS = [
 
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=Path("perplexity.png"),
-              show_default=True, help="Where to write the PNG.")
-@click.option("--x", "x", type=click.Choice(["step", "time"]), default="step",
-              show_default=True, help="Horizontal axis: optimizer steps or training seconds.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("perplexity.png"),
+    show_default=True,
+    help="Where to write the PNG.",
+)
+@click.option(
+    "--x",
+    "x",
+    type=click.Choice(["step", "time"]),
+    default="step",
+    show_default=True,
+    help="Horizontal axis: optimizer steps or training seconds.",
+)
 def plot(checkpoints: tuple[Path, ...], out: Path, x: str) -> None:
     """Draw training and validation perplexity of CHECKPOINTS (runs) on one figure.
 

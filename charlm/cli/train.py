@@ -30,117 +30,318 @@ def _apply(options: list) -> Any:
     return decorate
 
 
-data_options = _apply([
-    click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1,
-                 show_default=True,
-                 help="Fraction at the end of the book held out for validation."),
-])
+data_options = _apply(
+    [
+        click.option(
+            "--val-fraction",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.1,
+            show_default=True,
+            help="Fraction at the end of the book held out for validation.",
+        ),
+    ]
+)
 
-model_options = _apply([
-    click.option("--model", "cell", type=click.Choice(list(CELLS)), default="lstm",
-                 show_default=True, help="Recurrent cell."),
-    click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True,
-                 help="Number of stacked recurrent layers."),
-    click.option("--hidden", type=click.IntRange(min=1), default=512, show_default=True,
-                 help="Hidden units per layer."),
-    click.option("--embed", type=click.IntRange(min=1), default=64, show_default=True,
-                 help="Size of the token embedding."),
-    click.option("--dropout", type=click.FloatRange(0, 1, max_open=True), default=0.1,
-                 show_default=True, help="Dropout between stacked layers."),
-    click.option("--embed-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
-                 show_default=True, help="Dropout on the embedded input tokens."),
-    click.option("--output-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0,
-                 show_default=True, help="Dropout on the last layer's output, before the head."),
-    click.option("--tie-weights/--no-tie-weights", default=False, show_default=True,
-                 help="Share the embedding matrix with the output layer (needs --embed = "
-                      "--hidden)."),
-    click.option("--nonlinearity", type=click.Choice(NONLINEARITIES), default="tanh",
-                 show_default=True, help="Activation of --model rnn (GRU/LSTM have gates)."),
-])
+model_options = _apply(
+    [
+        click.option(
+            "--model",
+            "cell",
+            type=click.Choice(list(CELLS)),
+            default="lstm",
+            show_default=True,
+            help="Recurrent cell.",
+        ),
+        click.option(
+            "--layers",
+            type=click.IntRange(min=1),
+            default=2,
+            show_default=True,
+            help="Number of stacked recurrent layers.",
+        ),
+        click.option(
+            "--hidden",
+            type=click.IntRange(min=1),
+            default=512,
+            show_default=True,
+            help="Hidden units per layer.",
+        ),
+        click.option(
+            "--embed",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Size of the token embedding.",
+        ),
+        click.option(
+            "--dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.1,
+            show_default=True,
+            help="Dropout between stacked layers.",
+        ),
+        click.option(
+            "--embed-dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Dropout on the embedded input tokens.",
+        ),
+        click.option(
+            "--output-dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Dropout on the last layer's output, before the head.",
+        ),
+        click.option(
+            "--tie-weights/--no-tie-weights",
+            default=False,
+            show_default=True,
+            help="Share the embedding matrix with the output layer (needs --embed = --hidden).",
+        ),
+        click.option(
+            "--nonlinearity",
+            type=click.Choice(NONLINEARITIES),
+            default="tanh",
+            show_default=True,
+            help="Activation of --model rnn (GRU/LSTM have gates).",
+        ),
+    ]
+)
 
-training_options = _apply([
-    click.option("--seq-len", type=click.IntRange(min=1), default=_defaults.seq_len,
-                 show_default=True, help="Tokens per sequence: how far back gradients flow."),
-    click.option("--batch-size", type=click.IntRange(min=1), default=_defaults.batch_size,
-                 show_default=True, help="Sequences per batch."),
-    click.option("--epochs", type=click.IntRange(min=1), default=_defaults.epochs,
-                 show_default=True, help="Passes over the training text."),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=_defaults.lr,
-                 show_default=True,
-                 help="Peak learning rate (try 1e-3..3e-3 for Adam, ~1 for SGD)."),
-    click.option("--clip", type=click.FloatRange(min=0, min_open=True), default=_defaults.clip,
-                 show_default=True,
-                 help="Largest allowed gradient norm θ: g ← min(1, θ/‖g‖)·g."),
-    click.option("--iterator", type=click.Choice(ITERATORS), default=_defaults.iterator,
-                 show_default=True,
-                 help="sequential: rows continue across batches and the state is carried; "
-                      "random: random subsequences, fresh state every batch."),
-    click.option("--max-time", type=Duration(), default=None,
-                 help="Stop after this much training time, e.g. 300, 10m, 1h.  [default: none]"),
-    click.option("--max-steps", type=click.IntRange(min=1), default=None,
-                 help="Stop after this many optimizer steps.  [default: none]"),
-    click.option("--seed", type=int, default=_defaults.seed, show_default=True,
-                 help="Seed for weights, batch order and dropout."),
-    click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=_defaults.optimizer,
-                 show_default=True, help="adamw decouples --weight-decay from the gradient."),
-    click.option("--momentum", type=click.FloatRange(0, 1, max_open=True),
-                 default=_defaults.momentum, show_default=True,
-                 help="Momentum of --optimizer sgd."),
-    click.option("--weight-decay", type=click.FloatRange(min=0), default=_defaults.weight_decay,
-                 show_default=True, help="L2 penalty (adam, sgd) or decoupled decay (adamw)."),
-    click.option("--schedule", type=click.Choice(SCHEDULES), default=_defaults.schedule,
-                 show_default=True,
-                 help="Learning rate over the run: constant; cosine decay to --min-lr-ratio "
-                      "(following the clock when --max-time is set); plateau: multiply by "
-                      "--plateau-factor when validation stalls."),
-    click.option("--warmup", type=click.IntRange(min=0), default=_defaults.warmup,
-                 show_default=True, help="Steps of linear learning-rate warm-up."),
-    click.option("--min-lr-ratio", type=click.FloatRange(0, 1), default=_defaults.min_lr_ratio,
-                 show_default=True, help="Where cosine ends, as a fraction of --lr."),
-    click.option("--plateau-factor", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-                 default=_defaults.plateau_factor, show_default=True,
-                 help="plateau schedule: multiply the rate by this when validation stalls."),
-    click.option("--plateau-patience", type=click.IntRange(min=1),
-                 default=_defaults.plateau_patience, show_default=True,
-                 help="plateau schedule: evaluations without improvement before reducing."),
-    click.option("--patience", type=click.IntRange(min=1), default=None,
-                 help="Stop after this many evaluations without a better validation "
-                      "perplexity.  [default: never]"),
-    click.option("--eval-every", type=click.IntRange(min=1), default=None,
-                 help="Validate every N steps as well as after each epoch.  [default: per epoch]"),
-    click.option("--log-every", type=click.IntRange(min=1), default=_defaults.log_every,
-                 show_default=True, help="Steps between records in the metrics log."),
-    click.option("--precision", type=click.Choice(PRECISIONS), default=_defaults.precision,
-                 show_default=True,
-                 help="bf16/fp16 mixed precision on CUDA (fp16 with a loss scaler)."),
-    click.option("--nonfinite", type=click.Choice(NONFINITE), default=_defaults.nonfinite,
-                 show_default=True,
-                 help="On a NaN/inf loss: stop with a message, or skip the batch."),
-    click.option("--threads", type=click.IntRange(min=1), default=None,
-                 help="CPU threads for tensor maths.  [default: PyTorch's choice]"),
-    click.option("--resume", type=click.Path(path_type=Path), default=None,
-                 help="Continue the run saved in this checkpoint directory exactly where it "
-                      "stopped (BOOK, model and settings come from it)."),
-    click.option("--init-from", type=click.Path(path_type=Path), default=None,
-                 help="Start a new run from this checkpoint's weights and tokenizer "
-                      "(fine-tuning on a new BOOK)."),
-])
+training_options = _apply(
+    [
+        click.option(
+            "--seq-len",
+            type=click.IntRange(min=1),
+            default=_defaults.seq_len,
+            show_default=True,
+            help="Tokens per sequence: how far back gradients flow.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=_defaults.batch_size,
+            show_default=True,
+            help="Sequences per batch.",
+        ),
+        click.option(
+            "--epochs",
+            type=click.IntRange(min=1),
+            default=_defaults.epochs,
+            show_default=True,
+            help="Passes over the training text.",
+        ),
+        click.option(
+            "--lr",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_defaults.lr,
+            show_default=True,
+            help="Peak learning rate (try 1e-3..3e-3 for Adam, ~1 for SGD).",
+        ),
+        click.option(
+            "--clip",
+            type=click.FloatRange(min=0, min_open=True),
+            default=_defaults.clip,
+            show_default=True,
+            help="Largest allowed gradient norm θ: g ← min(1, θ/‖g‖)·g.",
+        ),
+        click.option(
+            "--iterator",
+            type=click.Choice(ITERATORS),
+            default=_defaults.iterator,
+            show_default=True,
+            help="sequential: rows continue across batches and the state is carried; "
+            "random: random subsequences, fresh state every batch.",
+        ),
+        click.option(
+            "--max-time",
+            type=Duration(),
+            default=None,
+            help="Stop after this much training time, e.g. 300, 10m, 1h.  [default: none]",
+        ),
+        click.option(
+            "--max-steps",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Stop after this many optimizer steps.  [default: none]",
+        ),
+        click.option(
+            "--seed",
+            type=int,
+            default=_defaults.seed,
+            show_default=True,
+            help="Seed for weights, batch order and dropout.",
+        ),
+        click.option(
+            "--optimizer",
+            type=click.Choice(OPTIMIZERS),
+            default=_defaults.optimizer,
+            show_default=True,
+            help="adamw decouples --weight-decay from the gradient.",
+        ),
+        click.option(
+            "--momentum",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=_defaults.momentum,
+            show_default=True,
+            help="Momentum of --optimizer sgd.",
+        ),
+        click.option(
+            "--weight-decay",
+            type=click.FloatRange(min=0),
+            default=_defaults.weight_decay,
+            show_default=True,
+            help="L2 penalty (adam, sgd) or decoupled decay (adamw).",
+        ),
+        click.option(
+            "--schedule",
+            type=click.Choice(SCHEDULES),
+            default=_defaults.schedule,
+            show_default=True,
+            help="Learning rate over the run: constant; cosine decay to --min-lr-ratio "
+            "(following the clock when --max-time is set); plateau: multiply by "
+            "--plateau-factor when validation stalls.",
+        ),
+        click.option(
+            "--warmup",
+            type=click.IntRange(min=0),
+            default=_defaults.warmup,
+            show_default=True,
+            help="Steps of linear learning-rate warm-up.",
+        ),
+        click.option(
+            "--min-lr-ratio",
+            type=click.FloatRange(0, 1),
+            default=_defaults.min_lr_ratio,
+            show_default=True,
+            help="Where cosine ends, as a fraction of --lr.",
+        ),
+        click.option(
+            "--plateau-factor",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            default=_defaults.plateau_factor,
+            show_default=True,
+            help="plateau schedule: multiply the rate by this when validation stalls.",
+        ),
+        click.option(
+            "--plateau-patience",
+            type=click.IntRange(min=1),
+            default=_defaults.plateau_patience,
+            show_default=True,
+            help="plateau schedule: evaluations without improvement before reducing.",
+        ),
+        click.option(
+            "--patience",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Stop after this many evaluations without a better validation "
+            "perplexity.  [default: never]",
+        ),
+        click.option(
+            "--eval-every",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Validate every N steps as well as after each epoch.  [default: per epoch]",
+        ),
+        click.option(
+            "--log-every",
+            type=click.IntRange(min=1),
+            default=_defaults.log_every,
+            show_default=True,
+            help="Steps between records in the metrics log.",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            default=_defaults.precision,
+            show_default=True,
+            help="bf16/fp16 mixed precision on CUDA (fp16 with a loss scaler).",
+        ),
+        click.option(
+            "--nonfinite",
+            type=click.Choice(NONFINITE),
+            default=_defaults.nonfinite,
+            show_default=True,
+            help="On a NaN/inf loss: stop with a message, or skip the batch.",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help="CPU threads for tensor maths.  [default: PyTorch's choice]",
+        ),
+        click.option(
+            "--resume",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Continue the run saved in this checkpoint directory exactly where it "
+            "stopped (BOOK, model and settings come from it).",
+        ),
+        click.option(
+            "--init-from",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Start a new run from this checkpoint's weights and tokenizer "
+            "(fine-tuning on a new BOOK).",
+        ),
+    ]
+)
 
-run_options = _apply([
-    click.option("--device", type=click.Choice(DEVICE_CHOICES), default="auto",
-                 show_default=True, help="auto uses a CUDA GPU when there is one."),
-    click.option("--out", type=click.Path(path_type=Path), default=None,
-                 help="Checkpoint directory.  [default: checkpoints/<book name>]"),
-])
+run_options = _apply(
+    [
+        click.option(
+            "--device",
+            type=click.Choice(DEVICE_CHOICES),
+            default="auto",
+            show_default=True,
+            help="auto uses a CUDA GPU when there is one.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Checkpoint directory.  [default: checkpoints/<book name>]",
+        ),
+    ]
+)
 
-MODEL_KEYS = {"cell": "cell", "layers": "num_layers", "hidden": "hidden_size",
-              "embed": "embed_size", "dropout": "dropout", "embed_dropout": "embed_dropout",
-              "output_dropout": "output_dropout", "tie_weights": "tie_weights",
-              "nonlinearity": "nonlinearity"}
-TRAINING_KEYS = {"seq_len", "batch_size", "epochs", "lr", "clip", "iterator", "max_time",
-                 "max_steps", "seed", "optimizer", "momentum", "weight_decay", "schedule",
-                 "warmup", "min_lr_ratio", "plateau_factor", "plateau_patience", "patience",
-                 "eval_every", "log_every", "precision", "nonfinite"}
+MODEL_KEYS = {
+    "cell": "cell",
+    "layers": "num_layers",
+    "hidden": "hidden_size",
+    "embed": "embed_size",
+    "dropout": "dropout",
+    "embed_dropout": "embed_dropout",
+    "output_dropout": "output_dropout",
+    "tie_weights": "tie_weights",
+    "nonlinearity": "nonlinearity",
+}
+TRAINING_KEYS = {
+    "seq_len",
+    "batch_size",
+    "epochs",
+    "lr",
+    "clip",
+    "iterator",
+    "max_time",
+    "max_steps",
+    "seed",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup",
+    "min_lr_ratio",
+    "plateau_factor",
+    "plateau_patience",
+    "patience",
+    "eval_every",
+    "log_every",
+    "precision",
+    "nonfinite",
+}
 # What a resumed run may change: how long it goes on and how often it reports.
 RESUME_OVERRIDES = {"epochs", "max_steps", "max_time", "patience", "eval_every", "log_every"}
 STOP_EXIT_CODES = {"interrupted": 130, "terminated": 143}
@@ -153,9 +354,17 @@ STOP_EXIT_CODES = {"interrupted": 130, "terminated": 143}
 @training_options
 @run_options
 @click.pass_context
-def train(ctx: click.Context, book: Path | None, val_fraction: float, device: str,
-          out: Path | None, resume: Path | None, init_from: Path | None, threads: int | None,
-          **options: Any) -> None:
+def train(
+    ctx: click.Context,
+    book: Path | None,
+    val_fraction: float,
+    device: str,
+    out: Path | None,
+    resume: Path | None,
+    init_from: Path | None,
+    threads: int | None,
+    **options: Any,
+) -> None:
     """Train a model on BOOK (a UTF-8 text file) and save it as a checkpoint.
 
     Shows live perplexity while training and writes metrics.jsonl into the checkpoint.
@@ -167,8 +376,10 @@ def train(ctx: click.Context, book: Path | None, val_fraction: float, device: st
     chosen = {k: v for k, v in options.items() if k in TRAINING_KEYS}
     if resume is not None:
         given = {k for k in chosen if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-        chosen = {**read_config(resume).get("training", {}),
-                  **{k: chosen[k] for k in given & RESUME_OVERRIDES}}
+        chosen = {
+            **read_config(resume).get("training", {}),
+            **{k: chosen[k] for k in given & RESUME_OVERRIDES},
+        }
     if book is None and resume is None:
         raise click.UsageError("missing BOOK (or --resume CHECKPOINT to continue a run)")
     training = TrainConfig.from_dict(chosen)
