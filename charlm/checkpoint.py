@@ -3,10 +3,14 @@
     checkpoints/book/
         config.json                     what the model is, its tokenizer, how it was trained
         weights-<id>.safetensors        the tensors (a format that cannot run code on load)
+        training-state-<id>.safetensors optimizer moments, RNG states, carried hidden state
+                                        (only in a run's `last` checkpoint, for --resume)
+        metrics.jsonl                   the run's metrics log (written by the training run)
+        best/                           the checkpoint with the best validation perplexity
 
-Saving is atomic. The weights go to a new file first; then `config.json`, which names that
-file, is replaced in one `os.replace`. Until that rename the old config still names the old
-weights, which are deleted only afterwards — so a crash at any moment leaves either the old
+Saving is atomic. The tensors go to new files first; then `config.json`, which names those
+files, is replaced in one `os.replace`. Until that rename the old config still names the old
+files, which are deleted only afterwards — so a crash at any moment leaves either the old
 checkpoint or the new one, never a mixture.
 """
 
@@ -23,16 +27,20 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from charlm._version import __version__
 from charlm.errors import CharlmError, CheckpointError
 from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.resume import TrainingState
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_GLOB = "weights-*.safetensors"
+TRAINING_STATE_GLOB = "training-state-*.safetensors"
+BEST_NAME = "best"
+TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
 
 
 @dataclass
@@ -49,12 +57,26 @@ def save_checkpoint(
     directory: str | os.PathLike,
     model: RNNLM,
     tokenizer: Tokenizer,
+    *,
+    training_state: TrainingState | None = None,
     **sections: Any,
 ) -> Path:
-    """Write `model` and `tokenizer` (plus any JSON-serialisable `sections`) atomically."""
+    """Write `model` and `tokenizer` (plus any JSON-serialisable `sections`) atomically.
+
+    With `training_state`, its tensors go to a file of their own and its JSON into the
+    config's `training_state` section, committed by the same rename as the weights.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    weights_name = f"weights-{secrets.token_hex(4)}.safetensors"
+    token = secrets.token_hex(4)
+    weights_name = f"weights-{token}.safetensors"
+    if training_state is not None:
+        state_name = f"training-state-{token}.safetensors"
+        sections["training_state"] = {"file": state_name, **training_state.meta}
+        state_tensors = {
+            k: t.detach().to("cpu").contiguous() for k, t in training_state.tensors.items()
+        }
+        _write_atomically(directory / state_name, lambda tmp: save_file(state_tensors, tmp))
     config = {
         "format_version": FORMAT_VERSION,
         "charlm_version": __version__,
@@ -68,14 +90,61 @@ def save_checkpoint(
         **sections,
         "weights": weights_name,
     }
-    tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, str(tmp)))
-    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    for old in directory.glob(WEIGHTS_GLOB):
-        if old.name != weights_name:
+    tensors = _plain_tensors(model.state_dict())
+    _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, tmp))
+    _write_config(directory, config)
+    # The new checkpoint is live: delete the old one's files and any a killed save left.
+    live = {weights_name, sections.get("training_state", {}).get("file")}
+    stale = [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]
+    stale += [p for p in directory.glob(".*.tmp") if p.name.startswith(TEMPORARY_PREFIXES)]
+    for old in stale:
+        if old.name not in live:
             old.unlink(missing_ok=True)
     return directory
+
+
+def load_training_state(directory: str | os.PathLike) -> TrainingState:
+    """The state a run saved to continue from, with a clear error when there is none."""
+    directory = Path(directory)
+    section = read_config(directory).get("training_state")
+    if not isinstance(section, dict) or "file" not in section:
+        raise CheckpointError(
+            f"{directory} holds no training state to resume from (it is a finished model or "
+            "a `best` copy); start a new run from its weights with --init-from instead"
+        )
+    path = directory / Path(section["file"]).name
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{directory}: training state file {path.name} is missing") from exc
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{directory}: training state {path.name} is corrupt ({exc})"
+        ) from exc
+    meta = {k: v for k, v in section.items() if k != "file"}
+    return TrainingState(meta, tensors)
+
+
+def _plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies safetensors accepts: tied weights share memory, which it refuses to store."""
+    seen: set[int] = set()
+    tensors = {}
+    for name, tensor in state.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if tensor.data_ptr() in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.data_ptr())
+        tensors[name] = tensor
+    return tensors
+
+
+def save_file(tensors: dict[str, torch.Tensor], filename: str | os.PathLike) -> None:
+    """Write `tensors` to `filename` in safetensors format.
+
+    Serialised in memory and written here: safetensors' own file writer makes a hidden
+    temporary file of its own, which a process killed while saving would leave behind.
+    """
+    Path(filename).write_bytes(save(tensors))
 
 
 def _write_atomically(target: Path, write) -> None:
@@ -115,6 +184,18 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
             f"({__version__}, format {FORMAT_VERSION}) cannot read; upgrade charlm"
         )
     return config
+
+
+def _write_config(directory: Path, config: dict[str, Any]) -> None:
+    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def update_config(directory: str | os.PathLike, **sections: Any) -> None:
+    """Add or replace top-level sections of a saved checkpoint's config, atomically."""
+    directory = Path(directory)
+    config = {**read_config(directory), **sections}
+    _write_config(directory, config)
 
 
 def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:

@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 import torch
 
 from charlm.errors import ConfigError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA when present, else the CPU; `cuda` without a GPU is an error."""
+    """`auto` picks CUDA, then Apple's MPS, then the CPU; asking for a missing one is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use cpu")
+    if name == "mps" and not _mps_available():
+        raise ConfigError("--device mps was asked for but Apple's MPS is not available; use cpu")
     try:
         return torch.device(name)
     except RuntimeError as exc:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
+
+
+def set_threads(threads: int | None) -> None:
+    """Use `threads` CPU threads for tensor maths (None leaves PyTorch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def mixed_precision(
+    precision: str, device: torch.device
+) -> tuple[Callable[[], AbstractContextManager], torch.amp.GradScaler]:
+    """An autocast context factory and a gradient scaler for `precision` (fp32, bf16, fp16)."""
+    if precision != "fp32" and device.type != "cuda":
+        raise ConfigError(f"--precision {precision} needs a CUDA GPU; use fp32")
+    # fp16 needs its loss scaled up so that small gradients do not round to zero; bf16 has
+    # fp32's range and does not.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext, scaler
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler

@@ -35,3 +35,7 @@ class ConfigError(CharlmError, ValueError):
 
 class DownloadError(CorpusError):
     """A catalogue book could not be downloaded, or its bytes are not the catalogued ones."""
+
+
+class TrainingError(CharlmError):
+    """Training cannot go on, e.g. the loss became non-finite."""

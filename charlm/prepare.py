@@ -46,6 +46,13 @@ class PreparedData:
     info: dict[str, Any]  # the checkpoint's data section
     cached: bool
 
+    @property
+    def val_characters(self) -> int:
+        """Characters of validation text, for bits per character."""
+        if self.info.get("val_file"):
+            return self.info["val_file"]["characters"]
+        return sum(book["val_characters"] for book in self.info["books"])
+
     def report(self) -> list[str]:
         """Lines for the user: how each book was read (unless cached) and the split sizes."""
         lines = []

@@ -22,6 +22,7 @@ class RichReporter:
             BarColumn(),
             TextColumn("train ppl [cyan]{task.fields[train_ppl]}[/]"),
             TextColumn("val ppl [magenta]{task.fields[val_ppl]}[/]"),
+            TextColumn("best [green]{task.fields[best_ppl]}[/]"),
             TextColumn("{task.fields[rate]} tok/s"),
             TimeElapsedColumn(),
             TextColumn("left"),
@@ -30,7 +31,7 @@ class RichReporter:
             transient=False,
         )
         self.task = self.progress.add_task(
-            "train", total=1.0, epoch=1, step=0, train_ppl="-", val_ppl="-", rate="-"
+            "train", total=1.0, epoch=1, step=0, train_ppl="-", val_ppl="-", best_ppl="-", rate="-"
         )
 
     def __enter__(self) -> RichReporter:
@@ -54,7 +55,12 @@ class RichReporter:
         )
 
     def on_eval(self, report: EvalReport) -> None:
-        self.progress.update(self.task, val_ppl=f"{report.val_perplexity:.3f}")
+        best = report.best_val_perplexity
+        self.progress.update(
+            self.task,
+            val_ppl=f"{report.val_perplexity:.3f}",
+            best_ppl="-" if best is None else f"{best:.3f}",
+        )
         self.progress.console.log(
             f"epoch {report.epoch} step {report.step}: "
             f"validation perplexity {report.val_perplexity:.3f}"

@@ -4,21 +4,27 @@
         state = zeros
         for X, Y in batches:
             state = zeros (random iterator) or detach(state) (sequential iterator)
+            lr = schedule(step, progress)
             logits, state = model(X, state)
             loss = cross_entropy(logits, Y); loss.backward()
             clip gradients to norm θ; optimizer step
+            every log_every steps: a metrics record; every eval_every steps and each epoch:
+            validate, keep `best`, save `last`, maybe reduce the rate or stop early
 
-The loop reports progress through a `Reporter`, so it prints nothing itself; the CLI plugs
-in a Rich display, Python users a reporter of their own or none.
+The loop reports progress through a `Reporter` and saves through a `Checkpointer`, so it
+prints and writes nothing itself. Ctrl-C or SIGTERM finish the current step, save `last` with
+everything needed to resume exactly, and return.
 """
 
 from __future__ import annotations
 
+import gc
+import itertools
 import math
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,103 +38,56 @@ from charlm.data import (
     random_batches,
     sequential_batches,
 )
-from charlm.errors import CharlmError, ConfigError
+from charlm.device import mixed_precision
+from charlm.distributed import DistContext
+from charlm.errors import TrainingError
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, detach_state
+from charlm.recorder import Recorder, nonfinite_message
+from charlm.resume import (
+    TRAINING_STATE_VERSION,
+    TrainingState,
+    load_optimizer_state,
+    optimizer_state,
+    restore_hidden,
+    restore_rng,
+    rng_tensors,
+    state_tensors,
+)
+from charlm.schedules import LRSchedule, build_optimizer, set_lr
+from charlm.signals import StopFlag, stop_on_signals
+from charlm.trainconfig import (
+    ITERATORS,
+    NONFINITE,
+    PRECISIONS,
+    Checkpointer,
+    EvalReport,
+    MetricsSink,
+    Reporter,
+    RunCounters,
+    SilentReporter,
+    StepReport,
+    TrainConfig,
+    TrainResult,
+)
 
-ITERATORS = ("sequential", "random")
+__all__ = [
+    "ITERATORS",
+    "NONFINITE",
+    "PRECISIONS",
+    "Checkpointer",
+    "EvalReport",
+    "MetricsSink",
+    "Reporter",
+    "SilentReporter",
+    "StepReport",
+    "TrainConfig",
+    "TrainResult",
+    "evaluate",
+    "train",
+]
 
-
-@dataclass
-class TrainConfig:
-    """How to train; stored in the checkpoint beside the model config."""
-
-    batch_size: int = 32
-    seq_len: int = 100
-    epochs: int = 20
-    lr: float = 2e-3
-    clip: float = 1.0
-    iterator: str = "sequential"
-    max_steps: int | None = None
-    max_time: float | None = None  # seconds of training, evaluation not counted
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.iterator not in ITERATORS:
-            raise ConfigError(f"unknown iterator {self.iterator!r}; use sequential or random")
-        for name in ("batch_size", "seq_len", "epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if not self.clip > 0:
-            raise ConfigError(f"gradient clipping threshold must be positive, got {self.clip}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.max_time is not None and not self.max_time > 0:
-            raise ConfigError(f"max_time must be positive, got {self.max_time}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class StepReport:
-    step: int
-    epoch: int
-    train_loss: float
-    train_perplexity: float
-    tokens_per_s: float
-    elapsed_s: float
-    fraction_done: float  # of whichever bound (epochs, steps, time) ends the run first
-
-
-@dataclass
-class EvalReport:
-    step: int
-    epoch: int
-    val_loss: float
-    val_perplexity: float
-
-
-@dataclass
-class TrainResult:
-    """What a finished run achieved; `val_*` are None when there was no validation text."""
-
-    steps: int
-    epochs: float
-    tokens_seen: int
-    train_seconds: float
-    train_loss: float
-    train_perplexity: float
-    val_loss: float | None
-    val_perplexity: float | None
-    stopped_by: str  # "epochs", "max_steps", "max_time" or "interrupted" (Ctrl-C)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Reporter(Protocol):
-    def message(self, text: str) -> None: ...
-    def on_step(self, report: StepReport) -> None: ...
-    def on_eval(self, report: EvalReport) -> None: ...
-
-
-class SilentReporter:
-    def message(self, text: str) -> None:
-        pass
-
-    def on_step(self, report: StepReport) -> None:
-        pass
-
-    def on_eval(self, report: EvalReport) -> None:
-        pass
+STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
 
 
 @torch.inference_mode()
@@ -158,171 +117,293 @@ def train(
     *,
     device: torch.device,
     reporter: Reporter | None = None,
+    checkpointer: Checkpointer | None = None,
+    metrics: MetricsSink | None = None,
+    resume: TrainingState | None = None,
+    stop: StopFlag | None = None,
+    val_characters: int | None = None,
+    dist: DistContext | None = None,
     report_interval_s: float = 0.25,
 ) -> TrainResult:
-    """Train `model` in place until the first of epochs, max_steps or max_time runs out.
+    """Train `model` in place until epochs, max_steps, max_time, early stopping or a stop.
 
-    Ctrl-C ends the run early but normally: the model is still evaluated and returned.
-    The reporter hears at most one step report per `report_interval_s` (0: every step).
+    `resume` continues a run from the state a checkpointer saved; `stop` lets other code
+    end the run as Ctrl-C does; `val_characters` (the validation text's length) turns the
+    validation loss into bits per character. The reporter hears at most one step report
+    per `report_interval_s` (0: every step).
     """
-    reporter = reporter or SilentReporter()
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    clock = _Clock(config, len(train_ids), device, report_interval_s)
+    run = _Run(
+        model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
+        metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
+    )  # fmt: skip
+    if resume is not None:
+        run.load_state(resume)
     try:
-        for epoch in range(1, config.epochs + 1):
-            clock.start_epoch(epoch)
-            state = None
-            for x, y in _epoch_batches(train_ids, config, epoch):
-                started = time.perf_counter()
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if config.iterator == "sequential" and state is not None:
-                    # Keep the values so each row continues its stream; drop the graph so the
-                    # backward pass stops here instead of running back to the start of the epoch.
-                    state = detach_state(state)
-                else:
-                    state = None  # random batches are unrelated to the last: start from zeros
-                loss, state = _train_step(model, optimizer, x, y, state, config.clip)
-                clock.end_step(loss.detach(), y.numel(), time.perf_counter() - started)
-                clock.maybe_report(reporter)
-                if clock.stopped_by:
-                    break
-            if clock.stopped_by:
-                break
-            if val_ids is not None and epoch < config.epochs:
-                _evaluate_and_report(model, val_ids, config, device, reporter, clock)
-    except KeyboardInterrupt:
-        clock.stopped_by = "interrupted"
-        reporter.message("interrupted: finishing with an evaluation and a save")
-
-    train_loss = clock.epoch_mean_loss()
-    val_loss = None
-    if val_ids is not None:
-        val_loss = _evaluate_and_report(model, val_ids, config, device, reporter, clock)
-    return TrainResult(
-        steps=clock.step,
-        epochs=round(clock.step / max(1, clock.steps_per_epoch), 3),
-        tokens_seen=clock.tokens_seen,
-        train_seconds=clock.train_seconds,
-        train_loss=train_loss,
-        train_perplexity=perplexity(train_loss),
-        val_loss=val_loss,
-        val_perplexity=None if val_loss is None else perplexity(val_loss),
-        stopped_by=clock.stopped_by or "epochs",
-    )
+        with stop_on_signals(run.stop):
+            return run.run()
+    finally:
+        # DistributedDataParallel holds the process group: drop it now, so that the group
+        # can really be torn down before the interpreter exits (gloo aborts otherwise).
+        run.net = run.model
+        gc.collect()
 
 
-class _Clock:
-    """Counts steps, tokens and training time; knows when a bound is reached and when to report.
-
-    Losses are summed on the device and read back only when reporting, so a GPU is not made
-    to wait for the CPU after every step.
-    """
+class _Run:
+    """One training run's moving parts; `c` holds its counters."""
 
     def __init__(
-        self, config: TrainConfig, num_tokens: int, device: torch.device, interval_s: float = 0.25
-    ):
-        self.config = config
-        self.device = device
-        self.interval_s = interval_s
-        self.steps_per_epoch = batches_per_epoch(num_tokens, config.batch_size, config.seq_len)
+        self, model, train_ids, val_ids, config, device, reporter, checkpointer, metrics, stop,
+        val_characters, dist, report_interval_s,
+    ) -> None:  # fmt: skip
+        self.autocast, self.scaler = mixed_precision(config.precision, device)
+        self.config, self.device, self.dist, self.stop = config, device, dist, stop
+        self.reporter, self.checkpointer = reporter, checkpointer
+        self.train_ids, self.val_ids, self.val_characters = train_ids, val_ids, val_characters
+        self.model = model.to(device).train()
+        self.net: nn.Module = self.model
+        if dist.enabled:
+            dist.check_batch_size(config.batch_size)
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.optimizer = build_optimizer(
+            self.model.parameters(), config.optimizer, lr=config.lr,
+            momentum=config.momentum, weight_decay=config.weight_decay,
+        )  # fmt: skip
+        self.schedule = LRSchedule(
+            config.schedule, config.lr, warmup=config.warmup, min_lr_ratio=config.min_lr_ratio,
+            plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+        )  # fmt: skip
+        self.recorder = Recorder(
+            reporter, metrics, dist, device, stop_on_nonfinite=config.nonfinite == "stop",
+            report_interval_s=report_interval_s,
+        )  # fmt: skip
+        self.steps_per_epoch = batches_per_epoch(len(train_ids), config.batch_size, config.seq_len)
         self.planned_steps = self.steps_per_epoch * config.epochs
         if config.max_steps is not None:
             self.planned_steps = min(self.planned_steps, config.max_steps)
-        self.step = self.tokens_seen = self.epoch = 0
-        self.train_seconds = 0.0
-        self.stopped_by: str | None = None
-        self._reported = (time.perf_counter(), 0, 0.0)  # wall time, tokens, train seconds
-        self.start_epoch(0)
+        self.c = RunCounters()
+        self.hidden = None
+        self.lr = config.lr
 
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-        self._epoch_loss = torch.zeros((), device=self.device)
-        self._epoch_tokens = 0
+    def run(self) -> TrainResult:
+        config, c = self.config, self.c
+        stopped_by = self._already_done()  # a resumed run may have nothing left to do
+        self._mark = time.perf_counter()
+        for epoch in range(max(1, c.epoch), config.epochs + 1 if not stopped_by else 0):
+            if epoch != c.epoch:
+                c.epoch, c.batch_index, self.hidden = epoch, 0, None
+                self.recorder.epoch.reset()
+            batches = itertools.islice(self._epoch_batches(epoch), c.batch_index, None)
+            for (x, y), last in _lookahead(batches):
+                self._train_step(x, y)
+                if c.step % config.log_every == 0:
+                    self.recorder.log(c, self.lr)
+                stopped_by = self._check_bounds()
+                self.recorder.report(c, self.progress(), force=bool(stopped_by))
+                due = (config.eval_every and c.step % config.eval_every == 0) or (
+                    last and epoch < config.epochs
+                )
+                if due and self.val_ids is not None:
+                    self._evaluate()
+                    if c.early_stopped and not stopped_by:
+                        stopped_by = "early_stopping"
+                if stopped_by:
+                    break
+            if stopped_by:
+                break
+        stopped_by = stopped_by or "epochs"
+        if stopped_by in ("interrupted", "terminated"):
+            self.reporter.message(f"{stopped_by} at step {c.step}: saving a checkpoint")
+        elif self.val_ids is not None and c.last_eval_step != c.step:
+            self._evaluate()
+        result = self.result(stopped_by)
+        self._save_last(result)
+        return result
 
-    def end_step(self, loss: torch.Tensor, num_tokens: int, seconds: float) -> None:
-        self.step += 1
-        self.tokens_seen += num_tokens
-        self.train_seconds += seconds
-        self._epoch_loss += loss * num_tokens
-        self._epoch_tokens += num_tokens
-        config = self.config
-        if config.max_steps is not None and self.step >= config.max_steps:
-            self.stopped_by = "max_steps"
-        elif config.max_time is not None and self.train_seconds >= config.max_time:
-            self.stopped_by = "max_time"
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        config, c = self.config, self.c
+        x = self.dist.shard(x).to(self.device, non_blocking=True)
+        y = self.dist.shard(y).to(self.device, non_blocking=True)
+        if config.iterator == "sequential" and self.hidden is not None:
+            # Keep the values so each row continues its stream; drop the graph so the
+            # backward pass stops here instead of running back to the start of the epoch.
+            self.hidden = detach_state(self.hidden)
+        else:
+            self.hidden = None  # random batches are unrelated to the last: start from zeros
+        self.lr = self.schedule.lr_at(c.step + 1, self.progress())
+        set_lr(self.optimizer, self.lr)
+        started = time.perf_counter()
+        with self.autocast():
+            logits, self.hidden = self.net(x, self.hidden)
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        # g ← min(1, θ/‖g‖)·g over all parameters together: an exploding gradient keeps its
+        # direction but cannot take a step larger than θ.
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        if config.nonfinite == "skip" and self._bad_step(loss, grad_norm):
+            if self.scaler.is_enabled():
+                # The scaler sees the non-finite gradients, skips the step, lowers its scale.
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.hidden, c.skipped = None, c.skipped + 1
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.recorder.add(loss, y.numel(), grad_norm)
+        now = time.perf_counter()
+        c.compute_seconds += now - started
+        c.step += 1
+        c.batch_index += 1
+        c.tokens_seen += x.numel() * self.dist.world_size
+        c.train_seconds += now - self._mark
+        self._mark = now
 
-    def epoch_mean_loss(self) -> float:
-        mean = self._epoch_loss.item() / max(1, self._epoch_tokens)
-        if not math.isfinite(mean):
-            raise CharlmError(
-                f"the training loss became non-finite by step {self.step}; "
-                "lower --lr or --clip and train again"
-            )
-        return mean
+    def _bad_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        # Reading the flags makes a GPU wait for this step; only "skip" pays that price.
+        # With fp16 an overflowing gradient is routine and the scaler's business, not a skip.
+        if not torch.isfinite(loss):
+            return True
+        return not self.scaler.is_enabled() and not bool(torch.isfinite(grad_norm))
 
-    def fraction_done(self) -> float:
-        fraction = self.step / max(1, self.planned_steps)
+    def _already_done(self) -> str:
+        config, c = self.config, self.c
+        if config.max_steps is not None and c.step >= config.max_steps:
+            return "max_steps"
+        if config.max_time is not None and c.train_seconds >= config.max_time:
+            return "max_time"
+        return "early_stopping" if c.early_stopped else ""
+
+    def _check_bounds(self) -> str:
+        config, c = self.config, self.c
+        code = 0
+        if config.max_steps is not None and c.step >= config.max_steps:
+            code = 1
+        elif config.max_time is not None and c.train_seconds >= config.max_time:
+            code = 2
+        if self.stop.reason:
+            code = max(code, STOP_CODES.index(self.stop.reason))
+        # Every rank must stop at the same step and follow the same clock, or they deadlock.
+        code, c.train_seconds = self.dist.all_max([code, c.train_seconds], self.device)
+        return STOP_CODES[int(code)]
+
+    def progress(self) -> float:
+        """How much of the run is done: by steps, or by the clock when there is a deadline."""
+        fraction = self.c.step / max(1, self.planned_steps)
         if self.config.max_time is not None:
-            fraction = max(fraction, self.train_seconds / self.config.max_time)
+            fraction = max(fraction, self.c.train_seconds / self.config.max_time)
         return min(1.0, fraction)
 
-    def maybe_report(self, reporter: Reporter) -> None:
-        now = time.perf_counter()
-        last_time, last_tokens, last_seconds = self._reported
-        if not self.stopped_by and now - last_time < self.interval_s:
-            return
-        mean_loss = self.epoch_mean_loss()
-        rate = (self.tokens_seen - last_tokens) / max(1e-9, self.train_seconds - last_seconds)
-        reporter.on_step(
-            StepReport(
-                step=self.step,
-                epoch=self.epoch,
-                train_loss=mean_loss,
-                train_perplexity=perplexity(mean_loss),
-                tokens_per_s=rate,
-                elapsed_s=self.train_seconds,
-                fraction_done=self.fraction_done(),
+    def _evaluate(self) -> None:
+        config, c = self.config, self.c
+        val_loss = evaluate(
+            self.model, self.val_ids, batch_size=config.batch_size, seq_len=config.seq_len,
+            device=self.device,
+        )  # fmt: skip
+        c.val_loss, c.last_eval_step = val_loss, c.step
+        if not math.isfinite(val_loss):
+            raise TrainingError(nonfinite_message("validation loss", c.step))
+        if c.best_val is None or val_loss < c.best_val:
+            c.best_val, c.best_step, c.bad_evals = val_loss, c.step, 0
+            summary = self.result("").to_dict()  # on every rank: it averages over them
+            if self.checkpointer is not None and _all_finite(self.model):
+                self.checkpointer.save_best(self.model, summary)
+        else:
+            c.bad_evals += 1
+        if self.schedule.on_eval(perplexity(val_loss)):
+            next_lr = self.schedule.lr_at(c.step + 1, self.progress())
+            self.reporter.message(f"validation stalled: learning rate now {next_lr:.3g}")
+        if config.patience is not None and c.bad_evals >= config.patience:
+            c.early_stopped = True
+            self.reporter.message(
+                f"early stopping: no improvement in {c.bad_evals} evaluations; best validation "
+                f"perplexity {perplexity(c.best_val):.3f} at step {c.best_step}"
             )
+        self.recorder.evaluation(c, val_loss, self._bpc(val_loss))
+        self._save_last(self.result(""))
+        self._mark = time.perf_counter()  # evaluating and saving are not training time
+
+    def _bpc(self, val_loss: float) -> float:
+        # Nats per token → bits per character: scale by the text's tokens per character.
+        tokens = len(self.val_ids)
+        characters = self.val_characters or tokens
+        return val_loss * tokens / characters / math.log(2)
+
+    def _save_last(self, result: TrainResult) -> None:
+        state = self.state_dict()  # every rank takes part: the hidden state is gathered
+        if self.checkpointer is not None:
+            self.checkpointer.save_last(self.model, state, result.to_dict())
+
+    def result(self, stopped_by: str) -> TrainResult:
+        """The run so far; under torchrun every rank must call it at the same step."""
+        c = self.c
+        train_loss = self.recorder.epoch_loss()
+        return TrainResult(
+            steps=c.step,
+            epochs=round(c.step / max(1, self.steps_per_epoch), 3),
+            tokens_seen=c.tokens_seen,
+            train_seconds=c.train_seconds,
+            train_loss=train_loss,
+            train_perplexity=perplexity(train_loss),
+            val_loss=c.val_loss,
+            val_perplexity=None if c.val_loss is None else perplexity(c.val_loss),
+            stopped_by=stopped_by,
+            best_val_perplexity=None if c.best_val is None else perplexity(c.best_val),
+            best_step=c.best_step,
+            skipped_batches=c.skipped,
+            compute_seconds=c.compute_seconds,
         )
-        self._reported = (now, self.tokens_seen, self.train_seconds)
+
+    def state_dict(self) -> TrainingState:
+        """Everything besides the weights that the next step depends on."""
+        optimizer_json, tensors = optimizer_state(self.optimizer)
+        tensors.update(rng_tensors(self.device))
+        tensors.update(state_tensors(self.dist.gather_state(self.hidden)))
+        meta = {
+            "version": TRAINING_STATE_VERSION,
+            **asdict(self.c),
+            **self.recorder.state(),
+            "schedule": self.schedule.state_dict(),
+            "optimizer": optimizer_json,
+            "scaler": self.scaler.state_dict(),
+            "world_size": self.dist.world_size,
+        }
+        return TrainingState(meta, tensors)
+
+    def load_state(self, state: TrainingState) -> None:
+        meta, tensors = state.meta, state.tensors
+        self.c = RunCounters(**{f.name: meta[f.name] for f in fields(RunCounters)})
+        self.recorder.load(meta)
+        self.schedule.load_state_dict(meta["schedule"])
+        load_optimizer_state(self.optimizer, meta["optimizer"], tensors)
+        if meta["scaler"]:
+            self.scaler.load_state_dict(meta["scaler"])
+        restore_rng(tensors, self.device)
+        self.hidden = self.dist.shard_state(restore_hidden(tensors, self.device))
+
+    def _epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        config = self.config
+        make = sequential_batches if config.iterator == "sequential" else random_batches
+        # A different, reproducible offset (and order) each epoch.
+        seed = config.seed * 100_003 + epoch
+        return make(self.train_ids, config.batch_size, config.seq_len, seed=seed)
 
 
-def _train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    state: Any,
-    clip: float,
-) -> tuple[torch.Tensor, Any]:
-    logits, state = model(x, state)
-    loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    # g ← min(1, θ/‖g‖)·g over all parameters together: an exploding gradient keeps its
-    # direction but cannot take a step larger than θ.
-    nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizer.step()
-    return loss, state
+def _lookahead(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """Each item with whether it is the last one."""
+    iterator = iter(items)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
 
 
-def _epoch_batches(ids: np.ndarray, config: TrainConfig, epoch: int) -> Iterator[Batch]:
-    make = sequential_batches if config.iterator == "sequential" else random_batches
-    # A different, reproducible offset (and order) each epoch.
-    return make(ids, config.batch_size, config.seq_len, seed=config.seed * 100_003 + epoch)
-
-
-def _evaluate_and_report(
-    model: RNNLM,
-    val_ids: np.ndarray,
-    config: TrainConfig,
-    device: torch.device,
-    reporter: Reporter,
-    clock: _Clock,
-) -> float:
-    val_loss = evaluate(
-        model, val_ids, batch_size=config.batch_size, seq_len=config.seq_len, device=device
-    )
-    reporter.on_eval(EvalReport(clock.step, clock.epoch, val_loss, perplexity(val_loss)))
-    return val_loss
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())

@@ -9,6 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from charlm import TrainConfig, load, train_book
+from charlm.api import DataOptions
 from charlm.cli import cli
 from charlm.errors import UnknownTokenError
 from charlm.models import ModelConfig, build_model
@@ -63,7 +64,7 @@ def word_checkpoint(tmp_path_factory):
         tokenizer_options={"min_freq": "1"},
         model=TINY,
         training=TINY_TRAINING,
-        val_fraction=0.1,
+        data=DataOptions(val_fraction=0.1),
         device="cpu",
     )
     return out
@@ -146,7 +147,7 @@ def test_word_level_lstm_on_penn_treebank(tmp_path):
         tokenizer_options={"split": "spaces"},
         model=TINY,
         training=TrainConfig(batch_size=4, seq_len=16, max_steps=3),
-        val_fraction=0.02,
+        data=DataOptions(val_fraction=0.02),
         device="cpu",
     )
     sampler = load(trained.checkpoint, device="cpu")

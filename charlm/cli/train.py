@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from charlm.api import train_book
+from charlm.api import DataOptions, train_book
+from charlm.checkpoint import read_config
 from charlm.cli import Duration, cli, stderr_console
 from charlm.device import DEVICE_CHOICES
-from charlm.models import CELLS, IMPLS
+from charlm.models import CELLS, IMPLS, NONLINEARITIES
 from charlm.progress import make_reporter
-from charlm.training import ITERATORS, TrainConfig
+from charlm.schedules import OPTIMIZERS, SCHEDULES
+from charlm.training import ITERATORS, NONFINITE, PRECISIONS, TrainConfig
 
 _defaults = TrainConfig()
 
@@ -173,6 +177,33 @@ model_options = _apply(
             show_default=True,
             help="Dropout between stacked layers.",
         ),
+        click.option(
+            "--embed-dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Dropout on the embedded input tokens.",
+        ),
+        click.option(
+            "--output-dropout",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=0.0,
+            show_default=True,
+            help="Dropout on the last layer's output, before the head.",
+        ),
+        click.option(
+            "--tie-weights/--no-tie-weights",
+            default=False,
+            show_default=True,
+            help="Share the embedding matrix with the output layer (needs --embed = --hidden).",
+        ),
+        click.option(
+            "--nonlinearity",
+            type=click.Choice(NONLINEARITIES),
+            default="tanh",
+            show_default=True,
+            help="Activation of --model rnn (GRU/LSTM have gates).",
+        ),
     ]
 )
 
@@ -204,7 +235,7 @@ training_options = _apply(
             type=click.FloatRange(min=0, min_open=True),
             default=_defaults.lr,
             show_default=True,
-            help="Adam learning rate.",
+            help="Peak learning rate (try 1e-3..3e-3 for Adam, ~1 for SGD).",
         ),
         click.option(
             "--clip",
@@ -240,6 +271,118 @@ training_options = _apply(
             show_default=True,
             help="Seed for weights, batch order and dropout.",
         ),
+        click.option(
+            "--optimizer",
+            type=click.Choice(OPTIMIZERS),
+            default=_defaults.optimizer,
+            show_default=True,
+            help="adamw decouples --weight-decay from the gradient.",
+        ),
+        click.option(
+            "--momentum",
+            type=click.FloatRange(0, 1, max_open=True),
+            default=_defaults.momentum,
+            show_default=True,
+            help="Momentum of --optimizer sgd.",
+        ),
+        click.option(
+            "--weight-decay",
+            type=click.FloatRange(min=0),
+            default=_defaults.weight_decay,
+            show_default=True,
+            help="L2 penalty (adam, sgd) or decoupled decay (adamw).",
+        ),
+        click.option(
+            "--schedule",
+            type=click.Choice(SCHEDULES),
+            default=_defaults.schedule,
+            show_default=True,
+            help="Learning rate over the run: constant; cosine decay to --min-lr-ratio "
+            "(following the clock when --max-time is set); plateau: multiply by "
+            "--plateau-factor when validation stalls.",
+        ),
+        click.option(
+            "--warmup",
+            type=click.IntRange(min=0),
+            default=_defaults.warmup,
+            show_default=True,
+            help="Steps of linear learning-rate warm-up.",
+        ),
+        click.option(
+            "--min-lr-ratio",
+            type=click.FloatRange(0, 1),
+            default=_defaults.min_lr_ratio,
+            show_default=True,
+            help="Where cosine ends, as a fraction of --lr.",
+        ),
+        click.option(
+            "--plateau-factor",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            default=_defaults.plateau_factor,
+            show_default=True,
+            help="plateau schedule: multiply the rate by this when validation stalls.",
+        ),
+        click.option(
+            "--plateau-patience",
+            type=click.IntRange(min=1),
+            default=_defaults.plateau_patience,
+            show_default=True,
+            help="plateau schedule: evaluations without improvement before reducing.",
+        ),
+        click.option(
+            "--patience",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Stop after this many evaluations without a better validation "
+            "perplexity.  [default: never]",
+        ),
+        click.option(
+            "--eval-every",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Validate every N steps as well as after each epoch.  [default: per epoch]",
+        ),
+        click.option(
+            "--log-every",
+            type=click.IntRange(min=1),
+            default=_defaults.log_every,
+            show_default=True,
+            help="Steps between records in the metrics log.",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS),
+            default=_defaults.precision,
+            show_default=True,
+            help="bf16/fp16 mixed precision on CUDA (fp16 with a loss scaler).",
+        ),
+        click.option(
+            "--nonfinite",
+            type=click.Choice(NONFINITE),
+            default=_defaults.nonfinite,
+            show_default=True,
+            help="On a NaN/inf loss: stop with a message, or skip the batch.",
+        ),
+        click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help="CPU threads for tensor maths.  [default: PyTorch's choice]",
+        ),
+        click.option(
+            "--resume",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Continue the run saved in this checkpoint directory exactly where it "
+            "stopped (BOOK, model and settings come from it).",
+        ),
+        click.option(
+            "--init-from",
+            type=click.Path(path_type=Path),
+            default=None,
+            help="Start a new run from this checkpoint's weights and tokenizer "
+            "(fine-tuning on a new BOOK).",
+        ),
     ]
 )
 
@@ -269,6 +412,10 @@ MODEL_KEYS = {
     "hidden": "hidden_size",
     "embed": "embed_size",
     "dropout": "dropout",
+    "embed_dropout": "embed_dropout",
+    "output_dropout": "output_dropout",
+    "tie_weights": "tie_weights",
+    "nonlinearity": "nonlinearity",
 }
 TRAINING_KEYS = {
     "seq_len",
@@ -280,7 +427,23 @@ TRAINING_KEYS = {
     "max_time",
     "max_steps",
     "seed",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup",
+    "min_lr_ratio",
+    "plateau_factor",
+    "plateau_patience",
+    "patience",
+    "eval_every",
+    "log_every",
+    "precision",
+    "nonfinite",
 }
+# What a resumed run may change: how long it goes on and how often it reports.
+RESUME_OVERRIDES = {"epochs", "max_steps", "max_time", "patience", "eval_every", "log_every"}
+STOP_EXIT_CODES = {"interrupted": 130, "terminated": 143}
 
 
 DATA_KEYS = {
@@ -295,41 +458,79 @@ DATA_KEYS = {
 
 
 @cli.command()
-@click.argument("books", nargs=-1, required=True)
+@click.argument("books", nargs=-1)
 @data_options
 @tokenizer_options
 @model_options
 @training_options
 @run_options
+@click.pass_context
 def train(
-    books: tuple[str, ...], device: str, out: Path | None, no_cache: bool, **options: Any
+    ctx: click.Context,
+    books: tuple[str, ...],
+    device: str,
+    out: Path | None,
+    no_cache: bool,
+    resume: Path | None,
+    init_from: Path | None,
+    threads: int | None,
+    **options: Any,
 ) -> None:
     """Train a model on BOOKS and save it as a checkpoint.
 
     BOOKS are text files, directories (their .txt files), glob patterns or names from the
     book catalogue ('charlm corpus list'; downloaded when needed), in any common encoding.
 
-    Shows live perplexity while training; ends, whatever stops it (epochs, --max-time,
-    --max-steps or Ctrl-C), with a validation pass and a saved checkpoint.
+    Shows live perplexity while training and writes metrics.jsonl into the checkpoint.
+    Epochs, --max-time, --max-steps and --patience end it with a validation pass and a saved
+    checkpoint; Ctrl-C or SIGTERM save one and say how to continue with --resume.
+    Several GPUs or machines: torchrun --nproc-per-node N -m charlm train BOOKS ...
     """
-    data = {k: v for k, v in options.items() if k in DATA_KEYS}
+    if not books and resume is None:
+        raise click.UsageError("missing BOOKS (or --resume CHECKPOINT to continue a run)")
+    data = DataOptions(
+        use_cache=not no_cache,
+        **{k: str(v) if isinstance(v, Path) else v for k, v in options.items() if k in DATA_KEYS},
+    )
     model = {MODEL_KEYS[k]: v for k, v in options.items() if k in MODEL_KEYS}
-    training = TrainConfig(**{k: v for k, v in options.items() if k in TRAINING_KEYS})
+    chosen = {k: v for k, v in options.items() if k in TRAINING_KEYS}
+    if resume is not None:
+        given = {k for k in chosen if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+        chosen = {
+            **read_config(resume).get("training", {}),
+            **{k: chosen[k] for k in given & RESUME_OVERRIDES},
+        }
+    training = TrainConfig.from_dict(chosen)
     console = stderr_console()
     with make_reporter(console) as reporter:
         trained = train_book(
-            list(books),
+            list(books) or None,
             out=out,
             tokenizer=options["tokenizer"],
             tokenizer_options=options["tokenizer_options"],
             model=model,
             training=training,
-            use_cache=not no_cache,
-            **data,
+            data=data,
             device=device,
             reporter=reporter,
+            resume=resume,
+            init_from=init_from,
+            threads=threads,
         )
+    if trained.rank != 0:
+        return
+    _report(console, trained)
+
+
+def _report(console, trained) -> None:
     result = trained.result
+    if result.stopped_by in STOP_EXIT_CODES:
+        console.print(
+            f"{result.stopped_by} at step {result.steps}; saved [bold]{trained.checkpoint}[/]. "
+            f"Continue with: charlm train --resume {trained.checkpoint}",
+            soft_wrap=True,  # keep the command on one line, ready to copy
+        )
+        sys.exit(STOP_EXIT_CODES[result.stopped_by])
     val = "-" if result.val_perplexity is None else f"{result.val_perplexity:.3f}"
     rate = result.tokens_seen / max(result.train_seconds, 1e-9)
     console.print(
@@ -337,4 +538,9 @@ def train(
         f"{result.steps} steps, {rate:,.0f} tokens/s): train perplexity "
         f"{result.train_perplexity:.3f}, validation perplexity {val}"
     )
+    if trained.best is not None:
+        console.print(
+            f"best validation perplexity {result.best_val_perplexity:.3f} (step "
+            f"{result.best_step}) is kept in {trained.best}"
+        )
     console.print(f"sample from it with: charlm generate {trained.checkpoint}")

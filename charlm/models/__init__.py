@@ -4,7 +4,16 @@ from dataclasses import replace
 
 import torch
 
-from .rnnlm import CELLS, IMPLS, RNNLM, ModelConfig, State, detach_state, num_parameters
+from .rnnlm import (
+    CELLS,
+    IMPLS,
+    NONLINEARITIES,
+    RNNLM,
+    ModelConfig,
+    State,
+    detach_state,
+    num_parameters,
+)
 from .scratch import SCRATCH_CELLS, ScratchGRU, ScratchLSTM, ScratchRNN
 
 
@@ -34,6 +43,7 @@ def convert(model: RNNLM, impl: str) -> RNNLM:
 __all__ = [
     "CELLS",
     "IMPLS",
+    "NONLINEARITIES",
     "RNNLM",
     "SCRATCH_CELLS",
     "ModelConfig",

@@ -19,6 +19,7 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 # Who computes the recurrent layers: PyTorch's fused kernels, or charlm/models/scratch.py
 # (the equations written out). Same parameters, same numbers, different speed.
 IMPLS = {"torch": CELLS, "scratch": SCRATCH_CELLS}
+NONLINEARITIES = ("tanh", "relu")  # of a plain RNN cell; GRU and LSTM have their own gates
 
 
 @dataclass
@@ -33,6 +34,10 @@ class ModelConfig:
     hidden_size: int = 512
     num_layers: int = 2
     dropout: float = 0.1
+    embed_dropout: float = 0.0  # on the embedded input, before the first layer
+    output_dropout: float = 0.0  # on the last layer's output, before the head
+    tie_weights: bool = False  # the head reuses the embedding matrix (needs embed == hidden)
+    nonlinearity: str = "tanh"  # of the rnn cell only
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -42,8 +47,22 @@ class ModelConfig:
         for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "embed_dropout", "output_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ConfigError(f"unknown nonlinearity {self.nonlinearity!r}; use tanh or relu")
+        if self.nonlinearity != "tanh" and self.cell != "rnn":
+            raise ConfigError(
+                f"--nonlinearity {self.nonlinearity} applies to --model rnn only, not {self.cell}"
+            )
+        if self.tie_weights and self.one_hot:
+            raise ConfigError("--tie-weights needs an embedding to share; drop --one-hot")
+        if self.tie_weights and self.embed_size != self.hidden_size:
+            raise ConfigError(
+                "tied weights share one matrix between the embedding and the output layer, "
+                f"so --embed must equal --hidden (got {self.embed_size} and {self.hidden_size})"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,14 +90,22 @@ class RNNLM(nn.Module):
         input_size = config.vocab_size if config.one_hot else config.embed_size
         # nn.RNN/GRU/LSTM apply dropout between stacked layers only, never after the last.
         between_layers = config.dropout if config.num_layers > 1 else 0.0
+        extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+        self.embed_dropout = nn.Dropout(config.embed_dropout)
         self.rnn = IMPLS[config.impl][config.cell](
             input_size,
             config.hidden_size,
             num_layers=config.num_layers,
             dropout=between_layers,
             batch_first=True,
+            **extra,
         )
+        self.output_dropout = nn.Dropout(config.output_dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.tie_weights:
+            # One (vocab, size) matrix both looks tokens up and scores them: fewer parameters,
+            # and each token's input and output vectors learn from each other.
+            self.head.weight = self.embedding.weight
 
     def begin_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The all-zero state a sequence starts from."""
@@ -97,9 +124,10 @@ class RNNLM(nn.Module):
             embedded = F.one_hot(tokens, self.config.vocab_size).to(self.head.weight.dtype)
         else:
             embedded = self.embedding(tokens)
-        # embedded: (batch, seq, embed), or (batch, seq, vocab) when one-hot
+        # (batch, seq, embed), or (batch, seq, vocab) when one-hot
+        embedded = self.embed_dropout(embedded)
         outputs, state = self.rnn(embedded, state)  # (batch, seq, hidden)
-        return self.head(outputs), state  # (batch, seq, vocab)
+        return self.head(self.output_dropout(outputs)), state  # (batch, seq, vocab)
 
 
 def detach_state(state: State) -> State:

@@ -1,0 +1,111 @@
+"""Optimizers and learning-rate schedules.
+
+    lr(step) = lr · warm-up(step) · shape(progress)
+
+warm-up rises linearly from lr/warmup to lr over the first `warmup` steps. The shape is 1 for
+`constant`; for `cosine` it falls from 1 to `min_lr_ratio` along half a cosine as the run's
+progress goes from 0 to 1 — progress in steps, or in training time when the run has a
+`--max-time` deadline, so the schedule ends exactly at the deadline; for `plateau` it is
+multiplied by `plateau_factor` each time validation perplexity has not improved for
+`plateau_patience` evaluations in a row.
+
+A schedule is a small object with JSON state, so a resumed run continues on the same curve.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from charlm.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "plateau")
+
+
+def build_optimizer(
+    parameters: Iterable[torch.nn.Parameter],
+    name: str,
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """Adam, AdamW (decoupled weight decay) or SGD with momentum."""
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+class LRSchedule:
+    """The learning rate for each step; `on_eval` feeds reduce-on-plateau."""
+
+    def __init__(
+        self,
+        name: str,
+        lr: float,
+        *,
+        warmup: int = 0,
+        min_lr_ratio: float = 0.1,
+        plateau_factor: float = 0.5,
+        plateau_patience: int = 1,
+    ) -> None:
+        if name not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+        self.name = name
+        self.lr = lr
+        self.warmup = warmup
+        self.min_lr_ratio = min_lr_ratio
+        self.plateau_factor = plateau_factor
+        self.plateau_patience = plateau_patience
+        self.factor = 1.0  # what reduce-on-plateau has multiplied the rate by so far
+        self.best = math.inf
+        self.bad_evals = 0
+
+    def lr_at(self, step: int, progress: float) -> float:
+        """The rate for optimizer step `step` (1-based), `progress` ∈ [0, 1] of the run done."""
+        rate = self.lr
+        if self.warmup and step <= self.warmup:
+            rate *= step / self.warmup
+        if self.name == "cosine":
+            p = min(1.0, max(0.0, progress))
+            shape = 0.5 * (1.0 + math.cos(math.pi * p))
+            rate *= self.min_lr_ratio + (1.0 - self.min_lr_ratio) * shape
+        elif self.name == "plateau":
+            rate *= self.factor
+        return rate
+
+    def on_eval(self, val_perplexity: float) -> bool:
+        """Record a validation result; True when the rate was just reduced."""
+        if self.name != "plateau":
+            return False
+        if val_perplexity < self.best:
+            self.best, self.bad_evals = val_perplexity, 0
+            return False
+        self.bad_evals += 1
+        if self.bad_evals < self.plateau_patience:
+            return False
+        self.factor *= self.plateau_factor
+        self.bad_evals = 0
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        best = self.best if math.isfinite(self.best) else None  # JSON has no infinity
+        return {"factor": self.factor, "best": best, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.factor = float(state["factor"])
+        self.best = math.inf if state["best"] is None else float(state["best"])
+        self.bad_evals = int(state["bad_evals"])
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
