@@ -34,7 +34,7 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: str = "cosine"  # decays to min_lr_ratio·lr by the end (the deadline with max_time)
     warmup: int = 0  # steps of linear warm-up
     min_lr_ratio: float = 0.1  # where cosine ends, as a fraction of lr
     plateau_factor: float = 0.5

@@ -34,7 +34,9 @@ def overfit(text: str, steps: int = 150, cell: str = "gru") -> tuple:
     tokenizer = CharTokenizer.train(text)
     ids = tokenizer.encode_array(text)
     model = tiny_model(tokenizer.vocab_size, cell=cell, hidden=64)
-    config = TrainConfig(batch_size=4, seq_len=20, epochs=1000, lr=1e-2, max_steps=steps)
+    config = TrainConfig(
+        batch_size=4, seq_len=20, epochs=1000, lr=1e-2, max_steps=steps, schedule="constant"
+    )
     result: TrainResult = train(model, ids, None, config, device=torch.device("cpu"))
     return model, tokenizer, result
 

@@ -20,6 +20,9 @@ from charlm.training import TrainConfig
 
 ARGS = "--batch-size 4 --seq-len 16 --hidden 32 --layers 1 --dropout 0 "
 ARGS += "--log-every 1 --eval-every 3 --device cpu --threads 1"
+# A constant rate: cosine would plan its decay over --max-steps, which differs between a run
+# stopped at 4 and resumed to 7 and one planned for 7 from the start.
+ARGS += " --schedule constant"
 
 
 def torchrun(*args: str) -> str:
@@ -39,7 +42,9 @@ def test_two_processes_match_one_with_the_same_global_batch(tiny_book, tmp_path)
     # Resumed under torchrun: the saved whole-batch hidden state is split between the ranks.
     torchrun("--resume", str(out), "--max-steps", "7")
 
-    config = TrainConfig(batch_size=4, seq_len=16, max_steps=7, log_every=1, eval_every=3)
+    config = TrainConfig(
+        batch_size=4, seq_len=16, max_steps=7, log_every=1, eval_every=3, schedule="constant"
+    )
     single = train_book(
         tiny_book,
         out=tmp_path / "one",
