@@ -354,7 +354,7 @@ training_options = _apply(
             type=click.Choice(PRECISIONS),
             default=_defaults.precision,
             show_default=True,
-            help="bf16/fp16 mixed precision on CUDA (fp16 with a loss scaler).",
+            help="Mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA only, with a loss scaler).",
         ),
         click.option(
             "--nonfinite",
