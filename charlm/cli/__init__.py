@@ -22,7 +22,7 @@ DEBUG_VARIABLE = "CHARLM_DEBUG"
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, log_path=False)
 
 
 class CharlmGroup(click.Group):
