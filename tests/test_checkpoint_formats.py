@@ -25,7 +25,13 @@ from charlm.errors import CheckpointError
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
 from tests.conftest import TINY_TEXT
-from tests.helpers import ids_of, tiny_model
+from tests.helpers import ids_of, single_thread, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 def write_format_1(directory, text: str = TINY_TEXT, seed: int = 0):

@@ -19,10 +19,17 @@ from click.testing import CliRunner
 from charlm.cli import cli, one_line
 from charlm.corpus import load_catalog
 from tests.conftest import TINY_TEXT
+from tests.helpers import single_thread
 
 FAST = ["--hidden", "8", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
 FAST += ["--max-steps", "1", "--device", "cpu", "--no-cache"]
 USAGE, RUNTIME = 2, 1
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 @pytest.fixture(scope="module")

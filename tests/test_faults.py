@@ -27,11 +27,18 @@ from charlm.errors import ConfigError
 from charlm.runlock import LOCK_NAME, _locked
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
+from tests.helpers import single_thread
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40
 SMALL = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
 SMALL += ["--device", "cpu", "--threads", "1"]
 KILLS = 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
 
 
 @pytest.fixture
@@ -164,7 +171,9 @@ def test_a_real_write_failure_from_the_kernel_keeps_the_previous_checkpoint(tmp_
         # Files may not grow past 16 kB: the weights (over 80 kB) cannot be written.
         resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
 
-    proc = start("train", "--resume", out, "--max-steps", "4", preexec_fn=small_files)
+    proc = start(
+        "train", "--resume", out, "--max-steps", "4", "--threads", "1", preexec_fn=small_files
+    )
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
     lines = stderr.strip().splitlines()

@@ -20,6 +20,7 @@ from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler, load
 from charlm.tokenizers import train_tokenizer
 from charlm.training import TrainConfig
+from tests.helpers import single_thread
 
 # Characters that break naive code: NUL and other controls, CR and CRLF, Unicode line and
 # paragraph separators, a byte-order mark, the replacement character, a ZWJ sequence, a flag,
@@ -49,6 +50,12 @@ def _insert(text: str, cuts: list[tuple[int, str]]) -> str:
     return text
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
 TOKENIZERS = [
     ("char", {}),
     ("char", {"unk": True, "lowercase": True}),
@@ -61,7 +68,10 @@ TOKENIZERS = [
 ]
 # Tokenizers whose round trip is exact on any valid Unicode text they were trained on.
 EXACT = {"char", "byte", "bpe"}
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same examples on every run (and in CI), so a failure reproduces at once.
+FAST = settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+)
 
 
 def _has_surrogate(text: str) -> bool:
@@ -119,7 +129,7 @@ VALID_SETTINGS = {
     "num_samples": st.integers(1, 3),
     "beam_width": st.just(1),
     "seed": st.one_of(st.none(), st.integers(0, 2**32)),
-    "unknown": st.sampled_from([None, "error", "skip", "unk"]),
+    "unknown": st.sampled_from([None, "skip", "error", "unk"]),
 }
 ODD_SETTINGS = {
     "length": [-1, 1.5],
@@ -139,14 +149,14 @@ ODD_SETTINGS = {
 def sampling_settings(draw) -> dict:
     """Valid settings, with one of them made odd in about a third of the examples."""
     chosen = {key: draw(strategy) for key, strategy in VALID_SETTINGS.items()}
-    if draw(st.integers(0, 2)) == 0:
+    if draw(st.sampled_from([False, False, True])):
         key = draw(st.sampled_from(sorted(ODD_SETTINGS)))
         chosen[key] = draw(st.sampled_from(ODD_SETTINGS[key]))
     return chosen
 
 
 @pytest.mark.slow
-@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(which=st.integers(0, 2), prefix=hostile_text, options=sampling_settings())
 def test_sampling_any_prefix_with_any_settings_never_crashes(samplers, which, prefix, options):
     sampler = samplers[which]
@@ -169,7 +179,7 @@ TINY_RUN = dict(
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(
     text=st.one_of(hostile_text, sprinkled_text, sprinkled_text),
     tokenizer=st.sampled_from(["char", "byte", "word"]),

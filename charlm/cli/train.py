@@ -14,7 +14,7 @@ from charlm.checkpoint import read_config
 from charlm.cli import Duration, cli, stderr_console
 from charlm.corpus.encodings import canonical_encoding
 from charlm.device import DEVICE_CHOICES
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, MissingTokenizerError, TokenizerError
 from charlm.models import CELLS, IMPLS, NONLINEARITIES, ModelConfig
 from charlm.progress import make_reporter
 from charlm.schedules import OPTIMIZERS, SCHEDULES
@@ -550,8 +550,15 @@ def train(
 
 def _check_tokenizer(name: str, options: dict[str, str], resume: Path | None) -> None:
     """Raise TokenizerError unless `name` is installed and takes `options`."""
-    if resume is None:
-        get_tokenizer_class(name).check_options(options)
+    if resume is not None:
+        return
+    try:
+        cls = get_tokenizer_class(name)
+    except MissingTokenizerError:
+        raise
+    except TokenizerError:
+        return  # installed but broken: not a usage error; the run reports it (exit 1)
+    cls.check_options(options)
 
 
 def _report(console, trained) -> None:
