@@ -5,6 +5,7 @@ text → tokenizer → ids → batches → model → training → checkpoint
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -28,12 +29,25 @@ from charlm.checkpoint import (
 )
 from charlm.corpus import DEFAULT_CORPUS_DIR, SplitConfig, input_name, resolve_inputs
 from charlm.data import min_tokens_for_one_batch
-from charlm.device import resolve_device, set_threads
-from charlm.errors import ConfigError, CorpusError, TokenizerError, TrainingError
+from charlm.device import (
+    is_out_of_memory,
+    mixed_precision,
+    out_of_memory_message,
+    resolve_device,
+    set_threads,
+)
+from charlm.errors import (
+    ConfigError,
+    CorpusError,
+    DeviceMemoryError,
+    TokenizerError,
+    TrainingError,
+)
 from charlm.metrics import METRICS_LOG_NAME, MetricsLog, perplexity
 from charlm.models import RNNLM, ModelConfig, build_model, num_parameters
 from charlm.prepare import prepare_data
 from charlm.resume import TrainingState
+from charlm.runlock import claim_directory
 from charlm.signals import StopFlag
 from charlm.tokenizers import Tokenizer
 from charlm.training import (
@@ -103,6 +117,7 @@ def train_book(
     init_from: str | os.PathLike | None = None,
     threads: int | None = None,
     stop: StopFlag | None = None,
+    overwrite: bool = False,
 ) -> TrainedModel:
     """Train a model on `book` and save it to `out` (default `checkpoints/<book name>`).
 
@@ -116,7 +131,66 @@ def train_book(
     (same books, model and settings unless `training` is given; `out` is that directory);
     `init_from` starts a new run from another checkpoint's weights and tokenizer.
     Under `torchrun` each process trains its share of every batch and rank 0 saves.
+
+    The run holds a lock on its checkpoint directory (see charlm/runlock.py): a second run
+    into the same directory is refused while this one lives, and a directory that already
+    holds a model is only reused with `resume` or `overwrite=True` (replace it).
     """
+    target = _output_directory(book, out, resume)
+    if target is None or not distributed.from_environment().is_main:
+        claim = contextlib.nullcontext()
+    else:
+        claim = claim_directory(
+            target, config_name=CONFIG_NAME, resume=resume is not None, overwrite=overwrite
+        )
+    with claim:
+        try:
+            return _train_book(
+                book, out=out, tokenizer=tokenizer, tokenizer_options=tokenizer_options,
+                model=model, training=training, data=data, device=device, reporter=reporter,
+                resume=resume, init_from=init_from, threads=threads, stop=stop,
+            )  # fmt: skip
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            kept = f"; the last checkpoint saved is kept in {target}" if _saved(target) else ""
+            advice = (
+                "try a smaller --batch-size or --seq-len, or a smaller model (--hidden, "
+                f"--layers){kept}"
+            )
+            raise DeviceMemoryError(out_of_memory_message(exc, advice)) from exc
+
+
+def _output_directory(book: Any, out: Any, resume: Any) -> Path | None:
+    """Where the run will write, or None when the arguments are incomplete (an error later)."""
+    if resume is not None:
+        return Path(resume)
+    if out is not None:
+        return Path(out)
+    return DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book)) if book else None
+
+
+def _saved(out: Path | None) -> bool:
+    return out is not None and (out / CONFIG_NAME).is_file()
+
+
+def _train_book(
+    book: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    tokenizer: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    model: dict[str, Any] | None = None,
+    training: TrainConfig | None = None,
+    data: DataOptions | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+    resume: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+    threads: int | None = None,
+    stop: StopFlag | None = None,
+) -> TrainedModel:
+    """The run itself; `train_book` holds the directory around it."""
     if resume is not None and init_from is not None:
         raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
     if resume is not None and out is not None and Path(out) != Path(resume):
@@ -134,6 +208,7 @@ def train_book(
     if not book:
         raise ConfigError("no BOOK given: name the text to train on")
     training = training or TrainConfig()
+    mixed_precision(training.precision, resolved)  # fail before the books are read
     say = (reporter or SilentReporter()).message if context.is_main else _ignore
     prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
     tok, train_ids, val_ids = prepared.tokenizer, prepared.train_ids, prepared.val_ids

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from charlm import jsontext
+
 CACHE_VARIABLE = "CHARLM_CACHE"
 # Part of every key: bump it when reading or encoding changes the ids a corpus gets, so that
 # entries made by an older charlm are not reused.
@@ -134,7 +136,7 @@ class EntryWriter:
         stored = [name for name, sink in self.sinks.items() if sink.path is not None]
         self.meta = {**meta, "arrays": stored}
         if self.directory is not None:
-            text = json.dumps(self.meta, indent=1, ensure_ascii=False)
+            text = jsontext.dumps(self.meta, indent=1)
             (self.directory / META_NAME).write_text(text, encoding="utf-8")
         return Entry(self.meta, arrays, self.directory)
 

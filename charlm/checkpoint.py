@@ -11,15 +11,30 @@
 Saving is atomic. The tensors go to new files first; then `config.json`, which names those
 files, is replaced in one `os.replace`. Until that rename the old config still names the old
 files, which are deleted only afterwards — so a crash at any moment leaves either the old
-checkpoint or the new one, never a mixture.
+checkpoint or the new one, never a mixture. A save that fails (a full disk) removes what it
+wrote and leaves the previous checkpoint as it was.
+
+Format versions. `format_version` in config.json says how a checkpoint is laid out. A newer
+charlm reads every older format: `MIGRATIONS[v]` turns a version-v config into a version-v+1
+one, and `_migrate` applies them in turn when a config is read, so the rest of the code only
+ever sees the current format. Changing the layout means: raise FORMAT_VERSION, add the step
+from the previous version here, and add a fixture of the old format to
+tests/test_checkpoint_formats.py. Version history:
+
+    1  charlm 0.1.0: model, tokenizer {name, state}, weights; later 0.1.x add the optional
+       tokenizer.package, training_state, data, results (readers treat all of these as
+       optional, so no step is needed yet)
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,8 +44,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from charlm import jsontext
 from charlm._version import __version__
 from charlm.errors import CharlmError, CheckpointError
+from charlm.limits import MAX_CONFIG_BYTES, too_large
 from charlm.models import RNNLM, ModelConfig, build_model
 from charlm.resume import TrainingState
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
@@ -41,6 +58,8 @@ WEIGHTS_GLOB = "weights-*.safetensors"
 TRAINING_STATE_GLOB = "training-state-*.safetensors"
 BEST_NAME = "best"
 TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
+# Version v → v+1. Empty while there is one format; see the module docstring.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 @dataclass
@@ -67,11 +86,30 @@ def save_checkpoint(
     config's `training_state` section, committed by the same rename as the weights.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(4)
     weights_name = f"weights-{token}.safetensors"
+    state_name = f"training-state-{token}.safetensors" if training_state is not None else None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        _save(directory, model, tokenizer, weights_name, state_name, training_state, sections)
+    except BaseException as exc:
+        _discard_uncommitted(directory, weights_name, state_name)
+        if isinstance(exc, OSError):  # e.g. the disk is full
+            raise CheckpointError(_save_failure(directory, exc)) from exc
+        raise
+    # The new checkpoint is live: delete the old one's files and any a killed save left.
+    live = {weights_name, state_name}
+    stale = [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]
+    stale += [p for p in directory.glob(".*.tmp") if p.name.startswith(TEMPORARY_PREFIXES)]
+    for old in stale:
+        if old.name not in live:
+            old.unlink(missing_ok=True)
+    return directory
+
+
+def _save(directory, model, tokenizer, weights_name, state_name, training_state, sections) -> None:
+    """Write the new files, then commit them by replacing config.json."""
     if training_state is not None:
-        state_name = f"training-state-{token}.safetensors"
         sections["training_state"] = {"file": state_name, **training_state.meta}
         state_tensors = {
             k: t.detach().to("cpu").contiguous() for k, t in training_state.tensors.items()
@@ -93,14 +131,28 @@ def save_checkpoint(
     tensors = _plain_tensors(model.state_dict())
     _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, tmp))
     _write_config(directory, config)
-    # The new checkpoint is live: delete the old one's files and any a killed save left.
-    live = {weights_name, sections.get("training_state", {}).get("file")}
-    stale = [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]
-    stale += [p for p in directory.glob(".*.tmp") if p.name.startswith(TEMPORARY_PREFIXES)]
-    for old in stale:
-        if old.name not in live:
-            old.unlink(missing_ok=True)
-    return directory
+
+
+def _discard_uncommitted(directory: Path, weights_name: str, state_name: str | None) -> None:
+    """After a failed save, delete the files it wrote unless config.json already names them."""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if weights_name in (directory / CONFIG_NAME).read_text(encoding="utf-8"):
+            return  # committed: the failure came after the rename
+    for name in (weights_name, state_name):
+        if name is not None:
+            with contextlib.suppress(OSError):
+                (directory / name).unlink(missing_ok=True)
+
+
+def _save_failure(directory: Path, exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason = "no space left on device"
+    else:
+        reason = exc.strerror or str(exc)
+    return (
+        f"{reason}: could not save the checkpoint {directory}; the previous checkpoint there "
+        "(if any) is intact"
+    )
 
 
 def load_training_state(directory: str | os.PathLike) -> TrainingState:
@@ -172,22 +224,41 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     if not config_path.is_file():
         raise CheckpointError(f"{directory} is not a charlm checkpoint: it has no {CONFIG_NAME}")
     try:
+        size = config_path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CheckpointError(too_large(str(config_path), size, MAX_CONFIG_BYTES))
         config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{config_path} is unreadable or not valid JSON: {exc}") from exc
+    except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise CheckpointError(f"{config_path} is unreadable or not valid JSON: {reason}") from exc
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_path} does not hold a JSON object")
     version = config.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(
+            f"{config_path} has no valid format_version ({version!r}); it is not a charlm "
+            "checkpoint, or it was edited by hand"
+        )
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{directory} has checkpoint format {version!r}, which this charlm "
             f"({__version__}, format {FORMAT_VERSION}) cannot read; upgrade charlm"
         )
+    return _migrate(config)
+
+
+def _migrate(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` brought from its format version to FORMAT_VERSION, one step at a time."""
+    version = config["format_version"]
+    while version < FORMAT_VERSION:
+        config = MIGRATIONS[version](dict(config))
+        version += 1
+        config["format_version"] = version
     return config
 
 
 def _write_config(directory: Path, config: dict[str, Any]) -> None:
-    text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
+    text = jsontext.dumps(config, indent=2) + "\n"
     _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -226,6 +297,7 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
         raise CheckpointError(
             f"{directory}: weights file {weights_path.name} is corrupt or not safetensors ({exc})"
         ) from exc
+    _check_weights(directory, model_config, tensors)
     model = build_model(model_config)
     try:
         model.load_state_dict(tensors)
@@ -235,6 +307,33 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
             f"{directory}: the weights do not fit the model config ({first_line})"
         ) from exc
     return Checkpoint(model.to(device).eval(), tokenizer, config, directory)
+
+
+def _check_weights(directory: Path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that do not match the config, before any memory is spent on the model.
+
+    The model is first built on the meta device (shapes only, no memory), so a hand-edited
+    config asking for a billion-row embedding is refused here rather than allocated.
+    """
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(t.shape) for k, t in build_model(config).state_dict().items()}
+    except (CharlmError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
+        raise CheckpointError(f"{directory}: the model config cannot be built ({exc})") from exc
+    found = {k: tuple(t.shape) for k, t in tensors.items()}
+    if found != shapes:
+        wrong = sorted(k for k in shapes.keys() | found.keys() if shapes.get(k) != found.get(k))
+        name = wrong[0]
+        raise CheckpointError(
+            f"{directory}: the weights do not fit the model config ({name}: the file has "
+            f"{found.get(name, 'nothing')}, the config needs {shapes.get(name, 'nothing')})"
+        )
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{directory}: the weights hold NaN or infinite values ({name}); the file is "
+                "damaged or the run diverged"
+            )
 
 
 def latest_checkpoint(root: str | os.PathLike = "checkpoints") -> Path | None:

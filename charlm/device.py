@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -60,3 +61,22 @@ def mixed_precision(
     if dtype is None:
         return contextlib.nullcontext, scaler
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+# How PyTorch words an allocation failure: CUDA, Apple's MPS, and the CPU allocator.
+_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` is a failed memory allocation (on any device)."""
+    if isinstance(exc, MemoryError | torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(p in str(exc).lower() for p in _OOM_PHRASES)
+
+
+def out_of_memory_message(exc: BaseException, advice: str) -> str:
+    """One line about an allocation failure: how much was asked for, and what to change."""
+    asked = re.search(r"(?:tried to allocate|allocate)\s+([\d.]+\s*\w+)", str(exc), re.IGNORECASE)
+    where = "the GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "the device"
+    size = f" (it asked for {asked.group(1)} more)" if asked else ""
+    return f"{where} ran out of memory{size}; {advice}"

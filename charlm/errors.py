@@ -39,3 +39,11 @@ class DownloadError(CorpusError):
 
 class TrainingError(CharlmError):
     """Training cannot go on, e.g. the loss became non-finite."""
+
+
+class DeviceMemoryError(CharlmError):
+    """The device (GPU or CPU) ran out of memory; smaller batches or a smaller model fit."""
+
+
+class SamplingError(CharlmError):
+    """The model's outputs cannot be sampled from (e.g. they are NaN)."""

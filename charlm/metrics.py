@@ -82,7 +82,8 @@ def _line(record: dict[str, Any]) -> str:
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a metrics log; a torn last line (the process was killed) is skipped."""
     records = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    # Bytes that are not UTF-8 (a damaged or foreign file) spoil only their own lines.
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

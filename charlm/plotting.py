@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charlm.errors import CharlmError, CheckpointError
+from charlm.errors import CharlmError, CheckpointError, ConfigError
 from charlm.metrics import METRICS_LOG_NAME, read_metrics
 
 
@@ -47,13 +47,34 @@ def load_run(checkpoint: str | os.PathLike) -> Run:
     log = path if path.is_file() else path / METRICS_LOG_NAME
     if not log.is_file():
         raise CheckpointError(f"{path} has no {METRICS_LOG_NAME}; was it written by charlm train?")
-    records = read_metrics(log)
+    records = [r for r in read_metrics(log) if _well_formed(r)]
     name = (path.parent if path.is_file() else path).name
     train = [r for r in records if r.get("train_perplexity") is not None]
     evals = [r for r in records if "val_loss" in r]
     if not train and not evals:
         raise CheckpointError(f"{log} holds no records yet")
     return Run(name, train, evals)
+
+
+_NUMBERS = (
+    "elapsed_s",
+    "train_perplexity",
+    "val_loss",
+    "val_perplexity",
+    "val_bpc",
+    "tokens_per_s",
+)
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    """A record whose step and plotted values are numbers (a damaged log may hold others)."""
+    if not isinstance(record.get("step"), int) or isinstance(record.get("step"), bool):
+        return False
+    return all(
+        record[k] is None or isinstance(record[k], (int, float)) and not isinstance(record[k], bool)
+        for k in _NUMBERS
+        if k in record
+    )
 
 
 def plot_runs(runs: list[Run], out: str | os.PathLike, *, x: str = "step") -> Path:
@@ -66,6 +87,10 @@ def plot_runs(runs: list[Run], out: str | os.PathLike, *, x: str = "step") -> Pa
     key = {"step": "step", "time": "elapsed_s"}[x]
     figure = Figure(figsize=(8, 5), dpi=120)
     FigureCanvasAgg(figure)  # a canvas of its own: no pyplot, no global figure state
+    kinds = figure.canvas.get_supported_filetypes()
+    if Path(out).suffix and Path(out).suffix[1:].lower() not in kinds:
+        known = ", ".join(f".{k}" for k in sorted(kinds))
+        raise ConfigError(f"cannot write a {Path(out).suffix} image; end --out in one of {known}")
     axes = figure.add_subplot()
     for index, run in enumerate(runs):
         colour = f"C{index % 10}"

@@ -125,11 +125,15 @@ def prepare_data(
 def _files(books: Sequence[str | os.PathLike], splits: SplitConfig) -> dict[str, list[Path]]:
     if not books:
         raise CorpusError("no book to train on")
-    return {
+    files = {
         "train": [Path(b) for b in books],
         "val": [Path(splits.val_file)] if splits.val_file else [],
         "test": [Path(splits.test_file)] if splits.test_file else [],
     }
+    for path in [p for paths in files.values() for p in paths]:
+        if path.is_char_device() or path.is_block_device():  # /dev/zero would never end
+            raise CorpusError(f"{path} is a device, not a file; give the path of a text file")
+    return files
 
 
 def _check_no_overlap(files: dict[str, list[Path]], hashes: dict[str, list[str]]) -> None:

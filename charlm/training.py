@@ -40,7 +40,7 @@ from charlm.data import (
 )
 from charlm.device import mixed_precision
 from charlm.distributed import DistContext
-from charlm.errors import TrainingError
+from charlm.errors import CheckpointError, TrainingError
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, detach_state
 from charlm.recorder import Recorder, nonfinite_message
@@ -137,7 +137,13 @@ def train(
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
     )  # fmt: skip
     if resume is not None:
-        run.load_state(resume)
+        try:
+            run.load_state(resume)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"the saved training state cannot be restored ({type(exc).__name__}: {exc}); "
+                "it is damaged or from another charlm: start a new run with --init-from"
+            ) from exc
     try:
         with stop_on_signals(run.stop):
             return run.run()

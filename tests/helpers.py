@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 from charlm.models import ModelConfig, build_model
@@ -44,3 +47,17 @@ def overfit(text: str, steps: int = 150, cell: str = "gru") -> tuple:
 def ids_of(text: str) -> tuple[CharTokenizer, np.ndarray]:
     tokenizer = CharTokenizer.train(text)
     return tokenizer, tokenizer.encode_array(text)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread for a while: tiny models are fastest so, and on a busy machine
+    two threads waiting for each other at every operation can make a test 20 times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

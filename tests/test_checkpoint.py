@@ -57,7 +57,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved, monkeypatch)
     monkeypatch.setattr(ckpt, "save_file", disk_full)
     with torch.no_grad():
         model.head.bias.add_(1.0)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="no space left on device.*intact"):
         save_checkpoint(path, model, tokenizer)
     assert (path / "config.json").read_text() == before
     assert not [p for p in path.iterdir() if p.name.endswith(".tmp")]

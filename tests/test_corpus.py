@@ -298,6 +298,7 @@ def test_train_takes_several_books_with_per_book_splits_and_a_test_score(tmp_pat
         "0.1",
         "--out",
         str(out),
+        "--overwrite",
     )
     assert again.exit_code == 0 and "cached" in again.output
 

@@ -110,6 +110,6 @@ def test_cli_tie_weights_size_mismatch_is_one_line(tiny_book, tmp_path):
     out = tmp_path / "ck"
     args = "--tie-weights --embed 8 --hidden 16 --max-steps 1 --batch-size 4 --seq-len 8"
     result = CliRunner().invoke(cli, ["train", str(tiny_book), "--out", str(out), *args.split()])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, found before the book is read
     assert "--embed must equal --hidden" in result.output
     assert "Traceback" not in result.output

@@ -308,4 +308,4 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     steps = [r["step"] for r in read_metrics(out / "metrics.jsonl") if "train_loss" in r]
     assert steps == [1, 2, 3, 4, 5, 6]
     result = runner.invoke(cli, ["train", "--resume", str(out), "--out", str(tmp_path / "x")])
-    assert result.exit_code == 1 and "leave out --out" in result.output
+    assert result.exit_code == 2 and "drop --out" in result.output

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import sys
+import unicodedata
 from typing import Any
 
 import click
 from rich.console import Console
 
 from charlm.api import parse_duration
+from charlm.device import is_out_of_memory, out_of_memory_message
 from charlm.errors import CharlmError
 
 DEBUG_VARIABLE = "CHARLM_DEBUG"
@@ -44,6 +46,14 @@ class CharlmGroup(click.Group):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE) or not is_out_of_memory(exc):
+                raise
+            advice = (
+                "use smaller sizes (train: --batch-size, --seq-len, --hidden; generate: "
+                "--num-samples, --beam-width) or --device cpu"
+            )
+            raise click.ClickException(out_of_memory_message(exc, advice)) from exc
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -52,15 +62,33 @@ class CharlmGroup(click.Group):
             super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "charlm"
-            click.echo(f"Error: {exc.format_message()} (see '{command} --help')", err=True)
+            _error(f"{exc.format_message()} (see '{command} --help')")
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            exc.show()
+            _error(exc.format_message())
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt, EOFError):
             click.echo("Aborted.", err=True)
             sys.exit(130)
         sys.exit(0)
+
+
+def one_line(message: str) -> str:
+    """`message` on one printable line: line breaks, control characters and lone surrogates
+    (from file names or arguments that are not valid UTF-8) become escapes such as \\n."""
+    return "".join(
+        ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if unicodedata.category(ch) in _UNPRINTABLE
+        else ch
+        for ch in message.strip()
+    )
+
+
+_UNPRINTABLE = {"Cc", "Cs", "Zl", "Zp"}
+
+
+def _error(message: str) -> None:
+    click.echo(f"Error: {one_line(message)}", err=True)
 
 
 class Duration(click.ParamType):

@@ -12,7 +12,7 @@ from charlm.api import DEFAULT_CHECKPOINT_ROOT
 from charlm.checkpoint import latest_checkpoint
 from charlm.cli import cli, stderr_console
 from charlm.cli.interactive import run_prompt_loop
-from charlm.cli.settings import EscapedText, check_settings
+from charlm.cli.settings import EscapedText, Utf8Text, check_settings
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
 from charlm.errors import ConfigError
@@ -38,7 +38,11 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
 @cli.command()
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option(
-    "--prefix", default="", show_default=True, help="Text to start from; the output begins with it."
+    "--prefix",
+    type=Utf8Text(),
+    default="",
+    show_default=True,
+    help="Text to start from; the output begins with it.",
 )
 @click.option(
     "--prefix-file",

@@ -64,6 +64,10 @@ def run_prompt_loop(settings: dict[str, Any], continue_text: Callable[[str], Non
         except click.Abort:  # Ctrl-D or Ctrl-C at the prompt
             click.echo(err=True)
             return
+        except UnicodeDecodeError as exc:  # bytes from the terminal that are not UTF-8
+            raise click.ClickException(
+                "the input is not valid UTF-8 text; check the terminal's encoding"
+            ) from exc
         if line.strip() in ("/quit", "/exit"):
             return
         if line.startswith("/"):

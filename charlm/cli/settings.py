@@ -24,13 +24,23 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-class EscapedText(click.ParamType):
-    """Text in which \\n, \\t and \\\\ stand for a newline, a tab and a backslash."""
+class Utf8Text(click.ParamType):
+    """Text from the command line, refused when it holds bytes that are not UTF-8 (Python
+    passes those on as lone surrogates, which no tokenizer or terminal can take)."""
 
     name = "TEXT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        return unescape(value)
+        if any("\ud800" <= ch <= "\udfff" for ch in value):
+            self.fail("is not valid UTF-8 text; check the terminal's encoding", param, ctx)
+        return value
+
+
+class EscapedText(Utf8Text):
+    """Text in which \\n, \\t and \\\\ stand for a newline, a tab and a backslash."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        return unescape(super().convert(value, param, ctx))
 
 
 def check_settings(settings: dict[str, Any]) -> None:

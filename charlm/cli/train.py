@@ -12,10 +12,13 @@ from click.core import ParameterSource
 from charlm.api import DataOptions, train_book
 from charlm.checkpoint import read_config
 from charlm.cli import Duration, cli, stderr_console
+from charlm.corpus.encodings import canonical_encoding
 from charlm.device import DEVICE_CHOICES
-from charlm.models import CELLS, IMPLS, NONLINEARITIES
+from charlm.errors import CharlmError, MissingTokenizerError, TokenizerError
+from charlm.models import CELLS, IMPLS, NONLINEARITIES, ModelConfig
 from charlm.progress import make_reporter
 from charlm.schedules import OPTIMIZERS, SCHEDULES
+from charlm.tokenizers import get_tokenizer_class
 from charlm.training import ITERATORS, NONFINITE, PRECISIONS, TrainConfig
 
 _defaults = TrainConfig()
@@ -266,7 +269,7 @@ training_options = _apply(
         ),
         click.option(
             "--seed",
-            type=int,
+            type=click.IntRange(0, 2**32 - 1),
             default=_defaults.seed,
             show_default=True,
             help="Seed for weights, batch order and dropout.",
@@ -401,6 +404,14 @@ run_options = _apply(
             default=None,
             help="Checkpoint directory.  [default: checkpoints/<book name>]",
         ),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            default=False,
+            show_default=True,
+            help="Replace the model already in the checkpoint directory (without this, "
+            "training into one that holds a model is refused; --resume continues it).",
+        ),
     ]
 )
 
@@ -474,6 +485,7 @@ def train(
     resume: Path | None,
     init_from: Path | None,
     threads: int | None,
+    overwrite: bool,
     **options: Any,
 ) -> None:
     """Train a model on BOOKS and save it as a checkpoint.
@@ -488,6 +500,11 @@ def train(
     """
     if not books and resume is None:
         raise click.UsageError("missing BOOKS (or --resume CHECKPOINT to continue a run)")
+    for other, given in (("--init-from", init_from), ("--out", out), ("--overwrite", overwrite)):
+        if resume is not None and given:
+            raise click.UsageError(
+                f"--resume continues a run in its own directory with its own model; drop {other}"
+            )
     data = DataOptions(
         use_cache=not no_cache,
         **{k: str(v) if isinstance(v, Path) else v for k, v in options.items() if k in DATA_KEYS},
@@ -500,7 +517,15 @@ def train(
             **read_config(resume).get("training", {}),
             **{k: chosen[k] for k in given & RESUME_OVERRIDES},
         }
-    training = TrainConfig.from_dict(chosen)
+    try:  # every setting is checked now, before any book is read
+        training = TrainConfig.from_dict(chosen)
+        ModelConfig(vocab_size=1, **model)
+        data.splits()
+        if data.encoding is not None:
+            canonical_encoding(data.encoding)
+        _check_tokenizer(options["tokenizer"], options["tokenizer_options"], resume)
+    except CharlmError as exc:
+        raise click.UsageError(str(exc)) from exc
     console = stderr_console()
     with make_reporter(console) as reporter:
         trained = train_book(
@@ -516,10 +541,24 @@ def train(
             resume=resume,
             init_from=init_from,
             threads=threads,
+            overwrite=overwrite,
         )
     if trained.rank != 0:
         return
     _report(console, trained)
+
+
+def _check_tokenizer(name: str, options: dict[str, str], resume: Path | None) -> None:
+    """Raise TokenizerError unless `name` is installed and takes `options`."""
+    if resume is not None:
+        return
+    try:
+        cls = get_tokenizer_class(name)
+    except MissingTokenizerError:
+        raise
+    except TokenizerError:
+        return  # installed but broken: not a usage error; the run reports it (exit 1)
+    cls.check_options(options)
 
 
 def _report(console, trained) -> None:

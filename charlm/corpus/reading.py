@@ -77,6 +77,8 @@ def read_bytes(path: Path) -> bytes:
         raise CorpusError(f"{path}: no such file")
     if path.is_dir():
         raise CorpusError(f"{path} is a directory; give the path of a text file")
+    if path.is_char_device() or path.is_block_device():  # /dev/zero would never end
+        raise CorpusError(f"{path} is a device, not a file; give the path of a text file")
     try:
         return path.read_bytes()
     except OSError as exc:

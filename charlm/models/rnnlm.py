@@ -45,11 +45,20 @@ class ModelConfig:
         if self.impl not in IMPLS:
             raise ConfigError(f"unknown impl {self.impl!r}; choose one of {', '.join(IMPLS)}")
         for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):  # e.g. a hand-edited file
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         for name in ("dropout", "embed_dropout", "output_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {value}")
+        for name in ("one_hot", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.nonlinearity not in NONLINEARITIES:
             raise ConfigError(f"unknown nonlinearity {self.nonlinearity!r}; use tanh or relu")
         if self.nonlinearity != "tanh" and self.cell != "rnn":

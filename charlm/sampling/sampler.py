@@ -20,7 +20,7 @@ import torch
 
 from charlm.checkpoint import load_checkpoint
 from charlm.device import resolve_device
-from charlm.errors import ConfigError
+from charlm.errors import ConfigError, SamplingError
 from charlm.models import State, convert
 from charlm.sampling.beam import StepFn, beam_search
 from charlm.sampling.draft import Draft, Sample
@@ -243,10 +243,11 @@ class Sampler:
         unfinished = rows
         for step in range(request.length):
             tokens = choose(logits, options, _next_or_none(uniforms), seen)  # (rows,)
+            drawn = _checked_ids(tokens.tolist(), logits.shape[-1])
             log_probs = _token_log_probs(logits, tokens) if with_log_probs else [None] * rows
             if seen is not None:
                 seen.scatter_(1, tokens.unsqueeze(1), 1.0)
-            for row, (token, log_prob) in enumerate(zip(tokens.tolist(), log_probs, strict=True)):
+            for row, (token, log_prob) in enumerate(zip(drawn, log_probs, strict=True)):
                 draft = drafts[row]
                 if draft.finished:
                     continue
@@ -322,6 +323,16 @@ def _mask(logits: torch.Tensor, banned: list[int]) -> torch.Tensor:
         logits = logits.clone()
         logits[:, banned] = float("-inf")
     return logits
+
+
+def _checked_ids(ids: list[int], vocab_size: int) -> list[int]:
+    # A draw from NaN scores lands past the vocabulary: say so instead of failing later.
+    if ids and not 0 <= min(ids) <= max(ids) < vocab_size:
+        raise SamplingError(
+            "the model produced scores that are not numbers (NaN); its weights are damaged "
+            "or its training diverged"
+        )
+    return ids
 
 
 def _next_or_none(uniforms: Uniforms | None) -> torch.Tensor | None:

@@ -17,6 +17,7 @@ from charlm.errors import ConfigError
 
 # Random numbers are drawn this many at a time per sample, outside the per-token loop.
 RANDOM_BLOCK = 256
+GREEDY_BELOW = 1e-30  # temperatures this small act as 0
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ class SamplingOptions:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        # Below GREEDY_BELOW, dividing float32 logits by the temperature would overflow or
+        # divide by zero; the distribution is the argmax to float precision anyway.
+        return self.temperature < GREEDY_BELOW
 
 
 def process_logits(
@@ -75,7 +78,9 @@ def process_logits(
     if options.greedy:
         return logits
     if options.temperature != 1.0:
-        logits = logits / options.temperature
+        # Shifted so that the best logit is 0 first: a temperature near 0 then sends the others
+        # to -inf (greedy in the limit) instead of overflowing every logit to +inf.
+        logits = (logits - logits.amax(dim=-1, keepdim=True)) / options.temperature
     if options.top_k is not None and options.top_k < logits.shape[-1]:
         kth_best = logits.topk(options.top_k, dim=-1).values[..., -1:]  # (batch, 1)
         logits = logits.masked_fill(logits < kth_best, -math.inf)
@@ -103,6 +108,9 @@ def draw(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     """
     logits = logits.float()  # a no-op for float32; half precision is too coarse for a CDF
     weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()  # unnormalised probabilities
+    # A model whose logits overflow to +inf makes inf - inf = NaN here: those tokens share the
+    # draw rather than sending it past the end of the vocabulary.
+    weights.nan_to_num_(nan=1.0)
     cdf = weights.cumsum_(dim=-1)
     target = uniform * cdf[..., -1:]  # (batch, 1), in (0, total]
     return torch.searchsorted(cdf, target).squeeze(-1)

@@ -9,6 +9,7 @@ parallel batch API in slices that end at line breaks.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tokenizers import Tokenizer as HFPipeline
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from charlm.errors import TokenizerError
+from charlm.limits import MAX_TOKENIZER_FILE_BYTES, MAX_VOCAB_SIZE, too_large
 
 from .base import Option, StreamDecoder, Tokenizer, unknown_error
 
@@ -51,6 +53,13 @@ class HFTokenizer(Tokenizer):
         vocab = pipeline.get_vocab(with_added_tokens=True)
         # Ids need not be contiguous; the model needs a row for the largest one.
         self._vocab_size = max(vocab.values()) + 1 if vocab else 0
+        if not 0 < self._vocab_size <= MAX_VOCAB_SIZE:
+            # A file may give one token the id 2**31: refused here, before any model is built.
+            raise TokenizerError(
+                "the tokenizer has no tokens"
+                if not vocab
+                else too_large("the tokenizer", self._vocab_size, MAX_VOCAB_SIZE, "token ids")
+            )
         self._unk_id = _unk_id(pipeline)
         added = pipeline.get_added_tokens_decoder()
         specials = {i for i, token in added.items() if token.special}
@@ -65,10 +74,21 @@ class HFTokenizer(Tokenizer):
             raise TokenizerError("the hf tokenizer needs a file: --tokenizer-option path=FILE")
         path = Path(opts["path"])
         try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise TokenizerError(f"{path}: not a usable tokenizer.json ({exc.strerror})") from exc
+        if not path.is_file():
+            raise TokenizerError(f"{path}: not a usable tokenizer.json (not a file)")
+        if size > MAX_TOKENIZER_FILE_BYTES:
+            raise TokenizerError(too_large(str(path), size, MAX_TOKENIZER_FILE_BYTES))
+        try:
             return cls(HFPipeline.from_file(str(path)))
+        except TokenizerError:
+            raise
         except Exception as exc:  # the library raises plain Exceptions for bad files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TokenizerError(f"{path}: not a usable tokenizer.json ({first})") from exc
+            raise TokenizerError(
+                f"{path}: not a usable tokenizer.json ({_first_line(exc)})"
+            ) from exc
 
     @property
     def vocab_size(self) -> int:
@@ -92,7 +112,13 @@ class HFTokenizer(Tokenizer):
         # (offsets, strings) for a 100 MB book never exist all at once.
         for first in range(0, len(slices), SLICES_PER_BATCH):
             group = slices[first : first + SLICES_PER_BATCH]
-            encodings = self._encode_batch(group, offsets=unknown == "error")
+            try:
+                encodings = self._encode_batch(group, offsets=unknown == "error")
+            except Exception as exc:  # the library raises plain Exceptions
+                _refuse_surrogates(group, exc)
+                raise TokenizerError(
+                    f"the {self.name} tokenizer failed: {_first_line(exc)}"
+                ) from exc
             ids = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encodings])
             if self._unk_id is not None and unknown != "unk":
                 unknown_at = ids == self._unk_id
@@ -122,13 +148,36 @@ class HFTokenizer(Tokenizer):
             raise TokenizerError(f"{cls.name} tokenizer state needs an object under 'tokenizer'")
         try:
             return cls(HFPipeline.from_str(json.dumps(pipeline)))
-        except Exception as exc:
-            raise TokenizerError(f"the saved {cls.name} tokenizer is corrupt ({exc})") from exc
+        except TokenizerError:
+            raise
+        except Exception as exc:  # the library raises plain Exceptions for bad JSON
+            raise TokenizerError(
+                f"the saved {cls.name} tokenizer is corrupt ({_first_line(exc)})"
+            ) from exc
 
     def stream_decoder(self, context: Sequence[int] = ()) -> StreamDecoder:
         if _DecodeStream is None:  # tokenizers older than 0.21
             return StreamDecoder(self, context)
         return _HFStreamDecoder(self.pipeline, context)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_surrogates(texts: list[str], exc: Exception) -> None:
+    """Explain the library's failure on text holding lone surrogates, which Rust cannot take."""
+    for text in texts:
+        found = _LONE_SURROGATE.search(text)
+        if found:
+            raise TokenizerError(
+                f"the text holds a lone surrogate ({found.group()!r}), which is not a Unicode "
+                "character; the Hugging Face tokenizers cannot take it (char and byte can)"
+            ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _unk_id(pipeline: HFPipeline) -> int | None:
@@ -191,7 +240,13 @@ class _Trained(HFTokenizer):
         if opts["vocab_size"] < 1 or opts.get("min_freq", 0) < 0:
             raise TokenizerError("vocab_size must be at least 1 and min_freq at least 0")
         pipeline, trainer = cls.pipeline_and_trainer(opts)
-        pipeline.train_from_iterator(text_slices(text), trainer=trainer, length=len(text))
+        try:
+            pipeline.train_from_iterator(text_slices(text), trainer=trainer, length=len(text))
+        except Exception as exc:  # the library raises plain Exceptions
+            _refuse_surrogates([text], exc)
+            raise TokenizerError(
+                f"the {cls.name} tokenizer cannot be trained on this text: {_first_line(exc)}"
+            ) from exc
         return cls(pipeline)
 
     @classmethod

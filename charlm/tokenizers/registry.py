@@ -18,10 +18,12 @@ from importlib import metadata
 from typing import Any
 
 from charlm.errors import MissingTokenizerError, TokenizerError
+from charlm.limits import MAX_VOCAB_SIZE, too_large
 
 from .base import Tokenizer
 
 ENTRY_POINT_GROUP = "charlm.tokenizers"
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?")
 PLUGINS_VARIABLE = "CHARLM_LOAD_PLUGINS"
 BUILTINS = {
     "char": "charlm.tokenizers.char:CharTokenizer",
@@ -183,14 +185,32 @@ def available_tokenizers() -> list[TokenizerInfo]:
 def train_tokenizer(name: str, text: str, options: Mapping[str, Any] | None = None) -> Tokenizer:
     """A tokenizer `name` trained on `text`; string option values are converted by type."""
     cls = get_tokenizer_class(name)
-    return cls.train(text, **cls.check_options(options or {}))
+    return _checked(cls.train(text, **cls.check_options(options or {})), "trained")
 
 
 def tokenizer_from_state(name: str, state: dict[str, Any], package: str | None = None) -> Tokenizer:
     """Rebuild a saved tokenizer by name; `package` names the plugin to install if missing."""
     if _REGISTRY.info(name) is None:
-        hint = f"pip install {package}" if package else "install the package that provides it"
+        # The package name comes from the checkpoint, i.e. from whoever made it: it is shown
+        # only when it is a plain distribution name, never as text a shell would run.
+        plain = isinstance(package, str) and _DISTRIBUTION_NAME.fullmatch(package)
+        hint = (
+            f"pip install {package} (if you trust it)"
+            if plain
+            else "install the package that provides it"
+        )
         raise MissingTokenizerError(
             f"this checkpoint needs the tokenizer {name!r}, which is not installed; {hint}"
         )
-    return get_tokenizer_class(name).from_state(state)
+    return _checked(get_tokenizer_class(name).from_state(state), "saved")
+
+
+def _checked(tokenizer: Tokenizer, how: str) -> Tokenizer:
+    """`tokenizer`, unless its vocabulary is too large for any model to use."""
+    size = tokenizer.vocab_size
+    if size > MAX_VOCAB_SIZE:
+        what = f"the {how} {tokenizer.name} vocabulary"
+        raise TokenizerError(
+            f"{too_large(what, size, MAX_VOCAB_SIZE, 'tokens')}; use a smaller one"
+        )
+    return tokenizer

@@ -1,0 +1,87 @@
+"""One training run per checkpoint directory: a lock held for the whole run.
+
+`charlm train` holds an exclusive `flock` on `<out>/.train.lock` from start to end. A second
+run pointed at the same directory finds it held and stops at once with a message naming the
+process that holds it. The kernel drops the lock when its holder exits, however it exits
+(even SIGKILL), so a killed run never blocks the next one; the file itself stays behind,
+empty of meaning.
+
+Apart from live runs, a directory that already holds a finished or stopped run is only
+written to by a run that says what it wants: `resume` (continue it) or `overwrite`
+(replace it). Without `fcntl` (Windows) the lock is skipped; the second rule still holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from charlm.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+LOCK_NAME = ".train.lock"
+
+
+class RunLockedError(ConfigError):
+    """Another live run is writing to the same checkpoint directory."""
+
+
+@contextlib.contextmanager
+def claim_directory(
+    out: Path, *, config_name: str, resume: bool = False, overwrite: bool = False
+) -> Iterator[None]:
+    """Hold `out` for one run: locked against other runs, and not silently reused."""
+    created = not out.exists()
+    with _locked(out):
+        if (out / config_name).is_file() and not (resume or overwrite):
+            raise ConfigError(
+                f"{out} already holds a trained model; continue it with --resume {out}, "
+                "replace it with --overwrite, or choose another --out"
+            )
+        try:
+            yield
+        except BaseException:
+            if created:
+                _remove_if_only_lock(out)
+            raise
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(f"{out} is a file; --out needs a directory") from None
+    if fcntl is None:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise RunLockedError(
+                f"{out} is in use by another charlm train ({holder}); wait for it to finish "
+                "or choose another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _remove_if_only_lock(out: Path) -> None:
+    """A run that failed before writing anything leaves no directory behind."""
+    with contextlib.suppress(OSError):
+        if [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()
+            out.rmdir()
