@@ -7,7 +7,9 @@ warm-up rises linearly from lr/warmup to lr over the first `warmup` steps. The s
 progress goes from 0 to 1 — progress in steps, or in training time when the run has a
 `--max-time` deadline, so the schedule ends exactly at the deadline; for `plateau` it is
 multiplied by `plateau_factor` each time validation perplexity has not improved for
-`plateau_patience` evaluations in a row.
+`plateau_patience` evaluations in a row; for `step` it is multiplied by `decay_factor` once
+per epoch after epoch `decay_start` (Zaremba et al. 2014: lr 1, halved each epoch after the
+4th) — epochs of the run, or under a deadline equal shares of the deadline, one per epoch.
 
 A schedule is a small object with JSON state, so a resumed run continues on the same curve.
 """
@@ -23,7 +25,7 @@ import torch
 from charlm.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "plateau")
+SCHEDULES = ("constant", "cosine", "plateau", "step")
 
 
 def build_optimizer(
@@ -56,6 +58,8 @@ class LRSchedule:
         min_lr_ratio: float = 0.1,
         plateau_factor: float = 0.5,
         plateau_patience: int = 1,
+        decay_factor: float = 0.5,
+        decay_start: int = 4,
     ) -> None:
         if name not in SCHEDULES:
             raise ConfigError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
@@ -65,12 +69,15 @@ class LRSchedule:
         self.min_lr_ratio = min_lr_ratio
         self.plateau_factor = plateau_factor
         self.plateau_patience = plateau_patience
+        self.decay_factor = decay_factor
+        self.decay_start = decay_start
         self.factor = 1.0  # what reduce-on-plateau has multiplied the rate by so far
         self.best = math.inf
         self.bad_evals = 0
 
-    def lr_at(self, step: int, progress: float) -> float:
-        """The rate for optimizer step `step` (1-based), `progress` ∈ [0, 1] of the run done."""
+    def lr_at(self, step: int, progress: float, epoch: int = 1) -> float:
+        """The rate for optimizer step `step` (1-based) in epoch `epoch` (1-based), with
+        `progress` ∈ [0, 1] of the run done."""
         rate = self.lr
         if self.warmup and step <= self.warmup:
             rate *= step / self.warmup
@@ -80,6 +87,8 @@ class LRSchedule:
             rate *= self.min_lr_ratio + (1.0 - self.min_lr_ratio) * shape
         elif self.name == "plateau":
             rate *= self.factor
+        elif self.name == "step":
+            rate *= self.decay_factor ** max(0, epoch - self.decay_start)
         return rate
 
     def on_eval(self, val_perplexity: float) -> bool:

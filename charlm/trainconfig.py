@@ -44,6 +44,8 @@ class TrainConfig:
     log_every: int = 10  # steps between metrics-log records
     precision: str = "fp32"
     nonfinite: str = "stop"  # or "skip" the batch
+    decay_factor: float = 0.5  # step schedule: the rate's factor per epoch after decay_start
+    decay_start: int = 4  # step schedule: the last epoch at the full rate
 
     def __post_init__(self) -> None:
         choices = {
@@ -74,6 +76,8 @@ class TrainConfig:
             raise ConfigError("warmup and weight_decay must be >= 0 and momentum in [0, 1)")
         if not 0 <= self.min_lr_ratio <= 1 or not 0 < self.plateau_factor < 1:
             raise ConfigError("min_lr_ratio must be in [0, 1] and plateau_factor in (0, 1)")
+        if not 0 < self.decay_factor <= 1 or self.decay_start < 0:
+            raise ConfigError("decay_factor must be in (0, 1] and decay_start at least 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

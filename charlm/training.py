@@ -4,9 +4,8 @@
         state = zeros
         for X, Y in batches:
             state = zeros (random iterator) or detach(state) (sequential iterator)
-            lr = schedule(step, progress)
-            logits, state = model(X, state)
-            loss = cross_entropy(logits, Y); loss.backward()
+            lr = schedule(step, progress, epoch)
+            loss = mean of −log p(Y | X, state); loss.backward()
             clip gradients to norm θ; optimizer step
             every log_every steps: a metrics record; every eval_every steps and each epoch:
             validate, keep `best`, save `last`, maybe reduce the rate or stop early
@@ -29,7 +28,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from charlm.data import (
     Batch,
@@ -102,8 +100,8 @@ def evaluate(
     count = 0
     for x, y in evaluation_batches(ids, batch_size, seq_len):
         x, y = x.to(device), y.to(device)
-        logits, state = model(x, state)
-        total += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
+        nll, state = model(x, state, targets=y)  # (batch, seq) nats
+        total += nll.sum().double()
         count += y.numel()
     model.train(was_training)
     return total.item() / count
@@ -179,6 +177,7 @@ class _Run:
         self.schedule = LRSchedule(
             config.schedule, config.lr, warmup=config.warmup, min_lr_ratio=config.min_lr_ratio,
             plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+            decay_factor=config.decay_factor, decay_start=config.decay_start,
         )  # fmt: skip
         self.recorder = Recorder(
             reporter, metrics, dist, device, stop_on_nonfinite=config.nonfinite == "stop",
@@ -237,12 +236,12 @@ class _Run:
             self.hidden = detach_state(self.hidden)
         else:
             self.hidden = None  # random batches are unrelated to the last: start from zeros
-        self.lr = self.schedule.lr_at(c.step + 1, self.progress())
+        self.lr = self.schedule.lr_at(c.step + 1, self.progress(), self.schedule_epoch())
         set_lr(self.optimizer, self.lr)
         started = time.perf_counter()
         with self.autocast():
-            logits, self.hidden = self.net(x, self.hidden)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            nll, self.hidden = self.net(x, self.hidden, targets=y)  # (batch, seq) nats
+            loss = nll.mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -303,6 +302,15 @@ class _Run:
             fraction = max(fraction, self.c.train_seconds / self.config.max_time)
         return min(1.0, fraction)
 
+    def schedule_epoch(self) -> int:
+        """The epoch a per-epoch schedule goes by: the run's own, or under a deadline the
+        share of the deadline used, counted in equal parts, one per epoch, if that is further
+        on (so that the schedule ends at the deadline, like cosine)."""
+        if self.config.max_time is None:
+            return self.c.epoch
+        shares = min(self.config.epochs, 1 + int(self.progress() * self.config.epochs))
+        return max(self.c.epoch, shares)
+
     def _evaluate(self) -> None:
         config, c = self.config, self.c
         val_loss = evaluate(
@@ -320,7 +328,7 @@ class _Run:
         else:
             c.bad_evals += 1
         if self.schedule.on_eval(perplexity(val_loss)):
-            next_lr = self.schedule.lr_at(c.step + 1, self.progress())
+            next_lr = self.schedule.lr_at(c.step + 1, self.progress(), self.schedule_epoch())
             self.reporter.message(f"validation stalled: learning rate now {next_lr:.3g}")
         if config.patience is not None and c.bad_evals >= config.patience:
             c.early_stopped = True

@@ -20,13 +20,13 @@ class RecordingModel(RNNLM):
         super().__init__(config)
         self.incoming, self.outgoing, self.grad_reached_state = [], [], []
 
-    def forward(self, tokens, state=None):
-        logits, new_state = super().forward(tokens, state)
+    def forward(self, tokens, state=None, targets=None):
+        output, new_state = super().forward(tokens, state, targets=targets)
         if self.training:
             self.incoming.append(state)
             self.outgoing.append(new_state.detach().clone())
             new_state.register_hook(lambda grad: self.grad_reached_state.append(grad))
-        return logits, new_state
+        return output, new_state
 
 
 def _recording(vocab_size):

@@ -15,7 +15,8 @@ from charlm.cli import Duration, cli, stderr_console
 from charlm.corpus.encodings import canonical_encoding
 from charlm.device import DEVICE_CHOICES
 from charlm.errors import CharlmError, MissingTokenizerError, TokenizerError
-from charlm.models import CELLS, IMPLS, NONLINEARITIES, ModelConfig
+from charlm.limits import MAX_VOCAB_SIZE
+from charlm.models import CELLS, DEFAULT_CUTOFFS, IMPLS, NONLINEARITIES, SOFTMAXES, ModelConfig
 from charlm.progress import make_reporter
 from charlm.schedules import OPTIMIZERS, SCHEDULES
 from charlm.tokenizers import get_tokenizer_class
@@ -103,6 +104,16 @@ def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, .
             raise click.BadParameter(f"{item!r} is not KEY=VALUE (e.g. vocab_size=4000)")
         options[key.strip()] = value
     return options
+
+
+def _cutoffs(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """`--cutoffs 2000,10000` as a list of ints."""
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of integers") from None
 
 
 tokenizer_options = _apply(
@@ -207,6 +218,29 @@ model_options = _apply(
             show_default=True,
             help="Activation of --model rnn (GRU/LSTM have gates).",
         ),
+        click.option(
+            "--softmax",
+            type=click.Choice(SOFTMAXES),
+            default="full",
+            show_default=True,
+            help="Output layer: full, or adaptive (much faster for word vocabularies of "
+            "10k+ tokens; see --cutoffs).",
+        ),
+        click.option(
+            "--cutoffs",
+            callback=_cutoffs,
+            default=None,
+            metavar="N,N,...",
+            help="Adaptive softmax: where its clusters of rarer tokens start, e.g. 2000,10000.  "
+            f"[default: {','.join(map(str, DEFAULT_CUTOFFS))}, those below the vocabulary size]",
+        ),
+        click.option(
+            "--init-range",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Initialise every weight uniformly in ±this (0.1 in Zaremba et al.).  "
+            "[default: PyTorch's initialisation]",
+        ),
     ]
 )
 
@@ -300,9 +334,10 @@ training_options = _apply(
             type=click.Choice(SCHEDULES),
             default=_defaults.schedule,
             show_default=True,
-            help="Learning rate over the run: constant; cosine decay to --min-lr-ratio "
-            "(following the clock when --max-time is set); plateau: multiply by "
-            "--plateau-factor when validation stalls.",
+            help="Learning rate over the run: constant; cosine decay to --min-lr-ratio; "
+            "plateau: multiply by --plateau-factor when validation stalls; step: multiply by "
+            "--decay-factor each epoch after --decay-start. With --max-time, cosine and step "
+            "follow the clock.",
         ),
         click.option(
             "--warmup",
@@ -331,6 +366,20 @@ training_options = _apply(
             default=_defaults.plateau_patience,
             show_default=True,
             help="plateau schedule: evaluations without improvement before reducing.",
+        ),
+        click.option(
+            "--decay-factor",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=_defaults.decay_factor,
+            show_default=True,
+            help="step schedule: multiply the rate by this once per epoch after --decay-start.",
+        ),
+        click.option(
+            "--decay-start",
+            type=click.IntRange(min=0),
+            default=_defaults.decay_start,
+            show_default=True,
+            help="step schedule: the last epoch at the full rate.",
         ),
         click.option(
             "--patience",
@@ -427,6 +476,9 @@ MODEL_KEYS = {
     "output_dropout": "output_dropout",
     "tie_weights": "tie_weights",
     "nonlinearity": "nonlinearity",
+    "softmax": "softmax",
+    "cutoffs": "cutoffs",
+    "init_range": "init_range",
 }
 TRAINING_KEYS = {
     "seq_len",
@@ -451,6 +503,8 @@ TRAINING_KEYS = {
     "log_every",
     "precision",
     "nonfinite",
+    "decay_factor",
+    "decay_start",
 }
 # What a resumed run may change: how long it goes on and how often it reports.
 RESUME_OVERRIDES = {"epochs", "max_steps", "max_time", "patience", "eval_every", "log_every"}
@@ -519,7 +573,9 @@ def train(
         }
     try:  # every setting is checked now, before any book is read
         training = TrainConfig.from_dict(chosen)
-        ModelConfig(vocab_size=1, **model)
+        # The vocabulary is not known before the books are read: check the settings that do
+        # not depend on it with the largest vocabulary allowed (its own checks come later).
+        ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
         data.splits()
         if data.encoding is not None:
             canonical_encoding(data.encoding)

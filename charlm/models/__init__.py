@@ -4,6 +4,7 @@ from dataclasses import replace
 
 import torch
 
+from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
 from .rnnlm import (
     CELLS,
     IMPLS,
@@ -32,7 +33,7 @@ def convert(model: RNNLM, impl: str) -> RNNLM:
     config = replace(model.config, impl=impl)  # validates impl
     if config == model.config:
         return model
-    reference = model.head.weight
+    reference = model.reference
     # The fresh weights are overwritten at once: keep the caller's random stream untouched.
     with torch.random.fork_rng(devices=[]):
         converted = RNNLM(config)
@@ -42,10 +43,13 @@ def convert(model: RNNLM, impl: str) -> RNNLM:
 
 __all__ = [
     "CELLS",
+    "DEFAULT_CUTOFFS",
     "IMPLS",
     "NONLINEARITIES",
     "RNNLM",
     "SCRATCH_CELLS",
+    "SOFTMAXES",
+    "AdaptiveHead",
     "ModelConfig",
     "ScratchGRU",
     "ScratchLSTM",

@@ -126,6 +126,8 @@ def model_bptt(model: torch.nn.Module, tokens: Tensor, targets: Tensor, state=No
     config = model.config
     if config.cell != "rnn":
         raise ConfigError(f"hand-written BPTT covers the vanilla RNN only, not {config.cell!r}")
+    if config.softmax != "full":
+        raise ConfigError("hand-written BPTT covers the full softmax only, not the adaptive one")
     if config.num_layers > 1 and config.dropout > 0 and model.training:
         raise ConfigError("hand-written BPTT has no dropout; set dropout 0 or call model.eval()")
     return rnn_lm_bptt(

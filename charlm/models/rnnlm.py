@@ -1,4 +1,8 @@
-"""The recurrent language model: embedding → stacked RNN / GRU / LSTM → linear to the vocabulary."""
+"""The recurrent language model: embedding → stacked RNN / GRU / LSTM → linear to the vocabulary.
+
+The output layer is a full softmax (one linear layer) or, for large vocabularies, an adaptive
+softmax (charlm/models/heads.py).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from charlm.errors import ConfigError
+from charlm.models.heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead, default_cutoffs
 from charlm.models.scratch import SCRATCH_CELLS
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
@@ -38,6 +43,9 @@ class ModelConfig:
     output_dropout: float = 0.0  # on the last layer's output, before the head
     tie_weights: bool = False  # the head reuses the embedding matrix (needs embed == hidden)
     nonlinearity: str = "tanh"  # of the rnn cell only
+    softmax: str = "full"  # or "adaptive" (word vocabularies: see heads.py)
+    cutoffs: list[int] | None = None  # adaptive softmax clusters; None: the defaults that fit
+    init_range: float | None = None  # every weight uniform in ±init_range; None: torch's init
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -71,6 +79,40 @@ class ModelConfig:
             raise ConfigError(
                 "tied weights share one matrix between the embedding and the output layer, "
                 f"so --embed must equal --hidden (got {self.embed_size} and {self.hidden_size})"
+            )
+        if self.init_range is not None and not self.init_range > 0:
+            raise ConfigError(f"init_range must be positive, got {self.init_range}")
+        self._check_softmax()
+
+    def _check_softmax(self) -> None:
+        if self.softmax not in SOFTMAXES:
+            raise ConfigError(f"unknown softmax {self.softmax!r}; use full or adaptive")
+        if self.softmax == "full":
+            if self.cutoffs is not None:
+                raise ConfigError("--cutoffs applies to --softmax adaptive only")
+            return
+        if self.tie_weights:
+            raise ConfigError(
+                "--tie-weights needs --softmax full: the adaptive softmax has no single output "
+                "matrix to share with the embedding"
+            )
+        if self.cutoffs is None:
+            # Record the cutoffs actually used, so the checkpoint rebuilds the same head.
+            self.cutoffs = default_cutoffs(self.vocab_size)
+            if not self.cutoffs:
+                raise ConfigError(
+                    f"--softmax adaptive needs a vocabulary larger than its first cutoff "
+                    f"({DEFAULT_CUTOFFS[0]}); this one has {self.vocab_size} tokens (a "
+                    "character vocabulary?): use --softmax full, or give smaller --cutoffs"
+                )
+        self.cutoffs = [int(c) for c in self.cutoffs]
+        ordered = all(a < b for a, b in zip(self.cutoffs, self.cutoffs[1:]))
+        if not self.cutoffs or not ordered or self.cutoffs[0] < 1:
+            raise ConfigError(f"--cutoffs must be increasing positive ids, got {self.cutoffs}")
+        if self.cutoffs[-1] >= self.vocab_size:
+            raise ConfigError(
+                f"--cutoffs must all be below the vocabulary size ({self.vocab_size} tokens), "
+                f"got {self.cutoffs}"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,33 +152,59 @@ class RNNLM(nn.Module):
             **extra,
         )
         self.output_dropout = nn.Dropout(config.output_dropout)
-        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+        self.head: nn.Module
+        if config.softmax == "adaptive":
+            self.head = AdaptiveHead(config.hidden_size, config.vocab_size, config.cutoffs)
+        else:
+            self.head = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tie_weights:
             # One (vocab, size) matrix both looks tokens up and scores them: fewer parameters,
             # and each token's input and output vectors learn from each other.
             self.head.weight = self.embedding.weight
+        if config.init_range is not None:
+            # Zaremba et al. (2014) draw every parameter, biases included, from U(−r, r).
+            for parameter in self.parameters():
+                nn.init.uniform_(parameter, -config.init_range, config.init_range)
+
+    @property
+    def reference(self) -> torch.Tensor:
+        """A parameter whose device and dtype are the model's."""
+        return next(self.rnn.parameters())
 
     def begin_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The all-zero state a sequence starts from."""
-        device = device if device is not None else self.head.weight.device
+        device = device if device is not None else self.reference.device
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
-        zeros = torch.zeros(shape, device=device, dtype=self.head.weight.dtype)
+        zeros = torch.zeros(shape, device=device, dtype=self.reference.dtype)
         return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
 
     def forward(
-        self, tokens: torch.Tensor, state: State | None = None
+        self, tokens: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
-        """Logits for the next token at every position, and the state after the last one."""
+        """Scores for the next token at every position, and the state after the last one.
+
+        The scores (batch, seq, vocab) are logits, or log-probabilities with the adaptive
+        softmax: either way their softmax is the model's distribution. Given `targets`
+        (batch, seq), the first result is instead each target's loss −log p in nats
+        (batch, seq), computed without scoring the whole vocabulary where the head allows.
+        """
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
         if self.embedding is None:
-            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.head.weight.dtype)
+            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.reference.dtype)
         else:
             embedded = self.embedding(tokens)
         # (batch, seq, embed), or (batch, seq, vocab) when one-hot
         embedded = self.embed_dropout(embedded)
         outputs, state = self.rnn(embedded, state)  # (batch, seq, hidden)
-        return self.head(self.output_dropout(outputs)), state  # (batch, seq, vocab)
+        outputs = self.output_dropout(outputs)
+        if targets is None:
+            return self.head(outputs), state  # (batch, seq, vocab)
+        if isinstance(self.head, AdaptiveHead):
+            return self.head.nll(outputs, targets), state  # (batch, seq)
+        logits = self.head(outputs).flatten(0, 1).float()  # (batch·seq, vocab)
+        nll = F.cross_entropy(logits, targets.flatten(), reduction="none")
+        return nll.view_as(targets), state  # (batch, seq)
 
 
 def detach_state(state: State) -> State:

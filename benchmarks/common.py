@@ -1,0 +1,126 @@
+"""What every benchmark script shares: the machine it ran on, where results go, JSON, medians.
+
+Results go to benchmarks/results/<name>.json (git-ignored); `python -m benchmarks.report`
+turns them into the tables of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+CORPORA = ROOT.parent / "shared" / "corpora"
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (from /proc/cpuinfo on Linux), or what platform knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine a figure comes from: CPU, cores, threads, torch, GPU."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "gpu": gpu,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m", _module_name(), *sys.argv[1:]]),
+    }
+
+
+def _module_name() -> str:
+    path = Path(sys.argv[0])
+    return f"benchmarks.{path.stem}" if path.suffix == ".py" else path.name
+
+
+def write_results(out: Path, results: dict[str, Any]) -> Path:
+    """`results` with the machine description, as JSON at `out` (non-finite numbers → null)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": machine_info(), **results}
+    out.write_text(json.dumps(finite(payload), indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def finite(value: Any) -> Any:
+    """`value` with every non-finite float (anywhere inside) replaced by None, for JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """This machine's fp32 matrix-multiply rate: the median of `repeats` (size × size) @
+    (size × size) products after a warm-up, at the current thread setting, in GFLOP/s."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=generator)
+    b = torch.randn(size, size, generator=generator)
+    torch.mm(a, b)  # warm-up: thread pool, caches, page faults
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / median(times) / 1e9
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain text table: the first column left-aligned, the others right-aligned."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        first = values[0].ljust(widths[0])
+        return "  ".join([first, *(v.rjust(w) for v, w in zip(values[1:], widths[1:]))])
+
+    print(line(list(headers)))
+    print("  ".join("-" * w for w in widths))
+    for row in cells:
+        print(line(row))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "-"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return str(value)
+
+
+def timed(run: Callable[[], Any]) -> tuple[Any, float]:
+    """`run()` and its wall time in seconds."""
+    start = time.perf_counter()
+    value = run()
+    return value, time.perf_counter() - start

@@ -1,0 +1,239 @@
+"""Collect the benchmarks' JSON results into the tables of docs/benchmarks.md.
+
+    python -m benchmarks.report            # print the tables (Markdown)
+    python -m benchmarks.report --write    # replace the results section of docs/benchmarks.md
+
+Reads benchmarks/results/{train_overhead,ptb_zaremba,wikitext2,timemachine_textbook,
+shakespeare_5min}.json. A recipe with no result yet gets a row that says "not yet run", never
+a number; each table names the machine and the command its figures came from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from benchmarks.common import RESULTS_DIR, ROOT
+from benchmarks.wikitext2 import compare_softmaxes
+
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+NOT_RUN = "not yet run"
+
+
+def load(name: str, results: Path = RESULTS_DIR) -> dict[str, Any] | None:
+    path = results / f"{name}.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def fmt(value: Any, spec: str = ".2f") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def machine_name(machine: dict[str, Any]) -> str:
+    gpu = machine.get("gpu") or "none"
+    return (
+        f"{machine.get('cpu')}, {machine.get('cores')} cores, torch {machine.get('torch')}, "
+        f"GPU {gpu}"
+    )
+
+
+def machine_line(machine: dict[str, Any] | None) -> str:
+    if not machine:
+        return ""
+    return f"Machine: {machine_name(machine)}; {machine.get('date')}; `{machine.get('command')}`."
+
+
+def provenance(runs: dict[str, dict]) -> list[str]:
+    """Which machines the runs came from, and the commands that made them."""
+    machines = [r["machine"] for r in runs.values() if r.get("machine")]
+    if not machines:
+        return []
+    names = sorted({machine_name(m) for m in machines})
+    dates = sorted(m.get("date", "") for m in machines)
+    commands = sorted({m.get("command", "") for m in machines})
+    lines = [f"Machine: {'; '.join(names)}; runs from {dates[0]} to {dates[-1]}. Commands:", ""]
+    return lines + [f"    {c}" for c in commands] + [""]
+
+
+def overhead_section(data: dict | None) -> list[str]:
+    lines = ["### Training overhead and compute efficiency", ""]
+    if data is None:
+        rows = [(name, NOT_RUN, "", "", "", "", "", "") for name in ("a", "b", "c")]
+    else:
+        rows = [
+            (
+                r["shape"],
+                str(r["threads"]),
+                fmt(r["charlm_tokens_per_s"], ",.0f"),
+                fmt(r["bare_tokens_per_s"], ",.0f"),
+                fmt(r["ratio"], ".3f"),
+                fmt(r.get("overhead_ms_per_step"), "+.2f"),
+                fmt(r["charlm_gflops"], ".1f"),
+                fmt(r["charlm_efficiency"], ".1%"),
+            )
+            for r in data["rows"]
+        ]
+    headers = ["config", "threads", "charlm tok/s", "bare tok/s", "ratio (≥ 0.95)",
+               "charlm's ms/step", "GFLOP/s", "of torch.mm rate"]  # fmt: skip
+    lines += table(headers, rows)
+    if data is not None:
+        peaks = ", ".join(
+            f"{v:,.0f} GFLOP/s at {k} threads" for k, v in data["matmul_gflops"].items()
+        )
+        lines += ["", f"fp32 `torch.mm` (2048²): {peaks}. " + machine_line(data.get("machine"))]
+        if data.get("variants"):
+            lines += ["", *table(
+                ["config", "threads", "change to the bare loop", "tok/s", "speed-up"],
+                [(v["config"], fmt(v.get("threads")), v["variant"],
+                  fmt(v.get("variant_tokens_per_s"), ",.0f"),
+                  fmt(v.get("speedup"), ".3f") if "speedup" in v else v.get("error", "")[:60])
+                 for v in data["variants"]],
+            )]  # fmt: skip
+    return lines + [""]
+
+
+def quality_section(
+    title: str,
+    data: dict | None,
+    names: Sequence[str],
+    headers: Sequence[str],
+    row: Callable[[dict], Sequence[str]],
+) -> list[str]:
+    runs = (data or {}).get("runs", {})
+    rows = []
+    for name in [*names, *(n for n in runs if n not in names)]:
+        run = runs.get(name)
+        label = f"{name} (--quick)" if run and run.get("quick") else name
+        rows.append([label, *row(run)] if run else [name, NOT_RUN, *[""] * (len(headers) - 2)])
+    lines = [f"### {title}", "", *table(headers, rows), ""]
+    return lines + provenance(runs)
+
+
+def ptb_row(r: dict) -> list[str]:
+    published = r["published"].get("test_perplexity") or r["published"].get(
+        "target_test_perplexity"
+    )
+    return [fmt(r["test_perplexity"]), fmt(published), fmt(r.get("vs_published"), "+.1%"),
+            fmt(r.get("best_val_perplexity")), fmt(r["tokens_per_s"], ",.0f"),
+            fmt(r["train_seconds"] / 60, ".0f")]  # fmt: skip
+
+
+def wikitext_row(r: dict) -> list[str]:
+    return [fmt(r["test_perplexity"]), fmt(r["published"].get("test_perplexity")),
+            fmt(r.get("vs_published"), "+.1%"), fmt(r.get("best_val_perplexity")),
+            fmt(r["tokens_per_s"], ",.0f"), fmt(r["train_seconds"] / 60, ".0f")]  # fmt: skip
+
+
+def timemachine_row(r: dict) -> list[str]:
+    return [fmt(r["train_perplexity"], ".3f"), fmt(r["published"]["train_perplexity"], ".1f"),
+            fmt(r["steps"], "d"), fmt(r["train_seconds"], ".0f"),
+            fmt(r["wall_seconds"], ".0f")]  # fmt: skip
+
+
+def shakespeare_row(r: dict) -> list[str]:
+    return [fmt(r["nats_per_char"], ".3f"), fmt(r["bits_per_char"], ".3f"), fmt(r["steps"], "d"),
+            fmt(r["tokens_per_s"], ",.0f"), f"`{r['command']}`"]  # fmt: skip
+
+
+def render(results: Path = RESULTS_DIR) -> str:
+    lines = overhead_section(load("train_overhead", results))
+    lines += quality_section(
+        "PTB word level (test perplexity)",
+        load("ptb_zaremba", results),
+        ["zaremba-small", "charlm-word"],
+        [
+            "recipe",
+            "test ppl",
+            "published / target",
+            "vs",
+            "best val ppl",
+            "tokens/s",
+            "train min",
+        ],  # fmt: skip
+        ptb_row,
+    )
+    wt2 = load("wikitext2", results)
+    lines += quality_section(
+        "WikiText-2 word level (test perplexity)",
+        wt2,
+        ["untied-full", "tied-full", "untied-adaptive"],
+        ["run", "test ppl", "published", "vs", "best val ppl", "tokens/s", "train min"],
+        wikitext_row,
+    )
+    comparison = compare_softmaxes((wt2 or {}).get("runs", {}))
+    if comparison:
+        lines += [
+            f"Adaptive vs full softmax (untied): {comparison['speedup']:.2f}× training tokens/s, "
+            f"test perplexity {comparison['perplexity_change']:+.1%} (target ≥ 2×, within 5%).",
+            "",
+        ]
+    lines += quality_section(
+        "The Time Machine, d2l's experiment (training perplexity after 500 epochs)",
+        load("timemachine_textbook", results),
+        ["sequential", "random"],
+        ["iterator", "train ppl", "book", "steps", "train s", "wall s"],
+        timemachine_row,
+    )
+    lines += quality_section(
+        "Tiny Shakespeare, 5 minutes (whole held-out text)",
+        load("shakespeare_5min", results),
+        ["defaults"],
+        ["recipe", "nats/char (≤ 1.47)", "bits/char", "steps", "tokens/s", "command"],
+        shakespeare_row,
+    )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write(doc: Path, section: str) -> None:
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise click.ClickException(f"{doc} has no {BEGIN} ... {END} section to replace")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    doc.write_text(f"{head}{BEGIN}\n{section}{END}{tail}", encoding="utf-8")
+
+
+@click.command()
+@click.option("--write", "write_doc", is_flag=True, help="Replace the section in the doc.")
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=RESULTS_DIR,
+    show_default=True,
+    help="Where the JSON results are.",
+)
+@click.option(
+    "--doc",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DOC,
+    show_default=True,
+    help="The Markdown file whose results section --write replaces.",
+)
+def main(write_doc: bool, results: Path, doc: Path) -> None:
+    """Print the benchmark tables, or write them into docs/benchmarks.md."""
+    section = render(results)
+    if write_doc:
+        write(doc, section)
+        print(f"wrote the results section of {doc}")
+    else:
+        print(section, end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,411 @@
+"""Training overhead and compute efficiency: charlm's training loop against a bare loop.
+
+    python -m benchmarks.train_overhead                  # configs a, b, c at 1 and all threads
+    python -m benchmarks.train_overhead --configs a --threads 2 --repeats 7
+    python -m benchmarks.train_overhead --variants       # also try layouts, optimizers, oneDNN
+    python -m benchmarks.train_overhead --quick          # a tiny model: a smoke run for CI
+
+For each configuration, in one process and alternating, this runs
+
+* charlm: `charlm.training.train` as `charlm train` runs it — the sequential iterator over a
+  token array, the carried and detached state, the learning-rate schedule, the metrics log
+  written to a file every 10 steps, the Rich progress display (drawing to /dev/null) and the
+  stop checks;
+* bare: the same network written out here — embedding → nn.LSTM → linear → cross-entropy →
+  backward → clip → Adam — over one pre-cut tensor, with nothing else in the loop.
+
+Both train with dropout 0, Adam at 2e-3 and clip 1. Throughput is tokens per second between
+the end of the warm-up steps and the last step; the figure is the median of the repeats and
+the ratio charlm / bare of the medians (target >= 0.95: the iterator, logging and display cost
+under 5%). Token ids are random: speed does not depend on them.
+
+Compute efficiency uses the standard count: 8·H·(I+H) FLOPs per LSTM layer per token forward,
+2·H·V for the output layer, ×3 for forward plus backward; achieved GFLOP/s over the rate of a
+large fp32 `torch.mm` measured here at the same thread setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from rich.console import Console
+from torch import nn
+from torch.nn import functional as F
+
+from benchmarks.common import RESULTS_DIR, matmul_gflops, median, print_table, write_results
+from charlm.metrics import MetricsLog
+from charlm.models import ModelConfig, build_model
+from charlm.progress import RichReporter
+from charlm.training import TrainConfig, train
+
+RESULTS = RESULTS_DIR / "train_overhead.json"
+LOG_EVERY = 10  # charlm's default; timing windows start and end on a metrics record
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One benchmark configuration: the network and the batch."""
+
+    name: str
+    vocab: int
+    embed: int
+    hidden: int
+    layers: int
+    batch: int
+    seq: int
+    steps: int  # timed steps per repeat (a multiple of LOG_EVERY)
+    warmup: int = LOG_EVERY
+
+    def forward_flops_per_token(self) -> int:
+        """8·H·(I+H) per LSTM layer (four gates, a multiply and an add per weight) + 2·H·V."""
+        flops = 0
+        for layer in range(self.layers):
+            inputs = self.embed if layer == 0 else self.hidden
+            flops += 8 * self.hidden * (inputs + self.hidden)
+        return flops + 2 * self.hidden * self.vocab
+
+    def train_flops_per_token(self) -> int:
+        return 3 * self.forward_flops_per_token()  # backward ≈ twice the forward
+
+    @property
+    def label(self) -> str:
+        return (
+            f"{self.name}: V={self.vocab} E={self.embed} {self.layers}x{self.hidden} "
+            f"B={self.batch} T={self.seq}"
+        )
+
+
+CONFIGS = {
+    "a": Shape("a", vocab=65, embed=64, hidden=256, layers=2, batch=32, seq=100, steps=40),
+    "b": Shape("b", vocab=65, embed=64, hidden=512, layers=2, batch=64, seq=100, steps=20),
+    "c": Shape("c", vocab=10_000, embed=200, hidden=200, layers=2, batch=20, seq=35, steps=60),
+}
+QUICK = Shape("quick", vocab=20, embed=8, hidden=16, layers=1, batch=4, seq=8, steps=10)
+LR, CLIP = 2e-3, 1.0
+
+
+def token_ids(shape: Shape) -> np.ndarray:
+    """Enough random ids for every step of one epoch of the sequential iterator."""
+    steps = shape.warmup + shape.steps + 1
+    length = shape.batch * shape.seq * (steps + 1) + 1
+    return np.random.default_rng(0).integers(0, shape.vocab, length, dtype=np.int64)
+
+
+# ---- charlm's loop ---------------------------------------------------------------------
+
+
+class TimedLog:
+    """The real metrics log, plus the clock time each record was written at."""
+
+    def __init__(self, path: Path) -> None:
+        self.log = MetricsLog(path)
+        self.times: dict[int, float] = {}
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.log.write(record)
+        self.times[record["step"]] = time.perf_counter()
+
+
+def charlm_run(shape: Shape, ids: np.ndarray, workdir: Path) -> float:
+    """Tokens per second of `charlm.training.train` after the warm-up steps."""
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(
+            shape.vocab,
+            embed_size=shape.embed,
+            hidden_size=shape.hidden,
+            num_layers=shape.layers,
+            dropout=0.0,
+        )
+    )
+    config = TrainConfig(
+        batch_size=shape.batch,
+        seq_len=shape.seq,
+        epochs=1,
+        lr=LR,
+        clip=CLIP,
+        max_steps=shape.warmup + shape.steps,
+        log_every=LOG_EVERY,
+    )
+    log = TimedLog(workdir / "metrics.jsonl")
+    # The live display as a terminal shows it (a refresh thread, redrawn 10 times a second),
+    # drawn into /dev/null.
+    with open(os.devnull, "w") as sink:
+        console = Console(file=sink, force_terminal=True, width=120)
+        with RichReporter(console) as reporter:
+            train(model, ids, None, config, device=torch.device("cpu"), reporter=reporter,
+                  metrics=log)  # fmt: skip
+    end = shape.warmup + shape.steps
+    seconds = log.times[end] - log.times[shape.warmup]
+    return shape.steps * shape.batch * shape.seq / seconds
+
+
+# ---- the bare loop ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A change to the bare loop that keeps the model and its arithmetic the same."""
+
+    name: str
+    batch_first: bool = True  # False: time-major tensors, as the LSTM kernels want them
+    optimizer: str = "default"  # "foreach" or "fused" Adam
+    mkldnn: bool = True  # oneDNN kernels allowed
+    compiled: bool = False  # torch.compile the forward pass
+
+
+BARE = Variant("bare")
+VARIANTS = [
+    Variant("time-major tensors", batch_first=False),
+    Variant("Adam foreach=True", optimizer="foreach"),
+    Variant("Adam fused=True", optimizer="fused"),
+    Variant("oneDNN off", mkldnn=False),
+    Variant("torch.compile", compiled=True),
+]
+
+
+class BareLM(nn.Module):
+    def __init__(self, shape: Shape, batch_first: bool) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(shape.vocab, shape.embed)
+        self.lstm = nn.LSTM(shape.embed, shape.hidden, shape.layers, batch_first=batch_first)
+        self.head = nn.Linear(shape.hidden, shape.vocab)
+
+    def forward(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        h, state = self.lstm(self.embedding(x), state)
+        return self.head(h), state
+
+
+def bare_run(shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> float:
+    """Tokens per second of the bare loop after the warm-up steps."""
+    torch.manual_seed(0)
+    model = BareLM(shape, variant.batch_first)
+    kwargs = {variant.optimizer: True} if variant.optimizer != "default" else {}
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **kwargs)
+    forward = torch.compile(model) if variant.compiled else model
+    # Row b of the batch reads stream b; batch k is columns [kT, (k+1)T) (and +1 for targets).
+    span = (len(ids) - 1) // shape.batch
+    streams = torch.from_numpy(ids[: shape.batch * span].reshape(shape.batch, span))
+    targets = torch.from_numpy(ids[1 : shape.batch * span + 1].reshape(shape.batch, span))
+    if not variant.batch_first:
+        streams, targets = streams.T.contiguous(), targets.T.contiguous()  # (time, batch)
+    state = None
+    off = torch.backends.mkldnn.flags(enabled=False) if not variant.mkldnn else None
+    with off or contextlib.nullcontext():
+        for step in range(shape.warmup + shape.steps):
+            if step == shape.warmup:
+                start = time.perf_counter()
+            cols = slice(step * shape.seq, (step + 1) * shape.seq)
+            x, y = (streams[:, cols], targets[:, cols]) if variant.batch_first else (
+                streams[cols], targets[cols])  # fmt: skip
+            if state is not None:
+                state = tuple(s.detach() for s in state)
+            logits, state = forward(x, state)
+            loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+            optimizer.step()
+    return shape.steps * shape.batch * shape.seq / (time.perf_counter() - start)
+
+
+# ---- the measurements ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def measure(shape: Shape, repeats: int, peak: float) -> dict[str, Any]:
+    """charlm and bare, alternating, `repeats` times each after one untimed run of each."""
+    ids = token_ids(shape)
+    charlm_rates, bare_rates = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        charlm_run(shape, ids, Path(tmp))  # warm-up: allocator, thread pool, lazy imports
+        bare_run(shape, ids)
+        for _ in range(repeats):
+            charlm_rates.append(charlm_run(shape, ids, Path(tmp)))
+            bare_rates.append(bare_run(shape, ids))
+    charlm_rate, bare_rate = median(charlm_rates), median(bare_rates)
+    flops = shape.train_flops_per_token()
+    tokens = shape.batch * shape.seq
+    return {
+        "config": shape.name,
+        "shape": shape.label,
+        "threads": torch.get_num_threads(),
+        "charlm_tokens_per_s": charlm_rate,
+        "bare_tokens_per_s": bare_rate,
+        "ratio": charlm_rate / bare_rate,
+        # What charlm's loop adds to each step, in milliseconds (negative: it is faster).
+        "overhead_ms_per_step": 1000 * tokens * (1 / charlm_rate - 1 / bare_rate),
+        "pair_ratios": [c / b for c, b in zip(charlm_rates, bare_rates)],
+        "charlm_runs": charlm_rates,
+        "bare_runs": bare_rates,
+        "train_flops_per_token": flops,
+        "charlm_gflops": charlm_rate * flops / 1e9,
+        "bare_gflops": bare_rate * flops / 1e9,
+        "matmul_gflops": peak,
+        "charlm_efficiency": charlm_rate * flops / 1e9 / peak,
+        "bare_efficiency": bare_rate * flops / 1e9 / peak,
+    }
+
+
+def measure_variants(shape: Shape, repeats: int) -> list[dict[str, Any]]:
+    """Each variant of the bare loop against the plain one, alternating."""
+    ids = token_ids(shape)
+    rows = []
+    for variant in VARIANTS:
+        try:
+            bare_run(shape, ids, variant)  # warm-up (and compilation)
+        except Exception as exc:  # a variant this torch build lacks is reported, not fatal
+            rows.append({"config": shape.name, "variant": variant.name, "error": str(exc)})
+            continue
+        base, tried = [], []
+        for _ in range(repeats):
+            base.append(bare_run(shape, ids))
+            tried.append(bare_run(shape, ids, variant))
+        rows.append(
+            {
+                "config": shape.name,
+                "threads": torch.get_num_threads(),
+                "variant": variant.name,
+                "bare_tokens_per_s": median(base),
+                "variant_tokens_per_s": median(tried),
+                "speedup": median(tried) / median(base),
+            }
+        )
+    return rows
+
+
+def default_threads() -> list[int]:
+    cores = os.cpu_count() or 1
+    return sorted({1, max(1, cores // 2), cores})
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="A tiny model and few steps (for CI).")
+@click.option(
+    "--configs",
+    default="a,b,c",
+    show_default=True,
+    help="Which configurations: a (char, 2x256), b (char, 2x512, batch 64), c (word, 10k).",
+)
+@click.option(
+    "--threads",
+    "thread_list",
+    default=None,
+    help="Comma-separated torch.set_num_threads settings to try.  [default: 1, half and all "
+    "of the cores]",
+)
+@click.option(
+    "--repeats", type=click.IntRange(min=1), default=5, show_default=True, help="Timed runs."
+)
+@click.option(
+    "--variants",
+    is_flag=True,
+    default=False,
+    show_default=True,
+    help="Also time changes to the bare loop that keep the model identical (layout, Adam "
+    "implementation, oneDNN, torch.compile).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=RESULTS,
+    show_default=True,
+    help="Where to write the JSON results.",
+)
+def main(
+    quick: bool, configs: str, thread_list: str | None, repeats: int, variants: bool, out: Path
+) -> None:
+    """Time charlm's training loop against a bare PyTorch loop, and both against the CPU."""
+    shapes = [QUICK] if quick else [CONFIGS[name.strip()] for name in configs.split(",")]
+    settings = [int(t) for t in thread_list.split(",")] if thread_list else default_threads()
+    if quick:
+        repeats, settings = min(repeats, 2), settings[:1]
+    rows, variant_rows, peaks = [], [], {}
+    for n in settings:
+        with threads(n):
+            peaks[n] = matmul_gflops(256 if quick else 2048)
+            for shape in shapes:
+                rows.append(measure(shape, repeats, peaks[n]))
+                if variants:
+                    variant_rows += measure_variants(shape, repeats)
+    report(rows, variant_rows, peaks)
+    write_results(
+        out,
+        {
+            "quick": quick,
+            "repeats": repeats,
+            "matmul_gflops": {str(n): p for n, p in peaks.items()},
+            "rows": rows,
+            "variants": variant_rows,
+        },
+    )
+    print(f"wrote {out}")
+
+
+def report(rows: list[dict], variant_rows: list[dict], peaks: dict[int, float]) -> None:
+    print("fp32 torch.mm rate: " + ", ".join(f"{p:,.0f} GFLOP/s at {n} threads"
+                                             for n, p in peaks.items()))  # fmt: skip
+    print()
+    print_table(
+        [
+            "config",
+            "threads",
+            "charlm tok/s",
+            "bare tok/s",
+            "ratio",
+            "+ms/step",
+            "GFLOP/s",
+            "of mm peak",
+        ],  # fmt: skip
+        [
+            (
+                r["shape"],
+                r["threads"],
+                r["charlm_tokens_per_s"],
+                r["bare_tokens_per_s"],
+                f"{r['ratio']:.3f}",
+                f"{r['overhead_ms_per_step']:+.2f}",
+                f"{r['charlm_gflops']:.1f}",
+                f"{r['charlm_efficiency']:.1%}",
+            )
+            for r in rows
+        ],
+    )
+    if variant_rows:
+        print()
+        print_table(
+            ["config", "threads", "variant of the bare loop", "tok/s", "speed-up"],
+            [
+                (
+                    r["config"],
+                    r.get("threads", "-"),
+                    r["variant"],
+                    r.get("variant_tokens_per_s"),
+                    f"{r['speedup']:.3f}" if "speedup" in r else r["error"][:40],
+                )
+                for r in variant_rows
+            ],
+        )
+
+
+if __name__ == "__main__":
+    main()
