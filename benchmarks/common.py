@@ -22,7 +22,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
-CORPORA = ROOT.parent / "shared" / "corpora"
+# The shared corpora beside the project; CHARLM_SHARED_CORPORA points elsewhere (a copy
+# carried to another machine, say).
+CORPORA = Path(os.environ.get("CHARLM_SHARED_CORPORA") or ROOT.parent / "shared" / "corpora")
 
 
 def cpu_model() -> str:
@@ -79,19 +81,41 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    """This machine's fp32 matrix-multiply rate: the median of `repeats` (size × size) @
-    (size × size) products after a warm-up, at the current thread setting, in GFLOP/s."""
+def matmul_rates(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """This machine's fp32 matrix-multiply rate in GFLOP/s through each library torch ships:
+    `torch.mm` (the BLAS, MKL on x86) and oneDNN's matmul, which the LSTM kernels use. They
+    can differ by 2x: MKL takes a slower path on AMD processors. The median of `repeats`
+    (size × size) @ (size × size) products after a warm-up, at the current thread setting."""
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
-    torch.mm(a, b)  # warm-up: thread pool, caches, page faults
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / median(times) / 1e9
+    rates = {"torch.mm": _gflops(lambda: torch.mm(a, b), 2 * size**3, repeats)}
+    try:  # oneDNN's own matmul, reached through the mkldnn tensor layout
+        a_dnn, b_dnn = a.to_mkldnn(), b.t().contiguous().to_mkldnn()
+        linear = torch._C._nn.mkldnn_linear
+        rates["oneDNN"] = _gflops(lambda: linear(a_dnn, b_dnn, None), 2 * size**3, repeats)
+    except (AttributeError, RuntimeError):  # a build without oneDNN: torch.mm alone
+        pass
+    return rates
+
+
+def _gflops(run: Callable[[], Any], flops: float, repeats: int) -> float:
+    run()  # warm-up: thread pool, caches, page faults, oneDNN's kernel generation
+    times = [timed(run)[1] for _ in range(repeats)]
+    return flops / median(times) / 1e9
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (no display), or None when matplotlib is absent:
+    the plots are extras, the tables and JSON are the results."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

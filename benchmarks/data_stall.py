@@ -21,14 +21,14 @@ import click
 import numpy as np
 import torch
 
+from benchmarks.common import CORPORA, RESULTS_DIR
 from charlm.corpus import read_book
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "data_stall.json"
-BOOK = ROOT.parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+RESULTS = RESULTS_DIR / "data_stall.json"
+BOOK = CORPORA / "tinyshakespeare" / "input.txt"
 FULL = {
     "models": [("gru", 128, 1), ("lstm", 256, 2), ("lstm", 512, 2)],
     "steps": 60,

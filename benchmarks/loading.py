@@ -28,10 +28,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("CHARLM_SHARED_CORPORA") or ROOT.parent / "shared" / "corpora")
-DEFAULT_SOURCE = SHARED / "wikitext-2" / "train.txt"
-RESULTS = ROOT / "benchmarks" / "results"
+from benchmarks.common import CORPORA, RESULTS_DIR
+
+DEFAULT_SOURCE = CORPORA / "wikitext-2" / "train.txt"
+RESULTS = RESULTS_DIR
 TARGET_RSS_MB = 2048
 
 

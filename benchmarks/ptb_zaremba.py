@@ -12,10 +12,14 @@ spacing markers, which never occur in PTB and soon get no probability.
 zaremba-small is the paper's "small" configuration exactly as TensorFlow's ptb_word_lm
 tutorial runs it: 2 × 200 LSTM, embedding 200, no dropout, every weight uniform in ±0.1,
 plain SGD (no momentum) at lr 1 for 4 epochs then halved every epoch, 13 epochs, batch 20,
-20 unrolled steps, gradient norm clipped at 5. Published test perplexity 114.5 (the paper),
-115.91 (TensorFlow's reproduction). The test perplexity here reads the test text as one
-stream in order, as the paper does (batch 1); the JSON also has it over 20 streams
-(`test_perplexity_training_batches`, the final model).
+20 unrolled steps, gradient norm clipped at 5. The paper's code and the tutorial minimise the
+loss *summed* over the 20 steps (and averaged over the batch); charlm minimises the mean over
+all tokens, whose gradient is 20 times smaller. The same update is lr 20 and clip 0.25 on the
+mean: min(1, 5/‖20g‖)·20g = 20·min(1, 0.25/‖g‖)·g. (Run literally, lr 1 and clip 5 on the
+mean loss train 20 times too slowly: test perplexity 162 after 13 epochs.) Published test
+perplexity 114.5 (the paper), 115.91 (TensorFlow's reproduction). The test perplexity here
+reads the test text as one stream in order, as the paper does (batch 1); the JSON also has it
+over 20 streams (`test_perplexity_training_batches`, the final model).
 
 charlm-word is charlm's recommended word-level recipe at the same size: tied embedding and
 output (so 200 = 200), dropout 0.2 on the embedded input, between the layers and on the
@@ -48,6 +52,7 @@ from charlm.training import TrainConfig
 PTB = CORPORA / "ptb"
 RESULTS = RESULTS_DIR / "ptb_zaremba.json"
 WORDS = {"split": "spaces"}
+ZAREMBA_STEPS = 20  # unrolled steps; the paper's loss is summed over them
 RECIPES = {
     "zaremba-small": Recipe(
         name="zaremba-small",
@@ -65,15 +70,15 @@ RECIPES = {
         },
         training=TrainConfig(
             batch_size=20,
-            seq_len=20,
+            seq_len=ZAREMBA_STEPS,
             epochs=13,
             optimizer="sgd",
             momentum=0.0,
-            lr=1.0,
+            lr=1.0 * ZAREMBA_STEPS,  # lr 1 on the loss summed over the steps (see above)
             schedule="step",
             decay_factor=0.5,
             decay_start=4,
-            clip=5.0,
+            clip=5.0 / ZAREMBA_STEPS,
             iterator="sequential",
         ),
         published={"test_perplexity": 114.5, "tensorflow_test_perplexity": 115.91},

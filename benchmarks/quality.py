@@ -20,7 +20,7 @@ from charlm.api import DataOptions, train_book
 from charlm.checkpoint import CONFIG_NAME, load_checkpoint
 from charlm.corpus import read_book
 from charlm.device import resolve_device
-from charlm.metrics import perplexity
+from charlm.metrics import METRICS_LOG_NAME, perplexity, read_metrics
 from charlm.progress import LineReporter
 from charlm.training import TrainConfig, evaluate
 
@@ -78,6 +78,7 @@ def run_recipe(
             device=device,
             reporter=reporter,
             threads=threads,
+            overwrite=True,  # a benchmark's rerun replaces its last run
         )
     wall = time.perf_counter() - started
     r = trained.result
@@ -100,7 +101,16 @@ def run_recipe(
         "val_perplexity": r.val_perplexity,
         "best_val_perplexity": r.best_val_perplexity,
         "test_perplexity_training_batches": trained.test_perplexity,
+        "validation_curve": validation_curve(out / METRICS_LOG_NAME),
     }
+
+
+def validation_curve(metrics_log: Path) -> list[dict[str, Any]]:
+    """Each evaluation of a run's metrics log: epoch, step, training seconds, perplexity."""
+    if not metrics_log.is_file():
+        return []
+    keys = ("epoch", "step", "elapsed_s", "val_perplexity")
+    return [{k: r.get(k) for k in keys} for r in read_metrics(metrics_log) if "val_perplexity" in r]
 
 
 def file_perplexity(

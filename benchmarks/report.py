@@ -11,16 +11,19 @@ a number; each table names the machine and the command its figures came from.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from benchmarks.common import RESULTS_DIR, ROOT
+from benchmarks.common import RESULTS_DIR, ROOT, pyplot
 from benchmarks.wikitext2 import compare_softmaxes
 
 DOC = ROOT / "docs" / "benchmarks.md"
+CURVES = ROOT / "docs" / "word-level-curves.png"
+SHAKESPEARE_PLOT = ROOT / "docs" / "shakespeare-5min.png"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NOT_RUN = "not yet run"
 
@@ -90,22 +93,59 @@ def overhead_section(data: dict | None) -> list[str]:
             for r in data["rows"]
         ]
     headers = ["config", "threads", "charlm tok/s", "bare tok/s", "ratio (≥ 0.95)",
-               "charlm's ms/step", "GFLOP/s", "of torch.mm rate"]  # fmt: skip
+               "charlm's ms/step", "GFLOP/s", "of matmul rate"]  # fmt: skip
     lines += table(headers, rows)
     if data is not None:
-        peaks = ", ".join(
-            f"{v:,.0f} GFLOP/s at {k} threads" for k, v in data["matmul_gflops"].items()
-        )
-        lines += ["", f"fp32 `torch.mm` (2048²): {peaks}. " + machine_line(data.get("machine"))]
+        lines += ["", matmul_line(data), "", *overhead_provenance(data)]
         if data.get("variants"):
-            lines += ["", *table(
+            lines += ["Changes to the bare loop that keep the model (`--variants`):", "", *table(
                 ["config", "threads", "change to the bare loop", "tok/s", "speed-up"],
-                [(v["config"], fmt(v.get("threads")), v["variant"],
+                [(v["config"], fmt(v.get("threads"), "d"), v["variant"],
                   fmt(v.get("variant_tokens_per_s"), ",.0f"),
                   fmt(v.get("speedup"), ".3f") if "speedup" in v else v.get("error", "")[:60])
                  for v in data["variants"]],
             )]  # fmt: skip
     return lines + [""]
+
+
+def overhead_provenance(data: dict) -> list[str]:
+    """The machine, and every command whose rows the tables show."""
+    machine = data.get("machine") or {}
+    fallback = machine.get("command", "")
+    commands = sorted({r.get("command", fallback) for r in data["rows"] + data.get("variants", [])})
+    head = f"Machine: {machine_name(machine)}; {machine.get('date')}. Commands:"
+    return [head, "", *(f"    {c}" for c in commands), ""]
+
+
+def malloc_section(runs: Sequence[dict | None]) -> list[str]:
+    """charlm's malloc tuning against glibc's defaults, from benchmarks.malloc."""
+    found = [d for d in runs if d]
+    if not found:
+        return []
+    rows = [
+        (r["config"], fmt(r["threads"], "d"), fmt(r["rounds"], "d"),
+         fmt(r["default_tokens_per_s"], ",.0f"), fmt(r["tuned_tokens_per_s"], ",.0f"),
+         fmt(r["speedup"], ".3f"))
+        for d in found for r in d["rows"]
+    ]  # fmt: skip
+    headers = ["config", "threads", "rounds", "glibc defaults tok/s", "tuned tok/s", "speed-up"]
+    lines = ["### glibc's malloc: charlm's tuning against the defaults", ""]
+    lines += [*table(headers, rows), ""]
+    commands = sorted({d["machine"]["command"] for d in found})
+    lines += [f"Machine: {machine_name(found[0]['machine'])}. Commands:", ""]
+    return lines + [f"    {c}" for c in commands] + [""]
+
+
+def matmul_line(data: dict) -> str:
+    """The fp32 matrix-multiply rates the efficiency column divides by."""
+    rates = data.get("matmul_rates") or {
+        threads: {"torch.mm": rate} for threads, rate in data["matmul_gflops"].items()
+    }
+    each = "; ".join(
+        f"{threads} threads: " + ", ".join(f"{name} {rate:,.0f}" for name, rate in r.items())
+        for threads, r in rates.items()
+    )
+    return f"fp32 2048² matmul, GFLOP/s — {each} (the column divides by the faster)."
 
 
 def quality_section(
@@ -140,6 +180,30 @@ def wikitext_row(r: dict) -> list[str]:
             fmt(r["tokens_per_s"], ",.0f"), fmt(r["train_seconds"] / 60, ".0f")]  # fmt: skip
 
 
+def softmax_comparison(full_runs: dict | None, speed_runs: dict | None) -> list[str]:
+    """Adaptive against full softmax: perplexity from the whole runs, speed from both."""
+    lines = []
+    whole = compare_softmaxes((full_runs or {}).get("runs", {}))
+    if whole:
+        machine = full_runs["runs"]["untied-adaptive"]["machine"]
+        caveat = " (a GPU shared by the runs: not a speed figure)" if machine.get("gpu") else ""
+        lines.append(
+            f"Adaptive vs full softmax (untied), whole runs: test perplexity "
+            f"{whole['perplexity_change']:+.1%} (target: within 5%), training tokens/s "
+            f"{whole['speedup']:.2f}× on {machine_name(machine)}{caveat}."
+        )
+    runs = (speed_runs or {}).get("runs", {})
+    speed = compare_softmaxes(runs)
+    if speed:
+        full, adaptive = runs["untied-full"], runs["untied-adaptive"]
+        lines.append(
+            f"Speed alone (`--max-steps {full.get('max_steps')}`): "
+            f"{adaptive['tokens_per_s']:,.0f} vs {full['tokens_per_s']:,.0f} tokens/s, "
+            f"**{speed['speedup']:.2f}×** (target ≥ 2×) on {machine_name(full['machine'])}."
+        )
+    return [f"{line}\n" for line in lines]
+
+
 def timemachine_row(r: dict) -> list[str]:
     return [fmt(r["train_perplexity"], ".3f"), fmt(r["published"]["train_perplexity"], ".1f"),
             fmt(r["steps"], "d"), fmt(r["train_seconds"], ".0f"),
@@ -153,6 +217,7 @@ def shakespeare_row(r: dict) -> list[str]:
 
 def render(results: Path = RESULTS_DIR) -> str:
     lines = overhead_section(load("train_overhead", results))
+    lines += malloc_section([load("malloc", results), load("malloc.1thread", results)])
     lines += quality_section(
         "PTB word level (test perplexity)",
         load("ptb_zaremba", results),
@@ -176,13 +241,7 @@ def render(results: Path = RESULTS_DIR) -> str:
         ["run", "test ppl", "published", "vs", "best val ppl", "tokens/s", "train min"],
         wikitext_row,
     )
-    comparison = compare_softmaxes((wt2 or {}).get("runs", {}))
-    if comparison:
-        lines += [
-            f"Adaptive vs full softmax (untied): {comparison['speedup']:.2f}× training tokens/s, "
-            f"test perplexity {comparison['perplexity_change']:+.1%} (target ≥ 2×, within 5%).",
-            "",
-        ]
+    lines += softmax_comparison(wt2, load("wikitext2.speed", results))
     lines += quality_section(
         "The Time Machine, d2l's experiment (training perplexity after 500 epochs)",
         load("timemachine_textbook", results),
@@ -198,6 +257,38 @@ def render(results: Path = RESULTS_DIR) -> str:
         shakespeare_row,
     )
     return "\n".join(lines).rstrip() + "\n"
+
+
+def plot_word_curves(results: Path, out: Path) -> Path | None:
+    """Validation perplexity per epoch of the PTB and WikiText-2 runs, side by side."""
+    benchmarks = {"PTB": load("ptb_zaremba", results), "WikiText-2": load("wikitext2", results)}
+    panels = {
+        title: {
+            n: r["validation_curve"] for n, r in data["runs"].items() if r.get("validation_curve")
+        }
+        for title, data in benchmarks.items()
+        if data
+    }
+    panels = {title: curves for title, curves in panels.items() if curves}
+    if not panels:
+        return None
+    plt = pyplot()
+    if plt is None:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (title, curves) in zip(axes[0], panels.items()):
+        for name, points in curves.items():
+            ax.plot([p["epoch"] for p in points], [p["val_perplexity"] for p in points],
+                    marker=".", label=name)  # fmt: skip
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation perplexity")
+        ax.set_title(f"{title}, word level")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
 
 
 def write(doc: Path, section: str) -> None:
@@ -231,6 +322,13 @@ def main(write_doc: bool, results: Path, doc: Path) -> None:
     if write_doc:
         write(doc, section)
         print(f"wrote the results section of {doc}")
+        pictures = [plot_word_curves(results, doc.parent / CURVES.name)]
+        shakespeare = results / "shakespeare_5min.png"  # drawn by benchmarks.shakespeare_5min
+        if shakespeare.is_file():
+            pictures.append(doc.parent / SHAKESPEARE_PLOT.name)
+            shutil.copyfile(shakespeare, pictures[-1])
+        for picture in filter(None, pictures):
+            print(f"wrote {picture}")
     else:
         print(section, end="")
 

@@ -20,15 +20,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.common import CORPORA, RESULTS_DIR
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.models import CELLS, ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import EvalReport, StepReport, TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BOOK = ROOT.parent / "shared" / "corpora" / "timemachine" / "timemachine.txt"
-RESULTS = ROOT / "benchmarks" / "results" / "scratch_vs_torch.json"
+DEFAULT_BOOK = CORPORA / "timemachine" / "timemachine.txt"
+RESULTS = RESULTS_DIR / "scratch_vs_torch.json"
 
 
 class _Curve:

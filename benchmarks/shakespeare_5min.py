@@ -33,7 +33,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table
+from benchmarks.common import CORPORA, RESULTS_DIR, print_table, pyplot
 from benchmarks.quality import merge_run
 from charlm.checkpoint import read_config
 from charlm.corpus import read_book
@@ -58,9 +58,18 @@ def nanogpt_split(text: str) -> tuple[str, str]:
 
 def train_command(train: Path, val: Path, out: Path, max_time: str, eval_every: int,
                   recipe: list[str]) -> list[str]:  # fmt: skip
-    """The `charlm train` arguments: the benchmark's settings, then the recipe's."""
+    """The `charlm train` arguments: the benchmark's settings, then the recipe's (a rerun of a
+    recipe replaces its last checkpoint)."""
     return ["train", str(train), "--val", str(val), "--max-time", max_time,
-            "--eval-every", str(eval_every), "--out", str(out), *recipe]  # fmt: skip
+            "--eval-every", str(eval_every), "--out", str(out), "--overwrite",
+            *recipe]  # fmt: skip
+
+
+def user_command(max_time: str, eval_every: int, recipe: list[str]) -> str:
+    """The command that trains this recipe, less the benchmark's file plumbing."""
+    args = ["train", "TRAIN", "--val", "VAL", "--max-time", max_time,
+            "--eval-every", str(eval_every), *recipe]  # fmt: skip
+    return "charlm " + shlex.join(args)
 
 
 def run_charlm_train(args: list[str]) -> None:
@@ -97,12 +106,8 @@ def held_out_loss(checkpoint: Path, text: str) -> dict:
 
 def plot(runs: dict, out: Path) -> Path | None:
     """Validation loss against training wall time, one line per recipe."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, run in runs.items():
@@ -170,7 +175,7 @@ def main(
         run = {
             "recipe": name,
             "quick": quick,
-            "command": "charlm " + shlex.join(["train", "TRAIN", "--val", "VAL", *args[4:]]),
+            "command": user_command(max_time, eval_every, list(recipe)),
             "model": config["model"],
             "training": config["training"],
             "steps": results.get("steps"),

@@ -26,12 +26,11 @@ from typing import Any
 import click
 import numpy as np
 
+from benchmarks.common import CORPORA, RESULTS_DIR
 from charlm.corpus import read_book
 from charlm.tokenizers import Tokenizer, train_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPORA = ROOT.parent / "shared" / "corpora"
-RESULTS = ROOT / "benchmarks" / "results" / "tokenize.json"
+RESULTS = RESULTS_DIR / "tokenize.json"
 MB = 1_000_000
 
 # name, options, characters of WikiText-2 to train on (None: all of it)

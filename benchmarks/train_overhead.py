@@ -21,12 +21,14 @@ under 5%). Token ids are random: speed does not depend on them.
 
 Compute efficiency uses the standard count: 8·H·(I+H) FLOPs per LSTM layer per token forward,
 2·H·V for the output layer, ×3 for forward plus backward; achieved GFLOP/s over the rate of a
-large fp32 `torch.mm` measured here at the same thread setting.
+large fp32 matrix product measured here at the same thread setting: the faster of `torch.mm`
+(MKL) and oneDNN's matmul, since the LSTM kernels are oneDNN's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 import time
@@ -42,7 +44,14 @@ from rich.console import Console
 from torch import nn
 from torch.nn import functional as F
 
-from benchmarks.common import RESULTS_DIR, matmul_gflops, median, print_table, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    machine_info,
+    matmul_rates,
+    median,
+    print_table,
+    write_results,
+)
 from charlm.metrics import MetricsLog
 from charlm.models import ModelConfig, build_model
 from charlm.progress import RichReporter
@@ -162,6 +171,7 @@ class Variant:
     optimizer: str = "default"  # "foreach" or "fused" Adam
     mkldnn: bool = True  # oneDNN kernels allowed
     compiled: bool = False  # torch.compile the forward pass
+    output_chunks: int = 1  # >1: the output layer and loss over this many slices of the batch
 
 
 BARE = Variant("bare")
@@ -171,6 +181,7 @@ VARIANTS = [
     Variant("Adam fused=True", optimizer="fused"),
     Variant("oneDNN off", mkldnn=False),
     Variant("torch.compile", compiled=True),
+    Variant("output layer in 4 chunks", output_chunks=4),
 ]
 
 
@@ -184,6 +195,19 @@ class BareLM(nn.Module):
     def forward(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
         h, state = self.lstm(self.embedding(x), state)
         return self.head(h), state
+
+    def chunked_loss(
+        self, x: torch.Tensor, y: torch.Tensor, state: Any, chunks: int
+    ) -> tuple[torch.Tensor, Any]:
+        """The same mean cross-entropy, with the output layer applied to one slice of the
+        hidden vectors at a time: the (tokens × vocab) logits never exist all at once."""
+        h, state = self.lstm(self.embedding(x), state)
+        h, y = h.reshape(-1, h.shape[-1]), y.reshape(-1)
+        total = sum(
+            F.cross_entropy(self.head(part), target, reduction="sum")
+            for part, target in zip(h.chunk(chunks), y.chunk(chunks))
+        )
+        return total / y.numel(), state
 
 
 def bare_run(shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> float:
@@ -210,8 +234,11 @@ def bare_run(shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> float:
                 streams[cols], targets[cols])  # fmt: skip
             if state is not None:
                 state = tuple(s.detach() for s in state)
-            logits, state = forward(x, state)
-            loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
+            if variant.output_chunks > 1:
+                loss, state = model.chunked_loss(x, y, state, variant.output_chunks)
+            else:
+                logits, state = forward(x, state)
+                loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), CLIP)
@@ -322,7 +349,8 @@ def default_threads() -> list[int]:
     default=False,
     show_default=True,
     help="Also time changes to the bare loop that keep the model identical (layout, Adam "
-    "implementation, oneDNN, torch.compile).",
+    "implementation, oneDNN, torch.compile, a chunked output layer), at the largest "
+    "--threads setting.",
 )
 @click.option(
     "--out",
@@ -332,38 +360,72 @@ def default_threads() -> list[int]:
     help="Where to write the JSON results.",
 )
 def main(
-    quick: bool, configs: str, thread_list: str | None, repeats: int, variants: bool, out: Path
+    quick: bool,
+    configs: str,
+    thread_list: str | None,
+    repeats: int,
+    variants: bool,
+    out: Path,
 ) -> None:
     """Time charlm's training loop against a bare PyTorch loop, and both against the CPU."""
     shapes = [QUICK] if quick else [CONFIGS[name.strip()] for name in configs.split(",")]
     settings = [int(t) for t in thread_list.split(",")] if thread_list else default_threads()
     if quick:
         repeats, settings = min(repeats, 2), settings[:1]
-    rows, variant_rows, peaks = [], [], {}
+    rows, variant_rows, rates = [], [], {}
     for n in settings:
         with threads(n):
-            peaks[n] = matmul_gflops(256 if quick else 2048)
+            rates[n] = matmul_rates(256 if quick else 2048)
             for shape in shapes:
-                rows.append(measure(shape, repeats, peaks[n]))
-                if variants:
+                rows.append(measure(shape, repeats, max(rates[n].values())))
+                if variants and n == max(settings):  # at the fastest setting only: time
                     variant_rows += measure_variants(shape, repeats)
-    report(rows, variant_rows, peaks)
-    write_results(
-        out,
-        {
-            "quick": quick,
-            "repeats": repeats,
-            "matmul_gflops": {str(n): p for n, p in peaks.items()},
-            "rows": rows,
-            "variants": variant_rows,
-        },
-    )
+    report(rows, variant_rows, rates)
+    command = machine_info()["command"]
+    for row in rows + variant_rows:
+        row["command"], row["repeats"] = command, repeats
+    new = {
+        "quick": quick,
+        "matmul_gflops": {str(n): max(r.values()) for n, r in rates.items()},
+        "matmul_rates": {str(n): r for n, r in rates.items()},
+        "rows": rows,
+        "variants": variant_rows,
+    }
+    write_results(out, merge_results(out, new))
     print(f"wrote {out}")
 
 
-def report(rows: list[dict], variant_rows: list[dict], peaks: dict[int, float]) -> None:
-    print("fp32 torch.mm rate: " + ", ".join(f"{p:,.0f} GFLOP/s at {n} threads"
-                                             for n, p in peaks.items()))  # fmt: skip
+def merge_results(out: Path, new: dict[str, Any]) -> dict[str, Any]:
+    """`new` over the results already in `out`: a row measured again (same configuration,
+    threads and variant) replaces the old one, the others stay, so one configuration can be
+    re-measured alone (`--configs c --repeats 7`)."""
+    try:
+        old = json.loads(out.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return new
+    if old.get("quick") != new["quick"]:
+        return new
+
+    def merged(name: str) -> list[dict[str, Any]]:
+        def key(row: dict) -> tuple:
+            return row["config"], row.get("threads"), row.get("variant")
+
+        rows = {key(r): r for r in old.get(name, [])} | {key(r): r for r in new[name]}
+        return list(rows.values())
+
+    return {
+        **new,
+        "matmul_gflops": {**old.get("matmul_gflops", {}), **new["matmul_gflops"]},
+        "matmul_rates": {**old.get("matmul_rates", {}), **new["matmul_rates"]},
+        "rows": merged("rows"),
+        "variants": merged("variants"),
+    }
+
+
+def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -> None:
+    for n, by_library in rates.items():
+        each = ", ".join(f"{name} {rate:,.0f}" for name, rate in by_library.items())
+        print(f"fp32 matmul at {n} threads, GFLOP/s: {each}")
     print()
     print_table(
         [

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from charlm.allocator import keep_freed_memory
 from charlm.data import (
     Batch,
     batches_per_epoch,
@@ -130,6 +131,8 @@ def train(
     validation loss into bits per character. The reporter hears at most one step report
     per `report_interval_s` (0: every step).
     """
+    if device.type == "cpu":
+        keep_freed_memory()  # each step reuses its big buffers' pages (charlm/allocator.py)
     run = _Run(
         model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,

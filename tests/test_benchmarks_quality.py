@@ -3,11 +3,14 @@ their results. Nothing about the figures themselves is asserted."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
 import pytest
+import torch
 from click.testing import CliRunner
+from torch import nn
 
 from benchmarks import ptb_zaremba, report, shakespeare_5min, timemachine_textbook, wikitext2
 from tests.conftest import shared_corpus
@@ -36,12 +39,50 @@ def test_ptb_quick_runs_both_recipes(tmp_path):
 def test_ptb_recipe_is_the_published_configuration():
     small = ptb_zaremba.RECIPES["zaremba-small"]
     t = small.training
-    assert (t.batch_size, t.seq_len, t.epochs, t.lr, t.clip) == (20, 20, 13, 1.0, 5.0)
+    # lr 1 and clip 5 on the loss summed over the 20 steps = lr 20 and clip 0.25 on the mean
+    assert (t.batch_size, t.seq_len, t.epochs, t.lr, t.clip) == (20, 20, 13, 20.0, 0.25)
     assert (t.optimizer, t.momentum, t.schedule, t.decay_factor, t.decay_start) == (
         "sgd", 0.0, "step", 0.5, 4,
     )  # fmt: skip
     assert small.model["hidden_size"] == 200 and small.model["num_layers"] == 2
     assert small.model["dropout"] == 0.0 and small.model["init_range"] == 0.1
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])  # the clip inactive, then active
+def test_summed_loss_at_lr_1_clip_5_makes_the_update_of_the_zaremba_recipe(scale):
+    """The paper's update (loss summed over the unrolled steps, lr 1, clip 5) and the
+    recipe's (mean loss, lr and clip converted) move every weight the same way."""
+    t = ptb_zaremba.RECIPES["zaremba-small"].training
+    torch.manual_seed(0)
+    paper = nn.LSTM(3, 4)
+    recipe = copy.deepcopy(paper)
+    x = torch.randn(t.seq_len, 2, 3)  # (steps, batch, features)
+
+    def sgd_step(model: nn.Module, summed: bool, lr: float, clip: float) -> float:
+        out, _ = model(x)
+        per_step = scale * out.pow(2).mean(dim=(1, 2))  # each step's loss, batch-averaged
+        (per_step.sum() if summed else per_step.mean()).backward()
+        norm = float(nn.utils.clip_grad_norm_(model.parameters(), clip))
+        with torch.no_grad():
+            for w in model.parameters():
+                w -= lr * w.grad
+        return norm
+
+    norm = sgd_step(paper, summed=True, lr=1.0, clip=5.0)
+    sgd_step(recipe, summed=False, lr=t.lr, clip=t.clip)
+    assert (norm > 5.0) == (scale > 1.0)
+    for a, b in zip(paper.parameters(), recipe.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_wikitext2_max_steps_measures_speed_only(tmp_path):
+    shared_corpus("wikitext-2/train.txt")
+    out = tmp_path / "speed.json"
+    invoke(wikitext2.main, "--quick", "--max-steps", "3", "--recipe", "untied-full",
+           "--device", "cpu", "--out", out)  # fmt: skip
+    run = json.loads(out.read_text())["runs"]["untied-full"]
+    assert run["steps"] == 3 and run["max_steps"] == 3 and run["stopped_by"] == "max_steps"
+    assert run["tokens_per_s"] > 0 and run["validation_curve"][-1]["step"] == 3
 
 
 def test_wikitext2_quick_compares_full_and_adaptive(tmp_path):
@@ -98,3 +139,14 @@ def test_report_collects_the_results_and_marks_the_rest_not_yet_run(tmp_path):
     written = doc.read_text()
     assert "old" not in written and "before" in written and "after" in written
     assert "The Time Machine" in written
+
+
+def test_report_plots_the_validation_curves_of_the_word_level_runs(tmp_path):
+    curve = [{"epoch": e, "step": 10 * e, "elapsed_s": None, "val_perplexity": 300 / e}
+             for e in (1, 2, 3)]  # fmt: skip
+    (tmp_path / "wikitext2.json").write_text(
+        json.dumps({"runs": {"untied-full": {"validation_curve": curve}}})
+    )
+    picture = report.plot_word_curves(tmp_path, tmp_path / "curves.png")
+    assert picture is not None and picture.read_bytes()[:4] == b"\x89PNG"
+    assert report.plot_word_curves(tmp_path / "empty", tmp_path / "none.png") is None

@@ -7,7 +7,8 @@ import json
 
 from click.testing import CliRunner
 
-from benchmarks.train_overhead import CONFIGS, main
+from benchmarks import malloc
+from benchmarks.train_overhead import CONFIGS, main, merge_results
 
 
 def test_the_flop_count_is_the_standard_lstm_count():
@@ -29,3 +30,32 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert row["ratio"] == row["charlm_tokens_per_s"] / row["bare_tokens_per_s"]
     assert 0 < row["charlm_efficiency"] and data["matmul_gflops"]["1"] > 0
     assert data["machine"]["cpu"] and data["machine"]["torch"]
+
+
+def test_a_configuration_measured_again_replaces_only_its_own_rows(tmp_path):
+    out = tmp_path / "overhead.json"
+
+    def results(rows, variants, rate):
+        return {"quick": False, "matmul_gflops": {"1": rate}, "matmul_rates": {"1": {"x": rate}},
+                "rows": rows, "variants": variants}  # fmt: skip
+
+    first = results(
+        [{"config": "a", "threads": 1, "ratio": 0.9}, {"config": "c", "threads": 1, "ratio": 0.8}],
+        [{"config": "c", "threads": 1, "variant": "fused", "speedup": 1.1}],
+        100.0,
+    )
+    out.write_text(json.dumps(first))
+    again = results([{"config": "c", "threads": 1, "ratio": 0.99}], [], 120.0)
+    merged = merge_results(out, again)
+    assert {(r["config"], r["ratio"]) for r in merged["rows"]} == {("a", 0.9), ("c", 0.99)}
+    assert merged["variants"] == first["variants"] and merged["matmul_gflops"] == {"1": 120.0}
+    assert merge_results(tmp_path / "absent.json", again) == again
+
+
+def test_malloc_ab_runs_both_settings_in_fresh_processes(tmp_path):
+    out = tmp_path / "malloc.json"
+    result = CliRunner().invoke(malloc.main, ["--quick", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["rows"]
+    assert len(row["runs"]["glibc defaults"]) == len(row["runs"]["tuned"]) == 1
+    assert row["speedup"] == row["tuned_tokens_per_s"] / row["default_tokens_per_s"] > 0
