@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import click
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +104,17 @@ def _gflops(run: Callable[[], Any], flops: float, repeats: int) -> float:
     run()  # warm-up: thread pool, caches, page faults, oneDNN's kernel generation
     times = [timed(run)[1] for _ in range(repeats)]
     return flops / median(times) / 1e9
+
+
+def results_option(default: Path) -> Callable[[Callable], Callable]:
+    """The `--out` option every benchmark takes: where its JSON results go."""
+    return click.option(
+        "--out",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=default,
+        show_default=True,
+        help="Where to write the JSON results.",
+    )
 
 
 def pyplot() -> Any:

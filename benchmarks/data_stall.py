@@ -21,7 +21,7 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import CORPORA, RESULTS_DIR
+from benchmarks.common import CORPORA, RESULTS_DIR, results_option
 from charlm.corpus import read_book
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
@@ -73,13 +73,7 @@ def measure(
 
 @click.command()
 @click.option("--quick", is_flag=True, help="A tiny model and few steps (for CI).")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=RESULTS,
-    show_default=True,
-    help="Where to write the JSON results.",
-)
+@results_option(RESULTS)
 @click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
 def main(quick: bool, out: Path, threads: int | None) -> None:
     """Measure the fraction of CPU training time spent outside forward/backward/optimizer."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import torch
 
-from benchmarks.common import RESULTS_DIR, median, print_table, write_results
+from benchmarks.common import RESULTS_DIR, median, print_table, results_option, write_results
 from benchmarks.train_overhead import CONFIGS, QUICK, charlm_run, token_ids
 from charlm import training
 
@@ -54,13 +54,7 @@ def measure_in_child(config: str, tuned: bool, threads: int) -> float:
 @click.option("--configs", default="a,c", show_default=True, help="train_overhead configs.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=RESULTS,
-    show_default=True,
-    help="Where to write the JSON results.",
-)
+@results_option(RESULTS)
 @click.option("--child", "child_config", default=None, hidden=True)
 @click.option("--tuned", is_flag=True, hidden=True)
 def main(

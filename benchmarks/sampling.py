@@ -30,6 +30,7 @@ from typing import Any
 import click
 import torch
 
+from benchmarks.common import results_option
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.models import RNNLM, ModelConfig
 from charlm.sampling import Sampler
@@ -227,13 +228,7 @@ def print_report(results: dict[str, Any]) -> None:
     default=None,
     help="CPU threads for torch.  [default: torch's choice]",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=RESULTS,
-    show_default=True,
-    help="Where to write the JSON results.",
-)
+@results_option(RESULTS)
 def main(quick: bool, device: str, threads: int | None, out: Path) -> None:
     """Time the sampler against the bare network (see the module docstring)."""
     if threads is not None:

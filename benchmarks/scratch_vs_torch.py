@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import CORPORA, RESULTS_DIR
+from benchmarks.common import CORPORA, RESULTS_DIR, results_option
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.models import CELLS, ModelConfig, build_model
@@ -145,13 +145,7 @@ def run_one(
     show_default=True,
     help="Where to train; auto uses a CUDA GPU when there is one.",
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=RESULTS,
-    show_default=True,
-    help="Where to write the JSON results.",
-)
+@results_option(RESULTS)
 def main(
     book: Path,
     quick: bool,

@@ -26,7 +26,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import CORPORA, RESULTS_DIR
+from benchmarks.common import CORPORA, RESULTS_DIR, results_option
 from charlm.corpus import read_book
 from charlm.tokenizers import Tokenizer, train_tokenizer
 
@@ -173,13 +173,7 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     default=None,
     help="Size of the encoded text in MB.  [default: 100, --quick: 2]",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=RESULTS,
-    show_default=True,
-    help="Where the JSON results go.",
-)
+@results_option(RESULTS)
 def main(quick: bool, corpus: Path, book: Path, size_mb: float | None, out: Path) -> None:
     """Measure tokenizer encoding speed and book-level trade-offs."""
     size = int((size_mb or (2 if quick else 100)) * MB)

@@ -50,6 +50,7 @@ from benchmarks.common import (
     matmul_rates,
     median,
     print_table,
+    results_option,
     write_results,
 )
 from charlm.metrics import MetricsLog
@@ -352,13 +353,7 @@ def default_threads() -> list[int]:
     "implementation, oneDNN, torch.compile, a chunked output layer), at the largest "
     "--threads setting.",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=RESULTS,
-    show_default=True,
-    help="Where to write the JSON results.",
-)
+@results_option(RESULTS)
 def main(
     quick: bool,
     configs: str,
