@@ -93,7 +93,7 @@ def main(
                 f"{r['speedup']:.3f}",
             )
             for r in rows
-        ],  # fmt: skip
+        ],
     )
     write_results(out, {"quick": quick, "rows": rows})
     print(f"wrote {out}")

@@ -373,7 +373,7 @@ def main(
             rates[n] = matmul_rates(256 if quick else 2048)
             for shape in shapes:
                 rows.append(measure(shape, repeats, max(rates[n].values())))
-                if variants and n == max(settings):  # at the fastest setting only: time
+                if variants and n == max(settings):  # one setting: they take long
                     variant_rows += measure_variants(shape, repeats)
     report(rows, variant_rows, rates)
     command = machine_info()["command"]
