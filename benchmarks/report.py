@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,9 @@ def machine_name(machine: dict[str, Any]) -> str:
     )
 
 
-def machine_line(machine: dict[str, Any] | None) -> str:
-    if not machine:
-        return ""
-    return f"Machine: {machine_name(machine)}; {machine.get('date')}; `{machine.get('command')}`."
+def commands_block(machine: str, commands: Iterable[str]) -> list[str]:
+    """'Machine: ... Commands:' and the commands, one indented line each (a code block)."""
+    return [f"Machine: {machine}. Commands:", "", *(f"    {c}" for c in sorted(set(commands))), ""]
 
 
 def provenance(runs: dict[str, dict]) -> list[str]:
@@ -69,9 +68,8 @@ def provenance(runs: dict[str, dict]) -> list[str]:
         return []
     names = sorted({machine_name(m) for m in machines})
     dates = sorted(m.get("date", "") for m in machines)
-    commands = sorted({m.get("command", "") for m in machines})
-    lines = [f"Machine: {'; '.join(names)}; runs from {dates[0]} to {dates[-1]}. Commands:", ""]
-    return lines + [f"    {c}" for c in commands] + [""]
+    where = f"{'; '.join(names)}; runs from {dates[0]} to {dates[-1]}"
+    return commands_block(where, (m.get("command", "") for m in machines))
 
 
 def overhead_section(data: dict | None) -> list[str]:
@@ -112,9 +110,8 @@ def overhead_provenance(data: dict) -> list[str]:
     """The machine, and every command whose rows the tables show."""
     machine = data.get("machine") or {}
     fallback = machine.get("command", "")
-    commands = sorted({r.get("command", fallback) for r in data["rows"] + data.get("variants", [])})
-    head = f"Machine: {machine_name(machine)}; {machine.get('date')}. Commands:"
-    return [head, "", *(f"    {c}" for c in commands), ""]
+    commands = (r.get("command", fallback) for r in data["rows"] + data.get("variants", []))
+    return commands_block(f"{machine_name(machine)}; {machine.get('date')}", commands)
 
 
 def malloc_section(runs: Sequence[dict | None]) -> list[str]:
@@ -131,9 +128,8 @@ def malloc_section(runs: Sequence[dict | None]) -> list[str]:
     headers = ["config", "threads", "rounds", "glibc defaults tok/s", "tuned tok/s", "speed-up"]
     lines = ["### glibc's malloc: charlm's tuning against the defaults", ""]
     lines += [*table(headers, rows), ""]
-    commands = sorted({d["machine"]["command"] for d in found})
-    lines += [f"Machine: {machine_name(found[0]['machine'])}. Commands:", ""]
-    return lines + [f"    {c}" for c in commands] + [""]
+    commands = (d["machine"]["command"] for d in found)
+    return lines + commands_block(machine_name(found[0]["machine"]), commands)
 
 
 def matmul_line(data: dict) -> str:

@@ -190,8 +190,8 @@ def main(
     out: Path | None,
 ):
     """Word-level WikiText-2 with the word_language_model example's settings."""
-    default = RESULTS.with_suffix(".speed.json") if max_steps else RESULTS
-    out = out or (RESULTS.with_suffix(".quick.json") if quick else default)
+    suffix = ".quick.json" if quick else ".speed.json" if max_steps else ".json"
+    out = out or RESULTS.with_suffix(suffix)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or list(RECIPES):
             summary = run(name, quick, device, threads, Path(tmp), max_steps)

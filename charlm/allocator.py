@@ -21,21 +21,28 @@ MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit systems
 TRIM_THRESHOLD = 256 * 1024 * 1024  # free memory the heap keeps before returning it
 
 
+def glibc() -> ctypes.CDLL | None:
+    """The C library this process already uses, when it is glibc; else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+    except OSError:
+        return None
+    # musl has a mallopt too, which does nothing: only glibc's is worth calling.
+    return libc if hasattr(libc, "gnu_get_libc_version") else None
+
+
 def keep_freed_memory() -> bool:
     """Tune glibc's malloc for a training loop (process-wide, like the thread count).
 
     Returns whether it applied: False where the C library is not glibc (macOS, Windows,
     musl), which then keeps its own behaviour.
     """
-    if not sys.platform.startswith("linux"):
+    libc = glibc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(None)  # the C library this process already uses
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):
-        return False  # not glibc: musl has a mallopt that does nothing
+    mallopt = libc.mallopt
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
         mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)

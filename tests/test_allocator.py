@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import sys
 
 import pytest
@@ -14,16 +13,7 @@ from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, tiny_model
 
 
-def _glibc() -> bool:
-    try:
-        return sys.platform.startswith("linux") and hasattr(
-            ctypes.CDLL(None), "gnu_get_libc_version"
-        )
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _glibc(), reason="mallopt is glibc's")
+@pytest.mark.skipif(allocator.glibc() is None, reason="mallopt is glibc's")
 def test_glibc_accepts_the_settings():
     # mallopt returns 0 for a value out of range: the thresholds must be ones glibc takes.
     assert allocator.keep_freed_memory() is True
