@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from charlm import allocator, training
-from charlm.training import TrainConfig, train
+from charlm.training import TrainConfig, allocator, train
+from charlm.training import loop as training
 from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, tiny_model
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlm import prepare
-from charlm.cache import TokenCache, cache_root, smallest_uint_dtype
 from charlm.corpus import SplitConfig, split_regions
-from charlm.data import sequential_batches
-from charlm.prepare import prepare_data
+from charlm.data import prepare, sequential_batches
+from charlm.data.cache import TokenCache, cache_root, smallest_uint_dtype
+from charlm.data.prepare import prepare_data
 from charlm.tokenizers.char import CharTokenizer
 from tests.conftest import TINY_TEXT
 

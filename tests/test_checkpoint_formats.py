@@ -18,12 +18,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from charlm import checkpoint as ckpt
-from charlm.api import DataOptions, train_book
 from charlm.checkpoint import load_checkpoint, read_config, save_checkpoint
 from charlm.cli import cli
 from charlm.errors import CheckpointError
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
+from charlm.training.run import DataOptions, train_book
 from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, single_thread, tiny_model
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charlm.api import train_book
 from charlm.checkpoint import load_checkpoint
 from charlm.device import resolve_device, set_threads
 from charlm.errors import ConfigError
 from charlm.training import TrainConfig
+from charlm.training.run import train_book
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

@@ -11,12 +11,12 @@ import time
 import pytest
 import torch
 
-from charlm.api import train_book
 from charlm.checkpoint import load_checkpoint, read_config
-from charlm.distributed import DistContext
 from charlm.errors import ConfigError
-from charlm.metrics import read_metrics
 from charlm.training import TrainConfig
+from charlm.training.distributed import DistContext
+from charlm.training.metrics_log import read_metrics
+from charlm.training.run import train_book
 
 ARGS = "--batch-size 4 --seq-len 16 --hidden 32 --layers 1 --dropout 0 "
 ARGS += "--log-every 1 --eval-every 3 --device cpu --threads 1"

@@ -19,14 +19,14 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from charlm import checkpoint as ckpt
-from charlm import training
-from charlm.api import train_book
 from charlm.checkpoint import CONFIG_NAME, load_checkpoint, load_training_state, read_config
 from charlm.cli import cli
 from charlm.errors import ConfigError
-from charlm.runlock import LOCK_NAME, _locked
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
+from charlm.training import loop as training
+from charlm.training.run import train_book
+from charlm.training.runlock import LOCK_NAME, _locked
 from tests.helpers import single_thread
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40

@@ -13,13 +13,13 @@ import torch
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from charlm.api import train_book
 from charlm.checkpoint import load_checkpoint, read_config
 from charlm.errors import CharlmError, TokenizerError
 from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler, load
 from charlm.tokenizers import train_tokenizer
 from charlm.training import TrainConfig
+from charlm.training.run import train_book
 from tests.helpers import single_thread
 
 # Characters that break naive code: NUL and other controls, CR and CRLF, Unicode line and

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from charlm.api import train_book
-from charlm.metrics import MetricsLog, read_metrics
 from charlm.training import TrainConfig
+from charlm.training.metrics_log import MetricsLog, read_metrics
+from charlm.training.run import train_book
 
 TRAIN_KEYS = {
     "step",

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from charlm.plotting import load_run
+from charlm.training.plotting import load_run
 
 pytest.importorskip("matplotlib")
 

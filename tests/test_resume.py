@@ -16,15 +16,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from charlm.api import _RunSaver
 from charlm.checkpoint import load_checkpoint, load_training_state, read_config
 from charlm.cli import cli
 from charlm.errors import CheckpointError
-from charlm.metrics import read_metrics
 from charlm.models import ModelConfig, build_model
-from charlm.signals import StopFlag
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import TrainConfig, train
+from charlm.training.metrics_log import read_metrics
+from charlm.training.run import RunSaver
+from charlm.training.signals import StopFlag
 
 CPU = torch.device("cpu")
 TEXT = "the cat sat on the mat. a dog ran in the fog. " * 12
@@ -89,7 +89,7 @@ def test_a_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, cell, 
 
     stop = StopFlag()
     first = StopAt(stop, stop_at)
-    saver = _RunSaver(tmp_path / "run", tok, config, {})
+    saver = RunSaver(tmp_path / "run", tok, config, {})
     part = train(
         fresh_model(cell, tok.vocab_size),
         train_ids,
@@ -126,7 +126,7 @@ def test_a_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, cell, 
 
 def test_a_finished_model_without_state_cannot_be_resumed(tmp_path):
     tok = get_tokenizer_class("char").train(TEXT)
-    _RunSaver(tmp_path / "run", tok, TrainConfig(), {}).save_best(
+    RunSaver(tmp_path / "run", tok, TrainConfig(), {}).save_best(
         fresh_model("gru", 20), {"train_perplexity": 1.0, "val_perplexity": None}
     )
     with pytest.raises(CheckpointError, match="--init-from"):
@@ -203,7 +203,7 @@ SAVER = textwrap.dedent(
     import sys, torch
     from charlm.checkpoint import save_checkpoint
     from charlm.models import ModelConfig, build_model
-    from charlm.resume import TrainingState
+    from charlm.checkpoint import TrainingState
     from charlm.tokenizers import get_tokenizer_class
 
     out, start, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from charlm.cli import cli
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
-from charlm.schedules import LRSchedule
 from charlm.training import TrainConfig, train
+from charlm.training.schedules import LRSchedule
 
 CPU = torch.device("cpu")
 

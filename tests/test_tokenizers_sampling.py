@@ -9,12 +9,12 @@ import torch
 from click.testing import CliRunner
 
 from charlm import TrainConfig, load, train_book
-from charlm.api import DataOptions
 from charlm.cli import cli
 from charlm.errors import UnknownTokenError
 from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler
 from charlm.tokenizers import train_tokenizer
+from charlm.training.run import DataOptions
 from tests.conftest import shared_corpus
 
 TINY = {"cell": "lstm", "embed_size": 8, "hidden_size": 16, "num_layers": 1}

@@ -143,7 +143,7 @@ def test_same_seed_same_training():
 @pytest.mark.corpus
 @pytest.mark.slow
 def test_training_on_a_real_book_beats_the_untrained_model_by_far(tmp_path):
-    from charlm.api import train_book
+    from charlm.training.run import train_book
 
     book = shared_corpus("timemachine/timemachine.txt")
     untrained = 70  # the book has 70 distinct characters: an untrained model's perplexity

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import charlm
-from charlm.api import _RunSaver, train_book
 from charlm.errors import ConfigError, TrainingError
-from charlm.metrics import read_metrics
 from charlm.models import ModelConfig, build_model
-from charlm.schedules import LRSchedule, build_optimizer
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import TrainConfig, train
+from charlm.training.metrics_log import read_metrics
+from charlm.training.run import RunSaver, train_book
+from charlm.training.schedules import LRSchedule, build_optimizer
 
 CPU = torch.device("cpu")
 
@@ -196,7 +196,7 @@ def test_a_nonfinite_model_never_overwrites_best(tmp_path):
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
     model = tiny_model()
     corrupt_call(model, 5)  # steps and one-chunk evaluations alternate: call 5 is step 3
-    saver = _RunSaver(tmp_path / "run", tok, TrainConfig(), {})
+    saver = RunSaver(tmp_path / "run", tok, TrainConfig(), {})
     config = TrainConfig(batch_size=2, seq_len=8, max_steps=10, eval_every=1, log_every=100)
     with pytest.raises(TrainingError, match="loss became non-finite by step 3"):
         train(model, ids, ids[:17], config, device=CPU, checkpointer=saver)

@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from charlm.api import DEFAULT_CHECKPOINT_ROOT
 from charlm.checkpoint import latest_checkpoint
 from charlm.cli import cli, stderr_console
 from charlm.cli.interactive import run_prompt_loop
@@ -19,6 +18,7 @@ from charlm.errors import ConfigError
 from charlm.models import IMPLS
 from charlm.sampling import Sampler, load
 from charlm.tokenizers import UNKNOWN_POLICIES
+from charlm.training.run import DEFAULT_CHECKPOINT_ROOT
 
 
 def resolve_checkpoint(checkpoint: Path | None) -> Path:

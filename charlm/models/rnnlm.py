@@ -14,8 +14,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from charlm.errors import ConfigError
-from charlm.models.heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead, default_cutoffs
+from charlm.models.heads import (
+    DEFAULT_CUTOFFS,
+    SOFTMAXES,
+    AdaptiveHead,
+    default_cutoffs,
+    parse_cutoffs,
+)
 from charlm.models.scratch import SCRATCH_CELLS
+from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -25,6 +32,7 @@ CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 # (the equations written out). Same parameters, same numbers, different speed.
 IMPLS = {"torch": CELLS, "scratch": SCRATCH_CELLS}
 NONLINEARITIES = ("tanh", "relu")  # of a plain RNN cell; GRU and LSTM have their own gates
+_FRACTION = {"low": 0, "high": 1, "high_open": True}
 
 
 @dataclass
@@ -32,20 +40,53 @@ class ModelConfig:
     """The shape of a model; stored in the checkpoint so the same network can be rebuilt."""
 
     vocab_size: int
-    cell: str = "lstm"
-    impl: str = "torch"  # "torch" or "scratch"; the weights convert both ways
-    one_hot: bool = False  # feed one-hot vectors (the textbook's input) instead of embeddings
-    embed_size: int = 64
-    hidden_size: int = 512
-    num_layers: int = 2
-    dropout: float = 0.1
-    embed_dropout: float = 0.0  # on the embedded input, before the first layer
-    output_dropout: float = 0.0  # on the last layer's output, before the head
-    tie_weights: bool = False  # the head reuses the embedding matrix (needs embed == hidden)
-    nonlinearity: str = "tanh"  # of the rnn cell only
-    softmax: str = "full"  # or "adaptive" (word vocabularies: see heads.py)
-    cutoffs: list[int] | None = None  # adaptive softmax clusters; None: the defaults that fit
-    init_range: float | None = None  # every weight uniform in ±init_range; None: torch's init
+    cell: str = option("lstm", "Recurrent cell.", flag="--model", choices=tuple(CELLS))
+    impl: str = option(  # the weights convert both ways
+        "torch",
+        "torch: PyTorch's fast layers; scratch: the same cells written out from the textbook "
+        "equations (slower, same numbers).",
+        choices=tuple(IMPLS),
+    )
+    one_hot: bool = option(  # the textbook's input
+        False,
+        "Feed one-hot vectors of vocabulary size instead of an embedding (--embed is then unused).",
+    )
+    num_layers: int = option(2, "Number of stacked recurrent layers.", flag="--layers", low=1)
+    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
+    embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1)
+    dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION)
+    embed_dropout: float = option(0.0, "Dropout on the embedded input tokens.", **_FRACTION)
+    output_dropout: float = option(
+        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION
+    )
+    tie_weights: bool = option(
+        False,
+        "Share the embedding matrix with the output layer (needs --embed = --hidden).",
+        negatable=True,
+    )
+    nonlinearity: str = option(
+        "tanh", "Activation of --model rnn (GRU/LSTM have gates).", choices=NONLINEARITIES
+    )
+    softmax: str = option(
+        "full",
+        "Output layer: full, or adaptive (much faster for word vocabularies of 10k+ tokens; "
+        "see --cutoffs).",
+        choices=SOFTMAXES,
+    )
+    cutoffs: list[int] | None = option(  # None: the defaults that fit the vocabulary
+        None,
+        "Adaptive softmax: where its clusters of rarer tokens start, e.g. 2000,10000.",
+        parse=parse_cutoffs,
+        metavar="N,N,...",
+        shown_default=f"{','.join(map(str, DEFAULT_CUTOFFS))}, those below the vocabulary size",
+    )
+    init_range: float | None = option(
+        None,
+        "Initialise every weight uniformly in ±this (0.1 in Zaremba et al.).",
+        low=0,
+        low_open=True,
+        shown_default="PyTorch's initialisation",
+    )
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:

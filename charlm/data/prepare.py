@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from charlm.cache import TokenCache, cache_key, cache_root, smallest_uint_dtype
 from charlm.corpus import Book, SplitConfig, read_book, split_regions
 from charlm.corpus.download import sha256_file
 from charlm.corpus.encodings import canonical_encoding
+from charlm.data.cache import TokenCache, cache_key, cache_root, smallest_uint_dtype
 from charlm.errors import ConfigError, CorpusError
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, train_tokenizer
 from charlm.tokenizers.char import CharTokenizer

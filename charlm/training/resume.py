@@ -8,7 +8,6 @@ stores the tensors in safetensors and the JSON in config.json: nothing is pickle
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -16,16 +15,6 @@ import torch
 from charlm.models import State
 
 TRAINING_STATE_VERSION = 1
-
-
-@dataclass
-class TrainingState:
-    meta: dict[str, Any] = field(default_factory=dict)
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    @property
-    def step(self) -> int:
-        return int(self.meta.get("step", 0))
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict]:

@@ -7,7 +7,7 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from charlm.training import EvalReport, StepReport
+from charlm.training.config import EvalReport, StepReport
 
 
 class RichReporter:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.errors import CharlmError, CheckpointError, ConfigError
-from charlm.metrics import METRICS_LOG_NAME, read_metrics
+from charlm.training.metrics_log import METRICS_LOG_NAME, read_metrics
 
 
 @dataclass

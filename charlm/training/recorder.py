@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from charlm.distributed import DistContext
 from charlm.errors import TrainingError
-from charlm.metrics import LossMeter, perplexity
-from charlm.trainconfig import EvalReport, MetricsSink, Reporter, RunCounters, StepReport
+from charlm.metrics import perplexity
+from charlm.training.config import EvalReport, MetricsSink, Reporter, RunCounters, StepReport
+from charlm.training.distributed import DistContext
 
 
 def nonfinite_message(what: str, step: int) -> str:
@@ -127,3 +127,39 @@ class Recorder:
         self.epoch.load(state["epoch_meter"])
         self.window.load(state["window"])
         self.window_start = tuple(state["window_start"])
+
+
+class LossMeter:
+    """Token-weighted training loss and mean gradient norm, summed on the device.
+
+    Nothing is read back until asked, so a GPU is not made to wait after every step.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss = torch.zeros((), device=self.device)
+        self.grad = torch.zeros((), device=self.device)
+        self.tokens = self.steps = 0
+
+    def add(self, loss: torch.Tensor, tokens: int, grad_norm: torch.Tensor) -> None:
+        self.loss += loss.detach() * tokens
+        self.grad += grad_norm.detach()
+        self.tokens += tokens
+        self.steps += 1
+
+    def mean_loss(self) -> torch.Tensor:
+        return self.loss / max(1, self.tokens)
+
+    def mean_grad(self) -> torch.Tensor:
+        return self.grad / max(1, self.steps)
+
+    def state(self) -> list[float]:
+        return [self.loss.item(), self.grad.item(), self.tokens, self.steps]
+
+    def load(self, state: list[float]) -> None:
+        loss, grad, self.tokens, self.steps = state
+        self.loss.fill_(loss)
+        self.grad.fill_(grad)

@@ -5,47 +5,116 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
+from charlm.checkpoint import TrainingState
 from charlm.errors import ConfigError
 from charlm.models import RNNLM
-from charlm.resume import TrainingState
-from charlm.schedules import OPTIMIZERS, SCHEDULES
+from charlm.options import option
+from charlm.training.schedules import OPTIMIZERS, SCHEDULES
 
 ITERATORS = ("sequential", "random")
 PRECISIONS = ("fp32", "bf16", "fp16")
 NONFINITE = ("stop", "skip")
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in '90', '90s', '10m', '1h' or '1h30m'."""
+    match = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text
+    )
+    if not text.strip() or match is None or not any(match.groups()):
+        raise ConfigError(f"cannot read {text!r} as a duration; use e.g. 300, 90s, 10m or 1h")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ConfigError(f"duration must be positive, got {text!r}")
+    return total
+
+
 @dataclass
 class TrainConfig:
     """How to train; stored in the checkpoint beside the model config."""
 
-    batch_size: int = 32
-    seq_len: int = 100
-    epochs: int = 20
-    lr: float = 3e-3  # with the cosine decay: 1.43 nats/char on Tiny Shakespeare in 5 minutes
-    clip: float = 1.0
-    iterator: str = "sequential"
-    max_steps: int | None = None
-    max_time: float | None = None  # seconds of training, evaluation not counted
-    seed: int = 0
-    optimizer: str = "adam"
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0
-    schedule: str = "cosine"  # decays to min_lr_ratio·lr by the end (the deadline with max_time)
-    warmup: int = 0  # steps of linear warm-up
-    min_lr_ratio: float = 0.1  # where cosine ends, as a fraction of lr
-    plateau_factor: float = 0.5
-    plateau_patience: int = 1  # evaluations without improvement before the rate drops
-    patience: int | None = None  # evaluations without improvement before stopping
-    eval_every: int | None = None  # steps; None = once per epoch
-    log_every: int = 10  # steps between metrics-log records
-    precision: str = "fp32"
-    nonfinite: str = "stop"  # or "skip" the batch
-    decay_factor: float = 0.5  # step schedule: the rate's factor per epoch after decay_start
-    decay_start: int = 4  # step schedule: the last epoch at the full rate
+    seq_len: int = option(100, "Tokens per sequence: how far back gradients flow.", low=1)
+    batch_size: int = option(32, "Sequences per batch.", low=1)
+    epochs: int = option(20, "Passes over the training text.", low=1)
+    # With the cosine decay, 3e-3 reaches 1.43 nats/char on Tiny Shakespeare in 5 minutes.
+    lr: float = option(
+        3e-3, "Peak learning rate (try 1e-3..3e-3 for Adam, ~1 for SGD).", low=0, low_open=True
+    )
+    clip: float = option(
+        1.0, "Largest allowed gradient norm θ: g ← min(1, θ/‖g‖)·g.", low=0, low_open=True
+    )
+    iterator: str = option(
+        "sequential",
+        "sequential: rows continue across batches and the state is carried; "
+        "random: random subsequences, fresh state every batch.",
+        choices=ITERATORS,
+    )
+    max_time: float | None = option(  # seconds of training, evaluation not counted
+        None,
+        "Stop after this much training time, e.g. 300, 10m, 1h.",
+        parse=parse_duration,
+        metavar="DURATION",
+        shown_default="none",
+    )
+    max_steps: int | None = option(
+        None, "Stop after this many optimizer steps.", low=1, shown_default="none"
+    )
+    seed: int = option(0, "Seed for weights, batch order and dropout.", low=0, high=2**32 - 1)
+    optimizer: str = option(
+        "adam", "adamw decouples --weight-decay from the gradient.", choices=OPTIMIZERS
+    )
+    momentum: float = option(0.9, "Momentum of --optimizer sgd.", low=0, high=1, high_open=True)
+    weight_decay: float = option(0.0, "L2 penalty (adam, sgd) or decoupled decay (adamw).", low=0)
+    schedule: str = option(
+        "cosine",
+        "Learning rate over the run: constant; cosine decay to --min-lr-ratio; "
+        "plateau: multiply by --plateau-factor when validation stalls; step: multiply by "
+        "--decay-factor each epoch after --decay-start. With --max-time, cosine and step "
+        "follow the clock.",
+        choices=SCHEDULES,
+    )
+    warmup: int = option(0, "Steps of linear learning-rate warm-up.", low=0)
+    min_lr_ratio: float = option(0.1, "Where cosine ends, as a fraction of --lr.", low=0, high=1)
+    plateau_factor: float = option(
+        0.5,
+        "plateau schedule: multiply the rate by this when validation stalls.",
+        low=0, high=1, low_open=True, high_open=True,
+    )  # fmt: skip
+    plateau_patience: int = option(
+        1, "plateau schedule: evaluations without improvement before reducing.", low=1
+    )
+    decay_factor: float = option(
+        0.5,
+        "step schedule: multiply the rate by this once per epoch after --decay-start.",
+        low=0, high=1, low_open=True,
+    )  # fmt: skip
+    decay_start: int = option(4, "step schedule: the last epoch at the full rate.", low=0)
+    patience: int | None = option(
+        None,
+        "Stop after this many evaluations without a better validation perplexity.",
+        low=1,
+        shown_default="never",
+    )
+    eval_every: int | None = option(
+        None,
+        "Validate every N steps as well as after each epoch.",
+        low=1,
+        shown_default="per epoch",
+    )
+    log_every: int = option(10, "Steps between records in the metrics log.", low=1)
+    precision: str = option(
+        "fp32",
+        "Mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA only, with a loss scaler).",
+        choices=PRECISIONS,
+    )
+    nonfinite: str = option(
+        "stop", "On a NaN/inf loss: stop with a message, or skip the batch.", choices=NONFINITE
+    )
 
     def __post_init__(self) -> None:
         choices = {

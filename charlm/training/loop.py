@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from charlm.allocator import keep_freed_memory
+from charlm.checkpoint import TrainingState
 from charlm.data import (
     Batch,
     batches_per_epoch,
@@ -38,14 +38,23 @@ from charlm.data import (
     sequential_batches,
 )
 from charlm.device import mixed_precision
-from charlm.distributed import DistContext
 from charlm.errors import CheckpointError, TrainingError
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, detach_state
-from charlm.recorder import Recorder, nonfinite_message
-from charlm.resume import (
+from charlm.training.allocator import keep_freed_memory
+from charlm.training.config import (
+    Checkpointer,
+    MetricsSink,
+    Reporter,
+    RunCounters,
+    SilentReporter,
+    TrainConfig,
+    TrainResult,
+)
+from charlm.training.distributed import DistContext
+from charlm.training.recorder import Recorder, nonfinite_message
+from charlm.training.resume import (
     TRAINING_STATE_VERSION,
-    TrainingState,
     load_optimizer_state,
     optimizer_state,
     restore_hidden,
@@ -53,38 +62,8 @@ from charlm.resume import (
     rng_tensors,
     state_tensors,
 )
-from charlm.schedules import LRSchedule, build_optimizer, set_lr
-from charlm.signals import StopFlag, stop_on_signals
-from charlm.trainconfig import (
-    ITERATORS,
-    NONFINITE,
-    PRECISIONS,
-    Checkpointer,
-    EvalReport,
-    MetricsSink,
-    Reporter,
-    RunCounters,
-    SilentReporter,
-    StepReport,
-    TrainConfig,
-    TrainResult,
-)
-
-__all__ = [
-    "ITERATORS",
-    "NONFINITE",
-    "PRECISIONS",
-    "Checkpointer",
-    "EvalReport",
-    "MetricsSink",
-    "Reporter",
-    "SilentReporter",
-    "StepReport",
-    "TrainConfig",
-    "TrainResult",
-    "evaluate",
-    "train",
-]
+from charlm.training.schedules import LRSchedule, build_optimizer, set_lr
+from charlm.training.signals import StopFlag, stop_on_signals
 
 STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
 
