@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.conftest import shared_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_benchmark_prints_tables_and_writes_json(tmp_path):

@@ -21,7 +21,7 @@ from charlm.tokenizers import ENTRY_POINT_GROUP, available_tokenizers, reload_pl
 
 tomllib = pytest.importorskip("tomllib")
 
-PLUGIN = Path(__file__).parent / "plugins" / "charlm-example-tokenizer"
+PLUGIN = Path(__file__).parents[1] / "plugins" / "charlm-example-tokenizer"
 MODULE = "charlm_example_tokenizer"
 TINY_MODEL = [
     "--hidden",
