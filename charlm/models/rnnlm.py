@@ -21,9 +21,8 @@ from charlm.models.heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead, defaul
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-NONLINEARITIES = tuple(
-    scratch.NONLINEARITIES
-)  # of a plain RNN cell; GRU and LSTM have their own gates
+# The φ of a plain RNN cell (GRU and LSTM have their own gates), as the scratch RNN has them.
+NONLINEARITIES = tuple(scratch.NONLINEARITIES)
 
 
 @dataclass
