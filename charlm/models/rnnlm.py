@@ -14,6 +14,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from charlm.errors import ConfigError
+from charlm.models import scratch
+from charlm.models.cells import CELLS, IMPLS
 from charlm.models.heads import (
     DEFAULT_CUTOFFS,
     SOFTMAXES,
@@ -21,17 +23,13 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
-from charlm.models.scratch import SCRATCH_CELLS
 from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-# Who computes the recurrent layers: PyTorch's fused kernels, or charlm/models/scratch.py
-# (the equations written out). Same parameters, same numbers, different speed.
-IMPLS = {"torch": CELLS, "scratch": SCRATCH_CELLS}
-NONLINEARITIES = ("tanh", "relu")  # of a plain RNN cell; GRU and LSTM have their own gates
+# The φ of a plain RNN cell (GRU and LSTM have their own gates), as the scratch RNN has them.
+NONLINEARITIES = tuple(scratch.NONLINEARITIES)
 _FRACTION = {"low": 0, "high": 1, "high_open": True}
 
 
@@ -91,8 +89,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ConfigError(f"unknown model {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.impl not in IMPLS:
-            raise ConfigError(f"unknown impl {self.impl!r}; choose one of {', '.join(IMPLS)}")
+        CELLS[self.cell].layer_class(self.impl)  # refuses an unknown impl, or torch without one
         for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):  # e.g. a hand-edited file
@@ -110,7 +107,7 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.nonlinearity not in NONLINEARITIES:
             raise ConfigError(f"unknown nonlinearity {self.nonlinearity!r}; use tanh or relu")
-        if self.nonlinearity != "tanh" and self.cell != "rnn":
+        if self.nonlinearity != "tanh" and not CELLS[self.cell].nonlinearity:
             raise ConfigError(
                 f"--nonlinearity {self.nonlinearity} applies to --model rnn only, not {self.cell}"
             )
@@ -182,9 +179,10 @@ class RNNLM(nn.Module):
         input_size = config.vocab_size if config.one_hot else config.embed_size
         # nn.RNN/GRU/LSTM apply dropout between stacked layers only, never after the last.
         between_layers = config.dropout if config.num_layers > 1 else 0.0
-        extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+        cell = CELLS[config.cell]
+        extra = {"nonlinearity": config.nonlinearity} if cell.nonlinearity else {}
         self.embed_dropout = nn.Dropout(config.embed_dropout)
-        self.rnn = IMPLS[config.impl][config.cell](
+        self.rnn = cell.layer_class(config.impl)(
             input_size,
             config.hidden_size,
             num_layers=config.num_layers,
@@ -217,7 +215,8 @@ class RNNLM(nn.Module):
         device = device if device is not None else self.reference.device
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         zeros = torch.zeros(shape, device=device, dtype=self.reference.dtype)
-        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+        parts = CELLS[self.config.cell].state_size  # 1: H; 2: the LSTM's (H, C)
+        return zeros if parts == 1 else tuple(zeros.clone() for _ in range(parts))
 
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None

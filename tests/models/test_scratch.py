@@ -1,4 +1,10 @@
-"""The scratch cells are the same network as nn.RNN / nn.GRU / nn.LSTM."""
+"""The scratch cells are the same networks as nn.RNN / nn.GRU / nn.LSTM, with right gradients.
+
+Every test of a layer runs over `TEST_CELLS`: the package's cells plus a minimal gated unit
+(MGU) defined here, which PyTorch does not have. The scratch-vs-torch tests take only the
+cells with a reference (`with_reference`), so a cell is never compared with itself; every
+cell, the MGU included, has its gradients checked against finite differences.
+"""
 
 from __future__ import annotations
 
@@ -12,34 +18,86 @@ from torch import nn
 import charlm
 from charlm.cli import cli
 from charlm.errors import ConfigError
-from charlm.models import CELLS, SCRATCH_CELLS, ModelConfig, build_model, convert
+from charlm.models import (
+    CELLS,
+    NONLINEARITIES,
+    CellSpec,
+    ModelConfig,
+    ScratchRecurrent,
+    build_model,
+    cell_registry,
+    convert,
+    with_reference,
+)
+from charlm.models.scratch import affine
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import EvalReport, StepReport, TrainConfig, train
 
-# (cell, extra constructor arguments): the vanilla RNN with both nonlinearities.
-VARIANTS = [
-    ("rnn", {"nonlinearity": "tanh"}),
-    ("rnn", {"nonlinearity": "relu"}),
-    ("gru", {}),
-    ("lstm", {}),
-]
-VARIANT_IDS = ["rnn-tanh", "rnn-relu", "gru", "lstm"]
+
+def mgu_cell(x, h, weights):
+    """One step of a minimal gated unit (Zhou et al., 2016), in the form of PyTorch's GRU."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    x_f, x_n = affine(x, w_ih, b_ih).chunk(2, dim=-1)
+    h_f, h_n = affine(h, w_hh, b_hh).chunk(2, dim=-1)
+    f = torch.sigmoid(x_f + h_f)  # Fₜ = σ(Xₜ W_xf + Hₜ₋₁ W_hf + b_f)
+    h_tilde = torch.tanh(x_n + f * h_n)  # H̃ₜ = tanh(Xₜ W_xh + b_ih + Fₜ ⊙ (Hₜ₋₁ W_hh + b_hh))
+    return (1 - f) * h + f * h_tilde  # Hₜ = (1 − Fₜ) ⊙ Hₜ₋₁ + Fₜ ⊙ H̃ₜ
 
 
-def _pair(cell: str, extra: dict, num_layers: int, dtype: torch.dtype, batch_first: bool = True):
+class ScratchMGU(ScratchRecurrent):
+    """A test-only cell with no PyTorch counterpart: it must get no scratch-vs-torch test."""
+
+    gates = 2
+
+    def step(self, x, state, weights):
+        return (mgu_cell(x, state[0], weights),)
+
+
+class DetachedMGU(ScratchMGU):
+    """The MGU with a bug its outputs do not show: no gradient flows back to Hₜ₋₁."""
+
+    def step(self, x, state, weights):
+        return (mgu_cell(x, state[0].detach(), weights),)
+
+
+TEST_CELLS = cell_registry(*CELLS.values(), CellSpec("mgu", ScratchMGU, None))
+
+
+def _variants(specs) -> list:
+    """(spec, extra constructor arguments) per cell; the vanilla RNN with both nonlinearities."""
+    cases = []
+    for spec in specs:
+        if spec.nonlinearity:
+            for phi in NONLINEARITIES:
+                cases.append(pytest.param(spec, {"nonlinearity": phi}, id=f"{spec.name}-{phi}"))
+        else:
+            cases.append(pytest.param(spec, {}, id=spec.name))
+    return cases
+
+
+EQUIVALENCE_CASES = _variants(with_reference(TEST_CELLS))  # scratch vs PyTorch
+EVERY_CELL = _variants(TEST_CELLS.values())  # finite differences, scratch-only behaviour
+REFERENCED = [pytest.param(spec, id=spec.name) for spec in with_reference(TEST_CELLS)]
+# Whole language models are built through ModelConfig, which knows the package's cells only.
+PACKAGE_CELLS = [spec.name for spec in with_reference(CELLS)]
+
+
+def _pair(spec: CellSpec, extra: dict, num_layers: int, dtype, batch_first: bool = True):
     """A torch layer and a scratch layer with the same weights."""
+    assert not issubclass(spec.reference, ScratchRecurrent)  # never a cell against itself
     args = dict(num_layers=num_layers, batch_first=batch_first, dtype=dtype, **extra)
-    reference = CELLS[cell](5, 6, **args)
-    scratch = SCRATCH_CELLS[cell](5, 6, **args)
+    reference = spec.reference(5, 6, **args)
+    scratch = spec.scratch(5, 6, **args)
     scratch.load_state_dict(reference.state_dict())
     return reference, scratch
 
 
-def _initial_state(cell: str, num_layers: int, batch: int, dtype: torch.dtype):
-    def make():
-        return torch.randn(num_layers, batch, 6, dtype=dtype, requires_grad=True)
-
-    return (make(), make()) if cell == "lstm" else make()
+def _initial_state(spec: CellSpec, num_layers: int, batch: int, dtype: torch.dtype, size=6):
+    """A random (layers, batch, hidden) tensor per part of the state, needing gradients."""
+    shape = (num_layers, batch, size)
+    return tuple(
+        torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(spec.state_size)
+    )
 
 
 def _flat(state) -> list[torch.Tensor]:
@@ -48,7 +106,7 @@ def _flat(state) -> list[torch.Tensor]:
 
 def _run(module, x, state):
     """Outputs, final state and the gradients of a loss that touches all of them."""
-    x = x.clone().requires_grad_(True)
+    x = x.detach().clone().requires_grad_(True)
     start = None if state is None else tuple(s.detach().clone().requires_grad_() for s in state)
     hx = None if start is None else (start[0] if len(start) == 1 else start)
     output, final = module(x, hx)
@@ -65,19 +123,17 @@ def _run(module, x, state):
     return output, _flat(final), grads
 
 
-@pytest.mark.parametrize("cell,extra", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("spec,extra", EQUIVALENCE_CASES)
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("carried", [False, True], ids=["zero-state", "carried-state"])
 @pytest.mark.parametrize(
     "dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"]
 )
-def test_outputs_states_and_gradients_equal_pytorch(cell, extra, num_layers, carried, dtype, tol):
+def test_outputs_states_and_gradients_equal_pytorch(spec, extra, num_layers, carried, dtype, tol):
     torch.manual_seed(0)
-    reference, scratch = _pair(cell, extra, num_layers, dtype)
+    reference, scratch = _pair(spec, extra, num_layers, dtype)
     x = torch.randn(3, 7, 5, dtype=dtype)
-    state = None
-    if carried:
-        state = tuple(_flat(_initial_state(cell, num_layers, 3, dtype)))
+    state = _initial_state(spec, num_layers, 3, dtype) if carried else None
 
     out_ref, final_ref, grads_ref = _run(reference, x, state)
     out_scr, final_scr, grads_scr = _run(scratch, x, state)
@@ -90,10 +146,10 @@ def test_outputs_states_and_gradients_equal_pytorch(cell, extra, num_layers, car
         torch.testing.assert_close(grads_scr[name], grad, atol=tol, rtol=0, msg=name)
 
 
-@pytest.mark.parametrize("cell,extra", VARIANTS, ids=VARIANT_IDS)
-def test_time_major_and_unbatched_inputs_work_like_pytorch(cell, extra):
+@pytest.mark.parametrize("spec,extra", EQUIVALENCE_CASES)
+def test_time_major_and_unbatched_inputs_work_like_pytorch(spec, extra):
     torch.manual_seed(0)
-    reference, scratch = _pair(cell, extra, 2, torch.float64, batch_first=False)
+    reference, scratch = _pair(spec, extra, 2, torch.float64, batch_first=False)
     x = torch.randn(7, 3, 5, dtype=torch.float64)  # (seq, batch, features)
     for inputs in (x, x[:, 0]):  # batched, then one unbatched sequence
         out_ref, final_ref = reference(inputs)
@@ -103,12 +159,12 @@ def test_time_major_and_unbatched_inputs_work_like_pytorch(cell, extra):
             torch.testing.assert_close(mine, theirs)
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_same_seed_gives_the_same_initial_weights(cell):
+@pytest.mark.parametrize("spec", REFERENCED)
+def test_same_seed_gives_the_same_initial_weights(spec):
     torch.manual_seed(7)
-    reference = CELLS[cell](5, 6, num_layers=2)
+    reference = spec.reference(5, 6, num_layers=2)
     torch.manual_seed(7)
-    scratch = SCRATCH_CELLS[cell](5, 6, num_layers=2)
+    scratch = spec.scratch(5, 6, num_layers=2)
     theirs, mine = reference.state_dict(), scratch.state_dict()
     assert list(mine) == list(theirs)  # same names, in the same order
     for name in theirs:
@@ -139,7 +195,7 @@ def test_one_hot_input_has_vocabulary_size():
 
 def test_dropout_is_applied_between_layers_only_while_training():
     torch.manual_seed(0)
-    reference, scratch = _pair("lstm", {}, 2, torch.float32)
+    reference, scratch = _pair(CELLS["lstm"], {}, 2, torch.float32)
     reference.dropout = scratch.dropout = 0.5
     x = torch.randn(3, 7, 5)
     reference.eval(), scratch.eval()
@@ -148,7 +204,7 @@ def test_dropout_is_applied_between_layers_only_while_training():
     assert not torch.allclose(scratch(x)[0], reference(x)[0])
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", PACKAGE_CELLS)
 def test_convert_both_ways_keeps_the_function(cell):
     torch.manual_seed(0)
     model = build_model(ModelConfig(vocab_size=9, cell=cell, embed_size=4, hidden_size=6))
@@ -159,12 +215,12 @@ def test_convert_both_ways_keeps_the_function(cell):
     rng_before = torch.random.get_rng_state()
     scratch = convert(model, "scratch")
     assert torch.equal(torch.random.get_rng_state(), rng_before)  # caller's stream untouched
-    assert isinstance(scratch.rnn, SCRATCH_CELLS[cell])
+    assert isinstance(scratch.rnn, CELLS[cell].scratch)
     assert scratch.config.impl == "scratch" and not scratch.training
     torch.testing.assert_close(scratch(tokens)[0], expected)
 
     back = convert(scratch, "torch")
-    assert isinstance(back.rnn, CELLS[cell])
+    assert isinstance(back.rnn, CELLS[cell].reference)
     torch.testing.assert_close(back(tokens)[0], expected)
     assert convert(back, "torch") is back
     with pytest.raises(ConfigError):
@@ -186,28 +242,74 @@ def test_unknown_impl_is_a_config_error_and_old_configs_default_to_torch():
     assert config.impl == "torch" and config.one_hot is False
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_layers_without_bias_equal_pytorch(cell):
+@pytest.mark.parametrize("spec", REFERENCED)
+def test_layers_without_bias_equal_pytorch(spec):
     torch.manual_seed(0)
-    reference = CELLS[cell](5, 6, num_layers=2, bias=False, dtype=torch.float64)
-    scratch = SCRATCH_CELLS[cell](5, 6, num_layers=2, bias=False, dtype=torch.float64)
+    reference = spec.reference(5, 6, num_layers=2, bias=False, dtype=torch.float64)
+    scratch = spec.scratch(5, 6, num_layers=2, bias=False, dtype=torch.float64)
     scratch.load_state_dict(reference.state_dict())  # strict: no bias parameters on either side
     x = torch.randn(7, 3, 5, dtype=torch.float64)
     torch.testing.assert_close(scratch(x)[0], reference(x)[0])
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
-def test_a_state_of_the_wrong_shape_is_refused_like_pytorch(cell):
-    scratch = SCRATCH_CELLS[cell](5, 6, num_layers=2, batch_first=True)
+@pytest.mark.parametrize("spec,extra", EVERY_CELL)
+def test_a_state_of_the_wrong_shape_is_refused_like_pytorch(spec, extra):
+    scratch = spec.scratch(5, 6, num_layers=2, batch_first=True, **extra)
     wrong = torch.zeros(2, 4, 6)  # batch 4 for an input of batch 3
-    hx = (wrong, wrong) if cell == "lstm" else wrong
+    hx = wrong if spec.state_size == 1 else (wrong,) * spec.state_size
     with pytest.raises(RuntimeError, match=r"Expected hidden size \(2, 3, 6\), got \[2, 4, 6\]"):
         scratch(torch.zeros(3, 7, 5), hx)
 
 
 def test_bidirectional_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="unidirectional"):
-        SCRATCH_CELLS["lstm"](3, 4, bidirectional=True)
+        CELLS["lstm"].scratch(3, 4, bidirectional=True)
+
+
+def _matches_finite_differences(layer: ScratchRecurrent, x, state) -> bool:
+    """Whether autograd's gradients of every output, with respect to the input, the initial
+    state and every parameter, equal central finite differences (float64)."""
+    names = [name for name, _ in layer.named_parameters()]
+    weights = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
+
+    def outputs(x, *rest):
+        start, params = rest[: len(state)], rest[len(state) :]
+        hx = start[0] if len(start) == 1 else start
+        output, final = torch.func.functional_call(layer, dict(zip(names, params)), (x, hx))
+        return (output, *_flat(final))
+
+    inputs = (x.detach().clone().requires_grad_(True), *state, *weights)
+    return torch.autograd.gradcheck(outputs, inputs, raise_exception=False)
+
+
+def _tiny_layer(spec: CellSpec, extra: dict, cls=None):
+    """A 2-layer float64 layer of `spec` (or `cls`), 3 inputs, 4 hidden units; input and state."""
+    torch.manual_seed(0)
+    layer = (cls or spec.scratch)(3, 4, num_layers=2, dtype=torch.float64, **extra).eval()
+    x = torch.randn(4, 2, 3, dtype=torch.float64)  # (seq, batch, features)
+    return layer, x, _initial_state(spec, 2, 2, torch.float64, size=4)
+
+
+@pytest.mark.parametrize("spec,extra", EVERY_CELL)
+def test_gradients_equal_finite_differences(spec, extra):
+    layer, x, state = _tiny_layer(spec, extra)
+    assert _matches_finite_differences(layer, x, state)
+    # ... and none is trivially zero: every weight and the whole input reach the outputs.
+    _, _, grads = _run(layer, x, state)
+    for name, grad in grads.items():
+        assert grad.abs().min() > 0 if name == "input" else grad.abs().sum() > 0, name
+
+
+def test_the_finite_difference_check_catches_a_wrong_gradient():
+    spec = TEST_CELLS["mgu"]
+    layer, x, state = _tiny_layer(spec, {}, cls=DetachedMGU)
+    assert not _matches_finite_differences(layer, x, state)
+
+
+def test_a_cell_without_reference_gets_finite_differences_and_no_comparison_with_torch():
+    assert TEST_CELLS["mgu"].reference is None
+    assert [case.id for case in EQUIVALENCE_CASES] == ["rnn-tanh", "rnn-relu", "gru", "lstm"]
+    assert [case.id for case in EVERY_CELL][-1] == "mgu"
 
 
 class _Curve:
@@ -249,7 +351,7 @@ def _loss_curve(ids, cell: str, impl: str, steps: int) -> list[float]:
     return curve.losses
 
 
-@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("cell", PACKAGE_CELLS)
 def test_training_gives_the_same_loss_curve_for_50_steps(cell, tiny_book):
     text = tiny_book.read_text(encoding="utf-8")
     ids = get_tokenizer_class("char").train(text).encode_array(text)
@@ -288,7 +390,7 @@ def test_scratch_checkpoint_trains_saves_loads_and_samples(tiny_book, tmp_path):
     config = json.loads((tmp_path / "scratch" / "config.json").read_text(encoding="utf-8"))
     assert config["model"]["impl"] == "scratch"
     as_trained = charlm.load(tmp_path / "scratch", device="cpu")
-    assert isinstance(as_trained.model.rnn, SCRATCH_CELLS["lstm"])
+    assert isinstance(as_trained.model.rnn, CELLS["lstm"].scratch)
     fast = charlm.load(tmp_path / "scratch", device="cpu", impl="torch")
     assert isinstance(fast.model.rnn, nn.LSTM)
     text = as_trained.generate(prefix="the ", length=40, temperature=1.0, seed=4)
