@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from charlm.errors import ConfigError
-from charlm.options import Option, flag_name, option_fields
+from charlm.options import SAME, Option, flag_name, option_fields
 
 
 class Parsed(click.ParamType):
@@ -73,12 +73,20 @@ def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any
         settings["is_flag"] = True
     else:
         settings["type"] = _click_type(field, spec)
-    if field.default is None and spec.shown_default is not None:
+    if spec.examples != SAME:
+        # Click shows a string default as given: both defaults in its own brackets.
+        shown = spec.shown_default if field.default is None else _shown(field.default)
+        settings["show_default"] = f"{shown}; {_shown(spec.examples)} with --examples"
+    elif field.default is None and spec.shown_default is not None:
         # Click shows no default for None; say what None means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"
     if spec.metavar is not None and spec.parse is None:
         settings["metavar"] = spec.metavar
     return click.option(flag, field.name, default=field.default, **settings)
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _click_type(field: dataclasses.Field, spec: Option) -> click.ParamType:
