@@ -28,9 +28,9 @@ from charlm.checkpoint import (
     save_checkpoint,
     update_config,
 )
-from charlm.corpus import input_name, resolve_inputs
+from charlm.corpus import input_name
 from charlm.corpus.encodings import canonical_encoding
-from charlm.data import DataOptions, PreparedData, min_tokens_for_one_batch, prepare_data
+from charlm.data import DataOptions
 from charlm.device import (
     is_out_of_memory,
     mixed_precision,
@@ -40,7 +40,6 @@ from charlm.device import (
 )
 from charlm.errors import (
     ConfigError,
-    CorpusError,
     DeviceMemoryError,
     MissingTokenizerError,
     TokenizerError,
@@ -48,15 +47,16 @@ from charlm.errors import (
 )
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
-from charlm.models import RNNLM, ModelConfig, build_model, num_parameters
+from charlm.models import RNNLM, ModelConfig, num_parameters
+from charlm.options import example_defaults
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
+from charlm.training.inputs import prepare_inputs
 from charlm.training.loop import (
     Reporter,
     SilentReporter,
     TrainConfig,
     TrainResult,
-    evaluate,
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
@@ -115,6 +115,11 @@ def train_book(
     """
     model = _model_settings(model)
     data = data or DataOptions()
+    if data.example_unit is not None:
+        # Short examples want other defaults than books (see `option(..., examples=...)`).
+        model = {**example_defaults(ModelConfig), **model}
+        if training is None and resume is None:
+            training = TrainConfig(**example_defaults(TrainConfig))
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
@@ -138,18 +143,17 @@ def train_book(
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
         say = (reporter or SilentReporter()).message if context.is_main else _ignore
-        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
-        _check_lengths(prepared, training)
-        for line in prepared.report():
+        inputs = prepare_inputs(book, data, base, tokenizer, tokenizer_options, training, say)
+        for line in inputs.prepared.report():
             say(line)
 
         out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
-        data_section = {**prepared.info, "options": asdict(data)}
+        data_section = {**inputs.prepared.info, "options": asdict(data)}
         if init_from is not None:
             data_section["init_from"] = str(init_from)
         saver = metrics = None
         if context.is_main:
-            saver = RunSaver(out, prepared.tokenizer, training, data_section)
+            saver = RunSaver(out, inputs.tokenizer, training, data_section, inputs.sections())
             if state is None:
                 _remove_stale_best(out)
             metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
@@ -157,14 +161,14 @@ def train_book(
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
             torch.manual_seed(training.seed + context.rank)
-            vocab_size = prepared.tokenizer.vocab_size
-            net = base.model if base else build_model(ModelConfig(vocab_size, **model))
+            net = inputs.build_model(model, base)
+            train_data, val_data, test_data = inputs.splits
             try:
                 result = train(
-                    net, prepared.train_ids, prepared.val_ids, training, device=resolved,
+                    net, train_data, val_data, training, device=resolved,
                     reporter=reporter if context.is_main else SilentReporter(),
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
-                    val_characters=prepared.val_characters, dist=context,
+                    val_characters=inputs.val_characters, dist=context,
                 )  # fmt: skip
             except TrainingError as exc:
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
@@ -172,8 +176,10 @@ def train_book(
             finally:
                 distributed.teardown(context)
         test_perplexity = None
-        if context.is_main and prepared.test_ids is not None:
-            test_perplexity = _test_perplexity(net, prepared.test_ids, training, resolved, say)
+        if context.is_main and test_data is not None:
+            test_loss = inputs.test_loss(net, training, resolved)
+            say(inputs.test_report(test_loss))
+            test_perplexity = perplexity(test_loss)
             update_config(out, test_perplexity=test_perplexity)
     best = out / BEST_NAME
     return TrainedModel(
@@ -224,6 +230,13 @@ def check_settings(
         raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
     ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
     data.splits()
+    if data.example_unit is None:
+        for flag, path in (("--val", data.val_file), ("--test", data.test_file)):
+            if path is not None and Path(path).is_dir():
+                raise ConfigError(
+                    f"{flag} {path} is a directory; give a text file (a directory of examples "
+                    "needs --labels or --examples)"
+                )
     if data.encoding is not None:
         canonical_encoding(data.encoding)
     if resume is None:
@@ -286,45 +299,24 @@ def _resumed_inputs(base: Checkpoint, book: Any, data: DataOptions) -> tuple[Any
     if "options" in saved:
         data = DataOptions.from_dict(saved["options"])
     if not book:
-        book = [entry["path"] for entry in saved.get("books", [])]
+        # Examples were read from what the user named (a directory of labels, say).
+        book = saved.get("inputs") or [entry["path"] for entry in saved.get("books", [])]
     return book, data
-
-
-def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say):
-    """Read, split and encode the books (from the token cache when it has them)."""
-    try:
-        return prepare_data(
-            resolve_inputs(book, corpus_dir=data.corpus_dir, message=say),
-            tokenizer=base.tokenizer if base else tokenizer,
-            tokenizer_options=None if base else options,
-            splits=data.splits(),
-            encoding=data.encoding,
-            keep_boilerplate=data.keep_boilerplate,
-            cache_dir=data.cache_dir,
-            use_cache=data.use_cache,
-        )
-    except TokenizerError as exc:
-        if base is None:
-            raise
-        raise TokenizerError(
-            f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
-            f"comes with: {exc}"
-        ) from exc
-
-
-def _test_perplexity(net, test_ids, training: TrainConfig, device, say) -> float:
-    loss = evaluate(
-        net, test_ids, batch_size=training.batch_size, seq_len=training.seq_len, device=device
-    )
-    say(f"test perplexity {perplexity(loss):.3f} on {len(test_ids):,} tokens")
-    return perplexity(loss)
 
 
 class RunSaver:
     """Saves a run's `last` checkpoint (with training state) to `out` and `best` below it."""
 
-    def __init__(self, out: Path, tok: Tokenizer, training: TrainConfig, data: dict) -> None:
+    def __init__(
+        self,
+        out: Path,
+        tok: Tokenizer,
+        training: TrainConfig,
+        data: dict,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.out, self.tokenizer, self.training, self.data = out, tok, training, data
+        self.extra = extra or {}  # more sections, e.g. the labels of a labelled model
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
         save_checkpoint(
@@ -342,6 +334,7 @@ class RunSaver:
             "results": summary,
             "train_perplexity": summary["train_perplexity"],
             "val_perplexity": summary["val_perplexity"],
+            **self.extra,
         }
 
 
@@ -354,23 +347,6 @@ def _remove_stale_best(out: Path) -> None:
     best = out / BEST_NAME
     if (best / CONFIG_NAME).is_file():
         shutil.rmtree(best)
-
-
-def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:
-    train_ids, val_ids, test_ids = prepared.train_ids, prepared.val_ids, prepared.test_ids
-    need = min_tokens_for_one_batch(training.batch_size, training.seq_len)
-    if len(train_ids) < need:
-        raise CorpusError(
-            f"the training text has {len(train_ids)} tokens, too few for one batch of "
-            f"{training.batch_size} x {training.seq_len} (needs {need}); use a longer book "
-            "or a smaller --batch-size / --seq-len"
-        )
-    if val_ids is not None and len(val_ids) < 2:
-        raise CorpusError(
-            "the validation text is shorter than 2 tokens; raise --val-fraction or set it to 0"
-        )
-    if test_ids is not None and len(test_ids) < 2:
-        raise CorpusError("the test text is shorter than 2 tokens; raise --test-fraction")
 
 
 def _slug(name: str) -> str:

@@ -18,6 +18,8 @@ from charlm.training import TrainConfig
 NOT_OPTIONS = {
     (ModelConfig, "vocab_size"): "comes from the tokenizer once the books are read",
     (DataOptions, "corpus_dir"): "where catalogue books go; a setting of the caller",
+    (ModelConfig, "end_token"): "set when the data is examples (--labels / --examples)",
+    (ModelConfig, "num_labels"): "comes from the labels found in the data",
 }
 CONFIGS = [DataOptions, ModelConfig, TrainConfig]
 
