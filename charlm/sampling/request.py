@@ -26,6 +26,7 @@ class Request:
     seed: int
     unknown: str | None = None  # what to do with prefix pieces outside the vocabulary
     allow_unk: bool = False  # may the sampler draw <unk>?
+    label: str | None = None  # the label of the text to draw (a labelled model)
 
 
 def make_request(
@@ -41,6 +42,7 @@ def make_request(
     beam_width: int,
     unknown: str | None = None,
     allow_unk: bool = False,
+    label: str | None = None,
 ) -> Request:
     """Check every setting at once, before any work; a bad one raises ConfigError (ValueError)."""
     if not isinstance(prefix, str):
@@ -66,8 +68,19 @@ def make_request(
         raise ConfigError(f"unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown!r}")
     if beam_width > 1:
         _check_beam(options, stops, num_samples, beam_width)
+    if label is not None and not isinstance(label, str):
+        raise ConfigError(f"label must be a string, got {type(label).__name__}")
     return Request(
-        prefix, length, options, stops, num_samples, beam_width, seed, unknown, bool(allow_unk)
+        prefix,
+        length,
+        options,
+        stops,
+        num_samples,
+        beam_width,
+        seed,
+        unknown,
+        bool(allow_unk),
+        label,
     )
 
 

@@ -7,6 +7,10 @@ one token per sample, carrying the state forward. The prefix is never run again.
 Every way of drawing text goes through `Sampler._run`, which yields `Piece`s of text as soon
 as they are complete: `stream` passes them on, `generate` and `samples` collect them, so
 streamed and collected text cannot differ.
+
+A model of examples (names, sentences) starts each sample at its start token and ends it at
+its end token: every sample is one example. A labelled one draws examples of a given `label`,
+scores a text given its label, and classifies texts by Bayes' rule (`classify`).
 """
 
 from __future__ import annotations
@@ -19,10 +23,18 @@ import numpy as np
 import torch
 
 from charlm.checkpoint import load_checkpoint
+from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError, SamplingError
 from charlm.models import State, convert
 from charlm.sampling.beam import StepFn, beam_search
+from charlm.sampling.classify import (
+    Classification,
+    encode_texts,
+    label_log_likelihoods,
+    posterior,
+    ranked,
+)
 from charlm.sampling.draft import Draft, Sample
 from charlm.sampling.request import Request, make_request
 from charlm.sampling.scoring import Score, total_loss
@@ -47,21 +59,45 @@ class Piece(NamedTuple):
 
 
 class Sampler:
-    """Generate, stream and score text with a trained model."""
+    """Generate, stream, score and classify text with a trained model.
+
+    `label_set` names the labels of a labelled model (in the order of its label indices) with
+    their training counts, the learned prior of `classify`.
+    """
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer: Tokenizer, device: torch.device | str = "cpu"
+        self,
+        model: torch.nn.Module,
+        tokenizer: Tokenizer,
+        device: torch.device | str = "cpu",
+        label_set: LabelSet | None = None,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
+        self.label_set = label_set
+        config = getattr(model, "config", None)
+        # A model of examples has one id more than its tokenizer: the end token.
+        self.end_id: int | None = getattr(config, "end_id", None)
+        num_labels = getattr(config, "num_labels", 0)
+        if num_labels != (len(label_set) if label_set is not None else 0):
+            raise ConfigError(
+                f"the model has {num_labels} labels; give a label_set that names each of them"
+            )
         self._chunk_len = max(1, min(TOKENS_PER_CALL, LOGITS_PER_CALL // tokenizer.vocab_size))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(path, resolved)
-        return cls(checkpoint.model, checkpoint.tokenizer, resolved)
+        saved = checkpoint.config.get("labels")
+        label_set = LabelSet.from_dict(saved) if saved else None
+        return cls(checkpoint.model, checkpoint.tokenizer, resolved, label_set)
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels this model generates and classifies by; [] when it has none."""
+        return list(self.label_set.names) if self.label_set is not None else []
 
     def generate(
         self,
@@ -78,6 +114,7 @@ class Sampler:
         beam_width: int = 1,
         unknown: str | None = None,
         allow_unk: bool = False,
+        label: str | None = None,
     ) -> str | list[str]:
         """`prefix` followed by up to `length` new tokens; a list of `num_samples` texts if > 1.
 
@@ -96,6 +133,7 @@ class Sampler:
             beam_width,
             unknown,
             allow_unk,
+            label,
         )
         if num_samples == 1:
             return prefix + "".join(self._stream(request))
@@ -115,6 +153,7 @@ class Sampler:
         beam_width: int = 1,
         unknown: str | None = None,
         allow_unk: bool = False,
+        label: str | None = None,
     ) -> Iterator[str]:
         """The new text only, piece by piece as soon as each piece is complete.
 
@@ -134,6 +173,7 @@ class Sampler:
             beam_width,
             unknown,
             allow_unk,
+            label,
         )
         return self._stream(request)
 
@@ -152,6 +192,7 @@ class Sampler:
         beam_width: int = 1,
         unknown: str | None = None,
         allow_unk: bool = False,
+        label: str | None = None,
     ) -> list[Sample]:
         """`num_samples` continuations of `prefix`, drawn together in one batch.
 
@@ -166,6 +207,8 @@ class Sampler:
         unknown: what to do with prefix pieces outside the vocabulary: "error", "skip" or
             "unk" (default: the tokenizer's own rule: <unk> where it has one, else an error).
         allow_unk: let the sampler draw <unk>; other special tokens are never drawn.
+        label: the label of the text to draw, for a labelled model (see `labels`); with a
+            model of examples every sample is one example, ended by the model's end token.
         """
         request = make_request(
             prefix,
@@ -180,21 +223,44 @@ class Sampler:
             beam_width,
             unknown,
             allow_unk,
+            label,
         )
         return self._collect(request)
 
     @torch.inference_mode()
-    def score(self, text: str, chunk_len: int | None = None, *, prefix: str = "") -> Score:
+    def score(
+        self,
+        text: str,
+        chunk_len: int | None = None,
+        *,
+        prefix: str = "",
+        label: str | None = None,
+    ) -> Score:
         """Cross-entropy, perplexity and bits per character of every token of `text`.
 
         The first token is predicted after `prefix` (by default after a newline, as at the
         start of a paragraph); the state is carried over the whole text, fed `chunk_len`
         tokens per forward call (default: as many as keep memory bounded). Chunking does not
         change the result.
+
+        With a model of examples the text is one example, read from its start token, and its
+        end token is predicted too (it counts as a token and as a character); a labelled
+        model scores it given `label`, p(text | label).
         """
         if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
             raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
         ids = self.tokenizer.encode_array(text)
+        labels = self._label_tensor(label)
+        if self.end_id is not None:
+            if prefix:
+                raise ConfigError("a model of examples scores each text from its own start")
+            inputs = np.concatenate([[self.end_id], ids]).astype(np.int64)
+            targets = np.concatenate([ids, [self.end_id]]).astype(np.int64)
+            total = total_loss(
+                self.model, inputs, targets, None, chunk_len or self._chunk_len, self.device,
+                labels,
+            )  # fmt: skip
+            return Score.from_total(total, len(targets), len(text) + 1)
         if len(ids) == 0:
             raise ConfigError("there is nothing to score: the text is empty")
         context, _ = self._encode_prefix(prefix)
@@ -203,6 +269,44 @@ class Sampler:
         chunk_len = chunk_len or self._chunk_len
         total = total_loss(self.model, inputs, ids, state, chunk_len, self.device)
         return Score.from_total(total, num_tokens=len(ids), num_characters=len(text))
+
+    @torch.inference_mode()
+    def log_likelihoods(
+        self, texts: Sequence[str], *, unknown: str | None = None, batch_size: int = 64
+    ) -> np.ndarray:
+        """log p(text | label) in nats for every text (rows) and label (columns, in the order
+        of `labels`), each text read as one example, `batch_size` texts per forward pass; a
+        model of examples without labels gives log p(text), one column."""
+        if self.end_id is None:
+            raise ConfigError(
+                "this model reads continuous text, not examples: use score(), or train with "
+                "--examples / --labels"
+            )
+        encoded = encode_texts(self.tokenizer, texts, unknown)
+        return label_log_likelihoods(
+            self.model, encoded, len(self.labels), self.end_id, self.device, batch_size
+        )
+
+    def classify(
+        self,
+        texts: Sequence[str],
+        top_k: int | None = 3,
+        prior: str = "learned",
+        *,
+        unknown: str | None = None,
+        batch_size: int = 64,
+    ) -> list[Classification]:
+        """The `top_k` most probable labels of each text (all when None), best first.
+
+        p(label | text) ∝ p(text | label) · p(label), with the prior p(label) "learned" (the
+        share of each label among the training examples) or "uniform". Each batch of
+        `batch_size` texts is scored under every label in one forward pass.
+        """
+        if self.label_set is None:
+            raise ConfigError("this model has no labels to classify by: train it with --labels")
+        log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
+        log_post = posterior(log_likelihoods, self.label_set.log_prior(prior))
+        return ranked(list(texts), log_post, self.label_set.names, top_k)
 
     def _stream(self, request: Request) -> Iterator[str]:
         for piece in self._run(request, [], with_log_probs=False):
@@ -219,14 +323,20 @@ class Sampler:
         """Yield the text of every sample as it is drawn; append the finished samples to `out`."""
         prime_ids, context_ids = self._encode_prefix(request.prefix, request.unknown)
         banned = self.tokenizer.banned_ids(request.allow_unk)
+        labels = self._label_tensor(request.label)
 
         def advance(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            logits, state = self._step(tokens, state)
+            logits, state = self._step(tokens, state, labels)
             return _mask(logits, banned), state
 
-        logits, state = self._feed(prime_ids)  # (1, vocab)
+        logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
         logits = _mask(logits, banned)
         if request.beam_width > 1:
+            if self.end_id is not None:
+                raise ConfigError(
+                    "beam search draws exactly --length tokens, but a model of examples ends "
+                    "each at its end token: sample instead (--beam-width 1)"
+                )
             yield from self._run_beam(request, context_ids, logits, state, advance, out)
             return
         rows = request.num_samples
@@ -251,7 +361,10 @@ class Sampler:
                 draft = drafts[row]
                 if draft.finished:
                     continue
-                piece = draft.add(token, log_prob)
+                if token == self.end_id:  # the example is complete
+                    piece = draft.end(token, log_prob)
+                else:
+                    piece = draft.add(token, log_prob)
                 if piece:
                     yield Piece(row, piece)
                 if draft.finished:
@@ -290,24 +403,50 @@ class Sampler:
         """(ids to prime the network on, ids of the prefix itself).
 
         An empty prefix (or one whose every piece was skipped) primes on a newline, or on
-        token 0 if the vocabulary has none.
+        token 0 if the vocabulary has none. An example starts with the start token.
         """
         context = self.tokenizer.encode_array(prefix, unknown).tolist() if prefix else []
+        if self.end_id is not None:
+            return [self.end_id, *context], context
         if context:
             return context, context
         primer = self.tokenizer.encode_array(EMPTY_PREFIX_PRIMER, "skip").tolist()
         return primer or [0], context
 
-    def _feed(self, ids: Sequence[int], state: State | None = None) -> tuple[torch.Tensor, State]:
+    def _feed(
+        self, ids: Sequence[int], state: State | None = None, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """Run `ids` through the network (one call per chunk); the last logits (1, vocab)."""
         tokens = torch.as_tensor(ids, dtype=torch.long, device=self.device).unsqueeze(0)
         for chunk in tokens.split(self._chunk_len, dim=1):
-            logits, state = self.model(chunk, state)  # (1, chunk, vocab)
+            logits, state = self._call(chunk, state, labels)  # (1, chunk, vocab)
         return logits[:, -1], state
 
-    def _step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        logits, state = self.model(tokens.unsqueeze(1), state)  # (rows, 1, vocab)
+    def _step(
+        self, tokens: torch.Tensor, state: State, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        logits, state = self._call(tokens.unsqueeze(1), state, labels)  # (rows, 1, vocab)
         return logits[:, -1], state
+
+    def _call(self, tokens: torch.Tensor, state: State | None, labels: torch.Tensor | None):
+        if labels is None:  # models without labels need not take the argument
+            return self.model(tokens, state)
+        return self.model(tokens, state, labels=labels)
+
+    def _label_tensor(self, label: str | None) -> torch.Tensor | None:
+        """The label's index as a (1,) tensor (for every row), checked against the labels."""
+        if self.label_set is None:
+            if label is not None:
+                raise ConfigError(
+                    f"this model was trained without labels; drop the label {label!r}"
+                )
+            return None
+        if label is None:
+            raise ConfigError(
+                f"this model draws and scores text of a given label; choose one of: "
+                f"{', '.join(self.label_set.names)}"
+            )
+        return torch.tensor([self.label_set.index(label)], device=self.device)
 
     def _seen(self, context_ids: list[int], rows: int) -> torch.Tensor:
         """(rows, vocab) mask of the tokens the repetition penalty applies to, from the prefix."""
