@@ -61,3 +61,20 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def write_labelled_names(root, copies: int = 1):
+    """Two labels with their own alphabets, a file each, one name a line: ab.txt holds names of
+    a and b, xyz.txt names of x, y and z (every name `copies` times). Returns `root`."""
+    import itertools
+
+    root.mkdir(parents=True, exist_ok=True)
+    for label, alphabet in (("ab", "ab"), ("xyz", "xyz")):
+        names = [
+            "".join(chars).capitalize()
+            for size in (2, 3, 4)
+            for chars in itertools.product(alphabet, repeat=size)
+        ][:40]
+        lines = [name for name in names for _ in range(copies)]
+        (root / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
