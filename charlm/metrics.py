@@ -33,7 +33,8 @@ def confusion_matrix(truth: Sequence[int], predicted: Sequence[int], num_labels:
 
 
 def per_label_scores(matrix: np.ndarray) -> list[dict[str, float]]:
-    """Precision, recall, F1 and support of each label from a confusion matrix.
+    """Precision, recall, F1, support (true examples) and predictions of each label, from a
+    confusion matrix.
 
     A label never predicted has precision 0, one never true has recall 0 (and F1 0 then), as
     scikit-learn reports them with zero_division=0.
@@ -48,8 +49,14 @@ def per_label_scores(matrix: np.ndarray) -> list[dict[str, float]]:
     both = precision + recall
     f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(both), where=both > 0)
     return [
-        {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-        for p, r, f, s in zip(precision, recall, f1, support)
+        {
+            "precision": float(p),
+            "recall": float(r),
+            "f1": float(f),
+            "support": int(s),
+            "predicted": int(n),
+        }
+        for p, r, f, s, n in zip(precision, recall, f1, support, predicted)
     ]
 
 

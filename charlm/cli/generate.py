@@ -122,6 +122,13 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     "[default: unk where the tokenizer has <unk>, else error]",
 )
 @click.option(
+    "--label",
+    type=Utf8Text(),
+    default=None,
+    help="Draw text of this label, with a model trained on labelled examples (--labels); "
+    "an unknown one lists them.  [default: none]",
+)
+@click.option(
     "--impl",
     type=click.Choice(list(IMPLS)),
     default=None,
@@ -162,6 +169,7 @@ def generate(
     beam_width: int,
     seed: int | None,
     unknown: str | None,
+    label: str | None,
     impl: str | None,
     device: str,
     as_json: bool,
@@ -172,6 +180,10 @@ def generate(
     One sample streams to stdout as it is written; with --num-samples or --beam-width the
     samples are printed numbered when done. Messages go to stderr, so
     `charlm generate > story.txt` captures only the text.
+
+    A model of examples (trained with --examples or --labels) draws whole examples, each
+    ending at its end token, one per line: `charlm generate names --label Russian
+    --num-samples 10` prints ten Russian names.
     """
     settings = dict(
         length=length,
@@ -184,6 +196,7 @@ def generate(
         beam_width=beam_width,
         seed=seed,
         unknown=unknown,
+        label=label,
     )
     try:
         check_settings(settings)
@@ -196,6 +209,10 @@ def generate(
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
     sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl)
+    try:
+        sampler.check_label(label)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     if interactive:
         run_prompt_loop(settings, lambda text: write_samples(sampler, text, settings, as_json))
     else:
@@ -216,6 +233,9 @@ def write_samples(sampler: Sampler, prefix: str, settings: dict[str, Any], as_js
                 "stop": sample.stop,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
+    elif sampler.end_id is not None and settings["num_samples"] > 1:
+        for sample in sampler.samples(prefix, **settings):  # whole examples, one a line
+            click.echo(prefix + sample.text)
     elif settings["num_samples"] == 1 and settings["beam_width"] == 1:
         _stream(sampler, prefix, settings)
     else:

@@ -21,6 +21,7 @@ Type a prefix and press Enter to see how the model continues it. Commands:
   /num-samples 3            several continuations at once
   /beam-width 4             beam search (1 = sampling)
   /seed 7   /seed random    reproducible or fresh continuations
+  /label Russian            text of this label (a model trained with --labels)
   /settings                 show the current settings
   /help                     this text
 Ctrl-D (or /quit) ends."""
@@ -49,6 +50,7 @@ COMMANDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "num-samples": ("num_samples", int),
     "beam-width": ("beam_width", int),
     "seed": ("seed", _optional_seed),
+    "label": ("label", lambda text: text or None),
 }
 
 

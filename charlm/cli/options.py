@@ -31,12 +31,15 @@ class Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def config_options(config: type, *, exclude: tuple[str, ...] = ()) -> Callable[[Any], Any]:
-    """A decorator adding an option for each option field of `config` (in field order)."""
+def config_options(
+    config: type, *, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+) -> Callable[[Any], Any]:
+    """A decorator adding an option for each option field of `config` (in field order), or
+    for the fields named in `only`."""
     made = [
         _click_option(field, spec)
         for field, spec in option_fields(config)
-        if field.name not in exclude
+        if field.name not in exclude and (only is None or field.name in only)
     ]
 
     def decorate(command: Any) -> Any:

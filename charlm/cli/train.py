@@ -22,6 +22,7 @@ from charlm.cli.train_options import (
 from charlm.data import DataOptions
 from charlm.errors import CharlmError, CheckpointError
 from charlm.models import ModelConfig
+from charlm.options import example_defaults
 from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
 from charlm.training.run import check_settings, resumed_training
@@ -61,15 +62,17 @@ def train(
             raise click.UsageError(
                 f"--resume continues a run in its own directory with its own model; drop {other}"
             )
-    data = DataOptions(**config_values(DataOptions, options))
-    model = config_values(ModelConfig, options)
-    chosen = config_values(TrainConfig, options)
     try:  # every setting is checked now, before any book is read
+        data = DataOptions(**config_values(DataOptions, options))
+        model = config_values(ModelConfig, options)
+        chosen = config_values(TrainConfig, options)
+        given = {k for k in options if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
+        if data.example_unit is not None:
+            # What the user left out takes the defaults for short examples.
+            model = {**example_defaults(ModelConfig), **_only(model, given)}
+            chosen = {**example_defaults(TrainConfig), **_only(chosen, given)}
         if resume is not None:
-            given = {
-                k for k in chosen if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
-            }
-            training = resumed_training(resume, {k: chosen[k] for k in given})
+            training = resumed_training(resume, _only(chosen, given))
         else:
             training = TrainConfig(**chosen)
         check_settings(
@@ -101,6 +104,10 @@ def train(
     _report(console, trained)
 
 
+def _only(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in given}
+
+
 def _report(console, trained) -> None:
     result = trained.result
     if result.stopped_by in STOP_EXIT_CODES:
@@ -122,4 +129,10 @@ def _report(console, trained) -> None:
             f"best validation perplexity {result.best_val_perplexity:.3f} (step "
             f"{result.best_step}) is kept in {trained.best}"
         )
-    console.print(f"sample from it with: charlm generate {trained.checkpoint}")
+    if trained.labels:
+        console.print(
+            f"sample from it with: charlm generate {trained.checkpoint} --label "
+            f"{trained.labels[0]}; classify with: charlm classify {trained.checkpoint} TEXT"
+        )
+    else:
+        console.print(f"sample from it with: charlm generate {trained.checkpoint}")

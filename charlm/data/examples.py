@@ -174,8 +174,8 @@ def example_batches(
 ) -> Iterator[ExampleBatch]:
     """One epoch of padded, length-bucketed batches of examples (see the module docstring).
 
-    `shuffle` False keeps the examples in order (for evaluation); `drop_last` drops a final
-    batch smaller than `batch_size`.
+    `shuffle` False draws nothing at random (for evaluation): the examples in order, sorted
+    by length within each pool. `drop_last` drops a final batch smaller than `batch_size`.
     """
     if batch_size < 1 or (seq_len is not None and seq_len < 1):
         raise ValueError(f"batch_size and seq_len must be >= 1, got {batch_size}, {seq_len}")

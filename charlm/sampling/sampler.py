@@ -235,6 +235,7 @@ class Sampler:
         *,
         prefix: str = "",
         label: str | None = None,
+        unknown: str | None = None,
     ) -> Score:
         """Cross-entropy, perplexity and bits per character of every token of `text`.
 
@@ -245,11 +246,12 @@ class Sampler:
 
         With a model of examples the text is one example, read from its start token, and its
         end token is predicted too (it counts as a token and as a character); a labelled
-        model scores it given `label`, p(text | label).
+        model scores it given `label`, p(text | label). `unknown` says what to do with pieces
+        outside the vocabulary ("error", "skip", "unk"; default: the tokenizer's own rule).
         """
         if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
             raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
-        ids = self.tokenizer.encode_array(text)
+        ids = self.tokenizer.encode_array(text, unknown)
         labels = self._label_tensor(label)
         if self.end_id is not None:
             if prefix:
@@ -302,6 +304,11 @@ class Sampler:
         share of each label among the training examples) or "uniform". Each batch of
         `batch_size` texts is scored under every label in one forward pass.
         """
+        if self.end_id is None:
+            raise ConfigError(
+                "this model reads continuous text, not labelled examples; to tell which book "
+                "a passage comes from, compare models of the books (classify --models)"
+            )
         if self.label_set is None:
             raise ConfigError("this model has no labels to classify by: train it with --labels")
         log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
@@ -432,6 +439,11 @@ class Sampler:
         if labels is None:  # models without labels need not take the argument
             return self.model(tokens, state)
         return self.model(tokens, state, labels=labels)
+
+    def check_label(self, label: str | None) -> None:
+        """Raise a one-line ConfigError unless `label` is what this model needs: one of its
+        labels for a labelled model, None for any other."""
+        self._label_tensor(label)
 
     def _label_tensor(self, label: str | None) -> torch.Tensor | None:
         """The label's index as a (1,) tensor (for every row), checked against the labels."""

@@ -83,11 +83,6 @@ class RunInputs:
         )
 
     def _check_base(self, base: Checkpoint) -> None:
-        kind = "short examples" if base.model.config.end_token else "continuous text"
-        if base.model.config.end_token != self.examples:
-            raise ConfigError(
-                f"{base.path} is a model of {kind}; train it on the same kind of data"
-            )
         saved = list(base.config.get("labels") or {})
         names = self.labels.names if self.labels is not None else []
         if saved != names:
@@ -123,6 +118,9 @@ def prepare_inputs(
     say: Callable[[str], None],
 ) -> RunInputs:
     """Read, split and encode the books or examples (books from the token cache if there)."""
+    if base is not None and base.model.config.end_token != (data.example_unit is not None):
+        kind = "short examples" if base.model.config.end_token else "continuous text"
+        raise ConfigError(f"{base.path} is a model of {kind}; train it on the same kind of data")
     try:
         if data.example_unit is not None:
             prepared = prepare_examples(

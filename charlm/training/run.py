@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,7 @@ class TrainedModel:
     best: Path | None = None  # the best-validation checkpoint, when one was saved
     rank: int = 0  # this process's rank under torchrun; only rank 0 saved anything
     test_perplexity: float | None = None
+    labels: list[str] = field(default_factory=list)  # what a labelled model generates by
 
 
 def train_book(
@@ -189,6 +190,7 @@ def train_book(
         best if (best / CONFIG_NAME).is_file() else None,
         context.rank,
         test_perplexity,
+        inputs.labels.names if inputs.labels is not None else [],
     )
 
 
