@@ -234,6 +234,7 @@ def matrix(p, book, ck, catalogue_name):
     return cases
 
 
+@pytest.mark.slow
 def test_every_command_fails_cleanly_on_bad_input(place, monkeypatch):
     monkeypatch.setenv("CHARLM_CORPUS_MIRROR", str(place / "adir"))  # never the network
     monkeypatch.chdir(place)  # a default checkpoints/ directory goes there, not into the repo
@@ -272,6 +273,7 @@ def test_one_line_escapes_breaks_controls_and_surrogates():
     assert one_line("a\nb\tc\x00d\udcffe\u2028f ü 😀") == "a\\nb\\tc\\x00d\\udcffe\\u2028f ü 😀"
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_the_real_entry_point_prints_no_traceback(place):
     # Through `python -m charlm`, with arguments that are not valid UTF-8 as a shell passes them.

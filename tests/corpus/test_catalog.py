@@ -211,6 +211,7 @@ def test_corpus_fetch_and_list(catalogue, tmp_path):
     assert unknown.exit_code == 1 and "no book named 'nonesuch'" in unknown.output
 
 
+@pytest.mark.slow
 def test_train_accepts_a_catalogue_name_and_fetches_it(catalogue, tmp_path):
     args = ["train", "tiny", "--max-steps", "1", "--hidden", "8", "--layers", "1",
             "--batch-size", "2", "--seq-len", "8", "--device", "cpu"]  # fmt: skip

@@ -40,6 +40,7 @@ def test_a_bad_range_is_an_error():
         ModelConfig(10, init_range=0.0)
 
 
+@pytest.mark.slow
 def test_cli_records_the_range(tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = CliRunner().invoke(

@@ -92,6 +92,7 @@ def test_plugin_is_listed_with_its_package_and_version(plugin):
     assert "min_freq=int" in result.output
 
 
+@pytest.mark.slow
 def test_plugin_trains_saves_and_generates_through_the_cli(plugin, tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = run(
@@ -127,6 +128,7 @@ def test_plugin_trains_saves_and_generates_through_the_cli(plugin, tiny_book, tm
     assert len(result.stdout) > len("the quick") + 20  # 20 tokens of two characters each
 
 
+@pytest.mark.slow
 def test_a_checkpoint_whose_plugin_is_gone_names_tokenizer_and_package(plugin, tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = run("train", str(tiny_book), "--tokenizer", "pairs", "--out", str(out), *TINY_MODEL)

@@ -105,6 +105,7 @@ def check_survivor(out: Path, seed: int) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_the_checkpoint(tmp_path, book):
     out = tmp_path / "run"
     rng = random.Random(4)
@@ -159,6 +160,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, book, mo
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_a_real_write_failure_from_the_kernel_keeps_the_previous_checkpoint(tmp_path, book):
     out = tmp_path / "run"
     assert (
@@ -187,6 +189,7 @@ def test_a_real_write_failure_from_the_kernel_keeps_the_previous_checkpoint(tmp_
 # Two runs, one directory -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_live_runs_directory_is_refused(tmp_path, book):
     out = tmp_path / "run"
     assert run("train", book, "--out", out, *SMALL, "--max-steps", "2").exit_code == 0
@@ -200,6 +203,7 @@ def test_a_second_run_into_a_live_runs_directory_is_refused(tmp_path, book):
     assert run("train", "--resume", out, "--max-steps", "4").exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_directory_with_a_model_needs_resume_or_overwrite(tmp_path, book):
     out = tmp_path / "run"
     args = ["train", book, "--out", out, *SMALL, "--eval-every", "1"]
@@ -217,6 +221,7 @@ def test_a_directory_with_a_model_needs_resume_or_overwrite(tmp_path, book):
     assert result.exit_code == 2 and "drop --overwrite" in one_error_line(result)
 
 
+@pytest.mark.slow
 def test_the_python_api_refuses_and_overwrites_alike(tmp_path, book):
     options = dict(
         out=tmp_path / "run",
@@ -242,6 +247,7 @@ def test_a_stale_lock_file_and_a_failed_first_run_leave_no_trouble(tmp_path, boo
     assert not (tmp_path / "new").exists()  # no empty directory with a lock file in it
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_a_live_cli_run_locks_its_directory_until_it_is_killed(tmp_path, book):
     out = tmp_path / "run"
