@@ -156,14 +156,17 @@ def _print_table(rows: list) -> None:
 
 
 def _print_evaluation(evaluation: ExampleEvaluation) -> None:
-    line = f"{evaluation.examples:,} examples: {evaluation.nats_per_char:.4f} nats/char"
+    line = f"{evaluation.examples:,} examples"
+    if evaluation.nats_per_char is not None:
+        line += f": {evaluation.nats_per_char:.4f} nats/char"
     if evaluation.accuracy is None:
         click.echo(line)
         return
+    how = "classifier" if evaluation.nats_per_char is None else f"{evaluation.prior} prior"
     click.echo(
-        f"{line} given the label; accuracy {evaluation.accuracy:.4f}, macro-F1 "
-        f"{evaluation.macro_f1:.4f}, top-3 accuracy {evaluation.top3_accuracy:.4f} "
-        f"({evaluation.prior} prior, {evaluation.ms_per_example:.2f} ms per example)"
+        f"{line}{' given the label' if evaluation.nats_per_char is not None else ''}; accuracy "
+        f"{evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, top-3 accuracy "
+        f"{evaluation.top3_accuracy:.4f} ({how}, {evaluation.ms_per_example:.2f} ms per example)"
     )
     width = max(len("label"), *(len(name) for name in evaluation.labels))
     click.echo(f"{'label':<{width}}  precision  recall      f1  support")

@@ -40,7 +40,7 @@ def train(
     device: str,
     out: Path | None,
     resume: Path | None,
-    init_from: Path | None,
+    init_from: tuple[Path, ...],
     threads: int | None,
     overwrite: bool,
     **options: Any,
@@ -62,6 +62,7 @@ def train(
             raise click.UsageError(
                 f"--resume continues a run in its own directory with its own model; drop {other}"
             )
+    init_from = list(init_from) or None
     try:  # every setting is checked now, before any book is read
         data = DataOptions(**config_values(DataOptions, options))
         model = config_values(ModelConfig, options)
@@ -129,7 +130,12 @@ def _report(console, trained) -> None:
             f"best validation perplexity {result.best_val_perplexity:.3f} (step "
             f"{result.best_step}) is kept in {trained.best}"
         )
-    if trained.labels:
+    if trained.task == "classify":
+        console.print(
+            f"classify with: charlm classify {trained.checkpoint} TEXT; measure it with: "
+            f"charlm evaluate {trained.checkpoint} FILES"
+        )
+    elif trained.labels:
         console.print(
             f"sample from it with: charlm generate {trained.checkpoint} --label "
             f"{trained.labels[0]}; classify with: charlm classify {trained.checkpoint} TEXT"

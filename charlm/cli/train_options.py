@@ -78,9 +78,10 @@ run_control_options = _apply(
         click.option(
             "--init-from",
             type=click.Path(path_type=Path),
-            default=None,
+            multiple=True,
             help="Start a new run from this checkpoint's weights and tokenizer "
-            "(fine-tuning on a new BOOK).",
+            "(fine-tuning on a new BOOK). With --task classify, a language model's encoder; "
+            "given twice, a forward and a backward (--reverse) LM for --bidirectional.",
         ),
     ]
 )

@@ -180,11 +180,15 @@ def check_format(labels: str | None, examples: str | None) -> None:
 
 
 def file_labels(files: Sequence[Path]) -> list[str]:
-    """The label each file stands for: its name without the extension, or the whole name
-    when two files would otherwise share a label (rt-polarity.pos, rt-polarity.neg)."""
+    """The label each file stands for: its name without the extension; when the files share
+    one name and differ by extension (rt-polarity.pos, rt-polarity.neg), the extension
+    (pos, neg); otherwise the whole name when two files would share a label."""
     stems = [path.stem for path in files]
     if len(set(stems)) == len(stems):
         return stems
+    extensions = [path.suffix[1:] for path in files]
+    if len(set(stems)) == 1 and all(extensions) and len(set(extensions)) == len(extensions):
+        return extensions
     names = [path.name for path in files]
     if len(set(names)) != len(names):
         raise CorpusError(

@@ -79,6 +79,12 @@ class ExampleIds:
     def example(self, index: int) -> np.ndarray:
         return self.ids[self.offsets[index] : self.offsets[index + 1]]
 
+    def reversed(self) -> ExampleIds:
+        """Every example read backwards (the examples in reverse order too)."""
+        offsets = self.offsets[-1] - self.offsets[::-1]
+        labels = None if self.labels is None else self.labels[::-1].copy()
+        return ExampleIds(self.ids[::-1].copy(), offsets.copy(), labels, self.characters)
+
 
 @dataclass
 class LabelSet:

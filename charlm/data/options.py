@@ -80,6 +80,11 @@ class DataOptions:
         True, "Tokenize in memory; neither read nor write the token cache.", flag="--no-cache",
         inverted=True,
     )  # fmt: skip
+    reverse: bool = option(
+        False,
+        "Train on the text read backwards, token by token (each example reversed): a backward "
+        "language model, which starts the backward direction of a --bidirectional classifier.",
+    )
     # Where catalogue books are downloaded; set by the caller, not on the command line.
     corpus_dir: str = str(DEFAULT_CORPUS_DIR)
 

@@ -6,8 +6,11 @@ import torch
 
 from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
 from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
+from .classifier import RNNClassifier, copy_language_model, final_state, lengths_of
 from .rnnlm import (
     LABEL_INPUTS,
+    POOLINGS,
+    TASKS,
     NONLINEARITIES,
     RNNLM,
     ModelConfig,
@@ -18,9 +21,10 @@ from .rnnlm import (
 from .scratch import ScratchGRU, ScratchLSTM, ScratchRecurrent, ScratchRNN
 
 
-def build_model(config: ModelConfig) -> RNNLM:
-    """The network a config describes, freshly initialised."""
-    return RNNLM(config)
+def build_model(config: ModelConfig) -> RNNLM | RNNClassifier:
+    """The network a config describes, freshly initialised: a language model, or with task
+    "classify" a classifier on the same kind of encoder."""
+    return RNNClassifier(config) if config.task == "classify" else RNNLM(config)
 
 
 def convert(model: RNNLM, impl: str) -> RNNLM:
@@ -47,7 +51,10 @@ __all__ = [
     "IMPLS",
     "LABEL_INPUTS",
     "NONLINEARITIES",
+    "POOLINGS",
     "RNNLM",
+    "TASKS",
+    "RNNClassifier",
     "SOFTMAXES",
     "AdaptiveHead",
     "CellSpec",
@@ -60,6 +67,9 @@ __all__ = [
     "build_model",
     "cell_registry",
     "convert",
+    "copy_language_model",
+    "final_state",
+    "lengths_of",
     "detach_state",
     "num_parameters",
     "with_reference",

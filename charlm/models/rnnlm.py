@@ -41,6 +41,10 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 # The φ of a plain RNN cell (GRU and LSTM have their own gates), as the scratch RNN has them.
 NONLINEARITIES = tuple(scratch.NONLINEARITIES)
 LABEL_INPUTS = ("token", "every-step")
+# lm: a language model (of labelled examples, a generative classifier); classify: a
+# discriminative classifier on the same encoder (charlm/models/classifier.py).
+TASKS = ("lm", "classify")
+POOLINGS = ("last", "mean", "max", "concat")
 _FRACTION = {"low": 0, "high": 1, "high_open": True}
 
 
@@ -105,6 +109,21 @@ class ModelConfig:
     label_size: int = option(
         16, "Size of the label vector joined to each input (--label-input every-step).", low=1
     )
+    task: str = option(
+        "lm",
+        "lm: a language model (with --labels, a generative classifier by Bayes' rule); "
+        "classify: a discriminative classifier of labelled examples on the same encoder.",
+        choices=TASKS,
+    )
+    bidirectional: bool = option(
+        False, "--task classify: read each example both ways (a backward direction too)."
+    )
+    pooling: str = option(
+        "concat",
+        "--task classify: what the label is read from: the last state, the mean or max of the "
+        "states over the example, or concat (all three, as ULMFiT).",
+        choices=POOLINGS,
+    )
     # Set from the data, not on the command line: the last id ends (and starts) each example,
     # and the number of labels the model is conditioned on (0: none).
     end_token: bool = False
@@ -151,6 +170,28 @@ class ModelConfig:
             raise ConfigError(f"init_range must be positive, got {self.init_range}")
         self._check_labels()
         self._check_softmax()
+        self._check_task()
+
+    def _check_task(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"unknown task {self.task!r}; use {' or '.join(TASKS)}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {self.pooling!r}; use one of {', '.join(POOLINGS)}")
+        if not isinstance(self.bidirectional, bool):
+            raise ConfigError(f"bidirectional must be true or false, got {self.bidirectional!r}")
+        if self.task == "lm":
+            if self.bidirectional:
+                raise ConfigError(
+                    "a language model reads left to right: --bidirectional needs --task classify"
+                )
+            return
+        if self.impl != "torch":
+            raise ConfigError("--task classify runs on PyTorch's layers: drop --impl scratch")
+        if self.one_hot or self.tie_weights or self.softmax != "full":
+            raise ConfigError(
+                "--task classify has no output softmax over tokens: drop --one-hot, "
+                "--tie-weights and --softmax adaptive"
+            )
 
     def _check_labels(self) -> None:
         if self.label_input not in LABEL_INPUTS:
@@ -160,6 +201,8 @@ class ModelConfig:
         labels = self.num_labels
         if isinstance(labels, bool) or not isinstance(labels, int) or labels < 0:
             raise ConfigError(f"num_labels must be an integer >= 0, got {labels!r}")
+        if self.task == "classify" and (labels == 1 or (labels == 0 and self.end_token)):
+            raise ConfigError("a classifier needs examples of at least two labels (--labels)")
         if labels and not self.end_token:
             raise ConfigError("a labelled model reads examples: it needs the end token")
         if self.end_token and self.vocab_size < 2:

@@ -31,7 +31,7 @@ class ExampleEvaluation:
     """What `evaluate_examples` measured; the classification fields are None without labels."""
 
     examples: int
-    nats_per_char: float
+    nats_per_char: float | None  # None for a classifier: it gives no probability of text
     seconds: float  # scoring every example (under every label): the forward passes
     labels: list[str] = field(default_factory=list)  # the model's, in its order
     prior: str | None = None
@@ -74,6 +74,8 @@ def evaluate_examples(
 ) -> ExampleEvaluation:
     """Score `examples` with a model of examples; classify them too when both are labelled."""
     truth = _true_labels(sampler, examples)
+    if sampler.is_classifier:
+        return _evaluate_classifier(sampler, examples, truth, prior, unknown, batch_size)
     started = time.perf_counter()
     log_likelihoods = sampler.log_likelihoods(
         examples.texts, unknown=unknown, batch_size=batch_size
@@ -89,11 +91,30 @@ def evaluate_examples(
         return ExampleEvaluation(len(examples), nats, seconds)
     given = log_likelihoods[np.arange(len(truth)), truth]
     log_post = posterior(log_likelihoods, sampler.label_set.log_prior(prior))
+    nats = -float(given.sum()) / symbols
+    return _classification(sampler, truth, log_post, nats, seconds, prior)
+
+
+def _evaluate_classifier(sampler, examples, truth, prior, unknown, batch_size):
+    if truth is None:
+        raise CorpusError(
+            "a classifier gives no probability of text: evaluate it on labelled examples"
+        )
+    started = time.perf_counter()
+    log_post = sampler.label_log_posterior(
+        examples.texts, prior=prior, unknown=unknown, batch_size=batch_size
+    )
+    seconds = time.perf_counter() - started
+    return _classification(sampler, truth, log_post, None, seconds, prior)
+
+
+def _classification(sampler, truth, log_post, nats, seconds, prior) -> ExampleEvaluation:
+    """The classification measures of `log_post`, log p(label | text), against `truth`."""
     names = sampler.label_set.names
     matrix = confusion_matrix(truth, log_post.argmax(axis=1), len(names))
     return ExampleEvaluation(
-        examples=len(examples),
-        nats_per_char=-float(given.sum()) / symbols,
+        examples=len(truth),
+        nats_per_char=nats,
         seconds=seconds,
         labels=list(names),
         prior=prior,

@@ -31,6 +31,7 @@ from charlm.sampling.beam import StepFn, beam_search
 from charlm.sampling.classify import (
     Classification,
     encode_texts,
+    classifier_log_posterior,
     label_log_likelihoods,
     posterior,
     ranked,
@@ -93,6 +94,19 @@ class Sampler:
         saved = checkpoint.config.get("labels")
         label_set = LabelSet.from_dict(saved) if saved else None
         return cls(checkpoint.model, checkpoint.tokenizer, resolved, label_set)
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model is a discriminative classifier (`--task classify`): it
+        classifies text but gives no probabilities of text, so it cannot generate or score."""
+        return getattr(self.model.config, "task", "lm") == "classify"
+
+    def _check_generative(self) -> None:
+        if self.is_classifier:
+            raise ConfigError(
+                "this model is a classifier (trained with --task classify): it labels text "
+                "but cannot generate or score it; use charlm classify / evaluate"
+            )
 
     @property
     def labels(self) -> list[str]:
@@ -249,6 +263,7 @@ class Sampler:
         model scores it given `label`, p(text | label). `unknown` says what to do with pieces
         outside the vocabulary ("error", "skip", "unk"; default: the tokenizer's own rule).
         """
+        self._check_generative()
         if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
             raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
         ids = self.tokenizer.encode_array(text, unknown)
@@ -279,6 +294,7 @@ class Sampler:
         """log p(text | label) in nats for every text (rows) and label (columns, in the order
         of `labels`), each text read as one example, `batch_size` texts per forward pass; a
         model of examples without labels gives log p(text), one column."""
+        self._check_generative()
         if self.end_id is None:
             raise ConfigError(
                 "this model reads continuous text, not examples: use score(), or train with "
@@ -309,11 +325,33 @@ class Sampler:
                 "this model reads continuous text, not labelled examples; to tell which book "
                 "a passage comes from, compare models of the books (classify --models)"
             )
+        log_post = self.label_log_posterior(
+            texts, prior=prior, unknown=unknown, batch_size=batch_size
+        )
+        return ranked(list(texts), log_post, self.label_set.names, top_k)
+
+    @torch.inference_mode()
+    def label_log_posterior(
+        self,
+        texts: Sequence[str],
+        *,
+        prior: str = "learned",
+        unknown: str | None = None,
+        batch_size: int = 64,
+    ) -> np.ndarray:
+        """log p(label | text), (texts, labels): by Bayes' rule from a labelled language
+        model, or straight from a classifier (whose scores already hold what it learned of
+        the labels' shares, so `prior` applies to the language model only)."""
         if self.label_set is None:
             raise ConfigError("this model has no labels to classify by: train it with --labels")
+        if self.is_classifier:
+            self.label_set.log_prior(prior)  # refuses an unknown prior, as for an LM
+            encoded = encode_texts(self.tokenizer, texts, unknown)
+            return classifier_log_posterior(
+                self.model, encoded, self.end_id, self.device, batch_size
+            )
         log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
-        log_post = posterior(log_likelihoods, self.label_set.log_prior(prior))
-        return ranked(list(texts), log_post, self.label_set.names, top_k)
+        return posterior(log_likelihoods, self.label_set.log_prior(prior))
 
     def _stream(self, request: Request) -> Iterator[str]:
         for piece in self._run(request, [], with_log_probs=False):
@@ -327,6 +365,7 @@ class Sampler:
 
     @torch.inference_mode()
     def _run(self, request: Request, out: list[Sample], with_log_probs: bool) -> Iterator[Piece]:
+        self._check_generative()
         """Yield the text of every sample as it is drawn; append the finished samples to `out`."""
         prime_ids, context_ids = self._encode_prefix(request.prefix, request.unknown)
         banned = self.tokenizer.banned_ids(request.allow_unk)

@@ -34,6 +34,9 @@ def parse_duration(text: str) -> float:
     return total
 
 
+CLASS_WEIGHTS = ("none", "balanced")
+
+
 @dataclass
 class TrainConfig:
     """How to train; stored in the checkpoint beside the model config."""
@@ -115,6 +118,24 @@ class TrainConfig:
     nonfinite: str = option(
         "stop", "On a NaN/inf loss: stop with a message, or skip the batch.", choices=NONFINITE
     )
+    class_weights: str = option(
+        "balanced",
+        "--task classify: weigh each label's examples in the loss equally (none), or by the "
+        "inverse of the label's share (balanced: rare labels count as much as common ones).",
+        choices=CLASS_WEIGHTS,
+    )
+    lr_decay_per_layer: float = option(
+        2.6,
+        "--task classify with --init-from: each layer below the head learns at the rate of the "
+        "layer above divided by this (ULMFiT's discriminative rates; 1: one rate).",
+        low=1,
+    )
+    gradual_unfreeze: bool = option(
+        True,
+        "--task classify with --init-from: train the head alone in the first epoch, then one "
+        "more layer each epoch from the top (ULMFiT).",
+        negatable=True,
+    )
 
     def __post_init__(self) -> None:
         choices = {
@@ -123,6 +144,7 @@ class TrainConfig:
             "schedule": SCHEDULES,
             "precision": PRECISIONS,
             "nonfinite": NONFINITE,
+            "class_weights": CLASS_WEIGHTS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

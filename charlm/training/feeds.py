@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from charlm.data import (
     Batch,
@@ -28,10 +29,13 @@ from charlm.data import (
     count_example_batches,
     evaluation_batches,
     example_batches,
+    pad_examples,
     random_batches,
     sequential_batches,
 )
-from charlm.models import RNNLM, State, detach_state
+from charlm.data.examples import plan_batches
+from charlm.errors import ConfigError
+from charlm.models import RNNLM, State, detach_state, lengths_of
 from charlm.training.config import TrainConfig
 from charlm.training.distributed import DistContext
 
@@ -219,3 +223,96 @@ class ExampleFeed:
         # The end of each example is predicted like a character and counted as one.
         symbols = self.val.characters + len(self.val)
         return val_loss * self.val.num_targets / max(1, symbols) / math.log(2)
+
+
+def class_weights(labels: np.ndarray, num_labels: int, kind: str) -> torch.Tensor | None:
+    """Loss weights per label: None (all 1), or "balanced": n / (labels · count of the label),
+    so that every label weighs as much in the loss as if the labels were equally common."""
+    if kind == "none":
+        return None
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    weights = len(labels) / (num_labels * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def _logits(net: torch.nn.Module, batch: ExampleBatch, device: torch.device) -> torch.Tensor:
+    lengths = lengths_of(batch.mask)  # the start token and the example
+    return net(batch.inputs.to(device, non_blocking=True), lengths.to(device))  # (batch, labels)
+
+
+@torch.inference_mode()
+def classifier_predictions(
+    model: torch.nn.Module, examples: ExampleIds, *, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """log p(label | example) (examples, labels) of a classifier, in the examples' order."""
+    was_training = model.training
+    model.eval()
+    out = np.empty((len(examples), model.config.num_labels), dtype=np.float64)
+    plan = plan_batches(examples.lengths, batch_size, None, shuffle=False, drop_last=False)
+    for rows in plan:
+        batch = pad_examples([examples.example(i) for i in rows], model.config.end_id)
+        log_probs = torch.log_softmax(_logits(model, batch, device).double(), dim=-1)
+        out[rows] = log_probs.cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+class ClassifierFeed:
+    """Labelled examples for a classifier: whole examples (never cut into windows), one label
+    each; the loss is the (class-weighted) cross-entropy of the labels."""
+
+    def __init__(
+        self, train: ExampleIds, val: ExampleIds | None, config: TrainConfig, model: Any,
+        dist: DistContext,
+    ) -> None:  # fmt: skip
+        if train.labels is None:
+            raise ConfigError("a classifier trains on labelled examples: give --labels")
+        self.train, self.val, self.config = train, val, config
+        self.end_id = model.config.end_id
+        self.weights = class_weights(train.labels, model.config.num_labels, config.class_weights)
+        self.drop_last = dist.enabled
+        self.steps_per_epoch = count_example_batches(
+            train, config.batch_size, None, _epoch_seed(config, 1)
+        )
+
+    @property
+    def has_val(self) -> bool:
+        return self.val is not None
+
+    def epoch(self, epoch: int) -> Iterator[ExampleBatch]:
+        config = self.config
+        return example_batches(
+            self.train, config.batch_size, end_id=self.end_id,
+            seed=_epoch_seed(config, epoch), drop_last=self.drop_last,
+        )  # fmt: skip
+
+    def loss(
+        self, net: torch.nn.Module, batch: ExampleBatch, hidden: State | None,
+        dist: DistContext, device: torch.device,
+    ) -> Step:  # fmt: skip
+        mask = dist.shard(batch.mask)
+        part = ExampleBatch(dist.shard(batch.inputs), dist.shard(batch.targets), mask,
+                            dist.shard(batch.labels))  # fmt: skip
+        logits = _logits(net, part, device).float()
+        weight = None if self.weights is None else self.weights.to(device)
+        loss = F.cross_entropy(logits, part.labels.to(device), weight=weight)
+        return loss, int(mask.sum()), None
+
+    def score(self, model: torch.nn.Module, examples: ExampleIds, device: torch.device) -> float:
+        """Mean cross-entropy of the true labels (class-weighted as in training), in nats."""
+        log_probs = classifier_predictions(
+            model, examples, batch_size=self.config.batch_size, device=device
+        )
+        truth = examples.labels
+        nll = -log_probs[np.arange(len(truth)), truth]
+        if self.weights is None:
+            return float(nll.mean())
+        weight = self.weights.double().numpy()[truth]
+        return float((nll * weight).sum() / weight.sum())
+
+    def validate(self, model: torch.nn.Module, device: torch.device) -> float:
+        return self.score(model, self.val, device)
+
+    def bits_per_character(self, val_loss: float) -> float:
+        # A classifier predicts one label per example, no characters: bits per example.
+        return val_loss / math.log(2)

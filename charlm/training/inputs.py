@@ -27,10 +27,10 @@ from charlm.data import (
 )
 from charlm.errors import ConfigError, CorpusError, TokenizerError
 from charlm.metrics import perplexity
-from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.models import RNNLM, ModelConfig, RNNClassifier, build_model, copy_language_model
 from charlm.tokenizers import Tokenizer
 from charlm.training.config import TrainConfig
-from charlm.training.feeds import evaluate, evaluate_example_ids
+from charlm.training.feeds import classifier_predictions, evaluate, evaluate_example_ids
 
 Ids = np.ndarray | ExampleIds
 
@@ -40,6 +40,7 @@ class RunInputs:
     """The encoded data of a run, whichever kind it is."""
 
     prepared: PreparedData | PreparedExamples
+    reverse: bool = False  # every split read backwards (a backward language model)
 
     @property
     def examples(self) -> bool:
@@ -57,9 +58,8 @@ class RunInputs:
     def splits(self) -> tuple[Ids, Ids | None, Ids | None]:
         """(train, validation, test) ids; None where a split is not used."""
         p = self.prepared
-        if self.examples:
-            return p.train, p.val, p.test
-        return p.train_ids, p.val_ids, p.test_ids
+        found = (p.train, p.val, p.test) if self.examples else (p.train_ids, p.val_ids, p.test_ids)
+        return tuple(_backwards(part) for part in found) if self.reverse else found
 
     @property
     def val_characters(self) -> int | None:
@@ -69,8 +69,14 @@ class RunInputs:
         """The checkpoint sections the data adds beside the model: the labels and counts."""
         return {"labels": self.labels.to_dict()} if self.labels is not None else {}
 
-    def build_model(self, settings: dict[str, Any], base: Checkpoint | None) -> RNNLM:
-        """The network to train: `base`'s (checked to fit this data) or a new one."""
+    def build_model(
+        self, settings: dict[str, Any], base: Checkpoint | None, backward: Checkpoint | None = None
+    ) -> RNNLM | RNNClassifier:
+        """The network to train: `base`'s (checked to fit this data) or a new one; a new
+        classifier when `base` is a language model (its encoder copied in, the backward
+        direction's from `backward`)."""
+        if settings.get("task") == "classify" and base is not None and not _is_classifier(base):
+            return self._classifier_from(settings, base, backward)
         if base is not None:
             self._check_base(base)
             return base.model
@@ -82,6 +88,22 @@ class RunInputs:
             ModelConfig(vocab_size + 1, end_token=True, num_labels=labels, **settings)
         )
 
+    def _classifier_from(
+        self, settings: dict[str, Any], base: Checkpoint, backward: Checkpoint | None
+    ) -> RNNClassifier:
+        if self.labels is None:
+            raise ConfigError("a classifier trains on labelled examples: give --labels")
+        lm = base.model.config
+        shape = {k: getattr(lm, k) for k in ("cell", "num_layers", "hidden_size", "embed_size",
+                                             "nonlinearity")}  # fmt: skip
+        config = ModelConfig(
+            self.tokenizer.vocab_size + 1, end_token=True, num_labels=len(self.labels),
+            **{**settings, **shape},
+        )  # fmt: skip
+        model = build_model(config)
+        copy_language_model(model, base.model, backward.model if backward else None)
+        return model
+
     def _check_base(self, base: Checkpoint) -> None:
         saved = list(base.config.get("labels") or {})
         names = self.labels.names if self.labels is not None else []
@@ -92,8 +114,13 @@ class RunInputs:
             )
 
     def test_loss(self, net: RNNLM, training: TrainConfig, device: torch.device) -> float:
-        """Mean nats per token of the test split."""
+        """Mean nats per token of the test split (of a classifier: the share it gets wrong)."""
         test = self.splits[2]
+        if _task(net) == "classify":
+            predicted = classifier_predictions(
+                net, test, batch_size=training.batch_size, device=device
+            )
+            return float((predicted.argmax(axis=1) != test.labels).mean())
         if self.examples:
             return evaluate_example_ids(
                 net, test, batch_size=training.batch_size, device=device, seq_len=training.seq_len
@@ -102,8 +129,10 @@ class RunInputs:
             net, test, batch_size=training.batch_size, seq_len=training.seq_len, device=device
         )
 
-    def test_report(self, loss: float) -> str:
+    def test_report(self, loss: float, net: torch.nn.Module) -> str:
         test = self.splits[2]
+        if _task(net) == "classify":
+            return f"test accuracy {1 - loss:.4f} on {len(test):,} examples"
         count = test.num_targets if self.examples else len(test)
         return f"test perplexity {perplexity(loss):.3f} on {count:,} tokens"
 
@@ -116,9 +145,15 @@ def prepare_inputs(
     options: dict[str, Any] | None,
     training: TrainConfig,
     say: Callable[[str], None],
+    task: str = "lm",
 ) -> RunInputs:
     """Read, split and encode the books or examples (books from the token cache if there)."""
-    if base is not None and base.model.config.end_token != (data.example_unit is not None):
+    classifier_from_lm = task == "classify" and base is not None and not _is_classifier(base)
+    if (
+        base is not None
+        and not classifier_from_lm
+        and base.model.config.end_token != (data.example_unit is not None)
+    ):
         kind = "short examples" if base.model.config.end_token else "continuous text"
         raise ConfigError(f"{base.path} is a model of {kind}; train it on the same kind of data")
     try:
@@ -148,7 +183,21 @@ def prepare_inputs(
             f"the data cannot be encoded by the tokenizer of {base.path}, which the model "
             f"comes with: {exc}"
         ) from exc
-    return RunInputs(prepared)
+    return RunInputs(prepared, data.reverse)
+
+
+def _task(net: torch.nn.Module) -> str:
+    return getattr(net.config, "task", "lm")
+
+
+def _is_classifier(checkpoint: Checkpoint) -> bool:
+    return _task(checkpoint.model) == "classify"
+
+
+def _backwards(part: Ids | None) -> Ids | None:
+    if part is None:
+        return None
+    return part.reversed() if isinstance(part, ExampleIds) else part[::-1].copy()
 
 
 def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:

@@ -48,7 +48,13 @@ from charlm.training.config import (
     TrainResult,
 )
 from charlm.training.distributed import DistContext
-from charlm.training.feeds import ExampleFeed, StreamFeed, evaluate, evaluate_example_ids
+from charlm.training.feeds import (
+    ClassifierFeed,
+    ExampleFeed,
+    StreamFeed,
+    evaluate,
+    evaluate_example_ids,
+)
 from charlm.training.recorder import Recorder, nonfinite_message
 from charlm.training.resume import (
     TRAINING_STATE_VERSION,
@@ -59,7 +65,7 @@ from charlm.training.resume import (
     rng_tensors,
     state_tensors,
 )
-from charlm.training.schedules import LRSchedule, build_optimizer, set_lr
+from charlm.training.schedules import LRSchedule, build_optimizer, discriminative_groups, set_lr
 from charlm.training.signals import StopFlag, stop_on_signals
 
 __all__ = ["evaluate", "evaluate_example_ids", "train"]
@@ -82,6 +88,7 @@ def train(
     val_characters: int | None = None,
     dist: DistContext | None = None,
     report_interval_s: float = 0.25,
+    fine_tune: bool = False,
 ) -> TrainResult:
     """Train `model` in place until epochs, max_steps, max_time, early stopping or a stop.
 
@@ -90,13 +97,15 @@ def train(
     `resume` continues a run from the state a checkpointer saved; `stop` lets other code
     end the run as Ctrl-C does; `val_characters` (the validation text's length) turns the
     validation loss into bits per character. The reporter hears at most one step report
-    per `report_interval_s` (0: every step).
+    per `report_interval_s` (0: every step). `fine_tune` (a classifier started from a
+    language model) turns on the ULMFiT recipe: discriminative rates, gradual unfreezing.
     """
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses its big buffers' pages (training/allocator.py)
     run = _Run(
         model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
+        fine_tune,
     )  # fmt: skip
     if resume is not None:
         try:
@@ -121,7 +130,7 @@ class _Run:
 
     def __init__(
         self, model, train_ids, val_ids, config, device, reporter, checkpointer, metrics, stop,
-        val_characters, dist, report_interval_s,
+        val_characters, dist, report_interval_s, fine_tune=False,
     ) -> None:  # fmt: skip
         self.autocast, self.scaler = mixed_precision(config.precision, device)
         self.config, self.device, self.dist, self.stop = config, device, dist, stop
@@ -134,8 +143,15 @@ class _Run:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        # ULMFiT: lower layers learn more slowly, and are unfrozen one by one from the top.
+        self.fine_tune = fine_tune and hasattr(model, "parameter_groups")
+        parameters = self.model.parameters()
+        if self.fine_tune:
+            parameters = discriminative_groups(
+                self.model.parameter_groups(), config.lr_decay_per_layer
+            )
         self.optimizer = build_optimizer(
-            self.model.parameters(), config.optimizer, lr=config.lr,
+            parameters, config.optimizer, lr=config.lr,
             momentum=config.momentum, weight_decay=config.weight_decay,
         )  # fmt: skip
         self.schedule = LRSchedule(
@@ -193,7 +209,7 @@ class _Run:
     def _train_step(self, batch) -> None:
         c = self.c
         self.lr = self.schedule.lr_at(c.step + 1, self.progress(), self.schedule_epoch())
-        set_lr(self.optimizer, self.lr)
+        set_lr(self.optimizer, self.lr, self.trainable_groups())
         started = time.perf_counter()
         with self.autocast():
             loss, tokens, self.hidden = self.feed.loss(
@@ -223,6 +239,13 @@ class _Run:
         c.tokens_seen += tokens * self.dist.world_size
         c.train_seconds += now - self._mark
         self._mark = now
+
+    def trainable_groups(self) -> int | None:
+        """How many layer groups learn, from the top (None: all): with gradual unfreezing,
+        the head alone in the first epoch, one more group each epoch after."""
+        if not (self.fine_tune and self.config.gradual_unfreeze):
+            return None
+        return self.schedule_epoch()
 
     def _bad_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
         # Reading the flags makes a GPU wait for this step; only "skip" pays that price.
@@ -347,7 +370,9 @@ class _Run:
         self.hidden = self.dist.shard_state(restore_hidden(tensors, self.device))
 
 
-def _feed(model, train_ids, val_ids, config, val_characters, dist) -> StreamFeed | ExampleFeed:
+def _feed(model, train_ids, val_ids, config, val_characters, dist):
+    if getattr(model.config, "task", "lm") == "classify":
+        return ClassifierFeed(train_ids, val_ids, config, model, dist)
     if not isinstance(train_ids, ExampleIds):
         return StreamFeed(train_ids, val_ids, config, val_characters)
     if model.config.end_id is None:

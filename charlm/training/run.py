@@ -77,6 +77,7 @@ class TrainedModel:
     rank: int = 0  # this process's rank under torchrun; only rank 0 saved anything
     test_perplexity: float | None = None
     labels: list[str] = field(default_factory=list)  # what a labelled model generates by
+    task: str = "lm"  # or "classify": a classifier, which cannot generate
 
 
 def train_book(
@@ -91,7 +92,7 @@ def train_book(
     device: str = "auto",
     reporter: Reporter | None = None,
     resume: str | os.PathLike | None = None,
-    init_from: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     threads: int | None = None,
     stop: StopFlag | None = None,
     overwrite: bool = False,
@@ -107,7 +108,11 @@ def train_book(
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
     (same books, model and settings unless `training` is given; `out` is that directory);
-    `init_from` starts a new run from another checkpoint's weights and tokenizer.
+    `init_from` starts a new run from another checkpoint's weights and tokenizer. A
+    classifier (`model={"task": "classify"}`) started from a language model takes its
+    embedding and recurrent layers and trains by the ULMFiT recipe (discriminative rates,
+    gradual unfreezing); a second `init_from`, a backward language model (trained with
+    `DataOptions(reverse=True)`), starts the backward direction of a bidirectional one.
     Under `torchrun` each process trains its share of every batch and rank 0 saves.
 
     The run holds a lock on its checkpoint directory (see runlock.py): a second run into the
@@ -116,6 +121,7 @@ def train_book(
     """
     model = _model_settings(model)
     data = data or DataOptions()
+    init_from, init_backward = _init_sources(init_from)
     if data.example_unit is not None:
         # Short examples want other defaults than books (see `option(..., examples=...)`).
         model = {**example_defaults(ModelConfig), **model}
@@ -135,6 +141,8 @@ def train_book(
         set_threads(threads)
         resolved = distributed.setup(context, resolve_device(device))
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
+        backward = load_checkpoint(init_backward) if init_backward else None
+        _check_directions(base if init_from else None, backward)
         state = load_training_state(resume) if resume is not None else None
         if resume is not None:
             book, data = _resumed_inputs(base, book, data)
@@ -144,7 +152,10 @@ def train_book(
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
         say = (reporter or SilentReporter()).message if context.is_main else _ignore
-        inputs = prepare_inputs(book, data, base, tokenizer, tokenizer_options, training, say)
+        task = model.get("task", "lm")
+        inputs = prepare_inputs(
+            book, data, base, tokenizer, tokenizer_options, training, say, task
+        )
         for line in inputs.prepared.report():
             say(line)
 
@@ -152,6 +163,13 @@ def train_book(
         data_section = {**inputs.prepared.info, "options": asdict(data)}
         if init_from is not None:
             data_section["init_from"] = str(init_from)
+        if init_backward is not None:
+            data_section["init_backward_from"] = str(init_backward)
+        # A classifier started from a language model (now, or in the run being resumed).
+        fine_tune = task == "classify" and bool(
+            (init_from and base is not None and base.model.config.task == "lm")
+            or (resume and base.config.get("data", {}).get("init_from"))
+        )
         saver = metrics = None
         if context.is_main:
             saver = RunSaver(out, inputs.tokenizer, training, data_section, inputs.sections())
@@ -162,14 +180,14 @@ def train_book(
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
             torch.manual_seed(training.seed + context.rank)
-            net = inputs.build_model(model, base)
+            net = inputs.build_model(model, base, backward)
             train_data, val_data, test_data = inputs.splits
             try:
                 result = train(
                     net, train_data, val_data, training, device=resolved,
                     reporter=reporter if context.is_main else SilentReporter(),
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
-                    val_characters=inputs.val_characters, dist=context,
+                    val_characters=inputs.val_characters, dist=context, fine_tune=fine_tune,
                 )  # fmt: skip
             except TrainingError as exc:
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
@@ -179,7 +197,7 @@ def train_book(
         test_perplexity = None
         if context.is_main and test_data is not None:
             test_loss = inputs.test_loss(net, training, resolved)
-            say(inputs.test_report(test_loss))
+            say(inputs.test_report(test_loss, net))
             test_perplexity = perplexity(test_loss)
             update_config(out, test_perplexity=test_perplexity)
     best = out / BEST_NAME
@@ -191,6 +209,7 @@ def train_book(
         context.rank,
         test_perplexity,
         inputs.labels.names if inputs.labels is not None else [],
+        task,
     )
 
 
@@ -228,8 +247,13 @@ def check_settings(
     The vocabulary is not known yet: the model settings are checked with the largest
     vocabulary allowed (the checks that depend on it come once the books are encoded).
     """
-    if resume is not None and init_from is not None:
+    if resume is not None and init_from:
         raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
+    if model.get("task") == "classify" and (data.example_unit is None or data.labels is None):
+        raise ConfigError(
+            "--task classify trains on labelled examples: give --labels (and --examples)"
+        )
+    _init_sources(init_from)
     ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
     data.splits()
     if data.example_unit is None:
@@ -254,6 +278,31 @@ def _check_tokenizer(name: str, options: dict[str, Any]) -> None:
     except TokenizerError:
         return  # installed but broken: not a settings error; the run reports it
     cls.check_options(options)
+
+
+def _init_sources(init_from: Any) -> tuple[Any, Any]:
+    """(forward, backward) checkpoints from one path or a list of one or two."""
+    if init_from is None or isinstance(init_from, (str, os.PathLike)):
+        return init_from, None
+    paths = list(init_from)
+    if not 1 <= len(paths) <= 2:
+        raise ConfigError("--init-from takes one checkpoint, or two: a forward and a backward LM")
+    return paths[0], paths[1] if len(paths) == 2 else None
+
+
+def _check_directions(forward: Checkpoint | None, backward: Checkpoint | None) -> None:
+    """A backward LM must have been trained reversed, and the forward one not."""
+    for checkpoint, want in ((forward, False), (backward, True)):
+        if checkpoint is None or checkpoint.model.config.task != "lm":
+            continue
+        reverse = bool(checkpoint.config.get("data", {}).get("options", {}).get("reverse"))
+        if reverse != want and (want or backward is not None):
+            which = "second" if want else "first"
+            raise ConfigError(
+                f"the {which} --init-from ({checkpoint.path}) must be a "
+                f"{'backward' if want else 'forward'} language model (charlm train"
+                f"{' --reverse' if want else ''})"
+            )
 
 
 def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any]:

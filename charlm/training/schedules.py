@@ -115,6 +115,18 @@ class LRSchedule:
         self.bad_evals = int(state["bad_evals"])
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, trainable: int | None = None) -> None:
+    """Set every group's rate: `lr` times its `lr_scale` (discriminative rates); with
+    `trainable`, only that many groups from the top learn, the rest are frozen at rate 0."""
+    for depth, group in enumerate(reversed(optimizer.param_groups)):
+        frozen = trainable is not None and depth >= trainable
+        group["lr"] = 0.0 if frozen else lr * group.get("lr_scale", 1.0)
+
+
+def discriminative_groups(
+    layers: list[list[torch.nn.Parameter]], factor: float
+) -> list[dict[str, Any]]:
+    """Parameter groups for layers listed bottom to top, each at 1/`factor` of the rate of
+    the layer above it (ULMFiT: lower layers hold more general features, so change less)."""
+    top = len(layers) - 1
+    return [{"params": ps, "lr_scale": factor ** -(top - i)} for i, ps in enumerate(layers)]
