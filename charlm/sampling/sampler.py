@@ -481,7 +481,9 @@ class Sampler:
 
     def check_label(self, label: str | None) -> None:
         """Raise a one-line ConfigError unless `label` is what this model needs: one of its
-        labels for a labelled model, None for any other."""
+        labels for a labelled model, None for any other; a classifier needs none, it cannot
+        generate."""
+        self._check_generative()
         self._label_tensor(label)
 
     def _label_tensor(self, label: str | None) -> torch.Tensor | None:

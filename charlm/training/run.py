@@ -198,8 +198,11 @@ def train_book(
         if context.is_main and test_data is not None:
             test_loss = inputs.test_loss(net, training, resolved)
             say(inputs.test_report(test_loss, net))
-            test_perplexity = perplexity(test_loss)
-            update_config(out, test_perplexity=test_perplexity)
+            if task == "classify":  # a classifier's test loss is the share it gets wrong
+                update_config(out, test_accuracy=1 - test_loss)
+            else:
+                test_perplexity = perplexity(test_loss)
+                update_config(out, test_perplexity=test_perplexity)
     best = out / BEST_NAME
     return TrainedModel(
         out,

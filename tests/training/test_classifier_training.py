@@ -1,0 +1,132 @@
+"""Training a classifier end to end: from scratch, from language models, and its surface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import charlm
+from charlm.cli import cli
+from charlm.corpus import read_examples
+from charlm.data import DataOptions, ExampleIds
+from charlm.errors import ConfigError
+from charlm.sampling.evaluation import evaluate_examples
+from charlm.training import TrainConfig, train_book
+from charlm.training.feeds import class_weights
+from charlm.training.schedules import discriminative_groups, set_lr
+from tests.helpers import single_thread, write_labelled_names
+
+TINY = {"hidden_size": 16, "embed_size": 8, "num_layers": 1, "dropout": 0.0}
+LABELLED = DataOptions(labels="files", examples="lines", val_fraction=0.1, test_fraction=0.1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def fit(names, out, *, model=None, init_from=None, steps=120, data=LABELLED):
+    training = TrainConfig(batch_size=8, lr=0.02, max_steps=steps, epochs=50, seed=1)
+    return train_book(
+        names, out=out, model={**TINY, "task": "classify", **(model or {})}, training=training,
+        data=data, device="cpu", init_from=init_from,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("classify")
+    names = write_labelled_names(root / "names")
+    return names, fit(names, root / "model", model={"bidirectional": True})
+
+
+def test_a_classifier_learns_two_alphabets_and_classifies_after_loading(trained):
+    names, run = trained
+    sampler = charlm.load(run.checkpoint, device="cpu")
+    assert sampler.is_classifier and sampler.labels == ["ab", "xyz"]
+    found = sampler.classify(["Abba", "Xyzzy", "Bab", "Zyx"], top_k=1)
+    assert [c.label for c in found] == ["ab", "xyz", "ab", "xyz"]
+    assert 0.5 < found[0].labels[0].probability <= 1.0
+
+
+def test_evaluate_reports_the_classification_without_nats(trained):
+    names, run = trained
+    sampler = charlm.load(run.checkpoint, device="cpu")
+    examples = read_examples(names, labels="files", examples="lines")
+    evaluation = evaluate_examples(sampler, examples)
+    assert evaluation.nats_per_char is None and evaluation.accuracy > 0.95
+    assert evaluation.confusion.sum() == len(examples)
+
+
+def test_generating_from_a_classifier_is_one_clear_error(trained):
+    _, run = trained
+    sampler = charlm.load(run.checkpoint, device="cpu")
+    with pytest.raises(ConfigError, match="classifier"):
+        sampler.generate("A", length=5)
+    result = CliRunner().invoke(cli, ["generate", str(run.checkpoint), "--device", "cpu"])
+    assert result.exit_code != 0 and "classifier" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_the_cli_classifies_and_evaluates_a_classifier(trained):
+    names, run = trained
+    result = CliRunner().invoke(cli, ["classify", str(run.checkpoint), "Xyzy", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "> Xyzy" and "xyz" in lines[1]  # the best label first
+    result = CliRunner().invoke(cli, ["evaluate", str(run.checkpoint), str(names / "ab.txt"),
+                                      str(names / "xyz.txt"), "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "accuracy 1.0000" in result.stdout and "nats" not in result.stdout
+
+
+def test_init_from_forward_and_backward_lms_fine_tunes(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    text = DataOptions(val_fraction=0.1)
+    lm_training = TrainConfig(batch_size=4, seq_len=8, max_steps=5, seed=1)
+    lm = {**TINY, "cell": "lstm"}
+    corpus = [str(names / "ab.txt"), str(names / "xyz.txt")]
+    ahead = train_book(corpus, out=tmp_path / "fwd", model=lm, training=lm_training, data=text,
+                       device="cpu")  # fmt: skip
+    back = train_book(corpus, out=tmp_path / "bwd", model=lm, training=lm_training,
+                      data=DataOptions(val_fraction=0.1, reverse=True), device="cpu")  # fmt: skip
+    run = fit(names, tmp_path / "clf", model={"bidirectional": True},
+              init_from=[ahead.checkpoint, back.checkpoint], steps=60)  # fmt: skip
+    sampler = charlm.load(run.checkpoint, device="cpu")
+    assert sampler.is_classifier
+    saved = charlm.checkpoint.read_config(run.checkpoint)["data"]
+    assert saved["init_backward_from"] == str(back.checkpoint)
+    with pytest.raises(ConfigError, match="backward language model"):
+        fit(names, tmp_path / "wrong", model={"bidirectional": True},
+            init_from=[ahead.checkpoint, ahead.checkpoint])  # fmt: skip
+
+
+def test_task_classify_needs_labels(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    with pytest.raises(ConfigError, match="--task classify trains on labelled examples"):
+        fit(names, tmp_path / "m", data=DataOptions(examples="lines"))
+
+
+def test_balanced_weights_make_each_label_weigh_alike():
+    weights = class_weights(np.array([0, 0, 0, 1]), 2, "balanced")
+    assert torch.allclose(weights * torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0]))
+    assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def test_discriminative_rates_and_unfreezing_from_the_top():
+    layers = [[torch.nn.Parameter(torch.zeros(1))] for _ in range(3)]
+    optimizer = torch.optim.Adam(discriminative_groups(layers, 2.0), lr=1.0)
+    set_lr(optimizer, 0.4)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.2, 0.4]
+    set_lr(optimizer, 0.4, trainable=1)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.0, 0.0, 0.4]
+
+
+def test_reversed_examples_read_backwards():
+    examples = ExampleIds.from_lists([[1, 2], [3, 4, 5]], labels=[0, 1])
+    back = examples.reversed()
+    assert [list(back.example(i)) for i in range(2)] == [[5, 4, 3], [2, 1]]
+    assert list(back.labels) == [1, 0]
