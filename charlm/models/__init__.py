@@ -5,14 +5,14 @@ from dataclasses import replace
 import torch
 
 from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
-from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
 from .classifier import RNNClassifier, copy_language_model, final_state, lengths_of
+from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
 from .rnnlm import (
     LABEL_INPUTS,
-    POOLINGS,
-    TASKS,
     NONLINEARITIES,
+    POOLINGS,
     RNNLM,
+    TASKS,
     ModelConfig,
     State,
     detach_state,

@@ -80,7 +80,9 @@ class RNNClassifier(nn.Module):
         if pooling == "last":
             return last
         seq = outputs.shape[1]
-        real = torch.arange(seq, device=outputs.device)[None, :] < lengths.to(outputs.device)[:, None]
+        real = (
+            torch.arange(seq, device=outputs.device)[None, :] < lengths.to(outputs.device)[:, None]
+        )
         real = real.unsqueeze(-1)  # (batch, seq, 1)
         mean = (outputs * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
         top = outputs.masked_fill(~real, float("-inf")).amax(dim=1)  # (batch, directions·hidden)
@@ -139,7 +141,10 @@ def copy_language_model(
         lm = source.config
         same = (lm.cell, lm.num_layers, lm.hidden_size, lm.embed_size)
         if source.embedding is None or same != (
-            config.cell, config.num_layers, config.hidden_size, config.embed_size
+            config.cell,
+            config.num_layers,
+            config.hidden_size,
+            config.embed_size,
         ):
             raise ConfigError(
                 "the classifier takes the language model's embedding and recurrent layers: "

@@ -30,8 +30,8 @@ from charlm.models import State, convert
 from charlm.sampling.beam import StepFn, beam_search
 from charlm.sampling.classify import (
     Classification,
-    encode_texts,
     classifier_log_posterior,
+    encode_texts,
     label_log_likelihoods,
     posterior,
     ranked,

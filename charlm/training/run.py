@@ -153,9 +153,7 @@ def train_book(
         mixed_precision(training.precision, resolved)  # fail before the books are read
         say = (reporter or SilentReporter()).message if context.is_main else _ignore
         task = model.get("task", "lm")
-        inputs = prepare_inputs(
-            book, data, base, tokenizer, tokenizer_options, training, say, task
-        )
+        inputs = prepare_inputs(book, data, base, tokenizer, tokenizer_options, training, say, task)
         for line in inputs.prepared.report():
             say(line)
 
