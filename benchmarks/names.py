@@ -60,7 +60,7 @@ QUICK_MODEL = ["--hidden", "16", "--embed", "8", "--label-size", "4"]
 
 def write_split(part: ExampleSet, directory: Path) -> Path:
     """One file per language, one name a line: the layout `--labels files` reads."""
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     for label in part.label_names:
         names = [t for t, lab in part.pairs() if lab == label]
         (directory / f"{label}.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
@@ -72,7 +72,7 @@ def train(name: str, split: Path, out: Path, budget: list[str], threads: int | N
     time the process got."""
     command = [sys.executable, "-m", "charlm", "train", str(split / "train"), "--examples",
                "lines", *RUNS[name], "--val", str(split / "val"), *budget, "--out", str(out),
-               "--device", "cpu"]  # fmt: skip
+               "--overwrite", "--device", "cpu"]  # fmt: skip
     command += ["--threads", str(threads)] if threads else []
     command += QUICK_MODEL if quick else []
     cpu_before = _children_cpu()
@@ -224,11 +224,17 @@ def report(results: dict[str, Any]) -> None:
 @click.command()
 @click.option("--quick", is_flag=True, help="A tiny subset and seconds of training (for CI).")
 @click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the splits and models in this directory.  [default: a temporary one]",
+)
 @results_option(RESULTS_DIR / "names.json")
-def main(quick: bool, threads: int | None, out: Path) -> None:
+def main(quick: bool, threads: int | None, work: Path | None, out: Path) -> None:
     """Names of 18 languages: conditional LM against a 5-gram naive-Bayes baseline."""
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_all(quick, threads, Path(tmp))
+        results = run_all(quick, threads, work or Path(tmp))
     report(results)
     print(f"wrote {write_results(out, results)}")
 

@@ -62,7 +62,7 @@ def train(book: Path, out: Path, budget: str, threads: int | None, quick: bool):
     command = [sys.executable, "-m", "charlm", "train", str(book), "--test-fraction",
                str(SPLITS.test_fraction), "--val-fraction", str(SPLITS.val_fraction),
                "--tokenizer-option", "unk=true", "--max-time", budget, "--out", str(out),
-               "--no-cache", "--device", "cpu", *(QUICK_MODEL if quick else MODEL)]  # fmt: skip
+               "--overwrite", "--no-cache", "--device", "cpu", *(QUICK_MODEL if quick else MODEL)]  # fmt: skip
     command += ["--threads", str(threads)] if threads else []
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -130,11 +130,17 @@ def run_all(quick: bool, threads: int | None, work: Path) -> dict[str, Any]:
 @click.command()
 @click.option("--quick", is_flag=True, help="Two books, seconds of training (for CI).")
 @click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the splits and models in this directory.  [default: a temporary one]",
+)
 @results_option(RESULTS_DIR / "which_book.json")
-def main(quick: bool, threads: int | None, out: Path) -> None:
+def main(quick: bool, threads: int | None, work: Path | None, out: Path) -> None:
     """Which book is a 200-character passage from: book models against 5-gram models."""
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_all(quick, threads, Path(tmp))
+        results = run_all(quick, threads, work or Path(tmp))
     print_table(
         ["book", "LM correct", "5-gram correct", "LM bits/char", "train wall s"],
         [
