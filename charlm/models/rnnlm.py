@@ -64,13 +64,16 @@ class ModelConfig:
         False,
         "Feed one-hot vectors of vocabulary size instead of an embedding (--embed is then unused).",
     )
-    num_layers: int = option(2, "Number of stacked recurrent layers.", flag="--layers", low=1)
-    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
-    embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1)
-    dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION)
+    # `examples=`: the defaults for short examples (names), measured in docs/labelled-text.md.
+    num_layers: int = option(
+        2, "Number of stacked recurrent layers.", flag="--layers", low=1, examples=1
+    )
+    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1, examples=256)
+    embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1, examples=32)
+    dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION, examples=0.0)
     embed_dropout: float = option(0.0, "Dropout on the embedded input tokens.", **_FRACTION)
     output_dropout: float = option(
-        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION
+        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION, examples=0.2
     )
     tie_weights: bool = option(
         False,

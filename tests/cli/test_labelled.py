@@ -40,6 +40,7 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_generate_draws_examples_of_a_label_one_a_line(model):
     result = invoke("generate", model, "--label", "xyz", "--num-samples", "6", "--seed", "1",
                     "--temperature", "0.5", "--device", "cpu")  # fmt: skip
@@ -48,12 +49,14 @@ def test_generate_draws_examples_of_a_label_one_a_line(model):
     assert len(names) == 6 and all(set(n.lower()) <= set("xyz") for n in names)
 
 
+@pytest.mark.slow
 def test_an_unknown_label_is_one_line_listing_the_labels(model):
     result = invoke("generate", model, "--label", "qq", "--device", "cpu")
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "the labels are: ab, xyz" in result.stderr
 
 
+@pytest.mark.slow
 def test_classify_prints_each_labels_log_probability(model, tmp_path):
     result = invoke("classify", model, "Abab", "--top-k", "2", "--device", "cpu")
     assert result.exit_code == 0, result.output
@@ -69,6 +72,7 @@ def test_classify_prints_each_labels_log_probability(model, tmp_path):
     assert sum(label["score"] for label in records[0]["labels"]) == pytest.approx(1)
 
 
+@pytest.mark.slow
 def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, tmp_path):
     test = write_labelled_names(tmp_path / "test")
     plot = tmp_path / "confusion.png"
@@ -84,6 +88,7 @@ def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, t
     assert "reading the files as the model's training data was read" in plain.stderr
 
 
+@pytest.mark.slow
 def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
     books = {"sea": "the ship sailed on the sea and the whale swam. " * 30,
              "garden": "roses grew in the garden by the wall of stone. " * 30}  # fmt: skip
@@ -130,6 +135,7 @@ def test_command_lines_that_cannot_work_are_usage_errors(args, message):
     assert result.exit_code == 2 and message in result.stderr
 
 
+@pytest.mark.slow
 def test_a_book_model_refuses_a_label(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TINY_TEXT, encoding="utf-8")

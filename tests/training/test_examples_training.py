@@ -36,6 +36,7 @@ def run(data_dir, out, steps: int = 120, **data):
     )
 
 
+@pytest.mark.slow
 def test_a_labelled_model_learns_its_examples_and_saves_the_labels(tmp_path):
     names = write_labelled_names(tmp_path / "names", copies=2)
     trained = run(names, tmp_path / "model", test_fraction=0.1)
@@ -51,6 +52,7 @@ def test_a_labelled_model_learns_its_examples_and_saves_the_labels(tmp_path):
     assert loaded.model.config.vocab_size == loaded.tokenizer.vocab_size + 1
 
 
+@pytest.mark.slow
 def test_examples_without_labels_train_a_model_of_one_kind(tmp_path):
     names = write_labelled_names(tmp_path / "names")
     trained = run(names, tmp_path / "model", steps=20, labels=None, examples="lines")
@@ -59,6 +61,7 @@ def test_examples_without_labels_train_a_model_of_one_kind(tmp_path):
     assert "labels" not in config and trained.labels == []
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_exactly(tmp_path):
     names = write_labelled_names(tmp_path / "names")
     straight = run(names, tmp_path / "straight", steps=12)
@@ -76,6 +79,7 @@ def test_a_resumed_run_continues_exactly(tmp_path):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+@pytest.mark.slow
 def test_a_model_of_one_kind_is_not_fine_tuned_on_the_other(tmp_path, tiny_book):
     names = write_labelled_names(tmp_path / "names")
     run(names, tmp_path / "names-model", steps=2)

@@ -1,0 +1,156 @@
+"""Which book is this passage from? One model per book; a passage goes to the book whose model
+predicts it best, in bits per character (`charlm classify --models`), against character
+5-gram models of the same books (benchmarks/ngram.py).
+
+    python -m benchmarks.which_book            # seven books, a 2-minute model each
+    python -m benchmarks.which_book --quick    # two books, seconds each: a smoke run
+
+The seven English books of ../shared/corpora: five from Project Gutenberg, The Time Machine
+and Tiny Shakespeare. Each is read as `charlm train` reads it (Gutenberg boilerplate removed)
+and its last 10% is held out; each model is trained on the rest with
+
+    charlm train BOOK --test-fraction 0.1 --val-fraction 0.02 --tokenizer-option unk=true
+        --hidden 256 --layers 1 --max-time 2m
+
+(`unk=true` gives every model an <unk> token, so a character that one book never uses can be
+scored, at the tiny probability the model learned for <unk>, instead of failing). The
+passages are 50 stretches of 200 characters from each book's held-out tail, evenly spaced.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.ngram import CharNgram
+from charlm.corpus import SplitConfig, read_book, split_regions
+from charlm.sampling import by_bits_per_character, load
+
+BOOKS = {
+    "alice": "gutenberg/pg11.txt",
+    "pride-and-prejudice": "gutenberg/1342-0.txt",
+    "frankenstein": "gutenberg/84-0.txt",
+    "moby-dick": "gutenberg/2701-0.txt",
+    "room-with-a-view": "gutenberg/pg2641.cp1252.txt",
+    "time-machine": "timemachine/timemachine.txt",
+    "shakespeare": "tinyshakespeare/input.txt",
+}
+SPLITS = SplitConfig(val_fraction=0.02, test_fraction=0.1)
+PASSAGE = 200
+PASSAGES = 50
+MODEL = ["--hidden", "256", "--embed", "32", "--layers", "1", "--dropout", "0"]
+QUICK_MODEL = ["--hidden", "32", "--embed", "8", "--layers", "1", "--batch-size", "8"]
+
+
+def passages(text: str, count: int) -> list[str]:
+    """`count` stretches of PASSAGE characters from the held-out tail, evenly spaced."""
+    _, val_end = split_regions(len(text), SPLITS)
+    tail = text[val_end:]
+    starts = np.linspace(0, len(tail) - PASSAGE, count).astype(int)
+    return [tail[s : s + PASSAGE] for s in starts]
+
+
+def train(book: Path, out: Path, budget: str, threads: int | None, quick: bool):
+    command = [sys.executable, "-m", "charlm", "train", str(book), "--test-fraction",
+               str(SPLITS.test_fraction), "--val-fraction", str(SPLITS.val_fraction),
+               "--tokenizer-option", "unk=true", "--max-time", budget, "--out", str(out),
+               "--overwrite", "--no-cache", "--device", "cpu", *(QUICK_MODEL if quick else MODEL)]  # fmt: skip
+    command += ["--threads", str(threads)] if threads else []
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise click.ClickException(f"{book.name}: charlm train failed: {done.stderr[-500:]}")
+    return time.perf_counter() - started
+
+
+def accuracy(predicted: list[int], truth: list[int]) -> float:
+    return float(np.mean(np.array(predicted) == np.array(truth)))
+
+
+def run_all(quick: bool, threads: int | None, work: Path) -> dict[str, Any]:
+    books = dict(list(BOOKS.items())[:2]) if quick else BOOKS
+    count = 5 if quick else PASSAGES
+    texts, held_out, truth = {}, [], []
+    for index, (name, relative) in enumerate(books.items()):
+        path = CORPORA / relative
+        if not path.is_file():
+            raise click.ClickException(f"a book is missing: {path}")
+        texts[name] = read_book(path).text
+        held_out += passages(texts[name], count)
+        truth += [index] * count
+    names = list(books)
+    started = time.perf_counter()
+    ngrams = []
+    for name in names:
+        train_end, _ = split_regions(len(texts[name]), SPLITS)
+        ngrams.append(CharNgram(5, examples=False).fit([texts[name][:train_end]]))
+    ngram_seconds = time.perf_counter() - started
+    ngram_guess = [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in held_out]
+    walls = {}
+    for name, relative in books.items():
+        walls[name] = train(
+            CORPORA / relative, work / name, "5s" if quick else "2m", threads, quick
+        )
+    samplers = [load(work / name, device="cpu") for name in names]
+    bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in held_out])
+    ranked = by_bits_per_character(held_out, bits, names)
+    lm_guess = [names.index(r.label) for r in ranked]
+    per_book = {
+        name: {
+            "lm": accuracy(
+                lm_guess[i * count : (i + 1) * count], truth[i * count : (i + 1) * count]
+            ),
+            "ngram": accuracy(
+                ngram_guess[i * count : (i + 1) * count], truth[i * count : (i + 1) * count]
+            ),
+            "bits_per_character": float(bits[i * count : (i + 1) * count, i].mean()),
+            "train_wall_seconds": walls[name],
+        }
+        for i, name in enumerate(names)
+    }
+    return {
+        "quick": quick,
+        "passages": len(held_out),
+        "passage_characters": PASSAGE,
+        "lm_accuracy": accuracy(lm_guess, truth),
+        "ngram_accuracy": accuracy(ngram_guess, truth),
+        "ngram_fit_seconds": ngram_seconds,
+        "books": per_book,
+    }
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Two books, seconds of training (for CI).")
+@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the splits and models in this directory.  [default: a temporary one]",
+)
+@results_option(RESULTS_DIR / "which_book.json")
+def main(quick: bool, threads: int | None, work: Path | None, out: Path) -> None:
+    """Which book is a 200-character passage from: book models against 5-gram models."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_all(quick, threads, work or Path(tmp))
+    print_table(
+        ["book", "LM correct", "5-gram correct", "LM bits/char", "train wall s"],
+        [
+            (name, r["lm"], r["ngram"], r["bits_per_character"], r["train_wall_seconds"])
+            for name, r in results["books"].items()
+        ]
+        + [("all", results["lm_accuracy"], results["ngram_accuracy"], None, None)],
+    )
+    print(f"wrote {write_results(out, results)}")
+
+
+if __name__ == "__main__":
+    main()
