@@ -106,10 +106,13 @@ class CharTokenizer(Tokenizer):
         kept = 0
         for start in range(0, len(text), CHUNK_CHARS):
             points = _chunk_points(text[start : start + CHUNK_CHARS])
+            looked_up = points
             if points.dtype == np.uint32 and points.max() >= len(self._table):
-                points = np.minimum(points, len(self._table) - 1)  # beyond the table: unknown
+                # Beyond the table: unknown (the table's last entry); `points` keeps the
+                # characters themselves for the error message.
+                looked_up = np.minimum(points, len(self._table) - 1)
             ids = out[kept : kept + len(points)]
-            np.take(self._table, points, out=ids)  # the whole chunk in one lookup
+            np.take(self._table, looked_up, out=ids)  # the whole chunk in one lookup
             if ids.min() < 0:  # rare: some character is outside the vocabulary
                 ids = self._unknown(ids, points, unknown)
                 out[kept : kept + len(ids)] = ids

@@ -35,6 +35,12 @@ def test_unseen_characters_are_named():
         tokenizer.encode("axby")
 
 
+def test_unseen_characters_beyond_the_lookup_table_are_named_as_typed():
+    tokenizer = CharTokenizer.train("abc")
+    with pytest.raises(UnknownTokenError, match="'€', '😀'"):
+        tokenizer.encode("a€b😀")
+
+
 def test_registry_finds_char_and_refuses_unknown_names():
     assert get_tokenizer_class("char") is CharTokenizer
     with pytest.raises(TokenizerError, match="no tokenizer named 'klingon'"):
