@@ -101,4 +101,4 @@ def main() -> None:
 
 
 # Importing the command modules attaches their commands to `cli`.
-from charlm.cli import corpus, evaluate, generate, plot, tokenizers, train  # noqa: E402, F401
+from charlm.cli import corpus, evaluate, generate, plot, serve, tokenizers, train  # noqa: E402, F401
