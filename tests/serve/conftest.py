@@ -26,6 +26,18 @@ from tests.tiny_models import save_tiny_checkpoint  # noqa: E402
 SMALL_LIMITS = ServeConfig(max_tokens=5000, max_choices=6, max_body=4096)
 
 
+@pytest.fixture(autouse=True, scope="package")
+def _one_torch_thread() -> Iterator[None]:
+    # The tiny models gain nothing from a second thread, and on a busy machine the threads
+    # wait for each other on every step (a token then takes milliseconds, not microseconds).
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "tiny", TINY_TEXT)
@@ -92,6 +104,6 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(sampler: Sampler) -> Iterator[LiveServer]:
-    config = ServeConfig(port=8000)
+    config = ServeConfig(max_tokens=100_000)
     with LiveServer(model_set(config, tiny=sampler), config) as server:
         yield server
