@@ -8,7 +8,7 @@ print(sampler.generate(prefix="It was", length=300, temperature=0.8, seed=1))
 from charlm._version import __version__
 from charlm.api import TrainedModel, train_book
 from charlm.errors import CharlmError
-from charlm.sampling import Sampler, Score, load
+from charlm.sampling import Sampler, SamplingOptions, Score, load
 from charlm.tokenizers import Tokenizer, register
 from charlm.training import TrainConfig
 
@@ -17,6 +17,7 @@ register_tokenizer = register
 __all__ = [
     "CharlmError",
     "Sampler",
+    "SamplingOptions",
     "Score",
     "Tokenizer",
     "TrainConfig",

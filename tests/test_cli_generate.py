@@ -1,11 +1,16 @@
 """`charlm generate`: every option from the command line, and the interactive prompt loop."""
 
+import dataclasses
 import json
 
 import pytest
 from click.testing import CliRunner
 
+import charlm
 from charlm.cli import cli
+from charlm.cli.generate import generate
+from charlm.sampling import SamplingOptions
+from charlm.sampling.options import setting_of
 from tests.conftest import TINY_TEXT
 from tests.tiny_models import save_tiny_checkpoint
 
@@ -134,3 +139,38 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     assert "unknown command /bogus" in out
     assert "never seen" in out  # an error does not end the loop ...
     assert any(line.startswith("a") and len(line) == 1 + 12 for line in out.splitlines())
+
+
+def test_the_command_line_and_python_share_their_defaults(checkpoint):
+    result = run(checkpoint, "--prefix", "the ", "--seed", "4")
+    assert result.exit_code == 0, result.output
+    assert result.output == charlm.load(checkpoint, device="cpu").generate("the ", seed=4) + "\n"
+
+
+def test_every_sampling_option_is_an_option_of_the_command_with_the_same_default():
+    params = {param.name: param for param in generate.params}
+    for field in dataclasses.fields(SamplingOptions):
+        if not setting_of(field).cli:
+            assert field.name not in params
+            continue
+        param = params[field.name]
+        assert param.opts == [f"--{field.name.replace('_', '-')}"]
+        assert param.default == field.default, field.name
+
+
+def test_the_prompt_has_a_command_for_every_option_and_explains_it(checkpoint):
+    out = run(checkpoint, "--interactive", input="/help\n").output
+    for field in dataclasses.fields(SamplingOptions):
+        if setting_of(field).cli:
+            assert f"/{field.name.replace('_', '-')} " in out
+    assert "(a /stop string" in out  # the option's own help, read as a command
+
+
+def test_prompt_commands_set_stop_strings_seeds_and_policies(checkpoint):
+    script = ["/stop x", "/stop \\n", "/seed 5", "/unknown skip", "/settings"]
+    script += ["/stop off", "/seed random", "/unknown default", "/unknown ignore", "/settings"]
+    out = run(checkpoint, "--interactive", input="\n".join(script) + "\n").output
+    first, second = out.split("  length = ")[1:]
+    assert "stop = ('x', '\\n')" in first and "seed = 5" in first and "unknown = 'skip'" in first
+    assert "stop = ()" in second and "seed = None" in second and "unknown = None" in second
+    assert "Error: /unknown ignore: unknown must be one of error, skip, unk" in out

@@ -61,7 +61,8 @@ def nucleus(row: torch.Tensor, top_p: float) -> set[int]:
 
 @pytest.mark.parametrize("top_p", [0.3, 0.8])
 def test_top_p_never_emits_a_token_outside_the_nucleus(logits, top_p):
-    drawn = draws(logits, SamplingOptions(top_p=top_p), steps=400)
+    # nucleus() reads the model's own probabilities: temperature 1, not the default 0.8
+    drawn = draws(logits, SamplingOptions(temperature=1.0, top_p=top_p), steps=400)
     for row in range(len(logits)):
         allowed = nucleus(logits[row], top_p)
         assert set(drawn[:, row].tolist()) <= allowed
@@ -71,7 +72,7 @@ def test_top_p_never_emits_a_token_outside_the_nucleus(logits, top_p):
 
 def test_top_p_keeps_the_most_likely_token_even_when_it_alone_exceeds_p():
     logits = torch.tensor([[5.0, 0.0, 0.0]])
-    processed = process_logits(logits, SamplingOptions(top_p=0.01))
+    processed = process_logits(logits, SamplingOptions(temperature=1.0, top_p=0.01))
     assert processed[0, 0] == 5.0 and torch.isinf(processed[0, 1:]).all()
 
 
@@ -79,13 +80,14 @@ def test_repetition_penalty_lowers_the_probability_of_seen_tokens(logits):
     seen = torch.zeros_like(logits)
     seen[:, :10] = 1.0
     before = logits.softmax(-1)
-    after = process_logits(logits, SamplingOptions(repetition_penalty=1.5), seen).softmax(-1)
+    penalised = SamplingOptions(temperature=1.0, repetition_penalty=1.5)  # the penalty alone
+    after = process_logits(logits, penalised, seen).softmax(-1)
     assert (after[:, :10] < before[:, :10]).all()
     assert (after[:, 10:] > before[:, 10:]).all()
     # relative to each other, seen tokens keep their odds; against unseen ones they lose 1.5x
     ratio = (after[:, 0] / after[:, 20]) / (before[:, 0] / before[:, 20])
     assert torch.allclose(ratio, torch.full_like(ratio, 1 / 1.5))
-    assert torch.equal(logits, process_logits(logits, SamplingOptions(), seen))
+    assert torch.equal(logits, process_logits(logits, SamplingOptions(temperature=1.0), seen))
 
 
 def test_draws_follow_the_softmax_distribution():
