@@ -88,9 +88,22 @@ def test_beam_width_prints_the_best_continuation_with_its_log_probability(checkp
     assert result.exit_code == 2 and "beam_width" in result.output
 
 
+def test_min_p_reaches_the_sampler(checkpoint):
+    # min-p 1 keeps only the most likely token: sampling at any seed is then greedy decoding.
+    base = [checkpoint, "--prefix", "the ", "--length", "40", "--temperature", "1"]
+    greedy = run(*base, "--temperature", "0").output
+    for seed in ("1", "2"):
+        assert run(*base, "--min-p", "1", "--seed", seed).output == greedy
+    assert run(*base, "--min-p", "0.01", "--seed", "1").output != greedy
+
+
 @pytest.mark.parametrize(
     "option",
     [
+        ["--min-p", "1.5"],
+        ["--min-p", "-0.1"],
+        ["--min-p", "nan"],
+        ["--beam-width", "2", "--min-p", "0.1"],
         ["--temperature", "-1"],
         ["--top-p", "0"],
         ["--top-p", "1.5"],
@@ -121,6 +134,7 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
             "the ",
             "the ",
             "/top-p 7",
+            "/min-p 2",
             "/bogus 1",
             "/settings",
             "Ω",
@@ -136,6 +150,7 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     assert len(continuations) == 2 and continuations[0] == continuations[1]
     assert len(continuations[0]) == len("the ") + 12
     assert "Error: /top-p 7: top_p must be in (0, 1]" in out
+    assert "Error: /min-p 2: min_p must be in [0, 1], got 2.0" in out
     assert "unknown command /bogus" in out
     assert "never seen" in out  # an error does not end the loop ...
     assert any(line.startswith("a") and len(line) == 1 + 12 for line in out.splitlines())

@@ -66,7 +66,7 @@ def test_replace_checks_the_copy_and_leaves_the_original():
 
 def test_a_json_round_trip_gives_the_same_options():
     options = SamplingOptions(
-        length=12, temperature=0.0, top_k=4, top_p=0.9, repetition_penalty=1.3,
+        length=12, temperature=0.0, top_k=4, top_p=0.9, min_p=0.05, repetition_penalty=1.3,
         stop=("\n", "THE END"), num_samples=2, seed=11, unknown="skip", allow_unk=True,
     )  # fmt: skip
     data = json.loads(json.dumps(options.to_dict()))
@@ -84,6 +84,8 @@ def test_a_json_round_trip_gives_the_same_options():
         ({"length": True}, "length must be an integer"),
         ({"top_p": 1.5}, r"top_p must be in \(0, 1\], got 1.5"),
         ({"top_k": 0}, "top_k must be an integer >= 1"),
+        ({"min_p": 1.01}, r"min_p must be in \[0, 1\], got 1.01"),
+        ({"min_p": "0.1"}, r"min_p must be a number in \[0, 1\]"),
         ({"stop": [1]}, "stop must be a non-empty string, got 1"),
         ({"stop": 5}, "stop must be a string or a list of strings"),
         ({"seed": "7"}, "seed must be an integer"),
@@ -105,12 +107,15 @@ def test_a_bad_json_object_is_one_clear_error(data, message):
     assert "\n" not in str(caught.value)
 
 
+# A value other than the default for every option beam search refuses
+SAMPLING_ONLY = {"top_k": 3, "top_p": 0.5, "min_p": 0.1, "repetition_penalty": 2.0, "stop": "x"}
+
+
 def test_beam_search_ignores_temperature_and_seed_but_refuses_what_belongs_to_sampling():
     SamplingOptions(beam_width=3, temperature=0.3, seed=4, num_samples=3)
-    for field in dataclasses.fields(SamplingOptions):
-        if setting_of(field).sampling_only:
-            value = {"top_k": 3, "top_p": 0.5, "repetition_penalty": 2.0, "stop": "x"}.get(
-                field.name, field.default
-            )
-            with pytest.raises(ConfigError, match=f"{field.name} applies to sampling"):
-                SamplingOptions(beam_width=2, **{field.name: value})
+    refused = [f.name for f in dataclasses.fields(SamplingOptions) if setting_of(f).sampling_only]
+    assert sorted(refused) == sorted(SAMPLING_ONLY)
+    for name, value in SAMPLING_ONLY.items():
+        SamplingOptions(**{name: value})  # fine when sampling
+        with pytest.raises(ConfigError, match=f"{name} applies to sampling"):
+            SamplingOptions(beam_width=2, **{name: value})

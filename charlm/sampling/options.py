@@ -61,6 +61,9 @@ class SamplingOptions:
     top_k: keep only the k most likely tokens (None: all).
     top_p: keep the smallest set of most likely tokens whose probability reaches top_p
         (nucleus sampling; 1.0: all).
+    min_p: keep only the tokens whose probability is at least min_p times that of the most
+        likely token (0.0: all); unlike a fixed top_k it keeps many tokens where the model is
+        unsure and few where it is confident.
     repetition_penalty: make every token already in the prefix or the sample this many times
         less likely than before, relative to the tokens not yet used (the probabilities are
         then renormalised); 1.0 changes nothing, > 1 discourages repeats, < 1 favours them.
@@ -107,6 +110,15 @@ class SamplingOptions:
         low=0,
         high=1,
         low_open=True,
+        sampling_only=True,
+    )
+    min_p: float = _option(
+        0.0,
+        "Draw only from tokens at least this fraction as likely as the most likely one; "
+        "0 keeps all.",
+        float,
+        low=0,
+        high=1,
         sampling_only=True,
     )
     repetition_penalty: float = _option(

@@ -1,7 +1,7 @@
 """The per-token step: from a row of logits to one token id.
 
 The logits go through the transformations in the same order as in Hugging Face transformers:
-repetition penalty, temperature, top-k, top-p. One token is then drawn per row
+repetition penalty, temperature, top-k, top-p, min-p. One token is then drawn per row
 by inverse CDF (a cumulative sum and a binary search), which needs a single random number per
 row and is several times faster than `torch.multinomial` on a batch (see benchmarks/sampling.py).
 """
@@ -45,7 +45,17 @@ def process_logits(
         logits = logits.masked_fill(logits < kth_best, -math.inf)
     if options.top_p < 1.0:
         logits = _nucleus(logits, options.top_p)
+    if options.min_p > 0.0:
+        logits = _min_p(logits, options.min_p)
     return logits
+
+
+def _min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    # p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p): no softmax needed, and the
+    # most likely token always stays. Truncation by top-k/top-p leaves p_i / p_max unchanged,
+    # so the kept set does not depend on what they removed.
+    threshold = logits.amax(dim=-1, keepdim=True) + math.log(min_p)  # (batch, 1)
+    return logits.masked_fill(logits < threshold, -math.inf)
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
