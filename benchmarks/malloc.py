@@ -1,4 +1,4 @@
-"""What charlm's allocator tuning (charlm/allocator.py) is worth, A against B.
+"""What charlm's allocator tuning (charlm/training/allocator.py) is worth, A against B.
 
     python -m benchmarks.malloc                  # configs a and c of train_overhead, 5 rounds
     python -m benchmarks.malloc --configs c --rounds 9 --threads 1
@@ -24,7 +24,7 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, median, print_table, results_option, write_results
 from benchmarks.train_overhead import CONFIGS, QUICK, charlm_run, token_ids
-from charlm import training
+from charlm.training import loop as training
 
 RESULTS = RESULTS_DIR / "malloc.json"
 SETTINGS = ("glibc defaults", "tuned")

@@ -46,8 +46,8 @@ from benchmarks.quality import (
     run_recipe,
     slice_lines,
 )
-from charlm.api import DataOptions
 from charlm.training import TrainConfig
+from charlm.training.run import DataOptions
 
 PTB = CORPORA / "ptb"
 RESULTS = RESULTS_DIR / "ptb_zaremba.json"

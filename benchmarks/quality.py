@@ -16,13 +16,14 @@ from typing import Any
 from rich.console import Console
 
 from benchmarks.common import finite, machine_info
-from charlm.api import DataOptions, train_book
 from charlm.checkpoint import CONFIG_NAME, load_checkpoint
 from charlm.corpus import read_book
 from charlm.device import resolve_device
-from charlm.metrics import METRICS_LOG_NAME, perplexity, read_metrics
-from charlm.progress import LineReporter
+from charlm.metrics import perplexity
 from charlm.training import TrainConfig, evaluate
+from charlm.training.metrics_log import METRICS_LOG_NAME, read_metrics
+from charlm.training.progress import LineReporter
+from charlm.training.run import DataOptions, train_book
 
 QUICK_MODEL = {"embed_size": 16, "hidden_size": 16}
 

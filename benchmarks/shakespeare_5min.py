@@ -37,8 +37,8 @@ from benchmarks.common import CORPORA, RESULTS_DIR, print_table, pyplot
 from benchmarks.quality import merge_run
 from charlm.checkpoint import read_config
 from charlm.corpus import read_book
-from charlm.metrics import METRICS_LOG_NAME, read_metrics
 from charlm.sampling import load
+from charlm.training.metrics_log import METRICS_LOG_NAME, read_metrics
 
 BOOK = CORPORA / "tinyshakespeare" / "input.txt"
 RESULTS = RESULTS_DIR / "shakespeare_5min.json"

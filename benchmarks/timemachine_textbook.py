@@ -27,9 +27,9 @@ import click
 
 from benchmarks.common import CORPORA, RESULTS_DIR, print_table
 from benchmarks.quality import Recipe, merge_run, run_recipe
-from charlm.api import DataOptions
 from charlm.corpus import read_book
 from charlm.training import TrainConfig
+from charlm.training.run import DataOptions
 
 BOOK = CORPORA / "timemachine" / "timemachine.txt"
 RESULTS = RESULTS_DIR / "timemachine_textbook.json"

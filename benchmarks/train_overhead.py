@@ -53,10 +53,10 @@ from benchmarks.common import (
     results_option,
     write_results,
 )
-from charlm.metrics import MetricsLog
 from charlm.models import ModelConfig, build_model
-from charlm.progress import RichReporter
 from charlm.training import TrainConfig, train
+from charlm.training.metrics_log import MetricsLog
+from charlm.training.progress import RichReporter
 
 RESULTS = RESULTS_DIR / "train_overhead.json"
 LOG_EVERY = 10  # charlm's default; timing windows start and end on a metrics record

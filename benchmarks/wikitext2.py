@@ -42,8 +42,8 @@ from benchmarks.quality import (
     run_recipe,
     slice_lines,
 )
-from charlm.api import DataOptions
 from charlm.training import TrainConfig
+from charlm.training.run import DataOptions
 
 WIKITEXT = CORPORA / "wikitext-2"
 RESULTS = RESULTS_DIR / "wikitext2.json"

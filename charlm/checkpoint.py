@@ -35,7 +35,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,6 @@ from charlm._version import __version__
 from charlm.errors import CharlmError, CheckpointError
 from charlm.limits import MAX_CONFIG_BYTES, too_large
 from charlm.models import RNNLM, ModelConfig, build_model
-from charlm.resume import TrainingState
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
 
 FORMAT_VERSION = 1
@@ -60,6 +59,20 @@ BEST_NAME = "best"
 TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
 # Version v → v+1. Empty while there is one format; see the module docstring.
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+@dataclass
+class TrainingState:
+    """What a run needs beyond the weights to continue exactly where it stopped: JSON `meta`
+    (counters, iterator position, schedule, optimizer hyper-parameters) and named `tensors`
+    (optimizer moments, RNG states, the carried hidden state); see charlm/training/resume.py."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
 
 
 @dataclass

@@ -18,12 +18,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from charlm import checkpoint as ckpt
-from charlm.api import DataOptions, train_book
 from charlm.checkpoint import load_checkpoint, read_config, save_checkpoint
 from charlm.cli import cli
 from charlm.errors import CheckpointError
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
+from charlm.training.run import DataOptions, train_book
 from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, single_thread, tiny_model
 
@@ -295,6 +295,7 @@ def test_randomly_damaged_checkpoints_load_or_fail_with_one_line(tmp_path):
         lambda s: s.update(epoch_meter="x"),
     ],
 )
+@pytest.mark.slow
 def test_a_damaged_training_state_cannot_be_resumed_but_says_so(tmp_path, last_run, damage):
     run = shutil.copytree(last_run, tmp_path / "run")
     _edit(run, lambda c: damage(c["training_state"]))

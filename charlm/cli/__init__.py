@@ -16,7 +16,6 @@ from typing import Any
 import click
 from rich.console import Console
 
-from charlm.api import parse_duration
 from charlm.device import is_out_of_memory, out_of_memory_message
 from charlm.errors import CharlmError
 
@@ -89,20 +88,6 @@ _UNPRINTABLE = {"Cc", "Cs", "Zl", "Zp"}
 
 def _error(message: str) -> None:
     click.echo(f"Error: {one_line(message)}", err=True)
-
-
-class Duration(click.ParamType):
-    """Seconds, or a number with s, m or h: 300, 90s, 10m, 1h, 1h30m."""
-
-    name = "DURATION"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 @click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})

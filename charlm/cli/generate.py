@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from charlm.api import DEFAULT_CHECKPOINT_ROOT
 from charlm.checkpoint import latest_checkpoint
 from charlm.cli import cli, stderr_console
 from charlm.cli.interactive import run_prompt_loop
@@ -17,6 +16,7 @@ from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
 from charlm.models import IMPLS
 from charlm.sampling import Sampler, SamplingOptions, load
+from charlm.training.run import DEFAULT_CHECKPOINT_ROOT
 
 
 def resolve_checkpoint(checkpoint: Path | None) -> Path:

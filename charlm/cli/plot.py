@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 
 from charlm.cli import cli, stderr_console
-from charlm.plotting import load_run, plot_runs
+from charlm.training.plotting import load_run, plot_runs
 
 COLUMNS = [
     ("run", "run", "{}"),

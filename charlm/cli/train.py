@@ -1,6 +1,7 @@
-"""`charlm train`: check the settings, run `charlm.train_book`, report the result.
+"""`charlm train`: parse the options, run `charlm.train_book`, report the result.
 
-Its options are declared, group by group, in train_options.py.
+Its options come from the config dataclasses (see train_options.py); the rules of a run
+(what --resume may change, the checks made before reading books) are the library's.
 """
 
 from __future__ import annotations
@@ -12,44 +13,31 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from charlm.api import DataOptions, train_book
-from charlm.checkpoint import read_config
 from charlm.cli import cli, stderr_console
+from charlm.cli.options import config_values
 from charlm.cli.train_options import (
-    DATA_KEYS,
-    MODEL_KEYS,
-    RESUME_OVERRIDES,
     STOP_EXIT_CODES,
-    TRAINING_KEYS,
-    data_options,
-    model_options,
-    run_options,
-    tokenizer_options,
-    training_options,
+    train_options,
 )
-from charlm.corpus.encodings import canonical_encoding
-from charlm.errors import CharlmError, MissingTokenizerError, TokenizerError
-from charlm.limits import MAX_VOCAB_SIZE
+from charlm.data import DataOptions
+from charlm.errors import CharlmError, CheckpointError
 from charlm.models import ModelConfig
-from charlm.progress import make_reporter
-from charlm.tokenizers import get_tokenizer_class
-from charlm.training import TrainConfig
+from charlm.training import TrainConfig, train_book
+from charlm.training.progress import make_reporter
+from charlm.training.run import check_settings, resumed_training
 
 
 @cli.command()
 @click.argument("books", nargs=-1)
-@data_options
-@tokenizer_options
-@model_options
-@training_options
-@run_options
+@train_options
 @click.pass_context
 def train(
     ctx: click.Context,
     books: tuple[str, ...],
+    tokenizer: str,
+    tokenizer_options: dict[str, str],
     device: str,
     out: Path | None,
-    no_cache: bool,
     resume: Path | None,
     init_from: Path | None,
     threads: int | None,
@@ -73,27 +61,22 @@ def train(
             raise click.UsageError(
                 f"--resume continues a run in its own directory with its own model; drop {other}"
             )
-    data = DataOptions(
-        use_cache=not no_cache,
-        **{k: str(v) if isinstance(v, Path) else v for k, v in options.items() if k in DATA_KEYS},
-    )
-    model = {MODEL_KEYS[k]: v for k, v in options.items() if k in MODEL_KEYS}
-    chosen = {k: v for k, v in options.items() if k in TRAINING_KEYS}
-    if resume is not None:
-        given = {k for k in chosen if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE}
-        chosen = {
-            **read_config(resume).get("training", {}),
-            **{k: chosen[k] for k in given & RESUME_OVERRIDES},
-        }
+    data = DataOptions(**config_values(DataOptions, options))
+    model = config_values(ModelConfig, options)
+    chosen = config_values(TrainConfig, options)
     try:  # every setting is checked now, before any book is read
-        training = TrainConfig.from_dict(chosen)
-        # The vocabulary is not known before the books are read: check the settings that do
-        # not depend on it with the largest vocabulary allowed (its own checks come later).
-        ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
-        data.splits()
-        if data.encoding is not None:
-            canonical_encoding(data.encoding)
-        _check_tokenizer(options["tokenizer"], options["tokenizer_options"], resume)
+        if resume is not None:
+            given = {
+                k for k in chosen if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
+            }
+            training = resumed_training(resume, {k: chosen[k] for k in given})
+        else:
+            training = TrainConfig(**chosen)
+        check_settings(
+            model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from
+        )
+    except CheckpointError:
+        raise  # a damaged --resume checkpoint is not a mistake in the command (exit 1)
     except CharlmError as exc:
         raise click.UsageError(str(exc)) from exc
     console = stderr_console()
@@ -101,8 +84,8 @@ def train(
         trained = train_book(
             list(books) or None,
             out=out,
-            tokenizer=options["tokenizer"],
-            tokenizer_options=options["tokenizer_options"],
+            tokenizer=tokenizer,
+            tokenizer_options=tokenizer_options,
             model=model,
             training=training,
             data=data,
@@ -116,19 +99,6 @@ def train(
     if trained.rank != 0:
         return
     _report(console, trained)
-
-
-def _check_tokenizer(name: str, options: dict[str, str], resume: Path | None) -> None:
-    """Raise TokenizerError unless `name` is installed and takes `options`."""
-    if resume is not None:
-        return
-    try:
-        cls = get_tokenizer_class(name)
-    except MissingTokenizerError:
-        raise
-    except TokenizerError:
-        return  # installed but broken: not a usage error; the run reports it (exit 1)
-    cls.check_options(options)
 
 
 def _report(console, trained) -> None:

@@ -4,10 +4,9 @@ from dataclasses import replace
 
 import torch
 
+from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
 from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
 from .rnnlm import (
-    CELLS,
-    IMPLS,
     NONLINEARITIES,
     RNNLM,
     ModelConfig,
@@ -15,7 +14,7 @@ from .rnnlm import (
     detach_state,
     num_parameters,
 )
-from .scratch import SCRATCH_CELLS, ScratchGRU, ScratchLSTM, ScratchRNN
+from .scratch import ScratchGRU, ScratchLSTM, ScratchRecurrent, ScratchRNN
 
 
 def build_model(config: ModelConfig) -> RNNLM:
@@ -47,16 +46,19 @@ __all__ = [
     "IMPLS",
     "NONLINEARITIES",
     "RNNLM",
-    "SCRATCH_CELLS",
     "SOFTMAXES",
     "AdaptiveHead",
+    "CellSpec",
     "ModelConfig",
     "ScratchGRU",
     "ScratchLSTM",
     "ScratchRNN",
+    "ScratchRecurrent",
     "State",
     "build_model",
+    "cell_registry",
     "convert",
     "detach_state",
     "num_parameters",
+    "with_reference",
 ]

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from charlm.errors import ConfigError
+
 SOFTMAXES = ("full", "adaptive")
 # Where the clusters start: the 2,000 most frequent words in the head, the next 8,000 in a
 # cluster, the rest in another (about the split of Grave et al. for vocabularies of 10k-100k).
@@ -51,3 +53,11 @@ class AdaptiveHead(nn.Module):
         """−log p(target) in nats for every position: (..., hidden), (...) → (...)."""
         flat = hidden.reshape(-1, hidden.shape[-1])
         return -self.asm(flat, targets.reshape(-1)).output.view_as(targets)
+
+
+def parse_cutoffs(text: str) -> list[int]:
+    """`2000,10000` as [2000, 10000]."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"{text!r} is not a comma-separated list of integers") from None

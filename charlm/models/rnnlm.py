@@ -14,17 +14,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from charlm.errors import ConfigError
-from charlm.models.heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead, default_cutoffs
-from charlm.models.scratch import SCRATCH_CELLS
+from charlm.models import scratch
+from charlm.models.cells import CELLS, IMPLS
+from charlm.models.heads import (
+    DEFAULT_CUTOFFS,
+    SOFTMAXES,
+    AdaptiveHead,
+    default_cutoffs,
+    parse_cutoffs,
+)
+from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
-CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-# Who computes the recurrent layers: PyTorch's fused kernels, or charlm/models/scratch.py
-# (the equations written out). Same parameters, same numbers, different speed.
-IMPLS = {"torch": CELLS, "scratch": SCRATCH_CELLS}
-NONLINEARITIES = ("tanh", "relu")  # of a plain RNN cell; GRU and LSTM have their own gates
+# The φ of a plain RNN cell (GRU and LSTM have their own gates), as the scratch RNN has them.
+NONLINEARITIES = tuple(scratch.NONLINEARITIES)
+_FRACTION = {"low": 0, "high": 1, "high_open": True}
 
 
 @dataclass
@@ -32,26 +38,58 @@ class ModelConfig:
     """The shape of a model; stored in the checkpoint so the same network can be rebuilt."""
 
     vocab_size: int
-    cell: str = "lstm"
-    impl: str = "torch"  # "torch" or "scratch"; the weights convert both ways
-    one_hot: bool = False  # feed one-hot vectors (the textbook's input) instead of embeddings
-    embed_size: int = 64
-    hidden_size: int = 512
-    num_layers: int = 2
-    dropout: float = 0.1
-    embed_dropout: float = 0.0  # on the embedded input, before the first layer
-    output_dropout: float = 0.0  # on the last layer's output, before the head
-    tie_weights: bool = False  # the head reuses the embedding matrix (needs embed == hidden)
-    nonlinearity: str = "tanh"  # of the rnn cell only
-    softmax: str = "full"  # or "adaptive" (word vocabularies: see heads.py)
-    cutoffs: list[int] | None = None  # adaptive softmax clusters; None: the defaults that fit
-    init_range: float | None = None  # every weight uniform in ±init_range; None: torch's init
+    cell: str = option("lstm", "Recurrent cell.", flag="--model", choices=tuple(CELLS))
+    impl: str = option(  # the weights convert both ways
+        "torch",
+        "torch: PyTorch's fast layers; scratch: the same cells written out from the textbook "
+        "equations (slower, same numbers).",
+        choices=tuple(IMPLS),
+    )
+    one_hot: bool = option(  # the textbook's input
+        False,
+        "Feed one-hot vectors of vocabulary size instead of an embedding (--embed is then unused).",
+    )
+    num_layers: int = option(2, "Number of stacked recurrent layers.", flag="--layers", low=1)
+    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
+    embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1)
+    dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION)
+    embed_dropout: float = option(0.0, "Dropout on the embedded input tokens.", **_FRACTION)
+    output_dropout: float = option(
+        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION
+    )
+    tie_weights: bool = option(
+        False,
+        "Share the embedding matrix with the output layer (needs --embed = --hidden).",
+        negatable=True,
+    )
+    nonlinearity: str = option(
+        "tanh", "Activation of --model rnn (GRU/LSTM have gates).", choices=NONLINEARITIES
+    )
+    softmax: str = option(
+        "full",
+        "Output layer: full, or adaptive (much faster for word vocabularies of 10k+ tokens; "
+        "see --cutoffs).",
+        choices=SOFTMAXES,
+    )
+    cutoffs: list[int] | None = option(  # None: the defaults that fit the vocabulary
+        None,
+        "Adaptive softmax: where its clusters of rarer tokens start, e.g. 2000,10000.",
+        parse=parse_cutoffs,
+        metavar="N,N,...",
+        shown_default=f"{','.join(map(str, DEFAULT_CUTOFFS))}, those below the vocabulary size",
+    )
+    init_range: float | None = option(
+        None,
+        "Initialise every weight uniformly in ±this (0.1 in Zaremba et al.).",
+        low=0,
+        low_open=True,
+        shown_default="PyTorch's initialisation",
+    )
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ConfigError(f"unknown model {self.cell!r}; choose one of {', '.join(CELLS)}")
-        if self.impl not in IMPLS:
-            raise ConfigError(f"unknown impl {self.impl!r}; choose one of {', '.join(IMPLS)}")
+        CELLS[self.cell].layer_class(self.impl)  # refuses an unknown impl, or torch without one
         for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):  # e.g. a hand-edited file
@@ -69,7 +107,7 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.nonlinearity not in NONLINEARITIES:
             raise ConfigError(f"unknown nonlinearity {self.nonlinearity!r}; use tanh or relu")
-        if self.nonlinearity != "tanh" and self.cell != "rnn":
+        if self.nonlinearity != "tanh" and not CELLS[self.cell].nonlinearity:
             raise ConfigError(
                 f"--nonlinearity {self.nonlinearity} applies to --model rnn only, not {self.cell}"
             )
@@ -141,9 +179,10 @@ class RNNLM(nn.Module):
         input_size = config.vocab_size if config.one_hot else config.embed_size
         # nn.RNN/GRU/LSTM apply dropout between stacked layers only, never after the last.
         between_layers = config.dropout if config.num_layers > 1 else 0.0
-        extra = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
+        cell = CELLS[config.cell]
+        extra = {"nonlinearity": config.nonlinearity} if cell.nonlinearity else {}
         self.embed_dropout = nn.Dropout(config.embed_dropout)
-        self.rnn = IMPLS[config.impl][config.cell](
+        self.rnn = cell.layer_class(config.impl)(
             input_size,
             config.hidden_size,
             num_layers=config.num_layers,
@@ -176,7 +215,8 @@ class RNNLM(nn.Module):
         device = device if device is not None else self.reference.device
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
         zeros = torch.zeros(shape, device=device, dtype=self.reference.dtype)
-        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+        parts = CELLS[self.config.cell].state_size  # 1: H; 2: the LSTM's (H, C)
+        return zeros if parts == 1 else tuple(zeros.clone() for _ in range(parts))
 
     def forward(
         self, tokens: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None

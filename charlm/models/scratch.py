@@ -68,10 +68,12 @@ def lstm_cell(x: Tensor, state: tuple[Tensor, Tensor], weights: Weights) -> tupl
     return h, c
 
 
-class _ScratchRecurrent(nn.Module):
+class ScratchRecurrent(nn.Module):
     """A stack of recurrent layers; subclasses say how many gates and what one step does.
 
     Internally the state of one layer is a tuple: (H,) for RNN and GRU, (H, C) for LSTM.
+    A new cell is a subclass that sets `gates` (and `state_size` if its state has more than
+    H) and defines `step`; charlm/models/cells.py registers it.
     """
 
     gates = 1  # blocks of `hidden_size` rows stacked in each weight matrix
@@ -127,6 +129,7 @@ class _ScratchRecurrent(nn.Module):
         return tuple(getattr(self, f"{name}_l{layer}", None) for name in names)
 
     def step(self, x: Tensor, state: tuple[Tensor, ...], weights: Weights) -> tuple[Tensor, ...]:
+        """One time step: the layer's state after reading x, from its state before."""
         raise NotImplementedError
 
     def forward(self, input: Tensor, hx=None):
@@ -191,7 +194,7 @@ def _map_state(state, fn):
     return fn(state) if isinstance(state, Tensor) else tuple(fn(s) for s in state)
 
 
-class ScratchRNN(_ScratchRecurrent):
+class ScratchRNN(ScratchRecurrent):
     """`nn.RNN` from the equations: Hₜ = φ(Xₜ W_xh + Hₜ₋₁ W_hh + b_h), φ = tanh or ReLU."""
 
     gates = 1
@@ -231,7 +234,7 @@ class ScratchRNN(_ScratchRecurrent):
         return super().extra_repr() + f", nonlinearity={self.nonlinearity!r}"
 
 
-class ScratchGRU(_ScratchRecurrent):
+class ScratchGRU(ScratchRecurrent):
     """`nn.GRU` from the equations (PyTorch's form of the candidate state)."""
 
     gates = 3
@@ -240,7 +243,7 @@ class ScratchGRU(_ScratchRecurrent):
         return (gru_cell(x, state[0], weights),)
 
 
-class ScratchLSTM(_ScratchRecurrent):
+class ScratchLSTM(ScratchRecurrent):
     """`nn.LSTM` from the equations; the state is (h, c)."""
 
     gates = 4
@@ -248,10 +251,3 @@ class ScratchLSTM(_ScratchRecurrent):
 
     def step(self, x, state, weights):
         return lstm_cell(x, state, weights)
-
-
-SCRATCH_CELLS: dict[str, type[_ScratchRecurrent]] = {
-    "rnn": ScratchRNN,
-    "gru": ScratchGRU,
-    "lstm": ScratchLSTM,
-}

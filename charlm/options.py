@@ -1,0 +1,49 @@
+"""Options defined once: a config dataclass field carries its command-line name, help and limits.
+
+    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
+
+The dataclass is the single place where an option's name, default and help are written; the
+command line (charlm/cli/options.py) derives its Click options from these fields, and a test
+walks every config to check that each field has its option and the defaults agree. Nothing here
+depends on Click: the library stays usable without the CLI.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one config field appears on the command line."""
+
+    help: str
+    flag: str | None = None  # e.g. "--hidden"; default: the field name with dashes
+    low: float | None = None  # numeric limits, inclusive unless *_open
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    parse: Callable[[str], Any] | None = None  # text → value (durations, lists); raises ConfigError
+    metavar: str | None = None
+    shown_default: str | None = None  # what --help says for a default of None ("none", ...)
+    negatable: bool = False  # a boolean with both --flag and --no-flag
+    inverted: bool = False  # a boolean given as its negation (--no-cache sets use_cache False)
+    path: str | None = None  # "file" or "dir": the value is a path to one
+
+
+def option(default: Any, help: str, **details: Any) -> Any:
+    """A dataclass field with a default and its command-line description."""
+    return dataclasses.field(default=default, metadata={"option": Option(help, **details)})
+
+
+def option_fields(config: type) -> list[tuple[dataclasses.Field, Option]]:
+    """The fields of a config dataclass that are command-line options, in declaration order."""
+    return [(f, f.metadata["option"]) for f in dataclasses.fields(config) if "option" in f.metadata]
+
+
+def flag_name(field: dataclasses.Field, spec: Option) -> str:
+    return spec.flag or "--" + field.name.replace("_", "-")

@@ -1,0 +1,405 @@
+"""The training loop: truncated backprop through time, gradient clipping, perplexity.
+
+    for each epoch:
+        state = zeros
+        for X, Y in batches:
+            state = zeros (random iterator) or detach(state) (sequential iterator)
+            lr = schedule(step, progress, epoch)
+            loss = mean of −log p(Y | X, state); loss.backward()
+            clip gradients to norm θ; optimizer step
+            every log_every steps: a metrics record; every eval_every steps and each epoch:
+            validate, keep `best`, save `last`, maybe reduce the rate or stop early
+
+The loop reports progress through a `Reporter` and saves through a `Checkpointer`, so it
+prints and writes nothing itself. Ctrl-C or SIGTERM finish the current step, save `last` with
+everything needed to resume exactly, and return.
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import math
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from charlm.checkpoint import TrainingState
+from charlm.data import (
+    Batch,
+    batches_per_epoch,
+    evaluation_batches,
+    random_batches,
+    sequential_batches,
+)
+from charlm.device import mixed_precision
+from charlm.errors import CheckpointError, TrainingError
+from charlm.metrics import perplexity
+from charlm.models import RNNLM, detach_state
+from charlm.training.allocator import keep_freed_memory
+from charlm.training.config import (
+    Checkpointer,
+    MetricsSink,
+    Reporter,
+    RunCounters,
+    SilentReporter,
+    TrainConfig,
+    TrainResult,
+)
+from charlm.training.distributed import DistContext
+from charlm.training.recorder import Recorder, nonfinite_message
+from charlm.training.resume import (
+    TRAINING_STATE_VERSION,
+    load_optimizer_state,
+    optimizer_state,
+    restore_hidden,
+    restore_rng,
+    rng_tensors,
+    state_tensors,
+)
+from charlm.training.schedules import LRSchedule, build_optimizer, set_lr
+from charlm.training.signals import StopFlag, stop_on_signals
+
+STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
+
+
+@torch.inference_mode()
+def evaluate(
+    model: RNNLM, ids: np.ndarray, *, batch_size: int, seq_len: int, device: torch.device
+) -> float:
+    """Mean cross-entropy (nats per token) over all of `ids`, state carried across chunks."""
+    was_training = model.training
+    model.eval()
+    state = None
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for x, y in evaluation_batches(ids, batch_size, seq_len):
+        x, y = x.to(device), y.to(device)
+        nll, state = model(x, state, targets=y)  # (batch, seq) nats
+        total += nll.sum().double()
+        count += y.numel()
+    model.train(was_training)
+    return total.item() / count
+
+
+def train(
+    model: RNNLM,
+    train_ids: np.ndarray,
+    val_ids: np.ndarray | None,
+    config: TrainConfig,
+    *,
+    device: torch.device,
+    reporter: Reporter | None = None,
+    checkpointer: Checkpointer | None = None,
+    metrics: MetricsSink | None = None,
+    resume: TrainingState | None = None,
+    stop: StopFlag | None = None,
+    val_characters: int | None = None,
+    dist: DistContext | None = None,
+    report_interval_s: float = 0.25,
+) -> TrainResult:
+    """Train `model` in place until epochs, max_steps, max_time, early stopping or a stop.
+
+    `resume` continues a run from the state a checkpointer saved; `stop` lets other code
+    end the run as Ctrl-C does; `val_characters` (the validation text's length) turns the
+    validation loss into bits per character. The reporter hears at most one step report
+    per `report_interval_s` (0: every step).
+    """
+    if device.type == "cpu":
+        keep_freed_memory()  # each step reuses its big buffers' pages (charlm/allocator.py)
+    run = _Run(
+        model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
+        metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
+    )  # fmt: skip
+    if resume is not None:
+        try:
+            run.load_state(resume)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"the saved training state cannot be restored ({type(exc).__name__}: {exc}); "
+                "it is damaged or from another charlm: start a new run with --init-from"
+            ) from exc
+    try:
+        with stop_on_signals(run.stop):
+            return run.run()
+    finally:
+        # DistributedDataParallel holds the process group: drop it now, so that the group
+        # can really be torn down before the interpreter exits (gloo aborts otherwise).
+        run.net = run.model
+        gc.collect()
+
+
+class _Run:
+    """One training run's moving parts; `c` holds its counters."""
+
+    def __init__(
+        self, model, train_ids, val_ids, config, device, reporter, checkpointer, metrics, stop,
+        val_characters, dist, report_interval_s,
+    ) -> None:  # fmt: skip
+        self.autocast, self.scaler = mixed_precision(config.precision, device)
+        self.config, self.device, self.dist, self.stop = config, device, dist, stop
+        self.reporter, self.checkpointer = reporter, checkpointer
+        self.train_ids, self.val_ids, self.val_characters = train_ids, val_ids, val_characters
+        self.model = model.to(device).train()
+        self.net: nn.Module = self.model
+        if dist.enabled:
+            dist.check_batch_size(config.batch_size)
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        self.optimizer = build_optimizer(
+            self.model.parameters(), config.optimizer, lr=config.lr,
+            momentum=config.momentum, weight_decay=config.weight_decay,
+        )  # fmt: skip
+        self.schedule = LRSchedule(
+            config.schedule, config.lr, warmup=config.warmup, min_lr_ratio=config.min_lr_ratio,
+            plateau_factor=config.plateau_factor, plateau_patience=config.plateau_patience,
+            decay_factor=config.decay_factor, decay_start=config.decay_start,
+        )  # fmt: skip
+        self.recorder = Recorder(
+            reporter, metrics, dist, device, stop_on_nonfinite=config.nonfinite == "stop",
+            report_interval_s=report_interval_s,
+        )  # fmt: skip
+        self.steps_per_epoch = batches_per_epoch(len(train_ids), config.batch_size, config.seq_len)
+        self.planned_steps = self.steps_per_epoch * config.epochs
+        if config.max_steps is not None:
+            self.planned_steps = min(self.planned_steps, config.max_steps)
+        self.c = RunCounters()
+        self.hidden = None
+        self.lr = config.lr
+
+    def run(self) -> TrainResult:
+        config, c = self.config, self.c
+        stopped_by = self._already_done()  # a resumed run may have nothing left to do
+        self._mark = time.perf_counter()
+        for epoch in range(max(1, c.epoch), config.epochs + 1 if not stopped_by else 0):
+            if epoch != c.epoch:
+                c.epoch, c.batch_index, self.hidden = epoch, 0, None
+                self.recorder.epoch.reset()
+            batches = itertools.islice(self._epoch_batches(epoch), c.batch_index, None)
+            for (x, y), last in _lookahead(batches):
+                self._train_step(x, y)
+                if c.step % config.log_every == 0:
+                    self.recorder.log(c, self.lr)
+                stopped_by = self._check_bounds()
+                self.recorder.report(c, self.progress(), force=bool(stopped_by))
+                due = (config.eval_every and c.step % config.eval_every == 0) or (
+                    last and epoch < config.epochs
+                )
+                if due and self.val_ids is not None:
+                    self._evaluate()
+                    if c.early_stopped and not stopped_by:
+                        stopped_by = "early_stopping"
+                if stopped_by:
+                    break
+            if stopped_by:
+                break
+        stopped_by = stopped_by or "epochs"
+        if stopped_by in ("interrupted", "terminated"):
+            self.reporter.message(f"{stopped_by} at step {c.step}: saving a checkpoint")
+        elif self.val_ids is not None and c.last_eval_step != c.step:
+            self._evaluate()
+        result = self.result(stopped_by)
+        self._save_last(result)
+        return result
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        config, c = self.config, self.c
+        x = self.dist.shard(x).to(self.device, non_blocking=True)
+        y = self.dist.shard(y).to(self.device, non_blocking=True)
+        if config.iterator == "sequential" and self.hidden is not None:
+            # Keep the values so each row continues its stream; drop the graph so the
+            # backward pass stops here instead of running back to the start of the epoch.
+            self.hidden = detach_state(self.hidden)
+        else:
+            self.hidden = None  # random batches are unrelated to the last: start from zeros
+        self.lr = self.schedule.lr_at(c.step + 1, self.progress(), self.schedule_epoch())
+        set_lr(self.optimizer, self.lr)
+        started = time.perf_counter()
+        with self.autocast():
+            nll, self.hidden = self.net(x, self.hidden, targets=y)  # (batch, seq) nats
+            loss = nll.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        # g ← min(1, θ/‖g‖)·g over all parameters together: an exploding gradient keeps its
+        # direction but cannot take a step larger than θ.
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
+        if config.nonfinite == "skip" and self._bad_step(loss, grad_norm):
+            if self.scaler.is_enabled():
+                # The scaler sees the non-finite gradients, skips the step, lowers its scale.
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.hidden, c.skipped = None, c.skipped + 1
+        else:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.recorder.add(loss, y.numel(), grad_norm)
+        now = time.perf_counter()
+        c.compute_seconds += now - started
+        c.step += 1
+        c.batch_index += 1
+        c.tokens_seen += x.numel() * self.dist.world_size
+        c.train_seconds += now - self._mark
+        self._mark = now
+
+    def _bad_step(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> bool:
+        # Reading the flags makes a GPU wait for this step; only "skip" pays that price.
+        # With fp16 an overflowing gradient is routine and the scaler's business, not a skip.
+        if not torch.isfinite(loss):
+            return True
+        return not self.scaler.is_enabled() and not bool(torch.isfinite(grad_norm))
+
+    def _already_done(self) -> str:
+        config, c = self.config, self.c
+        if config.max_steps is not None and c.step >= config.max_steps:
+            return "max_steps"
+        if config.max_time is not None and c.train_seconds >= config.max_time:
+            return "max_time"
+        return "early_stopping" if c.early_stopped else ""
+
+    def _check_bounds(self) -> str:
+        config, c = self.config, self.c
+        code = 0
+        if config.max_steps is not None and c.step >= config.max_steps:
+            code = 1
+        elif config.max_time is not None and c.train_seconds >= config.max_time:
+            code = 2
+        if self.stop.reason:
+            code = max(code, STOP_CODES.index(self.stop.reason))
+        # Every rank must stop at the same step and follow the same clock, or they deadlock.
+        code, c.train_seconds = self.dist.all_max([code, c.train_seconds], self.device)
+        return STOP_CODES[int(code)]
+
+    def progress(self) -> float:
+        """How much of the run is done: by steps, or by the clock when there is a deadline."""
+        fraction = self.c.step / max(1, self.planned_steps)
+        if self.config.max_time is not None:
+            fraction = max(fraction, self.c.train_seconds / self.config.max_time)
+        return min(1.0, fraction)
+
+    def schedule_epoch(self) -> int:
+        """The epoch a per-epoch schedule goes by: the run's own, or under a deadline the
+        share of the deadline used, counted in equal parts, one per epoch, if that is further
+        on (so that the schedule ends at the deadline, like cosine)."""
+        if self.config.max_time is None:
+            return self.c.epoch
+        shares = min(self.config.epochs, 1 + int(self.progress() * self.config.epochs))
+        return max(self.c.epoch, shares)
+
+    def _evaluate(self) -> None:
+        config, c = self.config, self.c
+        val_loss = evaluate(
+            self.model, self.val_ids, batch_size=config.batch_size, seq_len=config.seq_len,
+            device=self.device,
+        )  # fmt: skip
+        c.val_loss, c.last_eval_step = val_loss, c.step
+        if not math.isfinite(val_loss):
+            raise TrainingError(nonfinite_message("validation loss", c.step))
+        if c.best_val is None or val_loss < c.best_val:
+            c.best_val, c.best_step, c.bad_evals = val_loss, c.step, 0
+            summary = self.result("").to_dict()  # on every rank: it averages over them
+            if self.checkpointer is not None and _all_finite(self.model):
+                self.checkpointer.save_best(self.model, summary)
+        else:
+            c.bad_evals += 1
+        if self.schedule.on_eval(perplexity(val_loss)):
+            next_lr = self.schedule.lr_at(c.step + 1, self.progress(), self.schedule_epoch())
+            self.reporter.message(f"validation stalled: learning rate now {next_lr:.3g}")
+        if config.patience is not None and c.bad_evals >= config.patience:
+            c.early_stopped = True
+            self.reporter.message(
+                f"early stopping: no improvement in {c.bad_evals} evaluations; best validation "
+                f"perplexity {perplexity(c.best_val):.3f} at step {c.best_step}"
+            )
+        self.recorder.evaluation(c, val_loss, self._bpc(val_loss))
+        self._save_last(self.result(""))
+        self._mark = time.perf_counter()  # evaluating and saving are not training time
+
+    def _bpc(self, val_loss: float) -> float:
+        # Nats per token → bits per character: scale by the text's tokens per character.
+        tokens = len(self.val_ids)
+        characters = self.val_characters or tokens
+        return val_loss * tokens / characters / math.log(2)
+
+    def _save_last(self, result: TrainResult) -> None:
+        state = self.state_dict()  # every rank takes part: the hidden state is gathered
+        if self.checkpointer is not None:
+            self.checkpointer.save_last(self.model, state, result.to_dict())
+
+    def result(self, stopped_by: str) -> TrainResult:
+        """The run so far; under torchrun every rank must call it at the same step."""
+        c = self.c
+        train_loss = self.recorder.epoch_loss()
+        return TrainResult(
+            steps=c.step,
+            epochs=round(c.step / max(1, self.steps_per_epoch), 3),
+            tokens_seen=c.tokens_seen,
+            train_seconds=c.train_seconds,
+            train_loss=train_loss,
+            train_perplexity=perplexity(train_loss),
+            val_loss=c.val_loss,
+            val_perplexity=None if c.val_loss is None else perplexity(c.val_loss),
+            stopped_by=stopped_by,
+            best_val_perplexity=None if c.best_val is None else perplexity(c.best_val),
+            best_step=c.best_step,
+            skipped_batches=c.skipped,
+            compute_seconds=c.compute_seconds,
+        )
+
+    def state_dict(self) -> TrainingState:
+        """Everything besides the weights that the next step depends on."""
+        optimizer_json, tensors = optimizer_state(self.optimizer)
+        tensors.update(rng_tensors(self.device))
+        tensors.update(state_tensors(self.dist.gather_state(self.hidden)))
+        meta = {
+            "version": TRAINING_STATE_VERSION,
+            **asdict(self.c),
+            **self.recorder.state(),
+            "schedule": self.schedule.state_dict(),
+            "optimizer": optimizer_json,
+            "scaler": self.scaler.state_dict(),
+            "world_size": self.dist.world_size,
+        }
+        return TrainingState(meta, tensors)
+
+    def load_state(self, state: TrainingState) -> None:
+        meta, tensors = state.meta, state.tensors
+        self.c = RunCounters(**{f.name: meta[f.name] for f in fields(RunCounters)})
+        self.recorder.load(meta)
+        self.schedule.load_state_dict(meta["schedule"])
+        load_optimizer_state(self.optimizer, meta["optimizer"], tensors)
+        if meta["scaler"]:
+            self.scaler.load_state_dict(meta["scaler"])
+        restore_rng(tensors, self.device)
+        self.hidden = self.dist.shard_state(restore_hidden(tensors, self.device))
+
+    def _epoch_batches(self, epoch: int) -> Iterator[Batch]:
+        config = self.config
+        make = sequential_batches if config.iterator == "sequential" else random_batches
+        # A different, reproducible offset (and order) each epoch.
+        seed = config.seed * 100_003 + epoch
+        return make(self.train_ids, config.batch_size, config.seq_len, seed=seed)
+
+
+def _lookahead(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
+    """Each item with whether it is the last one."""
+    iterator = iter(items)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    for following in iterator:
+        yield current, False
+        current = following
+    yield current, True
+
+
+def _all_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())

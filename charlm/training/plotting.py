@@ -1,0 +1,126 @@
+"""Training curves from metrics logs: a perplexity figure and a summary of each run.
+
+Reads `metrics.jsonl` from checkpoint directories, so it works on runs still in progress.
+matplotlib is an optional extra: `pip install 'charlm[plot]'`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from charlm.errors import CharlmError, CheckpointError, ConfigError
+from charlm.training.metrics_log import METRICS_LOG_NAME, read_metrics
+
+
+@dataclass
+class Run:
+    """One run's metrics log, split into training and evaluation records."""
+
+    name: str
+    train: list[dict[str, Any]]
+    evals: list[dict[str, Any]]
+
+    def summary(self) -> dict[str, Any]:
+        last = self.train[-1] if self.train else {}
+        finite = [r for r in self.evals if r.get("val_perplexity") is not None]
+        best = min(finite, key=lambda r: r["val_perplexity"]) if finite else {}
+        rates = sorted(r["tokens_per_s"] for r in self.train if r.get("tokens_per_s"))
+        return {
+            "run": self.name,
+            "steps": max((r["step"] for r in self.train + self.evals), default=None),
+            "train_perplexity": last.get("train_perplexity"),
+            "val_perplexity": finite[-1]["val_perplexity"] if finite else None,
+            "best_val_perplexity": best.get("val_perplexity"),
+            "best_step": best.get("step"),
+            "val_bpc": finite[-1].get("val_bpc") if finite else None,
+            "tokens_per_s": rates[len(rates) // 2] if rates else None,  # the median
+            "elapsed_s": last.get("elapsed_s"),
+        }
+
+
+def load_run(checkpoint: str | os.PathLike) -> Run:
+    """The metrics log of a checkpoint directory (or a metrics.jsonl file itself)."""
+    path = Path(checkpoint)
+    log = path if path.is_file() else path / METRICS_LOG_NAME
+    if not log.is_file():
+        raise CheckpointError(f"{path} has no {METRICS_LOG_NAME}; was it written by charlm train?")
+    records = [r for r in read_metrics(log) if _well_formed(r)]
+    name = (path.parent if path.is_file() else path).name
+    train = [r for r in records if r.get("train_perplexity") is not None]
+    evals = [r for r in records if "val_loss" in r]
+    if not train and not evals:
+        raise CheckpointError(f"{log} holds no records yet")
+    return Run(name, train, evals)
+
+
+_NUMBERS = (
+    "elapsed_s",
+    "train_perplexity",
+    "val_loss",
+    "val_perplexity",
+    "val_bpc",
+    "tokens_per_s",
+)
+
+
+def _well_formed(record: dict[str, Any]) -> bool:
+    """A record whose step and plotted values are numbers (a damaged log may hold others)."""
+    if not isinstance(record.get("step"), int) or isinstance(record.get("step"), bool):
+        return False
+    return all(
+        record[k] is None or isinstance(record[k], (int, float)) and not isinstance(record[k], bool)
+        for k in _NUMBERS
+        if k in record
+    )
+
+
+def plot_runs(runs: list[Run], out: str | os.PathLike, *, x: str = "step") -> Path:
+    """Training (solid) and validation (dashed, dots) perplexity of `runs` on one figure."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise CharlmError("charlm plot needs matplotlib: pip install 'charlm[plot]'") from exc
+    key = {"step": "step", "time": "elapsed_s"}[x]
+    figure = Figure(figsize=(8, 5), dpi=120)
+    FigureCanvasAgg(figure)  # a canvas of its own: no pyplot, no global figure state
+    kinds = figure.canvas.get_supported_filetypes()
+    if Path(out).suffix and Path(out).suffix[1:].lower() not in kinds:
+        known = ", ".join(f".{k}" for k in sorted(kinds))
+        raise ConfigError(f"cannot write a {Path(out).suffix} image; end --out in one of {known}")
+    axes = figure.add_subplot()
+    for index, run in enumerate(runs):
+        colour = f"C{index % 10}"
+        if run.train:
+            axes.plot(
+                [r[key] for r in run.train],
+                [r["train_perplexity"] for r in run.train],
+                color=colour,
+                linewidth=1.2,
+                alpha=0.8,
+                label=f"{run.name} train",
+            )
+        evals = [r for r in run.evals if r.get("val_perplexity") is not None]
+        if evals:
+            axes.plot(
+                [r[key] for r in evals],
+                [r["val_perplexity"] for r in evals],
+                color=colour,
+                linestyle="--",
+                marker="o",
+                markersize=3,
+                label=f"{run.name} validation",
+            )
+    axes.set_yscale("log")
+    axes.set_xlabel("training step" if x == "step" else "training time (s)")
+    axes.set_ylabel("perplexity (log scale)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    return out

@@ -1,0 +1,377 @@
+"""Train a model on books end to end: the Python twin of `charlm train`.
+
+text → tokenizer → ids → batches → model → training → checkpoint
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from charlm.checkpoint import (
+    BEST_NAME,
+    CONFIG_NAME,
+    Checkpoint,
+    TrainingState,
+    load_checkpoint,
+    load_training_state,
+    read_config,
+    save_checkpoint,
+    update_config,
+)
+from charlm.corpus import input_name, resolve_inputs
+from charlm.corpus.encodings import canonical_encoding
+from charlm.data import DataOptions, PreparedData, min_tokens_for_one_batch, prepare_data
+from charlm.device import (
+    is_out_of_memory,
+    mixed_precision,
+    out_of_memory_message,
+    resolve_device,
+    set_threads,
+)
+from charlm.errors import (
+    ConfigError,
+    CorpusError,
+    DeviceMemoryError,
+    MissingTokenizerError,
+    TokenizerError,
+    TrainingError,
+)
+from charlm.limits import MAX_VOCAB_SIZE
+from charlm.metrics import perplexity
+from charlm.models import RNNLM, ModelConfig, build_model, num_parameters
+from charlm.tokenizers import Tokenizer, get_tokenizer_class
+from charlm.training import distributed
+from charlm.training.loop import (
+    Reporter,
+    SilentReporter,
+    TrainConfig,
+    TrainResult,
+    evaluate,
+    train,
+)
+from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.runlock import claim_directory
+from charlm.training.signals import StopFlag
+
+DEFAULT_CHECKPOINT_ROOT = Path("checkpoints")
+
+
+@dataclass
+class TrainedModel:
+    """Where a run saved its model and what it achieved."""
+
+    checkpoint: Path
+    result: TrainResult
+    num_parameters: int
+    best: Path | None = None  # the best-validation checkpoint, when one was saved
+    rank: int = 0  # this process's rank under torchrun; only rank 0 saved anything
+    test_perplexity: float | None = None
+
+
+def train_book(
+    book: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    tokenizer: str = "char",
+    tokenizer_options: dict[str, Any] | None = None,
+    model: ModelConfig | dict[str, Any] | None = None,
+    training: TrainConfig | None = None,
+    data: DataOptions | None = None,
+    device: str = "auto",
+    reporter: Reporter | None = None,
+    resume: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+    threads: int | None = None,
+    stop: StopFlag | None = None,
+    overwrite: bool = False,
+) -> TrainedModel:
+    """Train a model on `book` and save it to `out` (default `checkpoints/<book name>`).
+
+    `book` is a file, a directory of .txt files, a glob, a catalogue name (downloaded when
+    needed) or a list of these. `tokenizer` names a tokenizer (see `charlm tokenizers`) and
+    `tokenizer_options` are its training options, e.g. {"vocab_size": 4000}. `model` holds
+    ModelConfig settings (cell, embed_size, hidden_size, num_layers, dropout, ...; a dict, or
+    a ModelConfig whose vocab_size is replaced by the tokenizer's); `data` says how the books
+    are read and split (validation and test text).
+
+    `resume` continues the run saved in that checkpoint directory exactly where it stopped
+    (same books, model and settings unless `training` is given; `out` is that directory);
+    `init_from` starts a new run from another checkpoint's weights and tokenizer.
+    Under `torchrun` each process trains its share of every batch and rank 0 saves.
+
+    The run holds a lock on its checkpoint directory (see runlock.py): a second run into the
+    same directory is refused while this one lives, and a directory that already holds a
+    model is only reused with `resume` or `overwrite=True` (replace it).
+    """
+    model = _model_settings(model)
+    data = data or DataOptions()
+    check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
+    if resume is not None and out is not None and Path(out) != Path(resume):
+        raise ConfigError("a resumed run continues in its own directory: leave out --out")
+    context = distributed.from_environment()
+    target = _output_directory(book, out, resume)
+    claim = contextlib.nullcontext()
+    if target is not None and context.is_main:
+        claim = claim_directory(
+            target, config_name=CONFIG_NAME, resume=resume is not None, overwrite=overwrite
+        )
+    with claim, _out_of_memory_advice(target):
+        set_threads(threads)
+        resolved = distributed.setup(context, resolve_device(device))
+        base = load_checkpoint(resume or init_from) if (resume or init_from) else None
+        state = load_training_state(resume) if resume is not None else None
+        if resume is not None:
+            book, data = _resumed_inputs(base, book, data)
+            training = training or TrainConfig.from_dict(base.config.get("training", {}))
+        if not book:
+            raise ConfigError("no BOOK given: name the text to train on")
+        training = training or TrainConfig()
+        mixed_precision(training.precision, resolved)  # fail before the books are read
+        say = (reporter or SilentReporter()).message if context.is_main else _ignore
+        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
+        _check_lengths(prepared, training)
+        for line in prepared.report():
+            say(line)
+
+        out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
+        data_section = {**prepared.info, "options": asdict(data)}
+        if init_from is not None:
+            data_section["init_from"] = str(init_from)
+        saver = metrics = None
+        if context.is_main:
+            saver = RunSaver(out, prepared.tokenizer, training, data_section)
+            if state is None:
+                _remove_stale_best(out)
+            metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
+        with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
+            # Seed the weights and dropout masks from the run's seed without touching the
+            # caller's global random state (a resumed run restores the saved state instead).
+            torch.manual_seed(training.seed + context.rank)
+            vocab_size = prepared.tokenizer.vocab_size
+            net = base.model if base else build_model(ModelConfig(vocab_size, **model))
+            try:
+                result = train(
+                    net, prepared.train_ids, prepared.val_ids, training, device=resolved,
+                    reporter=reporter if context.is_main else SilentReporter(),
+                    checkpointer=saver, metrics=metrics, resume=state, stop=stop,
+                    val_characters=prepared.val_characters, dist=context,
+                )  # fmt: skip
+            except TrainingError as exc:
+                kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
+                raise TrainingError(f"{exc}{kept}") from exc
+            finally:
+                distributed.teardown(context)
+        test_perplexity = None
+        if context.is_main and prepared.test_ids is not None:
+            test_perplexity = _test_perplexity(net, prepared.test_ids, training, resolved, say)
+            update_config(out, test_perplexity=test_perplexity)
+    best = out / BEST_NAME
+    return TrainedModel(
+        out,
+        result,
+        num_parameters(net),
+        best if (best / CONFIG_NAME).is_file() else None,
+        context.rank,
+        test_perplexity,
+    )
+
+
+# What a resumed run may change: how long it goes on and how often it reports. Everything
+# else (the model, the data, the optimisation) is the saved run's.
+RESUME_OVERRIDES = ("epochs", "max_steps", "max_time", "patience", "eval_every", "log_every")
+
+
+def resumed_training(directory: str | os.PathLike, changes: dict[str, Any]) -> TrainConfig:
+    """The saved run's TrainConfig with the `changes` a resumed run may make.
+
+    Raises ConfigError naming the settings that a resumed run cannot change.
+    """
+    refused = sorted(set(changes) - set(RESUME_OVERRIDES))
+    if refused:
+        names = ", ".join("--" + name.replace("_", "-") for name in refused)
+        allowed = ", ".join("--" + name.replace("_", "-") for name in RESUME_OVERRIDES)
+        raise ConfigError(
+            f"a resumed run keeps its settings, so {names} cannot change; only {allowed} can"
+        )
+    return TrainConfig.from_dict({**read_config(directory).get("training", {}), **changes})
+
+
+def check_settings(
+    model: dict[str, Any],
+    data: DataOptions,
+    tokenizer: str,
+    tokenizer_options: dict[str, Any] | None,
+    *,
+    resume: str | os.PathLike | None = None,
+    init_from: str | os.PathLike | None = None,
+) -> None:
+    """Raise ConfigError or TokenizerError for settings that are wrong before any book is read.
+
+    The vocabulary is not known yet: the model settings are checked with the largest
+    vocabulary allowed (the checks that depend on it come once the books are encoded).
+    """
+    if resume is not None and init_from is not None:
+        raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
+    ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
+    data.splits()
+    if data.encoding is not None:
+        canonical_encoding(data.encoding)
+    if resume is None:
+        _check_tokenizer(tokenizer, tokenizer_options or {})
+
+
+def _check_tokenizer(name: str, options: dict[str, Any]) -> None:
+    """Raise TokenizerError unless `name` is installed and takes `options`."""
+    try:
+        cls = get_tokenizer_class(name)
+    except MissingTokenizerError:
+        raise
+    except TokenizerError:
+        return  # installed but broken: not a settings error; the run reports it
+    cls.check_options(options)
+
+
+def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any]:
+    if isinstance(model, ModelConfig):
+        model = {k: v for k, v in model.to_dict().items() if k != "vocab_size"}
+    return dict(model or {})
+
+
+@contextlib.contextmanager
+def _out_of_memory_advice(target: Path | None) -> Iterator[None]:
+    """Turn running out of memory into one error line that says what to change."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        kept = f"; the last checkpoint saved is kept in {target}" if _saved(target) else ""
+        advice = (
+            "try a smaller --batch-size or --seq-len, or a smaller model (--hidden, "
+            f"--layers){kept}"
+        )
+        raise DeviceMemoryError(out_of_memory_message(exc, advice)) from exc
+
+
+def _output_directory(book: Any, out: Any, resume: Any) -> Path | None:
+    """Where the run will write, or None when the arguments are incomplete (an error later)."""
+    if resume is not None:
+        return Path(resume)
+    if out is not None:
+        return Path(out)
+    return DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book)) if book else None
+
+
+def _saved(out: Path | None) -> bool:
+    return out is not None and (out / CONFIG_NAME).is_file()
+
+
+def _ignore(text: str) -> None:
+    pass
+
+
+def _resumed_inputs(base: Checkpoint, book: Any, data: DataOptions) -> tuple[Any, DataOptions]:
+    """The books and data options a resumed run was started with."""
+    saved = base.config.get("data", {})
+    if "options" in saved:
+        data = DataOptions.from_dict(saved["options"])
+    if not book:
+        book = [entry["path"] for entry in saved.get("books", [])]
+    return book, data
+
+
+def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say):
+    """Read, split and encode the books (from the token cache when it has them)."""
+    try:
+        return prepare_data(
+            resolve_inputs(book, corpus_dir=data.corpus_dir, message=say),
+            tokenizer=base.tokenizer if base else tokenizer,
+            tokenizer_options=None if base else options,
+            splits=data.splits(),
+            encoding=data.encoding,
+            keep_boilerplate=data.keep_boilerplate,
+            cache_dir=data.cache_dir,
+            use_cache=data.use_cache,
+        )
+    except TokenizerError as exc:
+        if base is None:
+            raise
+        raise TokenizerError(
+            f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
+            f"comes with: {exc}"
+        ) from exc
+
+
+def _test_perplexity(net, test_ids, training: TrainConfig, device, say) -> float:
+    loss = evaluate(
+        net, test_ids, batch_size=training.batch_size, seq_len=training.seq_len, device=device
+    )
+    say(f"test perplexity {perplexity(loss):.3f} on {len(test_ids):,} tokens")
+    return perplexity(loss)
+
+
+class RunSaver:
+    """Saves a run's `last` checkpoint (with training state) to `out` and `best` below it."""
+
+    def __init__(self, out: Path, tok: Tokenizer, training: TrainConfig, data: dict) -> None:
+        self.out, self.tokenizer, self.training, self.data = out, tok, training, data
+
+    def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
+        save_checkpoint(
+            self.out, model, self.tokenizer, training_state=state, **self._sections(summary)
+        )
+
+    def save_best(self, model: RNNLM, summary: dict[str, Any]) -> None:
+        save_checkpoint(self.out / BEST_NAME, model, self.tokenizer, **self._sections(summary))
+
+    def _sections(self, summary: dict[str, Any]) -> dict[str, Any]:
+        summary = {k: _json_number(v) for k, v in summary.items()}
+        return {
+            "training": self.training.to_dict(),
+            "data": self.data,
+            "results": summary,
+            "train_perplexity": summary["train_perplexity"],
+            "val_perplexity": summary["val_perplexity"],
+        }
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _remove_stale_best(out: Path) -> None:
+    # A new run in an old run's directory must not leave the old run's `best` beside it.
+    best = out / BEST_NAME
+    if (best / CONFIG_NAME).is_file():
+        shutil.rmtree(best)
+
+
+def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:
+    train_ids, val_ids, test_ids = prepared.train_ids, prepared.val_ids, prepared.test_ids
+    need = min_tokens_for_one_batch(training.batch_size, training.seq_len)
+    if len(train_ids) < need:
+        raise CorpusError(
+            f"the training text has {len(train_ids)} tokens, too few for one batch of "
+            f"{training.batch_size} x {training.seq_len} (needs {need}); use a longer book "
+            "or a smaller --batch-size / --seq-len"
+        )
+    if val_ids is not None and len(val_ids) < 2:
+        raise CorpusError(
+            "the validation text is shorter than 2 tokens; raise --val-fraction or set it to 0"
+        )
+    if test_ids is not None and len(test_ids) < 2:
+        raise CorpusError("the test text is shorter than 2 tokens; raise --test-fraction")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", name).strip("-.") or "model"

@@ -1,0 +1,28 @@
+"""The data-stall benchmark runs end to end in its quick mode (no timing is asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_data_stall_benchmark_prints_a_table_and_writes_json(tmp_path):
+    out = tmp_path / "data_stall.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.data_stall",
+        "--quick",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "stall" in result.stdout and "sequential" in result.stdout
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert {row["iterator"] for row in rows} == {"sequential", "random"}
+    assert all(0 <= row["stall_fraction"] < 1 and row["ms_per_step"] > 0 for row in rows)

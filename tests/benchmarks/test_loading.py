@@ -1,0 +1,31 @@
+"""The loading benchmark runs end to end in its quick mode (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_TEXT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_loading_benchmark_quick_mode(tmp_path):
+    source = tmp_path / "source.txt"
+    source.write_text(TINY_TEXT * 40, encoding="utf-8")
+    results = tmp_path / "loading.json"
+    command = [sys.executable, "-m", "benchmarks.loading", "--quick", "--source", str(source),
+               "--json", str(results)]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(results.read_text(encoding="utf-8"))
+    first, cached = report["runs"]
+    assert (first["cache_hit"], cached["cache_hit"]) == (False, True)
+    assert first["train_tokens"] == cached["train_tokens"] > 0
+    assert all(run["peak_rss_mb"] > 0 for run in report["runs"])
+    assert "temporary directory" in done.stderr

@@ -1,0 +1,43 @@
+"""The tokenizer benchmark runs end to end in its --quick mode (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import shared_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_prints_tables_and_writes_json(tmp_path):
+    corpus = shared_corpus("wikitext-2/train.txt")
+    book = shared_corpus("gutenberg/84-0.txt")
+    out = tmp_path / "tokenize.json"
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.tokenize",
+        "--quick",
+        "--size-mb",
+        "0.3",
+        "--corpus",
+        str(corpus),
+        "--book",
+        str(book),
+        "--out",
+        str(out),
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Encoding speed" in result.stdout and "Trade-offs" in result.stdout
+    data = json.loads(out.read_text(encoding="utf-8"))
+    speed = {row["tokenizer"].split()[0]: row for row in data["speed"]}
+    assert set(speed) == {"char", "byte", "word", "bpe", "wordpiece", "unigram"}
+    assert all(row["mb_per_second"] > 0 for row in data["speed"])
+    book_rows = {row["tokenizer"]: row for row in data["book_tradeoffs"]}
+    assert book_rows["char"]["tokens_per_char"] == 1.0
+    assert book_rows["byte"]["held_out_unk_percent"] == 0.0
+    assert book_rows["word"]["tokens_per_char"] < 0.5

@@ -1,0 +1,75 @@
+"""Every option is defined once: each config field has its command-line option, same default."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+import pytest
+
+from charlm.cli import cli
+from charlm.cli.options import param_name
+from charlm.data import DataOptions
+from charlm.models import ModelConfig
+from charlm.options import flag_name, option_fields
+from charlm.training import TrainConfig
+
+# Fields that are deliberately not options of `charlm train`, and why.
+NOT_OPTIONS = {
+    (ModelConfig, "vocab_size"): "comes from the tokenizer once the books are read",
+    (DataOptions, "corpus_dir"): "where catalogue books go; a setting of the caller",
+}
+CONFIGS = [DataOptions, ModelConfig, TrainConfig]
+
+
+def _train_params() -> dict[str, click.Parameter]:
+    return {p.name: p for p in cli.commands["train"].params}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
+def test_every_field_is_an_option_with_the_same_default(config):
+    params = _train_params()
+    described = {field.name for field, _ in option_fields(config)}
+    for field in dataclasses.fields(config):
+        if field.name not in described:
+            assert (config, field.name) in NOT_OPTIONS, (
+                f"{config.__name__}.{field.name} has no option"
+            )
+    for field, spec in option_fields(config):
+        param = params.get(param_name(field, spec))
+        assert param is not None, f"no option {flag_name(field, spec)} for {field.name}"
+        assert flag_name(field, spec) in param.opts
+        expected = (not field.default) if spec.inverted else field.default
+        assert param.default == expected, field.name
+        assert spec.help in (param.help or ""), field.name
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
+def test_the_defaults_make_a_valid_config(config):
+    # A config built from nothing but its defaults must pass its own checks.
+    if config is ModelConfig:
+        config(vocab_size=10)
+    else:
+        config()
+
+
+def test_the_options_parse_back_into_the_configs(tiny_book, tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train_book(books, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("charlm.cli.train.train_book", fake_train_book)
+    from click.testing import CliRunner
+
+    CliRunner().invoke(
+        cli,
+        ["train", str(tiny_book), "--hidden", "8", "--layers", "1", "--lr", "0.5",
+         "--max-time", "2m", "--no-cache", "--val", str(tiny_book), "--cutoffs", "3,5",
+         "--softmax", "adaptive"],
+    )  # fmt: skip
+    assert seen["model"]["hidden_size"] == 8 and seen["model"]["num_layers"] == 1
+    assert seen["model"]["cutoffs"] == [3, 5]
+    assert seen["training"].lr == 0.5 and seen["training"].max_time == 120
+    assert seen["data"].use_cache is False and seen["data"].val_file == str(tiny_book)

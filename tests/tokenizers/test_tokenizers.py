@@ -1,0 +1,305 @@
+"""Built-in tokenizers: round trips, saved state, unknown pieces, streaming, options."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charlm.errors import TokenizerError, UnknownTokenError
+from charlm.tokenizers import (
+    Tokenizer,
+    available_tokenizers,
+    get_tokenizer_class,
+    register,
+    tokenizer_from_state,
+    train_tokenizer,
+)
+
+BOOK = (
+    "It was the best of times, it was the worst of times.\n"
+    'He said, "Come here (quickly)!" and she didn\'t; it cost $5 -- or 10% more...\n\n'
+    "Café naïve 漢字かな 😀 e\u0301\n"
+) * 30
+# Pieces that break naive tokenizers: a ZWJ emoji sequence, a flag, combining marks, CJK,
+# CRLF and a lone CR.
+AWKWARD = [
+    "👩‍👩‍👧",
+    "🇫🇷",
+    "😀",
+    "e\u0301",
+    "a\u0308\u0323",
+    "漢字",
+    "ｶﾀｶﾅ",
+    "\r\n",
+    "\r",
+    "\t",
+    " ",
+]
+any_text = st.lists(st.one_of(st.text(), st.sampled_from(AWKWARD)), max_size=8).map("".join)
+
+
+@pytest.fixture(scope="module")
+def byte_bpe() -> Tokenizer:
+    return train_tokenizer("bpe", BOOK, {"vocab_size": 400})
+
+
+def fresh(tokenizer: Tokenizer) -> Tokenizer:
+    """The tokenizer rebuilt from its state after a trip through JSON, as a checkpoint does."""
+    state = json.loads(json.dumps(tokenizer.get_state()))
+    return tokenizer_from_state(tokenizer.name, state)
+
+
+# Round trips on arbitrary Unicode ------------------------------------------------------------
+
+
+@given(any_text)
+@pytest.mark.slow
+def test_char_round_trips_any_text_it_was_trained_on(text):
+    tokenizer = train_tokenizer("char", text or "x")
+    assert tokenizer.decode(tokenizer.encode_array(text)) == text
+
+
+@given(any_text)
+def test_byte_round_trips_any_text(text):
+    tokenizer = train_tokenizer("byte", "")
+    ids = tokenizer.encode_array(text)
+    assert ids.max(initial=0) < 256
+    assert tokenizer.decode(ids) == text
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(any_text)
+def test_byte_level_bpe_round_trips_text_it_never_saw(byte_bpe, text):
+    assert byte_bpe.unk_id is None
+    assert byte_bpe.decode(byte_bpe.encode_array(text)) == text
+
+
+def test_long_text_is_encoded_in_slices_with_the_same_round_trip(byte_bpe):
+    text = ("a line of text  with  spaces\n  indented\n\n" * 3000) + "end"
+    assert byte_bpe.decode(byte_bpe.encode_array(text)) == text
+
+
+# Saved state ---------------------------------------------------------------------------------
+
+TRAINED = [
+    ("char", {}),
+    ("char", {"min_freq": 40, "lowercase": True}),
+    ("byte", {}),
+    ("word", {"min_freq": 2}),
+    ("bpe", {"vocab_size": 300}),
+    ("bpe", {"vocab_size": 300, "byte_level": False}),
+    ("wordpiece", {"vocab_size": 300}),
+    ("unigram", {"vocab_size": 150}),
+]
+
+
+@pytest.mark.parametrize(("name", "options"), TRAINED)
+def test_restored_tokenizer_encodes_identically(name, options):
+    tokenizer = train_tokenizer(name, BOOK, options)
+    restored = fresh(tokenizer)
+    text = BOOK[:500] + " unseen: Ωμέγα 🙂 zebra\n"
+    assert restored.vocab_size == tokenizer.vocab_size
+    for policy in ("skip", "unk") if tokenizer.unk_id is not None else ("skip",):
+        ids = tokenizer.encode_array(text, policy)
+        np.testing.assert_array_equal(restored.encode_array(text, policy), ids)
+        assert restored.decode(ids) == tokenizer.decode(ids)
+    assert 0 <= tokenizer.encode_array(BOOK).min() and tokenizer.encode_array(BOOK).max() < (
+        tokenizer.vocab_size
+    )
+
+
+def test_hf_loads_a_tokenizer_json_and_keeps_it_in_its_state(byte_bpe, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    byte_bpe.pipeline.save(str(path))
+    loaded = train_tokenizer("hf", "ignored", {"path": str(path)})
+    path.unlink()  # the state, not the file, is what a checkpoint keeps
+    restored = fresh(loaded)
+    np.testing.assert_array_equal(restored.encode_array(BOOK), byte_bpe.encode_array(BOOK))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({}, "needs a file"), ({"path": "/nonexistent/tokenizer.json"}, "not a usable")],
+)
+def test_hf_without_a_usable_file_fails_with_one_line(options, message):
+    with pytest.raises(TokenizerError, match=message) as info:
+        train_tokenizer("hf", "text", options)
+    assert "\n" not in str(info.value)
+
+
+# Unknown pieces ------------------------------------------------------------------------------
+
+
+def test_char_without_unk_names_the_unseen_characters():
+    tokenizer = train_tokenizer("char", "hello world")
+    with pytest.raises(UnknownTokenError, match=r"'z'") as info:
+        tokenizer.encode_array("hello zebra")
+    assert "'b'" in str(info.value) and "\n" not in str(info.value)
+    assert tokenizer.decode(tokenizer.encode_array("hello zebra", "skip")) == "hello er"
+    with pytest.raises(UnknownTokenError, match="no <unk>"):
+        tokenizer.encode_array("hello", "unk")
+
+
+def test_char_min_freq_maps_rare_characters_to_unk():
+    tokenizer = train_tokenizer("char", "aaab", {"min_freq": "2"})
+    assert tokenizer.unk_id is not None
+    ids = tokenizer.encode_array("abz")
+    assert list(ids) == [0, tokenizer.unk_id, tokenizer.unk_id]
+    assert tokenizer.decode(ids) == "a\ufffd\ufffd"
+    with pytest.raises(UnknownTokenError, match="'b', 'z'"):
+        tokenizer.encode_array("abz", "error")
+
+
+def test_char_lowercase_folds_case_before_encoding():
+    tokenizer = train_tokenizer("char", "Hello", {"lowercase": "true"})
+    assert tokenizer.decode(tokenizer.encode_array("HELLO")) == "hello"
+
+
+def test_word_policies_map_name_or_skip_unknown_words():
+    tokenizer = train_tokenizer("word", "the cat sat on the mat.\n")
+    assert "<unk>" in tokenizer.decode(tokenizer.encode_array("the dog sat."))
+    with pytest.raises(UnknownTokenError, match="'dog'"):
+        tokenizer.encode_array("the dog sat.", "error")
+    assert tokenizer.decode(tokenizer.encode_array("the dog sat.", "skip")) == "the sat."
+
+
+def test_unigram_error_policy_names_the_unknown_piece():
+    tokenizer = train_tokenizer("unigram", BOOK, {"vocab_size": 150})
+    with pytest.raises(UnknownTokenError, match="Ω"):
+        tokenizer.encode_array("the Ω", "error")
+    assert tokenizer.unk_id not in tokenizer.encode_array("the Ω", "skip")
+
+
+def test_unknown_policy_must_be_one_of_three():
+    with pytest.raises(TokenizerError, match="error, skip, unk"):
+        train_tokenizer("byte", "").encode_array("x", "ignore")
+
+
+# Word spacing --------------------------------------------------------------------------------
+
+
+def test_word_decoding_restores_the_spacing_of_the_book():
+    text = (
+        'He said, "Come here (quickly)!" and she didn\'t; it cost $5 -- or 10% more...\n\n'
+        "Odd spacing : kept , too.\n"
+    )
+    tokenizer = train_tokenizer("word", text)
+    assert tokenizer.decode(tokenizer.encode_array(text)) == text
+
+
+def test_word_normalises_only_runs_of_spaces_and_line_edges():
+    tokenizer = train_tokenizer("word", "a b c")
+    assert tokenizer.decode(tokenizer.encode_array("  a \t b   c  \n  b ")) == "a b c\nb"
+
+
+def test_word_vocabulary_options():
+    tokenizer = train_tokenizer("word", "a a a b b c", {"max_vocab": "2"})
+    assert tokenizer.decode(tokenizer.encode_array("a b c")) == "a b <unk>"
+    assert tokenizer.vocab_size == 2 + len(("<unk>", "<space>", "<nospace>", "\n"))
+
+
+def test_word_split_at_spaces_keeps_pre_tokenized_text_as_it_is():
+    text = " the company 's shares fell n't u.s. <unk> \n a b\n"
+    tokenizer = train_tokenizer("word", text, {"split": "spaces"})
+    assert tokenizer.vocab_size == 4 + len(
+        {"the", "company", "'s", "shares", "fell", "n't", "u.s.", "a", "b"}
+    )
+    ids = tokenizer.encode_array(text)
+    assert len(ids) == len(text.split()) + text.count("\n")  # no marker tokens needed
+    assert tokenizer.decode(ids) == "the company 's shares fell n't u.s. <unk>\na b\n"
+
+
+def test_word_treats_a_literal_unk_as_the_unknown_token():
+    tokenizer = train_tokenizer("word", "the <unk> said\n")
+    assert list(tokenizer.encode_array("<unk>")) == [tokenizer.unk_id]
+
+
+# Streaming -----------------------------------------------------------------------------------
+
+
+def stream(tokenizer: Tokenizer, ids, context=()) -> list[str]:
+    decoder = tokenizer.stream_decoder(list(context))
+    pieces = [decoder.step(int(i)) for i in ids] + [decoder.flush()]
+    return [p for p in pieces if p]
+
+
+@given(any_text)
+def test_byte_stream_never_emits_half_a_character(text):
+    tokenizer = train_tokenizer("byte", "")
+    pieces = stream(tokenizer, tokenizer.encode_array(text))
+    assert "".join(pieces) == text
+    for piece in pieces:  # each piece is whole characters: it survives a UTF-8 round trip
+        assert piece.encode("utf-8").decode("utf-8") == piece
+    assert not any("\ufffd" in p for p in pieces)
+
+
+def test_byte_stream_holds_back_an_unfinished_character():
+    tokenizer = train_tokenizer("byte", "")
+    decoder = tokenizer.stream_decoder()
+    emitted = [decoder.step(b) for b in "😀".encode()]
+    assert emitted == ["", "", "", "😀"]
+
+
+@pytest.mark.parametrize(("name", "options"), TRAINED)
+def test_stream_after_a_prefix_matches_decoding_the_whole(name, options):
+    tokenizer = train_tokenizer(name, BOOK, options)
+    text = BOOK[:300]
+    ids = tokenizer.encode_array(text)
+    cut = len(ids) // 2
+    whole = tokenizer.decode(ids)
+    assert (
+        "".join(stream(tokenizer, ids[cut:], ids[:cut]))
+        == whole[len(tokenizer.decode(ids[:cut])) :]
+    )
+
+
+def test_byte_level_bpe_streams_emoji_whole(byte_bpe):
+    text = "😀👩‍👩‍👧漢字 e\u0301"
+    pieces = stream(byte_bpe, byte_bpe.encode_array(text))
+    assert "".join(pieces) == text
+    assert not any("\ufffd" in p for p in pieces)
+
+
+# Options and the registry --------------------------------------------------------------------
+
+
+def test_options_are_checked_and_converted():
+    with pytest.raises(TokenizerError, match="no option 'size'.*vocab_size"):
+        train_tokenizer("bpe", BOOK, {"size": "10"})
+    with pytest.raises(TokenizerError, match="not a valid int"):
+        train_tokenizer("word", BOOK, {"min_freq": "many"})
+    with pytest.raises(TokenizerError, match="true or false"):
+        train_tokenizer("char", BOOK, {"lowercase": "perhaps"})
+    assert train_tokenizer("bpe", BOOK, {"vocab_size": "300"}).vocab_size <= 300
+
+
+def test_every_built_in_is_listed_as_built_in():
+    builtins = {i.name for i in available_tokenizers() if i.origin == "built in"}
+    assert builtins >= {"char", "byte", "word", "bpe", "wordpiece", "unigram", "hf"}
+
+
+def test_a_tokenizer_registered_in_code_is_found_by_name():
+    @register(name="test-upper")
+    class Upper(type(train_tokenizer("char", "A"))):
+        description = "uppercase characters"
+
+        @classmethod
+        def train(cls, text, **options):
+            return super().train(text.upper(), **options)
+
+    assert get_tokenizer_class("test-upper") is Upper
+    tokenizer = train_tokenizer("test-upper", "abc")
+    assert tokenizer.decode(tokenizer.encode_array("CAB")) == "CAB"
+    info = next(i for i in available_tokenizers() if i.name == "test-upper")
+    assert info.origin == "registered in code"
+
+
+def test_special_ids_are_banned_from_sampling_unless_unk_is_allowed():
+    tokenizer = train_tokenizer("word", "a b")
+    assert tokenizer.banned_ids() == [tokenizer.unk_id]
+    assert tokenizer.banned_ids(allow_unk=True) == []
+    assert train_tokenizer("byte", "").banned_ids() == []

@@ -1,0 +1,165 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from charlm.models import RNNLM, ModelConfig
+from charlm.training import TrainConfig, evaluate, train
+from tests.conftest import TINY_TEXT, shared_corpus
+from tests.helpers import ids_of, overfit, tiny_model
+
+CPU = torch.device("cpu")
+
+
+class RecordingModel(RNNLM):
+    """Records the state each step starts from, and whether any gradient reaches a state."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.incoming, self.outgoing, self.grad_reached_state = [], [], []
+
+    def forward(self, tokens, state=None, targets=None):
+        output, new_state = super().forward(tokens, state, targets=targets)
+        if self.training:
+            self.incoming.append(state)
+            self.outgoing.append(new_state.detach().clone())
+            new_state.register_hook(lambda grad: self.grad_reached_state.append(grad))
+        return output, new_state
+
+
+def _recording(vocab_size):
+    return RecordingModel(
+        ModelConfig(
+            vocab_size=vocab_size,
+            cell="gru",
+            embed_size=8,
+            hidden_size=16,
+            num_layers=1,
+            dropout=0.0,
+        )
+    )
+
+
+@pytest.mark.slow
+def test_sequential_training_carries_the_state_but_truncates_backprop():
+    _, ids = ids_of(TINY_TEXT)
+    model = _recording(int(ids.max()) + 1)
+    train(model, ids, None, TrainConfig(batch_size=4, seq_len=10, max_steps=5), device=CPU)
+    assert model.incoming[0] is None
+    for carried, previous_end in zip(model.incoming[1:], model.outgoing):
+        assert carried is not None and not carried.requires_grad
+        assert torch.equal(carried, previous_end)  # the values continue...
+    assert model.grad_reached_state == []  # ...but no backward pass ran into an earlier batch
+
+
+def test_without_detaching_the_gradient_would_reach_the_previous_batch():
+    # The control for the test above: the hook does fire when the graph is not cut.
+    _, ids = ids_of(TINY_TEXT)
+    model = _recording(int(ids.max()) + 1)
+    x = torch.as_tensor(ids[:40].reshape(4, 10))
+    _, state = model(x)
+    logits, _ = model(x, state)
+    logits.sum().backward()
+    assert model.grad_reached_state
+
+
+def test_random_iterator_starts_every_batch_from_a_fresh_state():
+    _, ids = ids_of(TINY_TEXT)
+    model = _recording(int(ids.max()) + 1)
+    config = TrainConfig(batch_size=4, seq_len=10, max_steps=4, iterator="random")
+    train(model, ids, None, config, device=CPU)
+    assert model.incoming == [None] * 4
+
+
+def test_evaluate_is_the_mean_cross_entropy_of_every_next_token():
+    tokenizer, ids = ids_of(TINY_TEXT[:300])
+    model = tiny_model(tokenizer.vocab_size)
+    loss = evaluate(model, ids, batch_size=1, seq_len=17, device=CPU)
+    with torch.no_grad():
+        logits, _ = model(torch.as_tensor(ids[:-1]).unsqueeze(0))
+        expected = F.cross_entropy(logits[0], torch.as_tensor(ids[1:])).item()
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_reported_perplexity_is_exp_of_the_mean_cross_entropy():
+    tokenizer, ids = ids_of(TINY_TEXT)
+    model = tiny_model(tokenizer.vocab_size)
+    config = TrainConfig(batch_size=4, seq_len=10, max_steps=3)
+    result = train(model, ids[:800], ids[800:], config, device=CPU)
+    assert result.val_perplexity == pytest.approx(math.exp(result.val_loss))
+    assert result.train_perplexity == pytest.approx(math.exp(result.train_loss))
+    assert result.val_loss == pytest.approx(
+        evaluate(model, ids[800:], batch_size=4, seq_len=10, device=CPU)
+    )
+
+
+@pytest.mark.slow
+def test_an_untrained_model_is_about_as_perplexed_as_the_vocabulary_is_large():
+    vocab = 50
+    ids = np.random.default_rng(0).integers(0, vocab, 5000)
+    model = tiny_model(vocab)
+    ppl = math.exp(evaluate(model, ids, batch_size=8, seq_len=50, device=CPU))
+    assert 0.8 * vocab < ppl < 1.25 * vocab
+
+
+@pytest.mark.slow
+def test_a_tiny_model_memorises_a_short_text():
+    text = "the quick brown fox jumps over the lazy dog. " * 12
+    model, tokenizer, result = overfit(text, steps=150)
+    assert result.train_perplexity < 1.2
+    ids = tokenizer.encode_array(text)
+    assert math.exp(evaluate(model, ids, batch_size=1, seq_len=50, device=CPU)) < 1.2
+
+
+@pytest.mark.slow
+def test_max_steps_bounds_the_run_and_the_run_still_ends_evaluated():
+    tokenizer, ids = ids_of(TINY_TEXT)
+    model = tiny_model(tokenizer.vocab_size)
+    config = TrainConfig(batch_size=2, seq_len=10, epochs=100, max_steps=7)
+    result = train(model, ids[:1000], ids[1000:], config, device=CPU)
+    assert result.steps == 7 and result.stopped_by == "max_steps"
+    assert result.val_perplexity is not None
+
+
+@pytest.mark.slow
+def test_max_time_bounds_the_run():
+    tokenizer, ids = ids_of(TINY_TEXT)
+    model = tiny_model(tokenizer.vocab_size)
+    config = TrainConfig(batch_size=2, seq_len=10, epochs=10_000, max_time=0.5)
+    result = train(model, ids, None, config, device=CPU)
+    assert result.stopped_by == "max_time"
+    assert 0.5 <= result.train_seconds < 5
+
+
+@pytest.mark.slow
+def test_same_seed_same_training():
+    def run():
+        torch.manual_seed(0)
+        tokenizer, ids = ids_of(TINY_TEXT)
+        model = tiny_model(tokenizer.vocab_size)
+        return train(
+            model, ids, None, TrainConfig(batch_size=4, seq_len=10, max_steps=5, seed=3), device=CPU
+        ).train_loss
+
+    assert run() == run()
+
+
+@pytest.mark.corpus
+@pytest.mark.slow
+@pytest.mark.slow
+def test_training_on_a_real_book_beats_the_untrained_model_by_far(tmp_path):
+    from charlm.training.run import train_book
+
+    book = shared_corpus("timemachine/timemachine.txt")
+    untrained = 70  # the book has 70 distinct characters: an untrained model's perplexity
+    trained = train_book(
+        book,
+        out=tmp_path / "tm",
+        model={"cell": "lstm", "hidden_size": 128, "num_layers": 1, "embed_size": 32},
+        training=TrainConfig(batch_size=32, seq_len=50, max_steps=150, lr=5e-3),
+        device="cpu",
+    )
+    assert trained.result.val_perplexity < untrained / 4

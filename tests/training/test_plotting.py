@@ -1,0 +1,111 @@
+"""`charlm plot`: curves of several runs in one PNG and a summary table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from charlm.cli import cli
+from charlm.training.plotting import load_run
+
+pytest.importorskip("matplotlib")
+
+
+def write_log(directory, records):
+    directory.mkdir(parents=True)
+    lines = "".join(json.dumps(r) + "\n" for r in records)
+    (directory / "metrics.jsonl").write_text(lines, encoding="utf-8")
+
+
+def fake_run(directory, scale):
+    records = []
+    for step in range(10, 101, 10):
+        loss = scale / step**0.5
+        records.append(
+            {
+                "step": step,
+                "epoch": 1,
+                "lr": 0.002,
+                "train_loss": loss,
+                "train_perplexity": 2.718**loss,
+                "grad_norm": 1.0,
+                "tokens_per_s": 1000.0 * scale,
+                "elapsed_s": step / 10,
+            }
+        )
+        if step % 50 == 0:
+            records.append(
+                {
+                    "step": step,
+                    "epoch": 1,
+                    "elapsed_s": step / 10,
+                    "val_loss": loss * 1.1,
+                    "val_perplexity": 2.718 ** (loss * 1.1),
+                    "val_bpc": loss * 1.1 / 0.693,
+                }
+            )
+    write_log(directory, records)
+
+
+def test_plot_draws_several_runs_and_prints_a_summary(tmp_path):
+    fake_run(tmp_path / "small", 10.0)
+    fake_run(tmp_path / "large", 8.0)
+    png = tmp_path / "out" / "curves.png"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "plot",
+            str(tmp_path / "small"),
+            str(tmp_path / "large"),
+            "--out",
+            str(png),
+            "--x",
+            "time",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from matplotlib.image import imread
+
+    assert imread(png).shape[:2] == (600, 960)  # 8 x 5 inches at 120 dpi
+    lines = result.output.splitlines()
+    small = next(line for line in lines if line.strip().startswith("small"))
+    best = load_run(tmp_path / "small").summary()["best_val_perplexity"]
+    assert f"{best:.3f}" in small and "100" in small
+    assert any(line.strip().startswith("large") for line in lines)
+
+
+def test_plot_of_a_directory_without_a_log_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "empty")])
+    assert result.exit_code == 1
+    assert "has no metrics.jsonl" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_plot_of_a_real_training_run(tiny_book, tmp_path):
+    out = tmp_path / "run"
+    args = "--batch-size 4 --seq-len 16 --hidden 16 --layers 1 --max-steps 20 --eval-every 10"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(tiny_book),
+            "--out",
+            str(out),
+            *args.split(),
+            "--device",
+            "cpu",
+            "--log-every",
+            "5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = load_run(out).summary()
+    assert summary["steps"] == 20 and summary["best_step"] in (10, 20)
+    result = CliRunner().invoke(cli, ["plot", str(out), "--out", str(tmp_path / "p.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").stat().st_size > 1000
