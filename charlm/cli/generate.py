@@ -11,7 +11,8 @@ import click
 from charlm.checkpoint import latest_checkpoint
 from charlm.cli import cli, stderr_console
 from charlm.cli.interactive import run_prompt_loop
-from charlm.cli.settings import Utf8Text, options_from_cli, sampling_options
+from charlm.cli.options import config_options
+from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
 from charlm.models import IMPLS
@@ -48,7 +49,7 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     default=None,
     help="Read the prefix from this text file instead (any length).",
 )
-@sampling_options
+@config_options(SamplingOptions)
 @click.option(
     "--impl",
     type=click.Choice(list(IMPLS)),

@@ -14,10 +14,10 @@ from typing import Any
 
 import click
 
-from charlm.cli.settings import cli_settings, flag, unescape
 from charlm.errors import CharlmError
+from charlm.options import Option, flag_name, option_fields
 from charlm.sampling import SamplingOptions
-from charlm.sampling.options import Setting
+from charlm.sampling.options import KINDS, rule_of
 
 HELP_INDENT = 30
 
@@ -25,12 +25,12 @@ HELP_INDENT = 30
 def prompt_help() -> str:
     """/help: one command per option, explained by the option's help."""
     lines = ["Type a prefix and press Enter to see how the model continues it. Commands:"]
-    for field, setting in cli_settings():
-        command = f"/{flag(field.name)} {_metavar(setting)}"
-        if setting.off:
-            command += f" | {setting.off}"
+    for name, (field, spec) in _commands().items():
+        command = f"/{name} {_metavar(field, spec)}"
+        if rule_of(field).off:
+            command += f" | {rule_of(field).off}"
         # Options are commands here: "--stop" reads "/stop".
-        text = re.sub(r"--(?=[a-z])", "/", setting.help)
+        text = re.sub(r"--(?=[a-z])", "/", spec.help)
         lines.append(_help_line(command, text))
     lines.append(_help_line("/settings", "show the current settings"))
     lines.append(_help_line("/help", "this text"))
@@ -76,13 +76,13 @@ def _run_command(line: str, options: SamplingOptions) -> SamplingOptions:
         for key, current in dataclasses.asdict(options).items():
             click.echo(f"  {key} = {current!r}", err=True)
         return options
-    commands = {flag(field.name): (field, setting) for field, setting in cli_settings()}
+    commands = _commands()
     if name not in commands:
         click.echo(f"Error: unknown command /{name}; /help lists the commands", err=True)
         return options
-    field, setting = commands[name]
+    field, spec = commands[name]
     try:
-        changed = options.replace(**{field.name: _read(value, options, field, setting)})
+        changed = options.replace(**{field.name: _read(value, options, field, spec)})
     except ValueError as exc:  # a bad number, or a ConfigError (a ValueError) from the check
         click.echo(f"Error: /{name} {value}: {exc}", err=True)
         return options
@@ -90,27 +90,30 @@ def _run_command(line: str, options: SamplingOptions) -> SamplingOptions:
     return changed
 
 
-def _read(text: str, options: SamplingOptions, field: dataclasses.Field, setting: Setting) -> Any:
+def _commands() -> dict[str, tuple[dataclasses.Field, Option]]:
+    """Command name -> the option it sets: every option of `charlm generate` from the fields."""
+    return {flag_name(f, spec)[2:]: (f, spec) for f, spec in option_fields(SamplingOptions)}
+
+
+def _read(text: str, options: SamplingOptions, field: dataclasses.Field, spec: Option) -> Any:
     """The value typed after a command, as the field takes it; the `off` word is the default.
 
     A repeatable option (/stop) adds the value to those it has, as repeating it on the
     command line does.
     """
-    if setting.off and text == setting.off:
+    if rule_of(field).off and text == rule_of(field).off:
         return field.default
-    if setting.kind is int:
-        return int(text)
-    if setting.kind is float:
-        return float(text)
-    if setting.multiple:
-        return (*getattr(options, field.name), unescape(text))
-    return text
+    if spec.parse is not None:
+        value = spec.parse(text)
+    else:
+        value = {int: int, float: float}.get(KINDS[field.name], str)(text)
+    return (*getattr(options, field.name), value) if spec.multiple else value
 
 
-def _metavar(setting: Setting) -> str:
-    if setting.choices:
-        return "|".join(setting.choices)
-    return {int: "N", float: "X"}.get(setting.kind, "TEXT")
+def _metavar(field: dataclasses.Field, spec: Option) -> str:
+    if spec.choices:
+        return "|".join(spec.choices)
+    return spec.metavar or {int: "N", float: "X"}.get(KINDS[field.name], "TEXT")
 
 
 def _help_line(command: str, text: str) -> str:

@@ -1,9 +1,10 @@
 """`SamplingOptions`: every setting of a sampling call, written once.
 
-Each field carries its default, its help text, its bounds and what its empty value means (a
-`Setting` in the field's metadata). From that one place come the checks (here), the options of
-`charlm generate` and the commands of its prompt (charlm/cli/settings.py), and the keywords of
-`Sampler.generate`, `stream` and `samples`. A new option is one field here.
+Each field carries its default, its help text and its bounds (an `Option`, as every config
+dataclass of charlm has: charlm/options.py), and how it is checked and typed at the prompt (a
+`Rule`). From that one place come the checks (here), the options of `charlm generate`
+(charlm/cli/options.py), the commands of its prompt (charlm/cli/interactive.py) and the
+keywords of `Sampler.generate`, `stream` and `samples`. A new option is one field here.
 
 The defaults are the same in Python and the CLI: 500 tokens at temperature 0.8, the values
 `charlm generate` has always used (docs/sampling.md says why).
@@ -14,11 +15,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from charlm.errors import ConfigError
+from charlm.options import Option
+from charlm.sampling.stops import parse_stop
 from charlm.tokenizers import UNKNOWN_POLICIES
 
 MAX_SEED = 2**63 - 1
@@ -26,25 +30,26 @@ GREEDY_BELOW = 1e-30  # temperatures this small act as 0
 
 
 @dataclass(frozen=True)
-class Setting:
-    """What the CLI, the prompt and the checks need to know about one option."""
+class Rule:
+    """What the checks and the prompt need to know about an option, beyond its `Option`."""
 
-    help: str  # the CLI help; `--name` in it reads as `/name` at the prompt
-    kind: type  # int, float, str or bool
-    low: float | None = None  # the smallest value allowed (or bound, with low_open)
-    high: float | None = None
-    low_open: bool = False  # True: low itself is not allowed
-    choices: tuple[str, ...] = ()
     note: str = ""  # added to the error message, e.g. "(0 = greedy)"
-    empty: str = ""  # what the default None or () means, shown as [default: ...]
     off: str = ""  # the word that restores the default at the prompt, e.g. "off"
     sampling_only: bool = False  # refused with beam search, which has no use for it
-    multiple: bool = False  # a tuple of values (repeatable on the command line)
-    cli: bool = True  # an option of `charlm generate` and a command of its prompt
 
 
-def _option(default: Any, help: str, kind: type, **setting: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"setting": Setting(help, kind, **setting)})
+def _option(
+    default: Any,
+    help: str,
+    *,
+    note: str = "",
+    off: str = "",
+    sampling_only: bool = False,
+    **cli: Any,
+) -> Any:
+    """A field with its command-line description (`Option`) and its `Rule`."""
+    metadata = {"option": Option(help, **cli), "sampling": Rule(note, off, sampling_only)}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,23 +87,20 @@ class SamplingOptions:
     length: int = _option(
         500,
         "Most tokens to generate after the prefix (a --stop string may end sooner).",
-        int,
         low=0,
     )
     temperature: float = _option(
         0.8,
         "Randomness: 0 always picks the most likely token, 1 samples the model as is.",
-        float,
         low=0,
         note="(0 = greedy)",
     )
     top_k: int | None = _option(
         None,
         "Draw only from the K most likely tokens.",
-        int,
         low=1,
         note="(or None for no limit)",
-        empty="no limit",
+        shown_default="no limit",
         off="off",
         sampling_only=True,
     )
@@ -106,7 +108,6 @@ class SamplingOptions:
         1.0,
         "Draw only from the most likely tokens that together reach this probability "
         "(nucleus sampling); 1 keeps all.",
-        float,
         low=0,
         high=1,
         low_open=True,
@@ -116,7 +117,6 @@ class SamplingOptions:
         0.0,
         "Draw only from tokens at least this fraction as likely as the most likely one; "
         "0 keeps all.",
-        float,
         low=0,
         high=1,
         sampling_only=True,
@@ -124,7 +124,6 @@ class SamplingOptions:
     repetition_penalty: float = _option(
         1.0,
         "Above 1, makes tokens already in the prefix or the sample less likely.",
-        float,
         low=0,
         low_open=True,
         note="(1 = off)",
@@ -133,45 +132,45 @@ class SamplingOptions:
     stop: tuple[str, ...] = _option(
         (),
         "End a sample where this text appears (it is not printed); repeatable; \\n is a newline.",
-        str,
-        empty="none",
+        parse=parse_stop,
+        metavar="TEXT",
+        shown_default="none",
+        multiple=True,
         off="off",
         sampling_only=True,
-        multiple=True,
     )
     num_samples: int = _option(
-        1, "Draw this many samples at once (one batch) and print them numbered.", int, low=1
+        1, "Draw this many samples at once (one batch) and print them numbered.", low=1
     )
     beam_width: int = _option(
         1,
         "Above 1, print the most probable continuation of exactly --length tokens "
         "found by beam search (ignores --temperature and --seed).",
-        int,
         low=1,
     )
     seed: int | None = _option(
         None,
         "Seed for reproducible text; sample i uses SEED+i.",
-        int,
         low=0,
         note="(or None for a random seed)",
-        empty="random",
+        shown_default="random",
         off="random",
     )
     unknown: str | None = _option(
         None,
         "Prefix pieces the vocabulary lacks: fail, skip them or map them to <unk>.",
-        str,
         choices=UNKNOWN_POLICIES,
-        empty="unk where the tokenizer has <unk>, else error",
+        shown_default="unk where the tokenizer has <unk>, else error",
         off="default",
     )
-    allow_unk: bool = _option(False, "Let the sampler draw <unk>.", bool, cli=False)
+    # No option of `charlm generate`: drawing <unk> is for code that handles it.
+    allow_unk: bool = dataclasses.field(default=False, metadata={"sampling": Rule()})
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = _checked(field, getattr(self, field.name))
-            object.__setattr__(self, field.name, value)  # e.g. 1 -> 1.0, "x" -> ("x",)
+        for field in _FIELDS:
+            value = getattr(self, field.name)
+            if value is not field.default:  # a default is valid as it is (and cheap to keep)
+                object.__setattr__(self, field.name, _checked(field, value))  # 1 -> 1.0, ...
         # Sample i uses seed + i, which must stay a valid seed too.
         highest = MAX_SEED - self.num_samples
         if self.seed is not None and self.seed > highest:
@@ -188,7 +187,7 @@ class SamplingOptions:
         used = [
             field.name
             for field in dataclasses.fields(self)
-            if setting_of(field).sampling_only and getattr(self, field.name) != field.default
+            if rule_of(field).sampling_only and getattr(self, field.name) != field.default
         ]
         if used:
             verb = "applies" if len(used) == 1 else "apply"
@@ -223,8 +222,14 @@ class SamplingOptions:
         return cls(**data)
 
 
-def setting_of(field: dataclasses.Field) -> Setting:
-    return field.metadata["setting"]
+def rule_of(field: dataclasses.Field) -> Rule:
+    return field.metadata["sampling"]
+
+
+def _kind(hint: Any) -> type:
+    """The type of one value: int for `int | None`, str for `tuple[str, ...]`."""
+    args = [arg for arg in typing.get_args(hint) if arg not in (type(None), Ellipsis)]
+    return args[0] if args else hint
 
 
 def _check_names(names: Mapping[str, Any]) -> None:
@@ -240,56 +245,62 @@ def _check_names(names: Mapping[str, Any]) -> None:
 
 def _checked(field: dataclasses.Field, value: Any) -> Any:
     """`value` in its normal form (a float for a number, a tuple for a list), or ConfigError."""
-    setting = setting_of(field)
+    spec = field.metadata.get("option") or Option("")
     if value is None and field.default is None:
         return None
-    if setting.multiple:
+    if spec.multiple:
         values = (value,) if isinstance(value, str) else value
         if not isinstance(values, (list, tuple)):
             raise ConfigError(f"{field.name} must be a string or a list of strings, got {value!r}")
-        return tuple(_checked_one(field.name, setting, one) for one in values)
-    return _checked_one(field.name, setting, value)
+        return tuple(_checked_one(field, spec, one) for one in values)
+    return _checked_one(field, spec, value)
 
 
-def _checked_one(name: str, setting: Setting, value: Any) -> Any:
-    kind = setting.kind
+def _checked_one(field: dataclasses.Field, spec: Option, value: Any) -> Any:
+    name, kind = field.name, KINDS[field.name]
     if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
         return value
     if kind is str:
-        if setting.choices and value not in setting.choices:
-            raise ConfigError(f"{name} must be one of {', '.join(setting.choices)}, got {value!r}")
+        if spec.choices and value not in spec.choices:
+            raise ConfigError(f"{name} must be one of {', '.join(spec.choices)}, got {value!r}")
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
         return value
     types = (int, float) if kind is float else int  # an int is a fine float, not vice versa
     number = isinstance(value, types) and not isinstance(value, bool)
-    if not number or not _in_range(value, setting):
-        raise ConfigError(f"{name} must be {_expected(setting, number)}, got {value!r}")
+    if not number or not _in_range(value, spec):
+        expected = _expected(spec, kind, number, rule_of(field).note)
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")
     return float(value) if kind is float else value
 
 
-def _in_range(value: float, setting: Setting) -> bool:
+def _in_range(value: float, spec: Option) -> bool:
     if not math.isfinite(value):
         return False
-    if setting.low is not None and (
-        value <= setting.low if setting.low_open else value < setting.low
-    ):
+    if spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low):
         return False
-    return setting.high is None or value <= setting.high
+    return spec.high is None or (value < spec.high if spec.high_open else value <= spec.high)
 
 
-def _expected(setting: Setting, number: bool) -> str:
+def _expected(spec: Option, kind: type, number: bool, note: str) -> str:
     """E.g. "in (0, 1]", ">= 0 (0 = greedy)", "an integer >= 1"."""
-    if setting.low is not None and setting.high is not None:
-        bounds = f"in {'(' if setting.low_open else '['}{setting.low}, {setting.high}]"
-    elif setting.low is not None:
-        bounds = f"{'>' if setting.low_open else '>='} {setting.low}"
+    if spec.low is not None and spec.high is not None:
+        left, right = "(" if spec.low_open else "[", ")" if spec.high_open else "]"
+        bounds = f"in {left}{spec.low}, {spec.high}{right}"
+    elif spec.low is not None:
+        bounds = f"{'>' if spec.low_open else '>='} {spec.low}"
     else:
         bounds = "finite"
-    if setting.kind is int:
+    if kind is int:
         bounds = f"an integer {bounds}"
     elif not number:
         bounds = f"a number {bounds}"
-    return f"{bounds} {setting.note}".rstrip()
+    return f"{bounds} {note}".rstrip()
+
+
+_FIELDS = dataclasses.fields(SamplingOptions)
+# The type of each option's values, from the annotations (which are strings until evaluated).
+KINDS = {name: _kind(hint) for name, hint in typing.get_type_hints(SamplingOptions).items()}
+DEFAULTS = SamplingOptions()

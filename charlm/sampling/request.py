@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from charlm.errors import ConfigError
-from charlm.sampling.options import SamplingOptions
+from charlm.sampling.options import DEFAULTS, SamplingOptions
 
 # `generate`, `stream` and `samples` take these options by position after the prefix, as
 # they always have: generate("It was", 300, 0.8, 1).
@@ -43,7 +43,7 @@ def call_options(
             raise TypeError(f"{method}() got {name} both by position and by keyword")
     if options is not None and not isinstance(options, SamplingOptions):
         raise TypeError(f"options must be a SamplingOptions, got {type(options).__name__}")
-    base = options if options is not None else SamplingOptions()
+    base = options if options is not None else DEFAULTS
     return base.replace(**dict(zip(POSITIONAL, args)), **settings)
 
 

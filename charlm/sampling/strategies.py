@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from charlm.sampling.options import SamplingOptions
+from charlm.sampling.options import DEFAULTS, SamplingOptions
 
 # Random numbers are drawn this many at a time per sample, outside the per-token loop.
 RANDOM_BLOCK = 256
@@ -115,11 +115,12 @@ def sample_next(
     """One token id per row of `logits` (batch, vocab), random numbers from `generator`.
 
     `options` (default: `SamplingOptions()`) and any keywords of it (`top_k=40`, ...) say how;
-    `temperature` None keeps the options' temperature.
+    `temperature` None keeps the options' temperature. Keywords are checked at every call:
+    in a loop, build the options once and pass `options=` alone.
     """
     if temperature is not None:
         settings["temperature"] = temperature
-    options = (options or SamplingOptions()).replace(**settings)
+    options = (options or DEFAULTS).replace(**settings)
     shape = (logits.shape[0], 1)
     uniform = 1.0 - torch.rand(shape, generator=generator, device=logits.device)  # (0, 1]
     return choose(logits, options, uniform, seen)

@@ -1,6 +1,5 @@
 """`charlm generate`: every option from the command line, and the interactive prompt loop."""
 
-import dataclasses
 import json
 
 import pytest
@@ -8,9 +7,8 @@ from click.testing import CliRunner
 
 import charlm
 from charlm.cli import cli
-from charlm.cli.generate import generate
+from charlm.options import flag_name, option_fields
 from charlm.sampling import SamplingOptions
-from charlm.sampling.options import setting_of
 from tests.conftest import TINY_TEXT
 from tests.tiny_models import save_tiny_checkpoint
 
@@ -170,22 +168,10 @@ def test_the_command_line_and_python_share_their_defaults(checkpoint):
     assert result.output == charlm.load(checkpoint, device="cpu").generate("the ", seed=4) + "\n"
 
 
-def test_every_sampling_option_is_an_option_of_the_command_with_the_same_default():
-    params = {param.name: param for param in generate.params}
-    for field in dataclasses.fields(SamplingOptions):
-        if not setting_of(field).cli:
-            assert field.name not in params
-            continue
-        param = params[field.name]
-        assert param.opts == [f"--{field.name.replace('_', '-')}"]
-        assert param.default == field.default, field.name
-
-
 def test_the_prompt_has_a_command_for_every_option_and_explains_it(checkpoint):
     out = run(checkpoint, "--interactive", input="/help\n").output
-    for field in dataclasses.fields(SamplingOptions):
-        if setting_of(field).cli:
-            assert f"/{field.name.replace('_', '-')} " in out
+    for field, spec in option_fields(SamplingOptions):
+        assert f"/{flag_name(field, spec)[2:]} " in out
     assert "(a /stop string" in out  # the option's own help, read as a command
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from charlm.errors import ConfigError
 from charlm.sampling import Sampler, SamplingOptions
-from charlm.sampling.options import setting_of
+from charlm.sampling.options import rule_of
 from tests.sampling.test_sampler import ABC, ABC_TABLE
 from tests.tiny_models import BigramLM
 
@@ -113,7 +113,7 @@ SAMPLING_ONLY = {"top_k": 3, "top_p": 0.5, "min_p": 0.1, "repetition_penalty": 2
 
 def test_beam_search_ignores_temperature_and_seed_but_refuses_what_belongs_to_sampling():
     SamplingOptions(beam_width=3, temperature=0.3, seed=4, num_samples=3)
-    refused = [f.name for f in dataclasses.fields(SamplingOptions) if setting_of(f).sampling_only]
+    refused = [f.name for f in dataclasses.fields(SamplingOptions) if rule_of(f).sampling_only]
     assert sorted(refused) == sorted(SAMPLING_ONLY)
     for name, value in SAMPLING_ONLY.items():
         SamplingOptions(**{name: value})  # fine when sampling
