@@ -6,21 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from tests.helpers import TINY_TRAIN_ARGS
 
-FAST = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "10",
-    "--max-steps",
-    "3",
-]
+FAST = [*TINY_TRAIN_ARGS, "--max-steps", "3"]
 
 
 def run(*args, **kwargs):

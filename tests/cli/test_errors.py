@@ -19,10 +19,9 @@ from click.testing import CliRunner
 from charlm.cli import cli, one_line
 from charlm.corpus import load_catalog
 from tests.conftest import TINY_TEXT
-from tests.helpers import single_thread
+from tests.helpers import TINY_TRAIN_ARGS, single_thread
 
-FAST = ["--hidden", "8", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
-FAST += ["--max-steps", "1", "--device", "cpu", "--no-cache"]
+FAST = [*TINY_TRAIN_ARGS, "--max-steps", "1", "--no-cache"]
 USAGE, RUNTIME = 2, 1
 
 
@@ -273,7 +272,6 @@ def test_one_line_escapes_breaks_controls_and_surrogates():
     assert one_line("a\nb\tc\x00d\udcffe\u2028f ü 😀") == "a\\nb\\tc\\x00d\\udcffe\\u2028f ü 😀"
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_the_real_entry_point_prints_no_traceback(place):
     # Through `python -m charlm`, with arguments that are not valid UTF-8 as a shell passes them.

@@ -15,6 +15,7 @@ from charlm.corpus import SplitConfig, read_book, resolve_inputs, split_regions
 from charlm.corpus.gutenberg import strip_boilerplate
 from charlm.errors import ConfigError, CorpusError
 from tests.conftest import TINY_TEXT, shared_corpus
+from tests.helpers import TINY_MODEL_ARGS
 
 PG_HEADER = (
     "The Project Gutenberg eBook of A Tiny Tale\n\nThis eBook is for the use of anyone.\n\n"
@@ -245,12 +246,7 @@ def _train(runner: CliRunner, *args: str):
             *args,
             "--max-steps",
             "2",
-            "--hidden",
-            "16",
-            "--layers",
-            "1",
-            "--embed",
-            "8",
+            *TINY_MODEL_ARGS,
             "--batch-size",
             "2",
             "--seq-len",

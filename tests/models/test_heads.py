@@ -17,6 +17,7 @@ from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import TrainConfig, evaluate, train
+from tests.helpers import TINY_TRAIN_ARGS
 
 CPU = torch.device("cpu")
 VOCAB = 40
@@ -177,8 +178,8 @@ def test_cli_trains_and_records_an_adaptive_softmax(tmp_path):
     book.write_text(text * 3, encoding="utf-8")
     out = tmp_path / "ck"
     args = ["train", str(book), "--out", str(out), "--tokenizer", "word", "--tokenizer-option",
-            "split=spaces", "--softmax", "adaptive", "--cutoffs", "10,25", "--hidden", "16",
-            "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "10",
+            "split=spaces", "--softmax", "adaptive", "--cutoffs", "10,25",
+            *TINY_TRAIN_ARGS, "--seq-len", "10",
             "--max-steps", "3"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

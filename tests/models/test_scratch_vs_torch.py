@@ -13,7 +13,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_quick_benchmark_writes_matching_curves(tiny_book, tmp_path):
     out = tmp_path / "result.json"
     command = [

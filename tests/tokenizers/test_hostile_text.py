@@ -306,7 +306,6 @@ def test_a_book_whose_name_is_not_utf8_trains_saves_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_the_cli_takes_a_book_name_that_is_not_utf8(tmp_path):
     path = odd_named_book(tmp_path)
     args = [

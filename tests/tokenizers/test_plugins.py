@@ -18,18 +18,14 @@ from click.testing import CliRunner
 
 from charlm.cli import cli
 from charlm.tokenizers import ENTRY_POINT_GROUP, available_tokenizers, reload_plugins
+from tests.helpers import TINY_MODEL_ARGS
 
 tomllib = pytest.importorskip("tomllib")
 
 PLUGIN = Path(__file__).parents[1] / "plugins" / "charlm-example-tokenizer"
 MODULE = "charlm_example_tokenizer"
 TINY_MODEL = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
+    *TINY_MODEL_ARGS,
     "--seq-len",
     "8",
     "--batch-size",

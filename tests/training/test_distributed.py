@@ -36,7 +36,6 @@ def torchrun(*args: str) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tiny_book, tmp_path):
     out = tmp_path / "ddp"
     torchrun(str(tiny_book), "--out", str(out), "--max-steps", "4", *ARGS.split())
@@ -81,7 +80,6 @@ def test_batch_must_split_evenly():
         DistContext(0, 3).check_batch_size(4)
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves(tiny_book, tmp_path):
     out = tmp_path / "ddp"

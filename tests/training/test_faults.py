@@ -27,11 +27,10 @@ from charlm.training import TrainConfig
 from charlm.training import loop as training
 from charlm.training.run import train_book
 from charlm.training.runlock import LOCK_NAME, _locked
-from tests.helpers import single_thread
+from tests.helpers import TINY_TRAIN_ARGS, single_thread
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40
-SMALL = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
-SMALL += ["--device", "cpu", "--threads", "1"]
+SMALL = [*TINY_TRAIN_ARGS, "--threads", "1"]
 KILLS = 8
 
 
@@ -105,7 +104,6 @@ def check_survivor(out: Path, seed: int) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_sigkill_at_random_moments_never_loses_the_checkpoint(tmp_path, book):
     out = tmp_path / "run"
     rng = random.Random(4)
@@ -159,7 +157,6 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, book, mo
     assert {n for n in names if n.startswith("weights-")} == {config["weights"]}
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_a_real_write_failure_from_the_kernel_keeps_the_previous_checkpoint(tmp_path, book):
     out = tmp_path / "run"
@@ -247,7 +244,6 @@ def test_a_stale_lock_file_and_a_failed_first_run_leave_no_trouble(tmp_path, boo
     assert not (tmp_path / "new").exists()  # no empty directory with a lock file in it
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 def test_a_live_cli_run_locks_its_directory_until_it_is_killed(tmp_path, book):
     out = tmp_path / "run"

@@ -149,7 +149,6 @@ def test_same_seed_same_training():
 
 @pytest.mark.corpus
 @pytest.mark.slow
-@pytest.mark.slow
 def test_training_on_a_real_book_beats_the_untrained_model_by_far(tmp_path):
     from charlm.training.run import train_book
 

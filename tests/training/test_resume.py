@@ -224,7 +224,6 @@ SAVER = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.slow
 def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
     out = tmp_path / "ck"
     script = tmp_path / "saver.py"

@@ -14,6 +14,7 @@ from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
 from charlm.training import TrainConfig, train
 from charlm.training.schedules import LRSchedule
+from tests.helpers import TINY_TRAIN_ARGS
 
 CPU = torch.device("cpu")
 
@@ -84,8 +85,8 @@ def test_cli_step_schedule_is_recorded(tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = CliRunner().invoke(
         cli,
-        ["train", str(tiny_book), "--out", str(out), "--hidden", "8", "--embed", "4",
-         "--layers", "1", "--batch-size", "4", "--seq-len", "10", "--max-steps", "2",
+        ["train", str(tiny_book), "--out", str(out), *TINY_TRAIN_ARGS,
+         "--max-steps", "2",
          "--schedule", "step", "--decay-factor", "0.5", "--decay-start", "3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
