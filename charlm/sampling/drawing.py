@@ -56,22 +56,22 @@ class Drawing:
         logprobs: int | None = None,
     ) -> None:
         check_logprobs(logprobs)
+        options = request.options
         self.request = request
-        self.rows = request.num_samples
-        self.seeds = [request.seed + row for row in range(self.rows)]
+        self.rows = options.num_samples
+        self.seeds = [options.seed + row for row in range(self.rows)]
         self.prompt_tokens = len(context_ids)
         self.steps = 0  # tokens drawn per row so far
         self.cancelled = False  # set from anywhere; the next step drops the drawing
         self._tokenizer = tokenizer
-        self._banned = tokenizer.banned_ids(request.allow_unk)
+        self._banned = tokenizer.banned_ids(options.allow_unk)
         self._logprobs = logprobs
-        options = request.options
         self._uniforms = None if options.greedy else Uniforms(self.seeds, device)
         self._seen = None
         if options.repetition_penalty != 1.0:
             self._seen = _seen_mask(context_ids, self.rows, tokenizer.vocab_size, device)
         self._drafts = [
-            Draft(tokenizer.stream_decoder(context_ids), request.stop) for _ in range(self.rows)
+            Draft(tokenizer.stream_decoder(context_ids), options.stop) for _ in range(self.rows)
         ]
         # Per row: log-probability and alternatives of the tokens whose text is still held back.
         self._held_log_prob = [0.0] * self.rows
@@ -80,7 +80,7 @@ class Drawing:
     @property
     def done(self) -> bool:
         """No more tokens to draw: cancelled, at the length, or every row stopped."""
-        if self.cancelled or self.steps >= self.request.length:
+        if self.cancelled or self.steps >= self.request.options.length:
             return True
         return all(draft.finished for draft in self._drafts)
 

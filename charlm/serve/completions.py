@@ -71,9 +71,8 @@ class Completion:
         self.request = request
         self.id = f"cmpl-{secrets.token_hex(12)}"
         self.created = int(time.time())
-        self.n = request.settings.get("num_samples", 1)
-        # Checked before anything is drawn: a bad setting fails the whole request.
-        sampler_requests = [make_request(p, **request.settings) for p in request.prompts]
+        self.n = request.options.num_samples
+        sampler_requests = [make_request(p, request.options) for p in request.prompts]
         self.jobs = [model.engine.submit(r, request.logprobs) for r in sampler_requests]
         self.choices = [
             Choice(i * self.n + j, prompt)

@@ -37,7 +37,7 @@ class Job:
 
     @property
     def rows(self) -> int:
-        return self.request.num_samples
+        return self.request.options.num_samples
 
     def cancel(self) -> None:
         """Stop drawing (the client has gone): the worker drops the job at its next step."""

@@ -8,37 +8,24 @@ turns into a 400 response with one line saying what.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from charlm.errors import CharlmError
 from charlm.sampling.drawing import MAX_TOP_LOGPROBS
+from charlm.sampling.options import SamplingOptions
 from charlm.serve.config import ServeConfig
 
-# Request field -> Sampler keyword. The values are checked by the sampler's own rules.
+# Request field -> SamplingOptions field: OpenAI's two names, then every option by its own
+# name (top_k, min_p, repetition_penalty, ...) except those that make no sense over HTTP.
+# Left out, an option keeps its default, which is `charlm generate`'s: a request with only a
+# prompt and a seed gives the text `charlm generate --prefix ... --seed ...` prints.
+NOT_OVER_HTTP = {"length", "num_samples", "beam_width", "allow_unk"}
 SAMPLING_FIELDS = {
     "max_tokens": "length",
     "n": "num_samples",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "repetition_penalty": "repetition_penalty",
-    "stop": "stop",
-    "seed": "seed",
-    "unknown": "unknown",
-}
-# Where a request leaves them out: `charlm generate`'s defaults, so that a request with only a
-# prompt and a seed gives the text `charlm generate --prefix ... --seed ...` prints.
-SAMPLING_DEFAULTS = {
-    "length": 500,
-    "temperature": 0.8,
-    "seed": None,
-    "top_k": None,
-    "top_p": 1.0,
-    "repetition_penalty": 1.0,
-    "stop": (),
-    "num_samples": 1,
-    "beam_width": 1,
+    **{f.name: f.name for f in dataclasses.fields(SamplingOptions) if f.name not in NOT_OVER_HTTP},
 }
 # OpenAI fields charlm has no use for: accepted only at their neutral value.
 NEUTRAL = {
@@ -68,7 +55,7 @@ class CompletionRequest:
 
     model: str | None
     prompts: list[str]
-    settings: dict[str, Any]  # Sampler keywords: length, temperature, num_samples, ...
+    options: SamplingOptions
     stream: bool = False
     echo: bool = False
     logprobs: int | None = None
@@ -94,7 +81,8 @@ def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
         if name in body and body[name] not in neutral:
             raise RequestError(f"{name} is not supported by charlm; leave it out", name)
     prompts = _prompts(body.get("prompt", ""))
-    settings = dict(SAMPLING_DEFAULTS)
+    defaults = SamplingOptions()
+    settings = {"length": defaults.length, "num_samples": defaults.num_samples}
     settings.update(
         {SAMPLING_FIELDS[k]: v for k, v in body.items() if k in SAMPLING_FIELDS and v is not None}
     )
@@ -105,7 +93,7 @@ def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
     return CompletionRequest(
         model=_optional(body, "model", str),
         prompts=prompts,
-        settings=settings,
+        options=SamplingOptions.from_dict(settings),  # a bad value: ConfigError, a 400
         stream=_optional(body, "stream", bool) or False,
         echo=_optional(body, "echo", bool) or False,
         logprobs=_logprobs(body.get("logprobs")),
@@ -158,7 +146,7 @@ def _prompts(prompt: Any) -> list[str]:
 
 def _check_limits(settings: dict[str, Any], prompts: int, limits: ServeConfig) -> None:
     for name, key, lowest in (("max_tokens", "length", 0), ("n", "num_samples", 1)):
-        value = settings.get(key, 1)
+        value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise RequestError(f"{name} must be an integer >= {lowest}, got {value!r}", name)
     if settings["length"] > limits.max_tokens:
@@ -166,7 +154,7 @@ def _check_limits(settings: dict[str, Any], prompts: int, limits: ServeConfig) -
             f"max_tokens is {settings['length']}; this server allows at most {limits.max_tokens}",
             "max_tokens",
         )
-    choices = prompts * settings.get("num_samples", 1)
+    choices = prompts * settings["num_samples"]
     if choices > limits.max_choices:
         raise RequestError(
             f"the request asks for {choices} completions (n times the prompts); this server "

@@ -6,6 +6,7 @@ import torch
 from charlm.models import RNNLM, ModelConfig
 from charlm.sampling import Sampler
 from charlm.sampling.batch import Batch
+from charlm.sampling.options import SamplingOptions
 from charlm.sampling.request import make_request
 from charlm.sampling.state import join_rows, select_rows
 from charlm.tokenizers.char import CharTokenizer
@@ -22,22 +23,7 @@ def rnn() -> Sampler:
 
 
 def request(prefix, length, seed, **options):
-    settings = dict(
-        temperature=1.0, top_k=None, top_p=1.0, repetition_penalty=1.0, stop=(), num_samples=1
-    )
-    settings.update(options)
-    return make_request(
-        prefix,
-        length,
-        settings["temperature"],
-        seed,
-        settings["top_k"],
-        settings["top_p"],
-        settings["repetition_penalty"],
-        settings["stop"],
-        settings["num_samples"],
-        1,
-    )
+    return make_request(prefix, SamplingOptions(length=length, seed=seed, **options))
 
 
 def drain(batch, texts):

@@ -46,6 +46,16 @@ def test_a_completion_is_what_charlm_generate_prints_after_the_prefix(client, ch
     assert default.output == "a" + short["choices"][0]["text"] + "\n"
 
 
+def test_every_sampling_option_passes_through_by_its_charlm_name(client, sampler):
+    # min_p = 1 keeps only the most likely token: the greedy text, whatever the seed.
+    body = {"prompt": "the ", "max_tokens": 30, "seed": 1, "min_p": 1.0, "top_k": 5}
+    (choice,) = client.post("/v1/completions", json=body).json()["choices"]
+    assert "the " + choice["text"] == sampler.generate("the ", 30, temperature=0)
+    body = {"prompt": "the ", "max_tokens": 30, "repetition_penalty": 1.5, "seed": 2}
+    (choice,) = client.post("/v1/completions", json=body).json()["choices"]
+    assert "the " + choice["text"] == sampler.generate("the ", 30, seed=2, repetition_penalty=1.5)
+
+
 def test_the_completion_object_follows_openai(client):
     answer = client.post("/v1/completions", json={"prompt": "the ", "max_tokens": 7}).json()
     assert answer["object"] == "text_completion" and answer["model"] == "tiny"
@@ -147,6 +157,8 @@ BAD_BODIES = {
     "unknown field": {"prompt": "a", "frequency": 1},
     "negative temperature": {"prompt": "a", "temperature": -1},
     "top_p above 1": {"prompt": "a", "top_p": 1.5},
+    "min_p above 1": {"prompt": "a", "min_p": 2},
+    "beam search": {"prompt": "a", "beam_width": 2},
     "max_tokens over the limit": {"prompt": "a", "max_tokens": 5001},
     "max_tokens not a number": {"prompt": "a", "max_tokens": "10"},
     "too many choices": {"prompt": ["a", "b"], "n": 4},

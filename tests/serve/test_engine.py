@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from charlm.errors import UnknownTokenError
+from charlm.sampling.options import SamplingOptions
 from charlm.sampling.request import make_request
 from charlm.serve.engine import Engine
 
@@ -20,7 +21,10 @@ REQUESTS = [
 
 
 def sampler_request(prefix, length, seed, temperature, num_samples=1):
-    return make_request(prefix, length, temperature, seed, None, 1.0, 1.0, (), num_samples, 1)
+    options = SamplingOptions(
+        length=length, seed=seed, temperature=temperature, num_samples=num_samples
+    )
+    return make_request(prefix, options)
 
 
 async def collect(job) -> dict[int, str]:
