@@ -27,6 +27,12 @@ class ServeConfig:
         "Run the models here; auto uses a CUDA GPU when there is one.",
         choices=DEVICE_CHOICES,
     )
+    threads: int | None = option(
+        None,
+        "CPU threads for tensor maths (1 suits small models on a busy machine).",
+        low=1,
+        shown_default="PyTorch's choice",
+    )
     max_tokens: int = option(
         4096, "The most tokens one completion may ask for (max_tokens).", low=1
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from charlm.checkpoint import load_checkpoint
-from charlm.device import resolve_device
+from charlm.device import resolve_device, set_threads
 from charlm.errors import ConfigError
 from charlm.models import convert
 from charlm.sampling import Sampler
@@ -83,6 +83,7 @@ def load_models(
     """Load each checkpoint directory, named after the directory (made unique)."""
     if not paths:
         raise ConfigError("give at least one checkpoint to serve")
+    set_threads(config.threads)
     device = resolve_device(config.device)
     models: list[ServedModel] = []
     taken: set[str] = set()

@@ -70,6 +70,7 @@ def test_listening_beyond_loopback_warns_what_it_exposes(checkpoint, monkeypatch
     assert "anyone" not in quiet.output and calls[1]["host"] == "127.0.0.1"
 
 
+@pytest.mark.slow  # a new Python imports torch and loads the model
 def test_charlm_serve_answers_on_loopback_and_stops_on_ctrl_c(checkpoint):
     pytest.importorskip("uvicorn", reason="the serve extra is not installed")
     with socket.socket() as probe:  # a port that is free now

@@ -28,10 +28,13 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs chromium and chromedriver (apt-get install chromium chromium-driver)",
-)
+pytestmark = [
+    pytest.mark.slow,  # a browser starts for each test
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs chromium and chromedriver (apt-get install chromium chromium-driver)",
+    ),
+]
 WAIT = 60  # seconds, at most, for anything the page does (the machine may be busy)
 # Headless, and without the background work (updates, on-device models) a browser would do.
 QUIET_CHROMIUM = (
