@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ def serve(checkpoints: tuple[Path, ...], impl: str | None, **params: Any) -> Non
 
     config = ServeConfig(**config_values(ServeConfig, params))
     paths = list(checkpoints) or [resolve_checkpoint(None)]
+    listening = listen(config.host, config.port)  # a taken port fails before the loading
     models = load_models(paths, config, impl)
     console = stderr_console()
     names = ", ".join(model.id for model in models)
@@ -50,7 +53,21 @@ def serve(checkpoints: tuple[Path, ...], impl: str | None, **params: Any) -> Non
             f"[bold]warning:[/] listening on {config.host}: anyone who can reach this machine "
             "can use the models, with no password (docs/serving.md)"
         )
-    uvicorn.run(create_app(models, config), host=config.host, port=config.port, log_level="info")
+    server = uvicorn.Server(uvicorn.Config(create_app(models, config), log_level="info"))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a server ends: exit 0
+        server.run(sockets=[listening])
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port, or a one-line error saying why it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(is another server using the port? choose another with --port)"
+        ) from exc
 
 
 def _server_modules() -> Any:

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from charlm.cli import serve as serve_command
 from charlm.cli.options import param_name
 from charlm.options import flag_name, option_fields
 from charlm.serve import ServeConfig
@@ -59,15 +60,29 @@ def test_no_checkpoint_and_a_damaged_one_are_one_line_errors(tmp_path, monkeypat
 
 def test_listening_beyond_loopback_warns_what_it_exposes(checkpoint, monkeypatch):
     uvicorn = pytest.importorskip("uvicorn", reason="the serve extra is not installed")
-    calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))  # never binds
+    listened, served = [], []
+    # Nothing binds: the address is recorded, and the server returns at once.
+    monkeypatch.setattr(serve_command, "listen", lambda host, port: listened.append((host, port)))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets: served.append(sockets))
     result = CliRunner().invoke(cli, ["serve", checkpoint, "--host", "0.0.0.0", "--port", "9"])
     assert result.exit_code == 0, result.output
-    assert calls[0]["host"] == "0.0.0.0" and calls[0]["port"] == 9
+    assert listened == [("0.0.0.0", 9)] and len(served) == 1
     assert "serving tiny at http://0.0.0.0:9/" in result.output
     assert "anyone who can reach this machine" in result.output
     quiet = CliRunner().invoke(cli, ["serve", checkpoint])
-    assert "anyone" not in quiet.output and calls[1]["host"] == "127.0.0.1"
+    assert "anyone" not in quiet.output and listened[1] == ("127.0.0.1", 8000)
+
+
+def test_a_port_in_use_is_a_one_line_error(checkpoint):
+    pytest.importorskip("uvicorn", reason="the serve extra is not installed")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(cli, ["serve", checkpoint, "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert result.output.count("\n") == 1
 
 
 @pytest.mark.slow  # a new Python imports torch and loads the model
