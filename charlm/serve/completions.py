@@ -38,7 +38,7 @@ class Choice:
     token_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
     text_offset: list[int] = field(default_factory=list)
-    length: int = 0  # characters so far, the echoed prompt included
+    length: int = 0  # characters so far, the echoed prompt included (for text_offset)
 
     def add(self, pieces: list[Piece]) -> tuple[str, dict[str, Any]]:
         """Record `pieces`; their text and their logprobs object (OpenAI's shape)."""
@@ -75,7 +75,7 @@ class Completion:
         sampler_requests = [make_request(p, request.options) for p in request.prompts]
         self.jobs = [model.engine.submit(r, request.logprobs) for r in sampler_requests]
         self.choices = [
-            Choice(i * self.n + j, prompt)
+            Choice(i * self.n + j, prompt, length=len(prompt) if request.echo else 0)
             for i, prompt in enumerate(request.prompts)
             for j in range(self.n)
         ]
@@ -182,7 +182,6 @@ async def _events(completion: Completion) -> AsyncIterator[str]:
     try:
         if request.echo:
             for choice in completion.choices:
-                choice.length = len(choice.prefix)
                 yield _event(completion.envelope([_chunk(choice, choice.prefix, None)]))
         async for job_number, pieces in _drawn(completion.jobs):
             if pieces is None:

@@ -56,6 +56,12 @@ def test_every_sampling_option_passes_through_by_its_charlm_name(client, sampler
     assert "the " + choice["text"] == sampler.generate("the ", 30, seed=2, repetition_penalty=1.5)
 
 
+def test_unknown_skip_drops_the_characters_the_model_never_saw(client, sampler):
+    body = {"prompt": "the €", "max_tokens": 20, "seed": 3, "unknown": "skip"}
+    (choice,) = client.post("/v1/completions", json=body).json()["choices"]
+    assert "the " + choice["text"] == sampler.generate("the ", 20, seed=3)
+
+
 def test_the_completion_object_follows_openai(client):
     answer = client.post("/v1/completions", json={"prompt": "the ", "max_tokens": 7}).json()
     assert answer["object"] == "text_completion" and answer["model"] == "tiny"
@@ -106,6 +112,8 @@ def test_echo_puts_the_prompt_before_the_completion(client):
     echoed = client.post("/v1/completions", json={**body, "echo": True}).json()
     assert echoed["choices"][0]["text"] == "the " + plain
     assert streamed_texts(stream(client, **body, echo=True)) == {0: "the " + plain}
+    offsets = client.post("/v1/completions", json={**body, "echo": True, "logprobs": 0}).json()
+    assert offsets["choices"][0]["logprobs"]["text_offset"] == list(range(4, 14))
 
 
 def test_logprobs_give_each_piece_its_probability_and_the_likeliest_alternatives(client, sampler):
