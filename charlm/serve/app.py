@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -32,9 +31,8 @@ from charlm.errors import CharlmError, ConfigError, TokenizerError
 from charlm.serve.completions import complete
 from charlm.serve.config import ServeConfig
 from charlm.serve.models import ModelSet
-from charlm.serve.schema import RequestError, completion_request, texts_request
+from charlm.serve.schema import RequestError, completion_request, error_object, texts_request
 
-MAX_MESSAGE = 500  # characters of an error message; a hostile value is not echoed whole
 # Host names a loopback server answers to; any other name in the Host header is a page on
 # another site that resolved its own name to 127.0.0.1 (DNS rebinding), and is refused.
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
@@ -141,12 +139,8 @@ def _score_fields(score: Any) -> dict[str, Any]:
 def error_response(
     status: int, message: str, kind: str = "invalid_request_error", param: str | None = None
 ) -> JSONResponse:
-    """OpenAI's error object, with `message` on one bounded line."""
-    line = re.sub(r"\s+", " ", message).strip()
-    if len(line) > MAX_MESSAGE:
-        line = line[: MAX_MESSAGE - 1] + "…"
-    error = {"message": line, "type": kind, "param": param, "code": None}
-    return JSONResponse({"error": error}, status_code=status)
+    """OpenAI's error object as a response."""
+    return JSONResponse(error_object(message, kind, param), status_code=status)
 
 
 async def _request_error(request: Request, exc: Exception) -> Response:

@@ -24,7 +24,7 @@ from charlm.sampling.drawing import Piece
 from charlm.sampling.request import make_request
 from charlm.serve.engine import Job
 from charlm.serve.models import ServedModel
-from charlm.serve.schema import CompletionRequest, RequestError
+from charlm.serve.schema import CompletionRequest, RequestError, error_object
 
 
 @dataclass
@@ -33,8 +33,7 @@ class Choice:
 
     index: int
     prefix: str
-    text: list[str] = field(default_factory=list)
-    tokens: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)  # the text, piece by piece
     token_logprobs: list[float | None] = field(default_factory=list)
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
     text_offset: list[int] = field(default_factory=list)
@@ -44,7 +43,6 @@ class Choice:
         """Record `pieces`; their text and their logprobs object (OpenAI's shape)."""
         start = len(self.tokens)
         for piece in pieces:
-            self.text.append(piece.text)
             self.tokens.append(piece.text)
             self.token_logprobs.append(piece.log_prob)
             self.top_logprobs.append(_top(piece))
@@ -152,7 +150,7 @@ def _whole(completion: Completion) -> dict[str, Any]:
     choices = [
         {
             "index": choice.index,
-            "text": (choice.prefix if echo else "") + "".join(choice.text),
+            "text": (choice.prefix if echo else "") + "".join(choice.tokens),
             "logprobs": choice.logprobs() if logprobs else None,
             "finish_reason": completion.finish_reason(choice),
             "seed": completion.seed(choice),
@@ -191,6 +189,8 @@ async def _events(completion: Completion) -> AsyncIterator[str]:
         if request.include_usage:
             yield _event({**completion.envelope([]), "usage": completion.usage()})
         yield "data: [DONE]\n\n"
+    except Exception as exc:  # the model failed mid-stream: say so in the stream, as OpenAI does
+        yield _event(error_object(f"drawing failed: {exc}", "server_error"))
     finally:
         completion.cancel()  # a no-op when all is drawn; stops the drawing if the client left
 

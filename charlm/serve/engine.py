@@ -49,19 +49,20 @@ class Job:
         """Wait until the prefix is primed; raise what went wrong if it could not be."""
         while not (self._started or self._error):
             await self._wait()
-        if self._error is not None:
+        if not self._started:
             raise self._error
 
     async def pieces(self) -> list[Piece] | None:
-        """The pieces drawn since the last call (waiting for some), or None once done."""
+        """The pieces drawn since the last call (waiting for some), or None once done;
+        raises the error that ended the drawing, after the pieces drawn before it."""
         while not (self._pieces or self._finished or self._error):
             await self._wait()
+        if self._pieces:  # what was drawn before an error still goes out first
+            pieces, self._pieces = self._pieces, []
+            return pieces
         if self._error is not None:
             raise self._error
-        if not self._pieces:
-            return None
-        pieces, self._pieces = self._pieces, []
-        return pieces
+        return None
 
     async def _wait(self) -> None:
         self._ready.clear()
@@ -78,7 +79,7 @@ class Job:
 
     def _receive(self, pieces: list[Piece], finished: bool, error: BaseException | None) -> None:
         self._pieces.extend(pieces)
-        self._started = True
+        self._started = self._started or error is None
         self._finished = self._finished or finished
         self._error = self._error or error
         self._ready.set()

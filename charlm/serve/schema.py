@@ -9,6 +9,7 @@ turns into a 400 response with one line saying what.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ NEUTRAL = {
 }
 IGNORED = ("user",)  # accepted and not used
 MAX_STOPS = 16
+MAX_MESSAGE = 500  # characters of an error message; a hostile value is not echoed whole
 MAX_INPUTS = 256  # texts per score or classify request
 
 
@@ -47,6 +49,16 @@ class RequestError(CharlmError):
         super().__init__(message)
         self.param = param
         self.status = status
+
+
+def error_object(
+    message: str, kind: str = "invalid_request_error", param: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error object, with `message` on one bounded line."""
+    line = re.sub(r"\s+", " ", message).strip()
+    if len(line) > MAX_MESSAGE:
+        line = line[: MAX_MESSAGE - 1] + "…"
+    return {"error": {"message": line, "type": kind, "param": param, "code": None}}
 
 
 @dataclass

@@ -9,7 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from charlm.sampling import Sampler
+from charlm.tokenizers.char import CharTokenizer
 from tests.serve.conftest import SMALL_LIMITS
+from tests.tiny_models import BigramLM, cycle_table
 
 
 def events(response) -> list:
@@ -226,3 +229,39 @@ def test_the_playground_page_needs_no_other_host(client):
 
 
 _JSON = {"Content-Type": "application/json"}
+
+
+class FailingLM(BigramLM):
+    """A bigram model whose network fails on every fourth call."""
+
+    calls = 0
+
+    def forward(self, tokens, state=None):
+        FailingLM.calls += 1
+        if FailingLM.calls % 4 == 0:
+            raise RuntimeError("the device went away")
+        return super().forward(tokens, state)
+
+
+def test_a_model_that_fails_while_drawing_is_a_500_or_an_error_event():
+    from starlette.testclient import TestClient
+
+    from charlm.serve.app import create_app
+    from tests.serve.conftest import model_set
+
+    tokenizer = CharTokenizer(["\n", "a", "b"])
+    failing = Sampler(FailingLM(cycle_table([0, 1, 2], 3)), tokenizer)
+    app = create_app(model_set(SMALL_LIMITS, failing=failing), SMALL_LIMITS)
+    with TestClient(app, base_url="http://localhost", raise_server_exceptions=False) as client:
+        FailingLM.calls = 0
+        whole = client.post("/v1/completions", json={"prompt": "ab", "max_tokens": 9})
+        assert whole.status_code == 500
+        assert whole.json()["error"]["message"] == (
+            "internal error: RuntimeError: the device went away"
+        )
+        FailingLM.calls = 0
+        chunks = stream(client, prompt="ab", max_tokens=9, temperature=0)
+        # The prefix took the first call; two steps gave two tokens, the third failed.
+        assert streamed_texts(chunks[:-1] + ["[DONE]"]) == {0: "\na"}
+        assert chunks[-1]["error"]["message"] == "drawing failed: the device went away"
+        assert client.get("/health").json()["models"][0]["drawing"] == 0
