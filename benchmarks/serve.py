@@ -11,8 +11,10 @@
    all together, with the server's batching on (one network step for every request) and off
    (`--no-batch`: a step per request, in turn).
 
-The server is `charlm serve` in a subprocess on a loopback port, so the clients here do not
-share its interpreter; it and the in-process figures use the same number of CPU threads.
+The servers are `charlm serve` in subprocesses on loopback ports (one batching, one not), so the
+clients here do not share their interpreter; they and the in-process figures use the same
+number of CPU threads. Runs that are compared alternate (here / served; batched / in turn), so
+that on a shared machine both sides of a comparison meet the same load.
 The model has random weights: speed does not depend on what it learned. Each figure is the
 median of a few repeats. Tables go to stdout, everything to benchmarks/results/serve.json.
 """
@@ -42,9 +44,10 @@ from charlm.device import DEVICE_CHOICES
 from charlm.models import RNNLM, ModelConfig
 from charlm.sampling import Sampler, load
 from charlm.tokenizers.char import CharTokenizer
+from charlm.training.allocator import keep_freed_memory
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve.json"
-FULL = {"hidden": 512, "tokens": 2000, "clients": (1, 4, 16), "client_tokens": 500, "repeats": 3}
+FULL = {"hidden": 512, "tokens": 1000, "clients": (1, 4, 16), "client_tokens": 200, "repeats": 3}
 QUICK = {"hidden": 64, "tokens": 200, "clients": (1, 4), "client_tokens": 50, "repeats": 1}
 PREFIX = ("It was the best of times, it was the worst of times, " * 4)[:200]
 STARTUP_SECONDS = 180  # importing torch and loading the model, on a busy machine
@@ -127,28 +130,49 @@ async def clients_at_once(url: str, clients: int, tokens: int) -> dict[str, floa
     }
 
 
-def served(url: str, clients: int, tokens: int, repeats: int) -> dict[str, float]:
-    asyncio.run(clients_at_once(url, clients, min(tokens, 20)))  # warm-up
-    runs = [asyncio.run(clients_at_once(url, clients, tokens)) for _ in range(repeats)]
-    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-
-
-def in_process(sampler: Sampler, tokens: int, repeats: int) -> dict[str, float]:
+def in_process(sampler: Sampler, tokens: int, seed: int) -> dict[str, float]:
     """`Sampler.stream` here: seconds to the first piece, and tokens per second."""
-    "".join(sampler.stream(PREFIX, 20, temperature=1.0, seed=0))  # warm-up
-    firsts, rates = [], []
-    for repeat in range(repeats):
-        start = time.perf_counter()
-        pieces = sampler.stream(PREFIX, tokens, temperature=1.0, seed=repeat)
-        next(pieces)
-        firsts.append(time.perf_counter() - start)
-        for _ in pieces:
-            pass
-        rates.append(tokens / (time.perf_counter() - start))
+    start = time.perf_counter()
+    pieces = sampler.stream(PREFIX, tokens, temperature=1.0, seed=seed)
+    next(pieces)
+    first = time.perf_counter() - start
+    for _ in pieces:
+        pass
+    return {"first_token_ms": first * 1000, "tokens_per_s": tokens / (time.perf_counter() - start)}
+
+
+def one_client(sampler: Sampler, url: str, tokens: int, repeats: int) -> dict[str, float]:
+    """Sections 1 and 2: a run here and a served run in turn, so that on a shared machine both
+    meet the same load; the medians, and the median of each pair's ratio."""
+    in_process(sampler, 20, seed=0)  # warm-ups
+    asyncio.run(clients_at_once(url, 1, 20))
+    pairs = [
+        (in_process(sampler, tokens, seed), asyncio.run(clients_at_once(url, 1, tokens)))
+        for seed in range(repeats)
+    ]
+    here, there = [p[0] for p in pairs], [p[1] for p in pairs]
     return {
-        "first_token_ms": statistics.median(firsts) * 1000,
-        "tokens_per_s": statistics.median(rates),
+        "in_process_first_token_ms": statistics.median(r["first_token_ms"] for r in here),
+        "served_first_token_ms": statistics.median(r["first_token_ms"] for r in there),
+        "in_process_tokens_per_s": statistics.median(r["tokens_per_s"] for r in here),
+        "served_tokens_per_s": statistics.median(r["tokens_per_s"] for r in there),
+        "ratio": statistics.median(b["tokens_per_s"] / a["tokens_per_s"] for a, b in pairs),
     }
+
+
+def many_clients(urls: dict[str, str], clients: int, tokens: int, repeats: int) -> dict:
+    """Section 3 for one number of clients: each server in turn, `repeats` times."""
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    for url in urls.values():
+        asyncio.run(clients_at_once(url, clients, min(tokens, 20)))  # warm-up
+    for _ in range(repeats):
+        for name, url in urls.items():
+            runs[name].append(asyncio.run(clients_at_once(url, clients, tokens)))
+    row: dict[str, Any] = {"clients": clients}
+    for name, results in runs.items():
+        row[name] = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    row["speedup"] = row["batched"]["tokens_per_s"] / row["in_turn"]["tokens_per_s"]
+    return row
 
 
 @click.command()
@@ -164,30 +188,26 @@ def main(quick: bool, hidden: int | None, device: str, threads: int, out: Path) 
     settings = dict(QUICK if quick else FULL)
     settings["hidden"] = hidden or settings["hidden"]
     torch.set_num_threads(threads)
+    # The server draws on a worker thread, whose malloc arena keeps freed memory; this
+    # process's main thread, left alone, gives it back and page-faults it in again every token,
+    # which made the same sampling half as fast here (docs/benchmarks.md). Compare like with like.
+    keep_freed_memory()
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = make_checkpoint(Path(scratch), settings["hidden"])
         sampler = load(checkpoint, device=device)
-        alone = in_process(sampler, settings["tokens"], settings["repeats"])
-        throughput: dict[str, list[dict[str, Any]]] = {}
-        for batch in (True, False):
-            with server(checkpoint, device, threads, batch) as url:
-                if batch:
-                    one = served(url, 1, settings["tokens"], settings["repeats"])
-                throughput["batched" if batch else "in_turn"] = [
-                    {"clients": n, **served(url, n, settings["client_tokens"], settings["repeats"])}
-                    for n in settings["clients"]
-                ]
+        with (
+            server(checkpoint, device, threads, batch=True) as batched,
+            server(checkpoint, device, threads, batch=False) as in_turn,
+        ):
+            single = one_client(sampler, batched, settings["tokens"], settings["repeats"])
+            urls = {"batched": batched, "in_turn": in_turn}
+            throughput = [
+                many_clients(urls, n, settings["client_tokens"], settings["repeats"])
+                for n in settings["clients"]
+            ]
     results = {
         "settings": {**settings, "device": device, "threads": threads, "prefix": len(PREFIX)},
-        "first_token": {
-            "in_process_ms": alone["first_token_ms"],
-            "served_ms": one["first_token_ms"],
-        },
-        "streaming": {
-            "in_process_tokens_per_s": alone["tokens_per_s"],
-            "served_tokens_per_s": one["tokens_per_s"],
-            "ratio": one["tokens_per_s"] / alone["tokens_per_s"],
-        },
+        "one_client": single,
         "throughput": throughput,
     }
     report(results)
@@ -195,36 +215,29 @@ def main(quick: bool, hidden: int | None, device: str, threads: int, out: Path) 
 
 
 def report(results: dict[str, Any]) -> None:
-    first, stream = results["first_token"], results["streaming"]
-    print("1. time to first token (ms)")
+    one = results["one_client"]
+    print("1. time to first token (ms), 200-character prefix")
     print_table(
-        ["", "in process", "served"], [["median", first["in_process_ms"], first["served_ms"]]]
+        ["", "in process", "served"],
+        [["median", one["in_process_first_token_ms"], one["served_first_token_ms"]]],
     )
     print("\n2. streaming one completion (tokens/s; target: served >= 90% of in process)")
     print_table(
         ["", "in process", "served", "ratio"],
-        [
-            [
-                "tokens/s",
-                stream["in_process_tokens_per_s"],
-                stream["served_tokens_per_s"],
-                stream["ratio"],
-            ]
-        ],
+        [["median", one["in_process_tokens_per_s"], one["served_tokens_per_s"], one["ratio"]]],
     )
     print("\n3. clients at once: tokens/s in all (median first token, ms)")
-    rows = []
-    for batched, in_turn in zip(results["throughput"]["batched"], results["throughput"]["in_turn"]):
-        rows.append(
-            [
-                batched["clients"],
-                batched["tokens_per_s"],
-                batched["first_token_ms"],
-                in_turn["tokens_per_s"],
-                in_turn["first_token_ms"],
-                batched["tokens_per_s"] / in_turn["tokens_per_s"],
-            ]
-        )
+    rows = [
+        [
+            row["clients"],
+            row["batched"]["tokens_per_s"],
+            row["batched"]["first_token_ms"],
+            row["in_turn"]["tokens_per_s"],
+            row["in_turn"]["first_token_ms"],
+            row["speedup"],
+        ]
+        for row in results["throughput"]
+    ]
     print_table(
         ["clients", "batched", "first ms", "in turn", "first ms", "batched / in turn"], rows
     )
