@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -61,3 +63,42 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def run_cli(*args: Any) -> Any:
+    """`charlm ARGS...` in this process (click's CliRunner); its result."""
+    from click.testing import CliRunner
+
+    from charlm.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(result: Any, after_progress: bool = False) -> str:
+    """The one `Error:` line; it is all of stderr unless the run had begun reporting."""
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert errors == lines[-1:] and (after_progress or len(lines) == 1), result.stderr
+    return lines[-1]
+
+
+def within(seconds: float, work: Callable[[], Any]) -> Any:
+    """`work()`, failing the test instead of hanging when it takes longer than `seconds`
+    (the thread is left behind: use it for work that should never block)."""
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, work()))
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert outcome, f"still running after {seconds} s"
+    finished, value = outcome[0]
+    if not finished:
+        raise value
+    return value

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from charlm import checkpoint as ckpt
-from charlm.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from charlm.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoint, save_checkpoint
 from charlm.errors import CheckpointError
 from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, tiny_model
@@ -42,9 +42,14 @@ def test_config_is_readable_json_with_the_perplexities(saved):
 
 def test_saving_again_replaces_the_weights_and_leaves_no_stray_files(saved):
     path, model, tokenizer = saved
-    save_checkpoint(path, model, tokenizer)
-    names = sorted(p.name for p in path.iterdir())
-    assert len(names) == 2 and "config.json" in names
+    weights = [json.loads((path / "config.json").read_text())["weights"]]
+    for _ in range(2):
+        save_checkpoint(path, model, tokenizer)
+        weights.append(json.loads((path / "config.json").read_text())["weights"])
+        # The weights a reader may have just found in the old config stay one save longer.
+        assert sorted(p.name for p in path.iterdir()) == sorted(["config.json", *weights[-2:]])
+    prune_checkpoint(path)
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", weights[-1]]
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved, monkeypatch):
@@ -67,14 +72,14 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved, monkeypatch)
 def test_a_crash_between_weights_and_config_keeps_the_old_checkpoint(saved, monkeypatch):
     path, model, tokenizer = saved
     old = load_checkpoint(path).model.head.bias.clone()
-    real_write = ckpt._write_atomically
+    real_write = ckpt.files.write_atomically
 
     def crash_on_config(target, write):
         if target.name == "config.json":
             raise KeyboardInterrupt  # killed after the new weights, before the commit point
         real_write(target, write)
 
-    monkeypatch.setattr(ckpt, "_write_atomically", crash_on_config)
+    monkeypatch.setattr(ckpt.files, "write_atomically", crash_on_config)
     with torch.no_grad():
         model.head.bias.add_(1.0)
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,6 @@ import contextlib
 import math
 import os
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,8 +21,10 @@ from charlm.checkpoint import (
     CONFIG_NAME,
     Checkpoint,
     TrainingState,
+    files,
     load_checkpoint,
     load_training_state,
+    prune_checkpoint,
     read_config,
     save_checkpoint,
     update_config,
@@ -120,11 +121,7 @@ def train_book(
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
     context = distributed.from_environment()
     target = _output_directory(book, out, resume)
-    claim = contextlib.nullcontext()
-    if target is not None and context.is_main:
-        claim = claim_directory(
-            target, config_name=CONFIG_NAME, resume=resume is not None, overwrite=overwrite
-        )
+    claim = _claimed(target, context, resume=resume is not None, overwrite=overwrite)
     with claim, _out_of_memory_advice(target):
         set_threads(threads)
         resolved = distributed.setup(context, resolve_device(device))
@@ -170,6 +167,8 @@ def train_book(
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
                 raise TrainingError(f"{exc}{kept}") from exc
             finally:
+                if saver is not None:
+                    saver.finish()
                 distributed.teardown(context)
         test_perplexity = None
         if context.is_main and prepared.test_ids is not None:
@@ -245,6 +244,20 @@ def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any
     if isinstance(model, ModelConfig):
         model = {k: v for k, v in model.to_dict().items() if k != "vocab_size"}
     return dict(model or {})
+
+
+@contextlib.contextmanager
+def _claimed(
+    target: Path | None, context: distributed.DistContext, *, resume: bool, overwrite: bool
+) -> Iterator[None]:
+    """Hold the output directory for the run (on the rank that saves): locked against other
+    runs, and with no link or special file where the run will write (checked before work)."""
+    if target is None or not context.is_main:
+        yield
+        return
+    with claim_directory(target, config_name=CONFIG_NAME, resume=resume, overwrite=overwrite):
+        files.check_entries(target, regular=[METRICS_LOG_NAME], directories=[BEST_NAME])
+        yield
 
 
 @contextlib.contextmanager
@@ -325,6 +338,7 @@ class RunSaver:
 
     def __init__(self, out: Path, tok: Tokenizer, training: TrainConfig, data: dict) -> None:
         self.out, self.tokenizer, self.training, self.data = out, tok, training, data
+        self.best = out / BEST_NAME
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
         save_checkpoint(
@@ -332,7 +346,13 @@ class RunSaver:
         )
 
     def save_best(self, model: RNNLM, summary: dict[str, Any]) -> None:
-        save_checkpoint(self.out / BEST_NAME, model, self.tokenizer, **self._sections(summary))
+        best = files.subdirectory(self.best, create=True)
+        save_checkpoint(best, model, self.tokenizer, **self._sections(summary))
+
+    def finish(self) -> None:
+        """Delete the files of earlier saves that were kept for readers of the last ones."""
+        for directory in (self.out, self.best):
+            prune_checkpoint(files.subdirectory(directory))
 
     def _sections(self, summary: dict[str, Any]) -> dict[str, Any]:
         summary = {k: _json_number(v) for k, v in summary.items()}
@@ -353,7 +373,7 @@ def _remove_stale_best(out: Path) -> None:
     # A new run in an old run's directory must not leave the old run's `best` beside it.
     best = out / BEST_NAME
     if (best / CONFIG_NAME).is_file():
-        shutil.rmtree(best)
+        files.remove_tree(best)
 
 
 def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:

@@ -15,19 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from charlm import checkpoint as ckpt
 from charlm.checkpoint import CONFIG_NAME, load_checkpoint, load_training_state, read_config
-from charlm.cli import cli
 from charlm.errors import ConfigError
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
 from charlm.training import loop as training
 from charlm.training.run import train_book
 from charlm.training.runlock import LOCK_NAME, _locked
-from tests.helpers import single_thread
+from tests.helpers import one_error_line, single_thread
+from tests.helpers import run_cli as run
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40
 SMALL = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
@@ -46,19 +45,6 @@ def book(tmp_path: Path) -> Path:
     path = tmp_path / "book.txt"
     path.write_text(TEXT, encoding="utf-8")
     return path
-
-
-def run(*args) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error_line(result, after_progress: bool = False) -> str:
-    """The one `Error:` line; it is all of stderr unless the run had begun reporting."""
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert errors == lines[-1:] and (after_progress or len(lines) == 1), result.stderr
-    return lines[-1]
 
 
 def start(*args, **kwargs) -> subprocess.Popen:
