@@ -1,4 +1,5 @@
 import json
+import threading
 
 import pytest
 import torch
@@ -136,3 +137,53 @@ def test_latest_checkpoint_is_the_most_recently_saved(tmp_path):
     os.utime(first / "config.json", (1, 1))
     assert latest_checkpoint(tmp_path) == second
     assert latest_checkpoint(tmp_path / "none") is None
+
+
+# Reading while a run saves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("saves", [1, 2, 3])
+def test_a_load_while_saves_commit_gets_the_old_or_the_new_checkpoint(saved, monkeypatch, saves):
+    """Saves commit between the reader's read of config.json and its read of the weights."""
+    path, model, tokenizer = saved
+    state = ckpt.TrainingState({"step": 0}, {"t": torch.zeros(1)})
+    save_checkpoint(path, model, tokenizer, training_state=state)
+    real_read = ckpt.read_config
+    pending = [saves]
+    before = model.head.bias.detach().clone()
+
+    def read_then_save(directory):
+        config = real_read(directory)
+        for step in range(1, pending.pop() + 1 if pending else 1):
+            with torch.no_grad():
+                model.head.bias.add_(1.0)
+            state = ckpt.TrainingState({"step": step}, {"t": torch.full((1,), float(step))})
+            save_checkpoint(path, model, tokenizer, training_state=state)
+        return config
+
+    monkeypatch.setattr(ckpt, "read_config", read_then_save)
+    # One save: the old weights are still there. More: the config changed, read it again.
+    expected = before if saves == 1 else model.head.bias
+    assert torch.equal(load_checkpoint(path).model.head.bias, expected)
+    pending.append(saves)
+    resumed = ckpt.load_training_state(path)
+    assert resumed.tensors["t"].item() == resumed.meta["step"] in (0, saves)
+
+
+@pytest.mark.slow
+def test_loads_during_a_stream_of_saves_never_fail(saved):
+    path, model, tokenizer = saved
+    stop = threading.Event()
+
+    def keep_saving():
+        while not stop.is_set():
+            save_checkpoint(path, model, tokenizer)
+
+    writer = threading.Thread(target=keep_saving)
+    writer.start()
+    try:
+        loads = [load_checkpoint(path) for _ in range(300)]
+    finally:
+        stop.set()
+        writer.join()
+    assert len(loads) == 300

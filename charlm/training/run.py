@@ -122,9 +122,12 @@ def train_book(
     context = distributed.from_environment()
     target = _output_directory(book, out, resume)
     claim = _claimed(target, context, resume=resume is not None, overwrite=overwrite)
-    with claim, _out_of_memory_advice(target):
-        set_threads(threads)
-        resolved = distributed.setup(context, resolve_device(device))
+    set_threads(threads)
+    with (
+        claim,
+        _out_of_memory_advice(target),
+        distributed.process_group(context, resolve_device(device)) as resolved,
+    ):
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
         state = load_training_state(resume) if resume is not None else None
         if resume is not None:
@@ -169,7 +172,6 @@ def train_book(
             finally:
                 if saver is not None:
                     saver.finish()
-                distributed.teardown(context)
         test_perplexity = None
         if context.is_main and prepared.test_ids is not None:
             test_perplexity = _test_perplexity(net, prepared.test_ids, training, resolved, say)
