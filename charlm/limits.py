@@ -15,6 +15,8 @@ MAX_TOKENIZER_FILE_BYTES = 128 * 1024 * 1024
 # Tokens in a vocabulary: the largest published tokenizers have about 260,000; ids are
 # stored as uint32 and the model needs a row per token.
 MAX_VOCAB_SIZE = 4 * 1024 * 1024
+# The book catalogue (corpora/catalog.toml): a few hundred bytes a book.
+MAX_CATALOG_BYTES = 16 * 1024 * 1024
 # A run's metrics log: about 250 bytes a record, so a million records take 250 MB.
 MAX_METRICS_LOG_BYTES = 1024 * 1024 * 1024
 

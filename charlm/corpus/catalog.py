@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from charlm.errors import CorpusError
+from charlm.limits import MAX_CATALOG_BYTES, too_large
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,12 +57,22 @@ def load_catalog(path: str | os.PathLike | None = None) -> dict[str, Entry]:
     """Every catalogue entry by name, checked for the fields a download needs."""
     path = Path(path) if path is not None else catalog_path()
     try:
-        tables = tomllib.loads(path.read_text(encoding="utf-8"))
+        tables = tomllib.loads(_read(path))
     except FileNotFoundError as exc:
         raise CorpusError(f"no book catalogue at {path}; set {CATALOG_VARIABLE}") from exc
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CorpusError(f"the book catalogue {path} is unreadable: {exc}") from exc
     return {name: _entry(name, table, path) for name, table in tables.items()}
+
+
+def _read(path: Path) -> str:
+    """The catalogue's text; a device, a FIFO or a huge file is refused before reading."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise CorpusError(f"the book catalogue {path} is not a regular file")
+    if info.st_size > MAX_CATALOG_BYTES:
+        raise CorpusError(too_large(f"the book catalogue {path}", info.st_size, MAX_CATALOG_BYTES))
+    return path.read_text(encoding="utf-8")
 
 
 def _entry(name: str, table: object, path: Path) -> Entry:

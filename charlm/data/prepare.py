@@ -25,12 +25,19 @@ import numpy as np
 from charlm.corpus import Book, SplitConfig, read_book, split_regions
 from charlm.corpus.download import sha256_file
 from charlm.corpus.encodings import canonical_encoding
-from charlm.data.cache import TokenCache, cache_key, cache_root, smallest_uint_dtype
+from charlm.data.cache import (
+    SPLITS,
+    TokenCache,
+    cache_key,
+    cache_root,
+    entry_tokenizer,
+    smallest_uint_dtype,
+    tokenizer_key,
+)
 from charlm.errors import ConfigError, CorpusError
-from charlm.tokenizers import Tokenizer, tokenizer_from_state, train_tokenizer
+from charlm.tokenizers import Tokenizer, train_tokenizer
 from charlm.tokenizers.char import CharTokenizer
 
-SPLITS = ("train", "val", "test")
 _CHUNK = 1 << 20  # characters per chunk on the char fast path (4 MB of code points)
 _DESCRIBED = 10  # books described one line each; more are summed up
 
@@ -92,22 +99,19 @@ def prepare_data(
             "splits": [*splits.tail_fractions()],
             "encoding": encoding,
             "keep_boilerplate": keep_boilerplate,
-            "tokenizer": _tokenizer_spec(tokenizer, tokenizer_options),
+            "tokenizer": tokenizer_key(tokenizer, tokenizer_options),
         }
     )
     cache = TokenCache(cache_root(cache_dir) if use_cache else None)
-    entry = cache.load(key)
-    cached = entry is not None
-    if entry is None:
+    found = cache.load_checked(key, tokenizer)
+    cached = found is not None
+    if found is None:
         entry = _build(
             cache, key, files, tokenizer, tokenizer_options, splits, encoding, keep_boilerplate
         )
         entry = cache.load(key) or entry  # reopen read-only as memory maps
-    tok = (
-        tokenizer
-        if isinstance(tokenizer, Tokenizer)
-        else tokenizer_from_state(entry.meta["tokenizer"]["name"], entry.meta["tokenizer"]["state"])
-    )
+        found = entry, entry_tokenizer(entry, tokenizer)
+    entry, tok = found
     info = _current_info(entry.meta["data"], files, splits, encoding, keep_boilerplate)
     info["cache"] = {"hit": cached, "key": key, "path": str(entry.path) if entry.path else None}
     info["prepare_seconds"] = round(time.perf_counter() - started, 3)
@@ -147,12 +151,6 @@ def _check_no_overlap(files: dict[str, list[Path]], hashes: dict[str, list[str]]
                 )
     if hashes["val"] and hashes["val"] == hashes["test"]:
         raise ConfigError("the validation and test files have the same content")
-
-
-def _tokenizer_spec(tokenizer: str | Tokenizer, options: dict[str, Any] | None) -> dict[str, Any]:
-    if isinstance(tokenizer, Tokenizer):
-        return {"name": tokenizer.name, "state": tokenizer.get_state()}
-    return {"name": tokenizer, "options": options or {}}
 
 
 def _build(

@@ -21,11 +21,16 @@ UNKNOWN_POLICIES = ("error", "skip", "unk")
 
 @dataclass(frozen=True)
 class Option:
-    """One training option of a tokenizer: its type, default and a line of help."""
+    """One training option of a tokenizer: its type, default and a line of help.
+
+    `file` marks an option that names a file the tokenizer is built from: the token cache
+    keys it by the file's content, so a changed file never meets the ids of the old one.
+    """
 
     type: type
     default: Any
     help: str
+    file: bool = False
 
     def convert(self, key: str, value: Any) -> Any:
         """`value` as `self.type`; strings from the command line are parsed."""

@@ -47,7 +47,7 @@ class HFTokenizer(Tokenizer):
 
     name = "hf"
     description = "load an existing Hugging Face tokenizer.json (option path=FILE)"
-    options = {"path": Option(str, None, "the tokenizer.json file to load")}
+    options = {"path": Option(str, None, "the tokenizer.json file to load", file=True)}
 
     def __init__(self, pipeline: HFPipeline) -> None:
         self.pipeline = pipeline

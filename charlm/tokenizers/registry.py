@@ -177,6 +177,13 @@ def tokenizer_package(name: str) -> str | None:
     return info.package if info is not None else None
 
 
+def tokenizer_origin(name: str) -> str | None:
+    """Where tokenizer `name` comes from, with a plugin's package and version (its code
+    decides the ids, so the token cache keys by it)."""
+    info = _REGISTRY.info(name)
+    return info.origin if info is not None else None
+
+
 def available_tokenizers() -> list[TokenizerInfo]:
     """Every tokenizer charlm can use now, sorted by name."""
     return _REGISTRY.infos()
