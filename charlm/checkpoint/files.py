@@ -139,7 +139,7 @@ def subdirectory(path: Path, *, create: bool = False) -> Path:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         if create:
-            path.mkdir()
+            path.mkdir(parents=True)  # the directories above it are the user's choice
         return path
     if stat.S_ISLNK(mode):
         _refuse_link(path)

@@ -64,6 +64,7 @@ from charlm.training.resume import (
 )
 from charlm.training.schedules import LRSchedule, build_optimizer, set_lr
 from charlm.training.signals import StopFlag, stop_on_signals
+from charlm.training.state_checks import check_training_state
 
 STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
 
@@ -117,6 +118,8 @@ def train(
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
     )  # fmt: skip
     if resume is not None:
+        # Every value is checked first: PyTorch would fail on a bad one only mid-run.
+        check_training_state(resume, run.model, run.optimizer, config.batch_size)
         try:
             run.load_state(resume)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:

@@ -61,6 +61,7 @@ from charlm.training.loop import (
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.resume import resumed_inputs
 from charlm.training.runlock import claim_directory
 from charlm.training.signals import StopFlag
 
@@ -130,14 +131,14 @@ def train_book(
     ):
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
         state = load_training_state(resume) if resume is not None else None
+        say = (reporter or SilentReporter()).message if context.is_main else _ignore
         if resume is not None:
-            book, data = _resumed_inputs(base, book, data)
+            book, data = resumed_inputs(base, book, data, say)
             training = training or TrainConfig.from_dict(base.config.get("training", {}))
         if not book:
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
-        say = (reporter or SilentReporter()).message if context.is_main else _ignore
         prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
         _check_lengths(prepared, training)
         for line in prepared.report():
@@ -293,16 +294,6 @@ def _saved(out: Path | None) -> bool:
 
 def _ignore(text: str) -> None:
     pass
-
-
-def _resumed_inputs(base: Checkpoint, book: Any, data: DataOptions) -> tuple[Any, DataOptions]:
-    """The books and data options a resumed run was started with."""
-    saved = base.config.get("data", {})
-    if "options" in saved:
-        data = DataOptions.from_dict(saved["options"])
-    if not book:
-        book = [entry["path"] for entry in saved.get("books", [])]
-    return book, data
 
 
 def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say):
