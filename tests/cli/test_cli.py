@@ -128,3 +128,25 @@ def test_no_checkpoint_anywhere_is_a_clear_error(tmp_path, monkeypatch):
     result = run("generate")
     assert result.exit_code == 1
     assert "charlm train BOOK" in result.stderr
+
+
+def test_charlm_help_does_not_import_torch():
+    # PyTorch takes seconds to import; listing the commands must not wait for it.
+    code = (
+        "import sys\n"
+        "from charlm.cli import main\n"
+        "sys.argv = ['charlm', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and done.stdout.splitlines()[-1] == "False"
+
+
+def test_the_command_list_shows_each_commands_own_summary():
+    from charlm.cli import COMMANDS
+
+    for name, (_, summary) in COMMANDS.items():
+        command = cli.get_command(None, name)
+        assert command.help.strip().splitlines()[0] == summary, name
