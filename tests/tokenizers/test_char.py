@@ -61,8 +61,8 @@ def test_every_unseen_character_is_counted_over_the_whole_text():
         "'(' ×5, ')' ×5, '一' ×1, "
     )
     assert message.endswith(
-        " and 13 more; pass unknown=\"skip\" to drop them "
-        "(or pass unknown=\"unk\" to read them as <unk>)"
+        ' and 13 more; pass unknown="skip" to drop them '
+        '(or pass unknown="unk" to read them as <unk>)'
     )
     assert info.value.describe("book.txt", "use --unknown {policy}").startswith(
         "book.txt has 33 characters the model never saw (20,040 in all): 'é' ×20,000"

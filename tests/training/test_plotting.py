@@ -128,9 +128,7 @@ def test_the_figure_has_plain_tick_labels_and_a_star_at_the_best_point(tmp_path)
     assert f"{best['best_val_perplexity']:.3f}" in stars[0].get_label()
 
 
-def test_plot_writes_beside_the_checkpoint_or_names_the_file_after_the_runs(
-    tmp_path, monkeypatch
-):
+def test_plot_writes_beside_the_checkpoint_or_names_the_file_after_the_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     fake_run(tmp_path / "small", 10.0)
     fake_run(tmp_path / "large", 8.0)
