@@ -83,7 +83,7 @@ def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any
 
 def _click_type(field: dataclasses.Field, spec: Option) -> click.ParamType:
     if spec.choices is not None:
-        return click.Choice(list(spec.choices))
+        return click.Choice(list(spec.choices), case_sensitive=False)  # --model LSTM is lstm
     if spec.parse is not None:
         return Parsed(spec.parse, spec.metavar or "TEXT")
     if spec.path is not None:

@@ -112,9 +112,10 @@ def _report(console, trained) -> None:
         sys.exit(STOP_EXIT_CODES[result.stopped_by])
     val = "-" if result.val_perplexity is None else f"{result.val_perplexity:.3f}"
     rate = result.tokens_seen / max(result.train_seconds, 1e-9)
+    steps = f"{result.steps:,} step{'' if result.steps == 1 else 's'}"
     console.print(
         f"saved [bold]{trained.checkpoint}[/] ({trained.num_parameters:,} parameters, "
-        f"{result.steps} steps, {rate:,.0f} tokens/s): train perplexity "
+        f"{steps}, {rate:,.0f} tokens/s): train perplexity "
         f"{result.train_perplexity:.3f}, validation perplexity {val}"
     )
     if trained.best is not None:

@@ -20,18 +20,45 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 NONFINITE = ("stop", "skip")
 
 
+_UNITS = {
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1),
+}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.IGNORECASE)
+
+
 def parse_duration(text: str) -> float:
-    """Seconds in '90', '90s', '10m', '1h' or '1h30m'."""
-    match = re.fullmatch(
-        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text
-    )
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ConfigError(f"cannot read {text!r} as a duration; use e.g. 300, 90s, 10m or 1h")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
+    """Seconds in '90', '90s', '10m', '2min', '1h', '1.5 hours' or '1h30m'."""
+    total, seen, position = 0.0, set(), 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        number, unit = match.groups()
+        scale = _UNITS.get(unit.lower())
+        if scale is None or scale in seen or (not unit and seen):  # "1h30" is ambiguous
+            break
+        seen.add(scale)
+        total += float(number) * scale
+        position = match.end()
+    if not seen or text[position:].strip():
+        raise ConfigError(
+            f"cannot read {text!r} as a duration; use e.g. 300, 90s, 10m, 2min, 1h or 1h30m"
+        )
     if total <= 0:
         raise ConfigError(f"duration must be positive, got {text!r}")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as `parse_duration` reads it: 45s, 12m30s, 1h5m (to the second, or to a
+    tenth of a second under ten seconds)."""
+    if seconds < 10:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    whole = int(seconds + 0.5)
+    hours, minutes, rest = whole // 3600, whole // 60 % 60, whole % 60
+    parts = [(hours, "h"), (minutes, "m"), (rest, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from charlm.checkpoint import (
     BEST_NAME,
@@ -60,6 +61,7 @@ from charlm.training.loop import (
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.progress import RichReporter
 from charlm.training.runlock import claim_directory
 from charlm.training.signals import StopFlag
 
@@ -109,6 +111,10 @@ def train_book(
     `init_from` starts a new run from another checkpoint's weights and tokenizer.
     Under `torchrun` each process trains its share of every batch and rank 0 saves.
 
+    `reporter` hears the run's messages, step reports and evaluations (see
+    `charlm.training.Reporter`); by default it is the live display of `charlm train` when
+    stderr is a terminal, and nothing otherwise. `SilentReporter()` turns it off.
+
     The run holds a lock on its checkpoint directory (see runlock.py): a second run into the
     same directory is refused while this one lives, and a directory that already holds a
     model is only reused with `resume` or `overwrite=True` (replace it).
@@ -125,7 +131,8 @@ def train_book(
         claim = claim_directory(
             target, config_name=CONFIG_NAME, resume=resume is not None, overwrite=overwrite
         )
-    with claim, _out_of_memory_advice(target):
+    display = _default_display(reporter) if context.is_main else _quiet()
+    with claim, _out_of_memory_advice(target), display as reporter:
         set_threads(threads)
         resolved = distributed.setup(context, resolve_device(device))
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
@@ -137,8 +144,10 @@ def train_book(
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
-        say = (reporter or SilentReporter()).message if context.is_main else _ignore
-        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
+        say = reporter.message
+        # A resumed run looks for the token cache entry its first part made.
+        cached_as = _saved_cache_spec(base) if resume is not None else None
+        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say, cached_as)
         _check_lengths(prepared, training)
         for line in prepared.report():
             say(line)
@@ -162,7 +171,7 @@ def train_book(
             try:
                 result = train(
                     net, prepared.train_ids, prepared.val_ids, training, device=resolved,
-                    reporter=reporter if context.is_main else SilentReporter(),
+                    reporter=reporter,
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
                     val_characters=prepared.val_characters, dist=context,
                 )  # fmt: skip
@@ -276,8 +285,19 @@ def _saved(out: Path | None) -> bool:
     return out is not None and (out / CONFIG_NAME).is_file()
 
 
-def _ignore(text: str) -> None:
-    pass
+def _default_display(reporter: Reporter | None) -> contextlib.AbstractContextManager[Reporter]:
+    """The caller's reporter; else the live display `charlm train` shows when stderr is a
+    terminal (or a notebook), and silence when it is not."""
+    if reporter is not None:
+        return contextlib.nullcontext(reporter)
+    console = Console(stderr=True, highlight=False, log_path=False)
+    if console.is_terminal or console.is_jupyter:
+        return RichReporter(console)
+    return _quiet()
+
+
+def _quiet() -> contextlib.AbstractContextManager[Reporter]:
+    return contextlib.nullcontext(SilentReporter())
 
 
 def _resumed_inputs(base: Checkpoint, book: Any, data: DataOptions) -> tuple[Any, DataOptions]:
@@ -290,7 +310,13 @@ def _resumed_inputs(base: Checkpoint, book: Any, data: DataOptions) -> tuple[Any
     return book, data
 
 
-def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say):
+def _saved_cache_spec(base: Checkpoint) -> dict[str, Any] | None:
+    cache = base.config.get("data", {}).get("cache")
+    spec = cache.get("tokenizer") if isinstance(cache, dict) else None
+    return spec if isinstance(spec, dict) else None
+
+
+def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say, cached_as):
     """Read, split and encode the books (from the token cache when it has them)."""
     try:
         return prepare_data(
@@ -302,6 +328,7 @@ def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, option
             keep_boilerplate=data.keep_boilerplate,
             cache_dir=data.cache_dir,
             use_cache=data.use_cache,
+            cached_as=cached_as,
         )
     except TokenizerError as exc:
         if base is None:

@@ -150,3 +150,23 @@ def test_the_command_list_shows_each_commands_own_summary():
     for name, (_, summary) in COMMANDS.items():
         command = cli.get_command(None, name)
         assert command.help.strip().splitlines()[0] == summary, name
+
+
+def test_a_misspelled_tokenizer_gets_a_suggestion(tiny_book):
+    result = run("train", tiny_book, "--tokenizer", "words")
+    assert result.exit_code == 2
+    assert "no tokenizer named 'words'; did you mean 'word'?" in result.output
+    assert "install" not in result.output
+
+
+def test_choices_are_taken_in_any_case_and_one_step_is_one_step(tiny_book, tmp_path):
+    out = tmp_path / "lstm"
+    one_step = [*FAST[:-2], "--max-steps", "1"]
+    result = run(
+        "train", tiny_book, "--out", out, *one_step, "--model", "LSTM", "--optimizer", "AdamW"
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["cell"] == "lstm" and config["training"]["optimizer"] == "adamw"
+    assert "1 step," in result.output and "1 steps" not in result.output
+    assert "test 0" not in result.output

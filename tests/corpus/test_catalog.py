@@ -209,6 +209,14 @@ def test_corpus_fetch_and_list(catalogue, tmp_path):
     assert "corpora/tiny.txt" in runner.invoke(cli, ["corpus", "list"]).output
     unknown = runner.invoke(cli, ["corpus", "fetch", "nonesuch"])
     assert unknown.exit_code == 1 and "no book named 'nonesuch'" in unknown.output
+    assert "did you mean" not in unknown.output
+    misspelled = runner.invoke(cli, ["corpus", "fetch", "tinny"])
+    assert "no book named 'tinny' in the catalogue; did you mean 'tiny'?" in misspelled.output
+    misspelled = runner.invoke(cli, ["train", "Tiny.", "--device", "cpu"])
+    assert misspelled.exit_code == 1
+    assert "Tiny.: no such file, directory or catalogue book; did you mean 'tiny'?" in (
+        misspelled.output
+    )
 
 
 def test_train_accepts_a_catalogue_name_and_fetches_it(catalogue, tmp_path):
