@@ -152,9 +152,10 @@ def test_a_misspelled_tokenizer_gets_a_suggestion(tiny_book):
     assert "install" not in result.output
 
 
+@pytest.mark.slow
 def test_choices_are_taken_in_any_case_and_one_step_is_one_step(tiny_book, tmp_path):
     out = tmp_path / "lstm"
-    one_step = [*FAST[:-2], "--max-steps", "1"]
+    one_step = [*TINY_TRAIN_ARGS, "--max-steps", "1"]
     result = run(
         "train", tiny_book, "--out", out, *one_step, "--model", "LSTM", "--optimizer", "AdamW"
     )

@@ -322,6 +322,7 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     assert result.exit_code == 2 and "drop --out" in result.output
 
 
+@pytest.mark.slow
 def test_resuming_a_run_that_used_its_time_says_what_to_give(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 2, encoding="utf-8")

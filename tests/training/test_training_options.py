@@ -285,6 +285,7 @@ def test_a_formatted_duration_reads_back(seconds):
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
 
 
+@pytest.mark.slow
 def test_train_book_shows_the_live_display_when_stderr_is_a_terminal(
     tiny_book, tmp_path, monkeypatch, capsys
 ):
