@@ -18,6 +18,8 @@ from charlm.training.schedules import OPTIMIZERS, SCHEDULES
 ITERATORS = ("sequential", "random")
 PRECISIONS = ("fp32", "bf16", "fp16")
 NONFINITE = ("stop", "skip")
+# Headings of `charlm train --help` for the fields that are not about optimisation.
+RUN_CONTROL, OUTPUT = "Run control", "Output"
 
 
 _UNITS = {
@@ -67,7 +69,7 @@ class TrainConfig:
 
     seq_len: int = option(100, "Tokens per sequence: how far back gradients flow.", low=1)
     batch_size: int = option(32, "Sequences per batch.", low=1)
-    epochs: int = option(20, "Passes over the training text.", low=1)
+    epochs: int = option(20, "Passes over the training text.", low=1, group=RUN_CONTROL)
     # With the cosine decay, 3e-3 reaches 1.43 nats/char on Tiny Shakespeare in 5 minutes.
     lr: float = option(
         3e-3, "Peak learning rate (try 1e-3..3e-3 for Adam, ~1 for SGD).", low=0, low_open=True
@@ -83,15 +85,22 @@ class TrainConfig:
     )
     max_time: float | None = option(  # seconds of training, evaluation not counted
         None,
-        "Stop after this much training time, e.g. 300, 10m, 1h.",
+        "Stop after this much training time, e.g. 300, 10m, 2min, 1h30m.",
         parse=parse_duration,
         metavar="DURATION",
         shown_default="none",
+        group=RUN_CONTROL,
     )
     max_steps: int | None = option(
-        None, "Stop after this many optimizer steps.", low=1, shown_default="none"
+        None,
+        "Stop after this many optimizer steps.",
+        low=1,
+        shown_default="none",
+        group=RUN_CONTROL,
     )
-    seed: int = option(0, "Seed for weights, batch order and dropout.", low=0, high=2**32 - 1)
+    seed: int = option(
+        0, "Seed for weights, batch order and dropout.", low=0, high=2**32 - 1, group=RUN_CONTROL
+    )
     optimizer: str = option(
         "adam", "adamw decouples --weight-decay from the gradient.", choices=OPTIMIZERS
     )
@@ -126,14 +135,16 @@ class TrainConfig:
         "Stop after this many evaluations without a better validation perplexity.",
         low=1,
         shown_default="never",
+        group=RUN_CONTROL,
     )
     eval_every: int | None = option(
         None,
         "Validate every N steps as well as after each epoch.",
         low=1,
         shown_default="per epoch",
+        group=RUN_CONTROL,
     )
-    log_every: int = option(10, "Steps between records in the metrics log.", low=1)
+    log_every: int = option(10, "Steps between records in the metrics log.", low=1, group=OUTPUT)
     precision: str = option(
         "fp32",
         "Mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA only, with a loss scaler).",

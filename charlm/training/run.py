@@ -46,6 +46,7 @@ from charlm.errors import (
     MissingTokenizerError,
     TokenizerError,
     TrainingError,
+    UnknownTokenError,
 )
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
@@ -333,9 +334,10 @@ def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, option
     except TokenizerError as exc:
         if base is None:
             raise
+        unseen = isinstance(exc, UnknownTokenError) and exc.summary
         raise TokenizerError(
             f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
-            f"comes with: {exc}"
+            f"comes with: {f'it has {exc.summary}' if unseen else exc}"
         ) from exc
 
 

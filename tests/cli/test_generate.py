@@ -110,9 +110,24 @@ def test_bad_option_values_give_one_line_and_exit_2(checkpoint, option):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_a_prefix_with_unseen_characters_fails_in_one_line(checkpoint):
-    result = run(checkpoint, "--prefix", "Ω")
-    assert result.exit_code == 1 and "never seen" in result.output
+def test_a_prefix_with_unseen_characters_fails_in_one_line(checkpoint, tmp_path):
+    result = run(checkpoint, "--prefix", "“Hello,” she said — café Ωμέγα")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: the prefix has 11 characters the model never saw (11 in all): ',' ×1, "
+        "'H' ×1, 'é' ×1, 'Ω' ×1, 'έ' ×1, 'α' ×1, 'γ' ×1, 'μ' ×1, '—' ×1, '“' ×1, '”' ×1; "
+        "use --unknown skip to drop them"
+    )
+    assert "ÿ" not in result.output and len(result.output.strip().splitlines()) == 1
+    prefix = tmp_path / "prefix.txt"
+    prefix.write_text("the fox Ω", encoding="utf-8")
+    result = run(checkpoint, "--prefix-file", prefix)
+    assert result.exit_code == 1
+    assert f"Error: {prefix} has 1 character the model never saw (1 in all): 'Ω' ×1;" in (
+        result.output
+    )
+    skipped = run(checkpoint, "--prefix-file", prefix, "--unknown", "skip", "--length", "5")
+    assert skipped.exit_code == 0 and skipped.output.startswith("the fox Ω")
 
 
 @pytest.mark.slow
