@@ -282,7 +282,7 @@ class _Run:
             f"{c.step / max(1, self.steps_per_epoch):.2f} epochs)"
         )
         if reason == "max_time":
-            more = format_duration(c.train_seconds + config.max_time)
+            more = format_duration(math.ceil(c.train_seconds + config.max_time))
             return (
                 f"{done} and --max-time {format_duration(config.max_time)} counts that time; "
                 f"give a longer one, e.g. --max-time {more} for {format_duration(config.max_time)}"

@@ -111,7 +111,7 @@ def perplexity_figure(runs: list[Run], *, x: str = "step") -> Any:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import LogFormatter
+        from matplotlib.ticker import LogFormatter, MaxNLocator
     except ImportError as exc:
         raise CharlmError("charlm plot needs matplotlib: pip install 'charlm[plot]'") from exc
     key = {"step": "step", "time": "elapsed_s"}[x]
@@ -124,6 +124,8 @@ def perplexity_figure(runs: list[Run], *, x: str = "step") -> Any:
     # Plain numbers (30, 200) rather than powers of ten (3×10¹) on the log axis.
     axes.yaxis.set_major_formatter(_plain_log_formatter(LogFormatter))
     axes.yaxis.set_minor_formatter(_plain_log_formatter(LogFormatter))
+    if x == "step":
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 2.5
     axes.set_xlabel("training step" if x == "step" else "training time (s)")
     axes.set_ylabel("perplexity (log scale)")
     axes.grid(True, which="both", alpha=0.3)
