@@ -70,9 +70,11 @@ def evaluate(paths: tuple[str, ...], unknown: str | None, as_json: bool, device:
 
 
 def _split_arguments(paths: tuple[str, ...]) -> tuple[Path | None, list[Path]]:
-    """(CHECKPOINT or None, FILEs): a first argument that is a directory is the checkpoint."""
+    """(CHECKPOINT or None, FILEs). The first argument is the checkpoint when it is a
+    directory, or a path that does not exist with FILEs after it (so that the error is
+    about it); a first argument that is a file means "the latest checkpoint"."""
     first, *rest = (Path(p) for p in paths)
-    if first.is_dir():
+    if first.is_dir() or (rest and not first.exists()):
         if not rest:
             raise click.UsageError(f"missing FILE to score with {first}")
         return first, rest

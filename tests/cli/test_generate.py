@@ -155,5 +155,5 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     assert len(continuations[0]) == len("the ") + 12
     assert "Error: /top-p 7: top_p must be in (0, 1]" in out
     assert "unknown command /bogus" in out
-    assert "never seen" in out  # an error does not end the loop ...
+    assert "never saw" in out  # an error does not end the loop ...
     assert any(line.startswith("a") and len(line) == 1 + 12 for line in out.splitlines())
