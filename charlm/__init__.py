@@ -21,6 +21,7 @@ _LAZY = {
     "ModelConfig": "charlm.models",
     "RunSaver": "charlm.training",
     "Sampler": "charlm.sampling",
+    "SamplingOptions": "charlm.sampling",
     "Score": "charlm.sampling",
     "Tokenizer": "charlm.tokenizers",
     "TrainConfig": "charlm.training",
@@ -33,7 +34,7 @@ _RENAMED = {"register_tokenizer": "register"}
 
 if TYPE_CHECKING:
     from charlm.models import ModelConfig
-    from charlm.sampling import Sampler, Score, load
+    from charlm.sampling import Sampler, SamplingOptions, Score, load
     from charlm.tokenizers import Tokenizer
     from charlm.tokenizers import register as register_tokenizer
     from charlm.training import DataOptions, RunSaver, TrainConfig, TrainedModel, train_book
@@ -57,6 +58,7 @@ __all__ = [
     "ModelConfig",
     "RunSaver",
     "Sampler",
+    "SamplingOptions",
     "Score",
     "Tokenizer",
     "TrainConfig",

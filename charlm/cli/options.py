@@ -116,9 +116,11 @@ def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> 
         settings["is_flag"] = True
     else:
         settings["type"] = _click_type(field, spec)
-    if field.default is None and spec.shown_default is not None:
-        # Click shows no default for None; say what None means, in Click's own format.
+    if field.default in (None, ()) and spec.shown_default is not None:
+        # Click shows no default for None or (); say what it means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"
+    if spec.multiple:
+        settings["multiple"] = True
     if spec.metavar is not None and spec.parse is None:
         settings["metavar"] = spec.metavar
     return click.option(flag, field.name, default=field.default, **settings)
