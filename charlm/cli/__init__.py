@@ -43,6 +43,7 @@ COMMANDS = {
         "Continue a prefix with text from CHECKPOINT (default: the latest under ./checkpoints).",
     ),
     "plot": ("plot", "Draw training and validation perplexity of runs on one figure."),
+    "serve": ("serve", "Serve CHECKPOINTs over HTTP (default: the latest under ./checkpoints)."),
     "tokenizers": (
         "tokenizers",
         "List the tokenizers for `charlm train --tokenizer NAME`: built in and plugins.",

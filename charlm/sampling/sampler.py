@@ -5,30 +5,32 @@ which leaves the hidden state "primed"; each new token then costs one step of th
 one token per sample, carrying the state forward. The prefix is never run again.
 
 Every way of drawing text goes through `Sampler._run`, which yields `Piece`s of text as soon
-as they are complete: `stream` passes them on, `generate` and `samples` collect them, so
-streamed and collected text cannot differ.
+as they are complete: `stream` and `pieces` pass them on, `generate` and `samples` collect
+them, so streamed and collected text cannot differ. The per-token loop is a `Batch` of one
+`Drawing` (batch.py, drawing.py): a server steps several requests through the same code.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 
 from charlm.checkpoint import load_checkpoint
 from charlm.device import resolve_device
-from charlm.errors import ConfigError, SamplingError
+from charlm.errors import ConfigError
 from charlm.models import State, convert
-from charlm.sampling.beam import StepFn, beam_search
-from charlm.sampling.draft import Draft, Sample
+from charlm.sampling.batch import Batch
+from charlm.sampling.beam import beam_search
+from charlm.sampling.draft import Sample
+from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.request import Request, call_options, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
-from charlm.sampling.strategies import Uniforms, choose
 from charlm.tokenizers import Tokenizer
 
 # With an empty prefix the network is primed on a newline, i.e. asked to start a paragraph.
@@ -38,13 +40,6 @@ EMPTY_PREFIX_PRIMER = "\n"
 # through in one call.
 LOGITS_PER_CALL = 1 << 22
 TOKENS_PER_CALL = 8192
-
-
-class Piece(NamedTuple):
-    """New text of one sample, as it became complete."""
-
-    sample: int
-    text: str
 
 
 class Sampler:
@@ -115,6 +110,24 @@ class Sampler:
         """
         return self._collect(make_request(prefix, call_options("samples", args, options, settings)))
 
+    def pieces(
+        self,
+        prefix: str = "",
+        *args: Any,
+        options: SamplingOptions | None = None,
+        logprobs: int | None = 0,
+        **settings: Any,
+    ) -> Iterator[Piece]:
+        """Every sample's new text as `Piece`s (sample number, text, probabilities), as drawn.
+
+        Takes the same options as `samples`, and gives what `stream` gives, for every sample
+        and with the model's log-probability of each piece: `logprobs` None leaves it out, 0
+        reports it, k > 0 adds the k most likely tokens where the piece began.
+        """
+        check_logprobs(logprobs)
+        request = make_request(prefix, call_options("pieces", args, options, settings))
+        return self._run(request, [], logprobs)
+
     @torch.inference_mode()
     def score(
         self,
@@ -151,79 +164,62 @@ class Sampler:
         return Score.from_total(total, num_tokens=len(ids), num_characters=characters)
 
     def _stream(self, request: Request) -> Iterator[str]:
-        for piece in self._run(request, [], with_log_probs=False):
+        for piece in self._run(request, [], logprobs=None):
             yield piece.text
 
     def _collect(self, request: Request) -> list[Sample]:
         samples: list[Sample] = []
-        for _ in self._run(request, samples, with_log_probs=True):
+        for _ in self._run(request, samples, logprobs=0):
             pass
         return samples
 
+    def start(
+        self, request: Request, logprobs: int | None = None
+    ) -> tuple[Drawing, torch.Tensor, State]:
+        """Prime the network on `request`'s prefix: its drawing, logits (rows, vocab) and state.
+
+        The steps that follow are `Batch`'s (charlm/sampling/batch.py), alone or with others.
+        """
+        options = request.options
+        prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
+        drawing = Drawing(request, self.tokenizer, context_ids, self.device, logprobs)
+        logits, state = self._feed(prime_ids)  # (1, vocab)
+        rows = options.num_samples
+        if rows > 1:
+            logits = logits.expand(rows, -1)
+            state = select_rows(state, torch.zeros(rows, dtype=torch.long, device=self.device))
+        return drawing, logits, state
+
+    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """One step of the network: `tokens` (rows,) in, the next logits (rows, vocab) out."""
+        logits, state = self.model(tokens.unsqueeze(1), state)  # (rows, 1, vocab)
+        return logits[:, -1], state
+
     @torch.inference_mode()
-    def _run(self, request: Request, out: list[Sample], with_log_probs: bool) -> Iterator[Piece]:
+    def _run(self, request: Request, out: list[Sample], logprobs: int | None) -> Iterator[Piece]:
         """Yield the text of every sample as it is drawn; append the finished samples to `out`."""
+        if request.options.beam_width > 1:
+            yield from self._run_beam(request, out)
+            return
+        batch = Batch(self)
+        drawing = batch.add(request, logprobs)
+        while batch:
+            for step in batch.step():
+                yield from step.pieces
+        out.extend(drawing.samples())
+
+    def _run_beam(self, request: Request, out: list[Sample]) -> Iterator[Piece]:
         options = request.options
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
         banned = self.tokenizer.banned_ids(options.allow_unk)
 
         def advance(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-            logits, state = self._step(tokens, state)
-            return _mask(logits, banned), state
+            logits, state = self.step(tokens, state)
+            return mask_banned(logits, banned), state
 
         logits, state = self._feed(prime_ids)  # (1, vocab)
-        logits = _mask(logits, banned)
-        if options.beam_width > 1:
-            yield from self._run_beam(request, context_ids, logits, state, advance, out)
-            return
-        rows = options.num_samples
-        if rows > 1:
-            logits = logits.expand(rows, -1)
-            state = select_rows(state, torch.zeros(rows, dtype=torch.long, device=self.device))
-        seeds = [options.seed + row for row in range(rows)]
-        uniforms = None if options.greedy else Uniforms(seeds, self.device)
-        seen = self._seen(context_ids, rows) if options.repetition_penalty != 1.0 else None
-        drafts = [
-            Draft(self.tokenizer.stream_decoder(context_ids), options.stop) for _ in range(rows)
-        ]
-        unfinished = rows
-        for step in range(options.length):
-            tokens = choose(logits, options, _next_or_none(uniforms), seen)  # (rows,)
-            drawn = _checked_ids(tokens.tolist(), logits.shape[-1])
-            log_probs = _token_log_probs(logits, tokens) if with_log_probs else [None] * rows
-            if seen is not None:
-                seen.scatter_(1, tokens.unsqueeze(1), 1.0)
-            for row, (token, log_prob) in enumerate(zip(drawn, log_probs, strict=True)):
-                draft = drafts[row]
-                if draft.finished:
-                    continue
-                piece = draft.add(token, log_prob)
-                if piece:
-                    yield Piece(row, piece)
-                if draft.finished:
-                    unfinished -= 1
-            if unfinished == 0 or step + 1 == options.length:
-                break
-            logits, state = advance(tokens, state)
-        for row, draft in enumerate(drafts):
-            piece = draft.finish()
-            if piece:
-                yield Piece(row, piece)
-        out.extend(
-            draft.sample(request.prefix, seed) for draft, seed in zip(drafts, seeds, strict=True)
-        )
-
-    def _run_beam(
-        self,
-        request: Request,
-        context_ids: list[int],
-        logits: torch.Tensor,
-        state: State,
-        step: StepFn,
-        out: list[Sample],
-    ) -> Iterator[Piece]:
-        options = request.options
-        beams = beam_search(step, logits, state, options.length, options.beam_width)
+        logits = mask_banned(logits, banned)
+        beams = beam_search(advance, logits, state, options.length, options.beam_width)
         for row, beam in enumerate(beams[: options.num_samples]):
             decoder = self.tokenizer.stream_decoder(context_ids)
             text = "".join(decoder.feed(beam.token_ids)) + decoder.flush()
@@ -251,44 +247,6 @@ class Sampler:
         for chunk in tokens.split(self._chunk_len, dim=1):
             logits, state = self.model(chunk, state)  # (1, chunk, vocab)
         return logits[:, -1], state
-
-    def _step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        logits, state = self.model(tokens.unsqueeze(1), state)  # (rows, 1, vocab)
-        return logits[:, -1], state
-
-    def _seen(self, context_ids: list[int], rows: int) -> torch.Tensor:
-        """(rows, vocab) mask of the tokens the repetition penalty applies to, from the prefix."""
-        seen = torch.zeros(rows, self.tokenizer.vocab_size, device=self.device)
-        if context_ids:
-            seen[:, torch.as_tensor(context_ids, device=self.device)] = 1.0
-        return seen
-
-
-def _mask(logits: torch.Tensor, banned: list[int]) -> torch.Tensor:
-    """Never draw `banned` ids (<unk>, markers): their logits become -inf."""
-    if banned:
-        logits = logits.clone()
-        logits[:, banned] = float("-inf")
-    return logits
-
-
-def _checked_ids(ids: list[int], vocab_size: int) -> list[int]:
-    # A draw from NaN scores lands past the vocabulary: say so instead of failing later.
-    if ids and not 0 <= min(ids) <= max(ids) < vocab_size:
-        raise SamplingError(
-            "the model produced scores that are not numbers (NaN); its weights are damaged "
-            "or its training diverged"
-        )
-    return ids
-
-
-def _next_or_none(uniforms: Uniforms | None) -> torch.Tensor | None:
-    return None if uniforms is None else uniforms.next()
-
-
-def _token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> list[float]:
-    """The model's log-probability (temperature 1) of each row's drawn token."""
-    return logits.float().log_softmax(dim=-1).gather(1, tokens.unsqueeze(1)).squeeze(1).tolist()
 
 
 def load(path: str | os.PathLike, device: str = "auto", impl: str | None = None) -> Sampler:
