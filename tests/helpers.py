@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +11,11 @@ import numpy as np
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers.char import CharTokenizer
 from charlm.training import TrainConfig, TrainResult, train
+
+# The command-line twin of tiny_model(): the smallest `charlm train` settings that still run
+# every stage in well under a second. Shared by every test that trains through the CLI.
+TINY_MODEL_ARGS = ["--hidden", "16", "--embed", "8", "--layers", "1"]
+TINY_TRAIN_ARGS = [*TINY_MODEL_ARGS, "--batch-size", "4", "--seq-len", "8", "--device", "cpu"]
 
 
 def tiny_model(
@@ -81,24 +85,3 @@ def one_error_line(result: Any, after_progress: bool = False) -> str:
     errors = [line for line in lines if line.startswith("Error:")]
     assert errors == lines[-1:] and (after_progress or len(lines) == 1), result.stderr
     return lines[-1]
-
-
-def within(seconds: float, work: Callable[[], Any]) -> Any:
-    """`work()`, failing the test instead of hanging when it takes longer than `seconds`
-    (the thread is left behind: use it for work that should never block)."""
-    outcome: list = []
-
-    def target() -> None:
-        try:
-            outcome.append((True, work()))
-        except BaseException as exc:  # re-raised in the test's thread
-            outcome.append((False, exc))
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, f"still running after {seconds} s"
-    finished, value = outcome[0]
-    if not finished:
-        raise value
-    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import stat
@@ -96,6 +97,12 @@ def _entry(name: str, table: object, path: Path) -> Entry:
     if not _SHA256.fullmatch(entry.sha256):
         raise CorpusError(f"{where}: sha256 must be 64 hexadecimal digits")
     return entry
+
+
+def did_you_mean(name: str, catalog: dict[str, Entry]) -> str:
+    """ "; did you mean 'x'?" when `name` is close to a catalogue name, else nothing."""
+    close = difflib.get_close_matches(name.lower(), list(catalog), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def find_entry(name: str, catalog: dict[str, Entry] | None = None) -> Entry | None:

@@ -116,6 +116,7 @@ class HFTokenizer(Tokenizer):
     def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
         slices = text_slices(text)
         parts = [np.zeros(0, dtype=np.int64)]
+        unseen: list[str] = []  # every unknown piece of the whole text, for the error
         # A few MB per batch call: parallel enough, and the library's per-token objects
         # (offsets, strings) for a 100 MB book never exist all at once.
         for first in range(0, len(slices), SLICES_PER_BATCH):
@@ -137,9 +138,11 @@ class HFTokenizer(Tokenizer):
             if self._unk_id is not None and unknown != "unk":
                 unknown_at = ids == self._unk_id
                 if unknown == "error" and unknown_at.any():
-                    raise unknown_error("piece", _unknown_pieces(group, encodings, self._unk_id))
+                    unseen += _unknown_pieces(group, encodings, self._unk_id)
                 ids = ids[~unknown_at]
             parts.append(ids)
+        if unseen:
+            raise unknown_error("piece", unseen)
         return np.concatenate(parts)
 
     def _encode_batch(self, texts: list[str], offsets: bool) -> list:

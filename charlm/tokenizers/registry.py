@@ -9,6 +9,7 @@ only those plugins; set it empty to load none.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import re
@@ -137,9 +138,15 @@ class _Registry:
     def get(self, name: str) -> type[Tokenizer]:
         info = self.info(name)
         if info is None:
-            known = ", ".join(i.name for i in self.infos())
+            names = [i.name for i in self.infos()]
+            close = difflib.get_close_matches(name.lower(), names, n=1)
+            if close:
+                raise MissingTokenizerError(
+                    f"no tokenizer named {name!r}; did you mean {close[0]!r}? "
+                    f"(available: {', '.join(names)})"
+                )
             raise MissingTokenizerError(
-                f"no tokenizer named {name!r} is available (available: {known}); "
+                f"no tokenizer named {name!r} is available (available: {', '.join(names)}); "
                 "install the package that provides it, then see `charlm tokenizers`"
             )
         return info.cls

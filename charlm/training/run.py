@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from charlm.checkpoint import (
     BEST_NAME,
@@ -46,6 +47,7 @@ from charlm.errors import (
     MissingTokenizerError,
     TokenizerError,
     TrainingError,
+    UnknownTokenError,
 )
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
@@ -61,6 +63,7 @@ from charlm.training.loop import (
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.progress import RichReporter
 from charlm.training.resume import resumed_inputs
 from charlm.training.runlock import claim_directory
 from charlm.training.signals import StopFlag
@@ -111,6 +114,10 @@ def train_book(
     `init_from` starts a new run from another checkpoint's weights and tokenizer.
     Under `torchrun` each process trains its share of every batch and rank 0 saves.
 
+    `reporter` hears the run's messages, step reports and evaluations (see
+    `charlm.training.Reporter`); by default it is the live display of `charlm train` when
+    stderr is a terminal, and nothing otherwise. `SilentReporter()` turns it off.
+
     The run holds a lock on its checkpoint directory (see runlock.py): a second run into the
     same directory is refused while this one lives, and a directory that already holds a
     model is only reused with `resume` or `overwrite=True` (replace it).
@@ -123,15 +130,17 @@ def train_book(
     context = distributed.from_environment()
     target = _output_directory(book, out, resume)
     claim = _claimed(target, context, resume=resume is not None, overwrite=overwrite)
+    display = _default_display(reporter) if context.is_main else _quiet()
     set_threads(threads)
     with (
         claim,
         _out_of_memory_advice(target),
+        display as reporter,
         distributed.process_group(context, resolve_device(device)) as resolved,
     ):
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
         state = load_training_state(resume) if resume is not None else None
-        say = (reporter or SilentReporter()).message if context.is_main else _ignore
+        say = reporter.message
         if resume is not None:
             book, data = resumed_inputs(base, book, data, say)
             training = training or TrainConfig.from_dict(base.config.get("training", {}))
@@ -139,7 +148,9 @@ def train_book(
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
-        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
+        # A resumed run looks for the token cache entry its first part made.
+        cached_as = _saved_cache_spec(base) if resume is not None else None
+        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say, cached_as)
         _check_lengths(prepared, training)
         for line in prepared.report():
             say(line)
@@ -163,7 +174,7 @@ def train_book(
             try:
                 result = train(
                     net, prepared.train_ids, prepared.val_ids, training, device=resolved,
-                    reporter=reporter if context.is_main else SilentReporter(),
+                    reporter=reporter,
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
                     val_characters=prepared.val_characters, dist=context,
                 )  # fmt: skip
@@ -292,11 +303,28 @@ def _saved(out: Path | None) -> bool:
     return out is not None and (out / CONFIG_NAME).is_file()
 
 
-def _ignore(text: str) -> None:
-    pass
+def _default_display(reporter: Reporter | None) -> contextlib.AbstractContextManager[Reporter]:
+    """The caller's reporter; else the live display `charlm train` shows when stderr is a
+    terminal (or a notebook), and silence when it is not."""
+    if reporter is not None:
+        return contextlib.nullcontext(reporter)
+    console = Console(stderr=True, highlight=False, log_path=False)
+    if console.is_terminal or console.is_jupyter:
+        return RichReporter(console)
+    return _quiet()
 
 
-def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say):
+def _quiet() -> contextlib.AbstractContextManager[Reporter]:
+    return contextlib.nullcontext(SilentReporter())
+
+
+def _saved_cache_spec(base: Checkpoint) -> dict[str, Any] | None:
+    cache = base.config.get("data", {}).get("cache")
+    spec = cache.get("tokenizer") if isinstance(cache, dict) else None
+    return spec if isinstance(spec, dict) else None
+
+
+def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say, cached_as):
     """Read, split and encode the books (from the token cache when it has them)."""
     try:
         return prepare_data(
@@ -308,13 +336,15 @@ def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, option
             keep_boilerplate=data.keep_boilerplate,
             cache_dir=data.cache_dir,
             use_cache=data.use_cache,
+            cached_as=cached_as,
         )
     except TokenizerError as exc:
         if base is None:
             raise
+        unseen = isinstance(exc, UnknownTokenError) and exc.summary
         raise TokenizerError(
             f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
-            f"comes with: {exc}"
+            f"comes with: {f'it has {exc.summary}' if unseen else exc}"
         ) from exc
 
 

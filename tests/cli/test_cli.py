@@ -6,21 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from tests.helpers import TINY_TRAIN_ARGS
 
-FAST = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "10",
-    "--max-steps",
-    "3",
-]
+FAST = [*TINY_TRAIN_ARGS, "--max-steps", "3"]
 
 
 def run(*args, **kwargs):
@@ -35,12 +23,14 @@ def trained(tiny_book, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_train_saves_a_checkpoint_and_reports_perplexity(trained):
     config = json.loads((trained / "config.json").read_text())
     assert config["val_perplexity"] > 1 and config["train_perplexity"] > 1
     assert config["training"]["max_steps"] == 3
 
 
+@pytest.mark.slow
 def test_generate_writes_only_the_text_to_stdout(trained):
     result = run("generate", trained, "--prefix", "the ", "--length", "25", "--seed", "4")
     assert result.exit_code == 0, result.output
@@ -48,6 +38,7 @@ def test_generate_writes_only_the_text_to_stdout(trained):
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_generate_is_reproducible_with_a_seed(trained):
     args = ("generate", trained, "--length", "40", "--seed", "9")
     assert run(*args).stdout == run(*args).stdout
@@ -72,6 +63,7 @@ def test_every_command_explains_every_option_with_its_default():
     assert "--temperature" in run("generate", "--help").output
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_same_cli():
     result = subprocess.run(
         [sys.executable, "-m", "charlm", "--help"], capture_output=True, text=True, check=True
@@ -112,6 +104,7 @@ def _bad_input_cases(tmp_path, tiny_book, trained):
     ]
 
 
+@pytest.mark.slow
 def test_bad_input_gets_one_line_and_a_nonzero_exit(tmp_path, tiny_book, trained):
     for args, code, fragment in _bad_input_cases(tmp_path, tiny_book, trained):
         result = run(*args)
@@ -128,3 +121,46 @@ def test_no_checkpoint_anywhere_is_a_clear_error(tmp_path, monkeypatch):
     result = run("generate")
     assert result.exit_code == 1
     assert "charlm train BOOK" in result.stderr
+
+
+def test_charlm_help_does_not_import_torch():
+    # PyTorch takes seconds to import; listing the commands must not wait for it.
+    code = (
+        "import sys\n"
+        "from charlm.cli import main\n"
+        "sys.argv = ['charlm', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and done.stdout.splitlines()[-1] == "False"
+
+
+def test_the_command_list_shows_each_commands_own_summary():
+    from charlm.cli import COMMANDS
+
+    for name, (_, summary) in COMMANDS.items():
+        command = cli.get_command(None, name)
+        assert command.help.strip().splitlines()[0] == summary, name
+
+
+def test_a_misspelled_tokenizer_gets_a_suggestion(tiny_book):
+    result = run("train", tiny_book, "--tokenizer", "words")
+    assert result.exit_code == 2
+    assert "no tokenizer named 'words'; did you mean 'word'?" in result.output
+    assert "install" not in result.output
+
+
+@pytest.mark.slow
+def test_choices_are_taken_in_any_case_and_one_step_is_one_step(tiny_book, tmp_path):
+    out = tmp_path / "lstm"
+    one_step = [*TINY_TRAIN_ARGS, "--max-steps", "1"]
+    result = run(
+        "train", tiny_book, "--out", out, *one_step, "--model", "LSTM", "--optimizer", "AdamW"
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["cell"] == "lstm" and config["training"]["optimizer"] == "adamw"
+    assert "1 step," in result.output and "1 steps" not in result.output
+    assert "test 0" not in result.output

@@ -21,7 +21,7 @@ from charlm.corpus import Entry, download, fetch, is_present, load_catalog
 from charlm.corpus.catalog import _CHECKOUT_CATALOG
 from charlm.errors import CorpusError, DownloadError
 from tests.conftest import SHARED_CORPORA, TINY_TEXT, shared_corpus
-from tests.helpers import one_error_line
+from tests.helpers import TINY_TRAIN_ARGS, one_error_line
 
 BOOK = TINY_TEXT.encode("utf-8")
 REQUIRED = {"timemachine", "tinyshakespeare", "alice", "pride-and-prejudice", "frankenstein"}
@@ -181,7 +181,8 @@ def test_a_mirror_that_sends_more_than_the_catalogue_says_is_cut_off(site, tmp_p
             fetch(entry(f"{site}/{path}"), tmp_path / "corpora")
         assert time.perf_counter() - started < 5
         assert leftovers(tmp_path / "corpora") == []
-    assert Handler.sent < 1 << 20  # the downloader hung up long before the 64 MiB
+        if path == "endless":  # the downloader hung up long before the 64 MiB
+            assert Handler.sent < 16 << 20
 
 
 def test_a_mirror_that_trickles_or_stalls_meets_the_deadline(site, tmp_path, monkeypatch):
@@ -279,11 +280,19 @@ def test_corpus_fetch_and_list(catalogue, tmp_path):
     assert "corpora/tiny.txt" in runner.invoke(cli, ["corpus", "list"]).output
     unknown = runner.invoke(cli, ["corpus", "fetch", "nonesuch"])
     assert unknown.exit_code == 1 and "no book named 'nonesuch'" in unknown.output
+    assert "did you mean" not in unknown.output
+    misspelled = runner.invoke(cli, ["corpus", "fetch", "tinny"])
+    assert "no book named 'tinny' in the catalogue; did you mean 'tiny'?" in misspelled.output
+    misspelled = runner.invoke(cli, ["train", "Tiny.", "--device", "cpu"])
+    assert misspelled.exit_code == 1
+    assert "Tiny.: no such file, directory or catalogue book; did you mean 'tiny'?" in (
+        misspelled.output
+    )
 
 
+@pytest.mark.slow
 def test_train_accepts_a_catalogue_name_and_fetches_it(catalogue, tmp_path):
-    args = ["train", "tiny", "--max-steps", "1", "--hidden", "8", "--layers", "1",
-            "--batch-size", "2", "--seq-len", "8", "--device", "cpu"]  # fmt: skip
+    args = ["train", "tiny", "--max-steps", "1", *TINY_TRAIN_ARGS]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "downloaded tiny" in result.output

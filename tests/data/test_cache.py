@@ -104,6 +104,34 @@ def test_a_given_tokenizer_is_part_of_the_key(books, tmp_path):
     assert wide.decode(given.train_ids) == built.tokenizer.decode(built.train_ids)
 
 
+def test_the_tokenizer_a_run_trained_finds_that_runs_entry(books, tmp_path):
+    # A resumed run encodes with the tokenizer the first run trained: same ids, same entry.
+    first = prepare_data(books, cache_dir=tmp_path)
+    again = prepare_data(
+        books,
+        tokenizer=first.tokenizer,
+        cache_dir=tmp_path,
+        cached_as=first.info["cache"]["tokenizer"],
+    )
+    assert again.cached and again.info["cache"]["key"] == first.info["cache"]["key"]
+    assert len(entries(tmp_path)) == 1
+    # ... but not when the tokenizer is another one under the same name and options.
+    other = CharTokenizer(sorted(set(TINY_TEXT + books[1].read_text(encoding="utf-8") + "Q")))
+    given = prepare_data(
+        books, tokenizer=other, cache_dir=tmp_path, cached_as=first.info["cache"]["tokenizer"]
+    )
+    assert not given.cached and len(entries(tmp_path)) == 2
+
+
+def test_the_summary_leaves_out_splits_the_run_has_not(books, tmp_path):
+    without_test = prepare_data(books, cache_dir=tmp_path).report()[-1]
+    assert "train 2,835 / validation 315 tokens (uint8)" in without_test
+    only_train = prepare_data(books, cache_dir=tmp_path, splits=SplitConfig(val_fraction=0))
+    assert "train 3,150 tokens (uint8)" in only_train.report()[-1]
+    with_test = prepare_data(books, cache_dir=tmp_path, splits=SplitConfig(test_fraction=0.1))
+    assert "/ test " in with_test.report()[-1]
+
+
 def test_no_cache_writes_nothing(books, tmp_path):
     data = prepare_data(books, use_cache=False, cache_dir=tmp_path / "cache")
     assert not data.cached and not (tmp_path / "cache").exists()

@@ -124,6 +124,7 @@ VALID_SETTINGS = {
     "temperature": st.one_of(st.floats(0, 5), st.sampled_from([0.0, 1e-30, 1e30])),
     "top_k": st.one_of(st.none(), st.integers(1, 10**9)),
     "top_p": st.floats(1e-9, 1),
+    "min_p": st.one_of(st.just(0.0), st.floats(0, 1)),
     "repetition_penalty": st.one_of(st.floats(0.01, 100), st.sampled_from([1e-300, 1e300])),
     "stop": st.lists(hostile_text.filter(bool), max_size=2),
     "num_samples": st.integers(1, 3),
@@ -136,6 +137,7 @@ ODD_SETTINGS = {
     "temperature": [float("nan"), float("inf"), -1.0],
     "top_k": [0, -2, 1.5],
     "top_p": [0.0, 1.5, float("nan")],
+    "min_p": [-0.5, 1.5, float("nan")],
     "repetition_penalty": [0.0, float("nan"), -1.0],
     "stop": [[""], [None]],
     "num_samples": [0],
@@ -184,6 +186,7 @@ TINY_RUN = dict(
     text=st.one_of(hostile_text, sprinkled_text, sprinkled_text),
     tokenizer=st.sampled_from(["char", "byte", "word"]),
 )
+@pytest.mark.slow
 def test_training_on_any_text_trains_or_refuses_clearly(tmp_path_factory, text, tokenizer):
     book = tmp_path_factory.mktemp("book") / "book.txt"
     book.write_bytes(text.encode("utf-8", "surrogatepass"))  # lone surrogates: invalid UTF-8
@@ -287,6 +290,7 @@ def odd_named_book(directory) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_a_book_whose_name_is_not_utf8_trains_saves_and_resumes(tmp_path):
     path = odd_named_book(tmp_path)
     trained = train_book(path, out=tmp_path / "ck", **TINY_RUN)

@@ -25,12 +25,11 @@ from charlm.training import TrainConfig
 from charlm.training import loop as training
 from charlm.training.run import train_book
 from charlm.training.runlock import LOCK_NAME, _locked
-from tests.helpers import one_error_line, single_thread
+from tests.helpers import TINY_TRAIN_ARGS, one_error_line, single_thread
 from tests.helpers import run_cli as run
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40
-SMALL = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
-SMALL += ["--device", "cpu", "--threads", "1"]
+SMALL = [*TINY_TRAIN_ARGS, "--threads", "1"]
 KILLS = 8
 
 
@@ -173,6 +172,7 @@ def test_a_real_write_failure_from_the_kernel_keeps_the_previous_checkpoint(tmp_
 # Two runs, one directory -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_live_runs_directory_is_refused(tmp_path, book):
     out = tmp_path / "run"
     assert run("train", book, "--out", out, *SMALL, "--max-steps", "2").exit_code == 0
@@ -186,6 +186,7 @@ def test_a_second_run_into_a_live_runs_directory_is_refused(tmp_path, book):
     assert run("train", "--resume", out, "--max-steps", "4").exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_directory_with_a_model_needs_resume_or_overwrite(tmp_path, book):
     out = tmp_path / "run"
     args = ["train", book, "--out", out, *SMALL, "--eval-every", "1"]
@@ -203,6 +204,7 @@ def test_a_directory_with_a_model_needs_resume_or_overwrite(tmp_path, book):
     assert result.exit_code == 2 and "drop --overwrite" in one_error_line(result)
 
 
+@pytest.mark.slow
 def test_the_python_api_refuses_and_overwrites_alike(tmp_path, book):
     options = dict(
         out=tmp_path / "run",
@@ -289,7 +291,7 @@ def test_running_out_of_memory_while_training_suggests_smaller_batches(
 def test_running_out_of_memory_while_generating_is_one_line(tmp_path, book, monkeypatch):
     out = tmp_path / "run"
     assert run("train", book, "--out", out, *SMALL, "--max-steps", "1").exit_code == 0
-    monkeypatch.setattr(Sampler, "_step", lambda *a: (_ for _ in ()).throw(OOM_ERRORS[0][0]))
+    monkeypatch.setattr(Sampler, "step", lambda *a: (_ for _ in ()).throw(OOM_ERRORS[0][0]))
     result = run("generate", out, "--num-samples", "3", "--length", "5")
     assert result.exit_code == 1
     line = one_error_line(result)

@@ -13,7 +13,8 @@ import charlm
 from charlm.errors import ConfigError, TrainingError
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
-from charlm.training import TrainConfig, train
+from charlm.training import SilentReporter, TrainConfig, train
+from charlm.training.config import format_duration, parse_duration
 from charlm.training.metrics_log import read_metrics
 from charlm.training.run import RunSaver, train_book
 from charlm.training.schedules import LRSchedule, build_optimizer
@@ -77,6 +78,7 @@ def test_optimizers(name, kind):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.slow
 def test_every_optimizer_lowers_the_loss(optimizer):
     ids = np.tile(np.array([0, 1, 2, 3]), 200)
     lr = 0.5 if optimizer == "sgd" else 0.01
@@ -111,6 +113,7 @@ def test_bad_settings_are_config_errors():
         )
 
 
+@pytest.mark.slow
 def test_cosine_follows_the_clock_when_there_is_a_deadline():
     # 1000 epochs would take minutes: only a schedule that follows the 1 s deadline decays.
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
@@ -142,6 +145,7 @@ def diverging_data():
     return np.tile(np.array([0, 1]), 400), np.full(200, 1)
 
 
+@pytest.mark.slow
 def test_eval_every_early_stopping_and_plateau():
     train_ids, val_ids = diverging_data()
     log = Records()
@@ -165,6 +169,7 @@ def test_eval_every_early_stopping_and_plateau():
     assert lrs[11] == pytest.approx(0.01) and lrs[15] == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 def test_validation_runs_each_epoch_without_eval_every():
     train_ids, val_ids = diverging_data()
     log = Records()
@@ -174,6 +179,7 @@ def test_validation_runs_each_epoch_without_eval_every():
     assert [r["step"] for r in log.evals()][-1] == result.steps
 
 
+@pytest.mark.slow
 def test_best_is_kept_beside_last_and_both_load(tiny_book, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(batch_size=4, seq_len=16, epochs=2, eval_every=15, lr=0.01)
@@ -191,6 +197,7 @@ def test_best_is_kept_beside_last_and_both_load(tiny_book, tmp_path):
     assert charlm.load(out / "best", device="cpu").generate("the", 10, seed=1).startswith("the")
 
 
+@pytest.mark.slow
 def test_a_nonfinite_model_never_overwrites_best(tmp_path):
     tok = get_tokenizer_class("char").train("abcd")
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
@@ -218,6 +225,7 @@ def corrupt_call(model: torch.nn.Module, call: int) -> None:
     model.head.register_forward_hook(hook)
 
 
+@pytest.mark.slow
 def test_nonfinite_skip_skips_the_batch_and_goes_on():
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
     model = tiny_model()
@@ -230,6 +238,7 @@ def test_nonfinite_skip_skips_the_batch_and_goes_on():
     assert log.train()[-1]["skipped_batches"] == 1
 
 
+@pytest.mark.slow
 def test_nonfinite_stop_is_a_clear_error():
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
     model = tiny_model()
@@ -239,6 +248,7 @@ def test_nonfinite_stop_is_a_clear_error():
         train(model, ids, None, config, device=CPU)
 
 
+@pytest.mark.slow
 def test_init_from_needs_an_encodable_book(tiny_book, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(batch_size=4, seq_len=16, max_steps=2)
@@ -253,3 +263,42 @@ def test_init_from_needs_an_encodable_book(tiny_book, tmp_path):
     saved = json.loads((tuned.checkpoint / "config.json").read_text())
     assert saved["data"]["init_from"] == str(out)
     assert saved["model"]["hidden_size"] == 16
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("90", 90), ("90s", 90), ("10m", 600), ("2min", 120), ("2 MIN", 120), ("1h", 3600),
+     ("1.5 hours", 5400), ("1h30m", 5400), ("1h 30min", 5400), ("45 seconds", 45)],
+)  # fmt: skip
+def test_durations_take_the_usual_units(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "10x", "1h1h", "1h30", "m", "-5"])
+def test_durations_that_cannot_be_read_say_how_to_write_one(text):
+    with pytest.raises(ConfigError, match="use e.g. 300, 90s, 10m, 2min, 1h"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 9.9, 10, 61, 3600, 3725, 86_400])
+def test_a_formatted_duration_reads_back(seconds):
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.slow
+def test_train_book_shows_the_live_display_when_stderr_is_a_terminal(
+    tiny_book, tmp_path, monkeypatch, capsys
+):
+    settings = dict(
+        model={"hidden_size": 8, "embed_size": 8, "num_layers": 1},
+        training=TrainConfig(batch_size=2, seq_len=8, max_steps=2),
+        device="cpu",
+    )
+    train_book(tiny_book, out=tmp_path / "quiet", **settings)
+    assert capsys.readouterr().err == ""  # not a terminal: nothing
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich then takes stderr for a terminal
+    train_book(tiny_book, out=tmp_path / "shown", **settings)
+    shown = capsys.readouterr().err
+    assert "1 book, train 1,890" in shown and "tokens/s" in shown and "step 2" in shown
+    train_book(tiny_book, out=tmp_path / "off", reporter=SilentReporter(), **settings)
+    assert capsys.readouterr().err == ""
