@@ -348,7 +348,7 @@ def test_reading_options_reach_the_checkpoint(tmp_path):
         "hit": False,
         "key": data["cache"]["key"],
         "path": None,
-        "tokenizer": {"name": "char", "options": {}},
+        "tokenizer": {"name": "char", "options": {}, "origin": "built in"},
     }
     assert data["characters"] == len(text)
 

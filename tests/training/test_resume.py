@@ -256,8 +256,10 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
         check=True,
         capture_output=True,
     )
-    names = sorted(p.name.split("-")[0] for p in out.iterdir())
-    assert names == ["config.json", "training", "weights"]
+    # A save keeps the previous weights for readers that may still need them: at most two sets.
+    names = [p.name.split("-")[0] for p in out.iterdir()]
+    assert set(names) == {"config.json", "training", "weights"}
+    assert names.count("config.json") == 1 and names.count("weights") <= 2
 
 
 @pytest.mark.slow
