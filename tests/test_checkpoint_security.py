@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from charlm.checkpoint import BEST_NAME, CONFIG_NAME, load_checkpoint, read_config, save_checkpoint
 from charlm.errors import CheckpointError
@@ -148,3 +150,13 @@ def test_a_fifo_in_a_checkpoint_is_refused_at_once(trained, name):
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith("Error:") and "is a FIFO, not a regular file" in done.stderr
+
+
+def test_float64_weights_that_overflow_float32_are_refused(trained):
+    # 1e300 is finite as float64 and passed the check; the model holds float32: infinity.
+    path = trained / read_config(trained)["weights"]
+    tensors = {k: v.to(torch.float64) for k, v in load_file(path).items()}
+    tensors["head.bias"][0] = 1e300
+    save_file(tensors, path)
+    line = refused(run_cli("generate", trained, "--length", "5"), "NaN or infinite values")
+    assert "head.bias" in line

@@ -44,7 +44,8 @@ class Run:
 def load_run(checkpoint: str | os.PathLike) -> Run:
     """The metrics log of a checkpoint directory (or a metrics.jsonl file itself)."""
     path = Path(checkpoint)
-    log = path if path.is_file() else path / METRICS_LOG_NAME
+    # A log named by the user may be a link (their choice); one inside a checkpoint may not.
+    log = path.resolve() if path.is_file() else path / METRICS_LOG_NAME
     if not log.is_file():
         raise CheckpointError(f"{path} has no {METRICS_LOG_NAME}; was it written by charlm train?")
     records = [r for r in read_metrics(log) if _well_formed(r)]

@@ -207,7 +207,7 @@ def test_a_panic_in_the_library_is_one_error_line(tmp_path, tiny_book):
 
 
 def test_padding_and_truncation_from_a_file_are_dropped(tmp_path):
-    padding = {"strategy": {"Fixed": 10**9}, "direction": "Right", "pad_to_multiple_of": None,
+    padding = {"strategy": {"Fixed": 10**6}, "direction": "Right", "pad_to_multiple_of": None,
                "pad_id": 0, "pad_type_id": 0, "pad_token": "<unk>"}  # fmt: skip
     truncation = {"direction": "Right", "max_length": 1, "strategy": "LongestFirst", "stride": 0}
     spec = pipeline(padding=padding, truncation=truncation, pre_tokenizer={"type": "Whitespace"})
