@@ -8,30 +8,15 @@ from typing import Any
 
 import click
 
-from charlm.checkpoint import latest_checkpoint
-from charlm.cli import cli, stderr_console
+from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import run_prompt_loop
 from charlm.cli.options import config_options
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
+from charlm.errors import UnknownTokenError
 from charlm.models import IMPLS
 from charlm.sampling import Sampler, SamplingOptions, load
-from charlm.training.run import DEFAULT_CHECKPOINT_ROOT
-
-
-def resolve_checkpoint(checkpoint: Path | None) -> Path:
-    """The given checkpoint, or the newest under ./checkpoints (saying which on stderr)."""
-    if checkpoint is not None:
-        return checkpoint
-    latest = latest_checkpoint(DEFAULT_CHECKPOINT_ROOT)
-    if latest is None:
-        raise click.ClickException(
-            f"no CHECKPOINT given and none found under ./{DEFAULT_CHECKPOINT_ROOT}; "
-            "train one with: charlm train BOOK"
-        )
-    stderr_console().print(f"using {latest} (the most recently trained checkpoint)")
-    return latest
 
 
 @cli.command()
@@ -103,8 +88,12 @@ def generate(
     sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl)
     if interactive:
         run_prompt_loop(options, lambda text, now: write_samples(sampler, text, now, as_json))
-    else:
+        return
+    try:
         write_samples(sampler, prefix, options, as_json)
+    except UnknownTokenError as exc:
+        where = str(prefix_file) if prefix_file is not None else "the prefix"
+        raise click.ClickException(exc.describe(where, UNKNOWN_ADVICE)) from exc
 
 
 def write_samples(sampler: Sampler, prefix: str, options: SamplingOptions, as_json: bool) -> None:

@@ -14,12 +14,17 @@ from typing import Any
 
 import click
 
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, ConfigError, UnknownTokenError
 from charlm.options import Option, flag_name, option_fields
 from charlm.sampling import SamplingOptions
 from charlm.sampling.options import KINDS, rule_of
+from charlm.sampling.stops import ESCAPES
 
 HELP_INDENT = 30
+# Typed alone, these end the loop rather than being taken for a prefix.
+QUIT = ("/quit", "/exit", "quit", "exit")
+# How the prompt names an unknown-token policy, for errors about unseen characters.
+UNKNOWN_ADVICE = "type /unknown {policy}"
 
 
 def prompt_help() -> str:
@@ -32,9 +37,9 @@ def prompt_help() -> str:
         # Options are commands here: "--stop" reads "/stop".
         text = re.sub(r"--(?=[a-z])", "/", spec.help)
         lines.append(_help_line(command, text))
-    lines.append(_help_line("/settings", "show the current settings"))
+    lines.append(_help_line("/settings", "show the current settings (/NAME alone shows one)"))
     lines.append(_help_line("/help", "this text"))
-    lines.append("Ctrl-D (or /quit) ends.")
+    lines.append("Ctrl-D, quit or exit ends.")
     return "\n".join(lines)
 
 
@@ -54,14 +59,16 @@ def run_prompt_loop(
             raise click.ClickException(
                 "the input is not valid UTF-8 text; check the terminal's encoding"
             ) from exc
-        if line.strip() in ("/quit", "/exit"):
+        if line.strip().lower() in QUIT:
             return
         if line.startswith("/"):
             options = _run_command(line, options)
         elif line:
             try:
                 continue_text(line, options)
-            except CharlmError as exc:  # e.g. a character the model never saw: try again
+            except UnknownTokenError as exc:  # a character the model never saw: try again
+                click.echo(f"Error: {exc.describe('the prefix', UNKNOWN_ADVICE)}", err=True)
+            except CharlmError as exc:
                 click.echo(f"Error: {exc}", err=True)
 
 
@@ -72,22 +79,59 @@ def _run_command(line: str, options: SamplingOptions) -> SamplingOptions:
     if name == "help":
         click.echo(prompt_help(), err=True)
         return options
-    if name == "settings":
-        for key, current in dataclasses.asdict(options).items():
-            click.echo(f"  {key} = {current!r}", err=True)
-        return options
     commands = _commands()
+    if name == "settings":
+        for command in commands:
+            click.echo(_setting_line(command, options), err=True)
+        return options
     if name not in commands:
         click.echo(f"Error: unknown command /{name}; /help lists the commands", err=True)
+        return options
+    if not value:  # /temperature alone: what it is now
+        click.echo(_setting_line(name, options), err=True)
         return options
     field, spec = commands[name]
     try:
         changed = options.replace(**{field.name: _read(value, options, field, spec)})
-    except ValueError as exc:  # a bad number, or a ConfigError (a ValueError) from the check
+    except ConfigError as exc:  # a value out of range, or options that cannot go together
         click.echo(f"Error: /{name} {value}: {exc}", err=True)
         return options
-    click.echo(f"  {field.name} = {getattr(changed, field.name)!r}", err=True)
+    except ValueError:  # not a number at all
+        click.echo(f"Error: /{name} {value}: {_wanted(name, field, spec)}", err=True)
+        return options
+    click.echo(_setting_line(name, changed), err=True)
     return changed
+
+
+def _setting_line(command: str, options: SamplingOptions) -> str:
+    """One setting as the user gave it: "  top-k = 40", "  seed = random", "  stop = "\\n"."""
+    field, spec = _commands()[command]
+    return f"  {command} = {_shown(field, spec, getattr(options, field.name))}"
+
+
+def _shown(field: dataclasses.Field, spec: Option, value: Any) -> str:
+    """A value in the user's words: what None or no stop string means, numbers as typed."""
+    if value is None or value == ():
+        return spec.shown_default or rule_of(field).off or "none"
+    if spec.multiple:
+        return ", ".join(f'"{_escaped(one)}"' for one in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _escaped(text: str) -> str:
+    """`text` as it would be typed: a newline as \\n (the escapes /stop reads)."""
+    typed = {meaning: f"\\{letter}" for letter, meaning in ESCAPES.items()}
+    return "".join(typed.get(ch, ch) for ch in text)
+
+
+def _wanted(command: str, field: dataclasses.Field, spec: Option) -> str:
+    """What a command takes, for a value that is not one: "not a number (e.g. /length 500)"."""
+    kind = {int: "a whole number", float: "a number"}.get(KINDS[field.name], "a value")
+    off = rule_of(field).off
+    if off:  # the default is a word: say it
+        means = f": {spec.shown_default}" if spec.shown_default not in (None, off) else ""
+        return f"not {kind} (or {off}{means})"
+    return f"not {kind} (e.g. /{command} {_shown(field, spec, field.default)})"
 
 
 def _commands() -> dict[str, tuple[dataclasses.Field, Option]]:

@@ -129,25 +129,39 @@ class Sampler:
         return self._run(request, [], logprobs)
 
     @torch.inference_mode()
-    def score(self, text: str, chunk_len: int | None = None, *, prefix: str = "") -> Score:
+    def score(
+        self,
+        text: str,
+        chunk_len: int | None = None,
+        *,
+        prefix: str = "",
+        unknown: str | None = None,
+    ) -> Score:
         """Cross-entropy, perplexity and bits per character of every token of `text`.
 
         The first token is predicted after `prefix` (by default after a newline, as at the
         start of a paragraph); the state is carried over the whole text, fed `chunk_len`
         tokens per forward call (default: as many as keep memory bounded). Chunking does not
         change the result.
+
+        `unknown`: what to do with pieces of `text` outside the vocabulary, as in `samples`:
+        "error" names them all, "skip" scores the text without them (bits per character
+        then count the characters that were scored), "unk" scores them as <unk>.
         """
         if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
             raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
-        ids = self.tokenizer.encode_array(text)
+        ids = self.tokenizer.encode_array(text, unknown)
         if len(ids) == 0:
-            raise ConfigError("there is nothing to score: the text is empty")
+            why = "every piece of it is unknown and was skipped" if text else "the text is empty"
+            raise ConfigError(f"there is nothing to score: {why}")
+        # Skipped pieces are neither predicted nor counted as characters.
+        characters = len(self.tokenizer.decode(ids.tolist())) if unknown == "skip" else len(text)
         context, _ = self._encode_prefix(prefix)
         state = self._feed(context[:-1])[1] if len(context) > 1 else None
         inputs = np.concatenate([np.asarray(context[-1:], dtype=np.int64), ids[:-1]])
         chunk_len = chunk_len or self._chunk_len
         total = total_loss(self.model, inputs, ids, state, chunk_len, self.device)
-        return Score.from_total(total, num_tokens=len(ids), num_characters=len(text))
+        return Score.from_total(total, num_tokens=len(ids), num_characters=characters)
 
     def _stream(self, request: Request) -> Iterator[str]:
         for piece in self._run(request, [], logprobs=None):

@@ -126,9 +126,24 @@ def test_bad_option_values_give_one_line_and_exit_2(checkpoint, option):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
 
 
-def test_a_prefix_with_unseen_characters_fails_in_one_line(checkpoint):
-    result = run(checkpoint, "--prefix", "Ω")
-    assert result.exit_code == 1 and "never seen" in result.output
+def test_a_prefix_with_unseen_characters_fails_in_one_line(checkpoint, tmp_path):
+    result = run(checkpoint, "--prefix", "“Hello,” she said — café Ωμέγα")
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        "Error: the prefix has 11 characters the model never saw (11 in all): ',' ×1, "
+        "'H' ×1, 'é' ×1, 'Ω' ×1, 'έ' ×1, 'α' ×1, 'γ' ×1, 'μ' ×1, '—' ×1, '“' ×1, '”' ×1; "
+        "use --unknown skip to drop them"
+    )
+    assert "ÿ" not in result.output and len(result.output.strip().splitlines()) == 1
+    prefix = tmp_path / "prefix.txt"
+    prefix.write_text("the fox Ω", encoding="utf-8")
+    result = run(checkpoint, "--prefix-file", prefix)
+    assert result.exit_code == 1
+    assert f"Error: {prefix} has 1 character the model never saw (1 in all): 'Ω' ×1;" in (
+        result.output
+    )
+    skipped = run(checkpoint, "--prefix-file", prefix, "--unknown", "skip", "--length", "5")
+    assert skipped.exit_code == 0 and skipped.output.startswith("the fox Ω")
 
 
 @pytest.mark.slow
@@ -150,7 +165,7 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     result = run(checkpoint, "--interactive", input=script + "\n")
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "temperature = 0.0" in out and "length = 12" in out
+    assert "temperature = 0\n" in out and "length = 12" in out
     continuations = [line for line in out.splitlines() if line.startswith("the ")]
     # greedy: the same prefix gets the same continuation; 12 tokens follow it
     assert len(continuations) == 2 and continuations[0] == continuations[1]
@@ -158,7 +173,10 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     assert "Error: /top-p 7: top_p must be in (0, 1]" in out
     assert "Error: /min-p 2: min_p must be in [0, 1], got 2.0" in out
     assert "unknown command /bogus" in out
-    assert "never seen" in out  # an error does not end the loop ...
+    assert (  # an error does not end the loop ...
+        "Error: the prefix has 1 character the model never saw (1 in all): 'Ω' ×1; "
+        "type /unknown skip to drop them" in out
+    )
     assert any(line.startswith("a") and len(line) == 1 + 12 for line in out.splitlines())
 
 
@@ -180,6 +198,26 @@ def test_prompt_commands_set_stop_strings_seeds_and_policies(checkpoint):
     script += ["/stop off", "/seed random", "/unknown default", "/unknown ignore", "/settings"]
     out = run(checkpoint, "--interactive", input="\n".join(script) + "\n").output
     first, second = out.split("  length = ")[1:]
-    assert "stop = ('x', '\\n')" in first and "seed = 5" in first and "unknown = 'skip'" in first
-    assert "stop = ()" in second and "seed = None" in second and "unknown = None" in second
+    assert 'stop = "x", "\\n"' in first and "seed = 5" in first and "unknown = skip" in first
+    assert "stop = none" in second and "seed = random" in second
+    assert "unknown = unk where the tokenizer has <unk>, else error" in second
     assert "Error: /unknown ignore: unknown must be one of error, skip, unk" in out
+
+
+@pytest.mark.slow
+def test_the_prompt_speaks_the_users_language(checkpoint):
+    script = ["/settings", "/temperature abc", "/top-k x", "/length 1.5", "/top-k 40"]
+    script += ["/temperature", "quit", "the "]
+    out = run(checkpoint, "--interactive", input="\n".join(script) + "\n").output
+    settings = out.split("  length = 500\n")[1]
+    assert "  top-k = no limit\n" in settings and "  top-p = 1\n" in settings
+    assert "  stop = none\n" in settings and "  seed = random\n" in settings
+    assert "None" not in out and "()" not in out and "could not convert" not in out
+    assert "Error: /temperature abc: not a number (e.g. /temperature 0.8)" in out
+    assert "Error: /top-k x: not a whole number (or off: no limit)" in out
+    assert "Error: /length 1.5: not a whole number (e.g. /length 500)" in out
+    assert "  top-k = 40\n" in out and "  temperature = 0.8\n" in out
+    assert "the " not in out.split("quit")[-1]  # `quit` ended the loop: no continuation
+    for word in ("exit", "/quit", "EXIT"):
+        result = run(checkpoint, "--interactive", input=f"{word}\nthe \n")
+        assert result.exit_code == 0 and "\nthe " not in result.output, word
