@@ -62,7 +62,8 @@ def train(book: Path, out: Path, budget: str, threads: int | None, quick: bool):
     command = [sys.executable, "-m", "charlm", "train", str(book), "--test-fraction",
                str(SPLITS.test_fraction), "--val-fraction", str(SPLITS.val_fraction),
                "--tokenizer-option", "unk=true", "--max-time", budget, "--out", str(out),
-               "--overwrite", "--no-cache", "--device", "cpu", *(QUICK_MODEL if quick else MODEL)]  # fmt: skip
+               "--overwrite", "--no-cache", "--device", "cpu"]  # fmt: skip
+    command += QUICK_MODEL if quick else MODEL
     command += ["--threads", str(threads)] if threads else []
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)

@@ -8,7 +8,7 @@ print(sampler.generate(prefix="It was", length=300, temperature=0.8, seed=1))
 from charlm._version import __version__
 from charlm.errors import CharlmError
 from charlm.models import ModelConfig
-from charlm.sampling import Sampler, Score, load
+from charlm.sampling import Sampler, SamplingOptions, Score, load
 from charlm.tokenizers import Tokenizer, register
 from charlm.training import DataOptions, RunSaver, TrainConfig, TrainedModel, train_book
 
@@ -20,6 +20,7 @@ __all__ = [
     "ModelConfig",
     "RunSaver",
     "Sampler",
+    "SamplingOptions",
     "Score",
     "Tokenizer",
     "TrainConfig",

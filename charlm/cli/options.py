@@ -80,9 +80,11 @@ def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any
         # Click shows a string default as given: both defaults in its own brackets.
         shown = spec.shown_default if field.default is None else _shown(field.default)
         settings["show_default"] = f"{shown}; {_shown(spec.examples)} with --examples"
-    elif field.default is None and spec.shown_default is not None:
-        # Click shows no default for None; say what None means, in Click's own format.
+    elif field.default in (None, ()) and spec.shown_default is not None:
+        # Click shows no default for None or (); say what it means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"
+    if spec.multiple:
+        settings["multiple"] = True
     if spec.metavar is not None and spec.parse is None:
         settings["metavar"] = spec.metavar
     return click.option(flag, field.name, default=field.default, **settings)

@@ -9,15 +9,15 @@ as they are complete: `stream` passes them on, `generate` and `samples` collect 
 streamed and collected text cannot differ.
 
 A model of examples (names, sentences) starts each sample at its start token and ends it at
-its end token: every sample is one example. A labelled one draws examples of a given `label`,
-scores a text given its label, and classifies texts by Bayes' rule (`classify`).
+its end token: every sample is one example. A labelled one draws examples of a given `label`
+(a sampling option), scores a text given its label, and classifies texts by Bayes' rule.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -36,7 +36,8 @@ from charlm.sampling.classify import (
     ranked,
 )
 from charlm.sampling.draft import Draft, Sample
-from charlm.sampling.request import Request, make_request
+from charlm.sampling.options import SamplingOptions
+from charlm.sampling.request import Request, call_options, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
 from charlm.sampling.strategies import Uniforms, choose
@@ -102,130 +103,53 @@ class Sampler:
     def generate(
         self,
         prefix: str = "",
-        length: int = 200,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        *,
-        top_k: int | None = None,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
-        stop: str | Sequence[str] = (),
-        num_samples: int = 1,
-        beam_width: int = 1,
-        unknown: str | None = None,
-        allow_unk: bool = False,
-        label: str | None = None,
+        *args: Any,
+        options: SamplingOptions | None = None,
+        **settings: Any,
     ) -> str | list[str]:
         """`prefix` followed by up to `length` new tokens; a list of `num_samples` texts if > 1.
 
-        See `samples` for the meaning of every option.
+        Takes the same options as `samples`.
         """
-        request = make_request(
-            prefix,
-            length,
-            temperature,
-            seed,
-            top_k,
-            top_p,
-            repetition_penalty,
-            stop,
-            num_samples,
-            beam_width,
-            unknown,
-            allow_unk,
-            label,
-        )
-        if num_samples == 1:
+        request = make_request(prefix, call_options("generate", args, options, settings))
+        if request.options.num_samples == 1:
             return prefix + "".join(self._stream(request))
         return [prefix + sample.text for sample in self._collect(request)]
 
     def stream(
         self,
         prefix: str = "",
-        length: int = 200,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        *,
-        top_k: int | None = None,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
-        stop: str | Sequence[str] = (),
-        beam_width: int = 1,
-        unknown: str | None = None,
-        allow_unk: bool = False,
-        label: str | None = None,
+        *args: Any,
+        options: SamplingOptions | None = None,
+        **settings: Any,
     ) -> Iterator[str]:
         """The new text only, piece by piece as soon as each piece is complete.
 
-        A piece is never half a character nor any part of a stop string. With the same seed
-        the pieces join to exactly the text `generate` returns after the prefix.
+        Takes the same options as `samples`, for one sample. A piece is never half a character
+        nor any part of a stop string. With the same seed the pieces join to exactly the text
+        `generate` returns after the prefix.
         """
-        request = make_request(
-            prefix,
-            length,
-            temperature,
-            seed,
-            top_k,
-            top_p,
-            repetition_penalty,
-            stop,
-            1,
-            beam_width,
-            unknown,
-            allow_unk,
-            label,
-        )
+        request = make_request(prefix, call_options("stream", args, options, settings))
+        if request.options.num_samples != 1:
+            raise ConfigError("stream() draws one sample; samples() draws num_samples at once")
         return self._stream(request)
 
     def samples(
         self,
         prefix: str = "",
-        length: int = 200,
-        temperature: float = 1.0,
-        seed: int | None = None,
-        *,
-        top_k: int | None = None,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
-        stop: str | Sequence[str] = (),
-        num_samples: int = 1,
-        beam_width: int = 1,
-        unknown: str | None = None,
-        allow_unk: bool = False,
-        label: str | None = None,
+        *args: Any,
+        options: SamplingOptions | None = None,
+        **settings: Any,
     ) -> list[Sample]:
         """`num_samples` continuations of `prefix`, drawn together in one batch.
 
-        length: the most new tokens per sample (a stop string may end one sooner).
-        temperature, top_k, top_p, repetition_penalty: see `SamplingOptions`.
-        stop: a string or strings that end a sample where they appear (cut off, not included).
-        seed: sample i uses seed + i, so each sample can be reproduced on its own; None picks
-            a random seed (reported in `Sample.seed`).
-        beam_width: > 1 runs beam search instead of sampling: the most probable continuations
-            of exactly `length` tokens (the best `num_samples` of the beams, which must be at
-            most `beam_width`). Beam search is deterministic and ignores temperature and seed.
-        unknown: what to do with prefix pieces outside the vocabulary: "error", "skip" or
-            "unk" (default: the tokenizer's own rule: <unk> where it has one, else an error).
-        allow_unk: let the sampler draw <unk>; other special tokens are never drawn.
-        label: the label of the text to draw, for a labelled model (see `labels`); with a
-            model of examples every sample is one example, ended by the model's end token.
+        The options are the fields of `SamplingOptions`, which says what each one does. They
+        come as `options=`, as keywords (`length=300, top_k=40, seed=1`, which change
+        `options` when both are given), or as `length`, `temperature` and `seed` by position
+        after the prefix. Sample i uses seed + i, so it can be reproduced alone; with beam
+        search (`beam_width` > 1) the samples are the best `num_samples` beams.
         """
-        request = make_request(
-            prefix,
-            length,
-            temperature,
-            seed,
-            top_k,
-            top_p,
-            repetition_penalty,
-            stop,
-            num_samples,
-            beam_width,
-            unknown,
-            allow_unk,
-            label,
-        )
-        return self._collect(request)
+        return self._collect(make_request(prefix, call_options("samples", args, options, settings)))
 
     @torch.inference_mode()
     def score(
@@ -328,9 +252,10 @@ class Sampler:
     @torch.inference_mode()
     def _run(self, request: Request, out: list[Sample], with_log_probs: bool) -> Iterator[Piece]:
         """Yield the text of every sample as it is drawn; append the finished samples to `out`."""
-        prime_ids, context_ids = self._encode_prefix(request.prefix, request.unknown)
-        banned = self.tokenizer.banned_ids(request.allow_unk)
-        labels = self._label_tensor(request.label)
+        options = request.options
+        prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
+        banned = self.tokenizer.banned_ids(options.allow_unk)
+        labels = self._label_tensor(options.label)
 
         def advance(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
             logits, state = self._step(tokens, state, labels)
@@ -338,7 +263,7 @@ class Sampler:
 
         logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
         logits = _mask(logits, banned)
-        if request.beam_width > 1:
+        if options.beam_width > 1:
             if self.end_id is not None:
                 raise ConfigError(
                     "beam search draws exactly --length tokens, but a model of examples ends "
@@ -346,19 +271,18 @@ class Sampler:
                 )
             yield from self._run_beam(request, context_ids, logits, state, advance, out)
             return
-        rows = request.num_samples
+        rows = options.num_samples
         if rows > 1:
             logits = logits.expand(rows, -1)
             state = select_rows(state, torch.zeros(rows, dtype=torch.long, device=self.device))
-        options = request.options
-        seeds = [request.seed + row for row in range(rows)]
+        seeds = [options.seed + row for row in range(rows)]
         uniforms = None if options.greedy else Uniforms(seeds, self.device)
         seen = self._seen(context_ids, rows) if options.repetition_penalty != 1.0 else None
         drafts = [
-            Draft(self.tokenizer.stream_decoder(context_ids), request.stop) for _ in range(rows)
+            Draft(self.tokenizer.stream_decoder(context_ids), options.stop) for _ in range(rows)
         ]
         unfinished = rows
-        for step in range(request.length):
+        for step in range(options.length):
             tokens = choose(logits, options, _next_or_none(uniforms), seen)  # (rows,)
             drawn = _checked_ids(tokens.tolist(), logits.shape[-1])
             log_probs = _token_log_probs(logits, tokens) if with_log_probs else [None] * rows
@@ -376,7 +300,7 @@ class Sampler:
                     yield Piece(row, piece)
                 if draft.finished:
                     unfinished -= 1
-            if unfinished == 0 or step + 1 == request.length:
+            if unfinished == 0 or step + 1 == options.length:
                 break
             logits, state = advance(tokens, state)
         for row, draft in enumerate(drafts):
@@ -396,8 +320,9 @@ class Sampler:
         step: StepFn,
         out: list[Sample],
     ) -> Iterator[Piece]:
-        beams = beam_search(step, logits, state, request.length, request.beam_width)
-        for row, beam in enumerate(beams[: request.num_samples]):
+        options = request.options
+        beams = beam_search(step, logits, state, options.length, options.beam_width)
+        for row, beam in enumerate(beams[: options.num_samples]):
             decoder = self.tokenizer.stream_decoder(context_ids)
             text = "".join(decoder.feed(beam.token_ids)) + decoder.flush()
             if text:
@@ -462,7 +387,9 @@ class Sampler:
 
     def _seen(self, context_ids: list[int], rows: int) -> torch.Tensor:
         """(rows, vocab) mask of the tokens the repetition penalty applies to, from the prefix."""
-        seen = torch.zeros(rows, self.tokenizer.vocab_size, device=self.device)
+        # A model of examples scores one token more than its tokenizer has: the end token.
+        vocab = self.tokenizer.vocab_size + (self.end_id is not None)
+        seen = torch.zeros(rows, vocab, device=self.device)
         if context_ids:
             seen[:, torch.as_tensor(context_ids, device=self.device)] = 1.0
         return seen

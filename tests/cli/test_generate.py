@@ -5,7 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
+import charlm
 from charlm.cli import cli
+from charlm.options import flag_name, option_fields
+from charlm.sampling import SamplingOptions
 from tests.conftest import TINY_TEXT
 from tests.tiny_models import save_tiny_checkpoint
 
@@ -90,9 +93,22 @@ def test_beam_width_prints_the_best_continuation_with_its_log_probability(checkp
     assert result.exit_code == 2 and "beam_width" in result.output
 
 
+def test_min_p_reaches_the_sampler(checkpoint):
+    # min-p 1 keeps only the most likely token: sampling at any seed is then greedy decoding.
+    base = [checkpoint, "--prefix", "the ", "--length", "40", "--temperature", "1"]
+    greedy = run(*base, "--temperature", "0").output
+    for seed in ("1", "2"):
+        assert run(*base, "--min-p", "1", "--seed", seed).output == greedy
+    assert run(*base, "--min-p", "0.01", "--seed", "1").output != greedy
+
+
 @pytest.mark.parametrize(
     "option",
     [
+        ["--min-p", "1.5"],
+        ["--min-p", "-0.1"],
+        ["--min-p", "nan"],
+        ["--beam-width", "2", "--min-p", "0.1"],
         ["--temperature", "-1"],
         ["--top-p", "0"],
         ["--top-p", "1.5"],
@@ -124,6 +140,7 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
             "the ",
             "the ",
             "/top-p 7",
+            "/min-p 2",
             "/bogus 1",
             "/settings",
             "Ω",
@@ -139,6 +156,30 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     assert len(continuations) == 2 and continuations[0] == continuations[1]
     assert len(continuations[0]) == len("the ") + 12
     assert "Error: /top-p 7: top_p must be in (0, 1]" in out
+    assert "Error: /min-p 2: min_p must be in [0, 1], got 2.0" in out
     assert "unknown command /bogus" in out
     assert "never seen" in out  # an error does not end the loop ...
     assert any(line.startswith("a") and len(line) == 1 + 12 for line in out.splitlines())
+
+
+def test_the_command_line_and_python_share_their_defaults(checkpoint):
+    result = run(checkpoint, "--prefix", "the ", "--seed", "4")
+    assert result.exit_code == 0, result.output
+    assert result.output == charlm.load(checkpoint, device="cpu").generate("the ", seed=4) + "\n"
+
+
+def test_the_prompt_has_a_command_for_every_option_and_explains_it(checkpoint):
+    out = run(checkpoint, "--interactive", input="/help\n").output
+    for field, spec in option_fields(SamplingOptions):
+        assert f"/{flag_name(field, spec)[2:]} " in out
+    assert "(a /stop string" in out  # the option's own help, read as a command
+
+
+def test_prompt_commands_set_stop_strings_seeds_and_policies(checkpoint):
+    script = ["/stop x", "/stop \\n", "/seed 5", "/unknown skip", "/settings"]
+    script += ["/stop off", "/seed random", "/unknown default", "/unknown ignore", "/settings"]
+    out = run(checkpoint, "--interactive", input="\n".join(script) + "\n").output
+    first, second = out.split("  length = ")[1:]
+    assert "stop = ('x', '\\n')" in first and "seed = 5" in first and "unknown = 'skip'" in first
+    assert "stop = ()" in second and "seed = None" in second and "unknown = None" in second
+    assert "Error: /unknown ignore: unknown must be one of error, skip, unk" in out
