@@ -106,8 +106,9 @@ def generate(
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
     sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl)
-    try:
-        sampler.check_label(options.label)
+    try:  # at the prompt a missing label can still be set with /label
+        if options.label is not None or not interactive:
+            sampler.check_label(options.label)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     if interactive:
