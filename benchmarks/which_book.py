@@ -2,7 +2,7 @@
 predicts it best, in bits per character (`charlm classify --models`), against character
 5-gram models of the same books (benchmarks/ngram.py).
 
-    python -m benchmarks.which_book            # seven books, a 2-minute model each
+    python -m benchmarks.which_book            # seven books, a 5-minute model each
     python -m benchmarks.which_book --quick    # two books, seconds each: a smoke run
 
 The seven English books of ../shared/corpora: five from Project Gutenberg, The Time Machine
@@ -10,7 +10,7 @@ and Tiny Shakespeare. Each is read as `charlm train` reads it (Gutenberg boilerp
 and its last 10% is held out; each model is trained on the rest with
 
     charlm train BOOK --test-fraction 0.1 --val-fraction 0.02 --tokenizer-option unk=true
-        --hidden 256 --layers 1 --max-time 2m
+        --hidden 256 --layers 1 --max-time 5m
 
 (`unk=true` gives every model an <unk> token, so a character that one book never uses can be
 scored, at the tiny probability the model learned for <unk>, instead of failing). The
@@ -76,7 +76,7 @@ def accuracy(predicted: list[int], truth: list[int]) -> float:
     return float(np.mean(np.array(predicted) == np.array(truth)))
 
 
-def run_all(quick: bool, threads: int | None, work: Path) -> dict[str, Any]:
+def run_all(quick: bool, threads: int | None, work: Path, minutes: float) -> dict[str, Any]:
     books = dict(list(BOOKS.items())[:2]) if quick else BOOKS
     count = 5 if quick else PASSAGES
     texts, held_out, truth = {}, [], []
@@ -97,9 +97,8 @@ def run_all(quick: bool, threads: int | None, work: Path) -> dict[str, Any]:
     ngram_guess = [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in held_out]
     walls = {}
     for name, relative in books.items():
-        walls[name] = train(
-            CORPORA / relative, work / name, "5s" if quick else "2m", threads, quick
-        )
+        budget = "5s" if quick else f"{minutes:g}m"
+        walls[name] = train(CORPORA / relative, work / name, budget, threads, quick)
     samplers = [load(work / name, device="cpu") for name in names]
     bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in held_out])
     ranked = by_bits_per_character(held_out, bits, names)
@@ -119,6 +118,7 @@ def run_all(quick: bool, threads: int | None, work: Path) -> dict[str, Any]:
     }
     return {
         "quick": quick,
+        "minutes_per_book": minutes,
         "passages": len(held_out),
         "passage_characters": PASSAGE,
         "lm_accuracy": accuracy(lm_guess, truth),
@@ -132,16 +132,19 @@ def run_all(quick: bool, threads: int | None, work: Path) -> dict[str, Any]:
 @click.option("--quick", is_flag=True, help="Two books, seconds of training (for CI).")
 @click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
 @click.option(
+    "--minutes", type=float, default=5.0, show_default=True, help="Training time per book."
+)
+@click.option(
     "--work",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Keep the splits and models in this directory.  [default: a temporary one]",
 )
 @results_option(RESULTS_DIR / "which_book.json")
-def main(quick: bool, threads: int | None, work: Path | None, out: Path) -> None:
+def main(quick: bool, threads: int | None, minutes: float, work: Path | None, out: Path) -> None:
     """Which book is a 200-character passage from: book models against 5-gram models."""
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_all(quick, threads, work or Path(tmp))
+        results = run_all(quick, threads, work or Path(tmp), minutes)
     print_table(
         ["book", "LM correct", "5-gram correct", "LM bits/char", "train wall s"],
         [
