@@ -58,17 +58,24 @@ def passages(text: str, count: int) -> list[str]:
     return [tail[s : s + PASSAGE] for s in starts]
 
 
-def train(book: Path, out: Path, budget: str, threads: int | None, quick: bool):
-    command = [sys.executable, "-m", "charlm", "train", str(book), "--test-fraction",
+def train(
+    books: list[Path], out: Path, budget: str, threads: int | None, quick: bool,
+    init_from: Path | None = None,
+) -> float:  # fmt: skip
+    """`charlm train` on `books` (a new model, or fine-tuning `init_from`); its wall time."""
+    command = [sys.executable, "-m", "charlm", "train", *map(str, books), "--test-fraction",
                str(SPLITS.test_fraction), "--val-fraction", str(SPLITS.val_fraction),
-               "--tokenizer-option", "unk=true", "--max-time", budget, "--out", str(out),
-               "--overwrite", "--no-cache", "--device", "cpu"]  # fmt: skip
-    command += QUICK_MODEL if quick else MODEL
+               "--max-time", budget, "--out", str(out), "--overwrite", "--no-cache",
+               "--device", "cpu"]  # fmt: skip
+    if init_from is None:
+        command += ["--tokenizer-option", "unk=true", *(QUICK_MODEL if quick else MODEL)]
+    else:  # the model, its tokenizer and their settings are init_from's
+        command += ["--init-from", str(init_from)]
     command += ["--threads", str(threads)] if threads else []
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise click.ClickException(f"{book.name}: charlm train failed: {done.stderr[-500:]}")
+        raise click.ClickException(f"{out.name}: charlm train failed: {done.stderr[-500:]}")
     return time.perf_counter() - started
 
 
@@ -76,7 +83,9 @@ def accuracy(predicted: list[int], truth: list[int]) -> float:
     return float(np.mean(np.array(predicted) == np.array(truth)))
 
 
-def run_all(quick: bool, threads: int | None, work: Path, minutes: float) -> dict[str, Any]:
+def run_all(
+    quick: bool, threads: int | None, work: Path, minutes: float, shared_minutes: float
+) -> dict[str, Any]:
     books = dict(list(BOOKS.items())[:2]) if quick else BOOKS
     count = 5 if quick else PASSAGES
     texts, held_out, truth = {}, [], []
@@ -95,10 +104,14 @@ def run_all(quick: bool, threads: int | None, work: Path, minutes: float) -> dic
         ngrams.append(CharNgram(5, examples=False).fit([texts[name][:train_end]]))
     ngram_seconds = time.perf_counter() - started
     ngram_guess = [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in held_out]
-    walls = {}
+    walls, shared = {}, None
+    if shared_minutes:  # one model of all the books first, each book's fine-tuned from it
+        shared = work / "shared"
+        paths = [CORPORA / relative for relative in books.values()]
+        walls["shared"] = train(paths, shared, f"{shared_minutes:g}m", threads, quick)
     for name, relative in books.items():
         budget = "5s" if quick else f"{minutes:g}m"
-        walls[name] = train(CORPORA / relative, work / name, budget, threads, quick)
+        walls[name] = train([CORPORA / relative], work / name, budget, threads, quick, shared)
     samplers = [load(work / name, device="cpu") for name in names]
     bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in held_out])
     ranked = by_bits_per_character(held_out, bits, names)
@@ -119,6 +132,8 @@ def run_all(quick: bool, threads: int | None, work: Path, minutes: float) -> dic
     return {
         "quick": quick,
         "minutes_per_book": minutes,
+        "shared_minutes": shared_minutes,
+        "shared_wall_seconds": walls.get("shared"),
         "passages": len(held_out),
         "passage_characters": PASSAGE,
         "lm_accuracy": accuracy(lm_guess, truth),
@@ -135,16 +150,31 @@ def run_all(quick: bool, threads: int | None, work: Path, minutes: float) -> dic
     "--minutes", type=float, default=5.0, show_default=True, help="Training time per book."
 )
 @click.option(
+    "--shared-minutes",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="First train one model on all the books this long, then fine-tune a copy on each "
+    "book (--init-from) for --minutes; 0: each book's model from scratch.",
+)
+@click.option(
     "--work",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Keep the splits and models in this directory.  [default: a temporary one]",
 )
 @results_option(RESULTS_DIR / "which_book.json")
-def main(quick: bool, threads: int | None, minutes: float, work: Path | None, out: Path) -> None:
+def main(
+    quick: bool,
+    threads: int | None,
+    minutes: float,
+    shared_minutes: float,
+    work: Path | None,
+    out: Path,
+) -> None:
     """Which book is a 200-character passage from: book models against 5-gram models."""
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_all(quick, threads, work or Path(tmp), minutes)
+        results = run_all(quick, threads, work or Path(tmp), minutes, shared_minutes)
     print_table(
         ["book", "LM correct", "5-gram correct", "LM bits/char", "train wall s"],
         [
