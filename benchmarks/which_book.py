@@ -10,11 +10,15 @@ and Tiny Shakespeare. Each is read as `charlm train` reads it (Gutenberg boilerp
 and its last 10% is held out; each model is trained on the rest with
 
     charlm train BOOK --test-fraction 0.1 --val-fraction 0.02 --tokenizer-option unk=true
-        --hidden 256 --layers 1 --max-time 5m
+        --hidden 256 --embed 32 --layers 1 --output-dropout 0.2 --max-time 5m
 
 (`unk=true` gives every model an <unk> token, so a character that one book never uses can be
-scored, at the tiny probability the model learned for <unk>, instead of failing). The
-passages are 50 stretches of 200 characters from each book's held-out tail, evenly spaced.
+scored, at the tiny probability the model learned for <unk>, instead of failing); each book's
+best model on its validation text is the one compared. With `--shared-minutes M`, one model is
+first trained on all seven books (their held-out tails excepted) for M minutes, and each
+book's model is that one fine-tuned on the book (`--init-from`) for `--minutes`: all start
+from the same English, so they differ by what is particular to their book. The passages are
+50 stretches of 200 characters from each book's held-out tail, evenly spaced.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ BOOKS = {
 SPLITS = SplitConfig(val_fraction=0.02, test_fraction=0.1)
 PASSAGE = 200
 PASSAGES = 50
-MODEL = ["--hidden", "256", "--embed", "32", "--layers", "1", "--dropout", "0"]
+MODEL = ["--hidden", "256", "--embed", "32", "--layers", "1", "--output-dropout", "0.2"]
 QUICK_MODEL = ["--hidden", "32", "--embed", "8", "--layers", "1", "--batch-size", "8"]
 
 
@@ -77,6 +81,10 @@ def train(
     if done.returncode != 0:
         raise click.ClickException(f"{out.name}: charlm train failed: {done.stderr[-500:]}")
     return time.perf_counter() - started
+
+
+def _best(checkpoint: Path) -> Path:
+    return checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
 
 
 def accuracy(predicted: list[int], truth: list[int]) -> float:
@@ -112,7 +120,8 @@ def run_all(
     for name, relative in books.items():
         budget = "5s" if quick else f"{minutes:g}m"
         walls[name] = train([CORPORA / relative], work / name, budget, threads, quick, shared)
-    samplers = [load(work / name, device="cpu") for name in names]
+    # Each book's best model on its validation text (the last one may have begun to overfit).
+    samplers = [load(_best(work / name), device="cpu") for name in names]
     bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in held_out])
     ranked = by_bits_per_character(held_out, bits, names)
     lm_guess = [names.index(r.label) for r in ranked]
