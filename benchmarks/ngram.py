@@ -99,6 +99,8 @@ class NaiveBayes:
         """log p(text | label) for every label, in the order of `labels`."""
         return [model.log_prob(text) for model in self.models]
 
-    def predict(self, text: str) -> str:
-        joint = [ll + lp for ll, lp in zip(self.log_likelihoods(text), self.log_prior)]
+    def predict(self, text: str, prior: str = "learned") -> str:
+        """The most probable label, with the training shares as p(label) or equal ones."""
+        log_prior = self.log_prior if prior == "learned" else [0.0] * len(self.labels)
+        joint = [ll + lp for ll, lp in zip(self.log_likelihoods(text), log_prior)]
         return self.labels[max(range(len(joint)), key=joint.__getitem__)]

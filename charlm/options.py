@@ -39,6 +39,8 @@ class Option:
     negatable: bool = False  # a boolean with both --flag and --no-flag
     inverted: bool = False  # a boolean given as its negation (--no-cache sets use_cache False)
     path: str | None = None  # "file", "dir" or "any": the value is a path to one
+    group: str | None = None  # the heading --help lists it under; default: its config's
+    multiple: bool = False  # a tuple of values, the option repeatable
     examples: Any = SAME  # the default for runs on short examples (`--examples`), if different
 
 

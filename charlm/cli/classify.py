@@ -78,8 +78,10 @@ def classify(
     unknown: str | None,
     device: str,
 ) -> None:
-    """The most probable labels of each TEXT under CHECKPOINT, a model trained on labelled
-    examples: p(label | text) ∝ p(text | label) · p(label), best first.
+    """Label each TEXT by Bayes' rule under a labelled CHECKPOINT, or find a passage's book.
+
+    The labels of each TEXT under CHECKPOINT, a model trained on labelled examples, are listed
+    best first: p(label | text) ∝ p(text | label) · p(label).
 
         charlm classify checkpoints/names Hinton Dostoevsky --top-k 3
 

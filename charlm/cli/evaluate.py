@@ -9,13 +9,20 @@ from typing import Any
 import click
 
 from charlm.checkpoint import read_config
-from charlm.cli import cli, stderr_console
+from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
 from charlm.cli.options import config_options, config_values
 from charlm.corpus import read_book
 from charlm.data import PRIORS, DataOptions, read_example_set
 from charlm.device import DEVICE_CHOICES
-from charlm.errors import CharlmError
-from charlm.sampling import ExampleEvaluation, Sampler, evaluate_examples, load, plot_confusion
+from charlm.errors import CharlmError, UnknownTokenError
+from charlm.sampling import (
+    ExampleEvaluation,
+    Sampler,
+    Score,
+    evaluate_examples,
+    load,
+    plot_confusion,
+)
 from charlm.tokenizers import UNKNOWN_POLICIES
 
 COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
@@ -23,10 +30,7 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.argument(
-    "files", nargs=-1, required=True, metavar="FILE...", type=click.Path(path_type=Path)
-)
+@click.argument("paths", nargs=-1, required=True, metavar="[CHECKPOINT] FILE...")
 @config_options(DataOptions, only=EXAMPLE_FORMAT)
 @click.option(
     "--prior",
@@ -44,10 +48,10 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
 )
 @click.option(
     "--unknown",
-    type=click.Choice(UNKNOWN_POLICIES),
+    type=click.Choice(UNKNOWN_POLICIES, case_sensitive=False),
     default=None,
-    help="Examples: characters the model never saw: fail, skip them or map them to <unk>.  "
-    "[default: unk where the tokenizer has <unk>, else error]",
+    help="Pieces of a file the vocabulary lacks: fail naming them, skip them (not scored) "
+    "or score them as <unk>.  [default: unk where the tokenizer has <unk>, else error]",
 )
 @click.option(
     "--json",
@@ -64,8 +68,7 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
     help="auto uses a CUDA GPU when there is one.",
 )
 def evaluate(
-    checkpoint: Path,
-    files: tuple[Path, ...],
+    paths: tuple[str, ...],
     prior: str,
     plot: Path | None,
     unknown: str | None,
@@ -75,10 +78,12 @@ def evaluate(
 ) -> None:
     """Score each FILE with CHECKPOINT: cross-entropy, perplexity and bits per character.
 
+    CHECKPOINT defaults to the most recently trained one under ./checkpoints.
     Cross-entropy is in nats per token and perplexity is per token; bits per character divide
     the whole loss by the characters of the file, so models with different tokenizers can be
     compared on the same text. The model reads each file from start to end, its state carried
-    throughout.
+    throughout. A file that cannot be scored (characters the model never saw) is reported in
+    its row and the others are still scored.
 
     With a model of examples, FILE... hold examples, read as --labels and --examples say (by
     default as the model's training data was read). A labelled model classifies labelled
@@ -87,18 +92,53 @@ def evaluate(
     --plot draws the confusion matrix.
     """
     data = DataOptions(**config_values(DataOptions, options))
+    checkpoint, files = _split_arguments(paths)
+    checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device)
-    if sampler.end_id is None:
-        if data.example_unit is not None:
-            raise click.UsageError(
-                f"{checkpoint} is a model of continuous text; --labels / --examples apply to "
-                "models trained on examples"
-            )
-        _evaluate_books(sampler, files, as_json)
+    if sampler.end_id is not None:
+        _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)
         return
+    if data.example_unit is not None:
+        raise click.UsageError(
+            f"{checkpoint} is a model of continuous text; --labels / --examples apply to "
+            "models trained on examples"
+        )
+    _evaluate_books(sampler, files, unknown, as_json)
+
+
+def _evaluate_books(
+    sampler: Sampler, files: list[Path], unknown: str | None, as_json: bool
+) -> None:
+    texts = [(path, read_book(path).text) for path in files]  # all readable before any work
+    if len(texts) == 1:  # one file: its problem is the whole answer
+        path, text = texts[0]
+        rows = [(str(path), _score_one(sampler, path, text, unknown))]
+        _print(rows, as_json)
+        return
+    rows = [(str(path), _score_or_problem(sampler, path, text, unknown)) for path, text in texts]
+    _print(rows, as_json)
+    problems = [problem for _, problem in rows if isinstance(problem, CharlmError)]
+    if problems:
+        unseen = next((p for p in problems if isinstance(p, UnknownTokenError)), None)
+        advice = "; " + unseen.advice(UNKNOWN_ADVICE) if unseen and unseen.summary else ""
+        raise click.ClickException(
+            f"{len(problems)} of {len(rows)} files could not be scored (see their rows){advice}"
+        )
+
+
+def _evaluate_examples(
+    sampler: Sampler,
+    checkpoint: Path,
+    files: list[Path],
+    data: DataOptions,
+    prior: str,
+    plot: Path | None,
+    unknown: str | None,
+    as_json: bool,
+) -> None:
     if data.example_unit is None:
         data = _training_format(checkpoint, data)
-    examples = read_example_set(list(files), data)
+    examples = read_example_set(files, data)
     evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
     if as_json:
         click.echo(json.dumps(evaluation.to_dict(), ensure_ascii=False))
@@ -128,23 +168,44 @@ def _training_format(checkpoint: Path, data: DataOptions) -> DataOptions:
     return found
 
 
-def _evaluate_books(sampler: Sampler, files: tuple[Path, ...], as_json: bool) -> None:
-    texts = [(path, read_book(path).text) for path in files]  # all readable before any work
-    rows = []
-    for path, text in texts:
-        score = sampler.score(text)
-        if as_json:
-            click.echo(json.dumps({"file": str(path), **score.to_dict()}))
-        else:
-            rows.append((str(path), score))
-    if rows:
-        _print_table(rows)
+def _split_arguments(paths: tuple[str, ...]) -> tuple[Path | None, list[Path]]:
+    """(CHECKPOINT or None, FILEs). The first argument is the checkpoint when it is a
+    directory, or a path that does not exist with FILEs after it (so that the error is
+    about it); a first argument that is a file means "the latest checkpoint"."""
+    first, *rest = (Path(p) for p in paths)
+    if first.is_dir() or (rest and not first.exists()):
+        if not rest:
+            raise click.UsageError(f"missing FILE to score with {first}")
+        return first, rest
+    return None, [first, *rest]
 
 
-def _print_table(rows: list) -> None:
+def _score_one(sampler, path: Path, text: str, unknown: str | None) -> Score:
+    try:
+        return sampler.score(text, unknown=unknown)
+    except UnknownTokenError as exc:
+        raise click.ClickException(exc.describe(str(path), UNKNOWN_ADVICE)) from exc
+
+
+def _score_or_problem(sampler, path: Path, text: str, unknown: str | None) -> Score | CharlmError:
+    try:
+        return sampler.score(text, unknown=unknown)
+    except CharlmError as exc:
+        return exc
+
+
+def _print(rows: list[tuple[str, Score | CharlmError]], as_json: bool) -> None:
+    if as_json:
+        for name, score in rows:
+            record = score.to_dict() if isinstance(score, Score) else {"error": _problem(score)}
+            click.echo(json.dumps({"file": name, **record}, ensure_ascii=False))
+        return
     name_width = max(len("file"), *(len(name) for name, _ in rows))
     click.echo(f"{'file':<{name_width}}  " + "  ".join(f"{c:>13}" for c in COLUMNS))
     for name, s in rows:
+        if not isinstance(s, Score):
+            click.echo(f"{name:<{name_width}}  not scored: {_problem(s)}")
+            continue
         cells = (
             f"{s.num_tokens:>13,}",
             f"{s.num_characters:>13,}",
@@ -153,6 +214,13 @@ def _print_table(rows: list) -> None:
             f"{s.bits_per_character:>13.4f}",
         )
         click.echo(f"{name:<{name_width}}  " + "  ".join(cells))
+
+
+def _problem(error: CharlmError) -> str:
+    """What went wrong with one file, without the advice the final line gives once."""
+    if isinstance(error, UnknownTokenError) and error.summary:
+        return error.summary
+    return str(error)
 
 
 def _print_evaluation(evaluation: ExampleEvaluation) -> None:

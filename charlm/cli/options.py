@@ -31,13 +31,52 @@ class Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class GroupedOption(click.Option):
+    """An option that `--help` lists under the heading `group`."""
+
+    def __init__(self, *args: Any, group: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose `--help` lists its options under headings, in the order first met.
+
+    Options without a group (such as --help) come last, under "Other options".
+    """
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        others = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is None:
+                continue
+            group = getattr(param, "group", None)
+            (groups.setdefault(group, []) if group else others).append(record)
+        if others:
+            groups["Other options"] = others
+        for heading, records in groups.items():
+            with formatter.section(heading):
+                formatter.write_dl(records)
+
+
+def grouped(group: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    """`click.option(*args, **kwargs)` listed under `group` by a GroupedCommand."""
+    return click.option(*args, cls=GroupedOption, group=group, **kwargs)
+
+
 def config_options(
-    config: type, *, exclude: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+    config: type,
+    *,
+    group: str | None = None,
+    exclude: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> Callable[[Any], Any]:
     """A decorator adding an option for each option field of `config` (in field order), or
-    for the fields named in `only`."""
+    for the fields named in `only`, under the heading of the field's group, else `group`."""
     made = [
-        _click_option(field, spec)
+        _click_option(field, spec, group)
         for field, spec in option_fields(config)
         if field.name not in exclude and (only is None or field.name in only)
     ]
@@ -65,9 +104,14 @@ def param_name(field: dataclasses.Field, spec: Option) -> str:
     return flag_name(field, spec)[2:].replace("-", "_") if spec.inverted else field.name
 
 
-def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any]:
+def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> Callable:
     flag = flag_name(field, spec)
-    settings: dict[str, Any] = {"help": spec.help, "show_default": True}
+    settings: dict[str, Any] = {
+        "help": spec.help,
+        "show_default": True,
+        "cls": GroupedOption,
+        "group": spec.group or group,
+    }
     if spec.inverted:
         return click.option(flag, param_name(field, spec), is_flag=True, default=False, **settings)
     if spec.negatable:
@@ -80,9 +124,11 @@ def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any
         # Click shows a string default as given: both defaults in its own brackets.
         shown = spec.shown_default if field.default is None else _shown(field.default)
         settings["show_default"] = f"{shown}; {_shown(spec.examples)} with --examples"
-    elif field.default is None and spec.shown_default is not None:
-        # Click shows no default for None; say what None means, in Click's own format.
+    elif field.default in (None, ()) and spec.shown_default is not None:
+        # Click shows no default for None or (); say what it means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"
+    if spec.multiple:
+        settings["multiple"] = True
     if spec.metavar is not None and spec.parse is None:
         settings["metavar"] = spec.metavar
     return click.option(flag, field.name, default=field.default, **settings)
@@ -94,7 +140,7 @@ def _shown(value: Any) -> str:
 
 def _click_type(field: dataclasses.Field, spec: Option) -> click.ParamType:
     if spec.choices is not None:
-        return click.Choice(list(spec.choices))
+        return click.Choice(list(spec.choices), case_sensitive=False)  # --model LSTM is lstm
     if spec.parse is not None:
         return Parsed(spec.parse, spec.metavar or "TEXT")
     if spec.path is not None:

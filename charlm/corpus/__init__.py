@@ -6,6 +6,7 @@ gutenberg.py   the Project Gutenberg header and footer
 inputs.py      what the user named → the files to read
 splits.py      train / validation / test regions of each book, and of example sets
 examples.py    short examples (names, sentences), labelled by file, directory or table column
+tables.py      .tsv, .csv and .jsonl rows of labelled examples
 catalog.py     corpora/catalog.toml: downloadable public-domain books
 download.py    fetching a catalogue book, verified and atomic
 """

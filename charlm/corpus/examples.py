@@ -16,9 +16,6 @@ endings normalised exactly as for books.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -30,10 +27,10 @@ from charlm.errors import ConfigError, CorpusError
 
 from .inputs import resolve_inputs
 from .reading import Book, read_book
+from .tables import TABLE_FORMATS, table_rows
 
 LABEL_SOURCES = ("files", "dirs", "table")
 EXAMPLE_UNITS = ("lines", "files")
-TABLE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
 
 
 @dataclass
@@ -150,10 +147,10 @@ def read_examples(
     check_format(labels, examples)
     unit = examples or "lines"
     read = _Reader(encoding, keep_boilerplate)
+    columns = (text_column, label_column)
     if labels == "table":
-        found = [read.table(path, text_column, label_column) for path in _table_files(specs)]
-        texts = [t for part in found for t in part[0]]
-        tags = [lab for part in found for lab in part[1]]
+        rows = [row for path in _table_files(specs) for row in read.table(path, *columns)]
+        texts, tags = [text for text, _ in rows], [label for _, label in rows]
         return _checked(ExampleSet(texts, tags, read.described, "rows"))
     if labels == "dirs":
         groups = [(path.name, _files_in(path)) for path in _label_dirs(specs)]
@@ -216,64 +213,11 @@ class _Reader:
             return [text.strip()] if text.strip() else []
         return [line.strip() for line in text.split("\n") if line.strip()]
 
-    def table(self, path: Path, text_column: str, label_column: str) -> tuple[list, list]:
-        kind = TABLE_FORMATS.get(path.suffix.lower())
-        if kind is None:
-            raise CorpusError(
-                f"{path}: --labels table reads .tsv, .csv and .jsonl files, not "
-                f"{path.suffix or 'files without an extension'}"
-            )
+    def table(self, path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
         # A table is data, not a book: no Project Gutenberg header can be in it.
         book = read_book(path, encoding=self.encoding, keep_boilerplate=True)
         self.described.append(book.describe())
-        rows = _json_rows(book.text, path) if kind == "jsonl" else _csv_rows(book.text, kind)
-        texts, labels = [], []
-        for number, row in rows:
-            text = _cell(row, text_column, path, number)
-            label = _cell(row, label_column, path, number)
-            if not label:
-                raise CorpusError(f"{path}, row {number}: the {label_column!r} column is empty")
-            if text:
-                texts.append(text)
-                labels.append(label)
-        return texts, labels
-
-
-def _csv_rows(text: str, kind: str) -> list[tuple[int, dict[str, Any]]]:
-    # Tab-separated files are read without quoting: a review may hold a lone quote mark.
-    quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(
-        io.StringIO(text), delimiter="\t" if kind == "tsv" else ",", quoting=quoting
-    )
-    return [(number, row) for number, row in enumerate(reader, start=2)]  # the header is row 1
-
-
-def _json_rows(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{path}, line {number}: not a JSON object ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise CorpusError(f"{path}, line {number}: not a JSON object")
-        rows.append((number, row))
-    return rows
-
-
-def _cell(row: dict[str, Any], column: str, path: Path, number: int) -> str:
-    if column not in row:
-        columns = ", ".join(repr(c) for c in row if c is not None)
-        raise CorpusError(
-            f"{path}, row {number}: no column {column!r} (it has {columns}); name the right "
-            "one with --text-column / --label-column"
-        )
-    value = row[column]
-    if isinstance(value, (dict, list)):
-        raise CorpusError(f"{path}, row {number}: the {column!r} column is not text")
-    return "" if value is None else str(value).strip()
+        return table_rows(book.text, path, text_column, label_column)
 
 
 def _table_files(specs) -> list[Path]:

@@ -25,7 +25,7 @@ from charlm.data import (
     prepare_data,
     prepare_examples,
 )
-from charlm.errors import ConfigError, CorpusError, TokenizerError
+from charlm.errors import ConfigError, CorpusError, TokenizerError, UnknownTokenError
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, ModelConfig, RNNClassifier, build_model, copy_language_model
 from charlm.tokenizers import Tokenizer
@@ -145,9 +145,12 @@ def prepare_inputs(
     options: dict[str, Any] | None,
     training: TrainConfig,
     say: Callable[[str], None],
+    cached_as: dict[str, Any] | None = None,
     task: str = "lm",
 ) -> RunInputs:
-    """Read, split and encode the books or examples (books from the token cache if there)."""
+    """Read, split and encode the books or examples (books from the token cache if there;
+    `cached_as`: the tokenizer spec a resumed run's first part cached its ids under). A
+    classifier (`task` "classify") may start from a language model of continuous text."""
     classifier_from_lm = task == "classify" and base is not None and not _is_classifier(base)
     if (
         base is not None
@@ -174,14 +177,16 @@ def prepare_inputs(
                 keep_boilerplate=data.keep_boilerplate,
                 cache_dir=data.cache_dir,
                 use_cache=data.use_cache,
+                cached_as=cached_as,
             )
             _check_lengths(prepared, training)
     except TokenizerError as exc:
         if base is None:
             raise
+        unseen = isinstance(exc, UnknownTokenError) and exc.summary
         raise TokenizerError(
             f"the data cannot be encoded by the tokenizer of {base.path}, which the model "
-            f"comes with: {exc}"
+            f"comes with: {f'it has {exc.summary}' if unseen else exc}"
         ) from exc
     return RunInputs(prepared, data.reverse)
 

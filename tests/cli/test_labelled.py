@@ -146,3 +146,16 @@ def test_a_book_model_refuses_a_label(tmp_path):
     assert result.exit_code == 2 and "trained without labels" in result.stderr
     result = invoke("classify", tmp_path / "m", "word", "--device", "cpu")
     assert result.exit_code == 1 and "continuous text" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_prompt_sets_the_label(model):
+    result = CliRunner().invoke(
+        cli,
+        ["generate", str(model), "--interactive", "--seed", "1", "--temperature", "0.5",
+         "--device", "cpu"],
+        input="Z\n/label xyz\nZ\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "choose one of: ab, xyz" in result.stderr  # before /label
+    assert result.stdout.startswith("Z") and set(result.stdout.strip().lower()) <= set("xyz")

@@ -10,7 +10,7 @@ from charlm.corpus import ExampleSet
 from charlm.data import DataOptions, LabelSet
 from charlm.errors import ConfigError, CorpusError
 from charlm.models import ModelConfig, build_model
-from charlm.sampling import Sampler, evaluate_examples, load, plot_confusion
+from charlm.sampling import Sampler, SamplingOptions, evaluate_examples, load, plot_confusion
 from charlm.tokenizers.char import CharTokenizer
 from charlm.training import TrainConfig, train_book
 from tests.helpers import single_thread, write_labelled_names
@@ -191,3 +191,16 @@ def test_a_labelled_checkpoint_loads_with_its_labels(names_dir, tmp_path):
     )
     loaded = load(trained.checkpoint, device="cpu")
     assert loaded.labels == ["ab", "xyz"] and loaded.label_set.counts == [28, 40]
+
+
+def test_the_label_is_a_sampling_option(fresh):
+    options = SamplingOptions(label="xyz", seed=4, temperature=0.5)
+    assert fresh.generate(options=options) == fresh.generate(label="xyz", seed=4, temperature=0.5)
+    with pytest.raises(ConfigError, match="label must be a non-empty string"):
+        SamplingOptions(label="")
+    assert SamplingOptions.from_dict({"label": "ab"}).to_dict()["label"] == "ab"
+
+
+def test_a_repetition_penalty_covers_the_end_token_too(fresh):
+    # The penalty's mask spans the model's whole vocabulary, the end token included.
+    assert isinstance(fresh.generate(label="ab", seed=1, repetition_penalty=1.3), str)
