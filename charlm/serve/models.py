@@ -31,9 +31,7 @@ class ServedModel:
     @property
     def labels(self) -> list[str]:
         """The labels of a model trained on labelled text; empty for a plain model."""
-        # A sampler knows its labels once charlm reads labelled text (the labelled-text
-        # feature); until then no model has any.
-        return list(getattr(self.sampler, "labels", []))
+        return self.sampler.labels
 
     def card(self) -> dict[str, Any]:
         """The model as `GET /v1/models` lists it: OpenAI's fields, then charlm's."""
