@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from charlm.checkpoint import load_checkpoint
+from charlm.checkpoint import Checkpoint, load_checkpoint
 from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError
@@ -86,10 +86,14 @@ class Sampler:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
         resolved = resolve_device(device)
-        checkpoint = load_checkpoint(path, resolved)
+        return cls.from_loaded(load_checkpoint(path, resolved), resolved)
+
+    @classmethod
+    def from_loaded(cls, checkpoint: Checkpoint, device: torch.device | str = "cpu") -> Sampler:
+        """A sampler of a checkpoint already loaded: its model, tokenizer and labels."""
         saved = checkpoint.config.get("labels")
         label_set = LabelSet.from_dict(saved) if saved else None
-        return cls(checkpoint.model, checkpoint.tokenizer, resolved, label_set)
+        return cls(checkpoint.model, checkpoint.tokenizer, device, label_set)
 
     @property
     def is_classifier(self) -> bool:

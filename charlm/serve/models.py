@@ -99,7 +99,7 @@ def serve_sampler(name: str, sampler: Sampler, config: ServeConfig) -> ServedMod
 
 def _load(path: Path, device, config: ServeConfig, impl: str | None, name: str) -> ServedModel:
     checkpoint = load_checkpoint(path, device)
-    sampler = Sampler(checkpoint.model, checkpoint.tokenizer, device)
+    sampler = Sampler.from_loaded(checkpoint, device)  # with its labels, if it has any
     if impl is not None:
         sampler.model = convert(sampler.model, impl)
     saved = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0)
