@@ -230,7 +230,8 @@ def _print_evaluation(evaluation: ExampleEvaluation) -> None:
     if evaluation.accuracy is None:
         click.echo(line)
         return
-    how = "classifier" if evaluation.nats_per_char is None else f"{evaluation.prior} prior"
+    how = f"{evaluation.prior} prior"
+    how = f"classifier, {how}" if evaluation.nats_per_char is None else how
     click.echo(
         f"{line}{' given the label' if evaluation.nats_per_char is not None else ''}; accuracy "
         f"{evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, top-3 accuracy "

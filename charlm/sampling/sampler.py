@@ -82,6 +82,9 @@ class Sampler:
                 f"the model has {num_labels} labels; give a label_set that names each of them"
             )
         self._chunk_len = max(1, min(TOKENS_PER_CALL, LOGITS_PER_CALL // tokenizer.vocab_size))
+        # The prior a classifier's scores hold: "uniform" when its training loss weighed every
+        # label alike (--class-weights balanced), "learned" (the training shares) otherwise.
+        self.classifier_prior = "learned"
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
@@ -93,7 +96,9 @@ class Sampler:
         """A sampler of a checkpoint already loaded: its model, tokenizer and labels."""
         saved = checkpoint.config.get("labels")
         label_set = LabelSet.from_dict(saved) if saved else None
-        return cls(checkpoint.model, checkpoint.tokenizer, device, label_set)
+        sampler = cls(checkpoint.model, checkpoint.tokenizer, device, label_set)
+        sampler.classifier_prior = checkpoint.config.get("classifier", {}).get("prior", "learned")
+        return sampler
 
     @property
     def is_classifier(self) -> bool:
@@ -288,19 +293,21 @@ class Sampler:
         unknown: str | None = None,
         batch_size: int = 64,
     ) -> np.ndarray:
-        """log p(label | text), (texts, labels): by Bayes' rule from a labelled language
-        model, or straight from a classifier (whose scores already hold what it learned of
-        the labels' shares, so `prior` applies to the language model only)."""
+        """log p(label | text), (texts, labels), under `prior` ("learned": the training shares
+        of the labels, or "uniform"): by Bayes' rule from a labelled language model; from a
+        classifier, its scores moved from the prior they hold (`classifier_prior`) to `prior`,
+        p(label | text) ∝ q(label | text) · p(label) / q(label)."""
         if self.label_set is None:
             raise ConfigError("this model has no labels to classify by: train it with --labels")
+        wanted = self.label_set.log_prior(prior)
         if self.is_classifier:
-            self.label_set.log_prior(prior)  # refuses an unknown prior, as for an LM
             encoded = encode_texts(self.tokenizer, texts, unknown)
-            return classifier_log_posterior(
+            scores = classifier_log_posterior(
                 self.model, encoded, self.end_id, self.device, batch_size
             )
+            return posterior(scores, wanted - self.label_set.log_prior(self.classifier_prior))
         log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
-        return posterior(log_likelihoods, self.label_set.log_prior(prior))
+        return posterior(log_likelihoods, wanted)
 
     def _stream(self, request: Request) -> Iterator[str]:
         for piece in self._run(request, [], logprobs=None):

@@ -53,7 +53,7 @@ from charlm.models import RNNLM, ModelConfig, num_parameters
 from charlm.options import example_defaults
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
-from charlm.training.inputs import prepare_inputs
+from charlm.training.inputs import RunInputs, prepare_inputs
 from charlm.training.loop import (
     Reporter,
     SilentReporter,
@@ -184,7 +184,9 @@ def train_book(
         )
         saver = metrics = None
         if context.is_main:
-            saver = RunSaver(out, inputs.tokenizer, training, data_section, inputs.sections())
+            saver = RunSaver(
+                out, inputs.tokenizer, training, data_section, _sections(inputs, task, training)
+            )
             if state is None:
                 _remove_stale_best(out)
             metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
@@ -227,6 +229,17 @@ def train_book(
         inputs.labels.names if inputs.labels is not None else [],
         task,
     )
+
+
+def _sections(inputs: RunInputs, task: str, training: TrainConfig) -> dict[str, Any]:
+    """The checkpoint sections beside the model: the labels, and for a classifier the prior
+    its scores hold (uniform when its loss weighed every label alike), which classify moves
+    to the prior asked for by Bayes' rule."""
+    sections = inputs.sections()
+    if task == "classify":
+        learned_under = "uniform" if training.class_weights == "balanced" else "learned"
+        sections["classifier"] = {"prior": learned_under}
+    return sections
 
 
 # What a resumed run may change: how long it goes on and how often it reports. Everything

@@ -10,8 +10,9 @@ from click.testing import CliRunner
 import charlm
 from charlm.cli import cli
 from charlm.corpus import read_examples
-from charlm.data import DataOptions, ExampleIds
+from charlm.data import DataOptions, ExampleIds, LabelSet
 from charlm.errors import ConfigError
+from charlm.sampling.classify import classifier_log_posterior, encode_texts, posterior
 from charlm.sampling.evaluation import evaluate_examples
 from charlm.training import TrainConfig, train_book
 from charlm.training.feeds import class_weights
@@ -130,3 +131,21 @@ def test_reversed_examples_read_backwards():
     back = examples.reversed()
     assert [list(back.example(i)) for i in range(2)] == [[5, 4, 3], [2, 1]]
     assert list(back.labels) == [1, 0]
+
+
+def test_classify_moves_a_classifier_to_the_prior_asked_for(trained):
+    _, run = trained
+    # Balanced class weights (the default): the scores hold a uniform prior.
+    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "uniform"}
+    sampler = charlm.load(run.checkpoint, device="cpu")
+    sampler.label_set = LabelSet(sampler.labels, [3, 1])  # shares of 3/4 and 1/4
+    texts = ["Ab", "Xy", "Abxy"]
+    uniform = sampler.label_log_posterior(texts, prior="uniform")
+    encoded = encode_texts(sampler.tokenizer, texts, None)
+    with torch.inference_mode():
+        raw = classifier_log_posterior(sampler.model, encoded, sampler.end_id, sampler.device)
+    np.testing.assert_allclose(uniform, raw, atol=1e-9)
+    learned = sampler.label_log_posterior(texts, prior="learned")
+    np.testing.assert_allclose(learned, posterior(raw, np.log([0.75, 0.25])), atol=1e-9)
+    sampler.classifier_prior = "learned"  # trained without weights: the shares already in
+    np.testing.assert_allclose(sampler.label_log_posterior(texts), raw, atol=1e-9)
