@@ -1,178 +1,313 @@
-"""Text classifiers on the sentiment sets: the discriminative classifier against naive Bayes.
+"""Text classifiers (`--task classify`) against naive-Bayes baselines, uni- and bidirectional.
 
-    python -m benchmarks.classifiers [--sets toy,mr] [--folds 1] [--max-time 300] [--quick]
+    python -m benchmarks.classifiers [--sets toy,names,mr] [--folds 2] [--max-time 5m]
+                                     [--lm-time 3m] [--threads 1] [--work DIR] [--quick]
 
-toy: the textbook's own set (train/test as given); mr: sentence polarity, 10-fold
-cross-validation (the first --folds folds), with a word-bigram naive-Bayes baseline beside it.
-Prints a table and writes benchmarks/results/classifiers.json.
+Every model is trained from the command line, as a user types it, with the defaults of
+`--task classify` and nothing else but what the row names:
+
+    toy    the textbook's set (train/test as given, read with ast.literal_eval): the textbook's
+           protocol, all 58 training sentences for 100 epochs, no validation split
+           (`--val-fraction 0 --epochs 100`); beside word 1+2-gram naive Bayes.
+    names  split as benchmarks/names.py splits it (deduplicated, 80/10/10 by distinct name per
+           language, seed 0; `--val` the validation split) and `--max-time`; `lm` is a language
+           model of the training names without labels (`--examples lines`, `--lm-time`), and
+           `init` the classifier started from it (`--init-from`, the ULMFiT recipe); beside the
+           character 5-gram naive Bayes of benchmarks/names.py.
+    mr     sentence polarity, 10 folds (seed 0), the first `--folds` of them; each fold's
+           classifier is trained on the other nine (its own 10% validation split) for
+           `--max-time`; beside word 1+2-gram naive Bayes on the same folds.
+
+Accuracy and macro-F1 on each test set with the learned prior (the default of `charlm
+classify`) and the uniform one. Prints a table; writes benchmarks/results/classifiers.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import json
 import math
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
+import click
 import numpy as np
 
-import charlm
-from charlm.data import DataOptions
-from charlm.training import TrainConfig, train_book
+from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.names import baseline as names_baseline
+from benchmarks.names import write_split
+from charlm.corpus import ExampleSet, read_examples, split_examples
+from charlm.sampling import evaluate_examples, load
 
-SENTIMENT = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "sentiment"
-RESULTS = Path(__file__).resolve().parent / "results" / "classifiers.json"
+SENTIMENT = CORPORA / "sentiment"
+NAMES = CORPORA / "names"
+SEED = 0
+QUICK_MODEL = ["--hidden", "16", "--embed", "8"]
 
 
-def read_toy() -> tuple[list, list]:
-    """(text, label) pairs of the toy set's train and test dicts, read as literals, never run."""
+def read_toy() -> tuple[ExampleSet, ExampleSet]:
+    """The toy set's train and test dicts, read as literals (never run), as example sets."""
     source = (SENTIMENT / "toy" / "data.py").read_text(encoding="utf-8")
     found = {}
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign):
             found[node.targets[0].id] = ast.literal_eval(node.value)
-    as_pairs = lambda d: [(t, "pos" if v else "neg") for t, v in d.items()]  # noqa: E731
-    return as_pairs(found["train_data"]), as_pairs(found["test_data"])
+
+    def as_set(table: dict) -> ExampleSet:
+        return ExampleSet(list(table), ["pos" if v else "neg" for v in table.values()])
+
+    return as_set(found["train_data"]), as_set(found["test_data"])
 
 
-def read_mr() -> list[tuple[str, str]]:
-    pairs = []
-    for label in ("pos", "neg"):
-        raw = (SENTIMENT / "mr" / f"rt-polarity.{label}").read_bytes().decode("latin-1")
-        pairs += [(line.strip(), label) for line in raw.splitlines() if line.strip()]
-    return pairs
+def read_mr() -> ExampleSet:
+    texts, labels = [], []
+    for label in ("neg", "pos"):
+        raw = (SENTIMENT / "mr" / f"rt-polarity.{label}").read_text(encoding="utf-8")
+        lines = [line.strip() for line in raw.splitlines() if line.strip()]
+        texts += lines
+        labels += [label] * len(lines)
+    return ExampleSet(texts, labels)
 
 
-def naive_bayes(train: list, test: list, n: int = 2) -> float:
-    """Accuracy of multinomial naive Bayes over word 1..n-grams, add-one smoothing."""
+class WordNaiveBayes:
+    """Multinomial naive Bayes over word 1..n-grams with add-one smoothing (learned prior)."""
 
-    def grams(text: str) -> list[str]:
+    def __init__(self, train: ExampleSet, n: int = 2) -> None:
+        self.n = n
+        self.counts: dict[str, Counter] = {}
+        self.docs: Counter = Counter(train.labels)
+        for text, label in train.pairs():
+            self.counts.setdefault(label, Counter()).update(self.grams(text))
+        self.vocab = len(set().union(*self.counts.values()))
+        self.totals = {label: sum(c.values()) for label, c in self.counts.items()}
+        self.size = len(train)
+
+    def grams(self, text: str) -> list[str]:
         words = re.findall(r"\w+|[^\w\s]", text.lower())
         return [
-            " ".join(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1)
+            " ".join(words[i : i + k])
+            for k in range(1, self.n + 1)
+            for i in range(len(words) - k + 1)
         ]
 
-    counts, totals, docs = {}, Counter(), Counter()
-    for text, label in train:
-        counts.setdefault(label, Counter()).update(grams(text))
-        docs[label] += 1
-    vocab = set().union(*counts.values())
-    for label in counts:
-        totals[label] = sum(counts[label].values())
-    right = 0
-    for text, label in test:
-        scores = {
-            lab: math.log(docs[lab] / len(train))
-            + sum(math.log((counts[lab][g] + 1) / (totals[lab] + len(vocab))) for g in grams(text))
-            for lab in counts
-        }
-        right += max(scores, key=scores.get) == label
-    return right / len(test)
+    def predict(self, text: str) -> str:
+        grams = self.grams(text)
+
+        def score(label: str) -> float:
+            counts, total = self.counts[label], self.totals[label] + self.vocab
+            prior = math.log(self.docs[label] / self.size)
+            return prior + sum(math.log((counts[g] + 1) / total) for g in grams)
+
+        return max(self.counts, key=score)
+
+    def measure(self, test: ExampleSet) -> dict[str, Any]:
+        predicted = [self.predict(text) for text in test.texts]
+        return _scores(test.labels, predicted, sorted(self.counts))
 
 
-def write_files(pairs: list, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for label in sorted({lab for _, lab in pairs}):
-        lines = [t.replace("\n", " ") for t, lab in pairs if lab == label]
-        (folder / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
+def _scores(truth: list[str], predicted: list[str], names: list[str]) -> dict[str, Any]:
+    f1s = []
+    for name in names:
+        hits = sum(t == p == name for t, p in zip(truth, predicted, strict=True))
+        guessed, actual = predicted.count(name), truth.count(name)
+        f1s.append(2 * hits / (guessed + actual) if guessed + actual else 0.0)
+    accuracy = float(np.mean([t == p for t, p in zip(truth, predicted, strict=True)]))
+    return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s))}
 
 
-def classifier_accuracy(train: list, test: list, max_time: float, bidirectional: bool,
-                        work: Path, steps: int | None = None) -> float:  # fmt: skip
-    data = DataOptions(labels="files", examples="lines", val_fraction=0.1, test_fraction=0.0,
-                       dedupe=False)  # fmt: skip
-    training = TrainConfig(max_time=max_time, max_steps=steps, batch_size=32, lr=3e-3,
-                           epochs=200, seed=0)  # fmt: skip
-    run = train_book(
-        str(write_files(train, work / "train")), out=work / "model", data=data,
-        training=training, device="cpu", overwrite=True,
-        model={"task": "classify", "bidirectional": bidirectional, "hidden_size": 128,
-               "embed_size": 64, "num_layers": 1, "dropout": 0.0, "embed_dropout": 0.1,
-               "output_dropout": 0.3},
-    )  # fmt: skip
-    sampler = charlm.load(run.best or run.checkpoint, device="cpu")
-    found = sampler.classify([t for t, _ in test], top_k=1, unknown="skip")
-    return float(np.mean([c.label == lab for c, (_, lab) in zip(found, test)]))
+def write_labels(examples: ExampleSet, directory: Path) -> Path:
+    """One file per label, one example a line (what `--labels files --examples lines` reads)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for label in examples.label_names:
+        lines = [t.replace("\n", " ") for t, lab in examples.pairs() if lab == label]
+        (directory / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return directory
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sets", default="toy,mr")
-    parser.add_argument("--folds", type=int, default=1)
-    parser.add_argument("--max-time", type=float, default=300.0)
-    parser.add_argument("--quick", action="store_true", help="a few steps: checks it runs")
-    args = parser.parse_args()
+def charlm_train(data: Path, out: Path, args: list[str], settings: dict) -> dict[str, Any]:
+    """`charlm train DATA ARGS` in a subprocess; the command, its wall time and its results."""
+    command = [sys.executable, "-m", "charlm", "train", str(data), *args, "--out", str(out),
+               "--overwrite", "--device", "cpu", "--threads", str(settings["threads"])]  # fmt: skip
+    command += QUICK_MODEL if settings["quick"] else []
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise click.ClickException(f"charlm train failed: {done.stderr.strip()[-800:]}")
+    results = json.loads((out / "config.json").read_text(encoding="utf-8"))["results"]
+    shown = ["charlm", *command[3:]]
+    return {"command": " ".join(shown), "wall_seconds": time.perf_counter() - started,
+            "steps": results["steps"], "epochs": results["epochs"]}  # fmt: skip
+
+
+def classifier_scores(out: Path, test: ExampleSet) -> dict[str, Any]:
+    """Accuracy and macro-F1 of the run's best model (its last without validation) on
+    `test`, under the learned prior (charlm classify's default) and the uniform one."""
+    sampler = load(out / "best" if (out / "best").is_dir() else out, device="cpu")
+    found = {}
+    for prior in ("learned", "uniform"):
+        evaluation = evaluate_examples(sampler, test, prior=prior, unknown="skip")
+        found[prior] = {"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1}
+    return found
+
+
+def classify_args(max_time: str, bidirectional: bool) -> list[str]:
+    return ["--labels", "files", "--examples", "lines", "--task", "classify",
+            "--max-time", max_time, *(["--bidirectional"] if bidirectional else [])]  # fmt: skip
+
+
+def run_toy(work: Path, settings: dict) -> list[dict[str, Any]]:
+    train, test = read_toy()
+    data = write_labels(train, work / "toy")
+    rows = [{"set": "toy", "model": "NB word 1+2-grams", **WordNaiveBayes(train).measure(test)}]
+    epochs = "3" if settings["quick"] else "100"
+    for bidirectional in (False, True):
+        args = ["--labels", "files", "--examples", "lines", "--task", "classify",
+                "--val-fraction", "0", "--epochs", epochs,
+                *(["--bidirectional"] if bidirectional else [])]  # fmt: skip
+        out = work / f"toy-{'bi' if bidirectional else 'uni'}"
+        trained = charlm_train(data, out, args, settings)
+        scores = classifier_scores(out, test)
+        name = "bidirectional" if bidirectional else "unidirectional"
+        rows.append({"set": "toy", "model": name, **scores["learned"], "uniform": scores["uniform"],
+                     **trained})  # fmt: skip
+    return rows
+
+
+def run_names(work: Path, settings: dict) -> list[dict[str, Any]]:
+    examples = read_examples(NAMES, labels="files", examples="lines").deduplicated()
+    if settings["quick"]:
+        examples = examples.subset(range(0, len(examples), 20))
+    train, val, test = split_examples(examples, 0.1, 0.1, SEED)
+    seen = set("".join(train.texts + val.texts))  # as benchmarks/names.py: readable names
+    test = test.subset([i for i, text in enumerate(test.texts) if set(text) <= seen])
+    split = work / "names-split"
+    for name, part in (("train", train), ("val", val), ("test", test)):
+        write_split(part, split / name)
+    _, base = names_baseline(train, test)
+    rows = [{"set": "names", "model": "NB char 5-grams", "accuracy": base["accuracy"],
+             "macro_f1": base["macro_f1"]}]  # fmt: skip
+    val_args = ["--val", str(split / "val")]
+    runs = {
+        "unidirectional": classify_args(settings["max_time"], False) + val_args,
+        "bidirectional": classify_args(settings["max_time"], True) + val_args,
+    }
+    lm = work / "names-lm"
+    if settings["lm_time"]:
+        lm_args = ["--examples", "lines", "--val", str(split / "val"), "--max-time",
+                   settings["lm_time"]]  # fmt: skip
+        rows.append({"set": "names", "model": "LM of the names (no labels)",
+                     **charlm_train(split / "train", lm, lm_args, settings)})  # fmt: skip
+        runs["init-from LM, unidirectional"] = runs["unidirectional"] + ["--init-from", str(lm)]
+    for name, args in runs.items():
+        out = work / f"names-{len(rows)}"
+        trained = charlm_train(split / "train", out, args, settings)
+        scores = classifier_scores(out, test)
+        rows.append({"set": "names", "model": name, **scores["learned"],
+                     "uniform": scores["uniform"], **trained})  # fmt: skip
+    return rows
+
+
+def run_mr(work: Path, settings: dict) -> list[dict[str, Any]]:
+    examples = read_mr()
+    order = np.random.default_rng(SEED).permutation(len(examples))
+    folds = np.array_split(order, 10)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        if "toy" in args.sets:
-            train, test = read_toy()
-            for bidirectional in (False, True):
-                started = time.perf_counter()
-                acc = classifier_accuracy(
-                    train,
-                    test,
-                    args.max_time,
-                    bidirectional,
-                    work / f"toy{bidirectional}",
-                    20 if args.quick else 600,
-                )
-                rows.append(
-                    {
-                        "set": "toy",
-                        "model": "bi" if bidirectional else "uni",
-                        "accuracy": acc,
-                        "seconds": time.perf_counter() - started,
-                    }
-                )
-            rows.append({"set": "toy", "model": "nb-bigram", "accuracy": naive_bayes(train, test)})
-        if "mr" in args.sets:
-            pairs = read_mr()
-            order = np.random.default_rng(0).permutation(len(pairs))
-            folds = np.array_split(order, 10)
-            for fold in range(args.folds):
-                held = set(folds[fold].tolist())
-                train = [pairs[i] for i in order if i not in held]
-                test = [pairs[i] for i in folds[fold]]
-                rows.append(
-                    {
-                        "set": "mr",
-                        "fold": fold,
-                        "model": "nb-bigram",
-                        "accuracy": naive_bayes(train, test),
-                    }
-                )
-                for bidirectional in (False, True):
-                    started = time.perf_counter()
-                    acc = classifier_accuracy(
-                        train,
-                        test,
-                        args.max_time,
-                        bidirectional,
-                        work / f"mr{fold}{bidirectional}",
-                        20 if args.quick else None,
-                    )
-                    rows.append(
-                        {
-                            "set": "mr",
-                            "fold": fold,
-                            "model": "bi" if bidirectional else "uni",
-                            "accuracy": acc,
-                            "seconds": time.perf_counter() - started,
-                        }
-                    )
+    for fold in range(settings["folds"]):
+        held = set(folds[fold].tolist())
+        train = examples.subset([i for i in order if i not in held])
+        test = examples.subset(folds[fold].tolist())
+        if settings["quick"]:
+            train, test = train.subset(range(0, len(train), 50)), test.subset(range(0, 100))
+        rows.append({"set": "mr", "fold": fold, "model": "NB word 1+2-grams",
+                     **WordNaiveBayes(train).measure(test)})  # fmt: skip
+        data = write_labels(train, work / f"mr-{fold}")
+        wanted = settings["mr_models"]
+        runs = {}
+        if "uni" in wanted:
+            runs["unidirectional"] = classify_args(settings["max_time"], False)
+        if "bi" in wanted:
+            runs["bidirectional"] = classify_args(settings["max_time"], True)
+        if "lm" in wanted:
+            # ULMFiT's second stage without its first: an LM of the fold's training sentences
+            # (their text only, one example a line), then the classifier started from it.
+            lm = work / f"mr-{fold}-lm"
+            text = work / f"mr-{fold}-text" / "sentences.txt"
+            text.parent.mkdir(parents=True, exist_ok=True)
+            text.write_text("\n".join(train.texts) + "\n", encoding="utf-8")
+            lm_args = ["--examples", "lines", "--max-time", settings["lm_time"]]
+            rows.append({"set": "mr", "fold": fold, "model": "LM of the sentences (no labels)",
+                         **charlm_train(text, lm, lm_args, settings)})  # fmt: skip
+            runs["init-from LM, unidirectional"] = classify_args(settings["max_time"], False) + [
+                "--init-from",
+                str(lm),
+            ]
+        for name, args in runs.items():
+            out = work / f"mr-{fold}-{len(rows)}"
+            trained = charlm_train(data, out, args, settings)
+            scores = classifier_scores(out, test)
+            rows.append({"set": "mr", "fold": fold, "model": name, **scores["learned"],
+                         "uniform": scores["uniform"], **trained})  # fmt: skip
+    return rows
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    table = []
     for row in rows:
-        print(
-            f"{row['set']:<4} {row.get('fold', '-')!s:>4} {row['model']:<10} {row['accuracy']:.4f}"
-        )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(rows, indent=1))
+        uniform = row.get("uniform") or {}
+        table.append((row["set"], row.get("fold", "-"), row["model"], row.get("accuracy"),
+                      row.get("macro_f1"), uniform.get("accuracy"), uniform.get("macro_f1"),
+                      row.get("steps"), row.get("wall_seconds")))  # fmt: skip
+    print_table(["set", "fold", "model", "accuracy", "macro-F1", "acc (uniform)",
+                 "F1 (uniform)", "steps", "wall s"], table)  # fmt: skip
+    mr = [r for r in rows if r["set"] == "mr"]
+    for model in dict.fromkeys(r["model"] for r in mr):
+        mine = [r["accuracy"] for r in mr if r["model"] == model]
+        print(f"mr {model}: mean accuracy {np.mean(mine):.4f} over {len(mine)} fold(s)")
+
+
+SETS = {"toy": run_toy, "names": run_names, "mr": run_mr}
+
+
+@click.command()
+@click.option("--sets", default="toy,names,mr", help="Which sets, comma-separated.")
+@click.option("--folds", type=int, default=2, help="MR: how many of the 10 folds to run.")
+@click.option("--max-time", default="5m", help="Training time of each classifier.")
+@click.option("--lm-time", default="3m", help="Names: the LM's training time ('' for none).")
+@click.option(
+    "--mr-models",
+    default="uni,bi",
+    help="MR: which classifiers: uni, bi, lm (an LM of the fold's sentences, then the "
+    "classifier from it).",
+)
+@click.option("--threads", type=int, default=1, help="CPU threads of each training.")
+@click.option("--quick", is_flag=True, help="Tiny subsets and models, seconds of training.")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the splits and models in this directory.  [default: a temporary one]",
+)
+@results_option(RESULTS_DIR / "classifiers.json")
+def main(
+    sets: str, folds: int, max_time: str, lm_time: str, mr_models: str, threads: int, quick: bool,
+    work: Path | None, out: Path,
+) -> None:  # fmt: skip
+    """Text classifiers against naive Bayes on toy, names and MR."""
+    settings = {"folds": folds, "max_time": max_time, "lm_time": lm_time, "threads": threads,
+                "quick": quick, "mr_models": mr_models.split(",")}  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in sets.split(","):
+            rows += SETS[name](work or Path(tmp), settings)
+            write_results(out, {"settings": settings, "rows": rows})  # after each set
+    report(rows)
+    print(f"wrote {write_results(out, {'settings': settings, 'rows': rows})}")
 
 
 if __name__ == "__main__":

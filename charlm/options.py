@@ -3,7 +3,9 @@
     hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
 
 A field may also name its default for runs on short examples (`examples=256`): a name or a
-sentence wants a smaller network and other batches than a book does.
+sentence wants a smaller network and other batches than a book does; and its default for a
+classifier of them (`classify=0.5`, with `--task classify`), which sees one label per example
+instead of every character, and so wants more regularisation.
 
 The dataclass is the single place where an option's name, default and help are written; the
 command line (charlm/cli/options.py) derives its Click options from these fields, and a test
@@ -42,6 +44,7 @@ class Option:
     group: str | None = None  # the heading --help lists it under; default: its config's
     multiple: bool = False  # a tuple of values, the option repeatable
     examples: Any = SAME  # the default for runs on short examples (`--examples`), if different
+    classify: Any = SAME  # the default for classifiers of them (`--task classify`), if different
 
 
 def option(default: Any, help: str, **details: Any) -> Any:
@@ -58,6 +61,10 @@ def flag_name(field: dataclasses.Field, spec: Option) -> str:
     return spec.flag or "--" + field.name.replace("_", "-")
 
 
-def example_defaults(config: type) -> dict[str, Any]:
-    """The fields of `config` whose default differs for short examples, with that default."""
-    return {f.name: spec.examples for f, spec in option_fields(config) if spec.examples != SAME}
+def example_defaults(config: type, task: str = "lm") -> dict[str, Any]:
+    """The fields of `config` whose default differs for short examples, with that default;
+    with `task` "classify", those whose default differs for a classifier of them too."""
+    found = {f.name: spec.examples for f, spec in option_fields(config) if spec.examples != SAME}
+    if task == "classify":
+        found |= {f.name: s.classify for f, s in option_fields(config) if s.classify != SAME}
+    return found

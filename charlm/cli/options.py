@@ -120,10 +120,14 @@ def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> 
         settings["is_flag"] = True
     else:
         settings["type"] = _click_type(field, spec)
-    if spec.examples != SAME:
-        # Click shows a string default as given: both defaults in its own brackets.
+    if spec.examples != SAME or spec.classify != SAME:
+        # Click shows a string default as given: every default in its own brackets.
         shown = spec.shown_default if field.default is None else _shown(field.default)
-        settings["show_default"] = f"{shown}; {_shown(spec.examples)} with --examples"
+        if spec.examples != SAME:
+            shown += f"; {_shown(spec.examples)} with --examples"
+        if spec.classify != SAME:
+            shown += f"; {_shown(spec.classify)} with --task classify"
+        settings["show_default"] = shown
     elif field.default in (None, ()) and spec.shown_default is not None:
         # Click shows no default for None or (); say what it means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"

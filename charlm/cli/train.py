@@ -81,9 +81,10 @@ def train(
         given = {k for k in options if ctx.get_parameter_source(k) in CHOSEN_SOURCES}
         if data.example_unit is not None:
             # What neither the command line nor the recipe set takes the defaults for
-            # short examples.
-            model = {**example_defaults(ModelConfig), **_only(model, given)}
-            chosen = {**example_defaults(TrainConfig), **_only(chosen, given)}
+            # short examples (for a classifier of them, if it has its own).
+            task = model["task"]
+            model = {**example_defaults(ModelConfig, task), **_only(model, given)}
+            chosen = {**example_defaults(TrainConfig, task), **_only(chosen, given)}
         if resume is not None:
             training = resumed_training(resume, _only(chosen, given))
         else:

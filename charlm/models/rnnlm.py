@@ -71,9 +71,17 @@ class ModelConfig:
     hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1, examples=256)
     embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1, examples=32)
     dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION, examples=0.0)
-    embed_dropout: float = option(0.0, "Dropout on the embedded input tokens.", **_FRACTION)
+    # `classify=`: a classifier learns from one label per example, not from every character,
+    # and overfits the names in 4 epochs without more dropout (docs/benchmarks.md#classifiers).
+    embed_dropout: float = option(
+        0.0, "Dropout on the embedded input tokens.", **_FRACTION, classify=0.2
+    )
     output_dropout: float = option(
-        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION, examples=0.2
+        0.0,
+        "Dropout on the last layer's output, before the head.",
+        **_FRACTION,
+        examples=0.2,
+        classify=0.5,
     )
     tie_weights: bool = option(
         False,

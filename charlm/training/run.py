@@ -131,10 +131,12 @@ def train_book(
     data = data or DataOptions()
     init_from, init_backward = _init_sources(init_from)
     if data.example_unit is not None:
-        # Short examples want other defaults than books (see `option(..., examples=...)`).
-        model = {**example_defaults(ModelConfig), **model}
+        # Short examples want other defaults than books, and a classifier of them its own
+        # (see `option(..., examples=..., classify=...)`).
+        task = model.get("task", "lm")
+        model = {**example_defaults(ModelConfig, task), **model}
         if training is None and resume is None:
-            training = TrainConfig(**example_defaults(TrainConfig))
+            training = TrainConfig(**example_defaults(TrainConfig, task))
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")

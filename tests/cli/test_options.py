@@ -103,3 +103,39 @@ def test_the_example_defaults_make_a_valid_config(config):
     defaults = example_defaults(config)
     assert defaults
     config(vocab_size=10, **defaults) if config is ModelConfig else config(**defaults)
+
+
+def test_a_classifier_takes_its_own_defaults_unless_an_option_is_given(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train_book(books, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("charlm.cli.train.train_book", fake_train_book)
+    from click.testing import CliRunner
+
+    model, training = example_defaults(ModelConfig), example_defaults(TrainConfig)
+    own_model = example_defaults(ModelConfig, "classify")
+    own_training = example_defaults(TrainConfig, "classify")
+    assert own_model != model or own_training != training  # a classifier has its own
+    args = ["train", str(tmp_path), "--labels", "files", "--task", "classify"]
+    CliRunner().invoke(cli, [*args, "--hidden", "100"])
+    assert seen["model"]["hidden_size"] == 100  # given
+    for name, value in own_model.items():
+        if name != "hidden_size":
+            assert seen["model"][name] == value, name
+    for name, value in own_training.items():
+        assert getattr(seen["training"], name) == value, name
+    CliRunner().invoke(cli, ["train", str(tmp_path), "--labels", "files"])  # a labelled LM
+    for name, value in model.items():
+        assert seen["model"][name] == value, name
+
+
+@pytest.mark.parametrize("config", [ModelConfig, TrainConfig], ids=lambda c: c.__name__)
+def test_the_classifier_defaults_make_a_valid_config(config):
+    defaults = example_defaults(config, "classify")
+    if config is ModelConfig:
+        config(vocab_size=10, num_labels=2, end_token=True, task="classify", **defaults)
+    else:
+        config(**defaults)

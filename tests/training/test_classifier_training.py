@@ -29,8 +29,8 @@ def _one_thread():
         yield
 
 
-def fit(names, out, *, model=None, init_from=None, steps=120, data=LABELLED):
-    training = TrainConfig(batch_size=8, lr=0.02, max_steps=steps, epochs=50, seed=1)
+def fit(names, out, *, model=None, init_from=None, steps=120, data=LABELLED, **training):
+    training = TrainConfig(batch_size=8, lr=0.02, max_steps=steps, epochs=50, seed=1, **training)
     return train_book(
         names, out=out, model={**TINY, "task": "classify", **(model or {})}, training=training,
         data=data, device="cpu", init_from=init_from,
@@ -135,17 +135,26 @@ def test_reversed_examples_read_backwards():
 
 def test_classify_moves_a_classifier_to_the_prior_asked_for(trained):
     _, run = trained
-    # Balanced class weights (the default): the scores hold a uniform prior.
-    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "uniform"}
+    # Without class weights (the default) the scores hold the training shares.
+    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "learned"}
     sampler = charlm.load(run.checkpoint, device="cpu")
     sampler.label_set = LabelSet(sampler.labels, [3, 1])  # shares of 3/4 and 1/4
     texts = ["Ab", "Xy", "Abxy"]
-    uniform = sampler.label_log_posterior(texts, prior="uniform")
     encoded = encode_texts(sampler.tokenizer, texts, None)
     with torch.inference_mode():
         raw = classifier_log_posterior(sampler.model, encoded, sampler.end_id, sampler.device)
-    np.testing.assert_allclose(uniform, raw, atol=1e-9)
-    learned = sampler.label_log_posterior(texts, prior="learned")
-    np.testing.assert_allclose(learned, posterior(raw, np.log([0.75, 0.25])), atol=1e-9)
-    sampler.classifier_prior = "learned"  # trained without weights: the shares already in
+    shares = np.log([0.75, 0.25])
     np.testing.assert_allclose(sampler.label_log_posterior(texts), raw, atol=1e-9)
+    uniform = sampler.label_log_posterior(texts, prior="uniform")
+    np.testing.assert_allclose(uniform, posterior(raw, -shares), atol=1e-9)
+    sampler.classifier_prior = "uniform"  # as trained with balanced weights
+    np.testing.assert_allclose(sampler.label_log_posterior(texts, prior="uniform"), raw, atol=1e-9)
+    learned = sampler.label_log_posterior(texts, prior="learned")
+    np.testing.assert_allclose(learned, posterior(raw, shares), atol=1e-9)
+
+
+def test_balanced_weights_are_recorded_as_a_uniform_prior(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    run = fit(names, tmp_path / "model", steps=2, class_weights="balanced")
+    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "uniform"}
+    assert charlm.load(run.checkpoint, device="cpu").classifier_prior == "uniform"

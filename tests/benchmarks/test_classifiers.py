@@ -1,0 +1,49 @@
+"""The classifier benchmark: its word naive Bayes, the toy set read as literals, a quick run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.classifiers import WordNaiveBayes, read_toy
+from charlm.corpus import ExampleSet
+from tests.conftest import SHARED_CORPORA
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_word_naive_bayes_learns_which_words_go_with_a_label():
+    train = ExampleSet(
+        ["good film", "a good one", "bad film", "so bad"], ["pos", "pos", "neg", "neg"]
+    )
+    model = WordNaiveBayes(train)
+    assert model.predict("good") == "pos" and model.predict("bad , bad") == "neg"
+    found = model.measure(ExampleSet(["good", "bad", "good bad good"], ["pos", "neg", "neg"]))
+    assert found["accuracy"] == pytest.approx(2 / 3)
+    assert found["macro_f1"] == pytest.approx(2 / 3)  # "good bad good" taken for pos
+
+
+def test_the_toy_set_is_read_without_running_it():
+    if not (SHARED_CORPORA / "sentiment" / "toy").is_dir():
+        pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
+    train, test = read_toy()
+    assert (len(train), len(test)) == (58, 20)
+    assert dict(test.pairs())["i am not good"] == "neg"
+
+
+def test_quick_classifier_benchmark_measures_every_set(tmp_path):
+    if not (SHARED_CORPORA / "sentiment").is_dir():
+        pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
+    out = tmp_path / "classifiers.json"
+    command = [sys.executable, "-m", "benchmarks.classifiers", "--quick", "--max-time", "5s",
+               "--lm-time", "5s", "--folds", "1", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert {(r["set"], r["model"]) for r in rows} >= {
+        ("toy", "bidirectional"), ("names", "init-from LM, unidirectional"),
+        ("mr", "unidirectional"), ("mr", "NB word 1+2-grams"),
+    }  # fmt: skip
+    assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)
