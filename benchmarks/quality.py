@@ -1,4 +1,4 @@
-"""What the quality benchmarks share: a recipe, a run through `charlm.api.train_book`, results.
+"""What the quality benchmarks share: a recipe, a run through `charlm.train_book`, results.
 
 A `Recipe` is a published configuration written as charlm settings. `run_recipe` trains it
 exactly as `charlm train` would (same API, same checkpoint and metrics log) and returns a

@@ -11,6 +11,11 @@ from charlm.models import ModelConfig, build_model
 from charlm.tokenizers.char import CharTokenizer
 from charlm.training import TrainConfig, TrainResult, train
 
+# The command-line twin of tiny_model(): the smallest `charlm train` settings that still run
+# every stage in well under a second. Shared by every test that trains through the CLI.
+TINY_MODEL_ARGS = ["--hidden", "16", "--embed", "8", "--layers", "1"]
+TINY_TRAIN_ARGS = [*TINY_MODEL_ARGS, "--batch-size", "4", "--seq-len", "8", "--device", "cpu"]
+
 
 def tiny_model(
     vocab_size: int, cell: str = "gru", hidden: int = 32, layers: int = 1, seed: int = 0

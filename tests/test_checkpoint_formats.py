@@ -295,6 +295,7 @@ def test_randomly_damaged_checkpoints_load_or_fail_with_one_line(tmp_path):
         lambda s: s.update(epoch_meter="x"),
     ],
 )
+@pytest.mark.slow
 def test_a_damaged_training_state_cannot_be_resumed_but_says_so(tmp_path, last_run, damage):
     run = shutil.copytree(last_run, tmp_path / "run")
     _edit(run, lambda c: damage(c["training_state"]))

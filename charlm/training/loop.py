@@ -111,7 +111,7 @@ def train(
     per `report_interval_s` (0: every step).
     """
     if device.type == "cpu":
-        keep_freed_memory()  # each step reuses its big buffers' pages (charlm/allocator.py)
+        keep_freed_memory()  # each step reuses its big buffers' pages (training/allocator.py)
     run = _Run(
         model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,

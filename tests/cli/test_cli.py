@@ -6,21 +6,9 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from tests.helpers import TINY_TRAIN_ARGS
 
-FAST = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
-    "--batch-size",
-    "4",
-    "--seq-len",
-    "10",
-    "--max-steps",
-    "3",
-]
+FAST = [*TINY_TRAIN_ARGS, "--max-steps", "3"]
 
 
 def run(*args, **kwargs):
@@ -35,12 +23,14 @@ def trained(tiny_book, tmp_path):
     return out
 
 
+@pytest.mark.slow
 def test_train_saves_a_checkpoint_and_reports_perplexity(trained):
     config = json.loads((trained / "config.json").read_text())
     assert config["val_perplexity"] > 1 and config["train_perplexity"] > 1
     assert config["training"]["max_steps"] == 3
 
 
+@pytest.mark.slow
 def test_generate_writes_only_the_text_to_stdout(trained):
     result = run("generate", trained, "--prefix", "the ", "--length", "25", "--seed", "4")
     assert result.exit_code == 0, result.output
@@ -48,6 +38,7 @@ def test_generate_writes_only_the_text_to_stdout(trained):
     assert result.stderr == ""
 
 
+@pytest.mark.slow
 def test_generate_is_reproducible_with_a_seed(trained):
     args = ("generate", trained, "--length", "40", "--seed", "9")
     assert run(*args).stdout == run(*args).stdout
@@ -72,6 +63,7 @@ def test_every_command_explains_every_option_with_its_default():
     assert "--temperature" in run("generate", "--help").output
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_same_cli():
     result = subprocess.run(
         [sys.executable, "-m", "charlm", "--help"], capture_output=True, text=True, check=True
@@ -112,6 +104,7 @@ def _bad_input_cases(tmp_path, tiny_book, trained):
     ]
 
 
+@pytest.mark.slow
 def test_bad_input_gets_one_line_and_a_nonzero_exit(tmp_path, tiny_book, trained):
     for args, code, fragment in _bad_input_cases(tmp_path, tiny_book, trained):
         result = run(*args)

@@ -19,10 +19,9 @@ from click.testing import CliRunner
 from charlm.cli import cli, one_line
 from charlm.corpus import load_catalog
 from tests.conftest import TINY_TEXT
-from tests.helpers import single_thread
+from tests.helpers import TINY_TRAIN_ARGS, single_thread
 
-FAST = ["--hidden", "8", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
-FAST += ["--max-steps", "1", "--device", "cpu", "--no-cache"]
+FAST = [*TINY_TRAIN_ARGS, "--max-steps", "1", "--no-cache"]
 USAGE, RUNTIME = 2, 1
 
 
@@ -234,6 +233,7 @@ def matrix(p, book, ck, catalogue_name):
     return cases
 
 
+@pytest.mark.slow
 def test_every_command_fails_cleanly_on_bad_input(place, monkeypatch):
     monkeypatch.setenv("CHARLM_CORPUS_MIRROR", str(place / "adir"))  # never the network
     monkeypatch.chdir(place)  # a default checkpoints/ directory goes there, not into the repo

@@ -25,6 +25,7 @@ def texts(tmp_path):
     return first, second
 
 
+@pytest.mark.slow
 def test_json_gives_the_same_numbers_as_the_python_api(checkpoint, texts):
     result = CliRunner().invoke(cli, ["evaluate", checkpoint, *map(str, texts), "--json"])
     assert result.exit_code == 0, result.output
@@ -40,6 +41,7 @@ def test_json_gives_the_same_numbers_as_the_python_api(checkpoint, texts):
         assert record["bits_per_character"] == pytest.approx(bits / record["num_characters"])
 
 
+@pytest.mark.slow
 def test_the_table_has_a_row_per_file(checkpoint, texts):
     result = CliRunner().invoke(cli, ["evaluate", checkpoint, *map(str, texts)])
     assert result.exit_code == 0, result.output

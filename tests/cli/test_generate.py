@@ -19,6 +19,7 @@ def run(*args: str, input: str | None = None):
     return CliRunner().invoke(cli, ["generate", *args], input=input)
 
 
+@pytest.mark.slow
 def test_generate_prints_the_prefix_and_its_continuation(checkpoint):
     result = run(checkpoint, "--prefix", "the ", "--length", "40", "--seed", "1")
     assert result.exit_code == 0, result.output
@@ -28,6 +29,7 @@ def test_generate_prints_the_prefix_and_its_continuation(checkpoint):
     )
 
 
+@pytest.mark.slow
 def test_sampling_options_are_passed_on(checkpoint):
     base = [checkpoint, "--prefix", "a", "--length", "60", "--seed", "2"]
     greedy = run(*base, "--temperature", "0").output
@@ -37,6 +39,7 @@ def test_sampling_options_are_passed_on(checkpoint):
         assert result.exit_code == 0 and result.output != run(*base).output, extra
 
 
+@pytest.mark.slow
 def test_num_samples_prints_numbered_samples(checkpoint):
     result = run(checkpoint, "--prefix", "a", "--length", "20", "--num-samples", "3", "--seed", "5")
     assert result.exit_code == 0, result.output
@@ -46,6 +49,7 @@ def test_num_samples_prints_numbered_samples(checkpoint):
     assert alone in result.output  # sample 2 is what seed 6 gives alone
 
 
+@pytest.mark.slow
 def test_json_prints_one_object_per_sample(checkpoint):
     result = run(checkpoint, "--prefix", "th", "--length", "15", "--num-samples", "2", "--json")
     assert result.exit_code == 0, result.output
@@ -57,6 +61,7 @@ def test_json_prints_one_object_per_sample(checkpoint):
     assert records[1]["seed"] == records[0]["seed"] + 1
 
 
+@pytest.mark.slow
 def test_stop_strings_with_escapes_end_the_sample(checkpoint):
     args = [checkpoint, "--prefix", "t", "--length", "300", "--seed", "3", "--json"]
     full = json.loads(run(*args).output)["text"]
@@ -66,6 +71,7 @@ def test_stop_strings_with_escapes_end_the_sample(checkpoint):
     assert record["text"] == full[:cut] and record["stop"] in (stop, "\n\n")
 
 
+@pytest.mark.slow
 def test_prefix_file(checkpoint, tmp_path):
     path = tmp_path / "prefix.txt"
     path.write_text("a stitch in time\n" * 50, encoding="utf-8")
@@ -75,6 +81,7 @@ def test_prefix_file(checkpoint, tmp_path):
     assert run(checkpoint, "--prefix-file", str(path), "--prefix", "x").exit_code == 2
 
 
+@pytest.mark.slow
 def test_beam_width_prints_the_best_continuation_with_its_log_probability(checkpoint):
     result = run(checkpoint, "--prefix", "the", "--length", "8", "--beam-width", "3")
     assert result.exit_code == 0, result.output
@@ -108,6 +115,7 @@ def test_a_prefix_with_unseen_characters_fails_in_one_line(checkpoint):
     assert result.exit_code == 1 and "never seen" in result.output
 
 
+@pytest.mark.slow
 def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     script = "\n".join(
         [

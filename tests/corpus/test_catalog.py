@@ -19,6 +19,7 @@ from charlm.corpus import Entry, fetch, is_present, load_catalog
 from charlm.corpus.catalog import _CHECKOUT_CATALOG
 from charlm.errors import CorpusError, DownloadError
 from tests.conftest import SHARED_CORPORA, TINY_TEXT, shared_corpus
+from tests.helpers import TINY_TRAIN_ARGS
 
 BOOK = TINY_TEXT.encode("utf-8")
 REQUIRED = {"timemachine", "tinyshakespeare", "alice", "pride-and-prejudice", "frankenstein"}
@@ -211,9 +212,9 @@ def test_corpus_fetch_and_list(catalogue, tmp_path):
     assert unknown.exit_code == 1 and "no book named 'nonesuch'" in unknown.output
 
 
+@pytest.mark.slow
 def test_train_accepts_a_catalogue_name_and_fetches_it(catalogue, tmp_path):
-    args = ["train", "tiny", "--max-steps", "1", "--hidden", "8", "--layers", "1",
-            "--batch-size", "2", "--seq-len", "8", "--device", "cpu"]  # fmt: skip
+    args = ["train", "tiny", "--max-steps", "1", *TINY_TRAIN_ARGS]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "downloaded tiny" in result.output

@@ -15,6 +15,7 @@ from charlm.corpus import SplitConfig, read_book, resolve_inputs, split_regions
 from charlm.corpus.gutenberg import strip_boilerplate
 from charlm.errors import ConfigError, CorpusError
 from tests.conftest import TINY_TEXT, shared_corpus
+from tests.helpers import TINY_MODEL_ARGS
 
 PG_HEADER = (
     "The Project Gutenberg eBook of A Tiny Tale\n\nThis eBook is for the use of anyone.\n\n"
@@ -245,12 +246,7 @@ def _train(runner: CliRunner, *args: str):
             *args,
             "--max-steps",
             "2",
-            "--hidden",
-            "16",
-            "--layers",
-            "1",
-            "--embed",
-            "8",
+            *TINY_MODEL_ARGS,
             "--batch-size",
             "2",
             "--seq-len",
@@ -261,6 +257,7 @@ def _train(runner: CliRunner, *args: str):
     )
 
 
+@pytest.mark.slow
 def test_train_takes_several_books_with_per_book_splits_and_a_test_score(tmp_path):
     a = write(tmp_path, "a.txt", ("alpha " * 200 + "\n").encode())
     b = write(tmp_path, "b.txt", "beta “quoted” ".encode("cp1252") * 150)
@@ -303,6 +300,7 @@ def test_train_takes_several_books_with_per_book_splits_and_a_test_score(tmp_pat
     assert again.exit_code == 0 and "cached" in again.output
 
 
+@pytest.mark.slow
 def test_train_with_explicit_validation_and_test_files(tmp_path):
     book = write(tmp_path, "book.txt", TINY_TEXT.encode())
     val = write(tmp_path, "val.txt", TINY_TEXT[:300].encode())
@@ -335,6 +333,7 @@ def test_train_refuses_a_binary_file_in_one_line(tmp_path):
     assert "zip archive" in result.output and len(result.output.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_reading_options_reach_the_checkpoint(tmp_path):
     text = PG_HEADER + "“Quoted” words, and more words to learn from.\n" * 40 + PG_FOOTER
     book = write(tmp_path, "pg.txt", text.encode("cp1252"))

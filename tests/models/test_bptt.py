@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
-from charlm.models.bptt import clip_grad_norm, model_bptt, rnn_lm_bptt
+from charlm.models.bptt import clip_grad_norm, model_bptt, rnn_classifier_bptt, rnn_lm_bptt
 
 VOCAB, EMBED, HIDDEN, BATCH, SEQ = 11, 5, 7, 3, 9
 
@@ -161,3 +161,79 @@ def test_a_whole_training_step_by_hand_equals_autograd_and_torch_clipping():
 
     for name, p in reference.named_parameters():
         torch.testing.assert_close(parameters[name], p, atol=1e-6, rtol=0, msg=name)
+
+
+CLASSES = 4
+
+
+def _classifier_params(num_layers: int, one_hot: bool, nonlinearity: str) -> dict:
+    """The parameters of embedding → nn.RNN → linear to CLASSES, in float64, named as charlm."""
+    torch.manual_seed(10 + num_layers)
+    rnn = nn.RNN(
+        VOCAB if one_hot else EMBED, HIDDEN, num_layers, nonlinearity=nonlinearity
+    ).double()
+    params = {f"rnn.{name}": p.detach().clone() for name, p in rnn.named_parameters()}
+    params["head.weight"] = torch.randn(CLASSES, HIDDEN, dtype=torch.float64)
+    params["head.bias"] = torch.randn(CLASSES, dtype=torch.float64)
+    if not one_hot:
+        params["embedding.weight"] = torch.randn(VOCAB, EMBED, dtype=torch.float64)
+    return params
+
+
+def _classifier_autograd(params, tokens, labels, lengths, nonlinearity):
+    """The same network run by nn.RNN over packed sequences, differentiated by autograd."""
+    leaves = {name: p.clone().requires_grad_(True) for name, p in params.items()}
+    num_layers = sum(1 for name in params if name.startswith("rnn.weight_ih_l"))
+    one_hot = "embedding.weight" not in params
+    rnn = nn.RNN(
+        VOCAB if one_hot else EMBED, HIDDEN, num_layers, nonlinearity=nonlinearity
+    ).double()
+    x = (
+        F.one_hot(tokens, VOCAB).double()
+        if one_hot
+        else F.embedding(tokens, leaves["embedding.weight"])
+    )
+    weights = {name[len("rnn.") :]: leaves[name] for name in params if name.startswith("rnn.")}
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    _, h_n = torch.func.functional_call(rnn, weights, (packed,))
+    logits = h_n[-1] @ leaves["head.weight"].T + leaves["head.bias"]
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    return loss, {name: leaf.grad for name, leaf in leaves.items()}
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("num_layers,one_hot", [(1, False), (2, False), (1, True)])
+def test_many_to_one_bptt_equals_autograd_on_padded_examples(num_layers, one_hot, nonlinearity):
+    params = _classifier_params(num_layers, one_hot, nonlinearity)
+    tokens, _ = _batch(5)
+    labels = torch.tensor([0, 3, 1])
+    lengths = torch.tensor([SEQ, 4, 1])  # padded on the right; one example of one token
+    mine = rnn_classifier_bptt(params, tokens, labels, lengths, nonlinearity=nonlinearity)
+    loss, grads = _classifier_autograd(params, tokens, labels, lengths, nonlinearity)
+    torch.testing.assert_close(mine.loss, loss.detach(), atol=1e-6, rtol=0)
+    assert set(mine.grads) == set(grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(mine.grads[name], grad, atol=1e-6, rtol=0, msg=name)
+
+
+def test_padding_never_reaches_the_many_to_one_loss():
+    params = _classifier_params(1, False, "tanh")
+    tokens, _ = _batch(6)
+    labels = torch.tensor([2, 0, 1])
+    lengths = torch.tensor([3, 5, 2])
+    first = rnn_classifier_bptt(params, tokens, labels, lengths)
+    other_padding = tokens.clone()
+    for row, length in enumerate(lengths.tolist()):
+        other_padding[row, length:] = (other_padding[row, length:] + 1) % VOCAB
+    second = rnn_classifier_bptt(params, other_padding, labels, lengths)
+    torch.testing.assert_close(first.loss, second.loss, atol=0, rtol=0)
+    for name in first.grads:
+        torch.testing.assert_close(first.grads[name], second.grads[name], atol=0, rtol=0)
+
+
+def test_many_to_one_bptt_refuses_lengths_outside_the_batch():
+    params = _classifier_params(1, False, "tanh")
+    tokens, _ = _batch(7)
+    with pytest.raises(ConfigError, match="lengths"):
+        rnn_classifier_bptt(params, tokens, torch.tensor([0, 1, 2]), torch.tensor([0, 2, 2]))

@@ -17,6 +17,7 @@ from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import TrainConfig, evaluate, train
+from tests.helpers import TINY_TRAIN_ARGS
 
 CPU = torch.device("cpu")
 VOCAB = 40
@@ -63,6 +64,7 @@ def test_full_softmax_loss_is_the_cross_entropy_of_its_logits():
     assert torch.allclose(nll.flatten(), expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_with_the_adaptive_softmax_lowers_the_loss():
     ids = zipf_ids()
     model = adaptive_model()
@@ -74,6 +76,7 @@ def test_training_with_the_adaptive_softmax_lowers_the_loss():
     assert after < before - 0.5
 
 
+@pytest.mark.slow
 def test_evaluate_gives_the_exp_of_the_mean_negative_log_likelihood():
     ids = zipf_ids(400)
     model = adaptive_model().eval()
@@ -90,6 +93,7 @@ def word_setup():
     return text, tokenizer
 
 
+@pytest.mark.slow
 def test_sampling_and_scoring_work_with_the_adaptive_softmax():
     text, tokenizer = word_setup()
     torch.manual_seed(0)
@@ -167,14 +171,15 @@ def test_cli_adaptive_softmax_on_a_char_vocabulary_is_one_line(tiny_book, tmp_pa
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_cli_trains_and_records_an_adaptive_softmax(tmp_path):
     text, _ = word_setup()
     book = tmp_path / "words.txt"
     book.write_text(text * 3, encoding="utf-8")
     out = tmp_path / "ck"
     args = ["train", str(book), "--out", str(out), "--tokenizer", "word", "--tokenizer-option",
-            "split=spaces", "--softmax", "adaptive", "--cutoffs", "10,25", "--hidden", "16",
-            "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "10",
+            "split=spaces", "--softmax", "adaptive", "--cutoffs", "10,25",
+            *TINY_TRAIN_ARGS, "--seq-len", "10",
             "--max-steps", "3"]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output

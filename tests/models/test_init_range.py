@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from charlm.cli import cli
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
+from tests.helpers import TINY_TRAIN_ARGS
 
 
 @pytest.mark.parametrize("softmax, vocab", [("full", 50), ("adaptive", 3000)])
@@ -40,12 +41,13 @@ def test_a_bad_range_is_an_error():
         ModelConfig(10, init_range=0.0)
 
 
+@pytest.mark.slow
 def test_cli_records_the_range(tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = CliRunner().invoke(
         cli,
-        ["train", str(tiny_book), "--out", str(out), "--hidden", "8", "--embed", "4",
-         "--layers", "1", "--batch-size", "4", "--seq-len", "10", "--max-steps", "1",
+        ["train", str(tiny_book), "--out", str(out), *TINY_TRAIN_ARGS,
+         "--max-steps", "1",
          "--init-range", "0.05"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

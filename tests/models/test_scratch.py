@@ -129,6 +129,7 @@ def _run(module, x, state):
 @pytest.mark.parametrize(
     "dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"]
 )
+@pytest.mark.slow
 def test_outputs_states_and_gradients_equal_pytorch(spec, extra, num_layers, carried, dtype, tol):
     torch.manual_seed(0)
     reference, scratch = _pair(spec, extra, num_layers, dtype)
@@ -291,6 +292,7 @@ def _tiny_layer(spec: CellSpec, extra: dict, cls=None):
 
 
 @pytest.mark.parametrize("spec,extra", EVERY_CELL)
+@pytest.mark.slow
 def test_gradients_equal_finite_differences(spec, extra):
     layer, x, state = _tiny_layer(spec, extra)
     assert _matches_finite_differences(layer, x, state)
@@ -352,6 +354,7 @@ def _loss_curve(ids, cell: str, impl: str, steps: int) -> list[float]:
 
 
 @pytest.mark.parametrize("cell", PACKAGE_CELLS)
+@pytest.mark.slow
 def test_training_gives_the_same_loss_curve_for_50_steps(cell, tiny_book):
     text = tiny_book.read_text(encoding="utf-8")
     ids = get_tokenizer_class("char").train(text).encode_array(text)
@@ -363,6 +366,7 @@ def test_training_gives_the_same_loss_curve_for_50_steps(cell, tiny_book):
         assert abs(a - b) < 1e-4, f"step {step}: torch {a} vs scratch {b}"
 
 
+@pytest.mark.slow
 def test_scratch_checkpoint_trains_saves_loads_and_samples(tiny_book, tmp_path):
     model = {
         "cell": "lstm",
@@ -402,6 +406,7 @@ def test_scratch_checkpoint_trains_saves_loads_and_samples(tiny_book, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cli_trains_a_scratch_one_hot_model(tiny_book, tmp_path):
     out = tmp_path / "ckpt"
     result = CliRunner().invoke(

@@ -32,6 +32,7 @@ def rnn() -> Sampler:
     return Sampler(RNNLM(config), tokenizer)
 
 
+@pytest.mark.slow
 def test_streamed_text_joins_to_the_generated_text(rnn):
     settings = dict(temperature=0.9, seed=3, top_k=10, top_p=0.95, repetition_penalty=1.2)
     streamed = "".join(rnn.stream("the ", 80, **settings))
@@ -39,11 +40,13 @@ def test_streamed_text_joins_to_the_generated_text(rnn):
     assert len(streamed) == 80
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_text_and_another_seed_other_text(rnn):
     assert rnn.generate("a", 60, seed=1) == rnn.generate("a", 60, seed=1)
     assert rnn.generate("a", 60, seed=1) != rnn.generate("a", 60, seed=2)
 
 
+@pytest.mark.slow
 def test_temperature_zero_is_deterministic_and_follows_the_argmax(rnn):
     text = rnn.generate("the", 20, temperature=0, seed=1)
     assert text == rnn.generate("the", 20, temperature=0, seed=2)
@@ -111,6 +114,7 @@ def test_a_stop_string_ends_the_sample_and_is_not_included():
     assert pieces == ["b\n", "a", "b\n", "a", "b\n", "a", "b"]
 
 
+@pytest.mark.slow
 def test_samples_in_a_batch_stop_independently(bigram):
     samples = bigram.samples("", 40, seed=5, num_samples=50, stop="bb")
     stopped = [s for s in samples if s.stop == "bb"]
@@ -144,6 +148,7 @@ def test_streaming_never_yields_half_a_multibyte_character():
     assert batch == ["aé€aé€a"] * 3
 
 
+@pytest.mark.slow
 def test_a_long_prefix_is_primed_in_chunks_with_the_same_result(rnn, monkeypatch):
     prefix = "the quick brown fox jumps over the lazy dog. " * 4
     whole = rnn.generate(prefix, 30, seed=4)

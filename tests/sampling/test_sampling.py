@@ -15,11 +15,13 @@ def sampler():
     return Sampler(tiny_model(tokenizer.vocab_size, cell="lstm"), tokenizer)
 
 
+@pytest.mark.slow
 def test_generate_starts_with_the_prefix_and_adds_length_tokens(sampler):
     text = sampler.generate(prefix="the lazy", length=40, seed=1)
     assert text.startswith("the lazy") and len(text) == len("the lazy") + 40
 
 
+@pytest.mark.slow
 def test_stream_yields_only_the_new_text_generate_joins_it(sampler):
     streamed = "".join(sampler.stream(prefix="a stitch", length=50, temperature=0.7, seed=3))
     assert "a stitch" + streamed == sampler.generate(
@@ -27,12 +29,14 @@ def test_stream_yields_only_the_new_text_generate_joins_it(sampler):
     )
 
 
+@pytest.mark.slow
 def test_same_seed_same_text_other_seed_other_text(sampler):
     first = sampler.generate(prefix="the", length=60, seed=7)
     assert first == sampler.generate(prefix="the", length=60, seed=7)
     assert first != sampler.generate(prefix="the", length=60, seed=8)
 
 
+@pytest.mark.slow
 def test_temperature_zero_is_greedy(sampler):
     greedy = sampler.generate(prefix="all", length=30, temperature=0, seed=1)
     assert greedy == sampler.generate(prefix="all", length=30, temperature=0, seed=2)
@@ -75,6 +79,7 @@ def test_unseen_characters_in_the_prefix_are_named(sampler):
         sampler.generate(prefix="Zebra")
 
 
+@pytest.mark.slow
 def test_greedy_sampling_of_a_memorised_text_reproduces_it():
     text = "the quick brown fox jumps over the lazy dog. " * 12
     model, tokenizer, _ = overfit(text, steps=150)

@@ -39,6 +39,7 @@ def test_bits_per_character_count_characters_not_tokens():
     assert score.bits_per_character == pytest.approx(5 / 2)
 
 
+@pytest.mark.slow
 def test_long_texts_are_scored_in_chunks_with_the_state_carried():
     text = "the quick brown fox jumps over the lazy dog.\n" * 8
     tokenizer = CharTokenizer.train(text)

@@ -38,6 +38,7 @@ def test_a_tiny_temperature_approaches_argmax(logits):
     assert (drawn == logits.argmax(-1)).all()
 
 
+@pytest.mark.slow
 def test_top_k_never_emits_a_token_outside_the_top_k(logits):
     drawn = draws(logits, SamplingOptions(temperature=2.0, top_k=3))
     top3 = logits.topk(3, dim=-1).indices
@@ -60,6 +61,7 @@ def nucleus(row: torch.Tensor, top_p: float) -> set[int]:
 
 
 @pytest.mark.parametrize("top_p", [0.3, 0.8])
+@pytest.mark.slow
 def test_top_p_never_emits_a_token_outside_the_nucleus(logits, top_p):
     drawn = draws(logits, SamplingOptions(top_p=top_p), steps=400)
     for row in range(len(logits)):

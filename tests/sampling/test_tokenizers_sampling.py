@@ -27,6 +27,7 @@ def sampler_for(tokenizer) -> Sampler:
     return Sampler(model, tokenizer)
 
 
+@pytest.mark.slow
 def test_word_sampling_never_draws_unk_unless_allowed():
     tokenizer = train_tokenizer("word", "the cat sat on the mat .\n")
     sampler = sampler_for(tokenizer)
@@ -70,6 +71,7 @@ def word_checkpoint(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_generate_cli_applies_the_unknown_policy(word_checkpoint):
     runner = CliRunner()
     base = ["generate", str(word_checkpoint), "--length", "5", "--seed", "1", "--device", "cpu"]
@@ -100,6 +102,7 @@ def test_train_cli_rejects_bad_tokenizer_options_in_one_line(tiny_book, option, 
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_train_cli_passes_tokenizer_options(tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = CliRunner().invoke(
@@ -138,6 +141,7 @@ def test_train_cli_passes_tokenizer_options(tiny_book, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.corpus
+@pytest.mark.slow
 def test_word_level_lstm_on_penn_treebank(tmp_path):
     book = shared_corpus("ptb/ptb.train.txt")
     trained = train_book(

@@ -184,6 +184,7 @@ TINY_RUN = dict(
     text=st.one_of(hostile_text, sprinkled_text, sprinkled_text),
     tokenizer=st.sampled_from(["char", "byte", "word"]),
 )
+@pytest.mark.slow
 def test_training_on_any_text_trains_or_refuses_clearly(tmp_path_factory, text, tokenizer):
     book = tmp_path_factory.mktemp("book") / "book.txt"
     book.write_bytes(text.encode("utf-8", "surrogatepass"))  # lone surrogates: invalid UTF-8
@@ -287,6 +288,7 @@ def odd_named_book(directory) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_a_book_whose_name_is_not_utf8_trains_saves_and_resumes(tmp_path):
     path = odd_named_book(tmp_path)
     trained = train_book(path, out=tmp_path / "ck", **TINY_RUN)

@@ -18,18 +18,14 @@ from click.testing import CliRunner
 
 from charlm.cli import cli
 from charlm.tokenizers import ENTRY_POINT_GROUP, available_tokenizers, reload_plugins
+from tests.helpers import TINY_MODEL_ARGS
 
 tomllib = pytest.importorskip("tomllib")
 
 PLUGIN = Path(__file__).parents[1] / "plugins" / "charlm-example-tokenizer"
 MODULE = "charlm_example_tokenizer"
 TINY_MODEL = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--layers",
-    "1",
+    *TINY_MODEL_ARGS,
     "--seq-len",
     "8",
     "--batch-size",
@@ -92,6 +88,7 @@ def test_plugin_is_listed_with_its_package_and_version(plugin):
     assert "min_freq=int" in result.output
 
 
+@pytest.mark.slow
 def test_plugin_trains_saves_and_generates_through_the_cli(plugin, tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = run(
@@ -127,6 +124,7 @@ def test_plugin_trains_saves_and_generates_through_the_cli(plugin, tiny_book, tm
     assert len(result.stdout) > len("the quick") + 20  # 20 tokens of two characters each
 
 
+@pytest.mark.slow
 def test_a_checkpoint_whose_plugin_is_gone_names_tokenizer_and_package(plugin, tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = run("train", str(tiny_book), "--tokenizer", "pairs", "--out", str(out), *TINY_MODEL)

@@ -57,6 +57,7 @@ def fresh(tokenizer: Tokenizer) -> Tokenizer:
 
 
 @given(any_text)
+@pytest.mark.slow
 def test_char_round_trips_any_text_it_was_trained_on(text):
     tokenizer = train_tokenizer("char", text or "x")
     assert tokenizer.decode(tokenizer.encode_array(text)) == text

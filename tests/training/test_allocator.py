@@ -24,6 +24,7 @@ def test_elsewhere_it_changes_nothing_and_says_so(monkeypatch):
     assert allocator.keep_freed_memory() is False
 
 
+@pytest.mark.slow
 def test_cpu_training_applies_it(monkeypatch):
     calls = []
     monkeypatch.setattr(training, "keep_freed_memory", lambda: calls.append(1) or True)

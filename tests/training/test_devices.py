@@ -50,6 +50,7 @@ def test_threads_sets_torch_threads_for_the_run(tiny_book, tmp_path):
         set_threads(0)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_on_the_cpu_and_saves_fp32_weights(tiny_book, tmp_path):
     config = TrainConfig(batch_size=4, seq_len=16, max_steps=40, precision="bf16", lr=0.01)
     trained = train_book(

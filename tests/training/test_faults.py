@@ -27,11 +27,10 @@ from charlm.training import TrainConfig
 from charlm.training import loop as training
 from charlm.training.run import train_book
 from charlm.training.runlock import LOCK_NAME, _locked
-from tests.helpers import single_thread
+from tests.helpers import TINY_TRAIN_ARGS, single_thread
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40
-SMALL = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "8"]
-SMALL += ["--device", "cpu", "--threads", "1"]
+SMALL = [*TINY_TRAIN_ARGS, "--threads", "1"]
 KILLS = 8
 
 
@@ -187,6 +186,7 @@ def test_a_real_write_failure_from_the_kernel_keeps_the_previous_checkpoint(tmp_
 # Two runs, one directory -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_live_runs_directory_is_refused(tmp_path, book):
     out = tmp_path / "run"
     assert run("train", book, "--out", out, *SMALL, "--max-steps", "2").exit_code == 0
@@ -200,6 +200,7 @@ def test_a_second_run_into_a_live_runs_directory_is_refused(tmp_path, book):
     assert run("train", "--resume", out, "--max-steps", "4").exit_code == 0
 
 
+@pytest.mark.slow
 def test_a_directory_with_a_model_needs_resume_or_overwrite(tmp_path, book):
     out = tmp_path / "run"
     args = ["train", book, "--out", out, *SMALL, "--eval-every", "1"]
@@ -217,6 +218,7 @@ def test_a_directory_with_a_model_needs_resume_or_overwrite(tmp_path, book):
     assert result.exit_code == 2 and "drop --overwrite" in one_error_line(result)
 
 
+@pytest.mark.slow
 def test_the_python_api_refuses_and_overwrites_alike(tmp_path, book):
     options = dict(
         out=tmp_path / "run",

@@ -42,6 +42,7 @@ def _recording(vocab_size):
     )
 
 
+@pytest.mark.slow
 def test_sequential_training_carries_the_state_but_truncates_backprop():
     _, ids = ids_of(TINY_TEXT)
     model = _recording(int(ids.max()) + 1)
@@ -82,6 +83,7 @@ def test_evaluate_is_the_mean_cross_entropy_of_every_next_token():
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_reported_perplexity_is_exp_of_the_mean_cross_entropy():
     tokenizer, ids = ids_of(TINY_TEXT)
     model = tiny_model(tokenizer.vocab_size)
@@ -94,6 +96,7 @@ def test_reported_perplexity_is_exp_of_the_mean_cross_entropy():
     )
 
 
+@pytest.mark.slow
 def test_an_untrained_model_is_about_as_perplexed_as_the_vocabulary_is_large():
     vocab = 50
     ids = np.random.default_rng(0).integers(0, vocab, 5000)
@@ -102,6 +105,7 @@ def test_an_untrained_model_is_about_as_perplexed_as_the_vocabulary_is_large():
     assert 0.8 * vocab < ppl < 1.25 * vocab
 
 
+@pytest.mark.slow
 def test_a_tiny_model_memorises_a_short_text():
     text = "the quick brown fox jumps over the lazy dog. " * 12
     model, tokenizer, result = overfit(text, steps=150)
@@ -110,6 +114,7 @@ def test_a_tiny_model_memorises_a_short_text():
     assert math.exp(evaluate(model, ids, batch_size=1, seq_len=50, device=CPU)) < 1.2
 
 
+@pytest.mark.slow
 def test_max_steps_bounds_the_run_and_the_run_still_ends_evaluated():
     tokenizer, ids = ids_of(TINY_TEXT)
     model = tiny_model(tokenizer.vocab_size)
@@ -119,6 +124,7 @@ def test_max_steps_bounds_the_run_and_the_run_still_ends_evaluated():
     assert result.val_perplexity is not None
 
 
+@pytest.mark.slow
 def test_max_time_bounds_the_run():
     tokenizer, ids = ids_of(TINY_TEXT)
     model = tiny_model(tokenizer.vocab_size)
@@ -128,6 +134,7 @@ def test_max_time_bounds_the_run():
     assert 0.5 <= result.train_seconds < 5
 
 
+@pytest.mark.slow
 def test_same_seed_same_training():
     def run():
         torch.manual_seed(0)

@@ -23,6 +23,7 @@ TRAIN_KEYS = {
 EVAL_KEYS = {"step", "epoch", "elapsed_s", "val_loss", "val_perplexity", "val_bpc"}
 
 
+@pytest.mark.slow
 def test_a_run_logs_every_n_steps_and_each_evaluation(tiny_book, tmp_path):
     config = TrainConfig(batch_size=4, seq_len=16, max_steps=12, log_every=3, eval_every=5)
     trained = train_book(

@@ -85,6 +85,7 @@ def test_plot_of_a_directory_without_a_log_is_one_line(tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_plot_of_a_real_training_run(tiny_book, tmp_path):
     out = tmp_path / "run"
     args = "--batch-size 4 --seq-len 16 --hidden 16 --layers 1 --max-steps 20 --eval-every 10"

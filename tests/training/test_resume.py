@@ -65,6 +65,7 @@ def fresh_model(cell: str, vocab: int) -> torch.nn.Module:
         ("rnn", "random", 9),
     ],
 )
+@pytest.mark.slow
 def test_a_stopped_and_resumed_run_matches_an_uninterrupted_one(tmp_path, cell, iterator, stop_at):
     tok = get_tokenizer_class("char").train(TEXT)
     ids = tok.encode_array(TEXT)
@@ -158,6 +159,7 @@ def wait_for_steps(log: Path, proc: subprocess.Popen, steps: int, timeout: float
 @pytest.mark.parametrize(
     "sig,code,word", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")]
 )
+@pytest.mark.slow
 def test_a_signal_saves_and_the_run_resumes_from_the_cli(tmp_path, sig, code, word):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 4, encoding="utf-8")
@@ -256,6 +258,7 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
     assert names == ["config.json", "training", "weights"]
 
 
+@pytest.mark.slow
 def test_resume_appends_to_the_metrics_log_from_the_saved_step(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 2, encoding="utf-8")
@@ -289,6 +292,7 @@ def test_resume_appends_to_the_metrics_log_from_the_saved_step(tmp_path):
     assert np.isfinite([r["train_loss"] for r in read_metrics(log) if "train_loss" in r]).all()
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 2, encoding="utf-8")

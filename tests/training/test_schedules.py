@@ -14,6 +14,7 @@ from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
 from charlm.training import TrainConfig, train
 from charlm.training.schedules import LRSchedule
+from tests.helpers import TINY_TRAIN_ARGS
 
 CPU = torch.device("cpu")
 
@@ -38,6 +39,7 @@ def test_step_keeps_the_rate_then_multiplies_it_once_per_epoch():
     assert rates[4:] == [0.5**k for k in range(1, 10)]  # Zaremba's small model: 1 → 0.5⁹
 
 
+@pytest.mark.slow
 def test_training_follows_the_step_schedule_epoch_by_epoch():
     ids = np.tile(np.array([0, 1, 2, 3]), 50)  # 200 tokens: 4 steps of 2 x 20 per epoch
     log = Records()
@@ -52,6 +54,7 @@ def test_training_follows_the_step_schedule_epoch_by_epoch():
     assert by_epoch == {1: {1.0}, 2: {1.0}, 3: {0.25}, 4: {0.0625}}
 
 
+@pytest.mark.slow
 def test_under_a_deadline_the_step_schedule_counts_shares_of_the_deadline():
     # 1000 epochs would take minutes; the rate must still decay within the 1 s deadline.
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
@@ -77,12 +80,13 @@ def test_bad_step_settings_are_errors():
         TrainConfig(decay_start=-1)
 
 
+@pytest.mark.slow
 def test_cli_step_schedule_is_recorded(tiny_book, tmp_path):
     out = tmp_path / "ck"
     result = CliRunner().invoke(
         cli,
-        ["train", str(tiny_book), "--out", str(out), "--hidden", "8", "--embed", "4",
-         "--layers", "1", "--batch-size", "4", "--seq-len", "10", "--max-steps", "2",
+        ["train", str(tiny_book), "--out", str(out), *TINY_TRAIN_ARGS,
+         "--max-steps", "2",
          "--schedule", "step", "--decay-factor", "0.5", "--decay-start", "3"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

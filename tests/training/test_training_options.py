@@ -77,6 +77,7 @@ def test_optimizers(name, kind):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
+@pytest.mark.slow
 def test_every_optimizer_lowers_the_loss(optimizer):
     ids = np.tile(np.array([0, 1, 2, 3]), 200)
     lr = 0.5 if optimizer == "sgd" else 0.01
@@ -111,6 +112,7 @@ def test_bad_settings_are_config_errors():
         )
 
 
+@pytest.mark.slow
 def test_cosine_follows_the_clock_when_there_is_a_deadline():
     # 1000 epochs would take minutes: only a schedule that follows the 1 s deadline decays.
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
@@ -142,6 +144,7 @@ def diverging_data():
     return np.tile(np.array([0, 1]), 400), np.full(200, 1)
 
 
+@pytest.mark.slow
 def test_eval_every_early_stopping_and_plateau():
     train_ids, val_ids = diverging_data()
     log = Records()
@@ -165,6 +168,7 @@ def test_eval_every_early_stopping_and_plateau():
     assert lrs[11] == pytest.approx(0.01) and lrs[15] == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 def test_validation_runs_each_epoch_without_eval_every():
     train_ids, val_ids = diverging_data()
     log = Records()
@@ -174,6 +178,7 @@ def test_validation_runs_each_epoch_without_eval_every():
     assert [r["step"] for r in log.evals()][-1] == result.steps
 
 
+@pytest.mark.slow
 def test_best_is_kept_beside_last_and_both_load(tiny_book, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(batch_size=4, seq_len=16, epochs=2, eval_every=15, lr=0.01)
@@ -191,6 +196,7 @@ def test_best_is_kept_beside_last_and_both_load(tiny_book, tmp_path):
     assert charlm.load(out / "best", device="cpu").generate("the", 10, seed=1).startswith("the")
 
 
+@pytest.mark.slow
 def test_a_nonfinite_model_never_overwrites_best(tmp_path):
     tok = get_tokenizer_class("char").train("abcd")
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
@@ -218,6 +224,7 @@ def corrupt_call(model: torch.nn.Module, call: int) -> None:
     model.head.register_forward_hook(hook)
 
 
+@pytest.mark.slow
 def test_nonfinite_skip_skips_the_batch_and_goes_on():
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
     model = tiny_model()
@@ -230,6 +237,7 @@ def test_nonfinite_skip_skips_the_batch_and_goes_on():
     assert log.train()[-1]["skipped_batches"] == 1
 
 
+@pytest.mark.slow
 def test_nonfinite_stop_is_a_clear_error():
     ids = np.tile(np.array([0, 1, 2, 3]), 100)
     model = tiny_model()
@@ -239,6 +247,7 @@ def test_nonfinite_stop_is_a_clear_error():
         train(model, ids, None, config, device=CPU)
 
 
+@pytest.mark.slow
 def test_init_from_needs_an_encodable_book(tiny_book, tmp_path):
     out = tmp_path / "run"
     config = TrainConfig(batch_size=4, seq_len=16, max_steps=2)
