@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from charlm.cli import cli
+from charlm.cli.options import quantize_option
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
 from charlm.sampling import load
@@ -27,6 +28,7 @@ COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
     show_default=True,
     help="Print one JSON object per file instead of a table.",
 )
+@quantize_option
 @click.option(
     "--device",
     type=click.Choice(DEVICE_CHOICES),
@@ -34,7 +36,9 @@ COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
     show_default=True,
     help="auto uses a CUDA GPU when there is one.",
 )
-def evaluate(checkpoint: Path, files: tuple[Path, ...], as_json: bool, device: str) -> None:
+def evaluate(
+    checkpoint: Path, files: tuple[Path, ...], as_json: bool, quantize: str | None, device: str
+) -> None:
     """Score each FILE with CHECKPOINT: cross-entropy, perplexity and bits per character.
 
     Cross-entropy is in nats per token and perplexity is per token; bits per character divide
@@ -42,7 +46,7 @@ def evaluate(checkpoint: Path, files: tuple[Path, ...], as_json: bool, device: s
     compared on the same text. The model reads each file from start to end, its state carried
     throughout.
     """
-    sampler = load(checkpoint, device=device)
+    sampler = load(checkpoint, device=device, quantize=quantize)
     texts = [(path, read_book(path).text) for path in files]  # all readable before any work
     rows = []
     for path, text in texts:

@@ -11,6 +11,7 @@ import click
 from charlm.checkpoint import latest_checkpoint
 from charlm.cli import cli, stderr_console
 from charlm.cli.interactive import run_prompt_loop
+from charlm.cli.options import quantize_option
 from charlm.cli.settings import EscapedText, Utf8Text, check_settings
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
@@ -128,6 +129,7 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     help="Run the recurrent layers with this implementation, e.g. torch to sample a "
     "--impl scratch model at full speed.  [default: the one that trained it]",
 )
+@quantize_option
 @click.option(
     "--device",
     type=click.Choice(DEVICE_CHOICES),
@@ -163,6 +165,7 @@ def generate(
     seed: int | None,
     unknown: str | None,
     impl: str | None,
+    quantize: str | None,
     device: str,
     as_json: bool,
     interactive: bool,
@@ -195,7 +198,7 @@ def generate(
         if prefix:
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
-    sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl)
+    sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize)
     if interactive:
         run_prompt_loop(settings, lambda text: write_samples(sampler, text, settings, as_json))
     else:

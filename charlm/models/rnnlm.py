@@ -6,6 +6,7 @@ softmax (charlm/models/heads.py).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -23,6 +24,7 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
+from charlm.models.stepping import cell_function, step_layers
 from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
@@ -207,8 +209,9 @@ class RNNLM(nn.Module):
 
     @property
     def reference(self) -> torch.Tensor:
-        """A parameter whose device and dtype are the model's."""
-        return next(self.rnn.parameters())
+        """A tensor whose device and dtype are the model's (its activations' dtype)."""
+        # An int8 model's recurrent layers keep only their float biases, as buffers.
+        return next(itertools.chain(self.rnn.parameters(), self.rnn.buffers()))
 
     def begin_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The all-zero state a sequence starts from."""
@@ -245,6 +248,26 @@ class RNNLM(nn.Module):
         logits = self.head(outputs).flatten(0, 1).float()  # (batch·seq, vocab)
         nll = F.cross_entropy(logits, targets.flatten(), reduction="none")
         return nll.view_as(targets), state  # (batch, seq)
+
+    def step(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """The scores after one more token per row: tokens (batch,) → (batch, vocab), state.
+
+        The same numbers as `forward` on sequences of one token. In evaluation mode on a CPU,
+        PyTorch's layers are stepped with its cell functions, which costs less per token
+        than calling the layer (charlm/models/stepping.py).
+        """
+        cell = cell_function(self.rnn)
+        if self.training or cell is None or tokens.device.type != "cpu":
+            scores, state = self(tokens.unsqueeze(1), state)  # (batch, 1, vocab)
+            return scores[:, 0], state
+        if state is None:
+            state = self.begin_state(tokens.shape[0], tokens.device)
+        if self.embedding is None:
+            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.reference.dtype)
+        else:
+            embedded = self.embedding(tokens)  # (batch, embed)
+        outputs, state = step_layers(self.rnn, cell, embedded, state)  # (batch, hidden)
+        return self.head(outputs), state  # (batch, vocab)
 
 
 def detach_state(state: State) -> State:
