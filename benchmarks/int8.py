@@ -76,10 +76,16 @@ def samplers(checkpoint: Path, impl: str | None) -> dict[str, Sampler]:
     }
 
 
-def tokens_per_second(sampler: Sampler, tokens: int, num_samples: int, seed: int) -> float:
-    start = time.perf_counter()
+def tokens_per_second(
+    sampler: Sampler, tokens: int, num_samples: int, seed: int
+) -> tuple[float, float]:
+    """Tokens per second of wall time, and per second of this process's CPU time: on a
+    machine shared with other work the second is the steadier figure (at one thread both
+    are the same on an idle machine)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     sampler.generate(PREFIX, tokens, TEMPERATURE, seed, num_samples=num_samples)
-    return tokens * num_samples / (time.perf_counter() - start)
+    count = tokens * num_samples
+    return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
 
 
 def speeds(ways: dict[str, Sampler], tokens: int, num_samples: int, repeats: int) -> dict:
@@ -87,11 +93,18 @@ def speeds(ways: dict[str, Sampler], tokens: int, num_samples: int, repeats: int
     names = list(ways)
     for name in names:  # warm-up: thread pool, allocator, oneDNN's kernel generation
         tokens_per_second(ways[name], max(2, tokens // 10), num_samples, 0)
-    runs: dict[str, list[float]] = {name: [] for name in names}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for round_ in range(repeats):
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             runs[name].append(tokens_per_second(ways[name], tokens, num_samples, round_))
-    return {name: {"median": statistics.median(r), "runs": r} for name, r in runs.items()}
+    return {
+        name: {
+            "median": statistics.median(wall for wall, _ in r),
+            "cpu_median": statistics.median(cpu for _, cpu in r),
+            "runs": r,
+        }
+        for name, r in runs.items()
+    }
 
 
 def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settings: dict,
@@ -100,16 +113,21 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
     one = speeds(ways, settings["tokens"], 1, repeats)
     many = speeds(ways, settings["batch_tokens"], BATCH, repeats)
     bpc = {name: ways[name].score(held_out).bits_per_character for name in ("float32", "int8")}
-    ratio = lambda a, b: one[a]["median"] / one[b]["median"]  # noqa: E731
+    ratio = lambda a, b, key="median": one[a][key] / one[b][key]  # noqa: E731
     return {
         "model": cell + (f" ({impl})" if impl else ""),
         "threads": torch.get_num_threads(),
         "tokens_per_s": {name: one[name]["median"] for name in one},
+        "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
         "tokens_per_s_runs": {name: one[name]["runs"] for name in one},
         f"batch{BATCH}_tokens_per_s": {name: many[name]["median"] for name in many},
+        f"batch{BATCH}_tokens_per_cpu_s": {name: many[name]["cpu_median"] for name in many},
         "int8_vs_float32": ratio("int8", "float32"),
         "int8_vs_layer": ratio("int8", "layer"),
         "float32_vs_layer": ratio("float32", "layer"),
+        "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
+        "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
+        "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
         "bits_per_char": bpc,
         "bpc_change_percent": 100 * (bpc["int8"] / bpc["float32"] - 1),
         "score_chars": len(held_out),
@@ -189,18 +207,25 @@ def main(quick: bool, checkpoints: tuple[str, ...], cells: str, train_time: str,
 
 
 def report(rows: list[dict]) -> None:
+    """Batch-1 tokens/s (wall; per CPU-second in brackets), batch 16, bits per character."""
+
+    def both(row: dict, name: str) -> str:
+        return f"{row['tokens_per_s'][name]:,.0f} ({row['tokens_per_cpu_s'][name]:,.0f})"
+
+    def ratio(row: dict, key: str) -> str:
+        return f"{row[key]:.2f}x ({row['cpu_' + key]:.2f}x)"
+
     print_table(
         ["model", "threads", "layer tok/s", "float32 tok/s", "int8 tok/s", "int8/float32",
          "int8/layer", f"b{BATCH} float32", f"b{BATCH} int8", "bpc float32", "bpc int8",
          "bpc change"],
         [
             (
-                r["model"], r["threads"], r["tokens_per_s"]["layer"],
-                r["tokens_per_s"]["float32"], r["tokens_per_s"]["int8"],
-                f"{r['int8_vs_float32']:.2f}x", f"{r['int8_vs_layer']:.2f}x",
+                r["model"], r["threads"], both(r, "layer"), both(r, "float32"), both(r, "int8"),
+                ratio(r, "int8_vs_float32"), ratio(r, "int8_vs_layer"),
                 r[f"batch{BATCH}_tokens_per_s"]["float32"], r[f"batch{BATCH}_tokens_per_s"]["int8"],
                 f"{r['bits_per_char']['float32']:.4f}", f"{r['bits_per_char']['int8']:.4f}",
-                f"{r['bpc_change_percent']:+.2f}%",
+                f"{r['bpc_change_percent']:+.3f}%",
             )
             for r in rows
         ],
