@@ -92,7 +92,7 @@ def per_token(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats:
     device = sampler.device
     bare = best_time(lambda: bare_loop(sampler.model, ids, n), repeats, device)
     cases = {
-        "sample (temperature 1)": {},
+        "sample (temperature 1)": {"temperature": 1.0},
         "greedy (temperature 0)": {"temperature": 0.0},
         "top-k 40, top-p 0.9, penalty 1.2": {
             "top_k": 40,

@@ -4,6 +4,8 @@ The CLI turns any `CharlmError` into a one-line message and a non-zero exit; Pyt
 catch the specific class they care about.
 """
 
+from __future__ import annotations
+
 
 class CharlmError(Exception):
     """Base class of every error charlm raises on purpose."""
@@ -22,7 +24,52 @@ class MissingTokenizerError(TokenizerError):
 
 
 class UnknownTokenError(TokenizerError, ValueError):
-    """Text contains pieces the tokenizer's vocabulary does not have."""
+    """Text contains pieces the tokenizer's vocabulary does not have.
+
+    Made by `unseen_pieces`, it also carries `summary` (what is unknown, without advice),
+    `unseen` (each piece and how often it occurs, most frequent first; empty when the
+    tokenizer cannot name them) and `policies` (the unknown-token policies that get past them:
+    "skip", and "unk" where the tokenizer has an <unk> token), so that a caller can word the
+    error for its user with `describe`: a file name for "the text", a command-line option for
+    the Python keyword.
+    """
+
+    summary: str = ""
+    unseen: dict[str, int] = {}
+    policies: tuple[str, ...] = ("skip",)
+
+    @classmethod
+    def unseen_pieces(
+        cls, summary: str, unseen: dict[str, int], policies: tuple[str, ...]
+    ) -> UnknownTokenError:
+        error = cls(f"the text has {summary}; {advice_for(policies, PYTHON_ADVICE)}")
+        error.summary, error.unseen, error.policies = summary, dict(unseen), policies
+        return error
+
+    def describe(self, where: str, advice: str) -> str:
+        """The message for text called `where` (e.g. a file name), with `advice` as how to
+        name a policy: "use --unknown {policy}" gives "use --unknown skip to drop them (or
+        use --unknown unk to read them as <unk>)"."""
+        if not self.summary:
+            return f"{where}: {self}"
+        return f"{where} has {self.summary}; {self.advice(advice)}"
+
+    def advice(self, advice: str) -> str:
+        """How to get past the unknown pieces, with `advice` naming a policy as in `describe`."""
+        return advice_for(self.policies, advice)
+
+
+PYTHON_ADVICE = 'pass unknown="{policy}"'
+
+
+def advice_for(policies: tuple[str, ...], advice: str) -> str:
+    """How to get past unknown pieces, in the caller's words for a policy."""
+    effects = {"skip": "to drop them", "unk": "to read them as <unk>"}
+    first, *others = policies
+    text = f"{advice.format(policy=first)} {effects[first]}"
+    for policy in others:
+        text += f" (or {advice.format(policy=policy)} {effects[policy]})"
+    return text
 
 
 class CheckpointError(CharlmError):

@@ -33,6 +33,8 @@ class Option:
     negatable: bool = False  # a boolean with both --flag and --no-flag
     inverted: bool = False  # a boolean given as its negation (--no-cache sets use_cache False)
     path: str | None = None  # "file" or "dir": the value is a path to one
+    group: str | None = None  # the heading --help lists it under; default: its config's
+    multiple: bool = False  # a tuple of values, the option repeatable
 
 
 def option(default: Any, help: str, **details: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -66,3 +67,21 @@ def single_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def run_cli(*args: Any) -> Any:
+    """`charlm ARGS...` in this process (click's CliRunner); its result."""
+    from click.testing import CliRunner
+
+    from charlm.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def one_error_line(result: Any, after_progress: bool = False) -> str:
+    """The one `Error:` line; it is all of stderr unless the run had begun reporting."""
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("Error:")]
+    assert errors == lines[-1:] and (after_progress or len(lines) == 1), result.stderr
+    return lines[-1]

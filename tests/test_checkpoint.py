@@ -1,10 +1,11 @@
 import json
+import threading
 
 import pytest
 import torch
 
 from charlm import checkpoint as ckpt
-from charlm.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from charlm.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoint, save_checkpoint
 from charlm.errors import CheckpointError
 from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, tiny_model
@@ -42,9 +43,14 @@ def test_config_is_readable_json_with_the_perplexities(saved):
 
 def test_saving_again_replaces_the_weights_and_leaves_no_stray_files(saved):
     path, model, tokenizer = saved
-    save_checkpoint(path, model, tokenizer)
-    names = sorted(p.name for p in path.iterdir())
-    assert len(names) == 2 and "config.json" in names
+    weights = [json.loads((path / "config.json").read_text())["weights"]]
+    for _ in range(2):
+        save_checkpoint(path, model, tokenizer)
+        weights.append(json.loads((path / "config.json").read_text())["weights"])
+        # The weights a reader may have just found in the old config stay one save longer.
+        assert sorted(p.name for p in path.iterdir()) == sorted(["config.json", *weights[-2:]])
+    prune_checkpoint(path)
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", weights[-1]]
 
 
 def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved, monkeypatch):
@@ -67,14 +73,14 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(saved, monkeypatch)
 def test_a_crash_between_weights_and_config_keeps_the_old_checkpoint(saved, monkeypatch):
     path, model, tokenizer = saved
     old = load_checkpoint(path).model.head.bias.clone()
-    real_write = ckpt._write_atomically
+    real_write = ckpt.files.write_atomically
 
     def crash_on_config(target, write):
         if target.name == "config.json":
             raise KeyboardInterrupt  # killed after the new weights, before the commit point
         real_write(target, write)
 
-    monkeypatch.setattr(ckpt, "_write_atomically", crash_on_config)
+    monkeypatch.setattr(ckpt.files, "write_atomically", crash_on_config)
     with torch.no_grad():
         model.head.bias.add_(1.0)
     with pytest.raises(KeyboardInterrupt):
@@ -131,3 +137,53 @@ def test_latest_checkpoint_is_the_most_recently_saved(tmp_path):
     os.utime(first / "config.json", (1, 1))
     assert latest_checkpoint(tmp_path) == second
     assert latest_checkpoint(tmp_path / "none") is None
+
+
+# Reading while a run saves -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("saves", [1, 2, 3])
+def test_a_load_while_saves_commit_gets_the_old_or_the_new_checkpoint(saved, monkeypatch, saves):
+    """Saves commit between the reader's read of config.json and its read of the weights."""
+    path, model, tokenizer = saved
+    state = ckpt.TrainingState({"step": 0}, {"t": torch.zeros(1)})
+    save_checkpoint(path, model, tokenizer, training_state=state)
+    real_read = ckpt.read_config
+    pending = [saves]
+    before = model.head.bias.detach().clone()
+
+    def read_then_save(directory):
+        config = real_read(directory)
+        for step in range(1, pending.pop() + 1 if pending else 1):
+            with torch.no_grad():
+                model.head.bias.add_(1.0)
+            state = ckpt.TrainingState({"step": step}, {"t": torch.full((1,), float(step))})
+            save_checkpoint(path, model, tokenizer, training_state=state)
+        return config
+
+    monkeypatch.setattr(ckpt, "read_config", read_then_save)
+    # One save: the old weights are still there. More: the config changed, read it again.
+    expected = before if saves == 1 else model.head.bias
+    assert torch.equal(load_checkpoint(path).model.head.bias, expected)
+    pending.append(saves)
+    resumed = ckpt.load_training_state(path)
+    assert resumed.tensors["t"].item() == resumed.meta["step"] in (0, saves)
+
+
+@pytest.mark.slow
+def test_loads_during_a_stream_of_saves_never_fail(saved):
+    path, model, tokenizer = saved
+    stop = threading.Event()
+
+    def keep_saving():
+        while not stop.is_set():
+            save_checkpoint(path, model, tokenizer)
+
+    writer = threading.Thread(target=keep_saving)
+    writer.start()
+    try:
+        loads = [load_checkpoint(path) for _ in range(300)]
+    finally:
+        stop.set()
+        writer.join()
+    assert len(loads) == 300

@@ -1,6 +1,8 @@
 """The `charlm` command group and its error handling. No work happens in the CLI.
 
 Each command lives in its own module below and only parses, calls the Python API and prints.
+A command's module is imported when the command runs (see COMMANDS), so `charlm --help` and
+commands that need no model never import PyTorch, which takes a second or more to load.
 
 Generated text goes to stdout; progress and messages go to stderr, so
 `charlm generate > story.txt` captures only the story.
@@ -8,22 +10,52 @@ Generated text goes to stdout; progress and messages go to stderr, so
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
-from charlm.device import is_out_of_memory, out_of_memory_message
 from charlm.errors import CharlmError
 
 DEBUG_VARIABLE = "CHARLM_DEBUG"
+# How a command line names an unknown-token policy, for errors about unseen characters.
+UNKNOWN_ADVICE = "use --unknown {policy}"
+
+# name → (module that defines it, the summary `charlm --help` shows). The summaries are
+# written here so that listing the commands imports none of them; a test checks that each
+# is its command's own first line.
+COMMANDS = {
+    "corpus": (
+        "corpus",
+        "The catalogue of public-domain books and standard corpora charlm can download.",
+    ),
+    "evaluate": (
+        "evaluate",
+        "Score each FILE with CHECKPOINT: cross-entropy, perplexity and bits per character.",
+    ),
+    "generate": (
+        "generate",
+        "Continue a prefix with text from CHECKPOINT (default: the latest under ./checkpoints).",
+    ),
+    "plot": ("plot", "Draw training and validation perplexity of runs on one figure."),
+    "serve": ("serve", "Serve CHECKPOINTs over HTTP (default: the latest under ./checkpoints)."),
+    "tokenizers": (
+        "tokenizers",
+        "List the tokenizers for `charlm train --tokenizer NAME`: built in and plugins.",
+    ),
+    "train": ("train", "Train a model on BOOKS and save it as a checkpoint."),
+}
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, log_path=False)
+    """Where messages go. Lines are never cut to the console's width (Rich assumes 80
+    columns for a pipe): a terminal wraps them itself, and a log keeps whole lines."""
+    return Console(stderr=True, highlight=False, log_path=False, soft_wrap=True)
 
 
 class CharlmGroup(click.Group):
@@ -31,7 +63,29 @@ class CharlmGroup(click.Group):
 
     Exit 2 for usage errors (Click's convention), 1 for everything else, 130 for Ctrl-C.
     Set CHARLM_DEBUG=1 to get the full traceback of charlm's own errors instead.
+    Commands are imported when first asked for, not to list them (see COMMANDS).
     """
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            # Importing the module runs its @cli.command(), which adds the command here.
+            importlib.import_module(f"charlm.cli.{COMMANDS[name][0]}")
+        return self.commands.get(name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        # As Click shortens a command's help to fit the line.
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = [
+            (name, self.commands.get(name) or click.Command(name, help=COMMANDS[name][1]))
+            for name in names
+        ]
+        rows = [(name, command.get_short_help_str(limit)) for name, command in rows]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -46,6 +100,8 @@ class CharlmGroup(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc}") from exc
         except Exception as exc:
+            from charlm.device import is_out_of_memory, out_of_memory_message
+
             if os.environ.get(DEBUG_VARIABLE) or not is_out_of_memory(exc):
                 raise
             advice = (
@@ -100,5 +156,18 @@ def main() -> None:
     cli()
 
 
-# Importing the command modules attaches their commands to `cli`.
-from charlm.cli import corpus, evaluate, generate, plot, tokenizers, train  # noqa: E402, F401
+def resolve_checkpoint(checkpoint: Path | None) -> Path:
+    """The given checkpoint, or the newest under ./checkpoints (saying which on stderr)."""
+    from charlm.checkpoint import latest_checkpoint
+    from charlm.training.run import DEFAULT_CHECKPOINT_ROOT
+
+    if checkpoint is not None:
+        return checkpoint
+    latest = latest_checkpoint(DEFAULT_CHECKPOINT_ROOT)
+    if latest is None:
+        raise click.ClickException(
+            f"no CHECKPOINT given and none found under ./{DEFAULT_CHECKPOINT_ROOT}; "
+            "train one with: charlm train BOOK"
+        )
+    stderr_console().print(f"using {latest} (the most recently trained checkpoint)")
+    return latest

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from charlm.cli import cli, stderr_console
 from charlm.corpus import DEFAULT_CORPUS_DIR, Entry, fetch, load_catalog
+from charlm.corpus.catalog import did_you_mean
 from charlm.corpus.download import local_path
 from charlm.errors import CorpusError
 
@@ -57,7 +58,8 @@ def fetch_books(names: tuple[str, ...], directory: Path) -> None:
     unknown = [n for n in names if n not in catalog]
     if unknown:
         raise CorpusError(
-            f"no book named {unknown[0]!r} in the catalogue (see 'charlm corpus list')"
+            f"no book named {unknown[0]!r} in the catalogue{did_you_mean(unknown[0], catalog)} "
+            "(see 'charlm corpus list')"
         )
     console = stderr_console()
     for name in names:

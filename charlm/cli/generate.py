@@ -8,32 +8,16 @@ from typing import Any
 
 import click
 
-from charlm.checkpoint import latest_checkpoint
-from charlm.cli import cli, stderr_console
+from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import run_prompt_loop
-from charlm.cli.options import quantize_option
-from charlm.cli.settings import EscapedText, Utf8Text, check_settings
+from charlm.cli.options import config_options
+from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
-from charlm.errors import ConfigError
+from charlm.errors import UnknownTokenError
 from charlm.models import IMPLS
-from charlm.sampling import Sampler, load
-from charlm.tokenizers import UNKNOWN_POLICIES
-from charlm.training.run import DEFAULT_CHECKPOINT_ROOT
-
-
-def resolve_checkpoint(checkpoint: Path | None) -> Path:
-    """The given checkpoint, or the newest under ./checkpoints (saying which on stderr)."""
-    if checkpoint is not None:
-        return checkpoint
-    latest = latest_checkpoint(DEFAULT_CHECKPOINT_ROOT)
-    if latest is None:
-        raise click.ClickException(
-            f"no CHECKPOINT given and none found under ./{DEFAULT_CHECKPOINT_ROOT}; "
-            "train one with: charlm train BOOK"
-        )
-    stderr_console().print(f"using {latest} (the most recently trained checkpoint)")
-    return latest
+from charlm.models.quantized import InferenceOptions
+from charlm.sampling import Sampler, SamplingOptions, load
 
 
 @cli.command()
@@ -51,77 +35,7 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     default=None,
     help="Read the prefix from this text file instead (any length).",
 )
-@click.option(
-    "--length",
-    type=click.IntRange(min=0),
-    default=500,
-    show_default=True,
-    help="Most tokens to generate after the prefix (a --stop string may end sooner).",
-)
-@click.option(
-    "--temperature",
-    type=click.FloatRange(min=0),
-    default=0.8,
-    show_default=True,
-    help="Randomness: 0 always picks the most likely token, 1 samples the model as is.",
-)
-@click.option(
-    "--top-k",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Draw only from the K most likely tokens.  [default: no limit]",
-)
-@click.option(
-    "--top-p",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Draw only from the most likely tokens that together reach this probability "
-    "(nucleus sampling); 1 keeps all.",
-)
-@click.option(
-    "--repetition-penalty",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Above 1, makes tokens already in the prefix or the sample less likely.",
-)
-@click.option(
-    "--stop",
-    "stops",
-    type=EscapedText(),
-    multiple=True,
-    help="End a sample where this text appears (it is not printed); repeatable; "
-    "\\n is a newline.  [default: none]",
-)
-@click.option(
-    "--num-samples",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Draw this many samples at once (one batch) and print them numbered.",
-)
-@click.option(
-    "--beam-width",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Above 1, print the most probable continuation of exactly --length tokens "
-    "found by beam search (ignores --temperature and --seed).",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Seed for reproducible text; sample i uses SEED+i.  [default: random]",
-)
-@click.option(
-    "--unknown",
-    type=click.Choice(UNKNOWN_POLICIES),
-    default=None,
-    help="Prefix pieces the vocabulary lacks: fail, skip them or map them to <unk>.  "
-    "[default: unk where the tokenizer has <unk>, else error]",
-)
+@config_options(SamplingOptions)
 @click.option(
     "--impl",
     type=click.Choice(list(IMPLS)),
@@ -129,7 +43,6 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     help="Run the recurrent layers with this implementation, e.g. torch to sample a "
     "--impl scratch model at full speed.  [default: the one that trained it]",
 )
-@quantize_option
 @click.option(
     "--device",
     type=click.Choice(DEVICE_CHOICES),
@@ -137,6 +50,7 @@ def resolve_checkpoint(checkpoint: Path | None) -> Path:
     show_default=True,
     help="auto uses a CUDA GPU when there is one.",
 )
+@config_options(InferenceOptions)
 @click.option(
     "--json",
     "as_json",
@@ -154,21 +68,12 @@ def generate(
     checkpoint: Path | None,
     prefix: str,
     prefix_file: Path | None,
-    length: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float,
-    repetition_penalty: float,
-    stops: tuple[str, ...],
-    num_samples: int,
-    beam_width: int,
-    seed: int | None,
-    unknown: str | None,
     impl: str | None,
-    quantize: str | None,
     device: str,
+    quantize: str | None,
     as_json: bool,
     interactive: bool,
+    **sampling: Any,
 ) -> None:
     """Continue a prefix with text from CHECKPOINT (default: the latest under ./checkpoints).
 
@@ -176,22 +81,7 @@ def generate(
     samples are printed numbered when done. Messages go to stderr, so
     `charlm generate > story.txt` captures only the text.
     """
-    settings = dict(
-        length=length,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        stop=stops,
-        num_samples=num_samples,
-        beam_width=beam_width,
-        seed=seed,
-        unknown=unknown,
-    )
-    try:
-        check_settings(settings)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+    options = options_from_cli(sampling)
     if interactive and (prefix or prefix_file):
         raise click.UsageError("--interactive reads each prefix at its prompt; drop --prefix")
     if prefix_file is not None:
@@ -200,15 +90,19 @@ def generate(
         prefix = read_book(prefix_file).text
     sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize)
     if interactive:
-        run_prompt_loop(settings, lambda text: write_samples(sampler, text, settings, as_json))
-    else:
-        write_samples(sampler, prefix, settings, as_json)
+        run_prompt_loop(options, lambda text, now: write_samples(sampler, text, now, as_json))
+        return
+    try:
+        write_samples(sampler, prefix, options, as_json)
+    except UnknownTokenError as exc:
+        where = str(prefix_file) if prefix_file is not None else "the prefix"
+        raise click.ClickException(exc.describe(where, UNKNOWN_ADVICE)) from exc
 
 
-def write_samples(sampler: Sampler, prefix: str, settings: dict[str, Any], as_json: bool) -> None:
-    """Print the continuation(s) of `prefix` as the settings ask: streamed, numbered or JSON."""
+def write_samples(sampler: Sampler, prefix: str, options: SamplingOptions, as_json: bool) -> None:
+    """Print the continuation(s) of `prefix` as the options ask: streamed, numbered or JSON."""
     if as_json:
-        for number, sample in enumerate(sampler.samples(prefix, **settings), start=1):
+        for number, sample in enumerate(sampler.samples(prefix, options=options), start=1):
             record = {
                 "sample": number,
                 "seed": sample.seed,
@@ -219,10 +113,10 @@ def write_samples(sampler: Sampler, prefix: str, settings: dict[str, Any], as_js
                 "stop": sample.stop,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
-    elif settings["num_samples"] == 1 and settings["beam_width"] == 1:
-        _stream(sampler, prefix, settings)
+    elif options.num_samples == 1 and options.beam_width == 1:
+        _stream(sampler, prefix, options)
     else:
-        for number, sample in enumerate(sampler.samples(prefix, **settings), start=1):
+        for number, sample in enumerate(sampler.samples(prefix, options=options), start=1):
             about = f"seed {sample.seed}" if sample.seed is not None else "beam search"
             lp = sample.log_probability
             click.echo(f"── sample {number} ({about}, log-probability {lp:.2f}) ──")
@@ -230,9 +124,8 @@ def write_samples(sampler: Sampler, prefix: str, settings: dict[str, Any], as_js
             click.echo()
 
 
-def _stream(sampler: Sampler, prefix: str, settings: dict[str, Any]) -> None:
-    options = {k: v for k, v in settings.items() if k != "num_samples"}
-    pieces = sampler.stream(prefix, **options)
+def _stream(sampler: Sampler, prefix: str, options: SamplingOptions) -> None:
+    pieces = sampler.stream(prefix, options=options)
     first = next(pieces, "")  # a prefix the model cannot encode fails here, before any output
     click.echo(prefix + first, nl=False)
     for piece in pieces:

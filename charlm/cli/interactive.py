@@ -1,62 +1,53 @@
-"""The prompt loop of `charlm generate --interactive`: a prefix in, a continuation out."""
+"""The prompt loop of `charlm generate --interactive`: a prefix in, a continuation out.
+
+Every option of `charlm generate` that `SamplingOptions` defines is a command here too
+(`--top-k 40` becomes `/top-k 40`), read, checked and explained by the same field.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from charlm.cli.settings import check_settings, unescape
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, ConfigError, UnknownTokenError
+from charlm.options import Option, flag_name, option_fields
+from charlm.sampling import SamplingOptions
+from charlm.sampling.options import KINDS, rule_of
+from charlm.sampling.stops import ESCAPES
 
-HELP = """\
-Type a prefix and press Enter to see how the model continues it. Commands:
-  /temperature 0.5          randomness (0 = always the most likely token)
-  /top-k 40   /top-k off     draw only from the 40 most likely tokens
-  /top-p 0.9                nucleus sampling (1 = off)
-  /repetition-penalty 1.2   make repeats less likely (1 = off)
-  /length 300               tokens per continuation
-  /stop \\n\\n   /stop off     end a continuation at this text
-  /num-samples 3            several continuations at once
-  /beam-width 4             beam search (1 = sampling)
-  /seed 7   /seed random    reproducible or fresh continuations
-  /settings                 show the current settings
-  /help                     this text
-Ctrl-D (or /quit) ends."""
+HELP_INDENT = 30
+# Typed alone, these end the loop rather than being taken for a prefix.
+QUIT = ("/quit", "/exit", "quit", "exit")
+# How the prompt names an unknown-token policy, for errors about unseen characters.
+UNKNOWN_ADVICE = "type /unknown {policy}"
 
 
-def _optional_int(text: str) -> int | None:
-    return None if text == "off" else int(text)
+def prompt_help() -> str:
+    """/help: one command per option, explained by the option's help."""
+    lines = ["Type a prefix and press Enter to see how the model continues it. Commands:"]
+    for name, (field, spec) in _commands().items():
+        command = f"/{name} {_metavar(field, spec)}"
+        if rule_of(field).off:
+            command += f" | {rule_of(field).off}"
+        # Options are commands here: "--stop" reads "/stop".
+        text = re.sub(r"--(?=[a-z])", "/", spec.help)
+        lines.append(_help_line(command, text))
+    lines.append(_help_line("/settings", "show the current settings (/NAME alone shows one)"))
+    lines.append(_help_line("/help", "this text"))
+    lines.append("Ctrl-D, quit or exit ends.")
+    return "\n".join(lines)
 
 
-def _optional_seed(text: str) -> int | None:
-    return None if text == "random" else int(text)
-
-
-def _stops(text: str) -> tuple[str, ...]:
-    return () if text == "off" else (unescape(text),)
-
-
-# command -> (setting it changes, how to read the value)
-COMMANDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "temperature": ("temperature", float),
-    "top-k": ("top_k", _optional_int),
-    "top-p": ("top_p", float),
-    "repetition-penalty": ("repetition_penalty", float),
-    "length": ("length", int),
-    "stop": ("stop", _stops),
-    "num-samples": ("num_samples", int),
-    "beam-width": ("beam_width", int),
-    "seed": ("seed", _optional_seed),
-}
-
-
-def run_prompt_loop(settings: dict[str, Any], continue_text: Callable[[str], None]) -> None:
-    """Read prefixes until end of input; `continue_text(prefix)` prints each continuation.
-
-    `settings` is changed in place by the commands, and read by `continue_text`.
-    """
+def run_prompt_loop(
+    options: SamplingOptions, continue_text: Callable[[str, SamplingOptions], None]
+) -> None:
+    """Read prefixes until end of input; `continue_text(prefix, options)` prints each
+    continuation with the options as the commands typed so far have set them."""
     click.echo("Type a prefix for a continuation, /help for commands, Ctrl-D to end.", err=True)
     while True:
         try:
@@ -68,36 +59,115 @@ def run_prompt_loop(settings: dict[str, Any], continue_text: Callable[[str], Non
             raise click.ClickException(
                 "the input is not valid UTF-8 text; check the terminal's encoding"
             ) from exc
-        if line.strip() in ("/quit", "/exit"):
+        if line.strip().lower() in QUIT:
             return
         if line.startswith("/"):
-            _run_command(line, settings)
+            options = _run_command(line, options)
         elif line:
             try:
-                continue_text(line)
-            except CharlmError as exc:  # e.g. a character the model never saw: try again
+                continue_text(line, options)
+            except UnknownTokenError as exc:  # a character the model never saw: try again
+                click.echo(f"Error: {exc.describe('the prefix', UNKNOWN_ADVICE)}", err=True)
+            except CharlmError as exc:
                 click.echo(f"Error: {exc}", err=True)
 
 
-def _run_command(line: str, settings: dict[str, Any]) -> None:
+def _run_command(line: str, options: SamplingOptions) -> SamplingOptions:
+    """The options after the command on `line` (unchanged, with a message, if it is bad)."""
     name, _, value = line[1:].strip().partition(" ")
     value = value.strip()
     if name == "help":
-        click.echo(HELP, err=True)
-        return
+        click.echo(prompt_help(), err=True)
+        return options
+    commands = _commands()
     if name == "settings":
-        for key, current in settings.items():
-            click.echo(f"  {key} = {current!r}", err=True)
-        return
-    if name not in COMMANDS:
+        for command in commands:
+            click.echo(_setting_line(command, options), err=True)
+        return options
+    if name not in commands:
         click.echo(f"Error: unknown command /{name}; /help lists the commands", err=True)
-        return
-    key, read = COMMANDS[name]
+        return options
+    if not value:  # /temperature alone: what it is now
+        click.echo(_setting_line(name, options), err=True)
+        return options
+    field, spec = commands[name]
     try:
-        changed = {**settings, key: read(value)}
-        check_settings(changed)
-    except ValueError as exc:  # a bad number, or a ConfigError from the check
+        changed = options.replace(**{field.name: _read(value, options, field, spec)})
+    except ConfigError as exc:  # a value out of range, or options that cannot go together
         click.echo(f"Error: /{name} {value}: {exc}", err=True)
-        return
-    settings.update(changed)
-    click.echo(f"  {key} = {changed[key]!r}", err=True)
+        return options
+    except ValueError:  # not a number at all
+        click.echo(f"Error: /{name} {value}: {_wanted(name, field, spec)}", err=True)
+        return options
+    click.echo(_setting_line(name, changed), err=True)
+    return changed
+
+
+def _setting_line(command: str, options: SamplingOptions) -> str:
+    """One setting as the user gave it: "  top-k = 40", "  seed = random", "  stop = "\\n"."""
+    field, spec = _commands()[command]
+    return f"  {command} = {_shown(field, spec, getattr(options, field.name))}"
+
+
+def _shown(field: dataclasses.Field, spec: Option, value: Any) -> str:
+    """A value in the user's words: what None or no stop string means, numbers as typed."""
+    if value is None or value == ():
+        return spec.shown_default or rule_of(field).off or "none"
+    if spec.multiple:
+        return ", ".join(f'"{_escaped(one)}"' for one in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _escaped(text: str) -> str:
+    """`text` as it would be typed: a newline as \\n (the escapes /stop reads)."""
+    typed = {meaning: f"\\{letter}" for letter, meaning in ESCAPES.items()}
+    return "".join(typed.get(ch, ch) for ch in text)
+
+
+def _wanted(command: str, field: dataclasses.Field, spec: Option) -> str:
+    """What a command takes, for a value that is not one: "not a number (e.g. /length 500)"."""
+    kind = {int: "a whole number", float: "a number"}.get(KINDS[field.name], "a value")
+    off = rule_of(field).off
+    if off:  # the default is a word: say it
+        means = f": {spec.shown_default}" if spec.shown_default not in (None, off) else ""
+        return f"not {kind} (or {off}{means})"
+    return f"not {kind} (e.g. /{command} {_shown(field, spec, field.default)})"
+
+
+def _commands() -> dict[str, tuple[dataclasses.Field, Option]]:
+    """Command name -> the option it sets: every option of `charlm generate` from the fields."""
+    return {flag_name(f, spec)[2:]: (f, spec) for f, spec in option_fields(SamplingOptions)}
+
+
+def _read(text: str, options: SamplingOptions, field: dataclasses.Field, spec: Option) -> Any:
+    """The value typed after a command, as the field takes it; the `off` word is the default.
+
+    A repeatable option (/stop) adds the value to those it has, as repeating it on the
+    command line does.
+    """
+    if rule_of(field).off and text == rule_of(field).off:
+        return field.default
+    if spec.parse is not None:
+        value = spec.parse(text)
+    else:
+        value = {int: int, float: float}.get(KINDS[field.name], str)(text)
+    return (*getattr(options, field.name), value) if spec.multiple else value
+
+
+def _metavar(field: dataclasses.Field, spec: Option) -> str:
+    if spec.choices:
+        return "|".join(spec.choices)
+    return spec.metavar or {int: "N", float: "X"}.get(KINDS[field.name], "TEXT")
+
+
+def _help_line(command: str, text: str) -> str:
+    """`command` and its explanation in a column, which starts on the next line if need be."""
+    lines = textwrap.wrap(text, width=100 - HELP_INDENT)
+    command = f"  {command}"
+    if len(command) < HELP_INDENT:
+        return "\n".join([command.ljust(HELP_INDENT) + lines[0], *_indented(lines[1:])])
+    return "\n".join([command, *_indented(lines)])
+
+
+def _indented(lines: list[str]) -> list[str]:
+    return [" " * HELP_INDENT + line for line in lines]

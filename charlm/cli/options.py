@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 from charlm.errors import ConfigError
-from charlm.models.quantized import QUANTIZATIONS
 from charlm.options import Option, flag_name, option_fields
 
 
@@ -32,10 +31,48 @@ class Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def config_options(config: type, *, exclude: tuple[str, ...] = ()) -> Callable[[Any], Any]:
-    """A decorator adding an option for each option field of `config` (in field order)."""
+class GroupedOption(click.Option):
+    """An option that `--help` lists under the heading `group`."""
+
+    def __init__(self, *args: Any, group: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose `--help` lists its options under headings, in the order first met.
+
+    Options without a group (such as --help) come last, under "Other options".
+    """
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        others = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is None:
+                continue
+            group = getattr(param, "group", None)
+            (groups.setdefault(group, []) if group else others).append(record)
+        if others:
+            groups["Other options"] = others
+        for heading, records in groups.items():
+            with formatter.section(heading):
+                formatter.write_dl(records)
+
+
+def grouped(group: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+    """`click.option(*args, **kwargs)` listed under `group` by a GroupedCommand."""
+    return click.option(*args, cls=GroupedOption, group=group, **kwargs)
+
+
+def config_options(
+    config: type, *, group: str | None = None, exclude: tuple[str, ...] = ()
+) -> Callable[[Any], Any]:
+    """A decorator adding an option for each option field of `config` (in field order), under
+    the heading of the field's group, else `group`."""
     made = [
-        _click_option(field, spec)
+        _click_option(field, spec, group)
         for field, spec in option_fields(config)
         if field.name not in exclude
     ]
@@ -63,9 +100,14 @@ def param_name(field: dataclasses.Field, spec: Option) -> str:
     return flag_name(field, spec)[2:].replace("-", "_") if spec.inverted else field.name
 
 
-def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any]:
+def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> Callable:
     flag = flag_name(field, spec)
-    settings: dict[str, Any] = {"help": spec.help, "show_default": True}
+    settings: dict[str, Any] = {
+        "help": spec.help,
+        "show_default": True,
+        "cls": GroupedOption,
+        "group": spec.group or group,
+    }
     if spec.inverted:
         return click.option(flag, param_name(field, spec), is_flag=True, default=False, **settings)
     if spec.negatable:
@@ -74,9 +116,11 @@ def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any
         settings["is_flag"] = True
     else:
         settings["type"] = _click_type(field, spec)
-    if field.default is None and spec.shown_default is not None:
-        # Click shows no default for None; say what None means, in Click's own format.
+    if field.default in (None, ()) and spec.shown_default is not None:
+        # Click shows no default for None or (); say what it means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"
+    if spec.multiple:
+        settings["multiple"] = True
     if spec.metavar is not None and spec.parse is None:
         settings["metavar"] = spec.metavar
     return click.option(flag, field.name, default=field.default, **settings)
@@ -84,7 +128,7 @@ def _click_option(field: dataclasses.Field, spec: Option) -> Callable[[Any], Any
 
 def _click_type(field: dataclasses.Field, spec: Option) -> click.ParamType:
     if spec.choices is not None:
-        return click.Choice(list(spec.choices))
+        return click.Choice(list(spec.choices), case_sensitive=False)  # --model LSTM is lstm
     if spec.parse is not None:
         return Parsed(spec.parse, spec.metavar or "TEXT")
     if spec.path is not None:
@@ -102,13 +146,3 @@ def _base_type(field: dataclasses.Field) -> str:
     """ "int" for `int` or `int | None` (annotations are strings under postponed evaluation)."""
     annotation = field.type if isinstance(field.type, str) else field.type.__name__
     return annotation.split("|")[0].strip()
-
-
-# How `charlm generate` and `charlm evaluate` may run a model: written once for both.
-quantize_option = click.option(
-    "--quantize",
-    type=click.Choice(QUANTIZATIONS),
-    default=None,
-    help="Run the recurrent and output layers with 8-bit weights on the CPU: several times "
-    "faster at batch 1, the loss within about 1% (implies --device cpu).  [default: float32]",
-)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.console import Console
 from rich.table import Table
 
-from charlm.cli import cli, stderr_console
-from charlm.training.plotting import load_run, plot_runs
+from charlm.cli import cli, resolve_checkpoint, stderr_console
+from charlm.training.plotting import default_plot_path, load_run, plot_runs
 
 COLUMNS = [
     ("run", "run", "{}"),
@@ -24,30 +25,33 @@ COLUMNS = [
 
 
 @cli.command()
-@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    default=Path("perplexity.png"),
-    show_default=True,
-    help="Where to write the PNG.",
+    default=None,
+    help="Where to write the PNG.  [default: CHECKPOINT/perplexity.png for one run; "
+    "perplexity-RUN-vs-RUN.png here for several]",
 )
 @click.option(
     "--x",
     "x",
-    type=click.Choice(["step", "time"]),
+    type=click.Choice(["step", "time"], case_sensitive=False),
     default="step",
     show_default=True,
     help="Horizontal axis: optimizer steps or training seconds.",
 )
-def plot(checkpoints: tuple[Path, ...], out: Path, x: str) -> None:
-    """Draw training and validation perplexity of CHECKPOINTS (runs) on one figure.
+def plot(checkpoints: tuple[Path, ...], out: Path | None, x: str) -> None:
+    """Draw training and validation perplexity of runs on one figure.
 
-    Reads each checkpoint's metrics.jsonl (it works while a run is still going), writes a
-    PNG and prints a summary table. Needs matplotlib: pip install 'charlm[plot]'.
+    CHECKPOINTS are run directories (default: the most recently trained one under
+    ./checkpoints). Reads each one's metrics.jsonl (it works while a run is still going),
+    writes a PNG with a star at each run's best validation perplexity, says where on stderr,
+    and prints a summary table on stdout. Needs matplotlib: pip install 'charlm[plot]'.
     """
+    checkpoints = checkpoints or (resolve_checkpoint(None),)
     runs = [load_run(path) for path in checkpoints]
-    written = plot_runs(runs, out, x=x)
+    written = plot_runs(runs, out or default_plot_path(list(checkpoints)), x=x)
     table = Table(box=None, header_style="bold")
     for _, title, _ in COLUMNS:
         if title == "run":
@@ -59,6 +63,5 @@ def plot(checkpoints: tuple[Path, ...], out: Path, x: str) -> None:
         table.add_row(*(
             "-" if summary[key] is None else fmt.format(summary[key]) for key, _, fmt in COLUMNS
         ))  # fmt: skip
-    console = stderr_console()
-    console.print(table)
-    console.print(f"wrote {written}")
+    Console(highlight=False).print(table)  # stdout, so that `charlm plot > runs.txt` keeps it
+    stderr_console().print(f"wrote {written}")

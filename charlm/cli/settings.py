@@ -1,4 +1,8 @@
-"""Sampling settings as `charlm generate` and its prompt loop read them from the user."""
+"""Sampling settings as `charlm generate` reads them from the user.
+
+The options themselves come from the fields of `SamplingOptions` (see charlm/options.py):
+name, type, bounds, default and help are written there once.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,9 @@ from typing import Any
 
 import click
 
-from charlm.sampling.request import make_request
-
-ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
-
-
-def unescape(text: str) -> str:
-    """`text` with \\n, \\t and \\\\ turned into a newline, a tab and a backslash."""
-    out, i = [], 0
-    while i < len(text):
-        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ESCAPES:
-            out.append(ESCAPES[text[i + 1]])
-            i += 2
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+from charlm.cli.options import config_values
+from charlm.errors import ConfigError
+from charlm.sampling import SamplingOptions
 
 
 class Utf8Text(click.ParamType):
@@ -36,13 +27,9 @@ class Utf8Text(click.ParamType):
         return value
 
 
-class EscapedText(Utf8Text):
-    """Text in which \\n, \\t and \\\\ stand for a newline, a tab and a backslash."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
-        return unescape(super().convert(value, param, ctx))
-
-
-def check_settings(settings: dict[str, Any]) -> None:
-    """Raise ConfigError (a ValueError) if the settings cannot work together."""
-    make_request(prefix="", **settings)
+def options_from_cli(params: dict[str, Any]) -> SamplingOptions:
+    """The options the command line asked for; a combination that cannot work is a usage error."""
+    try:
+        return SamplingOptions.from_dict(config_values(SamplingOptions, params))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc

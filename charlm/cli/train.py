@@ -14,7 +14,7 @@ import click
 from click.core import ParameterSource
 
 from charlm.cli import cli, stderr_console
-from charlm.cli.options import config_values
+from charlm.cli.options import GroupedCommand, config_values
 from charlm.cli.train_options import (
     STOP_EXIT_CODES,
     train_options,
@@ -24,16 +24,18 @@ from charlm.errors import CharlmError, CheckpointError
 from charlm.models import ModelConfig
 from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
+from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training
 
 
-@cli.command()
+@cli.command(cls=GroupedCommand)
 @click.argument("books", nargs=-1)
 @train_options
 @click.pass_context
 def train(
     ctx: click.Context,
     books: tuple[str, ...],
+    recipe: str | None,
     tokenizer: str,
     tokenizer_options: dict[str, str],
     device: str,
@@ -52,14 +54,20 @@ def train(
     Shows live perplexity while training and writes metrics.jsonl into the checkpoint.
     Epochs, --max-time, --max-steps and --patience end it with a validation pass and a saved
     checkpoint; Ctrl-C or SIGTERM save one and say how to continue with --resume.
+
+    --recipe starts from a named set of options ('--recipe list' shows them), e.g.
+    'charlm train book.txt --recipe tiny' to try things in seconds.
+
     Several GPUs or machines: torchrun --nproc-per-node N -m charlm train BOOKS ...
     """
     if not books and resume is None:
         raise click.UsageError("missing BOOKS (or --resume CHECKPOINT to continue a run)")
-    for other, given in (("--init-from", init_from), ("--out", out), ("--overwrite", overwrite)):
+    others = (("--init-from", init_from), ("--out", out), ("--overwrite", overwrite))
+    for other, given in (*others, ("--recipe", recipe)):
         if resume is not None and given:
             raise click.UsageError(
-                f"--resume continues a run in its own directory with its own model; drop {other}"
+                f"--resume continues a run in its own directory with its own model and "
+                f"settings; drop {other}"
             )
     data = DataOptions(**config_values(DataOptions, options))
     model = config_values(ModelConfig, options)
@@ -80,6 +88,8 @@ def train(
     except CharlmError as exc:
         raise click.UsageError(str(exc)) from exc
     console = stderr_console()
+    if recipe is not None:
+        console.print(_recipe_line(ctx, recipe), markup=False)
     with make_reporter(console) as reporter:
         trained = train_book(
             list(books) or None,
@@ -101,6 +111,18 @@ def train(
     _report(console, trained)
 
 
+def _recipe_line(ctx: click.Context, name: str) -> str:
+    """What the recipe set, and which of its options the command line replaced."""
+    by_name = {param.name: param for param in ctx.command.params}
+    given = [
+        by_name[key].opts[0]
+        for key in ctx.default_map or {}
+        if ctx.get_parameter_source(key) == ParameterSource.COMMANDLINE
+    ]
+    line = f"recipe {name}: {recipes()[name].command_line() or 'the defaults'}"
+    return line + (f" (given here instead: {', '.join(given)})" if given else "")
+
+
 def _report(console, trained) -> None:
     result = trained.result
     if result.stopped_by in STOP_EXIT_CODES:
@@ -112,9 +134,10 @@ def _report(console, trained) -> None:
         sys.exit(STOP_EXIT_CODES[result.stopped_by])
     val = "-" if result.val_perplexity is None else f"{result.val_perplexity:.3f}"
     rate = result.tokens_seen / max(result.train_seconds, 1e-9)
+    steps = f"{result.steps:,} step{'' if result.steps == 1 else 's'}"
     console.print(
         f"saved [bold]{trained.checkpoint}[/] ({trained.num_parameters:,} parameters, "
-        f"{result.steps} steps, {rate:,.0f} tokens/s): train perplexity "
+        f"{steps}, {rate:,.0f} tokens/s): train perplexity "
         f"{result.train_perplexity:.3f}, validation perplexity {val}"
     )
     if trained.best is not None:

@@ -1,8 +1,9 @@
-"""The options of `charlm train`.
+"""The options of `charlm train`, under the headings --help lists them by.
 
 Most come from the config dataclasses (DataOptions, ModelConfig, TrainConfig), which define
 each option's name, default and help once (charlm/options.py); the few declared here are
-arguments of `charlm.train_book` itself: the tokenizer, the device, where to save.
+arguments of `charlm.train_book` itself: the tokenizer, the device, where to save; and
+--recipe, which sets the defaults of the others from a named recipe (recipes.toml).
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ from typing import Any
 
 import click
 
-from charlm.cli.options import config_options
+from charlm.cli.options import config_options, grouped
 from charlm.data import DataOptions
 from charlm.device import DEVICE_CHOICES
+from charlm.errors import ConfigError
 from charlm.models import ModelConfig
 from charlm.training import TrainConfig
+from charlm.training.config import OUTPUT, RUN_CONTROL
+from charlm.training.recipes import recipe, recipes
+
+DATA, MODEL, OPTIMISATION = "Data", "Model", "Optimisation"
 
 
 def _apply(options: list) -> Any:
@@ -39,16 +45,61 @@ def _key_values(ctx: click.Context, param: click.Parameter, values: tuple[str, .
     return options
 
 
+def _use_recipe(ctx: click.Context, param: click.Parameter, name: str | None) -> str | None:
+    """Make the recipe's values the defaults of this command line (an option typed on it
+    still wins: Click takes a value from `default_map` only for an option not given)."""
+    if name is None:
+        return None
+    if name == "list":
+        click.echo(recipe_list())
+        ctx.exit()
+    try:
+        chosen = recipe(name)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    by_flag = {flag: p.name for p in ctx.command.params for flag in (*p.opts, *p.secondary_opts)}
+    defaults = {}
+    for key, value in chosen.options.items():
+        if isinstance(value, dict):  # tokenizer-option = {split = "spaces"}
+            value = [f"{k}={v}" for k, v in value.items()]
+        defaults[by_flag[f"--{key}"]] = value
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return chosen.name
+
+
+def recipe_list() -> str:
+    """Every recipe: its name, what it is for, and the options it stands for."""
+    lines = []
+    for item in recipes().values():
+        lines.append(f"{item.name}: {item.description}")
+        lines.append(f"    {item.command_line() or '(the defaults of charlm train --help)'}")
+    return "\n".join(lines)
+
+
+recipe_option = grouped(
+    "Recipe",
+    "--recipe",
+    metavar="NAME",
+    default=None,
+    is_eager=True,
+    callback=_use_recipe,
+    help=f"Start from a named set of options: {', '.join(recipes())}; `--recipe list` shows "
+    "what each sets. Options given on the command line win over the recipe's.  "
+    "[default: none]",
+)
+
 tokenizer_options = _apply(
     [
-        click.option(
+        grouped(
+            DATA,
             "--tokenizer",
             default="char",
             show_default=True,
             help="How the book is cut into tokens: char, byte, word, bpe, wordpiece, "
             "unigram, hf or a plugin; `charlm tokenizers` lists them.",
         ),
-        click.option(
+        grouped(
+            DATA,
             "--tokenizer-option",
             "tokenizer_options",
             multiple=True,
@@ -62,20 +113,31 @@ tokenizer_options = _apply(
 
 run_control_options = _apply(
     [
-        click.option(
+        grouped(
+            RUN_CONTROL,
             "--threads",
             type=click.IntRange(min=1),
             default=None,
             help="CPU threads for tensor maths.  [default: PyTorch's choice]",
         ),
-        click.option(
+        grouped(
+            RUN_CONTROL,
+            "--device",
+            type=click.Choice(DEVICE_CHOICES, case_sensitive=False),
+            default="auto",
+            show_default=True,
+            help="auto uses a CUDA GPU when there is one.",
+        ),
+        grouped(
+            RUN_CONTROL,
             "--resume",
             type=click.Path(path_type=Path),
             default=None,
             help="Continue the run saved in this checkpoint directory exactly where it "
             "stopped (BOOK, model and settings come from it).",
         ),
-        click.option(
+        grouped(
+            RUN_CONTROL,
             "--init-from",
             type=click.Path(path_type=Path),
             default=None,
@@ -85,22 +147,17 @@ run_control_options = _apply(
     ]
 )
 
-run_options = _apply(
+output_options = _apply(
     [
-        click.option(
-            "--device",
-            type=click.Choice(DEVICE_CHOICES),
-            default="auto",
-            show_default=True,
-            help="auto uses a CUDA GPU when there is one.",
-        ),
-        click.option(
+        grouped(
+            OUTPUT,
             "--out",
             type=click.Path(path_type=Path),
             default=None,
             help="Checkpoint directory.  [default: checkpoints/<book name>]",
         ),
-        click.option(
+        grouped(
+            OUTPUT,
             "--overwrite",
             is_flag=True,
             default=False,
@@ -113,15 +170,16 @@ run_options = _apply(
 
 
 def train_options(command: Any) -> Any:
-    """Every option of `charlm train`, in the order --help lists them."""
+    """Every option of `charlm train`, in the order --help lists them, under its heading."""
     for group in reversed(
         [
-            config_options(DataOptions),
+            recipe_option,
+            config_options(DataOptions, group=DATA),
             tokenizer_options,
-            config_options(ModelConfig),
-            config_options(TrainConfig),
+            config_options(ModelConfig, group=MODEL),
+            config_options(TrainConfig, group=OPTIMISATION),
             run_control_options,
-            run_options,
+            output_options,
         ]
     ):
         command = group(command)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from charlm.errors import CorpusError
+from charlm.limits import MAX_CATALOG_BYTES, too_large
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,12 +58,22 @@ def load_catalog(path: str | os.PathLike | None = None) -> dict[str, Entry]:
     """Every catalogue entry by name, checked for the fields a download needs."""
     path = Path(path) if path is not None else catalog_path()
     try:
-        tables = tomllib.loads(path.read_text(encoding="utf-8"))
+        tables = tomllib.loads(_read(path))
     except FileNotFoundError as exc:
         raise CorpusError(f"no book catalogue at {path}; set {CATALOG_VARIABLE}") from exc
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CorpusError(f"the book catalogue {path} is unreadable: {exc}") from exc
     return {name: _entry(name, table, path) for name, table in tables.items()}
+
+
+def _read(path: Path) -> str:
+    """The catalogue's text; a device, a FIFO or a huge file is refused before reading."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise CorpusError(f"the book catalogue {path} is not a regular file")
+    if info.st_size > MAX_CATALOG_BYTES:
+        raise CorpusError(too_large(f"the book catalogue {path}", info.st_size, MAX_CATALOG_BYTES))
+    return path.read_text(encoding="utf-8")
 
 
 def _entry(name: str, table: object, path: Path) -> Entry:
@@ -84,6 +97,12 @@ def _entry(name: str, table: object, path: Path) -> Entry:
     if not _SHA256.fullmatch(entry.sha256):
         raise CorpusError(f"{where}: sha256 must be 64 hexadecimal digits")
     return entry
+
+
+def did_you_mean(name: str, catalog: dict[str, Entry]) -> str:
+    """ "; did you mean 'x'?" when `name` is close to a catalogue name, else nothing."""
+    close = difflib.get_close_matches(name.lower(), list(catalog), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def find_entry(name: str, catalog: dict[str, Entry] | None = None) -> Entry | None:

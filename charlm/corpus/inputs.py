@@ -9,7 +9,7 @@ from pathlib import Path
 
 from charlm.errors import CorpusError
 
-from .catalog import DEFAULT_CORPUS_DIR, load_catalog
+from .catalog import DEFAULT_CORPUS_DIR, did_you_mean, load_catalog
 from .download import Progress, fetch, is_present, source_of
 
 _GLOB_CHARS = set("*?[")
@@ -49,13 +49,19 @@ def input_name(specs: str | os.PathLike | Sequence[str | os.PathLike]) -> str:
     return stem if len(specs) == 1 else f"{stem}-and-{len(specs) - 1}-more"
 
 
-def _catalog_entry(name: str):
-    if os.sep in name:
-        return None
+def _catalogue() -> dict:
     try:
-        return load_catalog().get(name)
+        return load_catalog()
     except CorpusError:  # no catalogue here (an installed wheel): the name is just a missing path
-        return None
+        return {}
+
+
+def _catalog_entry(name: str):
+    return None if os.sep in name else _catalogue().get(name)
+
+
+def _suggestion(spec: str) -> str:
+    return "" if os.sep in spec else did_you_mean(spec, _catalogue())
 
 
 def _expand(
@@ -77,7 +83,8 @@ def _expand(
     entry = _catalog_entry(spec)
     if entry is None:
         raise CorpusError(
-            f"{spec}: no such file, directory or catalogue book (see 'charlm corpus list')"
+            f"{spec}: no such file, directory or catalogue book{_suggestion(spec)} "
+            "(see 'charlm corpus list')"
         )
     say = message or (lambda text: None)
     if not is_present(entry, corpus_dir):

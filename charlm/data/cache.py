@@ -5,9 +5,12 @@
         train.npy        ids of the smallest unsigned type that holds the vocabulary
         val.npy, test.npy
 
-The key is a hash of the input bytes, the reading and split settings and the tokenizer, so a
-changed book, setting or tokenizer never meets a stale entry. An entry is built in a hidden
+The key is a hash of the input bytes, the reading and split settings and the tokenizer (its
+options, the content of a tokenizer file it is built from, a plugin's package and version), so
+a changed book, setting or tokenizer never meets a stale entry. An entry is built in a hidden
 temporary directory and renamed into place in one step: readers see a whole entry or none.
+Before an entry is used, its arrays are checked against its metadata (see data/prepare.py);
+one that disagrees is deleted and built again.
 """
 
 from __future__ import annotations
@@ -26,12 +29,17 @@ from typing import Any
 import numpy as np
 
 from charlm import jsontext
+from charlm.corpus.download import sha256_file
+from charlm.errors import CharlmError, TokenizerError
+from charlm.limits import MAX_TOKENIZER_FILE_BYTES
+from charlm.tokenizers import Tokenizer, get_tokenizer_class, tokenizer_from_state, tokenizer_origin
 
 CACHE_VARIABLE = "CHARLM_CACHE"
 # Part of every key: bump it when reading or encoding changes the ids a corpus gets, so that
 # entries made by an older charlm are not reused.
 CACHE_FORMAT = 1
 META_NAME = "meta.json"
+SPLITS = ("train", "val", "test")
 
 
 def cache_root(directory: str | os.PathLike | None = None) -> Path:
@@ -56,6 +64,58 @@ def cache_key(material: dict[str, Any]) -> str:
     """A stable hex key for a JSON-serialisable description of the inputs and settings."""
     text = json.dumps({"format": CACHE_FORMAT, **material}, sort_keys=True, ensure_ascii=True)
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:32]
+
+
+def tokenizer_key(tokenizer: str | Tokenizer, options: dict[str, Any] | None) -> dict[str, Any]:
+    """What decides the ids a tokenizer gives, for the cache key: its state or options (a
+    file by its content) and where its code comes from (a plugin's package and version)."""
+    if isinstance(tokenizer, Tokenizer):
+        return {
+            "name": tokenizer.name,
+            "state": tokenizer.get_state(),
+            "origin": tokenizer_origin(tokenizer.name),
+        }
+    return {
+        "name": tokenizer,
+        "options": _keyed_options(tokenizer, options or {}),
+        "origin": tokenizer_origin(tokenizer),
+    }
+
+
+def _keyed_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    try:
+        declared = get_tokenizer_class(name).options
+    except TokenizerError:
+        return dict(options)  # training the tokenizer reports the problem
+    keyed = dict(options)
+    for key, value in options.items():
+        if key in declared and declared[key].file and isinstance(value, str):
+            path = Path(value)
+            if path.is_file() and path.stat().st_size <= MAX_TOKENIZER_FILE_BYTES:
+                keyed[key] = f"sha256:{sha256_file(path)}"
+    return keyed
+
+
+def entry_tokenizer(entry: Entry, tokenizer: str | Tokenizer) -> Tokenizer:
+    """The tokenizer of `entry`: the one given, or the one its metadata saved."""
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    return tokenizer_from_state(entry.meta["tokenizer"]["name"], entry.meta["tokenizer"]["state"])
+
+
+def _check_entry(entry: Entry, vocab_size: int) -> None:
+    data = entry.meta["data"]
+    dtype = np.dtype(data["token_dtype"])
+    for split in SPLITS:
+        length, array = data[f"{split}_tokens"], entry.arrays.get(split)
+        if array is None:  # an empty split stores no array
+            if length != 0:
+                raise ValueError(f"no {split} array for {length} tokens")
+            continue
+        if array.ndim != 1 or array.dtype != dtype or len(array) != length:
+            raise ValueError(f"the {split} array does not match the metadata")
+        if length and int(array.max()) >= vocab_size:
+            raise ValueError(f"the {split} array holds ids past the vocabulary")
 
 
 @dataclass
@@ -87,6 +147,28 @@ class TokenCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return Entry(meta, arrays, path)
+
+    def load_checked(self, key: str, tokenizer: str | Tokenizer) -> tuple | None:
+        """The entry for `key` and its tokenizer, when the entry agrees with its metadata.
+
+        A damaged or tampered entry (an array shorter than recorded, of another type, holding
+        ids past the vocabulary) is deleted, to be built again.
+        """
+        entry = self.load(key)
+        if entry is None:
+            return None
+        try:
+            tok = entry_tokenizer(entry, tokenizer)
+            _check_entry(entry, tok.vocab_size)
+        except (CharlmError, KeyError, TypeError, ValueError, AttributeError):
+            self.discard(key)
+            return None
+        return entry, tok
+
+    def discard(self, key: str) -> None:
+        """Delete the entry for `key` (a damaged one, to be built again)."""
+        if self.directory is not None:
+            shutil.rmtree(self.directory / key, ignore_errors=True)
 
     @contextmanager
     def writer(self, key: str) -> Iterator[EntryWriter]:

@@ -22,15 +22,24 @@ from typing import Any
 
 import numpy as np
 
+from charlm import jsontext
 from charlm.corpus import Book, SplitConfig, read_book, split_regions
 from charlm.corpus.download import sha256_file
 from charlm.corpus.encodings import canonical_encoding
-from charlm.data.cache import TokenCache, cache_key, cache_root, smallest_uint_dtype
+from charlm.data.cache import (
+    SPLITS,
+    Entry,
+    TokenCache,
+    cache_key,
+    cache_root,
+    entry_tokenizer,
+    smallest_uint_dtype,
+    tokenizer_key,
+)
 from charlm.errors import ConfigError, CorpusError
-from charlm.tokenizers import Tokenizer, tokenizer_from_state, train_tokenizer
+from charlm.tokenizers import Tokenizer, train_tokenizer
 from charlm.tokenizers.char import CharTokenizer
 
-SPLITS = ("train", "val", "test")
 _CHUNK = 1 << 20  # characters per chunk on the char fast path (4 MB of code points)
 _DESCRIBED = 10  # books described one line each; more are summed up
 
@@ -76,9 +85,15 @@ def prepare_data(
     keep_boilerplate: bool = False,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    cached_as: dict[str, Any] | None = None,
 ) -> PreparedData:
     """Ids for `books` split by `splits`, with a tokenizer trained on all the text (or the
-    given `tokenizer` instance), from the cache when possible."""
+    given `tokenizer` instance), from the cache when possible.
+
+    `cached_as`: for a `tokenizer` instance trained by an earlier run (a resumed one), the
+    tokenizer name and options that run gave (its `info["cache"]["tokenizer"]`), so that the
+    earlier run's cache entry is found instead of the books being encoded into a second one.
+    """
     started = time.perf_counter()
     splits = splits or SplitConfig()
     if encoding is not None:
@@ -86,30 +101,37 @@ def prepare_data(
     files = _files(books, splits)
     hashes = {role: [sha256_file(p) for p in paths] for role, paths in files.items()}
     _check_no_overlap(files, hashes)
-    key = cache_key(
-        {
-            "inputs": hashes,
-            "splits": [*splits.tail_fractions()],
-            "encoding": encoding,
-            "keep_boilerplate": keep_boilerplate,
-            "tokenizer": _tokenizer_spec(tokenizer, tokenizer_options),
-        }
-    )
+    material = {
+        "inputs": hashes,
+        "splits": [*splits.tail_fractions()],
+        "encoding": encoding,
+        "keep_boilerplate": keep_boilerplate,
+    }
+    spec = tokenizer_key(tokenizer, tokenizer_options)
     cache = TokenCache(cache_root(cache_dir) if use_cache else None)
-    entry = cache.load(key)
-    cached = entry is not None
-    if entry is None:
+    found = None
+    if cached_as is not None and isinstance(tokenizer, Tokenizer):
+        key = cache_key({**material, "tokenizer": cached_as})
+        if _made_by(cache.load(key), tokenizer) is not None:  # never discard another's entry
+            found = cache.load_checked(key, tokenizer)
+            spec = cached_as if found is not None else spec
+    key = cache_key({**material, "tokenizer": spec})
+    found = found or cache.load_checked(key, tokenizer)
+    cached = found is not None
+    if found is None:
         entry = _build(
             cache, key, files, tokenizer, tokenizer_options, splits, encoding, keep_boilerplate
         )
         entry = cache.load(key) or entry  # reopen read-only as memory maps
-    tok = (
-        tokenizer
-        if isinstance(tokenizer, Tokenizer)
-        else tokenizer_from_state(entry.meta["tokenizer"]["name"], entry.meta["tokenizer"]["state"])
-    )
+        found = entry, entry_tokenizer(entry, tokenizer)
+    entry, tok = found
     info = _current_info(entry.meta["data"], files, splits, encoding, keep_boilerplate)
-    info["cache"] = {"hit": cached, "key": key, "path": str(entry.path) if entry.path else None}
+    info["cache"] = {
+        "hit": cached,
+        "key": key,
+        "path": str(entry.path) if entry.path else None,
+        "tokenizer": spec,
+    }
     info["prepare_seconds"] = round(time.perf_counter() - started, 3)
     ids = {s: _ids(entry.arrays, entry.meta["data"], s) for s in SPLITS}
     return PreparedData(
@@ -149,10 +171,15 @@ def _check_no_overlap(files: dict[str, list[Path]], hashes: dict[str, list[str]]
         raise ConfigError("the validation and test files have the same content")
 
 
-def _tokenizer_spec(tokenizer: str | Tokenizer, options: dict[str, Any] | None) -> dict[str, Any]:
-    if isinstance(tokenizer, Tokenizer):
-        return {"name": tokenizer.name, "state": tokenizer.get_state()}
-    return {"name": tokenizer, "options": options or {}}
+def _made_by(entry: Entry | None, tokenizer: Tokenizer) -> Entry | None:
+    """`entry` if its ids come from exactly `tokenizer`, else None."""
+    if entry is None:
+        return None
+    made = entry.meta.get("tokenizer", {})
+    same_state = jsontext.dumps(made.get("state"), sort_keys=True) == jsontext.dumps(
+        tokenizer.get_state(), sort_keys=True
+    )
+    return entry if made.get("name") == tokenizer.name and same_state else None
 
 
 def _build(
@@ -276,10 +303,14 @@ def describe_book(book: dict[str, Any]) -> str:
 
 
 def _summary(info: dict[str, Any], cached: bool) -> str:
-    sizes = (
-        f"train {info['train_tokens']:,} / validation {info['val_tokens']:,} / "
-        f"test {info['test_tokens']:,} tokens ({info['token_dtype']})"
-    )
+    # A split the run does not have is left out rather than shown as 0 tokens.
+    parts = [f"train {info['train_tokens']:,}"]
+    parts += [
+        f"{name} {info[f'{split}_tokens']:,}"
+        for split, name in (("val", "validation"), ("test", "test"))
+        if info[f"{split}_tokens"]
+    ]
+    sizes = f"{' / '.join(parts)} tokens ({info['token_dtype']})"
     books = len(info["books"])
     what = f"{books} book{'s' if books != 1 else ''}"
     where = info["cache"]["path"]

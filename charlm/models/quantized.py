@@ -17,7 +17,7 @@ cell PyTorch does not implement cannot be quantized, and both say so.
 from __future__ import annotations
 
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -26,8 +26,24 @@ from charlm.errors import ConfigError
 from charlm.models.cells import CELLS
 from charlm.models.rnnlm import RNNLM, State
 from charlm.models.stepping import WEIGHT_NAMES
+from charlm.options import option
 
 QUANTIZATIONS = ("int8",)
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How a trained model runs when it samples or scores (`charlm generate`, `evaluate`,
+    `serve`; `charlm.load(..., quantize=)`), as opposed to what it draws."""
+
+    quantize: str | None = option(
+        None,
+        "Run the recurrent and output layers with 8-bit weights on the CPU: faster at batch "
+        "1 for models of a few hundred units, scores within about 1% (implies --device cpu; "
+        "docs/sampling.md).",
+        choices=QUANTIZATIONS,
+        shown_default="float32",
+    )
 
 
 def _packed(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.ScriptObject:
@@ -67,8 +83,8 @@ class Int8Linear(nn.Module):
 class Int8Recurrent(nn.Module):
     """Stacked RNN / GRU / LSTM layers (batch first) with int8 weight matrices.
 
-    Built from any layer with PyTorch's parameter names (`weight_ih_l0`, ...): PyTorch's own
-    or charlm's scratch layers. Inference only: no dropout, no gradients.
+    Built from a layer with PyTorch's parameter names (`weight_ih_l0`, ...). Inference only:
+    no dropout, no gradients.
     """
 
     def __init__(self, layer: nn.Module, cell: str, nonlinearity: str = "tanh") -> None:
@@ -129,12 +145,25 @@ class Int8Recurrent(nn.Module):
         return x, torch.stack(final)
 
 
+def device_for(device: str, scheme: str | None) -> str:
+    """The device to load a model on that `scheme` will quantize (None: float, unchanged):
+    the CPU, whose kernels int8 runs; "auto" means the CPU then, another device is refused."""
+    if scheme is None:
+        return device
+    if device not in ("auto", "cpu"):
+        raise ConfigError(
+            f"--quantize {scheme} runs on the CPU only, not --device {device}; drop one of them"
+        )
+    return "cpu"
+
+
 def quantize(model: RNNLM, scheme: str = "int8") -> RNNLM:
     """A copy of `model` for CPU inference with int8 recurrent and output layers.
 
     The copy is in evaluation mode and cannot be trained. Raises ConfigError for what cannot
     be quantized: a model on another device than the CPU, a cell PyTorch does not implement,
-    a PyTorch build without int8 kernels.
+    a model run by the scratch implementation (convert it to "torch" first: the same
+    weights), a PyTorch build without int8 kernels.
     """
     if scheme not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization {scheme!r}; use {', '.join(QUANTIZATIONS)}")
@@ -150,6 +179,12 @@ def quantize(model: RNNLM, scheme: str = "int8") -> RNNLM:
         raise ConfigError(
             f"int8 quantization covers the cells PyTorch implements (rnn, gru, lstm); "
             f"--model {config.cell} has none: sample it without --quantize"
+        )
+    if config.impl != "torch":
+        raise ConfigError(
+            f"int8 runs PyTorch's kernels, not the {config.impl} implementation's equations; "
+            "to quantize this model, run it as PyTorch's layers: --impl torch --quantize int8 "
+            "(impl='torch')"
         )
     _check_kernels()
     # The float copy is overwritten at once: keep the caller's random stream untouched.

@@ -1,6 +1,10 @@
 """Drawing text from a trained model, and scoring text with it.
 
-sampler.py     the Sampler: priming, the per-token loop, streaming, scoring
+sampler.py     the Sampler: priming, streaming, scoring
+drawing.py     one call's rows while they are drawn: the per-token draw, pieces, probabilities
+batch.py       drawings stepped through the network together (one, or a server's many)
+options.py     SamplingOptions: every setting of a call, its default and its check, once
+request.py     one call: the prefix and its checked options
 strategies.py  the per-token step: repetition penalty, temperature, top-k, top-p, draw
 stops.py       stop strings
 beam.py        beam search
@@ -8,8 +12,10 @@ scoring.py     cross-entropy, perplexity, bits per character
 """
 
 from charlm.sampling.draft import Sample
+from charlm.sampling.drawing import Piece
+from charlm.sampling.options import SamplingOptions
 from charlm.sampling.sampler import Sampler, load
 from charlm.sampling.scoring import Score
-from charlm.sampling.strategies import SamplingOptions, sample_next
+from charlm.sampling.strategies import sample_next
 
-__all__ = ["Sample", "Sampler", "SamplingOptions", "Score", "load", "sample_next"]
+__all__ = ["Piece", "Sample", "Sampler", "SamplingOptions", "Score", "load", "sample_next"]

@@ -39,6 +39,10 @@ class Draft:
     def finished(self) -> bool:
         return self._scanner.stopped is not None
 
+    @property
+    def num_tokens(self) -> int:
+        return len(self._ids)
+
     def add(self, token: int, log_prob: float | None) -> str:
         self._ids.append(token)
         if log_prob is not None:

@@ -1,88 +1,56 @@
-"""The settings of one call to the sampler, checked together before any work is done."""
+"""One call to the sampler: the prefix and the options, checked before any work is done."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from charlm.errors import ConfigError
-from charlm.sampling.strategies import SamplingOptions
-from charlm.tokenizers import UNKNOWN_POLICIES
+from charlm.sampling.options import DEFAULTS, SamplingOptions
 
-MAX_SEED = 2**63 - 1
+# `generate`, `stream` and `samples` take these options by position after the prefix, as
+# they always have: generate("It was", 300, 0.8, 1).
+POSITIONAL = ("length", "temperature", "seed")
 
 
 @dataclass(frozen=True)
 class Request:
-    """What to draw: validated settings, with the seed resolved (never None)."""
+    """What to draw: the prefix, and checked options whose seed is resolved (never None)."""
 
     prefix: str
-    length: int
     options: SamplingOptions
-    stop: tuple[str, ...]
-    num_samples: int
-    beam_width: int
-    seed: int
-    unknown: str | None = None  # what to do with prefix pieces outside the vocabulary
-    allow_unk: bool = False  # may the sampler draw <unk>?
 
 
-def make_request(
-    prefix: str,
-    length: int,
-    temperature: float,
-    seed: int | None,
-    top_k: int | None,
-    top_p: float,
-    repetition_penalty: float,
-    stop: str | Sequence[str],
-    num_samples: int,
-    beam_width: int,
-    unknown: str | None = None,
-    allow_unk: bool = False,
-) -> Request:
-    """Check every setting at once, before any work; a bad one raises ConfigError (ValueError)."""
+def call_options(
+    method: str,
+    args: tuple[Any, ...],
+    options: SamplingOptions | None,
+    settings: Mapping[str, Any],
+) -> SamplingOptions:
+    """The options of a `method(prefix, *args, options=options, **settings)` call.
+
+    `args` are the POSITIONAL options; `settings` change `options` (default: the defaults).
+    """
+    if len(args) > len(POSITIONAL):
+        names = ", ".join(("prefix", *POSITIONAL))
+        raise TypeError(
+            f"{method}() takes at most {1 + len(POSITIONAL)} positional arguments ({names})"
+        )
+    for name in POSITIONAL[: len(args)]:
+        if name in settings:
+            raise TypeError(f"{method}() got {name} both by position and by keyword")
+    if options is not None and not isinstance(options, SamplingOptions):
+        raise TypeError(f"options must be a SamplingOptions, got {type(options).__name__}")
+    base = options if options is not None else DEFAULTS
+    return base.replace(**dict(zip(POSITIONAL, args)), **settings)
+
+
+def make_request(prefix: str, options: SamplingOptions) -> Request:
+    """The request, with a random seed picked if the options leave it to chance."""
     if not isinstance(prefix, str):
         raise ConfigError(f"prefix must be a string, got {type(prefix).__name__}")
-    options = SamplingOptions(temperature, top_k, top_p, repetition_penalty)
-    stops = (stop,) if isinstance(stop, str) else tuple(stop)
-    for name, value, least in (
-        ("length", length, 0),
-        ("num_samples", num_samples, 1),
-        ("beam_width", beam_width, 1),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
-    if any(not isinstance(s, str) or not s for s in stops):
-        raise ConfigError("stop strings must be non-empty strings")
-    if seed is None:
-        seed = secrets.randbits(32)
-    elif isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer or None, got {seed!r}")
-    elif not 0 <= seed <= MAX_SEED - num_samples:
-        raise ConfigError(f"seed must be in [0, {MAX_SEED - num_samples}], got {seed}")
-    if unknown is not None and unknown not in UNKNOWN_POLICIES:
-        raise ConfigError(f"unknown must be one of {', '.join(UNKNOWN_POLICIES)}, got {unknown!r}")
-    if beam_width > 1:
-        _check_beam(options, stops, num_samples, beam_width)
-    return Request(
-        prefix, length, options, stops, num_samples, beam_width, seed, unknown, bool(allow_unk)
-    )
-
-
-def _check_beam(
-    options: SamplingOptions, stops: tuple[str, ...], num_samples: int, beam_width: int
-) -> None:
-    if num_samples > beam_width:
-        raise ConfigError(
-            f"beam search returns at most beam_width={beam_width} continuations, "
-            f"but num_samples={num_samples} were asked for"
-        )
-    if stops:
-        raise ConfigError("stop strings cannot be combined with beam search")
-    unused = SamplingOptions(temperature=options.temperature)
-    if options != unused:
-        raise ConfigError(
-            "top_k, top_p and repetition_penalty apply to sampling, not to beam search"
-        )
+    if options.seed is None:
+        options = options.replace(seed=secrets.randbits(32))
+    return Request(prefix, options)

@@ -1,4 +1,4 @@
-"""Picking rows (samples, beams) out of a recurrent state of any cell type."""
+"""Picking and joining rows (samples, beams, requests) of a recurrent state of any cell type."""
 
 from __future__ import annotations
 
@@ -16,3 +16,12 @@ def select_rows(state: State, rows: torch.Tensor) -> State:
     if isinstance(state, torch.Tensor):
         return state.index_select(1, rows)
     return tuple(select_rows(part, rows) for part in state)
+
+
+def join_rows(first: State | None, second: State) -> State:
+    """The rows of `first` followed by those of `second` (None: no rows yet)."""
+    if first is None:
+        return second
+    if isinstance(first, torch.Tensor):
+        return torch.cat([first, second], dim=1)
+    return tuple(join_rows(a, b) for a, b in zip(first, second, strict=True))

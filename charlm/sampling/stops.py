@@ -4,6 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from charlm.errors import ConfigError
+
+ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """`text` with \\n, \\t and \\\\ turned into a newline, a tab and a backslash."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in ESCAPES:
+            out.append(ESCAPES[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_stop(text: str) -> str:
+    """A stop string as typed (on the command line, at the prompt): \\n is a newline."""
+    # Python passes bytes that are not UTF-8 on as lone surrogates, which no tokenizer takes.
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise ConfigError("is not valid UTF-8 text; check the terminal's encoding")
+    return unescape(text)
+
 
 class StopScanner:
     """Filters one sample's stream of text pieces.

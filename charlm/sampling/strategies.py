@@ -1,7 +1,7 @@
 """The per-token step: from a row of logits to one token id.
 
 The logits go through the transformations in the same order as in Hugging Face transformers:
-repetition penalty, temperature, top-k, top-p. One token is then drawn per row
+repetition penalty, temperature, top-k, top-p, min-p. One token is then drawn per row
 by inverse CDF (a cumulative sum and a binary search), which needs a single random number per
 row and is several times faster than `torch.multinomial` on a batch (see benchmarks/sampling.py).
 """
@@ -9,55 +9,14 @@ row and is several times faster than `torch.multinomial` on a batch (see benchma
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from charlm.errors import ConfigError
+from charlm.sampling.options import DEFAULTS, SamplingOptions
 
 # Random numbers are drawn this many at a time per sample, outside the per-token loop.
 RANDOM_BLOCK = 256
-GREEDY_BELOW = 1e-30  # temperatures this small act as 0
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How each token is chosen from the model's distribution.
-
-    temperature: 0 always picks the most likely token (greedy); 1 samples the model as is;
-        higher flattens the distribution.
-    top_k: keep only the k most likely tokens (None: all).
-    top_p: keep the smallest set of most likely tokens whose probability reaches top_p
-        (nucleus sampling; 1.0: all).
-    repetition_penalty: make every token already in the prefix or the sample this many times
-        less likely than before, relative to the tokens not yet used (the probabilities are
-        then renormalised); 1.0 changes nothing, > 1 discourages repeats, < 1 favours them.
-    """
-
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.temperature) and self.temperature >= 0):
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k is not None and (
-            isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1
-        ):
-            raise ConfigError(f"top_k must be at least 1 (or None for no limit), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0):
-            raise ConfigError(
-                f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}"
-            )
-
-    @property
-    def greedy(self) -> bool:
-        # Below GREEDY_BELOW, dividing float32 logits by the temperature would overflow or
-        # divide by zero; the distribution is the argmax to float precision anyway.
-        return self.temperature < GREEDY_BELOW
 
 
 def process_logits(
@@ -86,7 +45,17 @@ def process_logits(
         logits = logits.masked_fill(logits < kth_best, -math.inf)
     if options.top_p < 1.0:
         logits = _nucleus(logits, options.top_p)
+    if options.min_p > 0.0:
+        logits = _min_p(logits, options.min_p)
     return logits
+
+
+def _min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    # p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p): no softmax needed, and the
+    # most likely token always stays. Truncation by top-k/top-p leaves p_i / p_max unchanged,
+    # so the kept set does not depend on what they removed.
+    threshold = logits.amax(dim=-1, keepdim=True) + math.log(min_p)  # (batch, 1)
+    return logits.masked_fill(logits < threshold, -math.inf)
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -136,16 +105,22 @@ def choose(
 
 def sample_next(
     logits: torch.Tensor,
-    temperature: float = 1.0,
+    temperature: float | None = None,
     generator: torch.Generator | None = None,
     *,
-    top_k: int | None = None,
-    top_p: float = 1.0,
-    repetition_penalty: float = 1.0,
     seen: torch.Tensor | None = None,
+    options: SamplingOptions | None = None,
+    **settings: Any,
 ) -> torch.Tensor:
-    """One token id per row of `logits` (batch, vocab), random numbers from `generator`."""
-    options = SamplingOptions(temperature, top_k, top_p, repetition_penalty)
+    """One token id per row of `logits` (batch, vocab), random numbers from `generator`.
+
+    `options` (default: `SamplingOptions()`) and any keywords of it (`top_k=40`, ...) say how;
+    `temperature` None keeps the options' temperature. Keywords are checked at every call:
+    in a loop, build the options once and pass `options=` alone.
+    """
+    if temperature is not None:
+        settings["temperature"] = temperature
+    options = (options or DEFAULTS).replace(**settings)
     shape = (logits.shape[0], 1)
     uniform = 1.0 - torch.rand(shape, generator=generator, device=logits.device)  # (0, 1]
     return choose(logits, options, uniform, seen)

@@ -15,6 +15,7 @@ from .registry import (
     register,
     reload_plugins,
     tokenizer_from_state,
+    tokenizer_origin,
     tokenizer_package,
     train_tokenizer,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "register",
     "reload_plugins",
     "tokenizer_from_state",
+    "tokenizer_origin",
     "tokenizer_package",
     "train_tokenizer",
 ]

@@ -7,6 +7,7 @@ plain JSON (never pickle) so a checkpoint says in readable form how text was cut
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,11 +22,16 @@ UNKNOWN_POLICIES = ("error", "skip", "unk")
 
 @dataclass(frozen=True)
 class Option:
-    """One training option of a tokenizer: its type, default and a line of help."""
+    """One training option of a tokenizer: its type, default and a line of help.
+
+    `file` marks an option that names a file the tokenizer is built from: the token cache
+    keys it by the file's content, so a changed file never meets the ids of the old one.
+    """
 
     type: type
     default: Any
     help: str
+    file: bool = False
 
     def convert(self, key: str, value: Any) -> Any:
         """`value` as `self.type`; strings from the command line are parsed."""
@@ -161,10 +167,9 @@ class Tokenizer(ABC):
         if unknown == "skip":
             return ids[~unknown_at]
         if unknown_at.any():
-            raise UnknownTokenError(
-                f"the text has {int(unknown_at.sum())} piece(s) outside the {self.name} "
-                "tokenizer's vocabulary; use the policy skip or unk"
-            )
+            count = int(unknown_at.sum())
+            summary = f"{count:,} piece{'s' if count != 1 else ''} the model never saw"
+            raise UnknownTokenError.unseen_pieces(summary, {}, ("skip", "unk"))
         return ids
 
     def stream_decoder(self, context: Sequence[int] = ()) -> StreamDecoder:
@@ -180,16 +185,29 @@ def _as_ids(ids: np.ndarray | list[int]) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64).reshape(-1)
 
 
-def unknown_error(kind: str, pieces: Sequence[str], has_unk: bool = True) -> UnknownTokenError:
-    """The one-line error that names (the first few) pieces outside a vocabulary."""
-    unseen = sorted(set(pieces))
-    shown = ", ".join(repr(p) for p in unseen[:10])
-    more = f" and {len(unseen) - 10} more" if len(unseen) > 10 else ""
-    policies = "skip or unk" if has_unk else "skip"
-    return UnknownTokenError(
-        f"the model has never seen the {kind}(s) {shown}{more}; remove them from the text "
-        f"or use the unknown-token policy {policies}"
+# An error names this many unseen pieces, most frequent first, then says how many more.
+UNSEEN_SHOWN = 20
+
+
+def unknown_error(
+    kind: str, pieces: Mapping[str, int] | Sequence[str], has_unk: bool = True
+) -> UnknownTokenError:
+    """The one-line error that names the pieces outside a vocabulary and how often each occurs.
+
+    `pieces`: each unseen piece with its count, or a list of the pieces as they occurred.
+    """
+    counts = dict(pieces) if isinstance(pieces, Mapping) else dict(Counter(pieces))
+    # Most frequent first, then in code-point order, so the message is the same every time.
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{piece!r} ×{count:,}" for piece, count in ranked[:UNSEEN_SHOWN])
+    more = f" and {len(ranked) - UNSEEN_SHOWN:,} more" if len(ranked) > UNSEEN_SHOWN else ""
+    total = sum(counts.values())
+    plural = "" if len(ranked) == 1 else "s"
+    summary = (
+        f"{len(ranked):,} {kind}{plural} the model never saw ({total:,} in all): {shown}{more}"
     )
+    policies = ("skip", "unk") if has_unk else ("skip",)
+    return UnknownTokenError.unseen_pieces(summary, dict(ranked), policies)
 
 
 class StreamDecoder:

@@ -46,6 +46,11 @@ def _character_counts(text: str, chunk: int = 1 << 20) -> tuple[np.ndarray, np.n
     return points, np.array([totals[p] for p in points.tolist()], dtype=np.int64)
 
 
+def _count_into(counts: dict[int, int], points: np.ndarray) -> None:
+    for point, count in zip(*(a.tolist() for a in np.unique(points, return_counts=True))):
+        counts[point] = counts.get(point, 0) + count
+
+
 class CharTokenizer(Tokenizer):
     """Unicode code points; the vocabulary is every character of the training text."""
 
@@ -104,27 +109,36 @@ class CharTokenizer(Tokenizer):
             text = text.lower()
         out = np.empty(len(text), dtype=np.int64)
         kept = 0
+        unseen: dict[int, int] = {}  # code point → count, gathered over the whole text
         for start in range(0, len(text), CHUNK_CHARS):
             points = _chunk_points(text[start : start + CHUNK_CHARS])
-            if points.dtype == np.uint32 and points.max() >= len(self._table):
-                points = np.minimum(points, len(self._table) - 1)  # beyond the table: unknown
             ids = out[kept : kept + len(points)]
-            np.take(self._table, points, out=ids)  # the whole chunk in one lookup
+            np.take(self._table, self._in_table(points), out=ids)  # the whole chunk at once
             if ids.min() < 0:  # rare: some character is outside the vocabulary
-                ids = self._unknown(ids, points, unknown)
+                if unknown == "error":
+                    _count_into(unseen, points[ids < 0])
+                ids = self._unknown(ids, unknown)
                 out[kept : kept + len(ids)] = ids
             kept += len(ids)
+        if unseen:
+            counts = {chr(point): count for point, count in unseen.items()}
+            raise unknown_error("character", counts, self.has_unk)
         return out[:kept]
 
-    def _unknown(self, ids: np.ndarray, points: np.ndarray, unknown: str) -> np.ndarray:
+    def _in_table(self, points: np.ndarray) -> np.ndarray:
+        """`points` with code points beyond the table moved to its last entry, which is
+        always -1 (unknown); the original points stay intact for naming them."""
+        if points.dtype == np.uint32 and points.max() >= len(self._table):
+            return np.minimum(points, len(self._table) - 1)
+        return points
+
+    def _unknown(self, ids: np.ndarray, unknown: str) -> np.ndarray:
         unknown_at = ids < 0
-        if unknown == "error":
-            unseen = [chr(p) for p in points[unknown_at]]
-            raise unknown_error("character", unseen, self.has_unk)
         if unknown == "skip":
             return ids[~unknown_at].copy()
-        ids[unknown_at] = self.unk_id
-        return ids
+        if unknown == "unk":
+            ids[unknown_at] = self.unk_id
+        return ids  # "error": raised once the whole text has been read
 
     def decode(self, ids: Sequence[int]) -> str:
         itos = self._itos

@@ -22,6 +22,7 @@ from charlm.errors import TokenizerError
 from charlm.limits import MAX_TOKENIZER_FILE_BYTES, MAX_VOCAB_SIZE, too_large
 
 from .base import Option, StreamDecoder, Tokenizer, unknown_error
+from .hf_limits import PipelineLimits, panics_as_errors
 
 UNK = "<unk>"
 # Text is cut after the first line break past this many characters, and the slices are
@@ -46,10 +47,16 @@ class HFTokenizer(Tokenizer):
 
     name = "hf"
     description = "load an existing Hugging Face tokenizer.json (option path=FILE)"
-    options = {"path": Option(str, None, "the tokenizer.json file to load")}
+    options = {"path": Option(str, None, "the tokenizer.json file to load", file=True)}
 
     def __init__(self, pipeline: HFPipeline) -> None:
         self.pipeline = pipeline
+        spec = json.loads(pipeline.to_str())
+        # A pipeline from a file or a checkpoint runs under limits (see hf_limits.py); ids
+        # are never padded or truncated.
+        self._limits = PipelineLimits(self.name, spec)
+        pipeline.no_padding()
+        pipeline.no_truncation()
         vocab = pipeline.get_vocab(with_added_tokens=True)
         # Ids need not be contiguous; the model needs a row for the largest one.
         self._vocab_size = max(vocab.values()) + 1 if vocab else 0
@@ -60,7 +67,7 @@ class HFTokenizer(Tokenizer):
                 if not vocab
                 else too_large("the tokenizer", self._vocab_size, MAX_VOCAB_SIZE, "token ids")
             )
-        self._unk_id = _unk_id(pipeline)
+        self._unk_id = _unk_id(pipeline, spec["model"])
         added = pipeline.get_added_tokens_decoder()
         specials = {i for i, token in added.items() if token.special}
         if self._unk_id is not None:
@@ -82,7 +89,8 @@ class HFTokenizer(Tokenizer):
         if size > MAX_TOKENIZER_FILE_BYTES:
             raise TokenizerError(too_large(str(path), size, MAX_TOKENIZER_FILE_BYTES))
         try:
-            return cls(HFPipeline.from_file(str(path)))
+            with panics_as_errors(f"{path}: not a usable tokenizer.json"):
+                return cls(HFPipeline.from_file(str(path)))
         except TokenizerError:
             raise
         except Exception as exc:  # the library raises plain Exceptions for bad files
@@ -108,12 +116,19 @@ class HFTokenizer(Tokenizer):
     def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
         slices = text_slices(text)
         parts = [np.zeros(0, dtype=np.int64)]
+        unseen: list[str] = []  # every unknown piece of the whole text, for the error
         # A few MB per batch call: parallel enough, and the library's per-token objects
         # (offsets, strings) for a 100 MB book never exist all at once.
         for first in range(0, len(slices), SLICES_PER_BATCH):
             group = slices[first : first + SLICES_PER_BATCH]
             try:
-                encodings = self._encode_batch(group, offsets=unknown == "error")
+                self._limits.check_growth(group)
+                encodings = self._limits.encode(
+                    lambda group=group: self._encode_batch(group, offsets=unknown == "error"),
+                    sum(len(piece) for piece in group),
+                )
+            except TokenizerError:
+                raise
             except Exception as exc:  # the library raises plain Exceptions
                 _refuse_surrogates(group, exc)
                 raise TokenizerError(
@@ -123,9 +138,11 @@ class HFTokenizer(Tokenizer):
             if self._unk_id is not None and unknown != "unk":
                 unknown_at = ids == self._unk_id
                 if unknown == "error" and unknown_at.any():
-                    raise unknown_error("piece", _unknown_pieces(group, encodings, self._unk_id))
+                    unseen += _unknown_pieces(group, encodings, self._unk_id)
                 ids = ids[~unknown_at]
             parts.append(ids)
+        if unseen:
+            raise unknown_error("piece", unseen)
         return np.concatenate(parts)
 
     def _encode_batch(self, texts: list[str], offsets: bool) -> list:
@@ -136,7 +153,8 @@ class HFTokenizer(Tokenizer):
         return fast(texts, add_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.pipeline.decode([int(i) for i in ids], skip_special_tokens=False)
+        with panics_as_errors(f"the {self.name} tokenizer failed"):
+            return self.pipeline.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def get_state(self) -> dict[str, Any]:
         return {"tokenizer": json.loads(self.pipeline.to_str())}
@@ -147,7 +165,8 @@ class HFTokenizer(Tokenizer):
         if not isinstance(pipeline, dict):
             raise TokenizerError(f"{cls.name} tokenizer state needs an object under 'tokenizer'")
         try:
-            return cls(HFPipeline.from_str(json.dumps(pipeline)))
+            with panics_as_errors(f"the saved {cls.name} tokenizer is corrupt"):
+                return cls(HFPipeline.from_str(json.dumps(pipeline)))
         except TokenizerError:
             raise
         except Exception as exc:  # the library raises plain Exceptions for bad JSON
@@ -180,9 +199,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _unk_id(pipeline: HFPipeline) -> int | None:
+def _unk_id(pipeline: HFPipeline, model: dict[str, Any]) -> int | None:
     """The unknown token's id: BPE and WordPiece name it, Unigram stores its id."""
-    model = json.loads(pipeline.to_str())["model"]
     if isinstance(model.get("unk_id"), int):
         return model["unk_id"]
     unk = model.get("unk_token")
@@ -212,10 +230,11 @@ class _HFStreamDecoder(StreamDecoder):
         self._pipeline = pipeline
         self._stream = _DecodeStream(skip_special_tokens=False)
         for token_id in context:  # prime it on the prefix; that text is already shown
-            self._stream.step(pipeline, int(token_id))
+            self.step(token_id)
 
     def step(self, token_id: int) -> str:
-        return self._stream.step(self._pipeline, int(token_id)) or ""
+        with panics_as_errors("the tokenizer failed"):
+            return self._stream.step(self._pipeline, int(token_id)) or ""
 
     def flush(self) -> str:
         return ""
@@ -241,7 +260,10 @@ class _Trained(HFTokenizer):
             raise TokenizerError("vocab_size must be at least 1 and min_freq at least 0")
         pipeline, trainer = cls.pipeline_and_trainer(opts)
         try:
-            pipeline.train_from_iterator(text_slices(text), trainer=trainer, length=len(text))
+            with panics_as_errors(f"the {cls.name} tokenizer cannot be trained on this text"):
+                pipeline.train_from_iterator(text_slices(text), trainer=trainer, length=len(text))
+        except TokenizerError:
+            raise
         except Exception as exc:  # the library raises plain Exceptions
             _refuse_surrogates([text], exc)
             raise TokenizerError(

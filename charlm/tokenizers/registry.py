@@ -9,6 +9,7 @@ only those plugins; set it empty to load none.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import re
@@ -137,9 +138,15 @@ class _Registry:
     def get(self, name: str) -> type[Tokenizer]:
         info = self.info(name)
         if info is None:
-            known = ", ".join(i.name for i in self.infos())
+            names = [i.name for i in self.infos()]
+            close = difflib.get_close_matches(name.lower(), names, n=1)
+            if close:
+                raise MissingTokenizerError(
+                    f"no tokenizer named {name!r}; did you mean {close[0]!r}? "
+                    f"(available: {', '.join(names)})"
+                )
             raise MissingTokenizerError(
-                f"no tokenizer named {name!r} is available (available: {known}); "
+                f"no tokenizer named {name!r} is available (available: {', '.join(names)}); "
                 "install the package that provides it, then see `charlm tokenizers`"
             )
         return info.cls
@@ -175,6 +182,13 @@ def tokenizer_package(name: str) -> str | None:
     """The distribution that provides tokenizer `name`, if it is a plugin."""
     info = _REGISTRY.info(name)
     return info.package if info is not None else None
+
+
+def tokenizer_origin(name: str) -> str | None:
+    """Where tokenizer `name` comes from, with a plugin's package and version (its code
+    decides the ids, so the token cache keys by it)."""
+    info = _REGISTRY.info(name)
+    return info.origin if info is not None else None
 
 
 def available_tokenizers() -> list[TokenizerInfo]:

@@ -7,7 +7,8 @@ schedules.py  optimizers and learning-rate schedules
 recorder.py   losses, metrics-log records, live reports
 metrics_log.py, plotting.py   the JSON Lines metrics log and its plots
 progress.py   the live display (Rich on a terminal, plain lines elsewhere)
-resume.py     the training state a resumed run starts from
+resume.py     the training state a resumed run starts from, and the inputs it reads
+state_checks.py   every value of a saved training state checked before the first step
 signals.py, runlock.py, distributed.py, allocator.py   Ctrl-C/SIGTERM, one run per
               directory, torchrun, glibc's malloc tuned for CPU training
 """

@@ -18,20 +18,49 @@ from charlm.training.schedules import OPTIMIZERS, SCHEDULES
 ITERATORS = ("sequential", "random")
 PRECISIONS = ("fp32", "bf16", "fp16")
 NONFINITE = ("stop", "skip")
+# Headings of `charlm train --help` for the fields that are not about optimisation.
+RUN_CONTROL, OUTPUT = "Run control", "Output"
+
+
+_UNITS = {
+    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1),
+}
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)", re.IGNORECASE)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in '90', '90s', '10m', '1h' or '1h30m'."""
-    match = re.fullmatch(
-        r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text
-    )
-    if not text.strip() or match is None or not any(match.groups()):
-        raise ConfigError(f"cannot read {text!r} as a duration; use e.g. 300, 90s, 10m or 1h")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
-    total = hours * 3600 + minutes * 60 + seconds
+    """Seconds in '90', '90s', '10m', '2min', '1h', '1.5 hours' or '1h30m'."""
+    total, seen, position = 0.0, set(), 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        number, unit = match.groups()
+        scale = _UNITS.get(unit.lower())
+        if scale is None or scale in seen or (not unit and seen):  # "1h30" is ambiguous
+            break
+        seen.add(scale)
+        total += float(number) * scale
+        position = match.end()
+    if not seen or text[position:].strip():
+        raise ConfigError(
+            f"cannot read {text!r} as a duration; use e.g. 300, 90s, 10m, 2min, 1h or 1h30m"
+        )
     if total <= 0:
         raise ConfigError(f"duration must be positive, got {text!r}")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """A duration as `parse_duration` reads it: 45s, 12m30s, 1h5m (to the second, or to a
+    tenth of a second under ten seconds)."""
+    if seconds < 10:
+        return f"{seconds:.1f}".rstrip("0").rstrip(".") + "s"
+    whole = int(seconds + 0.5)
+    hours, minutes, rest = whole // 3600, whole // 60 % 60, whole % 60
+    parts = [(hours, "h"), (minutes, "m"), (rest, "s")]
+    return "".join(f"{value}{unit}" for value, unit in parts if value) or "0s"
 
 
 @dataclass
@@ -40,7 +69,7 @@ class TrainConfig:
 
     seq_len: int = option(100, "Tokens per sequence: how far back gradients flow.", low=1)
     batch_size: int = option(32, "Sequences per batch.", low=1)
-    epochs: int = option(20, "Passes over the training text.", low=1)
+    epochs: int = option(20, "Passes over the training text.", low=1, group=RUN_CONTROL)
     # With the cosine decay, 3e-3 reaches 1.43 nats/char on Tiny Shakespeare in 5 minutes.
     lr: float = option(
         3e-3, "Peak learning rate (try 1e-3..3e-3 for Adam, ~1 for SGD).", low=0, low_open=True
@@ -56,15 +85,22 @@ class TrainConfig:
     )
     max_time: float | None = option(  # seconds of training, evaluation not counted
         None,
-        "Stop after this much training time, e.g. 300, 10m, 1h.",
+        "Stop after this much training time, e.g. 300, 10m, 2min, 1h30m.",
         parse=parse_duration,
         metavar="DURATION",
         shown_default="none",
+        group=RUN_CONTROL,
     )
     max_steps: int | None = option(
-        None, "Stop after this many optimizer steps.", low=1, shown_default="none"
+        None,
+        "Stop after this many optimizer steps.",
+        low=1,
+        shown_default="none",
+        group=RUN_CONTROL,
     )
-    seed: int = option(0, "Seed for weights, batch order and dropout.", low=0, high=2**32 - 1)
+    seed: int = option(
+        0, "Seed for weights, batch order and dropout.", low=0, high=2**32 - 1, group=RUN_CONTROL
+    )
     optimizer: str = option(
         "adam", "adamw decouples --weight-decay from the gradient.", choices=OPTIMIZERS
     )
@@ -99,14 +135,16 @@ class TrainConfig:
         "Stop after this many evaluations without a better validation perplexity.",
         low=1,
         shown_default="never",
+        group=RUN_CONTROL,
     )
     eval_every: int | None = option(
         None,
         "Validate every N steps as well as after each epoch.",
         low=1,
         shown_default="per epoch",
+        group=RUN_CONTROL,
     )
-    log_every: int = option(10, "Steps between records in the metrics log.", low=1)
+    log_every: int = option(10, "Steps between records in the metrics log.", low=1, group=OUTPUT)
     precision: str = option(
         "fp32",
         "Mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA only, with a loss scaler).",

@@ -11,7 +11,10 @@ Only rank 0 logs and saves.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -86,32 +89,63 @@ class DistContext:
         return state[:, self.rank * rows : (self.rank + 1) * rows].contiguous()
 
 
+# What torchrun sets for every worker; the rendezvous needs all of them.
+LAUNCH_VARIABLES = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
 def from_environment() -> DistContext:
     """The context torchrun describes in the environment; one process when it did not."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
+    world_size = _whole_number("WORLD_SIZE", "1", low=1)
+    if world_size == 1:
         return DistContext()
-    return DistContext(
-        rank=int(os.environ.get("RANK", "0")),
-        world_size=world_size,
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
+    missing = [name for name in LAUNCH_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(
+            f"WORLD_SIZE={world_size} is set but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not: start several processes with "
+            "torchrun (it sets them all), or unset WORLD_SIZE to train in one process"
+        )
+    rank = _whole_number("RANK", "0", low=0)
+    if rank >= world_size:
+        raise ConfigError(f"RANK={rank} must be below WORLD_SIZE={world_size}")
+    return DistContext(rank, world_size, _whole_number("LOCAL_RANK", "0", low=0))
 
 
-def setup(context: DistContext, device: torch.device) -> torch.device:
-    """Join the process group (NCCL on GPUs, gloo on CPUs); this rank's device."""
+def _whole_number(name: str, default: str, low: int) -> int:
+    text = os.environ.get(name, default).strip()
+    if not text.isdigit() or int(text) < low:
+        raise ConfigError(
+            f"{name}={text!r} in the environment is not a whole number of at least {low}; "
+            "torchrun sets it, so unset it or launch with torchrun"
+        )
+    return int(text)
+
+
+@contextlib.contextmanager
+def process_group(context: DistContext, device: torch.device) -> Iterator[torch.device]:
+    """Join the process group (NCCL on GPUs, gloo on CPUs) for the block, with this rank's
+    device, and leave it however the block ends."""
     if not context.enabled:
-        return device
+        yield device
+        return
     if device.type == "cuda":
         device = torch.device("cuda", context.local_rank)
         torch.cuda.set_device(device)
+    # DistributedDataParallel imports torch._dynamo. Imported once a process group exists,
+    # it keeps references to the group (torch 2.x), so destroy_process_group cannot free it:
+    # gloo's threads then live until the interpreter exits and race the C++ runtime's own
+    # teardown, and now and then a rank aborts with "terminate called without an active
+    # exception" (see benchmarks/ddp_soak.py). Imported first, it holds nothing.
+    importlib.import_module("torch._dynamo")
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return device
-
-
-def teardown(context: DistContext) -> None:
-    if context.enabled and dist.is_initialized():
-        # Leave together: a rank that tears gloo down while another still talks to it aborts.
-        dist.barrier()
+    try:
+        yield device
+    except BaseException:
+        # No barrier: the other ranks may be stopped anywhere. Still leave the group, or
+        # this process aborts at exit.
         dist.destroy_process_group()
+        raise
+    # Leave together: a rank that tears gloo down while another still talks to it aborts.
+    dist.barrier()
+    dist.destroy_process_group()

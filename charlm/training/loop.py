@@ -50,6 +50,7 @@ from charlm.training.config import (
     SilentReporter,
     TrainConfig,
     TrainResult,
+    format_duration,
 )
 from charlm.training.distributed import DistContext
 from charlm.training.recorder import Recorder, nonfinite_message
@@ -64,6 +65,7 @@ from charlm.training.resume import (
 )
 from charlm.training.schedules import LRSchedule, build_optimizer, set_lr
 from charlm.training.signals import StopFlag, stop_on_signals
+from charlm.training.state_checks import check_training_state
 
 STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
 
@@ -117,6 +119,8 @@ def train(
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
     )  # fmt: skip
     if resume is not None:
+        # Every value is checked first: PyTorch would fail on a bad one only mid-run.
+        check_training_state(resume, run.model, run.optimizer, config.batch_size)
         try:
             run.load_state(resume)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
@@ -176,6 +180,8 @@ class _Run:
     def run(self) -> TrainResult:
         config, c = self.config, self.c
         stopped_by = self._already_done()  # a resumed run may have nothing left to do
+        if stopped_by:
+            self.reporter.message(self._nothing_left(stopped_by))
         self._mark = time.perf_counter()
         for epoch in range(max(1, c.epoch), config.epochs + 1 if not stopped_by else 0):
             if epoch != c.epoch:
@@ -262,7 +268,41 @@ class _Run:
             return "max_steps"
         if config.max_time is not None and c.train_seconds >= config.max_time:
             return "max_time"
-        return "early_stopping" if c.early_stopped else ""
+        if c.early_stopped:
+            return "early_stopping"
+        if c.epoch > config.epochs or (
+            c.epoch == config.epochs and c.batch_index >= self.steps_per_epoch
+        ):
+            return "epochs"
+        return ""
+
+    def _nothing_left(self, reason: str) -> str:
+        """What a resumed run that cannot take a step has done, and what would let it go on."""
+        config, c = self.config, self.c
+        done = (
+            f"nothing left to train: the run has trained {format_duration(c.train_seconds)} "
+            f"({c.step:,} step{'' if c.step == 1 else 's'}, "
+            f"{c.step / max(1, self.steps_per_epoch):.2f} epochs)"
+        )
+        if reason == "max_time":
+            more = format_duration(math.ceil(c.train_seconds + config.max_time))
+            return (
+                f"{done} and --max-time {format_duration(config.max_time)} counts that time; "
+                f"give a longer one, e.g. --max-time {more} for {format_duration(config.max_time)}"
+                " more"
+            )
+        if reason == "max_steps":
+            return (
+                f"{done}, already --max-steps {config.max_steps:,}; give a larger one, e.g. "
+                f"--max-steps {c.step + config.max_steps:,}"
+            )
+        if reason == "epochs":
+            more = 2 * config.epochs
+            return f"{done}, all of --epochs {config.epochs}; give more, e.g. --epochs {more}"
+        return (
+            f"{done}; it stopped early after {c.bad_evals} evaluations without a better "
+            f"validation perplexity: give a larger --patience to go on"
+        )
 
     def _check_bounds(self) -> str:
         config, c = self.config, self.c

@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from charlm.checkpoint import files
+from charlm.limits import MAX_METRICS_LOG_BYTES
+
 METRICS_LOG_NAME = "metrics.jsonl"
 
 
@@ -17,22 +20,29 @@ class MetricsLog:
     Training records carry `step`, `epoch`, `lr`, `train_loss`, `train_perplexity`,
     `grad_norm`, `tokens_per_s` and `elapsed_s`; evaluation records carry `step`, `epoch`,
     `elapsed_s`, `val_loss`, `val_perplexity` and `val_bpc`.
+
+    The log lives in a checkpoint directory, so it is written as files.py says: the run
+    starts it as a new file of its own, then appends only to a regular file with one link.
     """
 
     def __init__(self, path: str | os.PathLike, *, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is None:
-            self.path.write_text("", encoding="utf-8")  # a new run starts a new log
-        elif self.path.exists():
+        kept = []
+        if resume_step is not None and os.path.lexists(self.path):
             # Records after the step the run resumes from describe work that was lost
             # (the run was killed after them); the resumed run writes those steps again.
-            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(_line(r) for r in kept), encoding="utf-8")
+            kept = [r for r in read_metrics(self.path) if _step(r) <= resume_step]
+        text = "".join(_line(r) for r in kept)
+        files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(_line(record))
+        files.append_text(self.path, _line(record))
+
+
+def _step(record: dict[str, Any]) -> float:
+    step = record.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else math.inf
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -47,10 +57,11 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a metrics log; a torn last line (the process was killed) is skipped."""
     records = []
     # Bytes that are not UTF-8 (a damaged or foreign file) spoil only their own lines.
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    text = files.read_bytes(Path(path), MAX_METRICS_LOG_BYTES).decode("utf-8", "replace")
+    for line in text.splitlines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply
             continue
         if isinstance(record, dict):
             records.append(record)

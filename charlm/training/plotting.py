@@ -44,7 +44,8 @@ class Run:
 def load_run(checkpoint: str | os.PathLike) -> Run:
     """The metrics log of a checkpoint directory (or a metrics.jsonl file itself)."""
     path = Path(checkpoint)
-    log = path if path.is_file() else path / METRICS_LOG_NAME
+    # A log named by the user may be a link (their choice); one inside a checkpoint may not.
+    log = path.resolve() if path.is_file() else path / METRICS_LOG_NAME
     if not log.is_file():
         raise CheckpointError(f"{path} has no {METRICS_LOG_NAME}; was it written by charlm train?")
     records = [r for r in read_metrics(log) if _well_formed(r)]
@@ -77,50 +78,103 @@ def _well_formed(record: dict[str, Any]) -> bool:
     )
 
 
+def default_plot_path(checkpoints: list[str | os.PathLike]) -> Path:
+    """Where `charlm plot` writes when not told: inside the checkpoint for one run, and for
+    several a file in the current directory named after them, so that plotting other runs
+    never replaces an earlier figure."""
+    paths = [Path(c) for c in checkpoints]
+    if len(paths) == 1:
+        folder = paths[0].parent if paths[0].is_file() else paths[0]
+        return folder / "perplexity.png"
+    names = [(p.parent if p.is_file() else p).resolve().name or "run" for p in paths]
+    stem = "-vs-".join(names)
+    if len(stem) > 80:  # a name that still fits a file system, and says how many
+        stem = f"{names[0][:40]}-and-{len(names) - 1}-more"
+    return Path(f"perplexity-{stem}.png")
+
+
 def plot_runs(runs: list[Run], out: str | os.PathLike, *, x: str = "step") -> Path:
-    """Training (solid) and validation (dashed, dots) perplexity of `runs` on one figure."""
+    """Draw `runs` (see `perplexity_figure`) into the image file `out`."""
+    figure = perplexity_figure(runs, x=x)
+    kinds = figure.canvas.get_supported_filetypes()
+    if Path(out).suffix and Path(out).suffix[1:].lower() not in kinds:
+        known = ", ".join(f".{k}" for k in sorted(kinds))
+        raise ConfigError(f"cannot write a {Path(out).suffix} image; end --out in one of {known}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    return out
+
+
+def perplexity_figure(runs: list[Run], *, x: str = "step") -> Any:
+    """A matplotlib Figure: training (solid) and validation (dashed, dots) perplexity of
+    `runs`, a star at each run's best validation perplexity; `x` is "step" or "time"."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
+        from matplotlib.ticker import LogFormatter, MaxNLocator
     except ImportError as exc:
         raise CharlmError("charlm plot needs matplotlib: pip install 'charlm[plot]'") from exc
     key = {"step": "step", "time": "elapsed_s"}[x]
     figure = Figure(figsize=(8, 5), dpi=120)
     FigureCanvasAgg(figure)  # a canvas of its own: no pyplot, no global figure state
-    kinds = figure.canvas.get_supported_filetypes()
-    if Path(out).suffix and Path(out).suffix[1:].lower() not in kinds:
-        known = ", ".join(f".{k}" for k in sorted(kinds))
-        raise ConfigError(f"cannot write a {Path(out).suffix} image; end --out in one of {known}")
     axes = figure.add_subplot()
     for index, run in enumerate(runs):
-        colour = f"C{index % 10}"
-        if run.train:
-            axes.plot(
-                [r[key] for r in run.train],
-                [r["train_perplexity"] for r in run.train],
-                color=colour,
-                linewidth=1.2,
-                alpha=0.8,
-                label=f"{run.name} train",
-            )
-        evals = [r for r in run.evals if r.get("val_perplexity") is not None]
-        if evals:
-            axes.plot(
-                [r[key] for r in evals],
-                [r["val_perplexity"] for r in evals],
-                color=colour,
-                linestyle="--",
-                marker="o",
-                markersize=3,
-                label=f"{run.name} validation",
-            )
+        _draw_run(axes, run, key, colour=f"C{index % 10}")
     axes.set_yscale("log")
+    # Plain numbers (30, 200) rather than powers of ten (3×10¹) on the log axis.
+    axes.yaxis.set_major_formatter(_plain_log_formatter(LogFormatter))
+    axes.yaxis.set_minor_formatter(_plain_log_formatter(LogFormatter))
+    if x == "step":
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # no step 2.5
     axes.set_xlabel("training step" if x == "step" else "training time (s)")
     axes.set_ylabel("perplexity (log scale)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small")
     figure.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    return out
+    return figure
+
+
+def _plain_log_formatter(log_formatter: type) -> Any:
+    """matplotlib's choice of which log-axis ticks to label, written as plain numbers."""
+
+    class PlainLogFormatter(log_formatter):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    return PlainLogFormatter(labelOnlyBase=False)
+
+
+def _draw_run(axes: Any, run: Run, key: str, colour: str) -> None:
+    if run.train:
+        axes.plot(
+            [r[key] for r in run.train],
+            [r["train_perplexity"] for r in run.train],
+            color=colour,
+            linewidth=1.2,
+            alpha=0.8,
+            label=f"{run.name} train",
+        )
+    evals = [r for r in run.evals if r.get("val_perplexity") is not None]
+    if not evals:
+        return
+    axes.plot(
+        [r[key] for r in evals],
+        [r["val_perplexity"] for r in evals],
+        color=colour,
+        linestyle="--",
+        marker="o",
+        markersize=3,
+        label=f"{run.name} validation",
+    )
+    best = min(evals, key=lambda r: r["val_perplexity"])
+    axes.plot(
+        [best[key]],
+        [best["val_perplexity"]],
+        color=colour,
+        marker="*",
+        markersize=14,
+        markeredgecolor="black",
+        linestyle="none",
+        label=f"{run.name} best: {best['val_perplexity']:.3f} at step {best['step']:,}",
+    )

@@ -8,13 +8,82 @@ stores the tensors in safetensors and the JSON in config.json: nothing is pickle
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
+from charlm.checkpoint import Checkpoint
+from charlm.corpus.encodings import canonical_encoding
+from charlm.data import DataOptions
+from charlm.errors import CharlmError, CheckpointError, ConfigError
 from charlm.models import State
 
 TRAINING_STATE_VERSION = 1
+_LISTED = 5  # books named one by one when a resumed run says what it reads
+
+
+def resumed_inputs(
+    base: Checkpoint, book: Any, data: DataOptions, say: Callable[[str], None]
+) -> tuple[Any, DataOptions]:
+    """The books and data options a resumed run was started with, as far as they are safe.
+
+    A checkpoint may come from elsewhere, so what it names is taken literally: its books and
+    validation and test files must be files that exist here (no directory, glob or catalogue
+    name is expanded or downloaded), and the run says which it reads. Where the token cache
+    and the corpora live, and whether to cache, are this run's (`data`, from the command line
+    and the environment), never the checkpoint's. Books given with --resume replace its own.
+    """
+    saved = base.config.get("data") or {}
+    options = saved.get("options") if isinstance(saved, dict) else None
+    if isinstance(options, dict):
+        try:
+            stored = DataOptions.from_dict(options)
+            stored.splits()
+            if stored.encoding is not None:
+                canonical_encoding(stored.encoding)
+        except (CharlmError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{base.path}: the saved data options are damaged ({exc})"
+            ) from exc
+        data = replace(
+            stored,
+            val_file=_stored_file(base, stored.val_file, "validation file"),
+            test_file=_stored_file(base, stored.test_file, "test file"),
+            cache_dir=data.cache_dir,
+            corpus_dir=data.corpus_dir,
+            use_cache=data.use_cache,
+        )
+    if not book:
+        books = saved.get("books") if isinstance(saved, dict) else None
+        book = [
+            _stored_file(base, entry.get("path") if isinstance(entry, dict) else None, "book")
+            for entry in (books if isinstance(books, list) else [])
+        ]
+        files = [*book, *(p for p in (data.val_file, data.test_file) if p)]
+        if files:
+            more = f" and {len(files) - _LISTED} more" if len(files) > _LISTED else ""
+            say(f"resuming {base.path}: it reads {', '.join(files[:_LISTED])}{more}")
+    return book, data
+
+
+def _stored_file(base: Checkpoint, path: Any, what: str) -> str | None:
+    """A file named by the checkpoint: a path to a regular file that exists, or nothing."""
+    if path is None:
+        return None
+    if not isinstance(path, str) or not os.path.isfile(path):
+        remedy = (
+            f"give the books again: charlm train --resume {base.path} BOOK..."
+            if what == "book"
+            else f"put it back, or start a new run: charlm train BOOK --init-from {base.path}"
+        )
+        raise ConfigError(
+            f"{base.path} names {path!r} as its {what}, which is not a file here (a checkpoint "
+            f"names files, never directories, globs or catalogue names); {remedy}"
+        )
+    return path
 
 
 def optimizer_state(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Any], dict]:

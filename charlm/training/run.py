@@ -9,21 +9,23 @@ import contextlib
 import math
 import os
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from rich.console import Console
 
 from charlm.checkpoint import (
     BEST_NAME,
     CONFIG_NAME,
     Checkpoint,
     TrainingState,
+    files,
     load_checkpoint,
     load_training_state,
+    prune_checkpoint,
     read_config,
     save_checkpoint,
     update_config,
@@ -45,6 +47,7 @@ from charlm.errors import (
     MissingTokenizerError,
     TokenizerError,
     TrainingError,
+    UnknownTokenError,
 )
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
@@ -60,6 +63,8 @@ from charlm.training.loop import (
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.progress import RichReporter
+from charlm.training.resume import resumed_inputs
 from charlm.training.runlock import claim_directory
 from charlm.training.signals import StopFlag
 
@@ -109,6 +114,10 @@ def train_book(
     `init_from` starts a new run from another checkpoint's weights and tokenizer.
     Under `torchrun` each process trains its share of every batch and rank 0 saves.
 
+    `reporter` hears the run's messages, step reports and evaluations (see
+    `charlm.training.Reporter`); by default it is the live display of `charlm train` when
+    stderr is a terminal, and nothing otherwise. `SilentReporter()` turns it off.
+
     The run holds a lock on its checkpoint directory (see runlock.py): a second run into the
     same directory is refused while this one lives, and a directory that already holds a
     model is only reused with `resume` or `overwrite=True` (replace it).
@@ -120,25 +129,28 @@ def train_book(
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
     context = distributed.from_environment()
     target = _output_directory(book, out, resume)
-    claim = contextlib.nullcontext()
-    if target is not None and context.is_main:
-        claim = claim_directory(
-            target, config_name=CONFIG_NAME, resume=resume is not None, overwrite=overwrite
-        )
-    with claim, _out_of_memory_advice(target):
-        set_threads(threads)
-        resolved = distributed.setup(context, resolve_device(device))
+    claim = _claimed(target, context, resume=resume is not None, overwrite=overwrite)
+    display = _default_display(reporter) if context.is_main else _quiet()
+    set_threads(threads)
+    with (
+        claim,
+        _out_of_memory_advice(target),
+        display as reporter,
+        distributed.process_group(context, resolve_device(device)) as resolved,
+    ):
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
         state = load_training_state(resume) if resume is not None else None
+        say = reporter.message
         if resume is not None:
-            book, data = _resumed_inputs(base, book, data)
+            book, data = resumed_inputs(base, book, data, say)
             training = training or TrainConfig.from_dict(base.config.get("training", {}))
         if not book:
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
-        say = (reporter or SilentReporter()).message if context.is_main else _ignore
-        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say)
+        # A resumed run looks for the token cache entry its first part made.
+        cached_as = _saved_cache_spec(base) if resume is not None else None
+        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say, cached_as)
         _check_lengths(prepared, training)
         for line in prepared.report():
             say(line)
@@ -162,7 +174,7 @@ def train_book(
             try:
                 result = train(
                     net, prepared.train_ids, prepared.val_ids, training, device=resolved,
-                    reporter=reporter if context.is_main else SilentReporter(),
+                    reporter=reporter,
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
                     val_characters=prepared.val_characters, dist=context,
                 )  # fmt: skip
@@ -170,7 +182,8 @@ def train_book(
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
                 raise TrainingError(f"{exc}{kept}") from exc
             finally:
-                distributed.teardown(context)
+                if saver is not None:
+                    saver.finish()
         test_perplexity = None
         if context.is_main and prepared.test_ids is not None:
             test_perplexity = _test_perplexity(net, prepared.test_ids, training, resolved, say)
@@ -248,6 +261,20 @@ def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any
 
 
 @contextlib.contextmanager
+def _claimed(
+    target: Path | None, context: distributed.DistContext, *, resume: bool, overwrite: bool
+) -> Iterator[None]:
+    """Hold the output directory for the run (on the rank that saves): locked against other
+    runs, and with no link or special file where the run will write (checked before work)."""
+    if target is None or not context.is_main:
+        yield
+        return
+    with claim_directory(target, config_name=CONFIG_NAME, resume=resume, overwrite=overwrite):
+        files.check_entries(target, regular=[METRICS_LOG_NAME], directories=[BEST_NAME])
+        yield
+
+
+@contextlib.contextmanager
 def _out_of_memory_advice(target: Path | None) -> Iterator[None]:
     """Turn running out of memory into one error line that says what to change."""
     try:
@@ -276,21 +303,28 @@ def _saved(out: Path | None) -> bool:
     return out is not None and (out / CONFIG_NAME).is_file()
 
 
-def _ignore(text: str) -> None:
-    pass
+def _default_display(reporter: Reporter | None) -> contextlib.AbstractContextManager[Reporter]:
+    """The caller's reporter; else the live display `charlm train` shows when stderr is a
+    terminal (or a notebook), and silence when it is not."""
+    if reporter is not None:
+        return contextlib.nullcontext(reporter)
+    console = Console(stderr=True, highlight=False, log_path=False)
+    if console.is_terminal or console.is_jupyter:
+        return RichReporter(console)
+    return _quiet()
 
 
-def _resumed_inputs(base: Checkpoint, book: Any, data: DataOptions) -> tuple[Any, DataOptions]:
-    """The books and data options a resumed run was started with."""
-    saved = base.config.get("data", {})
-    if "options" in saved:
-        data = DataOptions.from_dict(saved["options"])
-    if not book:
-        book = [entry["path"] for entry in saved.get("books", [])]
-    return book, data
+def _quiet() -> contextlib.AbstractContextManager[Reporter]:
+    return contextlib.nullcontext(SilentReporter())
 
 
-def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say):
+def _saved_cache_spec(base: Checkpoint) -> dict[str, Any] | None:
+    cache = base.config.get("data", {}).get("cache")
+    spec = cache.get("tokenizer") if isinstance(cache, dict) else None
+    return spec if isinstance(spec, dict) else None
+
+
+def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say, cached_as):
     """Read, split and encode the books (from the token cache when it has them)."""
     try:
         return prepare_data(
@@ -302,13 +336,15 @@ def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, option
             keep_boilerplate=data.keep_boilerplate,
             cache_dir=data.cache_dir,
             use_cache=data.use_cache,
+            cached_as=cached_as,
         )
     except TokenizerError as exc:
         if base is None:
             raise
+        unseen = isinstance(exc, UnknownTokenError) and exc.summary
         raise TokenizerError(
             f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
-            f"comes with: {exc}"
+            f"comes with: {f'it has {exc.summary}' if unseen else exc}"
         ) from exc
 
 
@@ -325,6 +361,7 @@ class RunSaver:
 
     def __init__(self, out: Path, tok: Tokenizer, training: TrainConfig, data: dict) -> None:
         self.out, self.tokenizer, self.training, self.data = out, tok, training, data
+        self.best = out / BEST_NAME
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
         save_checkpoint(
@@ -332,7 +369,13 @@ class RunSaver:
         )
 
     def save_best(self, model: RNNLM, summary: dict[str, Any]) -> None:
-        save_checkpoint(self.out / BEST_NAME, model, self.tokenizer, **self._sections(summary))
+        best = files.subdirectory(self.best, create=True)
+        save_checkpoint(best, model, self.tokenizer, **self._sections(summary))
+
+    def finish(self) -> None:
+        """Delete the files of earlier saves that were kept for readers of the last ones."""
+        for directory in (self.out, self.best):
+            prune_checkpoint(files.subdirectory(directory))
 
     def _sections(self, summary: dict[str, Any]) -> dict[str, Any]:
         summary = {k: _json_number(v) for k, v in summary.items()}
@@ -353,7 +396,7 @@ def _remove_stale_best(out: Path) -> None:
     # A new run in an old run's directory must not leave the old run's `best` beside it.
     best = out / BEST_NAME
     if (best / CONFIG_NAME).is_file():
-        shutil.rmtree(best)
+        files.remove_tree(best)
 
 
 def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:

@@ -4,7 +4,8 @@
 run pointed at the same directory finds it held and stops at once with a message naming the
 process that holds it. The kernel drops the lock when its holder exits, however it exits
 (even SIGKILL), so a killed run never blocks the next one; the file itself stays behind,
-empty of meaning.
+empty of meaning. The lock file is opened as every file of a checkpoint directory is
+(charlm/checkpoint/files.py): a link or a FIFO in its place is refused, never written through.
 
 Apart from live runs, a directory that already holds a finished or stopped run is only
 written to by a run that says what it wants: `resume` (continue it) or `overwrite`
@@ -19,6 +20,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from charlm.checkpoint import files
 from charlm.errors import ConfigError
 
 try:
@@ -62,7 +64,7 @@ def _locked(out: Path) -> Iterator[None]:
     if fcntl is None:  # pragma: no cover - not POSIX
         yield
         return
-    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = files.open_lock(out / LOCK_NAME)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -121,3 +121,46 @@ def test_no_checkpoint_anywhere_is_a_clear_error(tmp_path, monkeypatch):
     result = run("generate")
     assert result.exit_code == 1
     assert "charlm train BOOK" in result.stderr
+
+
+def test_charlm_help_does_not_import_torch():
+    # PyTorch takes seconds to import; listing the commands must not wait for it.
+    code = (
+        "import sys\n"
+        "from charlm.cli import main\n"
+        "sys.argv = ['charlm', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "train" in done.stdout and done.stdout.splitlines()[-1] == "False"
+
+
+def test_the_command_list_shows_each_commands_own_summary():
+    from charlm.cli import COMMANDS
+
+    for name, (_, summary) in COMMANDS.items():
+        command = cli.get_command(None, name)
+        assert command.help.strip().splitlines()[0] == summary, name
+
+
+def test_a_misspelled_tokenizer_gets_a_suggestion(tiny_book):
+    result = run("train", tiny_book, "--tokenizer", "words")
+    assert result.exit_code == 2
+    assert "no tokenizer named 'words'; did you mean 'word'?" in result.output
+    assert "install" not in result.output
+
+
+@pytest.mark.slow
+def test_choices_are_taken_in_any_case_and_one_step_is_one_step(tiny_book, tmp_path):
+    out = tmp_path / "lstm"
+    one_step = [*TINY_TRAIN_ARGS, "--max-steps", "1"]
+    result = run(
+        "train", tiny_book, "--out", out, *one_step, "--model", "LSTM", "--optimizer", "AdamW"
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["cell"] == "lstm" and config["training"]["optimizer"] == "adamw"
+    assert "1 step," in result.output and "1 steps" not in result.output
+    assert "test 0" not in result.output

@@ -194,7 +194,7 @@ def matrix(p, book, ck, catalogue_name):
         ([*gen, "--interactive", "--prefix", "x"], USAGE, "--interactive"),
         # evaluate
         (["evaluate"], USAGE, "Missing argument"),
-        (["evaluate", ck], USAGE, "Missing argument"),
+        (["evaluate", ck], USAGE, "missing FILE"),
         (["evaluate", missing, book], RUNTIME, "does not exist"),
         (["evaluate", p / "broken", book], RUNTIME, "not valid JSON"),
         (["evaluate", ck, missing], RUNTIME, "no such file"),
@@ -216,7 +216,7 @@ def matrix(p, book, ck, catalogue_name):
         (["tokenizers", "--bogus"], USAGE, "No such option"),
         (["tokenizers", "extra"], USAGE, "unexpected extra argument"),
         # plot
-        (["plot"], USAGE, "Missing argument"),
+        (["plot"], RUNTIME, "none found under ./checkpoints"),
         (["plot", missing], RUNTIME, "no metrics.jsonl"),
         (["plot", p / "adir"], RUNTIME, "no metrics.jsonl"),
         (["plot", p / "empty.txt"], RUNTIME, "no records"),

@@ -58,3 +58,55 @@ def test_problems_give_one_line(checkpoint, tmp_path):
         assert result.exit_code == 1
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert CliRunner().invoke(cli, ["evaluate", checkpoint]).exit_code == 2  # no FILE
+
+
+def test_each_file_is_reported_and_the_failures_are_rows(checkpoint, texts, tmp_path):
+    unseen = tmp_path / "greek.txt"
+    unseen.write_text("the fox Ωμέγα\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["evaluate", checkpoint, str(texts[0]), str(unseen)])
+    assert result.exit_code == 1
+    rows = result.stdout.splitlines()
+    assert rows[1].startswith(str(texts[0])) and rows[1].split()[-1].replace(".", "").isdigit()
+    assert rows[2] == (
+        f"{str(unseen):<{len(str(texts[0]))}}  not scored: 5 characters the model never saw "
+        "(5 in all): 'Ω' ×1, 'έ' ×1, 'α' ×1, 'γ' ×1, 'μ' ×1"
+    )
+    assert result.stderr == (
+        "Error: 1 of 2 files could not be scored (see their rows); use --unknown skip to drop "
+        "them\n"
+    )
+    as_json = CliRunner().invoke(
+        cli, ["evaluate", checkpoint, str(unseen), str(texts[1]), "--json"]
+    )
+    records = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert records[0]["error"].startswith("5 characters the model never saw")
+    assert records[1]["perplexity"] > 1
+
+
+def test_unknown_skip_scores_what_the_model_knows(checkpoint, tmp_path):
+    unseen = tmp_path / "greek.txt"
+    unseen.write_text("the fox Ωμέγα\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["evaluate", checkpoint, str(unseen)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {unseen} has 5 characters the model never saw (5 in all): 'Ω' ×1, 'έ' ×1, "
+        "'α' ×1, 'γ' ×1, 'μ' ×1; use --unknown skip to drop them\n"
+    )
+    result = CliRunner().invoke(cli, ["evaluate", checkpoint, str(unseen), "--unknown", "skip"])
+    assert result.exit_code == 0, result.output
+    sampler = charlm.load(checkpoint, device="cpu")
+    score = sampler.score("the fox \n")
+    assert sampler.score(unseen.read_text(encoding="utf-8"), unknown="skip") == score
+    assert f"{score.perplexity:.3f}" in result.output and f"{9:>13,}" in result.output
+
+
+def test_without_a_checkpoint_the_latest_is_used(checkpoint, texts, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(checkpoint, tmp_path / "checkpoints" / "tiny")
+    result = CliRunner().invoke(cli, ["evaluate", str(texts[1])])
+    assert result.exit_code == 0, result.output
+    assert "using checkpoints/tiny" in result.stderr and str(texts[1]) in result.stdout
+    result = CliRunner().invoke(cli, ["evaluate", "checkpoints/tiny"])
+    assert result.exit_code == 2 and "missing FILE" in result.output

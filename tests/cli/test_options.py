@@ -11,24 +11,31 @@ from charlm.cli import cli
 from charlm.cli.options import param_name
 from charlm.data import DataOptions
 from charlm.models import ModelConfig
+from charlm.models.quantized import InferenceOptions
 from charlm.options import flag_name, option_fields
+from charlm.sampling import SamplingOptions
 from charlm.training import TrainConfig
 
-# Fields that are deliberately not options of `charlm train`, and why.
+# Fields that are deliberately not options of their command, and why.
 NOT_OPTIONS = {
     (ModelConfig, "vocab_size"): "comes from the tokenizer once the books are read",
     (DataOptions, "corpus_dir"): "where catalogue books go; a setting of the caller",
+    (SamplingOptions, "allow_unk"): "drawing <unk> is for code that handles it",
 }
-CONFIGS = [DataOptions, ModelConfig, TrainConfig]
+CONFIGS = [DataOptions, ModelConfig, TrainConfig, SamplingOptions, InferenceOptions]
+COMMANDS = {
+    SamplingOptions: "generate",
+    InferenceOptions: "generate",
+}  # the command of each config; train by default
 
 
-def _train_params() -> dict[str, click.Parameter]:
-    return {p.name: p for p in cli.commands["train"].params}
+def _params(config: type) -> dict[str, click.Parameter]:
+    return {p.name: p for p in cli.commands[COMMANDS.get(config, "train")].params}
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
 def test_every_field_is_an_option_with_the_same_default(config):
-    params = _train_params()
+    params = _params(config)
     described = {field.name for field, _ in option_fields(config)}
     for field in dataclasses.fields(config):
         if field.name not in described:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import resource
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from charlm.corpus import Entry, fetch, is_present, load_catalog
+from charlm.corpus import Entry, download, fetch, is_present, load_catalog
 from charlm.corpus.catalog import _CHECKOUT_CATALOG
 from charlm.errors import CorpusError, DownloadError
 from tests.conftest import SHARED_CORPORA, TINY_TEXT, shared_corpus
@@ -27,21 +32,41 @@ IMMUTABLE = re.compile(r"https://raw\.githubusercontent\.com/[^/]+/[^/]+/[0-9a-f
 
 
 class Handler(SimpleHTTPRequestHandler):
-    """Files from a directory, plus /truncated: a Content-Length it does not honour."""
+    """Files from a directory, plus hostile mirrors: /truncated (a Content-Length it does not
+    honour), /endless (64 MiB for a 2 kB book: endless to the downloader), /larger (a larger
+    Content-Length), /trickle (one byte every 50 ms) and /stall (headers, then nothing)."""
 
     requests: list[str] = []
+    sent = 0  # bytes of the last hostile body that reached the socket
 
     def do_GET(self) -> None:
         type(self).requests.append(self.path)
-        if self.path == "/truncated":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(BOOK)))
-            self.end_headers()
-            self.wfile.write(BOOK[: len(BOOK) // 3])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        super().do_GET()
+        bodies = {
+            "/truncated": (len(BOOK), [BOOK[: len(BOOK) // 3]]),
+            "/endless": (None, (b"x" * (1 << 16) for _ in range(1024))),
+            "/larger": (len(BOOK) * 1000, (BOOK for _ in range(1000))),
+            "/trickle": (len(BOOK), (bytes([b]) for b in BOOK)),
+            "/stall": (len(BOOK), []),
+        }
+        if self.path not in bodies:
+            return super().do_GET()
+        length, chunks = bodies[self.path]
+        self.send_response(200)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        type(self).sent = 0
+        try:
+            for chunk in chunks:
+                self.wfile.write(chunk)
+                type(self).sent += len(chunk)
+                if self.path == "/trickle":
+                    time.sleep(0.05)
+            if self.path == "/stall":
+                time.sleep(2)
+        except OSError:  # the downloader hung up
+            pass
+        self.close_connection = True
 
     def log_message(self, *args) -> None:
         pass
@@ -150,6 +175,60 @@ def test_not_found_is_reported_with_its_status(site, tmp_path):
     assert leftovers(tmp_path / "corpora") == []
 
 
+def test_a_mirror_that_sends_more_than_the_catalogue_says_is_cut_off(site, tmp_path):
+    # Unchecked, an endless body filled the disk at 200 MB/s, a larger one was read whole.
+    larger = r"sends more \(2,100,000 bytes\) than the catalogued"
+    for path, message in [("endless", "sends more than the catalogued"), ("larger", larger)]:
+        started = time.perf_counter()
+        with pytest.raises(DownloadError, match=message):
+            fetch(entry(f"{site}/{path}"), tmp_path / "corpora")
+        assert time.perf_counter() - started < 5
+        assert leftovers(tmp_path / "corpora") == []
+        if path == "endless":  # the downloader hung up long before the 64 MiB
+            assert Handler.sent < 16 << 20
+
+
+def test_a_mirror_that_trickles_or_stalls_meets_the_deadline(site, tmp_path, monkeypatch):
+    monkeypatch.setattr(download, "DEADLINE_GRACE_SECONDS", 0.5)
+    started = time.perf_counter()
+    with pytest.raises(DownloadError, match="was too slow"):
+        fetch(entry(f"{site}/trickle"), tmp_path / "corpora")
+    assert time.perf_counter() - started < 5
+    with pytest.raises(DownloadError, match="stopped after 0 of 2,100 bytes.*timed out"):
+        fetch(entry(f"{site}/stall"), tmp_path / "corpora", timeout=0.3)
+    assert leftovers(tmp_path / "corpora") == []
+
+
+def test_a_killed_fetchs_part_file_is_removed_by_the_next_fetch(site, tmp_path):
+    corpora = tmp_path / "corpora"
+    corpora.mkdir()
+    stale, live = corpora / ".tiny.txt.dead1234.part", corpora / ".tiny.txt.live5678.part"
+    stale.write_bytes(BOOK[:100])  # what a SIGKILLed fetch leaves: nothing can delete it then
+    live.write_bytes(BOOK[:100])  # another fetch's, still being written
+    hour_ago = time.time() - 3600
+    os.utime(stale, (hour_ago, hour_ago))
+    assert fetch(entry(f"{site}/tiny.txt"), corpora).downloaded
+    assert leftovers(corpora) == [live.name, "tiny.txt"]
+
+
+def test_a_catalogue_that_is_a_device_or_huge_is_refused(tmp_path):
+    # /dev/zero was read until memory ran out: a process of its own, with a memory cap.
+    done = subprocess.run(
+        [sys.executable, "-m", "charlm", "corpus", "list"],
+        env={**os.environ, "CHARLM_CATALOG": "/dev/zero"},
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error:") and done.stderr.count("\n") == 1
+    assert "is not a regular file" in done.stderr
+    big = tmp_path / "catalog.toml"
+    with open(big, "wb") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse
+    with pytest.raises(CorpusError, match="more than charlm accepts"):
+        load_catalog(big)
+
+
 def test_connection_refused_is_reported(tmp_path):
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -210,6 +289,14 @@ def test_corpus_fetch_and_list(catalogue, tmp_path):
     assert "corpora/tiny.txt" in runner.invoke(cli, ["corpus", "list"]).output
     unknown = runner.invoke(cli, ["corpus", "fetch", "nonesuch"])
     assert unknown.exit_code == 1 and "no book named 'nonesuch'" in unknown.output
+    assert "did you mean" not in unknown.output
+    misspelled = runner.invoke(cli, ["corpus", "fetch", "tinny"])
+    assert "no book named 'tinny' in the catalogue; did you mean 'tiny'?" in misspelled.output
+    misspelled = runner.invoke(cli, ["train", "Tiny.", "--device", "cpu"])
+    assert misspelled.exit_code == 1
+    assert "Tiny.: no such file, directory or catalogue book; did you mean 'tiny'?" in (
+        misspelled.output
+    )
 
 
 @pytest.mark.slow

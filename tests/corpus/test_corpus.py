@@ -344,7 +344,12 @@ def test_reading_options_reach_the_checkpoint(tmp_path):
     data = json.loads((out / "config.json").read_text(encoding="utf-8"))["data"]
     assert data["encoding"] == "cp1250" and data["books"][0]["encoding"] == "cp1250"
     assert data["keep_boilerplate"] and data["boilerplate_removed"] == 0
-    assert data["cache"] == {"hit": False, "key": data["cache"]["key"], "path": None}
+    assert data["cache"] == {
+        "hit": False,
+        "key": data["cache"]["key"],
+        "path": None,
+        "tokenizer": {"name": "char", "options": {}, "origin": "built in"},
+    }
     assert data["characters"] == len(text)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from charlm.data.cache import TokenCache, cache_root, smallest_uint_dtype
 from charlm.data.prepare import prepare_data
 from charlm.tokenizers.char import CharTokenizer
 from tests.conftest import TINY_TEXT
+from tests.helpers import run_cli
 
 
 @pytest.fixture
@@ -102,6 +104,34 @@ def test_a_given_tokenizer_is_part_of_the_key(books, tmp_path):
     assert wide.decode(given.train_ids) == built.tokenizer.decode(built.train_ids)
 
 
+def test_the_tokenizer_a_run_trained_finds_that_runs_entry(books, tmp_path):
+    # A resumed run encodes with the tokenizer the first run trained: same ids, same entry.
+    first = prepare_data(books, cache_dir=tmp_path)
+    again = prepare_data(
+        books,
+        tokenizer=first.tokenizer,
+        cache_dir=tmp_path,
+        cached_as=first.info["cache"]["tokenizer"],
+    )
+    assert again.cached and again.info["cache"]["key"] == first.info["cache"]["key"]
+    assert len(entries(tmp_path)) == 1
+    # ... but not when the tokenizer is another one under the same name and options.
+    other = CharTokenizer(sorted(set(TINY_TEXT + books[1].read_text(encoding="utf-8") + "Q")))
+    given = prepare_data(
+        books, tokenizer=other, cache_dir=tmp_path, cached_as=first.info["cache"]["tokenizer"]
+    )
+    assert not given.cached and len(entries(tmp_path)) == 2
+
+
+def test_the_summary_leaves_out_splits_the_run_has_not(books, tmp_path):
+    without_test = prepare_data(books, cache_dir=tmp_path).report()[-1]
+    assert "train 2,835 / validation 315 tokens (uint8)" in without_test
+    only_train = prepare_data(books, cache_dir=tmp_path, splits=SplitConfig(val_fraction=0))
+    assert "train 3,150 tokens (uint8)" in only_train.report()[-1]
+    with_test = prepare_data(books, cache_dir=tmp_path, splits=SplitConfig(test_fraction=0.1))
+    assert "/ test " in with_test.report()[-1]
+
+
 def test_no_cache_writes_nothing(books, tmp_path):
     data = prepare_data(books, use_cache=False, cache_dir=tmp_path / "cache")
     assert not data.cached and not (tmp_path / "cache").exists()
@@ -150,3 +180,73 @@ def test_token_cache_entries_are_published_whole(tmp_path):
     loaded = cache.load("k")
     assert loaded is not None and loaded.meta["note"] == "x"
     assert list(loaded.arrays["train"]) == [1, 2, 3, 4, 5]
+
+
+# What decides the ids is in the key; an entry is checked before use ----------------------------
+
+
+def word_level(path: Path, words: list[str]) -> str:
+    vocab = {word: i for i, word in enumerate(["<unk>", *words])}
+    spec = {
+        "version": "1.0",
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"},
+        "pre_tokenizer": {"type": "Whitespace"},
+    }
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    return str(path)
+
+
+def test_a_replaced_tokenizer_file_misses_the_cache(books, tmp_path):
+    words = sorted(set(TINY_TEXT.replace(".", " ").split()))
+    path = word_level(tmp_path / "tokenizer.json", words)
+    options = {"tokenizer": "hf", "tokenizer_options": {"path": path}, "cache_dir": tmp_path}
+    first = prepare_data(books[:1], **options)
+    assert prepare_data(books[:1], **options).cached
+    word_level(tmp_path / "tokenizer.json", words[::-1])  # the same path, other ids
+    again = prepare_data(books[:1], **options)
+    # Unchecked, the old ids were reused: a model trained on ids the file no longer gives.
+    assert not again.cached
+    assert again.tokenizer.decode(again.train_ids) == first.tokenizer.decode(first.train_ids)
+    assert not np.array_equal(again.train_ids, first.train_ids)
+    word_level(tmp_path / "elsewhere.json", words[::-1])  # the same content elsewhere: a hit
+    elsewhere = {**options, "tokenizer_options": {"path": str(tmp_path / "elsewhere.json")}}
+    assert prepare_data(books[:1], **elsewhere).cached
+
+
+def tamper(data, change) -> None:
+    path = Path(data.info["cache"]["path"]) / "train.npy"
+    ids = np.load(path)
+    os.remove(path)  # the loaded map still reads the old file
+    np.save(path, change(ids))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ids: ids[:1000],  # shorter than the metadata says
+        lambda ids: np.full_like(ids, 250),  # ids past the vocabulary
+        lambda ids: ids.astype(np.int64),  # another type
+        lambda ids: ids.reshape(-1, 2) if len(ids) % 2 == 0 else ids[:-1].reshape(-1, 2),
+    ],
+)
+def test_an_entry_that_disagrees_with_its_metadata_is_built_again(books, tmp_path, change):
+    first = prepare_data(books, cache_dir=tmp_path)
+    tamper(first, change)
+    again = prepare_data(books, cache_dir=tmp_path)
+    assert not again.cached
+    np.testing.assert_array_equal(again.train_ids, first.train_ids)
+    assert prepare_data(books, cache_dir=tmp_path).cached
+
+
+def test_training_on_a_tampered_cache_trains_on_the_right_ids(tiny_book, tmp_path):
+    args = ["train", tiny_book, "--hidden", "8", "--layers", "1", "--batch-size", "2"]
+    args += ["--seq-len", "8", "--max-steps", "1", "--device", "cpu"]
+    assert run_cli(*args, "--out", tmp_path / "a").exit_code == 0
+    cache = next((Path(os.environ["CHARLM_CACHE"]) / "tokens").iterdir())
+    ids = np.load(cache / "train.npy")
+    os.remove(cache / "train.npy")
+    np.save(cache / "train.npy", np.full_like(ids, 250))
+    # Unchecked: IndexError from the embedding, a traceback.
+    result = run_cli(*args, "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert "tokenized 1 book" in result.output

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from charlm.errors import ConfigError
-from charlm.models import CellSpec, ModelConfig, ScratchLSTM, build_model, cell_registry
+from charlm.models import (
+    CellSpec,
+    ModelConfig,
+    ScratchLSTM,
+    build_model,
+    cell_registry,
+    convert,
+)
 from charlm.models import quantized as quantized_module
 from charlm.models.quantized import Int8Linear, Int8Recurrent, quantize
 
@@ -16,7 +23,6 @@ CASES = [
     {"cell": "gru"},
     {"cell": "rnn"},
     {"cell": "rnn", "nonlinearity": "relu"},
-    {"cell": "lstm", "impl": "scratch"},
     {"cell": "gru", "one_hot": True},
     {"cell": "lstm", "tie_weights": True, "embed_size": 32},
     {"cell": "gru", "softmax": "adaptive", "cutoffs": [10, 25]},
@@ -69,6 +75,14 @@ def test_what_cannot_be_quantized_is_refused_with_the_reason(monkeypatch):
         quantize(model, "int4")
     with pytest.raises(ConfigError, match="CPU only"):
         quantize(model.to("meta"))
+    # The scratch implementation computes its own equations: int8 would silently swap them
+    # for PyTorch's kernels. Its weights are PyTorch's, so converting first is the way.
+    with pytest.raises(ConfigError, match="--impl torch --quantize int8"):
+        quantize(model_for({"cell": "lstm", "impl": "scratch"}))
+    assert isinstance(
+        quantize(convert(model_for({"cell": "lstm", "impl": "scratch"}), "torch")).rnn,
+        Int8Recurrent,
+    )
     # A cell PyTorch has no layer for (scratch only) has no int8 kernels either.
     no_reference = cell_registry(CellSpec("lstm", ScratchLSTM, None))
     monkeypatch.setattr(quantized_module, "CELLS", no_reference)

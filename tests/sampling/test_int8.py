@@ -42,6 +42,8 @@ def test_int8_refuses_a_gpu_and_an_unknown_scheme(checkpoint):
         load(checkpoint, device="cpu", quantize="int4")
     with pytest.raises(ConfigError, match="(?i)cpu"):  # no GPU here, or: int8 is CPU only
         load(checkpoint, device="cuda", quantize="int8")
+    with pytest.raises(ConfigError, match="not the scratch implementation"):
+        load(checkpoint, impl="scratch", quantize="int8")
 
 
 def test_generate_and_evaluate_take_quantize(checkpoint, tmp_path):
@@ -58,3 +60,7 @@ def test_generate_and_evaluate_take_quantize(checkpoint, tmp_path):
     assert scored.exit_code == 0 and "bits/char" in scored.output, scored.output
     refused = runner.invoke(cli, [*args, "--quantize", "int4"])
     assert refused.exit_code == 2 and "int4" in refused.output
+    for wrong in (["--impl", "scratch"], ["--device", "cuda"]):
+        refused = runner.invoke(cli, [*args, "--quantize", "int8", *wrong])
+        assert refused.exit_code == 1, refused.output
+        assert refused.output.startswith("Error: ") and refused.output.count("\n") == 1

@@ -96,9 +96,30 @@ def test_batch_and_single_samples_follow_the_model_distribution(bigram, temperat
 def test_the_repetition_penalty_makes_prefix_tokens_rarer(bigram):
     # After "b": P(a) = 0.5. With "a" and "b" in the prefix and a penalty of 2, the unseen
     # newline keeps its weight 0.25 while a and b halve: P(a) = 0.25 / 0.625 = 0.4.
-    firsts = Counter(bigram.generate("ab", 1, seed=0, num_samples=4000, repetition_penalty=2))
+    # (at temperature 1, which leaves these probabilities as they are)
+    firsts = Counter(bigram.generate("ab", 1, 1.0, seed=0, num_samples=4000, repetition_penalty=2))
     assert abs(firsts["aba"] / 4000 - 0.4) < 0.03
     assert abs(firsts["ab\n"] / 4000 - 0.4) < 0.03
+
+
+def test_min_p_draws_only_the_tokens_near_enough_the_most_likely_one(bigram):
+    # After "a" the next token is b (0.5) or one of \n, a (0.25 each, half as likely): min-p
+    # 0.6 leaves only b; after "b", only a. Whatever the seed, the text alternates.
+    for seed in range(10):
+        assert bigram.generate("a", 9, 1.0, seed, min_p=0.6) == "ababababab"
+    # min-p 0.4 keeps all three: the samples differ
+    assert len(set(bigram.generate("a", 9, 1.0, seed=0, min_p=0.4, num_samples=20))) > 1
+
+
+def test_min_p_sampling_is_reproducible_with_a_seed_alone_or_in_a_batch(rnn):
+    # the untrained model is close to uniform: only a high min-p leaves out some tokens
+    settings = dict(temperature=1.2, min_p=0.9)
+    first = rnn.generate("the ", 60, seed=5, **settings)
+    assert first == rnn.generate("the ", 60, seed=5, **settings)
+    assert first != rnn.generate("the ", 60, seed=6, **settings)
+    without = rnn.generate("the ", 60, seed=5, temperature=1.2)
+    assert len(set(first)) < len(set(without))  # min-p left tokens out
+    assert rnn.generate("the ", 60, seed=4, num_samples=2, **settings)[1] == first
 
 
 def test_a_stop_string_ends_the_sample_and_is_not_included():
@@ -178,6 +199,8 @@ def test_an_empty_prefix_and_zero_length_work(bigram):
         {"beam_width": 2, "num_samples": 3},
         {"beam_width": 2, "stop": "x"},
         {"beam_width": 2, "top_k": 3},
+        {"min_p": 1.5},
+        {"beam_width": 2, "min_p": 0.1},
     ],
 )
 def test_invalid_settings_raise_value_error_before_any_work(bigram, settings):

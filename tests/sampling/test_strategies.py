@@ -25,6 +25,7 @@ def draws(logits: torch.Tensor, options: SamplingOptions, steps: int = 300) -> t
 def test_temperature_zero_is_argmax(logits):
     assert torch.equal(sample_next(logits, 0.0), logits.argmax(-1))
     assert torch.equal(sample_next(logits, 0.0, top_k=3, top_p=0.5), logits.argmax(-1))
+    assert torch.equal(sample_next(logits, 0.0, min_p=0.5), logits.argmax(-1))
 
 
 def test_sample_next_is_reproducible_with_a_seeded_generator(logits):
@@ -63,7 +64,8 @@ def nucleus(row: torch.Tensor, top_p: float) -> set[int]:
 @pytest.mark.parametrize("top_p", [0.3, 0.8])
 @pytest.mark.slow
 def test_top_p_never_emits_a_token_outside_the_nucleus(logits, top_p):
-    drawn = draws(logits, SamplingOptions(top_p=top_p), steps=400)
+    # nucleus() reads the model's own probabilities: temperature 1, not the default 0.8
+    drawn = draws(logits, SamplingOptions(temperature=1.0, top_p=top_p), steps=400)
     for row in range(len(logits)):
         allowed = nucleus(logits[row], top_p)
         assert set(drawn[:, row].tolist()) <= allowed
@@ -73,21 +75,78 @@ def test_top_p_never_emits_a_token_outside_the_nucleus(logits, top_p):
 
 def test_top_p_keeps_the_most_likely_token_even_when_it_alone_exceeds_p():
     logits = torch.tensor([[5.0, 0.0, 0.0]])
-    processed = process_logits(logits, SamplingOptions(top_p=0.01))
+    processed = process_logits(logits, SamplingOptions(temperature=1.0, top_p=0.01))
     assert processed[0, 0] == 5.0 and torch.isinf(processed[0, 1:]).all()
+
+
+def kept(processed: torch.Tensor) -> list[set[int]]:
+    """Per row, the tokens that can still be drawn."""
+    return [set(torch.isfinite(row).nonzero().flatten().tolist()) for row in processed]
+
+
+def min_p_set(row: torch.Tensor, min_p: float) -> set[int]:
+    """The tokens at least min_p times as likely as the most likely one (in float64)."""
+    probs = row.double().softmax(-1)
+    return set((probs >= min_p * probs.max()).nonzero().flatten().tolist())
+
+
+def test_min_p_keeps_exactly_the_tokens_near_enough_the_most_likely_one():
+    # probabilities 8 : 4 : 2 : 1.9 : 1 (over 16.9); min_p 0.25 keeps p >= 2/16.9
+    logits = torch.tensor([[8.0, 4.0, 2.0, 1.9, 1.0]]).log()
+    processed = process_logits(logits, SamplingOptions(temperature=1.0, min_p=0.25))
+    assert kept(processed) == [{0, 1, 2}]
+    assert torch.equal(processed[0, :3], logits[0, :3])  # the kept ones are left as they were
+    only_best = process_logits(logits, SamplingOptions(temperature=1.0, min_p=1.0))
+    assert kept(only_best) == [{0}]
+
+
+@pytest.mark.parametrize("min_p", [0.01, 0.1, 0.3, 0.9])
+def test_min_p_on_random_logits_matches_the_definition(logits, min_p):
+    processed = process_logits(logits, SamplingOptions(temperature=1.0, min_p=min_p))
+    assert kept(processed) == [min_p_set(row, min_p) for row in logits]
+
+
+def test_min_p_is_applied_after_temperature():
+    # at temperature 1 token 1 is 0.1 as likely as token 0; at temperature 2, sqrt(0.1) = 0.32
+    logits = torch.tensor([[0.0, math.log(0.1)]])
+    assert kept(process_logits(logits, SamplingOptions(temperature=1.0, min_p=0.2))) == [{0}]
+    assert kept(process_logits(logits, SamplingOptions(temperature=2.0, min_p=0.2))) == [{0, 1}]
+
+
+@pytest.mark.parametrize("other", [{"top_k": 4}, {"top_p": 0.6}, {"top_k": 6, "top_p": 0.9}])
+def test_min_p_combines_with_top_k_and_top_p_as_an_intersection(logits, other):
+    both = kept(process_logits(logits, SamplingOptions(temperature=1.5, min_p=0.15, **other)))
+    alone = kept(process_logits(logits, SamplingOptions(temperature=1.5, min_p=0.15)))
+    others = kept(process_logits(logits, SamplingOptions(temperature=1.5, **other)))
+    assert both == [a & b for a, b in zip(alone, others, strict=True)]
+
+
+def test_min_p_draws_only_kept_tokens_and_all_of_them(logits):
+    drawn = draws(logits, SamplingOptions(temperature=1.0, min_p=0.3), steps=400)
+    for row in range(len(logits)):
+        allowed = min_p_set(logits[row], 0.3)
+        assert set(drawn[:, row].tolist()) <= allowed
+        if len(allowed) <= 3:  # a small kept set is fully visited in 400 draws
+            assert set(drawn[:, row].tolist()) == allowed
+
+
+def test_min_p_zero_changes_nothing(logits):
+    off = process_logits(logits, SamplingOptions(temperature=1.0, min_p=0.0))
+    assert torch.equal(off, logits)
 
 
 def test_repetition_penalty_lowers_the_probability_of_seen_tokens(logits):
     seen = torch.zeros_like(logits)
     seen[:, :10] = 1.0
     before = logits.softmax(-1)
-    after = process_logits(logits, SamplingOptions(repetition_penalty=1.5), seen).softmax(-1)
+    penalised = SamplingOptions(temperature=1.0, repetition_penalty=1.5)  # the penalty alone
+    after = process_logits(logits, penalised, seen).softmax(-1)
     assert (after[:, :10] < before[:, :10]).all()
     assert (after[:, 10:] > before[:, 10:]).all()
     # relative to each other, seen tokens keep their odds; against unseen ones they lose 1.5x
     ratio = (after[:, 0] / after[:, 20]) / (before[:, 0] / before[:, 20])
     assert torch.allclose(ratio, torch.full_like(ratio, 1 / 1.5))
-    assert torch.equal(logits, process_logits(logits, SamplingOptions(), seen))
+    assert torch.equal(logits, process_logits(logits, SamplingOptions(temperature=1.0), seen))
 
 
 def test_draws_follow_the_softmax_distribution():
@@ -115,6 +174,9 @@ def test_extreme_random_numbers_never_pick_an_impossible_token(u):
         {"top_p": 0.0},
         {"top_p": 1.5},
         {"repetition_penalty": 0.0},
+        {"min_p": -0.1},
+        {"min_p": 1.5},
+        {"min_p": math.nan},
     ],
 )
 def test_invalid_options_raise_value_error(settings):

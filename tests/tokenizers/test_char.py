@@ -31,8 +31,42 @@ def test_state_is_json_and_restores_an_identical_tokenizer():
 
 def test_unseen_characters_are_named():
     tokenizer = CharTokenizer.train("abc")
-    with pytest.raises(UnknownTokenError, match="'x', 'y'"):
+    with pytest.raises(UnknownTokenError, match="'x' ×1, 'y' ×1"):
         tokenizer.encode("axby")
+
+
+def test_unseen_characters_above_latin1_are_named_exactly():
+    # Code points beyond the lookup table were once all reported as 'ÿ' (the table's end).
+    tokenizer = CharTokenizer.train("Hello, she said. abc\n")
+    with pytest.raises(UnknownTokenError) as info:
+        tokenizer.encode("“Hello,” she said — café 🙂")
+    assert str(info.value) == (
+        "the text has 6 characters the model never saw (6 in all): 'f' ×1, 'é' ×1, '—' ×1, "
+        "'“' ×1, '”' ×1, '🙂' ×1; pass unknown=\"skip\" to drop them"
+    )
+    assert "ÿ" not in str(info.value)
+    assert info.value.unseen == {"f": 1, "é": 1, "—": 1, "“": 1, "”": 1, "🙂": 1}
+
+
+def test_every_unseen_character_is_counted_over_the_whole_text():
+    # Not just those of the first chunk with a problem: the text here spans several chunks.
+    tokenizer = CharTokenizer.train("abc ", unk=True)
+    text = "ab é" * 20_000 + "(c)" * 5 + "".join(chr(0x4E00 + i) for i in range(30))
+    with pytest.raises(UnknownTokenError) as info:
+        tokenizer.encode_array(text, "error")
+    message, unseen = str(info.value), info.value.unseen
+    assert len(unseen) == 33 and unseen["é"] == 20_000 and unseen["("] == unseen[")"] == 5
+    assert message.startswith(
+        "the text has 33 characters the model never saw (20,040 in all): 'é' ×20,000, "
+        "'(' ×5, ')' ×5, '一' ×1, "
+    )
+    assert message.endswith(
+        ' and 13 more; pass unknown="skip" to drop them '
+        '(or pass unknown="unk" to read them as <unk>)'
+    )
+    assert info.value.describe("book.txt", "use --unknown {policy}").startswith(
+        "book.txt has 33 characters the model never saw (20,040 in all): 'é' ×20,000"
+    )
 
 
 def test_registry_finds_char_and_refuses_unknown_names():

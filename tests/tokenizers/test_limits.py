@@ -1,17 +1,21 @@
 """Untrusted tokenizer data: a tokenizer.json or a saved tokenizer state that is malformed or
-enormous is refused with one TokenizerError line, before it can use much time or memory."""
+enormous is refused with one TokenizerError line, before it can use much time or memory; one
+that is well formed but hostile (a normaliser that multiplies text, a pattern that backtracks,
+a panic in the library, padding to a billion ids) is stopped the same way."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from charlm import limits
 from charlm.checkpoint import load_checkpoint, save_checkpoint
 from charlm.errors import CheckpointError, TokenizerError
 from charlm.tokenizers import hf, registry, tokenizer_from_state, train_tokenizer
 from tests.conftest import TINY_TEXT
-from tests.helpers import ids_of, tiny_model
+from tests.helpers import ids_of, one_error_line, run_cli, tiny_model
 
 WORD_LEVEL = {"version": "1.0", "model": {"type": "WordLevel", "unk_token": "a"}}
 
@@ -110,3 +114,102 @@ def test_a_checkpoint_cannot_put_shell_text_into_the_install_hint(tmp_path):
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="pip install charlm-pairs"):
         load_checkpoint(path)
+
+
+# A pipeline from elsewhere runs under limits (charlm/tokenizers/hf_limits.py) ----------------
+
+
+def pipeline(**parts) -> dict:
+    """A tokenizer.json: a word-level model over a few pieces, with the given parts."""
+    vocab = {piece: i for i, piece in enumerate(["<unk>", "the", "end", "a", "e", " "])}
+    model = {"type": "WordLevel", "vocab": vocab, "unk_token": "<unk>"}
+    return {"version": "1.0", "model": model, **parts}
+
+
+def doubling(steps: int) -> dict:
+    """A normaliser that doubles every "e" `steps` times: a few hundred bytes of JSON."""
+    replace = {"type": "Replace", "pattern": {"String": "e"}, "content": "ee"}
+    return {"type": "Sequence", "normalizers": [replace] * steps}
+
+
+def split(pattern: str) -> dict:
+    return {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": False}
+
+
+@pytest.mark.parametrize("steps", [24, 40])
+def test_a_normaliser_that_doubles_text_is_stopped_before_it_grows(tmp_path, steps):
+    # Unchecked, 24 steps took 1.5 GiB and 11 s for "the end"; 40 aborted the process.
+    path = write(tmp_path, pipeline(normalizer=doubling(steps)))
+    tokenizer = train_tokenizer("hf", "text", {"path": path})
+    started = time.perf_counter()
+    with pytest.raises(TokenizerError, match="more than 16 times longer"):
+        tokenizer.encode("the end")
+    assert time.perf_counter() - started < 1
+    with pytest.raises(TokenizerError, match="more than 16 times longer"):
+        tokenizer_from_state("bpe", tokenizer.get_state()).encode("the end")
+    assert tokenizer.encode("tha") is not None  # text it does not lengthen still encodes
+
+
+def test_a_normaliser_step_or_decoder_that_lengthens_too_much_is_refused(tmp_path):
+    huge = {"type": "Replace", "pattern": {"String": "e"}, "content": "e" * 1000}
+    with pytest.raises(TokenizerError, match="1,000 times longer in one step"):
+        train_tokenizer("hf", "text", {"path": write(tmp_path, pipeline(normalizer=huge))})
+    chain = {"type": "Sequence", "decoders": [{**huge, "content": "ee"}] * 40}
+    with pytest.raises(TokenizerError, match="decoder could make text"):
+        train_tokenizer("hf", "text", {"path": write(tmp_path, pipeline(decoder=chain))})
+
+
+def test_real_normalisers_and_patterns_are_accepted(tmp_path):
+    bert = {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+            "strip_accents": None, "lowercase": True}  # fmt: skip
+    normalizer = {"type": "Sequence", "normalizers": [{"type": "NFKC"}, bert,
+                  {"type": "Prepend", "prepend": "▁"}]}  # fmt: skip
+    gpt2 = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+    llama3 = (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+"
+        r"[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    )
+    pre = {"type": "Sequence", "pretokenizers": [split(gpt2), split(llama3)]}
+    path = write(tmp_path, pipeline(normalizer=normalizer, pre_tokenizer=pre))
+    tokenizer = train_tokenizer("hf", "text", {"path": path})
+    assert len(tokenizer.encode("The END 漢字 " * 500)) > 0
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(a|ab)*c", "(?:a?){30}a{30}", "(x*)*y"])
+def test_an_exponential_pattern_is_refused_when_loaded(tmp_path, pattern):
+    # Unchecked, "(a+)+$" made the regex engine panic: a traceback (PanicException is a
+    # BaseException) from generate and train.
+    path = write(tmp_path, pipeline(pre_tokenizer=split(pattern)))
+    with pytest.raises(TokenizerError, match="exponential time"):
+        train_tokenizer("hf", "text", {"path": path})
+
+
+def test_a_pattern_that_backtracks_polynomially_meets_the_deadline(tmp_path, monkeypatch):
+    # "a*a*[^a]" takes cubic time: 0.8 s on 600 characters, hours on a 50 kB book.
+    path = write(tmp_path, pipeline(pre_tokenizer=split("a*a*[^a]")))
+    tokenizer = train_tokenizer("hf", "text", {"path": path})
+    monkeypatch.setattr(limits, "ENCODE_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(limits, "MIN_ENCODE_RATE", 10**9)
+    started = time.perf_counter()
+    with pytest.raises(TokenizerError, match="took more than 0 s to encode 600 characters"):
+        tokenizer.encode("a" * 600)
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_panic_in_the_library_is_one_error_line(tmp_path, tiny_book):
+    path = write(tmp_path, pipeline(pre_tokenizer={"type": "FixedLength", "length": 0}))
+    with pytest.raises(TokenizerError, match="chunk size must be non-zero"):
+        train_tokenizer("hf", "text", {"path": path}).encode("the end")
+    args = ["train", tiny_book, "--tokenizer", "hf", "--tokenizer-option", f"path={path}"]
+    result = run_cli(*args, "--out", tmp_path / "out", "--max-steps", "1", "--device", "cpu")
+    assert result.exit_code == 1
+    assert "chunk size must be non-zero" in one_error_line(result)
+
+
+def test_padding_and_truncation_from_a_file_are_dropped(tmp_path):
+    padding = {"strategy": {"Fixed": 10**6}, "direction": "Right", "pad_to_multiple_of": None,
+               "pad_id": 0, "pad_type_id": 0, "pad_token": "<unk>"}  # fmt: skip
+    truncation = {"direction": "Right", "max_length": 1, "strategy": "LongestFirst", "stride": 0}
+    spec = pipeline(padding=padding, truncation=truncation, pre_tokenizer={"type": "Whitespace"})
+    tokenizer = train_tokenizer("hf", "text", {"path": write(tmp_path, spec)})
+    assert list(tokenizer.encode("the end the end")) == [1, 2, 1, 2]

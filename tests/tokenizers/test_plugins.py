@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from charlm.data.prepare import prepare_data
 from charlm.tokenizers import ENTRY_POINT_GROUP, available_tokenizers, reload_plugins
 from tests.helpers import TINY_MODEL_ARGS
 
@@ -162,3 +163,15 @@ def test_a_broken_plugin_is_shown_not_fatal(plugin, tiny_book):
     assert "tokenizer 'pairs' (plugin charlm-example-tokenizer 0.1.0) failed to load" in (
         result.output
     )
+
+
+def test_a_new_plugin_version_misses_the_token_cache(plugin, tiny_book, tmp_path):
+    # A plugin's code decides its ids: another version must not reuse the old version's.
+    options = {"tokenizer": "pairs", "cache_dir": tmp_path / "cache"}
+    assert not prepare_data([tiny_book], **options).cached
+    assert prepare_data([tiny_book], **options).cached
+    metadata = next(plugin.glob("*.dist-info")) / "METADATA"
+    metadata.write_text(metadata.read_text().replace("Version: 0.1.0", "Version: 0.2.0"))
+    reload_plugins()
+    assert "0.2.0" in next(i.origin for i in available_tokenizers() if i.name == "pairs")
+    assert not prepare_data([tiny_book], **options).cached

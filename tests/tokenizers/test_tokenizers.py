@@ -150,7 +150,7 @@ def test_char_min_freq_maps_rare_characters_to_unk():
     ids = tokenizer.encode_array("abz")
     assert list(ids) == [0, tokenizer.unk_id, tokenizer.unk_id]
     assert tokenizer.decode(ids) == "a\ufffd\ufffd"
-    with pytest.raises(UnknownTokenError, match="'b', 'z'"):
+    with pytest.raises(UnknownTokenError, match="'b' ×1, 'z' ×1"):
         tokenizer.encode_array("abz", "error")
 
 

@@ -17,6 +17,7 @@ from charlm.training import TrainConfig
 from charlm.training.distributed import DistContext
 from charlm.training.metrics_log import read_metrics
 from charlm.training.run import train_book
+from tests.helpers import one_error_line, run_cli
 
 ARGS = "--batch-size 4 --seq-len 16 --hidden 32 --layers 1 --dropout 0 "
 ARGS += "--log-every 1 --eval-every 3 --device cpu --threads 1"
@@ -102,3 +103,65 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves(tiny_book,
     saved = read_config(out)["training_state"]["step"]
     logged = [r["step"] for r in read_metrics(log) if "train_loss" in r]
     assert saved == logged[-1] >= 5  # saved where it stopped; ranks that disagreed would hang
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' in the environment is not a whole number"),
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 is set but RANK, LOCAL_RANK, MASTER_ADDR"),
+        (
+            {
+                "WORLD_SIZE": "2",
+                "RANK": "5",
+                "LOCAL_RANK": "0",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": "29500",
+            },
+            "RANK=5 must be below WORLD_SIZE=2",
+        ),  # fmt: skip
+    ],
+)
+def test_a_wrong_torchrun_environment_is_one_error_line(tiny_book, tmp_path, monkeypatch,
+                                                        variables, message):  # fmt: skip
+    for name in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    result = run_cli("train", tiny_book, "--out", tmp_path / "out", *ARGS.split())
+    assert result.exit_code == 1
+    assert message in one_error_line(result)
+    assert not (tmp_path / "out").exists()
+
+
+AT_EXIT = """
+import atexit, glob, os
+from charlm.cli import main
+
+def threads_at_exit():
+    names = sorted(open(t).read().strip() for t in glob.glob("/proc/self/task/*/comm"))
+    with open(os.environ["THREADS_AT_EXIT"] + os.environ["RANK"], "w") as f:
+        f.write(" ".join(names))
+
+atexit.register(threads_at_exit)
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_no_process_group_thread_outlives_a_distributed_run(tiny_book, tmp_path):
+    # gloo's threads left alive at exit raced the C++ runtime's teardown: now and then a rank
+    # aborted with "terminate called without an active exception" (benchmarks/ddp_soak.py).
+    script = tmp_path / "charlm_at_exit.py"
+    script.write_text(AT_EXIT)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command = [*launcher, "--nproc-per-node", "2", str(script), "train", str(tiny_book)]
+    command += ["--out", str(tmp_path / "ddp"), "--max-steps", "2", *ARGS.split()]
+    report = tmp_path / "threads-"
+    env = dict(os.environ, OMP_NUM_THREADS="1", THREADS_AT_EXIT=str(report))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):
+        threads = (tmp_path / f"threads-{rank}").read_text().split()
+        assert not [name for name in threads if "gloo" in name], threads

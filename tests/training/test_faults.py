@@ -15,19 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from charlm import checkpoint as ckpt
 from charlm.checkpoint import CONFIG_NAME, load_checkpoint, load_training_state, read_config
-from charlm.cli import cli
 from charlm.errors import ConfigError
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
 from charlm.training import loop as training
 from charlm.training.run import train_book
 from charlm.training.runlock import LOCK_NAME, _locked
-from tests.helpers import TINY_TRAIN_ARGS, single_thread
+from tests.helpers import TINY_TRAIN_ARGS, one_error_line, single_thread
+from tests.helpers import run_cli as run
 
 TEXT = "the cat sat on the mat. a dog ran in the fog.\n" * 40
 SMALL = [*TINY_TRAIN_ARGS, "--threads", "1"]
@@ -45,19 +44,6 @@ def book(tmp_path: Path) -> Path:
     path = tmp_path / "book.txt"
     path.write_text(TEXT, encoding="utf-8")
     return path
-
-
-def run(*args) -> object:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_error_line(result, after_progress: bool = False) -> str:
-    """The one `Error:` line; it is all of stderr unless the run had begun reporting."""
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("Error:")]
-    assert errors == lines[-1:] and (after_progress or len(lines) == 1), result.stderr
-    return lines[-1]
 
 
 def start(*args, **kwargs) -> subprocess.Popen:
@@ -305,7 +291,7 @@ def test_running_out_of_memory_while_training_suggests_smaller_batches(
 def test_running_out_of_memory_while_generating_is_one_line(tmp_path, book, monkeypatch):
     out = tmp_path / "run"
     assert run("train", book, "--out", out, *SMALL, "--max-steps", "1").exit_code == 0
-    monkeypatch.setattr(Sampler, "_step", lambda *a: (_ for _ in ()).throw(OOM_ERRORS[0][0]))
+    monkeypatch.setattr(Sampler, "step", lambda *a: (_ for _ in ()).throw(OOM_ERRORS[0][0]))
     result = run("generate", out, "--num-samples", "3", "--length", "5")
     assert result.exit_code == 1
     line = one_error_line(result)

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from charlm.training.plotting import load_run
+from charlm.training.plotting import load_run, perplexity_figure
 
 pytest.importorskip("matplotlib")
 
@@ -70,7 +70,8 @@ def test_plot_draws_several_runs_and_prints_a_summary(tmp_path):
     from matplotlib.image import imread
 
     assert imread(png).shape[:2] == (600, 960)  # 8 x 5 inches at 120 dpi
-    lines = result.output.splitlines()
+    assert f"wrote {png}" in result.stderr and "wrote" not in result.stdout
+    lines = result.stdout.splitlines()  # the table is on stdout, so `> file` keeps it
     small = next(line for line in lines if line.strip().startswith("small"))
     best = load_run(tmp_path / "small").summary()["best_val_perplexity"]
     assert f"{best:.3f}" in small and "100" in small
@@ -109,3 +110,44 @@ def test_plot_of_a_real_training_run(tiny_book, tmp_path):
     result = CliRunner().invoke(cli, ["plot", str(out), "--out", str(tmp_path / "p.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_the_figure_has_plain_tick_labels_and_a_star_at_the_best_point(tmp_path):
+    fake_run(tmp_path / "small", 10.0)
+    run = load_run(tmp_path / "small")
+    figure = perplexity_figure([run])
+    figure.canvas.draw()
+    axes = figure.axes[0]
+    labels = [t.get_text() for t in axes.get_yticklabels(minor=True) + axes.get_yticklabels()]
+    shown = [label for label in labels if label]
+    assert shown and all(label.replace(".", "").isdigit() for label in shown), shown
+    stars = [line for line in axes.get_lines() if line.get_marker() == "*"]
+    best = run.summary()
+    assert len(stars) == 1
+    assert list(stars[0].get_xdata()) == [best["best_step"]]
+    assert list(stars[0].get_ydata()) == [best["best_val_perplexity"]]
+    assert f"{best['best_val_perplexity']:.3f}" in stars[0].get_label()
+
+
+def test_plot_writes_beside_the_checkpoint_or_names_the_file_after_the_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "small", 10.0)
+    fake_run(tmp_path / "large", 8.0)
+    result = CliRunner().invoke(cli, ["plot", "small"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "small" / "perplexity.png").is_file()
+    assert "wrote small/perplexity.png" in result.stderr
+    result = CliRunner().invoke(cli, ["plot", "small", "large"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "perplexity-small-vs-large.png").is_file()
+    assert not (tmp_path / "perplexity.png").exists()
+
+
+def test_plot_without_a_checkpoint_uses_the_latest_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fake_run(tmp_path / "checkpoints" / "book", 10.0)
+    (tmp_path / "checkpoints" / "book" / "config.json").write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["plot"])
+    assert result.exit_code == 0, result.output
+    assert "using checkpoints/book" in result.stderr
+    assert (tmp_path / "checkpoints" / "book" / "perplexity.png").is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from charlm.errors import CheckpointError
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
 from charlm.training import TrainConfig, train
+from charlm.training.config import parse_duration
 from charlm.training.metrics_log import read_metrics
 from charlm.training.run import RunSaver
 from charlm.training.signals import StopFlag
@@ -254,8 +256,10 @@ def test_sigkill_while_saving_leaves_a_loadable_checkpoint(tmp_path):
         check=True,
         capture_output=True,
     )
-    names = sorted(p.name.split("-")[0] for p in out.iterdir())
-    assert names == ["config.json", "training", "weights"]
+    # A save keeps the previous weights for readers that may still need them: at most two sets.
+    names = [p.name.split("-")[0] for p in out.iterdir()]
+    assert set(names) == {"config.json", "training", "weights"}
+    assert names.count("config.json") == 1 and names.count("weights") <= 2
 
 
 @pytest.mark.slow
@@ -306,6 +310,11 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     result = runner.invoke(cli, ["train", "--resume", str(out)])
     assert result.exit_code == 0, result.output
     assert read_config(out)["results"]["steps"] == 4
+    assert "nothing left to train: the run has trained" in result.output
+    assert "(4 steps," in result.output and "e.g. --max-steps 8" in result.output
+    # The resumed run found the token cache entry of the first: the book was encoded once.
+    assert "cached:" in result.output
+    assert len(list((Path(os.environ["CHARLM_CACHE"]) / "tokens").iterdir())) == 1
     result = runner.invoke(cli, ["train", "--resume", str(out), "--max-steps", "6"])
     assert result.exit_code == 0, result.output
     assert read_config(out)["results"]["steps"] == 6
@@ -313,3 +322,27 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
     result = runner.invoke(cli, ["train", "--resume", str(out), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "drop --out" in result.output
+
+
+@pytest.mark.slow
+def test_resuming_a_run_that_used_its_time_says_what_to_give(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 2, encoding="utf-8")
+    out = tmp_path / "run"
+    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu --max-time 1s"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(book), "--out", str(out), *args.split()])
+    assert result.exit_code == 0, result.output
+    trained = read_config(out)["results"]
+    result = runner.invoke(cli, ["train", "--resume", str(out), "--max-time", "1s"])
+    assert result.exit_code == 0, result.output
+    assert read_config(out)["results"]["steps"] == trained["steps"]
+    message = " ".join(result.output.split())  # the terminal may wrap it
+    steps = trained["steps"]
+    assert f"({steps:,} step{'' if steps == 1 else 's'}, " in message
+    suggested = re.search(
+        r"--max-time 1s counts that time; give a longer one, e.g. "
+        r"--max-time (\S+) for 1s more",
+        message,
+    )
+    assert suggested and parse_duration(suggested.group(1)) >= 2.0, message

@@ -13,7 +13,8 @@ import charlm
 from charlm.errors import ConfigError, TrainingError
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
-from charlm.training import TrainConfig, train
+from charlm.training import SilentReporter, TrainConfig, train
+from charlm.training.config import format_duration, parse_duration
 from charlm.training.metrics_log import read_metrics
 from charlm.training.run import RunSaver, train_book
 from charlm.training.schedules import LRSchedule, build_optimizer
@@ -262,3 +263,42 @@ def test_init_from_needs_an_encodable_book(tiny_book, tmp_path):
     saved = json.loads((tuned.checkpoint / "config.json").read_text())
     assert saved["data"]["init_from"] == str(out)
     assert saved["model"]["hidden_size"] == 16
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [("90", 90), ("90s", 90), ("10m", 600), ("2min", 120), ("2 MIN", 120), ("1h", 3600),
+     ("1.5 hours", 5400), ("1h30m", 5400), ("1h 30min", 5400), ("45 seconds", 45)],
+)  # fmt: skip
+def test_durations_take_the_usual_units(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "10x", "1h1h", "1h30", "m", "-5"])
+def test_durations_that_cannot_be_read_say_how_to_write_one(text):
+    with pytest.raises(ConfigError, match="use e.g. 300, 90s, 10m, 2min, 1h"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 9.9, 10, 61, 3600, 3725, 86_400])
+def test_a_formatted_duration_reads_back(seconds):
+    assert parse_duration(format_duration(seconds)) == pytest.approx(seconds)
+
+
+@pytest.mark.slow
+def test_train_book_shows_the_live_display_when_stderr_is_a_terminal(
+    tiny_book, tmp_path, monkeypatch, capsys
+):
+    settings = dict(
+        model={"hidden_size": 8, "embed_size": 8, "num_layers": 1},
+        training=TrainConfig(batch_size=2, seq_len=8, max_steps=2),
+        device="cpu",
+    )
+    train_book(tiny_book, out=tmp_path / "quiet", **settings)
+    assert capsys.readouterr().err == ""  # not a terminal: nothing
+    monkeypatch.setenv("FORCE_COLOR", "1")  # Rich then takes stderr for a terminal
+    train_book(tiny_book, out=tmp_path / "shown", **settings)
+    shown = capsys.readouterr().err
+    assert "1 book, train 1,890" in shown and "tokens/s" in shown and "step 2" in shown
+    train_book(tiny_book, out=tmp_path / "off", reporter=SilentReporter(), **settings)
+    assert capsys.readouterr().err == ""

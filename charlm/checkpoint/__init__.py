@@ -10,9 +10,18 @@
 
 Saving is atomic. The tensors go to new files first; then `config.json`, which names those
 files, is replaced in one `os.replace`. Until that rename the old config still names the old
-files, which are deleted only afterwards — so a crash at any moment leaves either the old
-checkpoint or the new one, never a mixture. A save that fails (a full disk) removes what it
-wrote and leaves the previous checkpoint as it was.
+files — so a crash at any moment leaves either the old checkpoint or the new one, never a
+mixture. A save that fails (a full disk) removes what it wrote and leaves the previous
+checkpoint as it was.
+
+Reading while a run saves. A reader reads config.json, then the files it names. A save
+keeps the files of the checkpoint it replaces (deleting only older ones), so a reader that
+has just read the old config still finds the old weights; and if two saves commit between
+its two reads, the weights are gone but the config has changed, and the reader starts over
+once. `prune_checkpoint` removes the kept files when the run ends.
+
+The directory is untrusted data: every file in it is opened as files.py says (no links, no
+FIFOs or devices, writes only to files charlm creates).
 
 Format versions. `format_version` in config.json says how a checkpoint is laid out. A newer
 charlm reads every older format: `MIGRATIONS[v]` turns a version-v config into a version-v+1
@@ -33,7 +42,6 @@ import errno
 import json
 import os
 import secrets
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,8 +54,9 @@ from safetensors.torch import load_file, save
 
 from charlm import jsontext
 from charlm._version import __version__
+from charlm.checkpoint import files
 from charlm.errors import CharlmError, CheckpointError
-from charlm.limits import MAX_CONFIG_BYTES, too_large
+from charlm.limits import MAX_CONFIG_BYTES
 from charlm.models import RNNLM, ModelConfig, build_model
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
 
@@ -104,20 +113,42 @@ def save_checkpoint(
     state_name = f"training-state-{token}.safetensors" if training_state is not None else None
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        previous = _named_files(directory)
         _save(directory, model, tokenizer, weights_name, state_name, training_state, sections)
     except BaseException as exc:
         _discard_uncommitted(directory, weights_name, state_name)
         if isinstance(exc, OSError):  # e.g. the disk is full
             raise CheckpointError(_save_failure(directory, exc)) from exc
         raise
-    # The new checkpoint is live: delete the old one's files and any a killed save left.
-    live = {weights_name, state_name}
+    # The new checkpoint is live. The one it replaced keeps its files for a reader that has
+    # just read its config; older files, and any a killed save left, go.
+    _remove_files(directory, keep={weights_name, state_name, *previous})
+    return directory
+
+
+def prune_checkpoint(directory: str | os.PathLike) -> None:
+    """Delete the files of earlier saves that `directory`'s config no longer names."""
+    directory = Path(directory)
+    if (directory / CONFIG_NAME).is_file():
+        _remove_files(directory, keep=_named_files(directory))
+
+
+def _named_files(directory: Path) -> set[str]:
+    """The tensor files the current config names (none when there is no readable config)."""
+    try:
+        config = read_config(directory)
+    except CheckpointError:
+        return set()
+    names = {config.get("weights"), (config.get("training_state") or {}).get("file")}
+    return {name for name in names if isinstance(name, str)}
+
+
+def _remove_files(directory: Path, keep: set) -> None:
     stale = [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]
     stale += [p for p in directory.glob(".*.tmp") if p.name.startswith(TEMPORARY_PREFIXES)]
     for old in stale:
-        if old.name not in live:
-            old.unlink(missing_ok=True)
-    return directory
+        if old.name not in keep:
+            old.unlink(missing_ok=True)  # a link is removed, never what it points to
 
 
 def _save(directory, model, tokenizer, weights_name, state_name, training_state, sections) -> None:
@@ -127,7 +158,7 @@ def _save(directory, model, tokenizer, weights_name, state_name, training_state,
         state_tensors = {
             k: t.detach().to("cpu").contiguous() for k, t in training_state.tensors.items()
         }
-        _write_atomically(directory / state_name, lambda tmp: save_file(state_tensors, tmp))
+        files.write_atomically(directory / state_name, lambda tmp: save_file(state_tensors, tmp))
     config = {
         "format_version": FORMAT_VERSION,
         "charlm_version": __version__,
@@ -142,14 +173,14 @@ def _save(directory, model, tokenizer, weights_name, state_name, training_state,
         "weights": weights_name,
     }
     tensors = _plain_tensors(model.state_dict())
-    _write_atomically(directory / weights_name, lambda tmp: save_file(tensors, tmp))
+    files.write_atomically(directory / weights_name, lambda tmp: save_file(tensors, tmp))
     _write_config(directory, config)
 
 
 def _discard_uncommitted(directory: Path, weights_name: str, state_name: str | None) -> None:
     """After a failed save, delete the files it wrote unless config.json already names them."""
-    with contextlib.suppress(OSError, UnicodeDecodeError):
-        if weights_name in (directory / CONFIG_NAME).read_text(encoding="utf-8"):
+    with contextlib.suppress(OSError, CheckpointError):
+        if weights_name.encode() in files.read_bytes(directory / CONFIG_NAME, MAX_CONFIG_BYTES):
             return  # committed: the failure came after the rename
     for name in (weights_name, state_name):
         if name is not None:
@@ -171,23 +202,68 @@ def _save_failure(directory: Path, exc: OSError) -> str:
 def load_training_state(directory: str | os.PathLike) -> TrainingState:
     """The state a run saved to continue from, with a clear error when there is none."""
     directory = Path(directory)
-    section = read_config(directory).get("training_state")
+    config, tensors = _config_and_tensors(directory, _state_file, "training state")
+    meta = {k: v for k, v in config["training_state"].items() if k != "file"}
+    return TrainingState(meta, tensors)
+
+
+def _state_file(directory: Path, config: dict[str, Any]) -> str:
+    section = config.get("training_state")
     if not isinstance(section, dict) or "file" not in section:
         raise CheckpointError(
             f"{directory} holds no training state to resume from (it is a finished model or "
             "a `best` copy); start a new run from its weights with --init-from instead"
         )
-    path = directory / Path(section["file"]).name
+    return _file_name(directory, section["file"], "training_state.file")
+
+
+def _weights_file(directory: Path, config: dict[str, Any]) -> str:
+    if "weights" not in config:
+        raise CheckpointError(f"{directory}/{CONFIG_NAME} is missing or has a bad 'weights'")
+    return _file_name(directory, config["weights"], "weights")
+
+
+def _file_name(directory: Path, name: Any, field: str) -> str:
+    """A file name from the config: a string, reduced to its last component so that it
+    cannot point out of the directory."""
+    if not isinstance(name, str) or not Path(name).name:
+        raise CheckpointError(f"{directory}/{CONFIG_NAME} has a bad {field}: {name!r}")
+    return Path(name).name
+
+
+def _config_and_tensors(
+    directory: Path, file_of: Callable[[Path, dict[str, Any]], str], what: str
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The config and the tensor file it names, read as one whole.
+
+    A run may save between the two reads. The file named by the config just read is then
+    kept until the next save, so it is still there; if two saves came in between, it is gone
+    and the config has changed: read both again, once.
+    """
+    config = read_config(directory)
+    name = file_of(directory, config)
+    tensors = _load_tensors(directory / name, what)
+    if tensors is None:
+        config = read_config(directory)
+        if file_of(directory, config) != name:  # a save came in between: once more
+            name = file_of(directory, config)
+            tensors = _load_tensors(directory / name, what)
+    if tensors is None:
+        raise CheckpointError(f"{directory}: {what} file {name} is missing")
+    return config, tensors
+
+
+def _load_tensors(path: Path, what: str) -> dict[str, torch.Tensor] | None:
+    """The tensors of a safetensors file of a checkpoint; None when there is no such file."""
     try:
-        tensors = load_file(str(path), device="cpu")
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{directory}: training state file {path.name} is missing") from exc
+        with files.checked_path(path) as name:
+            return load_file(name, device="cpu")
+    except FileNotFoundError:
+        return None
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{directory}: training state {path.name} is corrupt ({exc})"
+            f"{path.parent}: {what} file {path.name} is corrupt or not safetensors ({exc})"
         ) from exc
-    meta = {k: v for k, v in section.items() if k != "file"}
-    return TrainingState(meta, tensors)
 
 
 def _plain_tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -212,20 +288,6 @@ def save_file(tensors: dict[str, torch.Tensor], filename: str | os.PathLike) -> 
     Path(filename).write_bytes(save(tensors))
 
 
-def _write_atomically(target: Path, write) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them live
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed `config.json` of a checkpoint directory, with clear errors."""
     directory = Path(directory)
@@ -234,13 +296,10 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"no checkpoint at {directory}: the path does not exist")
     if not directory.is_dir():
         raise CheckpointError(f"{directory} is not a checkpoint directory (expected a folder)")
-    if not config_path.is_file():
+    if not os.path.lexists(config_path):
         raise CheckpointError(f"{directory} is not a charlm checkpoint: it has no {CONFIG_NAME}")
     try:
-        size = config_path.stat().st_size
-        if size > MAX_CONFIG_BYTES:
-            raise CheckpointError(too_large(str(config_path), size, MAX_CONFIG_BYTES))
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json.loads(files.read_bytes(config_path, MAX_CONFIG_BYTES).decode("utf-8"))
     except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
         raise CheckpointError(f"{config_path} is unreadable or not valid JSON: {reason}") from exc
@@ -272,7 +331,9 @@ def _migrate(config: dict[str, Any]) -> dict[str, Any]:
 
 def _write_config(directory: Path, config: dict[str, Any]) -> None:
     text = jsontext.dumps(config, indent=2) + "\n"
-    _write_atomically(directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    files.write_atomically(
+        directory / CONFIG_NAME, lambda tmp: tmp.write_text(text, encoding="utf-8")
+    )
 
 
 def update_config(directory: str | os.PathLike, **sections: Any) -> None:
@@ -285,14 +346,13 @@ def update_config(directory: str | os.PathLike, **sections: Any) -> None:
 def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> Checkpoint:
     """Rebuild the model and tokenizer saved in `directory`, on `device`."""
     directory = Path(directory)
-    config = read_config(directory)
+    config, tensors = _config_and_tensors(directory, _weights_file, "weights")
     try:
         model_config = ModelConfig.from_dict(config["model"])
         tokenizer_section = config["tokenizer"]
         tokenizer = tokenizer_from_state(
             tokenizer_section["name"], tokenizer_section["state"], tokenizer_section.get("package")
         )
-        weights_path = directory / Path(config["weights"]).name
     except CharlmError as exc:
         raise CheckpointError(f"{directory}: {exc}") from exc
     except (KeyError, TypeError, AttributeError) as exc:
@@ -302,14 +362,6 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
             f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
             f"expects {model_config.vocab_size}; the checkpoint is inconsistent"
         )
-    try:
-        tensors = load_file(str(weights_path), device="cpu")
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"{directory}: weights file {weights_path.name} is missing") from exc
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{directory}: weights file {weights_path.name} is corrupt or not safetensors ({exc})"
-        ) from exc
     _check_weights(directory, model_config, tensors)
     model = build_model(model_config)
     try:
@@ -330,9 +382,10 @@ def _check_weights(directory: Path, config: ModelConfig, tensors: dict[str, torc
     """
     try:
         with torch.device("meta"):
-            shapes = {k: tuple(t.shape) for k, t in build_model(config).state_dict().items()}
+            expected = build_model(config).state_dict()
     except (CharlmError, TypeError, ValueError, OverflowError, RuntimeError) as exc:
         raise CheckpointError(f"{directory}: the model config cannot be built ({exc})") from exc
+    shapes = {k: tuple(t.shape) for k, t in expected.items()}
     found = {k: tuple(t.shape) for k, t in tensors.items()}
     if found != shapes:
         wrong = sorted(k for k in shapes.keys() | found.keys() if shapes.get(k) != found.get(k))
@@ -342,6 +395,8 @@ def _check_weights(directory: Path, config: ModelConfig, tensors: dict[str, torc
             f"{found.get(name, 'nothing')}, the config needs {shapes.get(name, 'nothing')})"
         )
     for name, tensor in tensors.items():
+        # Checked as the model will hold it: 1e300 in a float64 file is finite until cast.
+        tensor = tensor.to(expected[name].dtype)
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(
                 f"{directory}: the weights hold NaN or infinite values ({name}); the file is "

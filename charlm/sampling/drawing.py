@@ -1,0 +1,201 @@
+"""One request while it is drawn, a token at a time, with the network step left outside.
+
+A `Drawing` holds what belongs to one request: its rows (one per sample), their random
+numbers, the repetition-penalty masks, the drafts that decode and cut at stop strings, and the
+probabilities it reports. Given the logits of its rows it draws one token per row and says
+which text became complete. It never runs the network: `Batch` does, for one drawing (the
+`Sampler`'s own loop) or for several at once (a server's requests for the same model), so a
+request's text is made by the same code whether or not it shares the network with others.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from charlm.errors import ConfigError, SamplingError
+from charlm.sampling.draft import Draft, Sample
+from charlm.sampling.request import Request
+from charlm.sampling.strategies import Uniforms, choose
+from charlm.tokenizers import Tokenizer
+
+# The most alternatives a drawing reports per piece (OpenAI's completions allow 5).
+MAX_TOP_LOGPROBS = 20
+
+
+class Piece(NamedTuple):
+    """New text of one sample, as it became complete.
+
+    log_prob: the model's log-probability (nats, at temperature 1) of the tokens that wrote
+        `text` (usually one token; more where a stop string or an incomplete character held
+        text back); None unless probabilities were asked for.
+    top: the most likely tokens where the piece began, as (text, log-probability), most
+        likely first; empty unless alternatives were asked for.
+    """
+
+    sample: int
+    text: str
+    log_prob: float | None = None
+    top: tuple[tuple[str, float], ...] = ()
+
+
+class Drawing:
+    """The rows of one request while they are drawn; see the module docstring.
+
+    logprobs: None reports no probabilities; 0 the log-probability of every piece; k > 0 also
+    the k most likely tokens where each piece began (OpenAI's `logprobs`).
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        tokenizer: Tokenizer,
+        context_ids: list[int],
+        device: torch.device,
+        logprobs: int | None = None,
+    ) -> None:
+        check_logprobs(logprobs)
+        options = request.options
+        self.request = request
+        self.rows = options.num_samples
+        self.seeds = [options.seed + row for row in range(self.rows)]
+        self.prompt_tokens = len(context_ids)
+        self.steps = 0  # tokens drawn per row so far
+        self.cancelled = False  # set from anywhere; the next step drops the drawing
+        self._tokenizer = tokenizer
+        self._banned = tokenizer.banned_ids(options.allow_unk)
+        self._logprobs = logprobs
+        self._uniforms = None if options.greedy else Uniforms(self.seeds, device)
+        self._seen = None
+        if options.repetition_penalty != 1.0:
+            self._seen = _seen_mask(context_ids, self.rows, tokenizer.vocab_size, device)
+        self._drafts = [
+            Draft(tokenizer.stream_decoder(context_ids), options.stop) for _ in range(self.rows)
+        ]
+        # Per row: log-probability and alternatives of the tokens whose text is still held back.
+        self._held_log_prob = [0.0] * self.rows
+        self._held_top: list[tuple[tuple[str, float], ...] | None] = [None] * self.rows
+
+    @property
+    def done(self) -> bool:
+        """No more tokens to draw: cancelled, at the length, or every row stopped."""
+        if self.cancelled or self.steps >= self.request.options.length:
+            return True
+        return all(draft.finished for draft in self._drafts)
+
+    def draw(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[Piece]]:
+        """One token per row from `logits` (rows, vocab); the tokens and the completed text."""
+        logits = mask_banned(logits, self._banned)
+        tokens = choose(logits, self.request.options, _next_or_none(self._uniforms), self._seen)
+        drawn = _checked_ids(tokens.tolist(), logits.shape[-1])
+        log_probs, tops = self._probabilities(logits, tokens)
+        if self._seen is not None:
+            self._seen.scatter_(1, tokens.unsqueeze(1), 1.0)
+        self.steps += 1
+        pieces = []
+        for row, token in enumerate(drawn):
+            draft = self._drafts[row]
+            if draft.finished:
+                continue
+            self._hold(row, log_probs[row], tops[row])
+            text = draft.add(token, log_probs[row])
+            if text:
+                pieces.append(self._release(row, text))
+        return tokens, pieces
+
+    def finish(self) -> list[Piece]:
+        """The text every row still held back when drawing ended."""
+        pieces = []
+        for row, draft in enumerate(self._drafts):
+            text = draft.finish()
+            if text:
+                pieces.append(self._release(row, text))
+        return pieces
+
+    def samples(self) -> list[Sample]:
+        """The finished samples, one per row."""
+        return [
+            draft.sample(self.request.prefix, seed)
+            for draft, seed in zip(self._drafts, self.seeds, strict=True)
+        ]
+
+    def finish_reason(self, row: int) -> str:
+        """ "stop" where a stop string ended the row, else "length" (OpenAI's words)."""
+        return "stop" if self._drafts[row].finished else "length"
+
+    def num_tokens(self, row: int) -> int:
+        """Tokens drawn for `row`, including any that spelled a stop string."""
+        return self._drafts[row].num_tokens
+
+    def _probabilities(
+        self, logits: torch.Tensor, tokens: torch.Tensor
+    ) -> tuple[list[float | None], list[tuple[tuple[str, float], ...]]]:
+        """Each row's log-probability of its token, and its alternatives, as asked for."""
+        if self._logprobs is None:
+            return [None] * self.rows, [()] * self.rows
+        log_softmax = logits.float().log_softmax(dim=-1)  # (rows, vocab), at temperature 1
+        chosen = log_softmax.gather(1, tokens.unsqueeze(1)).squeeze(1).tolist()
+        if self._logprobs == 0:
+            return chosen, [()] * self.rows
+        best = log_softmax.topk(min(self._logprobs, log_softmax.shape[-1]), dim=-1)
+        decode = self._tokenizer.decode
+        tops = [
+            tuple((decode([i]), lp) for i, lp in zip(ids, lps, strict=True))
+            for ids, lps in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+        ]
+        return chosen, tops
+
+    def _hold(self, row: int, log_prob: float | None, top: tuple[tuple[str, float], ...]) -> None:
+        if log_prob is not None:
+            self._held_log_prob[row] += log_prob
+        if self._held_top[row] is None:
+            self._held_top[row] = top  # the alternatives where the coming piece begins
+
+    def _release(self, row: int, text: str) -> Piece:
+        log_prob = self._held_log_prob[row] if self._logprobs is not None else None
+        piece = Piece(row, text, log_prob, self._held_top[row] or ())
+        self._held_log_prob[row], self._held_top[row] = 0.0, None
+        return piece
+
+
+def check_logprobs(logprobs: int | None) -> None:
+    """Raise ConfigError unless `logprobs` is None or an integer in [0, MAX_TOP_LOGPROBS]."""
+    if logprobs is None:
+        return
+    if isinstance(logprobs, bool) or not isinstance(logprobs, int):
+        raise ConfigError(f"logprobs must be an integer or None, got {logprobs!r}")
+    if not 0 <= logprobs <= MAX_TOP_LOGPROBS:
+        raise ConfigError(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}], got {logprobs}")
+
+
+def _seen_mask(
+    context_ids: list[int], rows: int, vocab_size: int, device: torch.device
+) -> torch.Tensor:
+    """(rows, vocab) mask of the tokens the repetition penalty applies to, from the prefix."""
+    seen = torch.zeros(rows, vocab_size, device=device)
+    if context_ids:
+        seen[:, torch.as_tensor(context_ids, device=device)] = 1.0
+    return seen
+
+
+def mask_banned(logits: torch.Tensor, banned: list[int]) -> torch.Tensor:
+    """Never draw `banned` ids (<unk>, markers): their logits become -inf."""
+    if banned:
+        logits = logits.clone()
+        logits[:, banned] = float("-inf")
+    return logits
+
+
+def _checked_ids(ids: list[int], vocab_size: int) -> list[int]:
+    # A draw from NaN scores lands past the vocabulary: say so instead of failing later.
+    if ids and not 0 <= min(ids) <= max(ids) < vocab_size:
+        raise SamplingError(
+            "the model produced scores that are not numbers (NaN); its weights are damaged "
+            "or its training diverged"
+        )
+    return ids
+
+
+def _next_or_none(uniforms: Uniforms | None) -> torch.Tensor | None:
+    return None if uniforms is None else uniforms.next()

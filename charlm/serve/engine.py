@@ -1,0 +1,196 @@
+"""One model's requests, drawn on a thread of their own and handed to the event loop.
+
+The network must not run on the event loop (it would stall every other connection), and
+requests that arrive together are cheaper drawn together. So each model has an `Engine`: a
+worker thread that admits waiting requests between two steps, steps them all through one
+`Batch` (or, with batching off, a batch each, in turn), and posts each request's new pieces
+to its `Job`, where the request's handler awaits them. A handler whose client has gone
+cancels its job; the worker drops it at the next step, so it stops within a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+
+from charlm.sampling import Sampler
+from charlm.sampling.batch import Batch, Step
+from charlm.sampling.drawing import Drawing, Piece
+from charlm.sampling.request import Request
+
+
+class Job:
+    """One request in flight: the handler's side (async) of what the worker draws."""
+
+    def __init__(self, request: Request, logprobs: int | None) -> None:
+        self.request = request
+        self.logprobs = logprobs
+        self.drawing: Drawing | None = None  # set by the worker once the prefix is primed
+        self.cancelled = False
+        self._loop = asyncio.get_running_loop()
+        self._ready = asyncio.Event()
+        self._pieces: list[Piece] = []
+        self._started = False
+        self._finished = False
+        self._error: BaseException | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.request.options.num_samples
+
+    def cancel(self) -> None:
+        """Stop drawing (the client has gone): the worker drops the job at its next step."""
+        self.cancelled = True
+        if self.drawing is not None:
+            self.drawing.cancelled = True
+
+    async def started(self) -> None:
+        """Wait until the prefix is primed; raise what went wrong if it could not be."""
+        while not (self._started or self._error):
+            await self._wait()
+        if not self._started:
+            raise self._error
+
+    async def pieces(self) -> list[Piece] | None:
+        """The pieces drawn since the last call (waiting for some), or None once done;
+        raises the error that ended the drawing, after the pieces drawn before it."""
+        while not (self._pieces or self._finished or self._error):
+            await self._wait()
+        if self._pieces:  # what was drawn before an error still goes out first
+            pieces, self._pieces = self._pieces, []
+            return pieces
+        if self._error is not None:
+            raise self._error
+        return None
+
+    async def _wait(self) -> None:
+        self._ready.clear()
+        await self._ready.wait()
+
+    def post(
+        self, pieces: list[Piece], finished: bool = False, error: BaseException | None = None
+    ) -> None:
+        """From the worker: new pieces, the end, or an error (thread-safe)."""
+        try:
+            self._loop.call_soon_threadsafe(self._receive, pieces, finished, error)
+        except RuntimeError:  # the event loop has closed: nobody is waiting any more
+            pass
+
+    def _receive(self, pieces: list[Piece], finished: bool, error: BaseException | None) -> None:
+        self._pieces.extend(pieces)
+        self._started = self._started or error is None
+        self._finished = self._finished or finished
+        self._error = self._error or error
+        self._ready.set()
+
+
+class Engine:
+    """The worker thread of one model; see the module docstring."""
+
+    def __init__(self, sampler: Sampler, max_batch: int, batch: bool = True) -> None:
+        self._sampler = sampler
+        self._max_batch = max_batch
+        self._batched = batch
+        self._waiting: deque[Job] = deque()
+        self._wake = threading.Condition()
+        self._batches: list[Batch] = []
+        self._jobs: dict[int, Job] = {}  # id(drawing) -> its job
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name="charlm-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def active_rows(self) -> int:
+        """Samples being drawn now (for /health)."""
+        return sum(batch.rows for batch in list(self._batches))
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for room in the batch."""
+        return len(self._waiting)
+
+    def submit(self, request: Request, logprobs: int | None = None) -> Job:
+        """Queue `request` (from the event loop); its pieces arrive at the returned job."""
+        job = Job(request, logprobs)
+        with self._wake:
+            self._waiting.append(job)
+            self._wake.notify()
+        return job
+
+    def close(self) -> None:
+        """Stop the worker after its current step."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        self._thread.join(timeout=10)
+
+    def _work(self) -> None:
+        while True:
+            admitted = self._admit()
+            if admitted is None:
+                return
+            for job in admitted:
+                self._start(job)
+            for batch in list(self._batches):
+                self._step(batch)
+            self._batches = [batch for batch in self._batches if batch]
+
+    def _admit(self) -> list[Job] | None:
+        """The waiting jobs that fit in the batch now; blocks while there is nothing to do."""
+        with self._wake:
+            while not (self._closed or self._waiting or self._batches):
+                self._wake.wait()
+            if self._closed:
+                return None
+            room = self._max_batch - self.active_rows
+            admitted: list[Job] = []
+            while self._waiting:
+                # An idle engine always takes the first job, even one larger than the batch.
+                idle = not self._batches and not admitted
+                if self._waiting[0].rows > room and not idle:
+                    break
+                admitted.append(self._waiting.popleft())
+                room -= admitted[-1].rows
+            return admitted
+
+    def _start(self, job: Job) -> None:
+        if job.cancelled:
+            job.post([], finished=True)
+            return
+        if self._batched and self._batches:
+            batch = self._batches[0]
+        else:
+            batch = Batch(self._sampler)
+        try:
+            job.drawing = batch.add(job.request, job.logprobs)
+        except Exception as exc:  # a prefix the model cannot take: that request fails alone
+            job.post([], error=exc)
+            return
+        if job.cancelled:  # cancelled while its prefix was primed
+            job.drawing.cancelled = True
+        if batch not in self._batches:
+            self._batches.append(batch)
+        self._jobs[id(job.drawing)] = job
+        job.post([])  # primed: the handler may answer now
+
+    def _step(self, batch: Batch) -> None:
+        try:
+            steps = batch.step()
+        except Exception as exc:  # the model itself failed (NaN, out of memory): end them all
+            self._fail(batch, exc)
+            return
+        for step in steps:
+            self._deliver(step)
+
+    def _deliver(self, step: Step) -> None:
+        job = self._jobs[id(step.drawing)]
+        if step.finished:
+            del self._jobs[id(step.drawing)]
+        if step.pieces or step.finished:
+            job.post(step.pieces, finished=step.finished)
+
+    def _fail(self, batch: Batch, exc: Exception) -> None:
+        for drawing in batch.drawings:
+            self._jobs.pop(id(drawing)).post([], error=exc)
+        batch.clear()

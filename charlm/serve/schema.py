@@ -1,0 +1,205 @@
+"""Requests as JSON objects, checked and mapped onto charlm's sampling settings.
+
+The names are OpenAI's completions API (so its clients work unchanged); `max_tokens` and `n`
+are charlm's `length` and `num_samples`, the other sampling settings keep their charlm names
+(`top_k`, `repetition_penalty`, ...). Anything wrong raises `RequestError`, which the app
+turns into a 400 response with one line saying what.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from charlm.errors import CharlmError
+from charlm.sampling.drawing import MAX_TOP_LOGPROBS
+from charlm.sampling.options import SamplingOptions
+from charlm.serve.config import ServeConfig
+
+# Request field -> SamplingOptions field: OpenAI's two names, then every option by its own
+# name (top_k, min_p, repetition_penalty, ...) except those that make no sense over HTTP.
+# Left out, an option keeps its default, which is `charlm generate`'s: a request with only a
+# prompt and a seed gives the text `charlm generate --prefix ... --seed ...` prints.
+NOT_OVER_HTTP = {"length", "num_samples", "beam_width", "allow_unk"}
+SAMPLING_FIELDS = {
+    "max_tokens": "length",
+    "n": "num_samples",
+    **{f.name: f.name for f in dataclasses.fields(SamplingOptions) if f.name not in NOT_OVER_HTTP},
+}
+# OpenAI fields charlm has no use for: accepted only at their neutral value.
+NEUTRAL = {
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "suffix": (None, ""),
+    "best_of": (None, 1),
+}
+IGNORED = ("user",)  # accepted and not used
+MAX_STOPS = 16
+MAX_MESSAGE = 500  # characters of an error message; a hostile value is not echoed whole
+MAX_INPUTS = 256  # texts per score or classify request
+
+
+class RequestError(CharlmError):
+    """A request the server cannot serve; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
+
+
+def error_object(
+    message: str, kind: str = "invalid_request_error", param: str | None = None
+) -> dict[str, Any]:
+    """OpenAI's error object, with `message` on one bounded line."""
+    line = re.sub(r"\s+", " ", message).strip()
+    if len(line) > MAX_MESSAGE:
+        line = line[: MAX_MESSAGE - 1] + "…"
+    return {"error": {"message": line, "type": kind, "param": param, "code": None}}
+
+
+@dataclass
+class CompletionRequest:
+    """A checked `POST /v1/completions` body."""
+
+    model: str | None
+    prompts: list[str]
+    options: SamplingOptions
+    stream: bool = False
+    echo: bool = False
+    logprobs: int | None = None
+    include_usage: bool = False
+    label: str | None = None
+
+
+@dataclass
+class TextsRequest:
+    """A checked `POST /v1/score` or `/v1/classify` body."""
+
+    model: str | None
+    inputs: list[str]
+    top_k: int | None = None
+
+
+def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
+    """Check a completions body against the API and the server's limits."""
+    body = _object(body)
+    known = {"model", "prompt", "stream", "stream_options", "echo", "logprobs", "label"}
+    _refuse_unknown(body, known | set(SAMPLING_FIELDS) | set(NEUTRAL) | set(IGNORED))
+    for name, neutral in NEUTRAL.items():
+        if name in body and body[name] not in neutral:
+            raise RequestError(f"{name} is not supported by charlm; leave it out", name)
+    prompts = _prompts(body.get("prompt", ""))
+    defaults = SamplingOptions()
+    settings = {"length": defaults.length, "num_samples": defaults.num_samples}
+    settings.update(
+        {SAMPLING_FIELDS[k]: v for k, v in body.items() if k in SAMPLING_FIELDS and v is not None}
+    )
+    _check_limits(settings, len(prompts), limits)
+    stop = settings.get("stop")
+    if isinstance(stop, list) and len(stop) > MAX_STOPS:
+        raise RequestError(f"stop holds {len(stop)} strings; at most {MAX_STOPS}", "stop")
+    return CompletionRequest(
+        model=_optional(body, "model", str),
+        prompts=prompts,
+        options=SamplingOptions.from_dict(settings),  # a bad value: ConfigError, a 400
+        stream=_optional(body, "stream", bool) or False,
+        echo=_optional(body, "echo", bool) or False,
+        logprobs=_logprobs(body.get("logprobs")),
+        include_usage=_include_usage(body.get("stream_options")),
+        label=_optional(body, "label", str),
+    )
+
+
+def texts_request(body: Any, *, top_k: bool) -> TextsRequest:
+    """Check a score (`top_k` False) or classify (`top_k` True) body."""
+    body = _object(body)
+    _refuse_unknown(body, {"model", "input", "inputs", "top_k"} if top_k else {"model", "input"})
+    key = "inputs" if "inputs" in body else "input"
+    raw = body.get(key)
+    texts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise RequestError(f"{key} must be a text or a non-empty list of texts", key)
+    if len(texts) > MAX_INPUTS:
+        raise RequestError(f"{key} holds {len(texts)} texts; at most {MAX_INPUTS}", key)
+    k = _optional(body, "top_k", int) if top_k else None
+    if k is not None and k < 1:
+        raise RequestError(f"top_k must be at least 1, got {k}", "top_k")
+    return TextsRequest(_optional(body, "model", str), texts, k)
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    return body
+
+
+def _refuse_unknown(body: dict[str, Any], known: set[str]) -> None:
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise RequestError(
+            f"unknown field {unknown[0]!r}; the fields: {', '.join(sorted(known))}", unknown[0]
+        )
+
+
+def _prompts(prompt: Any) -> list[str]:
+    if isinstance(prompt, str):
+        return [prompt]
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+        return prompt
+    raise RequestError(
+        "prompt must be a text or a non-empty list of texts (token ids are not accepted)",
+        "prompt",
+    )
+
+
+def _check_limits(settings: dict[str, Any], prompts: int, limits: ServeConfig) -> None:
+    for name, key, lowest in (("max_tokens", "length", 0), ("n", "num_samples", 1)):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            raise RequestError(f"{name} must be an integer >= {lowest}, got {value!r}", name)
+    if settings["length"] > limits.max_tokens:
+        raise RequestError(
+            f"max_tokens is {settings['length']}; this server allows at most {limits.max_tokens}",
+            "max_tokens",
+        )
+    choices = prompts * settings["num_samples"]
+    if choices > limits.max_choices:
+        raise RequestError(
+            f"the request asks for {choices} completions (n times the prompts); this server "
+            f"allows at most {limits.max_choices}",
+            "n",
+        )
+
+
+def _logprobs(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOP_LOGPROBS:
+        raise RequestError(
+            f"logprobs must be an integer in [0, {MAX_TOP_LOGPROBS}], got {value!r}", "logprobs"
+        )
+    return value
+
+
+def _include_usage(options: Any) -> bool:
+    if options is None:
+        return False
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise RequestError('stream_options must be {"include_usage": true|false}', "stream_options")
+    return _optional(options, "include_usage", bool) or False
+
+
+def _optional(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise RequestError(f"{name} must be {_KIND_NAMES[kind]}, got {value!r}", name)
+    return value
+
+
+_KIND_NAMES = {str: "a string", bool: "true or false", int: "an integer"}

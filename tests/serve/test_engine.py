@@ -1,0 +1,121 @@
+"""The engine: requests drawn together give the text each gives alone; a cancelled request
+stops within a couple of tokens; one bad request fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from charlm.errors import UnknownTokenError
+from charlm.sampling.options import SamplingOptions
+from charlm.sampling.request import make_request
+from charlm.serve.engine import Engine
+
+REQUESTS = [
+    ("the ", 300, 1, 0.8),
+    ("a stitch ", 250, 2, 0.5),
+    ("", 280, 3, 1.0),
+    ("dog", 260, 4, 0),
+]
+
+
+def sampler_request(prefix, length, seed, temperature, num_samples=1):
+    options = SamplingOptions(
+        length=length, seed=seed, temperature=temperature, num_samples=num_samples
+    )
+    return make_request(prefix, options)
+
+
+async def collect(job) -> dict[int, str]:
+    await job.started()
+    texts: dict[int, str] = {}
+    while (pieces := await job.pieces()) is not None:
+        for piece in pieces:
+            texts[piece.sample] = texts.get(piece.sample, "") + piece.text
+    return texts
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batched", "in turn"])
+def test_requests_at_once_give_the_text_each_gives_alone(sampler, batch):
+    engine = Engine(sampler, max_batch=64, batch=batch)
+    peak = 0
+
+    async def run():
+        nonlocal peak
+        jobs = [engine.submit(sampler_request(*r)) for r in REQUESTS]
+        tasks = [asyncio.ensure_future(collect(job)) for job in jobs]
+        while not all(task.done() for task in tasks):
+            peak = max(peak, engine.active_rows)
+            await asyncio.sleep(0.002)
+        return [task.result() for task in tasks]
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        engine.close()
+    for texts, (prefix, length, seed, temperature) in zip(results, REQUESTS):
+        assert prefix + texts[0] == sampler.generate(prefix, length, temperature, seed)
+    assert peak > 1  # they were drawn at the same time, not one after the other
+
+
+def test_a_cancelled_request_stops_within_a_couple_of_tokens(sampler):
+    engine = Engine(sampler, max_batch=64)
+
+    async def run():
+        job = engine.submit(sampler_request("the ", 100_000, 1, 1.0))
+        other = engine.submit(sampler_request("a ", 200, 2, 1.0))
+        await job.started()
+        for _ in range(5):
+            await job.pieces()
+        seen = job.drawing.steps
+        job.cancel()
+        for _ in range(1000):  # bounded: the worker drops it at its next step
+            if engine.active_rows <= 1:
+                break
+            await asyncio.sleep(0.005)
+        return job.drawing.steps - seen, await collect(other)
+
+    try:
+        extra_steps, other_texts = asyncio.run(run())
+    finally:
+        engine.close()
+    assert extra_steps <= 2
+    assert "a " + other_texts[0] == sampler.generate("a ", 200, 1.0, 2)
+
+
+def test_a_request_the_model_cannot_take_fails_alone(sampler):
+    engine = Engine(sampler, max_batch=64)
+
+    async def run():
+        bad = engine.submit(sampler_request("the €", 10, 1, 1.0))
+        good = engine.submit(sampler_request("the ", 10, 1, 1.0))
+        with pytest.raises(UnknownTokenError):
+            await bad.started()
+        return await collect(good)
+
+    try:
+        assert len(asyncio.run(run())[0]) == 10
+    finally:
+        engine.close()
+
+
+def test_requests_beyond_the_batch_wait_for_room(sampler):
+    engine = Engine(sampler, max_batch=3)
+    peak = 0
+
+    async def run():
+        nonlocal peak
+        jobs = [engine.submit(sampler_request("the ", 120, s, 1.0, num_samples=2)) for s in (1, 5)]
+        tasks = [asyncio.ensure_future(collect(job)) for job in jobs]
+        while not all(task.done() for task in tasks):
+            peak = max(peak, engine.active_rows)
+            await asyncio.sleep(0.002)
+        return [task.result() for task in tasks]
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        engine.close()
+    assert peak == 2  # the second pair never joined the first: 4 rows would pass 3
+    assert "the " + second[1] == sampler.generate("the ", 120, 1.0, 6)

@@ -1,0 +1,151 @@
+"""The playground page in a real browser: headless Chromium driven by Selenium.
+
+Needs Debian's `chromium` and `chromium-driver` packages (`.ci/run` installs them); skipped
+with the reason when they are absent. docs/playground.png was taken by this test, serving a
+model trained on Tiny Shakespeare (`charlm train tinyshakespeare/input.txt --hidden 256`, half
+an hour of one core of a busy machine; validation perplexity 5.4):
+
+    CHARLM_PLAYGROUND_MODEL=checkpoints/shakespeare \
+    CHARLM_PLAYGROUND_SCREENSHOT=docs/playground.png pytest tests/serve/test_playground.py
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from charlm.sampling import load
+from charlm.serve.config import ServeConfig
+from tests.serve.conftest import LiveServer, model_set
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,  # a browser starts for each test
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs chromium and chromedriver (apt-get install chromium chromium-driver)",
+    ),
+]
+WAIT = 60  # seconds, at most, for anything the page does (the machine may be busy)
+# Headless, and without the background work (updates, on-device models) a browser would do.
+QUIET_CHROMIUM = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-extensions",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-features=OptimizationGuideModelDownloading,OnDeviceModelService",
+    "--no-first-run",
+)
+
+
+@pytest.fixture
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in QUIET_CHROMIUM:
+        options.add_argument(argument)
+    options.add_argument("--window-size=1280,900")
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def server(sampler):
+    path = os.environ.get("CHARLM_PLAYGROUND_MODEL")
+    name, served = ("tiny", sampler) if not path else (Path(path).name, load(path, device="cpu"))
+    config = ServeConfig(max_tokens=100_000)
+    with LiveServer(model_set(config, **{name: served}), config) as live:
+        live.model = name
+        yield live
+
+
+def output_text(browser) -> str:
+    return browser.find_element(By.ID, "output").text
+
+
+def status(browser) -> str:
+    return browser.find_element(By.ID, "status").text
+
+
+def set_number(browser, element_id: str, value: str) -> None:
+    box = browser.find_element(By.ID, element_id)
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(value)
+
+
+def test_generate_streams_text_in_and_stop_ends_it(browser, server, tmp_path):
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == server.model)
+    assert "parameters" in browser.find_element(By.ID, "model-info").text
+    prefix = browser.find_element(By.ID, "prefix")
+    prefix.clear()
+    prefix.send_keys("the ")
+    set_number(browser, "length", "100000")
+    prefix.send_keys(Keys.CONTROL, Keys.ENTER)  # the keyboard starts it
+    wait.until(lambda b: len(output_text(b)) > 40)  # text arrives while it is being written
+    assert status(browser).startswith("Writing")
+    assert not browser.find_element(By.ID, "stop").get_attribute("disabled")
+    browser.find_element(By.ID, "stop").click()
+    wait.until(lambda b: status(b).startswith("Stopped"))
+    stopped_at = output_text(browser)
+    assert server.wait_idle(server.model) < 5  # the server stopped drawing too
+    time.sleep(0.3)
+    assert output_text(browser) == stopped_at
+    assert browser.find_element(By.ID, "generate").is_enabled()
+
+
+def test_a_seeded_text_with_shading_and_a_phone_width(browser, server, tmp_path):
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == server.model)
+    if server.model == "tiny":
+        prefix = browser.find_element(By.ID, "prefix")
+        prefix.clear()
+        prefix.send_keys("the ")
+    set_number(browser, "length", "400")
+    set_number(browser, "temperature", "0.6")
+    browser.find_element(By.ID, "seed").send_keys("7")
+    browser.find_element(By.ID, "shade").click()
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda b: status(b).startswith("Done"))
+    assert "seed 7" in status(browser)
+    pieces = browser.find_elements(By.CSS_SELECTOR, "#output.shaded .piece")
+    assert len(pieces) == 400
+    shades = {p.value_of_css_property("background-color") for p in pieces[:200]}
+    assert len(shades) > 5  # each piece shaded by its own probability
+    assert "likeliest" in pieces[0].get_attribute("title")
+    first = output_text(browser)
+    browser.find_element(By.ID, "generate").click()  # same seed, same text
+    wait.until(lambda b: status(b).startswith("Done"))
+    assert output_text(browser) == first
+    browser.execute_script("document.getElementById('output').scrollTop = 0")
+    screenshot = tmp_path / "playground.png"
+    browser.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
+    if os.environ.get("CHARLM_PLAYGROUND_SCREENSHOT"):
+        shutil.copyfile(screenshot, os.environ["CHARLM_PLAYGROUND_SCREENSHOT"])
+    phone = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", phone)
+    assert browser.execute_script("return window.innerWidth") == 390
+    overflow = "return document.documentElement.scrollWidth - window.innerWidth"
+    assert browser.execute_script(overflow) <= 0  # nothing wider than the phone
+    select = browser.find_element(By.ID, "model")
+    assert select.size["width"] >= 150  # the model's name stays readable
