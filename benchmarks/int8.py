@@ -8,7 +8,8 @@ The models are 2 x 512 character models (LSTM, GRU, RNN) trained on Tiny Shakesp
 90% (nanoGPT's split). A cell without a --checkpoint is trained for --train-time with charlm's
 defaults into benchmarks/results/checkpoints/int8/<cell> (kept and reused by later runs);
 the comparison needs a trained model, not a good one. The LSTM is also run as charlm's
-scratch implementation (`load(..., impl="scratch")`).
+scratch implementation (`load(..., impl="scratch")`), whose int8 load is refused (int8 runs
+PyTorch's kernels, not the scratch equations): its row gives the float32 speeds and the refusal.
 
 For each model, in one process, interleaved over --repeats rounds (medians reported):
 
@@ -41,6 +42,7 @@ from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option,
 from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
 from benchmarks.train_overhead import threads
 from charlm.corpus import read_book
+from charlm.errors import ConfigError
 from charlm.sampling import Sampler, load
 
 BOOK = CORPORA / "tinyshakespeare" / "input.txt"
@@ -66,14 +68,15 @@ class LayerCalls(nn.Module):
         return self.model(tokens, state)
 
 
-def samplers(checkpoint: Path, impl: str | None) -> dict[str, Sampler]:
-    """The three ways to sample the model of `checkpoint`."""
+def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], str | None]:
+    """The ways to sample the model of `checkpoint`, and why int8 is not one (or None)."""
     float32 = load(checkpoint, device="cpu", impl=impl)
-    return {
-        "layer": Sampler(LayerCalls(float32.model), float32.tokenizer),
-        "float32": float32,
-        "int8": load(checkpoint, device="cpu", impl=impl, quantize="int8"),
-    }
+    ways = {"layer": Sampler(LayerCalls(float32.model), float32.tokenizer), "float32": float32}
+    try:
+        ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
+    except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
+        return ways, str(exc)
+    return ways, None
 
 
 def tokens_per_second(
@@ -109,13 +112,19 @@ def speeds(ways: dict[str, Sampler], tokens: int, num_samples: int, repeats: int
 
 def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settings: dict,
             repeats: int) -> dict[str, Any]:  # fmt: skip
-    ways = samplers(checkpoint, impl)
+    ways, refused = samplers(checkpoint, impl)
     one = speeds(ways, settings["tokens"], 1, repeats)
     many = speeds(ways, settings["batch_tokens"], BATCH, repeats)
+    model = cell + (f" ({impl})" if impl else "")
+    if refused is not None:
+        return {"model": model, "threads": torch.get_num_threads(), "int8_refused": refused,
+                "tokens_per_s": {name: one[name]["median"] for name in one},
+                "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
+                "float32_vs_layer": one["float32"]["median"] / one["layer"]["median"]}  # fmt: skip
     bpc = {name: ways[name].score(held_out).bits_per_character for name in ("float32", "int8")}
     ratio = lambda a, b, key="median": one[a][key] / one[b][key]  # noqa: E731
     return {
-        "model": cell + (f" ({impl})" if impl else ""),
+        "model": model,
         "threads": torch.get_num_threads(),
         "tokens_per_s": {name: one[name]["median"] for name in one},
         "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
@@ -215,6 +224,13 @@ def report(rows: list[dict]) -> None:
     def ratio(row: dict, key: str) -> str:
         return f"{row[key]:.2f}x ({row['cpu_' + key]:.2f}x)"
 
+    for row in rows:
+        if "int8_refused" in row:
+            print(f"{row['model']}: float32 {both(row, 'float32')} tok/s, layer "
+                  f"{both(row, 'layer')}; int8 refused: {row['int8_refused']}")  # fmt: skip
+    rows = [row for row in rows if "int8_refused" not in row]
+    if not rows:
+        return
     print_table(
         ["model", "threads", "layer tok/s", "float32 tok/s", "int8 tok/s", "int8/float32",
          "int8/layer", f"b{BATCH} float32", f"b{BATCH} int8", "bpc float32", "bpc int8",
