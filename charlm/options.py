@@ -2,6 +2,9 @@
 
     hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
 
+A field may also name its default for runs on short examples (`examples=256`): a name or a
+sentence wants a smaller network and other batches than a book does.
+
 The dataclass is the single place where an option's name, default and help are written; the
 command line (charlm/cli/options.py) derives its Click options from these fields, and a test
 walks every config to check that each field has its option and the defaults agree. Nothing here
@@ -14,6 +17,9 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+# The `examples` default of a field that keeps its one default for every kind of data.
+SAME = "same"
 
 
 @dataclass(frozen=True)
@@ -32,9 +38,10 @@ class Option:
     shown_default: str | None = None  # what --help says for a default of None ("none", ...)
     negatable: bool = False  # a boolean with both --flag and --no-flag
     inverted: bool = False  # a boolean given as its negation (--no-cache sets use_cache False)
-    path: str | None = None  # "file" or "dir": the value is a path to one
+    path: str | None = None  # "file", "dir" or "any": the value is a path to one
     group: str | None = None  # the heading --help lists it under; default: its config's
     multiple: bool = False  # a tuple of values, the option repeatable
+    examples: Any = SAME  # the default for runs on short examples (`--examples`), if different
 
 
 def option(default: Any, help: str, **details: Any) -> Any:
@@ -49,3 +56,8 @@ def option_fields(config: type) -> list[tuple[dataclasses.Field, Option]]:
 
 def flag_name(field: dataclasses.Field, spec: Option) -> str:
     return spec.flag or "--" + field.name.replace("_", "-")
+
+
+def example_defaults(config: type) -> dict[str, Any]:
+    """The fields of `config` whose default differs for short examples, with that default."""
+    return {f.name: spec.examples for f, spec in option_fields(config) if spec.examples != SAME}

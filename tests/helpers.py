@@ -85,3 +85,20 @@ def one_error_line(result: Any, after_progress: bool = False) -> str:
     errors = [line for line in lines if line.startswith("Error:")]
     assert errors == lines[-1:] and (after_progress or len(lines) == 1), result.stderr
     return lines[-1]
+
+
+def write_labelled_names(root, copies: int = 1):
+    """Two labels with their own alphabets, a file each, one name a line: ab.txt holds names of
+    a and b, xyz.txt names of x, y and z (every name `copies` times). Returns `root`."""
+    import itertools
+
+    root.mkdir(parents=True, exist_ok=True)
+    for label, alphabet in (("ab", "ab"), ("xyz", "xyz")):
+        names = [
+            "".join(chars).capitalize()
+            for size in (2, 3, 4)
+            for chars in itertools.product(alphabet, repeat=size)
+        ][:40]
+        lines = [name for name in names for _ in range(copies)]
+        (root / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root

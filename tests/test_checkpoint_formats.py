@@ -21,6 +21,7 @@ from charlm import checkpoint as ckpt
 from charlm.checkpoint import load_checkpoint, read_config, save_checkpoint
 from charlm.cli import cli
 from charlm.errors import CheckpointError
+from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
 from charlm.training.run import DataOptions, train_book
@@ -139,6 +140,27 @@ def test_a_format_1_checkpoint_works_from_the_cli_and_for_fine_tuning(tmp_path, 
     assert load_checkpoint(trained.checkpoint).config["data"]["init_from"] == str(tmp_path / "old")
 
 
+def test_a_format_1_checkpoint_reads_as_a_model_of_continuous_text(tmp_path):
+    # Format 2 added models of examples: a format-1 model has no end token and no labels.
+    write_format_1(tmp_path / "old")
+    config = read_config(tmp_path / "old")
+    assert config["model"]["end_token"] is False and config["model"]["num_labels"] == 0
+    assert config["labels"] is None
+    assert Sampler.from_checkpoint(tmp_path / "old", device="cpu").labels == []
+
+
+def test_labels_that_do_not_fit_the_model_are_refused(tmp_path):
+    tokenizer, _ = ids_of(TINY_TEXT)
+    torch.manual_seed(0)
+    config = ModelConfig(tokenizer.vocab_size + 1, hidden_size=8, end_token=True, num_labels=2)
+    path = save_checkpoint(tmp_path / "ck", build_model(config), tokenizer, labels={"a": 3, "b": 1})
+    assert Sampler.from_checkpoint(path, device="cpu").labels == ["a", "b"]
+    for labels in ({"a": 3}, None, {"a": "x", "b": 1}, ["a", "b"]):
+        _edit(path, lambda c, labels=labels: c.update(labels=labels))
+        with pytest.raises(CheckpointError, match="the model has 2 labels"):
+            load_checkpoint(path)
+
+
 def test_migrations_run_in_turn_up_to_the_current_format(tmp_path, monkeypatch):
     write_format_1(tmp_path / "old")
     # A future format 3: version 2 renamed "results" to "summary", version 3 added "notes".
@@ -223,6 +245,9 @@ CONFIG_KEYS = [
     ("model", "tie_weights"),
     ("model", "one_hot"),
     ("model", "nonlinearity"),
+    ("model", "end_token"),
+    ("model", "num_labels"),
+    ("labels",),
     ("tokenizer",),
     ("tokenizer", "name"),
     ("tokenizer", "state"),

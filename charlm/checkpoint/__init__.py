@@ -33,6 +33,10 @@ tests/test_checkpoint_formats.py. Version history:
     1  charlm 0.1.0: model, tokenizer {name, state}, weights; later 0.1.x add the optional
        tokenizer.package, training_state, data, results (readers treat all of these as
        optional, so no step is needed yet)
+    2  models of examples: model.end_token (the model's last id ends each example, so its
+       vocabulary is the tokenizer's plus one) and model.num_labels; a `labels` section
+       {label: training examples} when num_labels > 0. Step 1 → 2 writes what a version-1
+       model is: end_token false, no labels.
 """
 
 from __future__ import annotations
@@ -60,14 +64,25 @@ from charlm.limits import MAX_CONFIG_BYTES
 from charlm.models import RNNLM, ModelConfig, build_model
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 WEIGHTS_GLOB = "weights-*.safetensors"
 TRAINING_STATE_GLOB = "training-state-*.safetensors"
 BEST_NAME = "best"
 TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
-# Version v → v+1. Empty while there is one format; see the module docstring.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+def _add_example_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """1 → 2: a version-1 model reads continuous text: no end token, no labels."""
+    model = config.get("model")
+    if isinstance(model, dict):
+        config["model"] = {**model, "end_token": False, "num_labels": 0}
+    config.setdefault("labels", None)
+    return config
+
+
+# Version v → v+1, applied in turn by `_migrate`; see the module docstring.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _add_example_fields}
 
 
 @dataclass
@@ -357,11 +372,15 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
         raise CheckpointError(f"{directory}: {exc}") from exc
     except (KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{directory}/{CONFIG_NAME} is missing or has a bad {exc}") from exc
-    if tokenizer.vocab_size != model_config.vocab_size:
+    # A model of examples has one token more than its tokenizer: the end token.
+    expected = tokenizer.vocab_size + (1 if model_config.end_token else 0)
+    if expected != model_config.vocab_size:
         raise CheckpointError(
             f"{directory}: the tokenizer has {tokenizer.vocab_size} tokens but the model "
-            f"expects {model_config.vocab_size}; the checkpoint is inconsistent"
+            f"expects {model_config.vocab_size - (expected - tokenizer.vocab_size)}; the "
+            "checkpoint is inconsistent"
         )
+    _check_labels(directory, config.get("labels"), model_config.num_labels)
     _check_weights(directory, model_config, tensors)
     model = build_model(model_config)
     try:
@@ -372,6 +391,21 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
             f"{directory}: the weights do not fit the model config ({first_line})"
         ) from exc
     return Checkpoint(model.to(device).eval(), tokenizer, config, directory)
+
+
+def _check_labels(directory: Path, labels: Any, num_labels: int) -> None:
+    """The `labels` section must name each of the model's labels once, with its count."""
+    if not num_labels and not labels:
+        return
+    valid = isinstance(labels, dict) and all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in labels.items()
+    )
+    if not valid or len(labels) != num_labels:
+        raise CheckpointError(
+            f"{directory}: the model has {num_labels} labels but the config's labels section "
+            f"does not name them ({CONFIG_NAME} is damaged or edited)"
+        )
 
 
 def _check_weights(directory: Path, config: ModelConfig, tensors: dict[str, torch.Tensor]) -> None:

@@ -30,6 +30,10 @@ UNKNOWN_ADVICE = "use --unknown {policy}"
 # written here so that listing the commands imports none of them; a test checks that each
 # is its command's own first line.
 COMMANDS = {
+    "classify": (
+        "classify",
+        "Label each TEXT by Bayes' rule under a labelled CHECKPOINT, or find a passage's book.",
+    ),
     "corpus": (
         "corpus",
         "The catalogue of public-domain books and standard corpora charlm can download.",

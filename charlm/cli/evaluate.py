@@ -1,26 +1,52 @@
-"""`charlm evaluate`: how well a checkpoint predicts text files."""
+"""`charlm evaluate`: how well a checkpoint predicts text files, or labelled examples."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
-from charlm.cli.options import config_options
+from charlm.checkpoint import read_config
+from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
+from charlm.cli.options import config_options, config_values
 from charlm.corpus import read_book
+from charlm.data import PRIORS, DataOptions, read_example_set
 from charlm.device import DEVICE_CHOICES
 from charlm.errors import CharlmError, UnknownTokenError
 from charlm.models.quantized import InferenceOptions
-from charlm.sampling import Score, load
+from charlm.sampling import (
+    ExampleEvaluation,
+    Sampler,
+    Score,
+    evaluate_examples,
+    load,
+    plot_confusion,
+)
 from charlm.tokenizers import UNKNOWN_POLICIES
 
 COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
+EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding")
 
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="[CHECKPOINT] FILE...")
+@config_options(DataOptions, only=EXAMPLE_FORMAT)
+@click.option(
+    "--prior",
+    type=click.Choice(PRIORS),
+    default="learned",
+    show_default=True,
+    help="Labelled examples: p(label) for classifying them, learned (the training shares) or "
+    "uniform.",
+)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Labelled examples: draw the confusion matrix to this image (PNG).  [default: none]",
+)
 @click.option(
     "--unknown",
     type=click.Choice(UNKNOWN_POLICIES, case_sensitive=False),
@@ -33,7 +59,7 @@ COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
     "as_json",
     is_flag=True,
     show_default=True,
-    help="Print one JSON object per file instead of a table.",
+    help="Print JSON: one object per file, or one for all the examples.",
 )
 @click.option(
     "--device",
@@ -44,7 +70,14 @@ COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
 )
 @config_options(InferenceOptions)
 def evaluate(
-    paths: tuple[str, ...], unknown: str | None, as_json: bool, device: str, quantize: str | None
+    paths: tuple[str, ...],
+    prior: str,
+    plot: Path | None,
+    unknown: str | None,
+    as_json: bool,
+    device: str,
+    quantize: str | None,
+    **options: Any,
 ) -> None:
     """Score each FILE with CHECKPOINT: cross-entropy, perplexity and bits per character.
 
@@ -54,9 +87,31 @@ def evaluate(
     compared on the same text. The model reads each file from start to end, its state carried
     throughout. A file that cannot be scored (characters the model never saw) is reported in
     its row and the others are still scored.
+
+    With a model of examples, FILE... hold examples, read as --labels and --examples say (by
+    default as the model's training data was read). A labelled model classifies labelled
+    examples: accuracy, macro-F1, top-3 accuracy, precision and recall of each label and the
+    nats per character given the label (each example's end counting as one character);
+    --plot draws the confusion matrix.
     """
+    data = DataOptions(**config_values(DataOptions, options))
     checkpoint, files = _split_arguments(paths)
-    sampler = load(resolve_checkpoint(checkpoint), device=device, quantize=quantize)
+    checkpoint = resolve_checkpoint(checkpoint)
+    sampler = load(checkpoint, device=device, quantize=quantize)
+    if sampler.end_id is not None:
+        _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)
+        return
+    if data.example_unit is not None:
+        raise click.UsageError(
+            f"{checkpoint} is a model of continuous text; --labels / --examples apply to "
+            "models trained on examples"
+        )
+    _evaluate_books(sampler, files, unknown, as_json)
+
+
+def _evaluate_books(
+    sampler: Sampler, files: list[Path], unknown: str | None, as_json: bool
+) -> None:
     texts = [(path, read_book(path).text) for path in files]  # all readable before any work
     if len(texts) == 1:  # one file: its problem is the whole answer
         path, text = texts[0]
@@ -72,6 +127,48 @@ def evaluate(
         raise click.ClickException(
             f"{len(problems)} of {len(rows)} files could not be scored (see their rows){advice}"
         )
+
+
+def _evaluate_examples(
+    sampler: Sampler,
+    checkpoint: Path,
+    files: list[Path],
+    data: DataOptions,
+    prior: str,
+    plot: Path | None,
+    unknown: str | None,
+    as_json: bool,
+) -> None:
+    if data.example_unit is None:
+        data = _training_format(checkpoint, data)
+    examples = read_example_set(files, data)
+    evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
+    if as_json:
+        click.echo(json.dumps(evaluation.to_dict(), ensure_ascii=False))
+    else:
+        _print_evaluation(evaluation)
+    if plot is not None:
+        written = plot_confusion(evaluation, plot)
+        stderr_console().print(f"wrote {written}")
+
+
+def _training_format(checkpoint: Path, data: DataOptions) -> DataOptions:
+    """The example format the model was trained on, for files given without one."""
+    saved = read_config(checkpoint).get("data", {}).get("options", {})
+    try:
+        found = DataOptions.from_dict({k: saved[k] for k in EXAMPLE_FORMAT if k in saved})
+    except (CharlmError, TypeError) as exc:
+        raise click.UsageError(
+            f"say how the files hold examples (--examples, --labels): {exc}"
+        ) from exc
+    if found.example_unit is None:
+        found = DataOptions(examples="lines")
+    stderr_console().print(
+        f"reading the files as the model's training data was read: --examples "
+        f"{found.example_unit}" + (f" --labels {found.labels}" if found.labels else ""),
+        soft_wrap=True,
+    )
+    return found
 
 
 def _split_arguments(paths: tuple[str, ...]) -> tuple[Path | None, list[Path]]:
@@ -127,3 +224,24 @@ def _problem(error: CharlmError) -> str:
     if isinstance(error, UnknownTokenError) and error.summary:
         return error.summary
     return str(error)
+
+
+def _print_evaluation(evaluation: ExampleEvaluation) -> None:
+    line = f"{evaluation.examples:,} examples: {evaluation.nats_per_char:.4f} nats/char"
+    if evaluation.accuracy is None:
+        click.echo(line)
+        return
+    click.echo(
+        f"{line} given the label; accuracy {evaluation.accuracy:.4f}, macro-F1 "
+        f"{evaluation.macro_f1:.4f}, top-3 accuracy {evaluation.top3_accuracy:.4f} "
+        f"({evaluation.prior} prior, {evaluation.ms_per_example:.2f} ms per example)"
+    )
+    width = max(len("label"), *(len(name) for name in evaluation.labels))
+    click.echo(f"{'label':<{width}}  precision  recall      f1  support")
+    for name, scores in evaluation.per_label.items():
+        if not scores["support"] and not scores["predicted"]:
+            continue  # a label neither in the examples nor ever chosen
+        click.echo(
+            f"{name:<{width}}  {scores['precision']:>9.3f}  {scores['recall']:>6.3f}  "
+            f"{scores['f1']:>6.3f}  {scores['support']:>7,}"
+        )

@@ -14,7 +14,7 @@ from charlm.cli.options import config_options
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES
-from charlm.errors import UnknownTokenError
+from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import IMPLS
 from charlm.models.quantized import InferenceOptions
 from charlm.sampling import Sampler, SamplingOptions, load
@@ -80,6 +80,10 @@ def generate(
     One sample streams to stdout as it is written; with --num-samples or --beam-width the
     samples are printed numbered when done. Messages go to stderr, so
     `charlm generate > story.txt` captures only the text.
+
+    A model of examples (trained with --examples or --labels) draws whole examples, each
+    ending at its end token, one per line: `charlm generate names --label Russian
+    --num-samples 10` prints ten Russian names.
     """
     options = options_from_cli(sampling)
     if interactive and (prefix or prefix_file):
@@ -89,6 +93,11 @@ def generate(
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
     sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize)
+    try:  # at the prompt a missing label can still be set with /label
+        if options.label is not None or not interactive:
+            sampler.check_label(options.label)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     if interactive:
         run_prompt_loop(options, lambda text, now: write_samples(sampler, text, now, as_json))
         return
@@ -113,6 +122,9 @@ def write_samples(sampler: Sampler, prefix: str, options: SamplingOptions, as_js
                 "stop": sample.stop,
             }
             click.echo(json.dumps(record, ensure_ascii=False))
+    elif sampler.end_id is not None and options.num_samples > 1:
+        for sample in sampler.samples(prefix, options=options):  # whole examples, one a line
+            click.echo(prefix + sample.text)
     elif options.num_samples == 1 and options.beam_width == 1:
         _stream(sampler, prefix, options)
     else:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from charlm.errors import ConfigError
-from charlm.options import Option, flag_name, option_fields
+from charlm.options import SAME, Option, flag_name, option_fields
 
 
 class Parsed(click.ParamType):
@@ -67,14 +67,18 @@ def grouped(group: str, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
 
 
 def config_options(
-    config: type, *, group: str | None = None, exclude: tuple[str, ...] = ()
+    config: type,
+    *,
+    group: str | None = None,
+    exclude: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> Callable[[Any], Any]:
-    """A decorator adding an option for each option field of `config` (in field order), under
-    the heading of the field's group, else `group`."""
+    """A decorator adding an option for each option field of `config` (in field order), or
+    for the fields named in `only`, under the heading of the field's group, else `group`."""
     made = [
         _click_option(field, spec, group)
         for field, spec in option_fields(config)
-        if field.name not in exclude
+        if field.name not in exclude and (only is None or field.name in only)
     ]
 
     def decorate(command: Any) -> Any:
@@ -116,7 +120,11 @@ def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> 
         settings["is_flag"] = True
     else:
         settings["type"] = _click_type(field, spec)
-    if field.default in (None, ()) and spec.shown_default is not None:
+    if spec.examples != SAME:
+        # Click shows a string default as given: both defaults in its own brackets.
+        shown = spec.shown_default if field.default is None else _shown(field.default)
+        settings["show_default"] = f"{shown}; {_shown(spec.examples)} with --examples"
+    elif field.default in (None, ()) and spec.shown_default is not None:
         # Click shows no default for None or (); say what it means, in Click's own format.
         settings["help"] = f"{spec.help}  [default: {spec.shown_default}]"
     if spec.multiple:
@@ -124,6 +132,10 @@ def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> 
     if spec.metavar is not None and spec.parse is None:
         settings["metavar"] = spec.metavar
     return click.option(flag, field.name, default=field.default, **settings)
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _click_type(field: dataclasses.Field, spec: Option) -> click.ParamType:

@@ -22,10 +22,14 @@ from charlm.cli.train_options import (
 from charlm.data import DataOptions
 from charlm.errors import CharlmError, CheckpointError
 from charlm.models import ModelConfig
+from charlm.options import example_defaults
 from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training
+
+# Where a value the user chose comes from: typed, or set by --recipe.
+CHOSEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)
 
 
 @cli.command(cls=GroupedCommand)
@@ -69,15 +73,18 @@ def train(
                 f"--resume continues a run in its own directory with its own model and "
                 f"settings; drop {other}"
             )
-    data = DataOptions(**config_values(DataOptions, options))
-    model = config_values(ModelConfig, options)
-    chosen = config_values(TrainConfig, options)
     try:  # every setting is checked now, before any book is read
+        data = DataOptions(**config_values(DataOptions, options))
+        model = config_values(ModelConfig, options)
+        chosen = config_values(TrainConfig, options)
+        given = {k for k in options if ctx.get_parameter_source(k) in CHOSEN_SOURCES}
+        if data.example_unit is not None:
+            # What neither the command line nor the recipe set takes the defaults for
+            # short examples.
+            model = {**example_defaults(ModelConfig), **_only(model, given)}
+            chosen = {**example_defaults(TrainConfig), **_only(chosen, given)}
         if resume is not None:
-            given = {
-                k for k in chosen if ctx.get_parameter_source(k) == ParameterSource.COMMANDLINE
-            }
-            training = resumed_training(resume, {k: chosen[k] for k in given})
+            training = resumed_training(resume, _only(chosen, given))
         else:
             training = TrainConfig(**chosen)
         check_settings(
@@ -123,6 +130,11 @@ def _recipe_line(ctx: click.Context, name: str) -> str:
     return line + (f" (given here instead: {', '.join(given)})" if given else "")
 
 
+def _only(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """The entries of `values` the user chose."""
+    return {k: v for k, v in values.items() if k in given}
+
+
 def _report(console, trained) -> None:
     result = trained.result
     if result.stopped_by in STOP_EXIT_CODES:
@@ -145,4 +157,10 @@ def _report(console, trained) -> None:
             f"best validation perplexity {result.best_val_perplexity:.3f} (step "
             f"{result.best_step}) is kept in {trained.best}"
         )
-    console.print(f"sample from it with: charlm generate {trained.checkpoint}")
+    if trained.labels:
+        console.print(
+            f"sample from it with: charlm generate {trained.checkpoint} --label "
+            f"{trained.labels[0]}; classify with: charlm classify {trained.checkpoint} TEXT"
+        )
+    else:
+        console.print(f"sample from it with: charlm generate {trained.checkpoint}")

@@ -6,15 +6,23 @@ Each book is cut on its own, so with several books every one is represented in t
                                              val_fraction  test_fraction (of this book)
 
 A split given as a file (`val_file`, `test_file`) replaces the fraction for that split.
+
+Examples (names, sentences) are split by distinct text instead, label by label, with a seed
+(`split_examples`): every copy of a text goes to the same split, so no text is in two.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from charlm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .examples import ExampleSet
 
 
 @dataclass
@@ -76,3 +84,43 @@ def split_regions(length: int, config: SplitConfig) -> tuple[int, int]:
 
 def _same(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
+
+
+def split_examples(
+    examples: ExampleSet, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[ExampleSet, ExampleSet, ExampleSet]:
+    """(train, validation, test): each label's distinct texts shuffled with `seed` and cut by
+    the fractions; every example follows its text.
+
+    A text under several labels is placed once, by the first label (in sorted order) that
+    has it, so it too lands in one split. Each label keeps at least one text for training.
+    """
+    rng = np.random.default_rng(seed)
+    split_of: dict[str, int] = {}  # text → 0 train, 1 validation, 2 test
+    for texts in _distinct_texts(examples).values():
+        new = [text for text in texts if text not in split_of]
+        val, test = _cut(len(new), val_fraction, test_fraction)
+        for rank, position in enumerate(rng.permutation(len(new))):
+            split_of[new[position]] = 2 if rank < test else 1 if rank < test + val else 0
+    parts: list[list[int]] = [[], [], []]
+    for index, text in enumerate(examples.texts):
+        parts[split_of[text]].append(index)
+    train, val, test = (examples.subset(indices) for indices in parts)
+    return train, val, test
+
+
+def _cut(count: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """How many of `count` texts go to validation and to test; one at least stays to train."""
+    val, test = int(round(count * val_fraction)), int(round(count * test_fraction))
+    excess = max(0, val + test - max(0, count - 1))
+    from_val = min(val, excess)
+    return val - from_val, test - (excess - from_val)
+
+
+def _distinct_texts(examples: ExampleSet) -> dict[str | None, list[str]]:
+    """Each label's distinct texts in the order first read, labels in sorted order."""
+    found: dict[str | None, dict[str, None]] = {}
+    for text, label in examples.pairs():
+        found.setdefault(label, {})[text] = None
+    ordered = sorted(found, key=lambda label: (label is not None, label or ""))
+    return {label: list(found[label]) for label in ordered}

@@ -5,17 +5,44 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from charlm.corpus import DEFAULT_CORPUS_DIR, SplitConfig
+from charlm.corpus import DEFAULT_CORPUS_DIR, EXAMPLE_UNITS, LABEL_SOURCES, SplitConfig
+from charlm.corpus.examples import check_format
 from charlm.options import option
 
 
 @dataclass
 class DataOptions:
-    """How books become training, validation and test ids (see docs/corpora.md)."""
+    """How books become training, validation and test ids (see docs/corpora.md); with
+    `labels` or `examples`, how short examples are read and split (docs/labelled-text.md)."""
 
+    labels: str | None = option(
+        None,
+        "The data is labelled examples: files: each file is a label (its name); dirs: each "
+        "subdirectory is a label; table: .tsv/.csv/.jsonl rows with a text and a label column.",
+        choices=LABEL_SOURCES, shown_default="none: continuous text",
+    )  # fmt: skip
+    examples: str | None = option(
+        None,
+        "The data is short examples, each trained from its own start to an end token: lines: "
+        "every non-empty line; files: every file. --labels files/dirs imply lines.",
+        choices=EXAMPLE_UNITS, shown_default="none: continuous text",
+    )  # fmt: skip
+    text_column: str = option("text", "--labels table: the column holding the text.")
+    label_column: str = option("label", "--labels table: the column holding the label.")
+    dedupe: bool = option(
+        False,
+        "With examples: train on each (text, label) once; duplicates are reported either way.",
+    )
+    split_seed: int = option(
+        0,
+        "With examples: the seed that draws the validation and test examples (by distinct "
+        "text, label by label).",
+        low=0, high=2**32 - 1,
+    )  # fmt: skip
     val_fraction: float = option(
         0.1,
-        "Fraction at the end of each book held out for validation (ignored with --val).",
+        "Fraction at the end of each book (with examples: of each label's distinct texts) "
+        "held out for validation (ignored with --val).",
         low=0, high=1, high_open=True,
     )  # fmt: skip
     test_fraction: float = option(
@@ -26,13 +53,15 @@ class DataOptions:
     )  # fmt: skip
     val_file: str | None = option(
         None,
-        "Validation text from this file instead of each book's tail.",
-        flag="--val", path="file", shown_default="none",
+        "Validation text from this file (with examples: these examples, read alike) instead "
+        "of each book's tail.",
+        flag="--val", path="any", shown_default="none",
     )  # fmt: skip
     test_file: str | None = option(
         None,
-        "Test text from this file, scored once after training.",
-        flag="--test", path="file", shown_default="none",
+        "Test text from this file (with examples: these examples), scored once after "
+        "training.",
+        flag="--test", path="any", shown_default="none",
     )  # fmt: skip
     encoding: str | None = option(
         None,
@@ -58,6 +87,16 @@ class DataOptions:
     def from_dict(cls, data: dict[str, Any]) -> DataOptions:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def __post_init__(self) -> None:
+        check_format(self.labels, self.examples)
+
+    @property
+    def example_unit(self) -> str | None:
+        """What one example is ("lines", "files", "rows"), or None for continuous text."""
+        if self.labels == "table":
+            return "rows"
+        return self.examples or ("lines" if self.labels else None)
 
     def splits(self) -> SplitConfig:
         return SplitConfig(

@@ -7,6 +7,7 @@ import torch
 from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
 from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
 from .rnnlm import (
+    LABEL_INPUTS,
     NONLINEARITIES,
     RNNLM,
     ModelConfig,
@@ -44,6 +45,7 @@ __all__ = [
     "CELLS",
     "DEFAULT_CUTOFFS",
     "IMPLS",
+    "LABEL_INPUTS",
     "NONLINEARITIES",
     "RNNLM",
     "SOFTMAXES",

@@ -2,6 +2,16 @@
 
 The output layer is a full softmax (one linear layer) or, for large vocabularies, an adaptive
 softmax (charlm/models/heads.py).
+
+A model of examples (names, sentences) has one more token than its tokenizer, the end token
+(`end_token`; the last id), which ends every example and also stands first in each as its
+start. A model of labelled examples is conditioned on the label (`num_labels` > 0), as
+`label_input` says:
+
+    token       the label's vector replaces the start token's embedding: the network reads
+                the label first, then the example (a learned "label token")
+    every-step  the label's vector is joined to the input at every step, as in the PyTorch
+                tutorial that generates names of a chosen language
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 # The φ of a plain RNN cell (GRU and LSTM have their own gates), as the scratch RNN has them.
 NONLINEARITIES = tuple(scratch.NONLINEARITIES)
+LABEL_INPUTS = ("token", "every-step")
 _FRACTION = {"low": 0, "high": 1, "high_open": True}
 
 
@@ -53,13 +64,16 @@ class ModelConfig:
         False,
         "Feed one-hot vectors of vocabulary size instead of an embedding (--embed is then unused).",
     )
-    num_layers: int = option(2, "Number of stacked recurrent layers.", flag="--layers", low=1)
-    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1)
-    embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1)
-    dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION)
+    # `examples=`: the defaults for short examples (names), measured in docs/labelled-text.md.
+    num_layers: int = option(
+        2, "Number of stacked recurrent layers.", flag="--layers", low=1, examples=1
+    )
+    hidden_size: int = option(512, "Hidden units per layer.", flag="--hidden", low=1, examples=256)
+    embed_size: int = option(64, "Size of the token embedding.", flag="--embed", low=1, examples=32)
+    dropout: float = option(0.1, "Dropout between stacked layers.", **_FRACTION, examples=0.0)
     embed_dropout: float = option(0.0, "Dropout on the embedded input tokens.", **_FRACTION)
     output_dropout: float = option(
-        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION
+        0.0, "Dropout on the last layer's output, before the head.", **_FRACTION, examples=0.2
     )
     tie_weights: bool = option(
         False,
@@ -89,12 +103,30 @@ class ModelConfig:
         low_open=True,
         shown_default="PyTorch's initialisation",
     )
+    label_input: str = option(
+        "every-step",
+        "How a labelled model reads the label: token: once, in place of the start token; "
+        "every-step: joined to the input at every step.",
+        choices=LABEL_INPUTS,
+    )
+    label_size: int = option(
+        16, "Size of the label vector joined to each input (--label-input every-step).", low=1
+    )
+    # Set from the data, not on the command line: the last id ends (and starts) each example,
+    # and the number of labels the model is conditioned on (0: none).
+    end_token: bool = False
+    num_labels: int = 0
+
+    @property
+    def end_id(self) -> int | None:
+        """The end token's id (the last one), or None for a model of continuous text."""
+        return self.vocab_size - 1 if self.end_token else None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise ConfigError(f"unknown model {self.cell!r}; choose one of {', '.join(CELLS)}")
         CELLS[self.cell].layer_class(self.impl)  # refuses an unknown impl, or torch without one
-        for name in ("vocab_size", "embed_size", "hidden_size", "num_layers"):
+        for name in ("vocab_size", "embed_size", "hidden_size", "num_layers", "label_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):  # e.g. a hand-edited file
                 raise ConfigError(f"{name} must be an integer, got {value!r}")
@@ -106,7 +138,7 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             if not 0.0 <= value < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {value}")
-        for name in ("one_hot", "tie_weights"):
+        for name in ("one_hot", "tie_weights", "end_token"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.nonlinearity not in NONLINEARITIES:
@@ -124,7 +156,21 @@ class ModelConfig:
             )
         if self.init_range is not None and not self.init_range > 0:
             raise ConfigError(f"init_range must be positive, got {self.init_range}")
+        self._check_labels()
         self._check_softmax()
+
+    def _check_labels(self) -> None:
+        if self.label_input not in LABEL_INPUTS:
+            raise ConfigError(
+                f"unknown label input {self.label_input!r}; use {' or '.join(LABEL_INPUTS)}"
+            )
+        labels = self.num_labels
+        if isinstance(labels, bool) or not isinstance(labels, int) or labels < 0:
+            raise ConfigError(f"num_labels must be an integer >= 0, got {labels!r}")
+        if labels and not self.end_token:
+            raise ConfigError("a labelled model reads examples: it needs the end token")
+        if self.end_token and self.vocab_size < 2:
+            raise ConfigError("a model of examples needs at least one token besides the end")
 
     def _check_softmax(self) -> None:
         if self.softmax not in SOFTMAXES:
@@ -181,6 +227,14 @@ class RNNLM(nn.Module):
             None if config.one_hot else nn.Embedding(config.vocab_size, config.embed_size)
         )
         input_size = config.vocab_size if config.one_hot else config.embed_size
+        # A label's vector stands in for the start token (same size as a token's input) or is
+        # joined to every input.
+        self.label_embedding = None
+        if config.num_labels:
+            every_step = config.label_input == "every-step"
+            label_size = config.label_size if every_step else input_size
+            self.label_embedding = nn.Embedding(config.num_labels, label_size)
+            input_size += label_size if every_step else 0
         # nn.RNN/GRU/LSTM apply dropout between stacked layers only, never after the last.
         between_layers = config.dropout if config.num_layers > 1 else 0.0
         cell = CELLS[config.cell]
@@ -224,7 +278,11 @@ class RNNLM(nn.Module):
         return zeros if parts == 1 else tuple(zeros.clone() for _ in range(parts))
 
     def forward(
-        self, tokens: torch.Tensor, state: State | None = None, targets: torch.Tensor | None = None
+        self,
+        tokens: torch.Tensor,
+        state: State | None = None,
+        targets: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, State]:
         """Scores for the next token at every position, and the state after the last one.
 
@@ -232,15 +290,11 @@ class RNNLM(nn.Module):
         softmax: either way their softmax is the model's distribution. Given `targets`
         (batch, seq), the first result is instead each target's loss −log p in nats
         (batch, seq), computed without scoring the whole vocabulary where the head allows.
+        A labelled model needs the `labels` (batch,) of the rows, or (1,) for all of them.
         """
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
-        if self.embedding is None:
-            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.reference.dtype)
-        else:
-            embedded = self.embedding(tokens)
-        # (batch, seq, embed), or (batch, seq, vocab) when one-hot
-        embedded = self.embed_dropout(embedded)
+        embedded = self.embed_dropout(self._inputs(tokens, labels))
         outputs, state = self.rnn(embedded, state)  # (batch, seq, hidden)
         outputs = self.output_dropout(outputs)
         if targets is None:
@@ -254,7 +308,9 @@ class RNNLM(nn.Module):
         nll = F.cross_entropy(logits, targets.flatten(), reduction="none")
         return nll.view_as(targets), state  # (batch, seq)
 
-    def step(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def step(
+        self, tokens: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """The scores after one more token per row: tokens (batch,) → (batch, vocab), state.
 
         The same numbers as `forward` on sequences of one token. In evaluation mode on a CPU,
@@ -263,28 +319,41 @@ class RNNLM(nn.Module):
         """
         cell = cell_function(self.rnn)
         if self.training or cell is None or tokens.device.type != "cpu":
-            scores, state = self(tokens.unsqueeze(1), state)  # (batch, 1, vocab)
+            scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)
             return scores[:, 0], state
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
+        inputs = self._inputs(tokens.unsqueeze(1), labels)[:, 0]  # (batch, input)
+        outputs, state = step_layers(self.rnn, cell, inputs, state)  # (batch, hidden)
+        return self.head(outputs), state  # (batch, vocab)
+
+    def _inputs(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """What the recurrent layers read: the embedded (or one-hot) tokens (batch, seq, ·),
+        with its label in them for a labelled model."""
         if self.embedding is None:
             embedded = F.one_hot(tokens, self.config.vocab_size).to(self.reference.dtype)
         else:
-            embedded = self.embedding(tokens)  # (batch, embed)
-        outputs, state = step_layers(self.rnn, cell, embedded, state)  # (batch, hidden)
-        return self.head(outputs), state  # (batch, vocab)
+            embedded = self.embedding(tokens)
+        if self.label_embedding is not None:
+            return self._condition(tokens, embedded, labels)
+        if labels is not None:
+            raise ConfigError("this model was trained without labels; give no label")
+        return embedded
 
-
-def _in_slices(outputs: torch.Tensor, logits: int) -> bool:
-    """Whether the full softmax's loss goes slice by slice (heads.linear_cross_entropy): on
-    the CPU in float32, for more logits than one slice holds (the word models), where keeping
-    each slice in cache beats one pass of every operation over all the logits."""
-    return (
-        outputs.device.type == "cpu"
-        and outputs.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-        and logits > LOGITS_PER_SLICE
-    )
+    def _condition(
+        self, tokens: torch.Tensor, embedded: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The inputs with the label in them: at the start tokens, or joined to every step."""
+        if labels is None:
+            raise ConfigError("this model is conditioned on a label: give one for every row")
+        vectors = self.label_embedding(labels.to(tokens.device))  # (batch or 1, label size)
+        batch, seq, _ = embedded.shape
+        spread = vectors[:, None, :].expand(batch, seq, -1)  # (batch, seq, label size)
+        if self.config.label_input == "every-step":
+            return torch.cat([embedded, spread], dim=-1)  # (batch, seq, input + label size)
+        # Every example starts with the end token; there the network reads the label instead.
+        starts = (tokens == self.config.end_id).unsqueeze(-1)  # (batch, seq, 1)
+        return torch.where(starts, spread.to(embedded.dtype), embedded)
 
 
 def detach_state(state: State) -> State:
@@ -299,3 +368,15 @@ def detach_state(state: State) -> State:
 
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def _in_slices(outputs: torch.Tensor, logits: int) -> bool:
+    """Whether the full softmax's loss goes slice by slice (heads.linear_cross_entropy): on
+    the CPU in float32, for more logits than one slice holds (the word models), where keeping
+    each slice in cache beats one pass of every operation over all the logits."""
+    return (
+        outputs.device.type == "cpu"
+        and outputs.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and logits > LOGITS_PER_SLICE
+    )

@@ -9,13 +9,31 @@ strategies.py  the per-token step: repetition penalty, temperature, top-k, top-p
 stops.py       stop strings
 beam.py        beam search
 scoring.py     cross-entropy, perplexity, bits per character
+classify.py    p(label | text) by Bayes' rule, batched; passages by the book models that fit best
+evaluation.py  accuracy, macro-F1, per-label precision/recall, confusion matrix, nats per char
 """
 
+from charlm.sampling.classify import Classification, LabelScore, by_bits_per_character
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Piece
+from charlm.sampling.evaluation import ExampleEvaluation, evaluate_examples, plot_confusion
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.sampler import Sampler, load
 from charlm.sampling.scoring import Score
 from charlm.sampling.strategies import sample_next
 
-__all__ = ["Piece", "Sample", "Sampler", "SamplingOptions", "Score", "load", "sample_next"]
+__all__ = [
+    "Classification",
+    "ExampleEvaluation",
+    "LabelScore",
+    "Piece",
+    "Sample",
+    "Sampler",
+    "SamplingOptions",
+    "Score",
+    "by_bits_per_character",
+    "evaluate_examples",
+    "load",
+    "plot_confusion",
+    "sample_next",
+]

@@ -72,7 +72,10 @@ class Batch:
     @torch.inference_mode()
     def step(self) -> list[Step]:
         """Draw one token for every row, then run the network once for the rows going on."""
-        steps, going_on, tokens, keep = [], [], [], []
+        steps: list[Step] = []
+        going_on: list[Drawing] = []
+        tokens: list[torch.Tensor] = []
+        keep: list[int] = []
         start = 0
         for drawing in self._drawings:
             rows = range(start, start + drawing.rows)
@@ -101,4 +104,6 @@ class Batch:
             self._state = select_rows(self._state, rows)
         self._drawings = going_on
         drawn = tokens[0] if len(tokens) == 1 else torch.cat(tokens)  # (rows,)
-        self._logits, self._state = self._sampler.step(drawn, self._state)
+        labels = [drawing.labels for drawing in going_on if drawing.labels is not None]
+        row_labels = torch.cat(labels) if labels else None  # labelled models: every drawing
+        self._logits, self._state = self._sampler.step(drawn, self._state, row_labels)

@@ -34,10 +34,11 @@ class Draft:
         self._pieces: list[str] = []
         self._ids: list[int] = []
         self._log_probs: list[float] = []
+        self._ended = False  # the model drew the end token of an example
 
     @property
     def finished(self) -> bool:
-        return self._scanner.stopped is not None
+        return self._ended or self._scanner.stopped is not None
 
     @property
     def num_tokens(self) -> int:
@@ -49,6 +50,16 @@ class Draft:
             self._log_probs.append(log_prob)
         piece = self._scanner.feed(self._decoder.step(token))
         self._pieces.append(piece)
+        return piece
+
+    def end(self, token: int, log_prob: float | None) -> str:
+        """The end token of an example: kept with its log-probability, but never text; the
+        text still held back comes out and the sample is finished."""
+        self._ids.append(token)
+        if log_prob is not None:
+            self._log_probs.append(log_prob)
+        piece = self.finish()
+        self._ended = True
         return piece
 
     def finish(self) -> str:

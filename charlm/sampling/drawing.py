@@ -45,6 +45,8 @@ class Drawing:
 
     logprobs: None reports no probabilities; 0 the log-probability of every piece; k > 0 also
     the k most likely tokens where each piece began (OpenAI's `logprobs`).
+    end_id: the end token of a model of examples, which ends a row's sample; None otherwise.
+    labels: each row's label index (rows,) for a labelled model, given to every network step.
     """
 
     def __init__(
@@ -54,6 +56,9 @@ class Drawing:
         context_ids: list[int],
         device: torch.device,
         logprobs: int | None = None,
+        *,
+        end_id: int | None = None,
+        labels: torch.Tensor | None = None,
     ) -> None:
         check_logprobs(logprobs)
         options = request.options
@@ -63,13 +68,17 @@ class Drawing:
         self.prompt_tokens = len(context_ids)
         self.steps = 0  # tokens drawn per row so far
         self.cancelled = False  # set from anywhere; the next step drops the drawing
+        self.labels = labels
+        self._end_id = end_id
         self._tokenizer = tokenizer
         self._banned = tokenizer.banned_ids(options.allow_unk)
         self._logprobs = logprobs
         self._uniforms = None if options.greedy else Uniforms(self.seeds, device)
         self._seen = None
         if options.repetition_penalty != 1.0:
-            self._seen = _seen_mask(context_ids, self.rows, tokenizer.vocab_size, device)
+            # A model of examples scores one id more than its tokenizer has: the end token.
+            vocab_size = tokenizer.vocab_size + (end_id is not None)
+            self._seen = _seen_mask(context_ids, self.rows, vocab_size, device)
         self._drafts = [
             Draft(tokenizer.stream_decoder(context_ids), options.stop) for _ in range(self.rows)
         ]
@@ -99,7 +108,10 @@ class Drawing:
             if draft.finished:
                 continue
             self._hold(row, log_probs[row], tops[row])
-            text = draft.add(token, log_probs[row])
+            if token == self._end_id:  # the example is complete
+                text = draft.end(token, log_probs[row])
+            else:
+                text = draft.add(token, log_probs[row])
             if text:
                 pieces.append(self._release(row, text))
         return tokens, pieces
@@ -121,7 +133,8 @@ class Drawing:
         ]
 
     def finish_reason(self, row: int) -> str:
-        """ "stop" where a stop string ended the row, else "length" (OpenAI's words)."""
+        """ "stop" where a stop string or the end of an example ended the row, else "length"
+        (OpenAI's words)."""
         return "stop" if self._drafts[row].finished else "length"
 
     def num_tokens(self, row: int) -> int:

@@ -82,6 +82,9 @@ class SamplingOptions:
     unknown: what to do with prefix pieces outside the vocabulary: "error", "skip" or "unk"
         (None: the tokenizer's own rule: <unk> where it has one, else an error).
     allow_unk: let the sampler draw <unk>; other special tokens are never drawn.
+    label: the label of the text to draw, for a model trained on labelled examples (see
+        `Sampler.labels`); None for any other model. With a model of examples every sample is
+        one example, ended by the model's end token.
     """
 
     length: int = _option(
@@ -162,6 +165,13 @@ class SamplingOptions:
         choices=UNKNOWN_POLICIES,
         shown_default="unk where the tokenizer has <unk>, else error",
         off="default",
+    )
+    label: str | None = _option(
+        None,
+        "Draw text of this label, from a model trained on labelled examples (--labels); an "
+        "unknown one lists them.",
+        shown_default="none",
+        off="none",
     )
     # No option of `charlm generate`: drawing <unk> is for code that handles it.
     allow_unk: bool = dataclasses.field(default=False, metadata={"sampling": Rule()})

@@ -8,6 +8,10 @@ Every way of drawing text goes through `Sampler._run`, which yields `Piece`s of 
 as they are complete: `stream` and `pieces` pass them on, `generate` and `samples` collect
 them, so streamed and collected text cannot differ. The per-token loop is a `Batch` of one
 `Drawing` (batch.py, drawing.py): a server steps several requests through the same code.
+
+A model of examples (names, sentences) starts each sample at its start token and ends it at
+its end token: every sample is one example. A labelled one draws examples of a given `label`
+(a sampling option), scores a text given its label, and classifies texts by Bayes' rule.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import torch
 
 from charlm.checkpoint import load_checkpoint
+from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError
 from charlm.models import State, convert
@@ -27,6 +32,13 @@ from charlm.models.quantized import device_for
 from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling.batch import Batch
 from charlm.sampling.beam import beam_search
+from charlm.sampling.classify import (
+    Classification,
+    encode_texts,
+    label_log_likelihoods,
+    posterior,
+    ranked,
+)
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.options import SamplingOptions
@@ -45,21 +57,50 @@ TOKENS_PER_CALL = 8192
 
 
 class Sampler:
-    """Generate, stream and score text with a trained model."""
+    """Generate, stream, score and classify text with a trained model.
+
+    `label_set` names the labels of a labelled model (in the order of its label indices) with
+    their training counts, the learned prior of `classify`.
+    """
 
     def __init__(
-        self, model: torch.nn.Module, tokenizer: Tokenizer, device: torch.device | str = "cpu"
+        self,
+        model: torch.nn.Module,
+        tokenizer: Tokenizer,
+        device: torch.device | str = "cpu",
+        label_set: LabelSet | None = None,
     ):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
+        self.label_set = label_set
+        config = getattr(model, "config", None)
+        # A model of examples has one id more than its tokenizer: the end token.
+        self.end_id: int | None = getattr(config, "end_id", None)
+        num_labels = getattr(config, "num_labels", 0)
+        if num_labels != (len(label_set) if label_set is not None else 0):
+            raise ConfigError(
+                f"the model has {num_labels} labels; give a label_set that names each of them"
+            )
         self._chunk_len = max(1, min(TOKENS_PER_CALL, LOGITS_PER_CALL // tokenizer.vocab_size))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
         resolved = resolve_device(device)
         checkpoint = load_checkpoint(path, resolved)
-        return cls(checkpoint.model, checkpoint.tokenizer, resolved)
+        saved = checkpoint.config.get("labels")
+        label_set = LabelSet.from_dict(saved) if saved else None
+        return cls(checkpoint.model, checkpoint.tokenizer, resolved, label_set)
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels this model generates and classifies by; [] when it has none."""
+        return list(self.label_set.names) if self.label_set is not None else []
+
+    @property
+    def vocab_size(self) -> int:
+        """Ids the model scores: the tokenizer's, and the end token of a model of examples."""
+        return self.tokenizer.vocab_size + (self.end_id is not None)
 
     def generate(
         self,
@@ -137,6 +178,7 @@ class Sampler:
         chunk_len: int | None = None,
         *,
         prefix: str = "",
+        label: str | None = None,
         unknown: str | None = None,
     ) -> Score:
         """Cross-entropy, perplexity and bits per character of every token of `text`.
@@ -149,21 +191,76 @@ class Sampler:
         `unknown`: what to do with pieces of `text` outside the vocabulary, as in `samples`:
         "error" names them all, "skip" scores the text without them (bits per character
         then count the characters that were scored), "unk" scores them as <unk>.
+
+        With a model of examples the text is one example, read from its start token, and its
+        end token is predicted too (it counts as a token and as a character); a labelled
+        model scores it given `label`, p(text | label).
         """
         if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
             raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
         ids = self.tokenizer.encode_array(text, unknown)
+        labels = self._label_tensor(label)
+        # Skipped pieces are neither predicted nor counted as characters.
+        characters = len(self.tokenizer.decode(ids.tolist())) if unknown == "skip" else len(text)
+        chunk_len = chunk_len or self._chunk_len
+        if self.end_id is not None:
+            if prefix:
+                raise ConfigError("a model of examples scores each text from its own start")
+            inputs = np.concatenate([[self.end_id], ids]).astype(np.int64)
+            targets = np.concatenate([ids, [self.end_id]]).astype(np.int64)
+            total = total_loss(self.model, inputs, targets, None, chunk_len, self.device, labels)
+            return Score.from_total(total, len(targets), characters + 1)
         if len(ids) == 0:
             why = "every piece of it is unknown and was skipped" if text else "the text is empty"
             raise ConfigError(f"there is nothing to score: {why}")
-        # Skipped pieces are neither predicted nor counted as characters.
-        characters = len(self.tokenizer.decode(ids.tolist())) if unknown == "skip" else len(text)
         context, _ = self._encode_prefix(prefix)
         state = self._feed(context[:-1])[1] if len(context) > 1 else None
         inputs = np.concatenate([np.asarray(context[-1:], dtype=np.int64), ids[:-1]])
-        chunk_len = chunk_len or self._chunk_len
         total = total_loss(self.model, inputs, ids, state, chunk_len, self.device)
         return Score.from_total(total, num_tokens=len(ids), num_characters=characters)
+
+    @torch.inference_mode()
+    def log_likelihoods(
+        self, texts: Sequence[str], *, unknown: str | None = None, batch_size: int = 64
+    ) -> np.ndarray:
+        """log p(text | label) in nats for every text (rows) and label (columns, in the order
+        of `labels`), each text read as one example, `batch_size` texts per forward pass; a
+        model of examples without labels gives log p(text), one column."""
+        if self.end_id is None:
+            raise ConfigError(
+                "this model reads continuous text, not examples: use score(), or train with "
+                "--examples / --labels"
+            )
+        encoded = encode_texts(self.tokenizer, texts, unknown)
+        return label_log_likelihoods(
+            self.model, encoded, len(self.labels), self.end_id, self.device, batch_size
+        )
+
+    def classify(
+        self,
+        texts: Sequence[str],
+        top_k: int | None = 3,
+        prior: str = "learned",
+        *,
+        unknown: str | None = None,
+        batch_size: int = 64,
+    ) -> list[Classification]:
+        """The `top_k` most probable labels of each text (all when None), best first.
+
+        p(label | text) ∝ p(text | label) · p(label), with the prior p(label) "learned" (the
+        share of each label among the training examples) or "uniform". Each batch of
+        `batch_size` texts is scored under every label in one forward pass.
+        """
+        if self.end_id is None:
+            raise ConfigError(
+                "this model reads continuous text, not labelled examples; to tell which book "
+                "a passage comes from, compare models of the books (classify --models)"
+            )
+        if self.label_set is None:
+            raise ConfigError("this model has no labels to classify by: train it with --labels")
+        log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
+        log_post = posterior(log_likelihoods, self.label_set.log_prior(prior))
+        return ranked(list(texts), log_post, self.label_set.names, top_k)
 
     def _stream(self, request: Request) -> Iterator[str]:
         for piece in self._run(request, [], logprobs=None):
@@ -183,21 +280,33 @@ class Sampler:
         The steps that follow are `Batch`'s (charlm/sampling/batch.py), alone or with others.
         """
         options = request.options
+        labels = self._label_tensor(options.label)
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
-        drawing = Drawing(request, self.tokenizer, context_ids, self.device, logprobs)
-        logits, state = self._feed(prime_ids)  # (1, vocab)
         rows = options.num_samples
+        drawing = Drawing(
+            request,
+            self.tokenizer,
+            context_ids,
+            self.device,
+            logprobs,
+            end_id=self.end_id,
+            labels=None if labels is None else labels.expand(rows),
+        )
+        logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
         if rows > 1:
             logits = logits.expand(rows, -1)
             state = select_rows(state, torch.zeros(rows, dtype=torch.long, device=self.device))
         return drawing, logits, state
 
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """One step of the network: `tokens` (rows,) in, the next logits (rows, vocab) out."""
+    def step(
+        self, tokens: torch.Tensor, state: State, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """One step of the network: `tokens` (rows,) in, the next logits (rows, vocab) out;
+        a labelled model also takes each row's label index, `labels` (rows,)."""
         step = getattr(self.model, "step", None)  # RNNLM's one-token path (models/stepping.py)
         if step is not None:
-            return step(tokens, state)  # (rows, vocab)
-        logits, state = self.model(tokens.unsqueeze(1), state)  # (rows, 1, vocab)
+            return step(tokens, state) if labels is None else step(tokens, state, labels=labels)
+        logits, state = self._call(tokens.unsqueeze(1), state, labels)  # (rows, 1, vocab)
         return logits[:, -1], state
 
     @torch.inference_mode()
@@ -215,6 +324,11 @@ class Sampler:
 
     def _run_beam(self, request: Request, out: list[Sample]) -> Iterator[Piece]:
         options = request.options
+        if self.end_id is not None:
+            raise ConfigError(
+                "beam search draws exactly --length tokens, but a model of examples ends "
+                "each at its end token: sample instead (--beam-width 1)"
+            )
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
         banned = self.tokenizer.banned_ids(options.allow_unk)
 
@@ -238,20 +352,49 @@ class Sampler:
         """(ids to prime the network on, ids of the prefix itself).
 
         An empty prefix (or one whose every piece was skipped) primes on a newline, or on
-        token 0 if the vocabulary has none.
+        token 0 if the vocabulary has none. An example starts with the start token.
         """
         context = self.tokenizer.encode_array(prefix, unknown).tolist() if prefix else []
+        if self.end_id is not None:
+            return [self.end_id, *context], context
         if context:
             return context, context
         primer = self.tokenizer.encode_array(EMPTY_PREFIX_PRIMER, "skip").tolist()
         return primer or [0], context
 
-    def _feed(self, ids: Sequence[int], state: State | None = None) -> tuple[torch.Tensor, State]:
+    def _feed(
+        self, ids: Sequence[int], state: State | None = None, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """Run `ids` through the network (one call per chunk); the last logits (1, vocab)."""
         tokens = torch.as_tensor(ids, dtype=torch.long, device=self.device).unsqueeze(0)
         for chunk in tokens.split(self._chunk_len, dim=1):
-            logits, state = self.model(chunk, state)  # (1, chunk, vocab)
+            logits, state = self._call(chunk, state, labels)  # (1, chunk, vocab)
         return logits[:, -1], state
+
+    def _call(self, tokens: torch.Tensor, state: State | None, labels: torch.Tensor | None):
+        if labels is None:  # models without labels need not take the argument
+            return self.model(tokens, state)
+        return self.model(tokens, state, labels=labels)
+
+    def check_label(self, label: str | None) -> None:
+        """Raise a one-line ConfigError unless `label` is what this model needs: one of its
+        labels for a labelled model, None for any other."""
+        self._label_tensor(label)
+
+    def _label_tensor(self, label: str | None) -> torch.Tensor | None:
+        """The label's index as a (1,) tensor (for every row), checked against the labels."""
+        if self.label_set is None:
+            if label is not None:
+                raise ConfigError(
+                    f"this model was trained without labels; drop the label {label!r}"
+                )
+            return None
+        if label is None:
+            raise ConfigError(
+                f"this model draws and scores text of a given label; choose one of: "
+                f"{', '.join(self.label_set.names)}"
+            )
+        return torch.tensor([self.label_set.index(label)], device=self.device)
 
 
 def load(

@@ -68,7 +68,9 @@ class TrainConfig:
     """How to train; stored in the checkpoint beside the model config."""
 
     seq_len: int = option(100, "Tokens per sequence: how far back gradients flow.", low=1)
-    batch_size: int = option(32, "Sequences per batch.", low=1)
+    batch_size: int = option(
+        32, "Sequences per batch (with examples: examples).", low=1, examples=64
+    )
     epochs: int = option(20, "Passes over the training text.", low=1, group=RUN_CONTROL)
     # With the cosine decay, 3e-3 reaches 1.43 nats/char on Tiny Shakespeare in 5 minutes.
     lr: float = option(

@@ -10,6 +10,8 @@
             every log_every steps: a metrics record; every eval_every steps and each epoch:
             validate, keep `best`, save `last`, maybe reduce the rate or stop early
 
+The batches come from a feed (feeds.py): the sequential or random iterator over continuous
+text, or examples one per row, each from its own start (state zeros, padding masked out).
 The loop reports progress through a `Reporter` and saves through a `Checkpointer`, so it
 prints and writes nothing itself. Ctrl-C or SIGTERM finish the current step, save `last` with
 everything needed to resume exactly, and return.
@@ -30,17 +32,11 @@ import torch
 from torch import nn
 
 from charlm.checkpoint import TrainingState
-from charlm.data import (
-    Batch,
-    batches_per_epoch,
-    evaluation_batches,
-    random_batches,
-    sequential_batches,
-)
+from charlm.data import ExampleIds
 from charlm.device import mixed_precision
 from charlm.errors import CheckpointError, TrainingError
 from charlm.metrics import perplexity
-from charlm.models import RNNLM, detach_state
+from charlm.models import RNNLM
 from charlm.training.allocator import keep_freed_memory
 from charlm.training.config import (
     Checkpointer,
@@ -53,6 +49,7 @@ from charlm.training.config import (
     format_duration,
 )
 from charlm.training.distributed import DistContext
+from charlm.training.feeds import ExampleFeed, StreamFeed, evaluate, evaluate_example_ids
 from charlm.training.recorder import Recorder, nonfinite_message
 from charlm.training.resume import (
     TRAINING_STATE_VERSION,
@@ -67,32 +64,15 @@ from charlm.training.schedules import LRSchedule, build_optimizer, set_lr
 from charlm.training.signals import StopFlag, stop_on_signals
 from charlm.training.state_checks import check_training_state
 
+__all__ = ["evaluate", "evaluate_example_ids", "train"]
+
 STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
-
-
-@torch.inference_mode()
-def evaluate(
-    model: RNNLM, ids: np.ndarray, *, batch_size: int, seq_len: int, device: torch.device
-) -> float:
-    """Mean cross-entropy (nats per token) over all of `ids`, state carried across chunks."""
-    was_training = model.training
-    model.eval()
-    state = None
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    for x, y in evaluation_batches(ids, batch_size, seq_len):
-        x, y = x.to(device), y.to(device)
-        nll, state = model(x, state, targets=y)  # (batch, seq) nats
-        total += nll.sum().double()
-        count += y.numel()
-    model.train(was_training)
-    return total.item() / count
 
 
 def train(
     model: RNNLM,
-    train_ids: np.ndarray,
-    val_ids: np.ndarray | None,
+    train_ids: np.ndarray | ExampleIds,
+    val_ids: np.ndarray | ExampleIds | None,
     config: TrainConfig,
     *,
     device: torch.device,
@@ -107,6 +87,8 @@ def train(
 ) -> TrainResult:
     """Train `model` in place until epochs, max_steps, max_time, early stopping or a stop.
 
+    `train_ids` is one id array of continuous text, or `ExampleIds` (then `val_ids` too):
+    examples read one per row from their own start (the model needs its end token).
     `resume` continues a run from the state a checkpointer saved; `stop` lets other code
     end the run as Ctrl-C does; `val_characters` (the validation text's length) turns the
     validation loss into bits per character. The reporter hears at most one step report
@@ -148,7 +130,7 @@ class _Run:
         self.autocast, self.scaler = mixed_precision(config.precision, device)
         self.config, self.device, self.dist, self.stop = config, device, dist, stop
         self.reporter, self.checkpointer = reporter, checkpointer
-        self.train_ids, self.val_ids, self.val_characters = train_ids, val_ids, val_characters
+        self.feed = _feed(model, train_ids, val_ids, config, val_characters, dist)
         self.model = model.to(device).train()
         self.net: nn.Module = self.model
         if dist.enabled:
@@ -169,7 +151,7 @@ class _Run:
             reporter, metrics, dist, device, stop_on_nonfinite=config.nonfinite == "stop",
             report_interval_s=report_interval_s,
         )  # fmt: skip
-        self.steps_per_epoch = batches_per_epoch(len(train_ids), config.batch_size, config.seq_len)
+        self.steps_per_epoch = self.feed.steps_per_epoch
         self.planned_steps = self.steps_per_epoch * config.epochs
         if config.max_steps is not None:
             self.planned_steps = min(self.planned_steps, config.max_steps)
@@ -187,9 +169,9 @@ class _Run:
             if epoch != c.epoch:
                 c.epoch, c.batch_index, self.hidden = epoch, 0, None
                 self.recorder.epoch.reset()
-            batches = itertools.islice(self._epoch_batches(epoch), c.batch_index, None)
-            for (x, y), last in _lookahead(batches):
-                self._train_step(x, y)
+            batches = itertools.islice(self.feed.epoch(epoch), c.batch_index, None)
+            for batch, last in _lookahead(batches):
+                self._train_step(batch)
                 if c.step % config.log_every == 0:
                     self.recorder.log(c, self.lr)
                 stopped_by = self._check_bounds()
@@ -197,7 +179,7 @@ class _Run:
                 due = (config.eval_every and c.step % config.eval_every == 0) or (
                     last and epoch < config.epochs
                 )
-                if due and self.val_ids is not None:
+                if due and self.feed.has_val:
                     self._evaluate()
                     if c.early_stopped and not stopped_by:
                         stopped_by = "early_stopping"
@@ -208,35 +190,28 @@ class _Run:
         stopped_by = stopped_by or "epochs"
         if stopped_by in ("interrupted", "terminated"):
             self.reporter.message(f"{stopped_by} at step {c.step}: saving a checkpoint")
-        elif self.val_ids is not None and c.last_eval_step != c.step:
+        elif self.feed.has_val and c.last_eval_step != c.step:
             self._evaluate()
         result = self.result(stopped_by)
         self._save_last(result)
         return result
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        config, c = self.config, self.c
-        x = self.dist.shard(x).to(self.device, non_blocking=True)
-        y = self.dist.shard(y).to(self.device, non_blocking=True)
-        if config.iterator == "sequential" and self.hidden is not None:
-            # Keep the values so each row continues its stream; drop the graph so the
-            # backward pass stops here instead of running back to the start of the epoch.
-            self.hidden = detach_state(self.hidden)
-        else:
-            self.hidden = None  # random batches are unrelated to the last: start from zeros
+    def _train_step(self, batch) -> None:
+        c = self.c
         self.lr = self.schedule.lr_at(c.step + 1, self.progress(), self.schedule_epoch())
         set_lr(self.optimizer, self.lr)
         started = time.perf_counter()
         with self.autocast():
-            nll, self.hidden = self.net(x, self.hidden, targets=y)  # (batch, seq) nats
-            loss = nll.mean()
+            loss, tokens, self.hidden = self.feed.loss(
+                self.net, batch, self.hidden, self.dist, self.device
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         # g ← min(1, θ/‖g‖)·g over all parameters together: an exploding gradient keeps its
         # direction but cannot take a step larger than θ.
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), config.clip)
-        if config.nonfinite == "skip" and self._bad_step(loss, grad_norm):
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        if self.config.nonfinite == "skip" and self._bad_step(loss, grad_norm):
             if self.scaler.is_enabled():
                 # The scaler sees the non-finite gradients, skips the step, lowers its scale.
                 self.scaler.step(self.optimizer)
@@ -246,12 +221,12 @@ class _Run:
         else:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            self.recorder.add(loss, y.numel(), grad_norm)
+            self.recorder.add(loss, tokens, grad_norm)
         now = time.perf_counter()
         c.compute_seconds += now - started
         c.step += 1
         c.batch_index += 1
-        c.tokens_seen += x.numel() * self.dist.world_size
+        c.tokens_seen += tokens * self.dist.world_size
         c.train_seconds += now - self._mark
         self._mark = now
 
@@ -335,10 +310,7 @@ class _Run:
 
     def _evaluate(self) -> None:
         config, c = self.config, self.c
-        val_loss = evaluate(
-            self.model, self.val_ids, batch_size=config.batch_size, seq_len=config.seq_len,
-            device=self.device,
-        )  # fmt: skip
+        val_loss = self.feed.validate(self.model, self.device)
         c.val_loss, c.last_eval_step = val_loss, c.step
         if not math.isfinite(val_loss):
             raise TrainingError(nonfinite_message("validation loss", c.step))
@@ -358,15 +330,9 @@ class _Run:
                 f"early stopping: no improvement in {c.bad_evals} evaluations; best validation "
                 f"perplexity {perplexity(c.best_val):.3f} at step {c.best_step}"
             )
-        self.recorder.evaluation(c, val_loss, self._bpc(val_loss))
+        self.recorder.evaluation(c, val_loss, self.feed.bits_per_character(val_loss))
         self._save_last(self.result(""))
         self._mark = time.perf_counter()  # evaluating and saving are not training time
-
-    def _bpc(self, val_loss: float) -> float:
-        # Nats per token → bits per character: scale by the text's tokens per character.
-        tokens = len(self.val_ids)
-        characters = self.val_characters or tokens
-        return val_loss * tokens / characters / math.log(2)
 
     def _save_last(self, result: TrainResult) -> None:
         state = self.state_dict()  # every rank takes part: the hidden state is gathered
@@ -420,12 +386,13 @@ class _Run:
         restore_rng(tensors, self.device)
         self.hidden = self.dist.shard_state(restore_hidden(tensors, self.device))
 
-    def _epoch_batches(self, epoch: int) -> Iterator[Batch]:
-        config = self.config
-        make = sequential_batches if config.iterator == "sequential" else random_batches
-        # A different, reproducible offset (and order) each epoch.
-        seed = config.seed * 100_003 + epoch
-        return make(self.train_ids, config.batch_size, config.seq_len, seed=seed)
+
+def _feed(model, train_ids, val_ids, config, val_characters, dist) -> StreamFeed | ExampleFeed:
+    if not isinstance(train_ids, ExampleIds):
+        return StreamFeed(train_ids, val_ids, config, val_characters)
+    if model.config.end_id is None:
+        raise TrainingError("a model trained on examples needs the end token (end_token=True)")
+    return ExampleFeed(train_ids, val_ids, config, model.config.end_id, dist)
 
 
 def _lookahead(items: Iterable[Any]) -> Iterator[tuple[Any, bool]]:

@@ -57,16 +57,26 @@ def resumed_inputs(
             use_cache=data.use_cache,
         )
     if not book:
-        books = saved.get("books") if isinstance(saved, dict) else None
-        book = [
-            _stored_file(base, entry.get("path") if isinstance(entry, dict) else None, "book")
-            for entry in (books if isinstance(books, list) else [])
-        ]
+        book = [_stored_file(base, path, "book") for path in _saved_inputs(saved)]
         files = [*book, *(p for p in (data.val_file, data.test_file) if p)]
         if files:
             more = f" and {len(files) - _LISTED} more" if len(files) > _LISTED else ""
             say(f"resuming {base.path}: it reads {', '.join(files[:_LISTED])}{more}")
     return book, data
+
+
+def _saved_inputs(saved: Any) -> list[Any]:
+    """What the run read: the files or directories of examples it was given, else its books."""
+    if not isinstance(saved, dict):
+        return []
+    inputs = saved.get("inputs")
+    if isinstance(inputs, list):
+        return inputs
+    books = saved.get("books")
+    return [
+        entry.get("path") if isinstance(entry, dict) else None
+        for entry in (books if isinstance(books, list) else [])
+    ]
 
 
 def _stored_file(base: Checkpoint, path: Any, what: str) -> str | None:

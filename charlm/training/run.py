@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,9 @@ from charlm.checkpoint import (
     save_checkpoint,
     update_config,
 )
-from charlm.corpus import input_name, resolve_inputs
+from charlm.corpus import input_name
 from charlm.corpus.encodings import canonical_encoding
-from charlm.data import DataOptions, PreparedData, min_tokens_for_one_batch, prepare_data
+from charlm.data import DataOptions
 from charlm.device import (
     is_out_of_memory,
     mixed_precision,
@@ -42,24 +42,23 @@ from charlm.device import (
 )
 from charlm.errors import (
     ConfigError,
-    CorpusError,
     DeviceMemoryError,
     MissingTokenizerError,
     TokenizerError,
     TrainingError,
-    UnknownTokenError,
 )
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
-from charlm.models import RNNLM, ModelConfig, build_model, num_parameters
+from charlm.models import RNNLM, ModelConfig, num_parameters
+from charlm.options import example_defaults
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
+from charlm.training.inputs import prepare_inputs
 from charlm.training.loop import (
     Reporter,
     SilentReporter,
     TrainConfig,
     TrainResult,
-    evaluate,
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
@@ -81,6 +80,7 @@ class TrainedModel:
     best: Path | None = None  # the best-validation checkpoint, when one was saved
     rank: int = 0  # this process's rank under torchrun; only rank 0 saved anything
     test_perplexity: float | None = None
+    labels: list[str] = field(default_factory=list)  # what a labelled model generates by
 
 
 def train_book(
@@ -124,6 +124,11 @@ def train_book(
     """
     model = _model_settings(model)
     data = data or DataOptions()
+    if data.example_unit is not None:
+        # Short examples want other defaults than books (see `option(..., examples=...)`).
+        model = {**example_defaults(ModelConfig), **model}
+        if training is None and resume is None:
+            training = TrainConfig(**example_defaults(TrainConfig))
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
@@ -150,18 +155,19 @@ def train_book(
         mixed_precision(training.precision, resolved)  # fail before the books are read
         # A resumed run looks for the token cache entry its first part made.
         cached_as = _saved_cache_spec(base) if resume is not None else None
-        prepared = _prepare(book, data, base, tokenizer, tokenizer_options, say, cached_as)
-        _check_lengths(prepared, training)
-        for line in prepared.report():
+        inputs = prepare_inputs(
+            book, data, base, tokenizer, tokenizer_options, training, say, cached_as
+        )
+        for line in inputs.prepared.report():
             say(line)
 
         out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
-        data_section = {**prepared.info, "options": asdict(data)}
+        data_section = {**inputs.prepared.info, "options": asdict(data)}
         if init_from is not None:
             data_section["init_from"] = str(init_from)
         saver = metrics = None
         if context.is_main:
-            saver = RunSaver(out, prepared.tokenizer, training, data_section)
+            saver = RunSaver(out, inputs.tokenizer, training, data_section, inputs.sections())
             if state is None:
                 _remove_stale_best(out)
             metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
@@ -169,14 +175,14 @@ def train_book(
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
             torch.manual_seed(training.seed + context.rank)
-            vocab_size = prepared.tokenizer.vocab_size
-            net = base.model if base else build_model(ModelConfig(vocab_size, **model))
+            net = inputs.build_model(model, base)
+            train_data, val_data, test_data = inputs.splits
             try:
                 result = train(
-                    net, prepared.train_ids, prepared.val_ids, training, device=resolved,
+                    net, train_data, val_data, training, device=resolved,
                     reporter=reporter,
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
-                    val_characters=prepared.val_characters, dist=context,
+                    val_characters=inputs.val_characters, dist=context,
                 )  # fmt: skip
             except TrainingError as exc:
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
@@ -185,8 +191,10 @@ def train_book(
                 if saver is not None:
                     saver.finish()
         test_perplexity = None
-        if context.is_main and prepared.test_ids is not None:
-            test_perplexity = _test_perplexity(net, prepared.test_ids, training, resolved, say)
+        if context.is_main and test_data is not None:
+            test_loss = inputs.test_loss(net, training, resolved)
+            say(inputs.test_report(test_loss))
+            test_perplexity = perplexity(test_loss)
             update_config(out, test_perplexity=test_perplexity)
     best = out / BEST_NAME
     return TrainedModel(
@@ -196,6 +204,7 @@ def train_book(
         best if (best / CONFIG_NAME).is_file() else None,
         context.rank,
         test_perplexity,
+        inputs.labels.names if inputs.labels is not None else [],
     )
 
 
@@ -237,6 +246,13 @@ def check_settings(
         raise ConfigError("use --resume (continue a run) or --init-from (a new run), not both")
     ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
     data.splits()
+    if data.example_unit is None:
+        for flag, path in (("--val", data.val_file), ("--test", data.test_file)):
+            if path is not None and Path(path).is_dir():
+                raise ConfigError(
+                    f"{flag} {path} is a directory; give a text file (a directory of examples "
+                    "needs --labels or --examples)"
+                )
     if data.encoding is not None:
         canonical_encoding(data.encoding)
     if resume is None:
@@ -324,44 +340,20 @@ def _saved_cache_spec(base: Checkpoint) -> dict[str, Any] | None:
     return spec if isinstance(spec, dict) else None
 
 
-def _prepare(book, data: DataOptions, base: Checkpoint | None, tokenizer, options, say, cached_as):
-    """Read, split and encode the books (from the token cache when it has them)."""
-    try:
-        return prepare_data(
-            resolve_inputs(book, corpus_dir=data.corpus_dir, message=say),
-            tokenizer=base.tokenizer if base else tokenizer,
-            tokenizer_options=None if base else options,
-            splits=data.splits(),
-            encoding=data.encoding,
-            keep_boilerplate=data.keep_boilerplate,
-            cache_dir=data.cache_dir,
-            use_cache=data.use_cache,
-            cached_as=cached_as,
-        )
-    except TokenizerError as exc:
-        if base is None:
-            raise
-        unseen = isinstance(exc, UnknownTokenError) and exc.summary
-        raise TokenizerError(
-            f"the book cannot be encoded by the tokenizer of {base.path}, which the model "
-            f"comes with: {f'it has {exc.summary}' if unseen else exc}"
-        ) from exc
-
-
-def _test_perplexity(net, test_ids, training: TrainConfig, device, say) -> float:
-    loss = evaluate(
-        net, test_ids, batch_size=training.batch_size, seq_len=training.seq_len, device=device
-    )
-    say(f"test perplexity {perplexity(loss):.3f} on {len(test_ids):,} tokens")
-    return perplexity(loss)
-
-
 class RunSaver:
     """Saves a run's `last` checkpoint (with training state) to `out` and `best` below it."""
 
-    def __init__(self, out: Path, tok: Tokenizer, training: TrainConfig, data: dict) -> None:
+    def __init__(
+        self,
+        out: Path,
+        tok: Tokenizer,
+        training: TrainConfig,
+        data: dict,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.out, self.tokenizer, self.training, self.data = out, tok, training, data
         self.best = out / BEST_NAME
+        self.extra = extra or {}  # more sections, e.g. the labels of a labelled model
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
         save_checkpoint(
@@ -385,6 +377,7 @@ class RunSaver:
             "results": summary,
             "train_perplexity": summary["train_perplexity"],
             "val_perplexity": summary["val_perplexity"],
+            **self.extra,
         }
 
 
@@ -397,23 +390,6 @@ def _remove_stale_best(out: Path) -> None:
     best = out / BEST_NAME
     if (best / CONFIG_NAME).is_file():
         files.remove_tree(best)
-
-
-def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:
-    train_ids, val_ids, test_ids = prepared.train_ids, prepared.val_ids, prepared.test_ids
-    need = min_tokens_for_one_batch(training.batch_size, training.seq_len)
-    if len(train_ids) < need:
-        raise CorpusError(
-            f"the training text has {len(train_ids)} tokens, too few for one batch of "
-            f"{training.batch_size} x {training.seq_len} (needs {need}); use a longer book "
-            "or a smaller --batch-size / --seq-len"
-        )
-    if val_ids is not None and len(val_ids) < 2:
-        raise CorpusError(
-            "the validation text is shorter than 2 tokens; raise --val-fraction or set it to 0"
-        )
-    if test_ids is not None and len(test_ids) < 2:
-        raise CorpusError("the test text is shorter than 2 tokens; raise --test-fraction")
 
 
 def _slug(name: str) -> str:

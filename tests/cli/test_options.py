@@ -12,7 +12,7 @@ from charlm.cli.options import param_name
 from charlm.data import DataOptions
 from charlm.models import ModelConfig
 from charlm.models.quantized import InferenceOptions
-from charlm.options import flag_name, option_fields
+from charlm.options import example_defaults, flag_name, option_fields
 from charlm.sampling import SamplingOptions
 from charlm.training import TrainConfig
 
@@ -20,6 +20,8 @@ from charlm.training import TrainConfig
 NOT_OPTIONS = {
     (ModelConfig, "vocab_size"): "comes from the tokenizer once the books are read",
     (DataOptions, "corpus_dir"): "where catalogue books go; a setting of the caller",
+    (ModelConfig, "end_token"): "set when the data is examples (--labels / --examples)",
+    (ModelConfig, "num_labels"): "comes from the labels found in the data",
     (SamplingOptions, "allow_unk"): "drawing <unk> is for code that handles it",
 }
 CONFIGS = [DataOptions, ModelConfig, TrainConfig, SamplingOptions, InferenceOptions]
@@ -80,3 +82,28 @@ def test_the_options_parse_back_into_the_configs(tiny_book, tmp_path, monkeypatc
     assert seen["model"]["cutoffs"] == [3, 5]
     assert seen["training"].lr == 0.5 and seen["training"].max_time == 120
     assert seen["data"].use_cache is False and seen["data"].val_file == str(tiny_book)
+
+
+def test_examples_take_their_own_defaults_unless_an_option_is_given(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake_train_book(books, **kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("charlm.cli.train.train_book", fake_train_book)
+    from click.testing import CliRunner
+
+    CliRunner().invoke(cli, ["train", str(tmp_path), "--labels", "files", "--hidden", "100"])
+    assert seen["model"]["hidden_size"] == 100  # given
+    assert seen["model"]["num_layers"] == 1 and seen["model"]["output_dropout"] == 0.2
+    assert seen["training"].batch_size == example_defaults(TrainConfig)["batch_size"]
+    CliRunner().invoke(cli, ["train", str(tmp_path)])  # a book: the ordinary defaults
+    assert seen["model"]["num_layers"] == 2 and seen["training"].batch_size == 32
+
+
+@pytest.mark.parametrize("config", [ModelConfig, TrainConfig], ids=lambda c: c.__name__)
+def test_the_example_defaults_make_a_valid_config(config):
+    defaults = example_defaults(config)
+    assert defaults
+    config(vocab_size=10, **defaults) if config is ModelConfig else config(**defaults)

@@ -88,3 +88,18 @@ def test_what_cannot_be_quantized_is_refused_with_the_reason(monkeypatch):
     monkeypatch.setattr(quantized_module, "CELLS", no_reference)
     with pytest.raises(ConfigError, match="cells PyTorch implements"):
         quantize(model_for({"cell": "lstm", "impl": "scratch"}))
+
+
+def test_an_int8_labelled_model_keeps_its_labels():
+    model = model_for({"cell": "lstm", "end_token": True, "num_labels": 3,
+                       "label_input": "every-step"})  # fmt: skip
+    int8 = quantize(model)
+    tokens = torch.randint(0, VOCAB - 1, (3, 10), generator=torch.Generator().manual_seed(2))
+    labels = torch.tensor([0, 1, 2])
+    with torch.inference_mode():
+        want = model(tokens, labels=labels)[0].log_softmax(-1)
+        got = int8(tokens, labels=labels)[0].log_softmax(-1)
+        stepped, _ = int8.step(tokens[:, 0], None, labels=labels)
+    assert (got - want).abs().max() < 0.1
+    # Inputs are quantized per call: one step's scale differs a little from a sequence's.
+    assert (stepped.log_softmax(-1) - want[:, 0]).abs().max() < 0.1

@@ -273,10 +273,10 @@ def test_running_out_of_memory_while_training_suggests_smaller_batches(
 ):
     real_step = training._Run._train_step
 
-    def step_then_fail(self, x, y):
+    def step_then_fail(self, batch):
         if self.c.step == 2:
             raise error
-        return real_step(self, x, y)
+        return real_step(self, batch)
 
     monkeypatch.setattr(training._Run, "_train_step", step_then_fail)
     out = tmp_path / "run"

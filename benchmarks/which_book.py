@@ -1,0 +1,199 @@
+"""Which book is this passage from? One model per book; a passage goes to the book whose model
+predicts it best, in bits per character (`charlm classify --models`), against character
+5-gram models of the same books (benchmarks/ngram.py).
+
+    python -m benchmarks.which_book            # seven books, a 5-minute model each
+    python -m benchmarks.which_book --quick    # two books, seconds each: a smoke run
+
+The seven English books of ../shared/corpora: five from Project Gutenberg, The Time Machine
+and Tiny Shakespeare. Each is read as `charlm train` reads it (Gutenberg boilerplate removed)
+and its last 10% is held out; each model is trained on the rest with
+
+    charlm train BOOK --test-fraction 0.1 --val-fraction 0.02 --tokenizer-option unk=true
+        --hidden 256 --embed 32 --layers 1 --output-dropout 0.2 --max-time 5m
+
+(`unk=true` gives every model an <unk> token, so a character that one book never uses can be
+scored, at the tiny probability the model learned for <unk>, instead of failing); each book's
+best model on its validation text is the one compared. With `--shared-minutes M`, one model is
+first trained on all seven books (their held-out tails excepted) for M minutes, and each
+book's model is that one fine-tuned on the book (`--init-from`) for `--minutes`: all start
+from the same English, so they differ by what is particular to their book. The passages are
+50 stretches of 200 characters from each book's held-out tail, evenly spaced.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.ngram import CharNgram
+from charlm.corpus import SplitConfig, read_book, split_regions
+from charlm.sampling import by_bits_per_character, load
+
+BOOKS = {
+    "alice": "gutenberg/pg11.txt",
+    "pride-and-prejudice": "gutenberg/1342-0.txt",
+    "frankenstein": "gutenberg/84-0.txt",
+    "moby-dick": "gutenberg/2701-0.txt",
+    "room-with-a-view": "gutenberg/pg2641.cp1252.txt",
+    "time-machine": "timemachine/timemachine.txt",
+    "shakespeare": "tinyshakespeare/input.txt",
+}
+SPLITS = SplitConfig(val_fraction=0.02, test_fraction=0.1)
+PASSAGE = 200
+PASSAGES = 50
+MODEL = ["--hidden", "256", "--embed", "32", "--layers", "1", "--output-dropout", "0.2"]
+QUICK_MODEL = ["--hidden", "32", "--embed", "8", "--layers", "1", "--batch-size", "8"]
+
+
+def passages(text: str, count: int) -> list[str]:
+    """`count` stretches of PASSAGE characters from the held-out tail, evenly spaced."""
+    _, val_end = split_regions(len(text), SPLITS)
+    tail = text[val_end:]
+    starts = np.linspace(0, len(tail) - PASSAGE, count).astype(int)
+    return [tail[s : s + PASSAGE] for s in starts]
+
+
+def train(
+    books: list[Path], out: Path, budget: str, threads: int | None, quick: bool,
+    init_from: Path | None = None,
+) -> float:  # fmt: skip
+    """`charlm train` on `books` (a new model, or fine-tuning `init_from`); its wall time."""
+    command = [sys.executable, "-m", "charlm", "train", *map(str, books), "--test-fraction",
+               str(SPLITS.test_fraction), "--val-fraction", str(SPLITS.val_fraction),
+               "--max-time", budget, "--out", str(out), "--overwrite", "--no-cache",
+               "--device", "cpu"]  # fmt: skip
+    if init_from is None:
+        command += ["--tokenizer-option", "unk=true", *(QUICK_MODEL if quick else MODEL)]
+    else:  # the model, its tokenizer and their settings are init_from's
+        command += ["--init-from", str(init_from)]
+    command += ["--threads", str(threads)] if threads else []
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise click.ClickException(f"{out.name}: charlm train failed: {done.stderr[-500:]}")
+    return time.perf_counter() - started
+
+
+def _best(checkpoint: Path) -> Path:
+    return checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
+
+
+def accuracy(predicted: list[int], truth: list[int]) -> float:
+    return float(np.mean(np.array(predicted) == np.array(truth)))
+
+
+def run_all(
+    quick: bool, threads: int | None, work: Path, minutes: float, shared_minutes: float
+) -> dict[str, Any]:
+    books = dict(list(BOOKS.items())[:2]) if quick else BOOKS
+    count = 5 if quick else PASSAGES
+    texts, held_out, truth = {}, [], []
+    for index, (name, relative) in enumerate(books.items()):
+        path = CORPORA / relative
+        if not path.is_file():
+            raise click.ClickException(f"a book is missing: {path}")
+        texts[name] = read_book(path).text
+        held_out += passages(texts[name], count)
+        truth += [index] * count
+    names = list(books)
+    started = time.perf_counter()
+    ngrams = []
+    for name in names:
+        train_end, _ = split_regions(len(texts[name]), SPLITS)
+        ngrams.append(CharNgram(5, examples=False).fit([texts[name][:train_end]]))
+    ngram_seconds = time.perf_counter() - started
+    ngram_guess = [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in held_out]
+    walls, shared = {}, None
+    if shared_minutes:  # one model of all the books first, each book's fine-tuned from it
+        shared = work / "shared"
+        paths = [CORPORA / relative for relative in books.values()]
+        walls["shared"] = train(paths, shared, f"{shared_minutes:g}m", threads, quick)
+    for name, relative in books.items():
+        budget = "5s" if quick else f"{minutes:g}m"
+        walls[name] = train([CORPORA / relative], work / name, budget, threads, quick, shared)
+    # Each book's best model on its validation text (the last one may have begun to overfit).
+    samplers = [load(_best(work / name), device="cpu") for name in names]
+    bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in held_out])
+    ranked = by_bits_per_character(held_out, bits, names)
+    lm_guess = [names.index(r.label) for r in ranked]
+    per_book = {
+        name: {
+            "lm": accuracy(
+                lm_guess[i * count : (i + 1) * count], truth[i * count : (i + 1) * count]
+            ),
+            "ngram": accuracy(
+                ngram_guess[i * count : (i + 1) * count], truth[i * count : (i + 1) * count]
+            ),
+            "bits_per_character": float(bits[i * count : (i + 1) * count, i].mean()),
+            "train_wall_seconds": walls[name],
+        }
+        for i, name in enumerate(names)
+    }
+    return {
+        "quick": quick,
+        "minutes_per_book": minutes,
+        "shared_minutes": shared_minutes,
+        "shared_wall_seconds": walls.get("shared"),
+        "passages": len(held_out),
+        "passage_characters": PASSAGE,
+        "lm_accuracy": accuracy(lm_guess, truth),
+        "ngram_accuracy": accuracy(ngram_guess, truth),
+        "ngram_fit_seconds": ngram_seconds,
+        "books": per_book,
+    }
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Two books, seconds of training (for CI).")
+@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@click.option(
+    "--minutes", type=float, default=5.0, show_default=True, help="Training time per book."
+)
+@click.option(
+    "--shared-minutes",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="First train one model on all the books this long, then fine-tune a copy on each "
+    "book (--init-from) for --minutes; 0: each book's model from scratch.",
+)
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the splits and models in this directory.  [default: a temporary one]",
+)
+@results_option(RESULTS_DIR / "which_book.json")
+def main(
+    quick: bool,
+    threads: int | None,
+    minutes: float,
+    shared_minutes: float,
+    work: Path | None,
+    out: Path,
+) -> None:
+    """Which book is a 200-character passage from: book models against 5-gram models."""
+    with tempfile.TemporaryDirectory() as tmp:
+        results = run_all(quick, threads, work or Path(tmp), minutes, shared_minutes)
+    print_table(
+        ["book", "LM correct", "5-gram correct", "LM bits/char", "train wall s"],
+        [
+            (name, r["lm"], r["ngram"], r["bits_per_character"], r["train_wall_seconds"])
+            for name, r in results["books"].items()
+        ]
+        + [("all", results["lm_accuracy"], results["ngram_accuracy"], None, None)],
+    )
+    print(f"wrote {write_results(out, results)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""`charlm classify`: the labels of texts by Bayes' rule, or the book a passage comes from."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from charlm.cli import cli
+from charlm.cli.settings import Utf8Text
+from charlm.corpus import read_book
+from charlm.data import PRIORS
+from charlm.device import DEVICE_CHOICES
+from charlm.errors import UnknownTokenError
+from charlm.sampling import Classification, Sampler, by_bits_per_character, load
+from charlm.tokenizers import UNKNOWN_POLICIES
+
+
+@cli.command()
+@click.argument("arguments", nargs=-1, metavar="CHECKPOINT [TEXT]...", type=Utf8Text())
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    help="Classify the texts of this file, one a line (with --models the whole file is one "
+    "passage); - reads stdin; repeatable.  [default: none]",
+)
+@click.option(
+    "--models",
+    is_flag=True,
+    show_default=True,
+    help="The arguments are checkpoints of whole-book models, one a book: each --file "
+    "passage goes to the model that predicts it best (bits per character).",
+)
+@click.option(
+    "--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels shown."
+)
+@click.option(
+    "--prior",
+    type=click.Choice(PRIORS),
+    default="learned",
+    show_default=True,
+    help="p(label): learned (each label's share of the training examples) or uniform.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    show_default=True,
+    help='One JSON object per text: {"text": ..., "labels": [{"label": ..., "score": '
+    "probability}, ...]}.",
+)
+@click.option(
+    "--unknown",
+    type=click.Choice(UNKNOWN_POLICIES),
+    default=None,
+    help="Characters the model never saw: fail, skip them or map them to <unk>.  "
+    "[default: unk where the tokenizer has <unk>, else error]",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICE_CHOICES),
+    default="auto",
+    show_default=True,
+    help="auto uses a CUDA GPU when there is one.",
+)
+def classify(
+    arguments: tuple[str, ...],
+    files: tuple[Path, ...],
+    models: bool,
+    top_k: int,
+    prior: str,
+    as_json: bool,
+    unknown: str | None,
+    device: str,
+) -> None:
+    """Label each TEXT by Bayes' rule under a labelled CHECKPOINT, or find a passage's book.
+
+    The labels of each TEXT under CHECKPOINT, a model trained on labelled examples, are listed
+    best first: p(label | text) ∝ p(text | label) · p(label).
+
+        charlm classify checkpoints/names Hinton Dostoevsky --top-k 3
+
+    prints, as the PyTorch names tutorial does, each label's log-probability:
+
+        > Hinton
+        (-0.47) Scottish
+        ...
+
+    With --models the arguments are checkpoints of models of whole books instead, and each
+    --file passage is given to the book whose model predicts it best:
+
+        charlm classify --models checkpoints/alice checkpoints/moby-dick --file passage.txt
+    """
+    if models:
+        _classify_passages(arguments, files, top_k, as_json, unknown, device)
+        return
+    if not arguments:
+        raise click.UsageError("missing CHECKPOINT (or --models CHECKPOINT...)")
+    checkpoint, texts = Path(arguments[0]), list(arguments[1:])
+    texts += [line for path in files for line in _lines(path)]
+    if not texts:
+        raise click.UsageError("no text to classify: give TEXT arguments or --file")
+    sampler = load(checkpoint, device=device)
+    results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
+    _print(results, as_json)
+
+
+def _classify_passages(
+    checkpoints: tuple[str, ...],
+    files: tuple[Path, ...],
+    top_k: int,
+    as_json: bool,
+    unknown: str | None,
+    device: str,
+) -> None:
+    if len(checkpoints) < 2:
+        raise click.UsageError("--models compares two checkpoints or more; name them")
+    if not files:
+        raise click.UsageError("--models classifies passages: give them with --file")
+    passages = [_read(path) for path in files]
+    samplers = [load(path, device=device) for path in checkpoints]
+    names = _model_names([Path(path) for path in checkpoints])
+    bits = np.array(
+        [[_bits(sampler, path, text, unknown) for sampler, path in zip(samplers, checkpoints)]
+         for text in passages]
+    )  # fmt: skip
+    results = by_bits_per_character(passages, bits, names, top_k)
+    _print(results, as_json, [str(path) for path in files])
+
+
+def _bits(sampler: Sampler, checkpoint: str, text: str, unknown: str | None) -> float:
+    try:
+        return sampler.score(text, unknown=unknown).bits_per_character
+    except UnknownTokenError as exc:
+        # Skipping what one model cannot read would flatter it: say how to compare fairly.
+        raise click.ClickException(
+            f"{checkpoint}: {exc}; to compare books, train each model with --tokenizer-option "
+            "unk=true (an unseen character then costs what the model learned for <unk>)"
+        ) from exc
+
+
+def _model_names(paths: list[Path]) -> list[str]:
+    """Each checkpoint's directory name, or its whole path where two names coincide."""
+    names = [path.name for path in paths]
+    return names if len(set(names)) == len(names) else [str(path) for path in paths]
+
+
+def _read(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    return read_book(path, keep_boilerplate=True).text
+
+
+def _lines(path: Path) -> list[str]:
+    return [line.strip() for line in _read(path).split("\n") if line.strip()]
+
+
+def _print(results: list[Classification], as_json: bool, sources: list[str] | None = None) -> None:
+    for index, result in enumerate(results):
+        if as_json:
+            record = result.to_dict()
+            if sources is not None:
+                record["file"] = sources[index]
+            click.echo(json.dumps(record, ensure_ascii=False))
+            continue
+        click.echo(f"> {sources[index] if sources is not None else result.text}")
+        for score in result.labels:
+            bits = score.bits_per_character
+            detail = f"  {bits:.4f} bits/char" if bits is not None else ""
+            click.echo(f"({score.log_probability:.2f}) {score.label}{detail}")

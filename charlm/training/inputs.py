@@ -1,0 +1,172 @@
+"""What a run trains on: books as one stream of ids, or short examples (labelled or not).
+
+`prepare_inputs` reads and encodes either kind into `RunInputs`, which gives the loop its
+training and validation data, builds the model that fits them, and scores the test split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from charlm.checkpoint import Checkpoint
+from charlm.corpus import resolve_inputs
+from charlm.data import (
+    DataOptions,
+    ExampleIds,
+    LabelSet,
+    PreparedData,
+    PreparedExamples,
+    min_tokens_for_one_batch,
+    prepare_data,
+    prepare_examples,
+)
+from charlm.errors import ConfigError, CorpusError, TokenizerError, UnknownTokenError
+from charlm.metrics import perplexity
+from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.tokenizers import Tokenizer
+from charlm.training.config import TrainConfig
+from charlm.training.feeds import evaluate, evaluate_example_ids
+
+Ids = np.ndarray | ExampleIds
+
+
+@dataclass
+class RunInputs:
+    """The encoded data of a run, whichever kind it is."""
+
+    prepared: PreparedData | PreparedExamples
+
+    @property
+    def examples(self) -> bool:
+        return isinstance(self.prepared, PreparedExamples)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.prepared.tokenizer
+
+    @property
+    def labels(self) -> LabelSet | None:
+        return self.prepared.labels if self.examples else None
+
+    @property
+    def splits(self) -> tuple[Ids, Ids | None, Ids | None]:
+        """(train, validation, test) ids; None where a split is not used."""
+        p = self.prepared
+        if self.examples:
+            return p.train, p.val, p.test
+        return p.train_ids, p.val_ids, p.test_ids
+
+    @property
+    def val_characters(self) -> int | None:
+        return None if self.examples else self.prepared.val_characters
+
+    def sections(self) -> dict[str, Any]:
+        """The checkpoint sections the data adds beside the model: the labels and counts."""
+        return {"labels": self.labels.to_dict()} if self.labels is not None else {}
+
+    def build_model(self, settings: dict[str, Any], base: Checkpoint | None) -> RNNLM:
+        """The network to train: `base`'s (checked to fit this data) or a new one."""
+        if base is not None:
+            self._check_base(base)
+            return base.model
+        vocab_size = self.tokenizer.vocab_size
+        if not self.examples:
+            return build_model(ModelConfig(vocab_size, **settings))
+        labels = len(self.labels) if self.labels is not None else 0
+        return build_model(
+            ModelConfig(vocab_size + 1, end_token=True, num_labels=labels, **settings)
+        )
+
+    def _check_base(self, base: Checkpoint) -> None:
+        saved = list(base.config.get("labels") or {})
+        names = self.labels.names if self.labels is not None else []
+        if saved != names:
+            raise ConfigError(
+                f"{base.path} was trained on the labels {', '.join(saved) or '(none)'}; the "
+                f"data has {', '.join(names) or 'none'}"
+            )
+
+    def test_loss(self, net: RNNLM, training: TrainConfig, device: torch.device) -> float:
+        """Mean nats per token of the test split."""
+        test = self.splits[2]
+        if self.examples:
+            return evaluate_example_ids(
+                net, test, batch_size=training.batch_size, device=device, seq_len=training.seq_len
+            )
+        return evaluate(
+            net, test, batch_size=training.batch_size, seq_len=training.seq_len, device=device
+        )
+
+    def test_report(self, loss: float) -> str:
+        test = self.splits[2]
+        count = test.num_targets if self.examples else len(test)
+        return f"test perplexity {perplexity(loss):.3f} on {count:,} tokens"
+
+
+def prepare_inputs(
+    book: Any,
+    data: DataOptions,
+    base: Checkpoint | None,
+    tokenizer: str,
+    options: dict[str, Any] | None,
+    training: TrainConfig,
+    say: Callable[[str], None],
+    cached_as: dict[str, Any] | None = None,
+) -> RunInputs:
+    """Read, split and encode the books or examples (books from the token cache if there;
+    `cached_as`: the tokenizer spec a resumed run's first part cached its ids under)."""
+    if base is not None and base.model.config.end_token != (data.example_unit is not None):
+        kind = "short examples" if base.model.config.end_token else "continuous text"
+        raise ConfigError(f"{base.path} is a model of {kind}; train it on the same kind of data")
+    try:
+        if data.example_unit is not None:
+            prepared = prepare_examples(
+                book,
+                data,
+                tokenizer=base.tokenizer if base else tokenizer,
+                tokenizer_options=None if base else options,
+            )
+        else:
+            prepared = prepare_data(
+                resolve_inputs(book, corpus_dir=data.corpus_dir, message=say),
+                tokenizer=base.tokenizer if base else tokenizer,
+                tokenizer_options=None if base else options,
+                splits=data.splits(),
+                encoding=data.encoding,
+                keep_boilerplate=data.keep_boilerplate,
+                cache_dir=data.cache_dir,
+                use_cache=data.use_cache,
+                cached_as=cached_as,
+            )
+            _check_lengths(prepared, training)
+    except TokenizerError as exc:
+        if base is None:
+            raise
+        unseen = isinstance(exc, UnknownTokenError) and exc.summary
+        raise TokenizerError(
+            f"the data cannot be encoded by the tokenizer of {base.path}, which the model "
+            f"comes with: {f'it has {exc.summary}' if unseen else exc}"
+        ) from exc
+    return RunInputs(prepared)
+
+
+def _check_lengths(prepared: PreparedData, training: TrainConfig) -> None:
+    train_ids, val_ids, test_ids = prepared.train_ids, prepared.val_ids, prepared.test_ids
+    need = min_tokens_for_one_batch(training.batch_size, training.seq_len)
+    if len(train_ids) < need:
+        raise CorpusError(
+            f"the training text has {len(train_ids)} tokens, too few for one batch of "
+            f"{training.batch_size} x {training.seq_len} (needs {need}); use a longer book "
+            "or a smaller --batch-size / --seq-len"
+        )
+    if val_ids is not None and len(val_ids) < 2:
+        raise CorpusError(
+            "the validation text is shorter than 2 tokens; raise --val-fraction or set it to 0"
+        )
+    if test_ids is not None and len(test_ids) < 2:
+        raise CorpusError("the test text is shorter than 2 tokens; raise --test-fraction")

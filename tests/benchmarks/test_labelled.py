@@ -1,0 +1,53 @@
+"""The labelled-text benchmarks: the n-gram baseline, and both scripts in their quick modes."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.ngram import END, START, CharNgram, NaiveBayes
+from tests.conftest import SHARED_CORPORA
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_ngram_model_is_a_distribution_over_the_next_character():
+    model = CharNgram(3).fit(["abba", "abab", "baa"])
+    for context in (START * 2, START + "a", "ab", "zz"):
+        # Every character seen (the end included), and one share for any character never seen.
+        total = sum(model.prob(context, c) for c in model.vocabulary) + model.prob(context, "?")
+        assert total == pytest.approx(1)
+    assert END in model.vocabulary
+    assert model.log_prob("abba") > model.log_prob("bbbb")
+    assert math.isfinite(model.log_prob("qqq"))  # unseen characters keep a small probability
+
+
+def test_naive_bayes_tells_apart_two_alphabets():
+    model = NaiveBayes(["ab", "aab", "bab", "xy", "xyy", "yx"], ["ab"] * 3 + ["xy"] * 3)
+    assert model.predict("abba") == "ab" and model.predict("yyx") == "xy"
+
+
+def _quick(module: str, out: Path) -> dict:
+    if not (SHARED_CORPORA / "names").is_dir():
+        pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
+    command = [sys.executable, "-m", module, "--quick", "--threads", "1", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_quick_names_benchmark_measures_every_run(tmp_path):
+    results = _quick("benchmarks.names", tmp_path / "names.json")
+    assert set(results["runs"]) == {"conditional", "token", "unlabelled"}
+    assert 0 < results["baseline"]["accuracy"] <= 1
+    assert "judged_macro" in results["runs"]["conditional"]["generation"]
+    assert results["prior_bound"] > 0
+
+
+def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
+    results = _quick("benchmarks.which_book", tmp_path / "which_book.json")
+    assert results["passages"] == 10 and len(results["books"]) == 2
+    assert 0 <= results["lm_accuracy"] <= 1 and 0 <= results["ngram_accuracy"] <= 1

@@ -1,0 +1,161 @@
+"""The labelled-text commands: train on examples, generate a label, classify, evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from charlm.cli import cli
+from tests.conftest import TINY_TEXT
+from tests.helpers import single_thread, write_labelled_names
+
+TINY = ["--hidden", "24", "--embed", "8", "--layers", "1", "--dropout", "0", "--label-size", "4"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A small labelled model trained from the command line: labels ab and xyz."""
+    root = tmp_path_factory.mktemp("cli")
+    names = write_labelled_names(root / "names", copies=2)
+    args = ["train", str(names), "--labels", "files", "--examples", "lines", *TINY,
+            "--batch-size", "8", "--lr", "0.02", "--max-steps", "150", "--val-fraction", "0.1",
+            "--out", str(root / "model"), "--device", "cpu"]  # fmt: skip
+    with single_thread():
+        result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "duplicates: 68 examples repeat" in result.stderr
+    assert "--label ab" in result.stderr  # how to sample it
+    return root / "model"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.mark.slow
+def test_generate_draws_examples_of_a_label_one_a_line(model):
+    result = invoke("generate", model, "--label", "xyz", "--num-samples", "6", "--seed", "1",
+                    "--temperature", "0.5", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    names = result.stdout.splitlines()
+    assert len(names) == 6 and all(set(n.lower()) <= set("xyz") for n in names)
+
+
+@pytest.mark.slow
+def test_an_unknown_label_is_one_line_listing_the_labels(model):
+    result = invoke("generate", model, "--label", "qq", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "the labels are: ab, xyz" in result.stderr
+
+
+@pytest.mark.slow
+def test_classify_prints_each_labels_log_probability(model, tmp_path):
+    result = invoke("classify", model, "Abab", "--top-k", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "> Abab" and lines[1].endswith(") ab") and lines[1].startswith("(-0.")
+    assert len(lines) == 3
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Zyx\n\nBaab\n", encoding="utf-8")
+    result = invoke("classify", model, "--file", texts, "--json", "--prior", "uniform")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in records] == ["Zyx", "Baab"]
+    assert [r["labels"][0]["label"] for r in records] == ["xyz", "ab"]
+    assert sum(label["score"] for label in records[0]["labels"]) == pytest.approx(1)
+
+
+@pytest.mark.slow
+def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, tmp_path):
+    test = write_labelled_names(tmp_path / "test")
+    plot = tmp_path / "confusion.png"
+    result = invoke("evaluate", model, test, "--labels", "files", "--examples", "lines",
+                    "--json", "--plot", plot, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["examples"] == 68 and report["accuracy"] > 0.9
+    assert set(report) >= {"accuracy", "macro_f1", "top3_accuracy", "nats_per_char", "per_label"}
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    plain = invoke("evaluate", model, test / "ab.txt", "--device", "cpu")  # the model's format
+    assert plain.exit_code == 0 and "precision  recall" in plain.stdout
+    assert "reading the files as the model's training data was read" in plain.stderr
+
+
+@pytest.mark.slow
+def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
+    books = {"sea": "the ship sailed on the sea and the whale swam. " * 30,
+             "garden": "roses grew in the garden by the wall of stone. " * 30}  # fmt: skip
+    checkpoints = []
+    for name, text in books.items():
+        book = tmp_path / f"{name}.txt"
+        book.write_text(text, encoding="utf-8")
+        # <unk> lets each model score the other book's letters: what it learned for <unk>.
+        result = invoke("train", book, "--out", tmp_path / name, *TINY[:6], "--batch-size", "4",
+                        "--seq-len", "16", "--max-steps", "60", "--lr", "0.02", "--no-cache",
+                        "--tokenizer-option", "unk=true", "--device", "cpu")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        checkpoints.append(tmp_path / name)
+    passage = tmp_path / "passage.txt"
+    passage.write_text("the whale swam by the ship on the sea.", encoding="utf-8")
+    result = invoke("classify", "--models", *checkpoints, "--file", passage, "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["labels"][0]["label"] == "sea" and record["file"] == str(passage)
+    assert record["labels"][0]["bits_per_character"] < record["labels"][1]["bits_per_character"]
+    plain = invoke("classify", "--models", *checkpoints, "--file", passage)
+    assert plain.stdout.splitlines()[1].split()[1] == "sea"
+    book_only = tmp_path / "garden-no-unk"
+    trained = invoke("train", tmp_path / "garden.txt", "--out", book_only, *TINY[:6],
+                     "--batch-size", "4", "--seq-len", "16", "--max-steps", "1", "--no-cache",
+                     "--device", "cpu")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    result = invoke("classify", "--models", checkpoints[0], book_only, "--file", passage)
+    assert result.exit_code == 1 and "--tokenizer-option unk=true" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["classify"], "missing CHECKPOINT"),
+        (["classify", "--models", "a"], "two checkpoints or more"),
+        (["classify", "--models", "a", "b"], "give them with --file"),
+        (["train", "x", "--labels", "columns"], "--labels"),
+        (["train", "x", "--labels", "table", "--examples", "files"], "rows"),
+    ],
+)
+def test_command_lines_that_cannot_work_are_usage_errors(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.slow
+def test_a_book_model_refuses_a_label(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(TINY_TEXT, encoding="utf-8")
+    trained = invoke("train", book, "--out", tmp_path / "m", *TINY[:6], "--batch-size", "4",
+                     "--seq-len", "16", "--max-steps", "1", "--no-cache")  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    result = invoke("generate", tmp_path / "m", "--label", "x", "--device", "cpu")
+    assert result.exit_code == 2 and "trained without labels" in result.stderr
+    result = invoke("classify", tmp_path / "m", "word", "--device", "cpu")
+    assert result.exit_code == 1 and "continuous text" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_prompt_sets_the_label(model):
+    result = CliRunner().invoke(
+        cli,
+        ["generate", str(model), "--interactive", "--seed", "1", "--temperature", "0.5",
+         "--device", "cpu"],
+        input="Z\n/label xyz\nZ\n",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "choose one of: ab, xyz" in result.stderr  # before /label
+    assert result.stdout.startswith("Z") and set(result.stdout.strip().lower()) <= set("xyz")

@@ -1,0 +1,191 @@
+"""Labelled examples: files, directories and tables; duplicates; splits by distinct text."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from charlm.corpus import read_examples, split_examples
+from charlm.corpus.examples import ExampleSet, file_labels
+from charlm.errors import ConfigError, CorpusError
+from tests.conftest import SHARED_CORPORA
+
+
+def write(path, text: str, encoding: str = "utf-8"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+@pytest.fixture
+def label_files(tmp_path):
+    write(tmp_path / "names" / "Czech.txt", "Novak\nDvorak\n\n  Svoboda  \nNovak\n")
+    write(tmp_path / "names" / "Irish.txt", "O'Brien\r\nMurphy\r\nNovak\r\n")  # CRLF
+    return tmp_path / "names"
+
+
+def test_each_file_is_a_label_and_each_nonempty_line_an_example(label_files):
+    found = read_examples(label_files, labels="files", examples="lines")
+    assert found.pairs() == [
+        ("Novak", "Czech"),
+        ("Dvorak", "Czech"),
+        ("Svoboda", "Czech"),  # surrounding spaces removed
+        ("Novak", "Czech"),
+        ("O'Brien", "Irish"),  # CRLF read as line breaks
+        ("Murphy", "Irish"),
+        ("Novak", "Irish"),
+    ]
+    assert found.label_names == ["Czech", "Irish"]
+    assert found.label_counts() == {"Czech": 4, "Irish": 3}
+    assert {f["line_endings"] for f in found.files} == {"lf", "crlf"}
+
+
+def test_files_are_decoded_like_books(tmp_path):
+    write(tmp_path / "French.txt", "Béranger\nDésiré\n", encoding="cp1252")
+    found = read_examples(tmp_path / "French.txt", labels="files")
+    assert found.texts == ["Béranger", "Désiré"]
+    assert found.files[0]["encoding"] == "cp1252"
+
+
+def test_without_labels_the_examples_have_none(label_files):
+    found = read_examples(label_files, examples="lines")
+    assert found.labels is None and found.label_names == [] and len(found) == 7
+
+
+def test_directories_as_labels_and_files_as_examples(tmp_path):
+    write(tmp_path / "reviews" / "pos" / "1.txt", "Loved it.\nWould read again.\n")
+    write(tmp_path / "reviews" / "pos" / "2.txt", "Wonderful.")
+    write(tmp_path / "reviews" / "neg" / "a.txt", "Dull.")
+    found = read_examples(tmp_path / "reviews", labels="dirs", examples="files")
+    assert found.pairs() == [
+        ("Dull.", "neg"),
+        ("Loved it.\nWould read again.", "pos"),
+        ("Wonderful.", "pos"),
+    ]
+    lines = read_examples(tmp_path / "reviews", labels="dirs", examples="lines")
+    assert len(lines) == 4 and lines.unit == "lines"
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("data.tsv", 'text\tlabel\nNovak\tCzech\nsay "hi\tIrish\n'),
+        ("data.csv", 'label,text\nCzech,Novak\nIrish,"say ""hi"\n'),
+        (
+            "data.jsonl",
+            json.dumps({"text": "Novak", "label": "Czech"})
+            + "\n\n"
+            + json.dumps({"label": "Irish", "text": 'say "hi', "id": 3})
+            + "\n",
+        ),
+    ],
+)
+def test_tables_name_their_text_and_label_columns(tmp_path, name, content):
+    found = read_examples(write(tmp_path / name, content), labels="table")
+    assert found.pairs() == [("Novak", "Czech"), ('say "hi', "Irish")]
+    assert found.unit == "rows"
+
+
+def test_table_columns_can_be_renamed_and_a_missing_one_is_named(tmp_path):
+    table = write(tmp_path / "t.csv", "sentence,polarity\ngood,pos\n")
+    found = read_examples(table, labels="table", text_column="sentence", label_column="polarity")
+    assert found.pairs() == [("good", "pos")]
+    with pytest.raises(CorpusError, match=r"no column 'text'.*'sentence', 'polarity'"):
+        read_examples(table, labels="table")
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("t.csv", "text,label\nhello,\n", "row 2: the 'label' column is empty"),
+        ("t.jsonl", '{"text": "a", "label": "x"}\nnot json\n', "line 2: not a JSON object"),
+        ("t.jsonl", "[1, 2]\n", "line 1: not a JSON object"),
+        ("t.jsonl", '{"text": ["a"], "label": "x"}\n', "'text' column is not text"),
+        ("t.txt", "text,label\n", "reads .tsv, .csv and .jsonl"),
+    ],
+)
+def test_bad_tables_are_refused_with_where(tmp_path, name, content, message):
+    with pytest.raises(CorpusError, match=message):
+        read_examples(write(tmp_path / name, content), labels="table")
+
+
+def test_formats_that_cannot_be_read_are_refused():
+    with pytest.raises(ConfigError, match="rows"):
+        read_examples("x.tsv", labels="table", examples="files")
+    with pytest.raises(ConfigError, match="unknown --labels"):
+        read_examples("x", labels="columns")
+
+
+def test_labels_from_file_names_keep_the_extension_when_stems_collide(tmp_path):
+    paths = [tmp_path / "rt-polarity.pos", tmp_path / "rt-polarity.neg"]
+    assert file_labels(paths) == ["rt-polarity.pos", "rt-polarity.neg"]
+    assert file_labels([tmp_path / "Czech.txt", tmp_path / "Irish.txt"]) == ["Czech", "Irish"]
+
+
+def test_duplicates_are_counted_per_label_and_across_labels(label_files):
+    found = read_examples(label_files, labels="files")
+    duplicates = found.duplicates()
+    assert duplicates.repeated == 1  # the second Novak under Czech
+    assert duplicates.per_label["Czech"] == (4, 3)
+    assert duplicates.texts_with_several_labels == 1  # Novak is Czech and Irish
+    assert "1 examples repeat an earlier one: Czech 4 (3 distinct)" in duplicates.describe()
+    deduplicated = found.deduplicated()
+    assert deduplicated.pairs() == list(dict.fromkeys(found.pairs()))
+    assert deduplicated.duplicates().repeated == 0
+
+
+def labelled(counts: dict[str, int], copies: int = 1) -> ExampleSet:
+    texts, labels = [], []
+    for label, count in counts.items():
+        for i in range(count):
+            texts += [f"{label}{i}"] * copies
+            labels += [label] * copies
+    return ExampleSet(texts, labels)
+
+
+def test_splits_cut_each_label_by_distinct_text_and_keep_copies_together():
+    examples = labelled({"a": 100, "b": 20, "c": 1}, copies=3)
+    train, val, test = split_examples(examples, 0.1, 0.2, seed=0)
+    for part in (train, val, test):
+        for other in (train, val, test):
+            if part is not other:
+                assert not set(part.texts) & set(other.texts)
+    assert len(train) + len(val) + len(test) == len(examples)
+    assert {label: n // 3 for label, n in val.label_counts().items()} == {"a": 10, "b": 2}
+    assert {label: n // 3 for label, n in test.label_counts().items()} == {"a": 20, "b": 4}
+    assert train.label_counts()["c"] == 3  # a label's only text stays for training
+
+
+def test_a_text_under_several_labels_lands_in_one_split():
+    examples = ExampleSet(["x", "x", "y", "z", "w"], ["a", "b", "a", "b", "b"])
+    for seed in range(20):
+        parts = split_examples(examples, 0.4, 0.0, seed)
+        assert sum("x" in part.texts for part in parts) == 1
+
+
+def test_splits_are_fixed_by_the_seed():
+    examples = labelled({"a": 50, "b": 50})
+    assert (
+        split_examples(examples, 0.1, 0.1, 3)[1].texts
+        == split_examples(examples, 0.1, 0.1, 3)[1].texts
+    )
+    assert (
+        split_examples(examples, 0.1, 0.1, 3)[1].texts
+        != split_examples(examples, 0.1, 0.1, 4)[1].texts
+    )
+
+
+@pytest.mark.corpus
+def test_the_real_names_set():
+    names = SHARED_CORPORA / "names"
+    if not names.is_dir():
+        pytest.skip(f"needs the shared corpora: {names} is absent")
+    found = read_examples(names, labels="files", examples="lines")
+    assert len(found) == 20_074 and len(found.label_names) == 18
+    assert found.duplicates().per_label["Arabic"] == (2000, 108)
+    unique = found.deduplicated()
+    assert len(unique) == 18_015
+    train, val, test = split_examples(unique, 0.1, 0.1, seed=0)
+    assert not set(train.texts) & set(test.texts) and not set(val.texts) & set(test.texts)
+    assert 1700 < len(test) < 1900 and set(test.label_names) == set(found.label_names)
