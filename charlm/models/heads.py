@@ -81,9 +81,10 @@ class LinearCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets):  # noqa: ANN001, ANN205
+    def forward(ctx, hidden, weight, bias, targets, grad_enabled):  # noqa: ANN001, ANN205
         rows = max(1, LOGITS_PER_SLICE // weight.shape[0])
-        gradients = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # needs_input_grad says True under no_grad too (evaluation): ask the caller's mode.
+        gradients = grad_enabled and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
         nll = hidden.new_empty(hidden.shape[0])
         d_hidden = torch.empty_like(hidden) if gradients else None
         d_weight = torch.zeros_like(weight) if gradients else None
@@ -109,12 +110,12 @@ class LinearCrossEntropy(torch.autograd.Function):
         d_hidden = d_hidden * grad_nll.unsqueeze(1)
         scale = grad_nll[:1]
         if bool((grad_nll == scale).all()):
-            return d_hidden, d_weight * scale, d_bias * scale, None
+            return d_hidden, d_weight * scale, d_bias * scale, None, None
         # Tokens weighted unequally: the weights' gradient sums each token's share weighted.
         grad = torch.addmm(bias, hidden, weight.T).softmax(dim=1)
         grad[torch.arange(len(targets)), targets] -= 1
         grad *= grad_nll.unsqueeze(1)
-        return d_hidden, grad.T @ hidden, grad.sum(dim=0), None
+        return d_hidden, grad.T @ hidden, grad.sum(dim=0), None, None
 
 
 def linear_cross_entropy(
@@ -123,4 +124,6 @@ def linear_cross_entropy(
     """−log p(target) in nats for each row of `hidden` (rows, size), the logits being
     `linear(hidden)`: the same numbers as `F.cross_entropy(linear(hidden), targets,
     reduction="none")`, computed in slices (see LinearCrossEntropy)."""
-    return LinearCrossEntropy.apply(hidden, linear.weight, linear.bias, targets)
+    return LinearCrossEntropy.apply(
+        hidden, linear.weight, linear.bias, targets, torch.is_grad_enabled()
+    )

@@ -213,3 +213,7 @@ def test_the_sliced_loss_and_its_gradients_are_the_cross_entropy_of_the_logits(
         results.append([nll.detach(), hidden.grad, linear.weight.grad, linear.bias.grad])
     for got, want in zip(*results):
         torch.testing.assert_close(got, want)
+    with torch.no_grad():  # evaluation: the losses alone
+        torch.testing.assert_close(
+            heads.linear_cross_entropy(hidden, linear, targets), results[0][0]
+        )
