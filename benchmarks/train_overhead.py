@@ -14,7 +14,8 @@ For each configuration, in one process and alternating, this runs
 * bare: the same network written out here — embedding → nn.LSTM → linear → cross-entropy →
   backward → clip → Adam — over one pre-cut tensor, with nothing else in the loop.
 
-Both train with dropout 0, Adam at 2e-3 and clip 1. Throughput is tokens per second between
+Both train with dropout 0, Adam at 2e-3 and clip 1 (charlm's Adam is PyTorch's fused one,
+the bare loop's the default). Throughput is tokens per second between
 the end of the warm-up steps and the last step; the figure is the median of the repeats and
 the ratio charlm / bare of the medians (target >= 0.95: the iterator, logging and display cost
 under 5%). Token ids are random: speed does not depend on them.
@@ -53,8 +54,8 @@ from benchmarks.common import (
     results_option,
     write_results,
 )
+from benchmarks.sliced_loss import linear_cross_entropy
 from charlm.models import ModelConfig, build_model
-from charlm.models.heads import linear_cross_entropy
 from charlm.training import TrainConfig, train
 from charlm.training.metrics_log import MetricsLog
 from charlm.training.progress import RichReporter
@@ -184,7 +185,7 @@ class Variant:
     mkldnn: bool = True  # oneDNN kernels allowed
     compiled: bool = False  # torch.compile the forward pass
     output_chunks: int = 1  # >1: the output layer and loss over this many slices of the batch
-    output: str = "linear"  # "sliced": charlm's linear_cross_entropy; "conv1d": a 1x1 conv1d
+    output: str = "linear"  # "sliced": benchmarks/sliced_loss.py; "conv1d": a 1x1 conv1d
 
 
 BARE = Variant("bare")
@@ -226,7 +227,7 @@ class BareLM(nn.Module):
         return total / y.numel(), state
 
     def sliced_loss(self, x: torch.Tensor, y: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        """The same mean cross-entropy through charlm's linear_cross_entropy: logits,
+        """The same mean cross-entropy through benchmarks/sliced_loss.py: logits,
         softmax and gradients slice by slice while each slice is in cache."""
         h, state = self.lstm(self.embedding(x), state)
         nll = linear_cross_entropy(h.reshape(-1, h.shape[-1]), self.head, y.reshape(-1))

@@ -29,11 +29,9 @@ from charlm.models import scratch
 from charlm.models.cells import CELLS, IMPLS
 from charlm.models.heads import (
     DEFAULT_CUTOFFS,
-    LOGITS_PER_SLICE,
     SOFTMAXES,
     AdaptiveHead,
     default_cutoffs,
-    linear_cross_entropy,
     parse_cutoffs,
 )
 from charlm.models.stepping import cell_function, step_layers
@@ -301,9 +299,6 @@ class RNNLM(nn.Module):
             return self.head(outputs), state  # (batch, seq, vocab)
         if isinstance(self.head, AdaptiveHead):
             return self.head.nll(outputs, targets), state  # (batch, seq)
-        if _in_slices(outputs, targets.numel() * self.config.vocab_size):
-            nll = linear_cross_entropy(outputs.flatten(0, 1), self.head, targets.flatten())
-            return nll.view_as(targets), state  # (batch, seq)
         logits = self.head(outputs).flatten(0, 1).float()  # (batch·seq, vocab)
         nll = F.cross_entropy(logits, targets.flatten(), reduction="none")
         return nll.view_as(targets), state  # (batch, seq)
@@ -368,15 +363,3 @@ def detach_state(state: State) -> State:
 
 def num_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _in_slices(outputs: torch.Tensor, logits: int) -> bool:
-    """Whether the full softmax's loss goes slice by slice (heads.linear_cross_entropy): on
-    the CPU in float32, for more logits than one slice holds (the word models), where keeping
-    each slice in cache beats one pass of every operation over all the logits."""
-    return (
-        outputs.device.type == "cpu"
-        and outputs.dtype == torch.float32
-        and not torch.is_autocast_enabled("cpu")
-        and logits > LOGITS_PER_SLICE
-    )

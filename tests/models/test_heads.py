@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from torch.nn import functional as F
 
 from charlm.checkpoint import load_checkpoint, save_checkpoint
 from charlm.cli import cli
@@ -188,32 +187,3 @@ def test_cli_trains_and_records_an_adaptive_softmax(tmp_path):
     assert model["softmax"] == "adaptive" and model["cutoffs"] == [10, 25]
     bad = CliRunner().invoke(cli, [*args[:-2], "--max-steps", "1", "--cutoffs", "ten"])
     assert bad.exit_code == 2 and "comma-separated" in bad.output
-
-
-@pytest.mark.parametrize("weighting", ["mean", "weighted"])
-def test_the_sliced_loss_and_its_gradients_are_the_cross_entropy_of_the_logits(
-    monkeypatch, weighting
-):
-    from charlm.models import heads
-
-    monkeypatch.setattr(heads, "LOGITS_PER_SLICE", 64)  # slices of 3 rows for 20 tokens
-    torch.manual_seed(0)
-    linear = torch.nn.Linear(6, 20)
-    hidden = torch.randn(10, 6, requires_grad=True)
-    targets = torch.randint(0, 20, (10,))
-    weights = torch.rand(10) if weighting == "weighted" else torch.full((10,), 0.1)
-    results = []
-    for loss in (
-        lambda: F.cross_entropy(linear(hidden), targets, reduction="none"),
-        lambda: heads.linear_cross_entropy(hidden, linear, targets),
-    ):
-        hidden.grad, linear.weight.grad, linear.bias.grad = None, None, None
-        nll = loss()
-        (nll * weights).sum().backward()
-        results.append([nll.detach(), hidden.grad, linear.weight.grad, linear.bias.grad])
-    for got, want in zip(*results):
-        torch.testing.assert_close(got, want)
-    with torch.no_grad():  # evaluation: the losses alone
-        torch.testing.assert_close(
-            heads.linear_cross_entropy(hidden, linear, targets), results[0][0]
-        )
