@@ -42,6 +42,8 @@ class ServedModel:
             "owned_by": "charlm",
             **self.details,
             "labels": self.labels,
+            # A model of short examples (names): each completion is one whole example.
+            "examples": self.sampler.end_id is not None,
         }
 
 
