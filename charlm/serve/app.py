@@ -36,6 +36,7 @@ from charlm.serve.schema import RequestError, completion_request, error_object, 
 # Host names a loopback server answers to; any other name in the Host header is a page on
 # another site that resolved its own name to 127.0.0.1 (DNS rebinding), and is refused.
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
+DEFAULT_TOP_K = 3  # labels a classify request gets when it names no top_k
 
 
 def create_app(models: ModelSet, config: ServeConfig) -> Starlette:
@@ -70,16 +71,27 @@ def create_app(models: ModelSet, config: ServeConfig) -> Starlette:
     async def score(request: Request) -> Response:
         body = texts_request(await _json_body(request, config), top_k=False)
         model = models.get(body.model)
-        scores = await run_in_threadpool(lambda: [model.sampler.score(t) for t in body.inputs])
+        scores = await run_in_threadpool(
+            lambda: [model.sampler.score(t, label=body.label) for t in body.inputs]
+        )
         data = [{"index": i, "object": "score", **_score_fields(s)} for i, s in enumerate(scores)]
         return JSONResponse({"object": "list", "model": model.id, "data": data})
 
     async def classify(request: Request) -> Response:
         body = texts_request(await _json_body(request, config), top_k=True)
         model = models.get(body.model)
-        raise RequestError(
-            f"model {model.id!r} has no labels: it was not trained on labelled text", "model"
+        if not model.labels:
+            raise RequestError(
+                f"model {model.id!r} has no labels: it was not trained on labelled text", "model"
+            )
+        found = await run_in_threadpool(
+            lambda: model.sampler.classify(body.inputs, top_k=body.top_k or DEFAULT_TOP_K)
         )
+        # As `charlm classify --json`: {"text", "labels": [{"label", "score": probability}]}.
+        data = [
+            {"index": i, "object": "classification", **c.to_dict()} for i, c in enumerate(found)
+        ]
+        return JSONResponse({"object": "list", "model": model.id, "data": data})
 
     routes = [
         Route("/", page),

@@ -20,6 +20,7 @@ from typing import Any
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from charlm.errors import ConfigError
 from charlm.sampling.drawing import Piece
 from charlm.sampling.request import make_request
 from charlm.serve.engine import Job
@@ -63,8 +64,10 @@ class Completion:
     """The jobs of one request and the OpenAI objects made from what they draw."""
 
     def __init__(self, model: ServedModel, request: CompletionRequest) -> None:
-        if request.label is not None and not model.labels:
-            raise RequestError(f"model {model.id!r} has no labels to generate by", "label")
+        try:
+            model.sampler.check_label(request.options.label)
+        except ConfigError as exc:
+            raise RequestError(f"model {model.id!r}: {exc}", "label") from exc
         self.model = model
         self.request = request
         self.id = f"cmpl-{secrets.token_hex(12)}"

@@ -33,9 +33,7 @@ class ServedModel:
     @property
     def labels(self) -> list[str]:
         """The labels of a model trained on labelled text; empty for a plain model."""
-        # A sampler knows its labels once charlm reads labelled text (the labelled-text
-        # feature); until then no model has any.
-        return list(getattr(self.sampler, "labels", []))
+        return self.sampler.labels
 
     def card(self) -> dict[str, Any]:
         """The model as `GET /v1/models` lists it: OpenAI's fields, then charlm's."""
@@ -46,6 +44,8 @@ class ServedModel:
             "owned_by": "charlm",
             **self.details,
             "labels": self.labels,
+            # A model of short examples (names): each completion is one whole example.
+            "examples": self.sampler.end_id is not None,
         }
 
 

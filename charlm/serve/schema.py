@@ -72,7 +72,6 @@ class CompletionRequest:
     echo: bool = False
     logprobs: int | None = None
     include_usage: bool = False
-    label: str | None = None
 
 
 @dataclass
@@ -82,12 +81,13 @@ class TextsRequest:
     model: str | None
     inputs: list[str]
     top_k: int | None = None
+    label: str | None = None  # score: the label to score the texts under
 
 
 def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
     """Check a completions body against the API and the server's limits."""
     body = _object(body)
-    known = {"model", "prompt", "stream", "stream_options", "echo", "logprobs", "label"}
+    known = {"model", "prompt", "stream", "stream_options", "echo", "logprobs"}
     _refuse_unknown(body, known | set(SAMPLING_FIELDS) | set(NEUTRAL) | set(IGNORED))
     for name, neutral in NEUTRAL.items():
         if name in body and body[name] not in neutral:
@@ -110,14 +110,13 @@ def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
         echo=_optional(body, "echo", bool) or False,
         logprobs=_logprobs(body.get("logprobs")),
         include_usage=_include_usage(body.get("stream_options")),
-        label=_optional(body, "label", str),
     )
 
 
 def texts_request(body: Any, *, top_k: bool) -> TextsRequest:
     """Check a score (`top_k` False) or classify (`top_k` True) body."""
     body = _object(body)
-    _refuse_unknown(body, {"model", "input", "inputs", "top_k"} if top_k else {"model", "input"})
+    _refuse_unknown(body, {"model", "input", "inputs", "top_k" if top_k else "label"})
     key = "inputs" if "inputs" in body else "input"
     raw = body.get(key)
     texts = [raw] if isinstance(raw, str) else raw
@@ -128,7 +127,8 @@ def texts_request(body: Any, *, top_k: bool) -> TextsRequest:
     k = _optional(body, "top_k", int) if top_k else None
     if k is not None and k < 1:
         raise RequestError(f"top_k must be at least 1, got {k}", "top_k")
-    return TextsRequest(_optional(body, "model", str), texts, k)
+    label = None if top_k else _optional(body, "label", str)
+    return TextsRequest(_optional(body, "model", str), texts, k, label)
 
 
 def _object(body: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def _quick(module: str, out: Path) -> dict:
 
 def test_quick_names_benchmark_measures_every_run(tmp_path):
     results = _quick("benchmarks.names", tmp_path / "names.json")
-    assert set(results["runs"]) == {"conditional", "token", "unlabelled"}
+    assert set(results["runs"]) == {"conditional", "token", "unlabelled", "cpu-3m"}
     assert 0 < results["baseline"]["accuracy"] <= 1
     assert "judged_macro" in results["runs"]["conditional"]["generation"]
     assert results["prior_bound"] > 0

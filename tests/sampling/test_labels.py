@@ -204,3 +204,23 @@ def test_the_label_is_a_sampling_option(fresh):
 def test_a_repetition_penalty_covers_the_end_token_too(fresh):
     # The penalty's mask spans the model's whole vocabulary, the end token included.
     assert isinstance(fresh.generate(label="ab", seed=1, repetition_penalty=1.3), str)
+
+
+def test_drawings_of_different_labels_stepped_together_each_give_their_own_text():
+    from charlm.sampling.batch import Batch
+    from charlm.sampling.request import make_request
+
+    sampler = untrained(LabelSet(["ab", "xyz"], [28, 40]), seed=3)
+    asked = [("ab", 1), ("xyz", 2), ("ab", 5), ("xyz", 7)]
+    batch = Batch(sampler)
+    drawings = [
+        batch.add(make_request("", SamplingOptions(label=label, seed=seed, length=40)))
+        for label, seed in asked
+    ]
+    assert batch.rows == len(asked)
+    while batch:
+        batch.step()
+    together = [drawing.samples()[0].text for drawing in drawings]
+    alone = [sampler.generate(label=label, seed=seed, length=40) for label, seed in asked]
+    assert together == alone
+    assert len(set(alone)) > 1  # the labels and seeds made different examples

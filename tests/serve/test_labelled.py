@@ -1,0 +1,85 @@
+"""The server on a model of labelled examples: completions of a label, scores given a label,
+classification with probabilities, and the errors of a missing or unknown label."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from starlette.testclient import TestClient
+
+from charlm.data import LabelSet
+from charlm.models import ModelConfig, build_model
+from charlm.sampling import Sampler
+from charlm.serve.app import create_app
+from charlm.tokenizers.char import CharTokenizer
+from tests.serve.conftest import SMALL_LIMITS, model_set
+
+LETTERS = CharTokenizer(list("ABXYZabxyz"))
+
+
+def untrained_names() -> Sampler:
+    """An untrained model of names under two labels: random, but a real labelled model."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        LETTERS.vocab_size + 1, hidden_size=16, embed_size=8, num_layers=1, end_token=True,
+        num_labels=2,
+    )  # fmt: skip
+    return Sampler(build_model(config), LETTERS, label_set=LabelSet(["ab", "xyz"], [28, 40]))
+
+
+@pytest.fixture
+def labelled() -> Sampler:
+    return untrained_names()
+
+
+@pytest.fixture
+def client(labelled: Sampler):
+    app = create_app(model_set(SMALL_LIMITS, names=labelled), SMALL_LIMITS)
+    with TestClient(app, base_url="http://localhost") as test_client:
+        yield test_client
+
+
+def test_the_model_card_lists_the_labels(client):
+    card = client.get("/v1/models").json()["data"][0]
+    assert card["labels"] == ["ab", "xyz"]
+
+
+def test_a_completion_of_a_label_is_the_example_generate_draws(client, labelled):
+    for label, seed in (("ab", 1), ("xyz", 2)):
+        body = {"prompt": "", "label": label, "seed": seed, "max_tokens": 30, "logprobs": 5}
+        answer = client.post("/v1/completions", json=body).json()
+        choice = answer["choices"][0]
+        assert choice["text"] == labelled.generate(label=label, seed=seed, length=30)
+        assert choice["finish_reason"] in ("stop", "length")
+        tops = choice["logprobs"]["top_logprobs"]
+        assert all(len(top) == 5 for top in tops)
+        # The end of the example is among the alternatives, as the text it writes: none.
+        assert any("" in top for top in tops)
+
+
+@pytest.mark.parametrize("label", [None, "fr"])
+def test_a_missing_or_unknown_label_is_a_400_that_lists_the_labels(client, label):
+    body = {"prompt": "", "max_tokens": 5, **({"label": label} if label else {})}
+    answer = client.post("/v1/completions", json=body)
+    assert answer.status_code == 400
+    message = answer.json()["error"]["message"]
+    assert "ab" in message and "xyz" in message and "\n" not in message
+
+
+def test_classify_gives_the_labels_and_probabilities_classify_gives(client, labelled):
+    texts = ["Abba", "Xyzzy"]
+    answer = client.post("/v1/classify", json={"inputs": texts, "top_k": 2}).json()
+    expected = labelled.classify(texts, top_k=2)
+    for row, want in zip(answer["data"], expected, strict=True):
+        assert row["text"] == want.text
+        assert [s["label"] for s in row["labels"]] == [s.label for s in want.labels]
+        got = [s["score"] for s in row["labels"]]
+        assert got == pytest.approx([s.probability for s in want.labels])
+        assert sum(got) == pytest.approx(1.0)  # two labels, both shown
+
+
+def test_score_takes_the_label_to_score_under(client, labelled):
+    answer = client.post("/v1/score", json={"input": "Abba", "label": "ab"})
+    expected = labelled.score("Abba", label="ab")
+    assert answer.json()["data"][0]["perplexity"] == pytest.approx(expected.perplexity)
+    assert client.post("/v1/score", json={"input": "Abba"}).status_code == 400
