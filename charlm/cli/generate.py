@@ -10,10 +10,9 @@ import click
 
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import run_prompt_loop
-from charlm.cli.options import config_options
+from charlm.cli.options import config_options, device_option
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
-from charlm.device import DEVICE_CHOICES
 from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import IMPLS
 from charlm.sampling import Sampler, SamplingOptions, load
@@ -42,13 +41,7 @@ from charlm.sampling import Sampler, SamplingOptions, load
     help="Run the recurrent layers with this implementation, e.g. torch to sample a "
     "--impl scratch model at full speed.  [default: the one that trained it]",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="auto uses a CUDA GPU when there is one.",
-)
+@device_option()
 @click.option(
     "--json",
     "as_json",
