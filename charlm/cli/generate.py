@@ -16,6 +16,7 @@ from charlm.corpus import read_book
 from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import IMPLS
 from charlm.sampling import Sampler, SamplingOptions, load
+from charlm.training.allocator import keep_freed_memory
 
 
 @cli.command()
@@ -83,6 +84,10 @@ def generate(
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
     sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl)
+    # The process is the command's own: let glibc keep each step's freed pages, which it
+    # otherwise returns and faults in again every token (half the speed on the main thread,
+    # docs/benchmarks.md#serving-python--m-benchmarksserve).
+    keep_freed_memory()
     try:  # at the prompt a missing label can still be set with /label
         if options.label is not None or not interactive:
             sampler.check_label(options.label)
