@@ -86,7 +86,9 @@ def test_streamed_chunks_join_to_the_whole_completion(client):
     finished = {c["index"]: c["finish_reason"] for chunk in chunks[:-2] for c in chunk["choices"]}
     assert finished == {c["index"]: c["finish_reason"] for c in whole["choices"]}
     assert all(chunk["object"] == "text_completion" for chunk in chunks[:-1])
-    assert len(chunks) > 10  # piece by piece, not one lump at the end
+    # Piece by piece, not one lump at the end (how many pieces share a chunk depends on how
+    # fast the model draws against how fast the client reads).
+    assert len(chunks[:-2]) >= 4
 
 
 def test_n_samples_use_seed_plus_i_and_a_prompt_list_numbers_the_choices(client, sampler):
