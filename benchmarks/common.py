@@ -10,6 +10,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -50,7 +51,7 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "gpu": gpu,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m", _module_name(), *sys.argv[1:]]),
+        "command": " ".join(["python -m", _module_name(), *map(shlex.quote, sys.argv[1:])]),
     }
 
 

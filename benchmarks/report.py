@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from benchmarks.common import RESULTS_DIR, ROOT, pyplot
+from benchmarks.common import RESULTS_DIR, ROOT, median, pyplot
 from benchmarks.wikitext2 import compare_softmaxes
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -132,6 +132,63 @@ def malloc_section(runs: Sequence[dict | None]) -> list[str]:
     return lines + commands_block(machine_name(found[0]["machine"]), commands)
 
 
+def int8_section(data: dict | None) -> list[str]:
+    """int8 sampling against float32 (benchmarks.int8): speed at batch 1 and 16, bits/char."""
+    lines = ["### int8 sampling on the CPU (batch-1 tokens/s, bits per character)", ""]
+    if data is None:
+        return [*lines, f"{NOT_RUN}.", ""]
+    rows, refused = [], []
+    for r in data["rows"]:
+        speed = r["tokens_per_s"]
+        if "int8_refused" in r:
+            refused.append(f"{r['model']}: float32 {speed['float32']:,.0f} tok/s (layer call "
+                           f"{speed['layer']:,.0f}); `--quantize int8` refused: "
+                           f"\"{r['int8_refused']}\"")  # fmt: skip
+            continue
+        batch = r["batch16_tokens_per_s"]
+        rows.append((
+            r["model"], fmt(r["threads"], "d"), fmt(speed["layer"], ",.0f"),
+            fmt(speed["float32"], ",.0f"), fmt(speed["int8"], ",.0f"),
+            f"{r['int8_vs_float32']:.2f}× ({r['cpu_int8_vs_float32']:.2f}×)",
+            f"{r['int8_vs_layer']:.1f}× ({r['cpu_int8_vs_layer']:.1f}×)",
+            f"{batch['float32']:,.0f} / {batch['int8']:,.0f}",
+            fmt(r["bits_per_char"]["float32"], ".4f"), fmt(r["bits_per_char"]["int8"], ".4f"),
+            fmt(r["bpc_change_percent"] / 100, "+.3%"),
+        ))  # fmt: skip
+    headers = ["model", "threads", "layer call", "float32 step", "int8",
+               "int8 / float32 (≥ 3.5×; per CPU-s)", "int8 / layer call", "batch 16 f32 / int8",
+               "bpc f32", "bpc int8", "change (≤ 1%)"]  # fmt: skip
+    lines += [*table(headers, rows), "", *(f"* {line}" for line in refused)]
+    machine = data["machine"]
+    where = f"{machine_name(machine)}; {machine.get('date')}"
+    return [*lines, "", *commands_block(where, [machine["command"]])]
+
+
+def word_encoding_section(data: dict | None) -> list[str]:
+    """The word tokenizer's encoding speed (benchmarks.tokenize): best and median of the runs."""
+    lines = ["### Word tokenizer: encoding speed on WikiText-2", ""]
+    rows = [r for r in (data or {}).get("speed", []) if r["tokenizer"] == "word"]
+    if not rows:
+        return [*lines, f"{NOT_RUN}.", ""]
+    (row,) = rows
+    runs = [row["input_mb"] / seconds for seconds in row["runs_seconds"]]
+    lines += table(
+        ["input", "runs", "MB/s best", "MB/s median", "target"],
+        [(f"{row['input_mb']:,.0f} MB", fmt(len(runs), "d"), fmt(max(runs), ",.1f"),
+          fmt(median(runs), ",.1f"), "≥ 50")],
+    )  # fmt: skip
+    loop = data.get("word_against_loop")
+    if loop:
+        identical = "identical" if loop["ids_identical"] else "**different**"
+        lines += ["", f"Against the Python loop it replaced, on {loop['input_mb']:g} MB "
+                  f"(interleaved, medians of {loop['rounds']}): {loop['arrays_mb_per_second']:,.1f}"
+                  f" vs {loop['loop_mb_per_second']:,.1f} MB/s, **{loop['speedup']:.1f}×**; "
+                  f"ids {identical}."]  # fmt: skip
+    machine = data["machine"]
+    return [*lines, "", *commands_block(f"{machine_name(machine)}; {machine.get('date')}",
+                                        [machine["command"]])]  # fmt: skip
+
+
 def matmul_line(data: dict) -> str:
     """The fp32 matrix-multiply rates the efficiency column divides by."""
     rates = data.get("matmul_rates") or {
@@ -214,6 +271,8 @@ def shakespeare_row(r: dict) -> list[str]:
 def render(results: Path = RESULTS_DIR) -> str:
     lines = overhead_section(load("train_overhead", results))
     lines += malloc_section([load("malloc", results), load("malloc.1thread", results)])
+    lines += int8_section(load("int8", results))
+    lines += word_encoding_section(load("tokenize", results))
     lines += quality_section(
         "PTB word level (test perplexity)",
         load("ptb_zaremba", results),

@@ -2,10 +2,12 @@
 
     python -m benchmarks.tokenize            # 100 MB of WikiText-2 (train, repeated)
     python -m benchmarks.tokenize --quick    # 2 MB, small training sets: a smoke run for CI
+    python -m benchmarks.tokenize --tokenizers word --against-loop-mb 10   # word alone, and
+                                             # against the loop it replaced
 
 Part 1, speed: each tokenizer is trained on (a part of) WikiText-2 and then encodes the large
-text through `encode_array`, the call the training pipeline makes (char and byte are
-vectorised NumPy; bpe, wordpiece and unigram go through the `tokenizers` batch API). MB/s
+text through `encode_array`, the call the training pipeline makes (char, byte and word
+are vectorised NumPy; bpe, wordpiece and unigram go through the `tokenizers` batch API). MB/s
 counts UTF-8 megabytes (10^6 bytes) of input per second.
 
 Part 2, trade-offs on a real book: each tokenizer is trained on the first 90% of the book;
@@ -17,16 +19,16 @@ The tables go to stdout and everything to benchmarks/results/tokenize.json.
 
 from __future__ import annotations
 
-import json
-import platform
+import statistics
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from benchmarks.common import CORPORA, RESULTS_DIR, results_option
+from benchmarks.common import CORPORA, RESULTS_DIR, results_option, write_results
 from charlm.corpus import read_book
 from charlm.tokenizers import Tokenizer, train_tokenizer
 
@@ -53,8 +55,7 @@ BOOK_CASES: list[tuple[str, dict[str, Any]]] = [
     ("unigram", {"vocab_size": 4000}),
 ]
 SUBWORD = {"bpe", "wordpiece", "unigram"}
-FAST = {"char", "byte"}
-WORD_SPEED_LIMIT = 20 * MB  # the word tokenizer is a Python loop per word: time a slice
+FAST = {"char", "byte", "word"}
 
 
 def label(name: str, options: dict[str, Any]) -> str:
@@ -78,25 +79,28 @@ def timed_encode(tokenizer: Tokenizer, text: str, repeats: int) -> tuple[int, li
     return count, seconds
 
 
-def speed(corpus: str, size: int, train_chars: int, repeats: int) -> list[dict[str, Any]]:
+def speed(
+    corpus: str, size: int, train_chars: int, repeats: int, names: set[str] | None = None
+) -> list[dict[str, Any]]:
     """Encoding speed of each tokenizer on `corpus` repeated to `size` characters.
 
-    char and byte are timed `repeats` times and the best run counts (the first run also pays
+    char, byte and word are timed `repeats` times and the best run counts (the first run also pays
     for the operating system handing out fresh memory for the id array).
     """
     big = repeat_to(corpus, size)
     rows = []
     for name, options in SPEED_CASES:
+        if names is not None and name not in names:
+            continue
         start = time.perf_counter()
         # Subword models learn from a slice (their training is slow); char and word need
         # the whole corpus, or the repeated text would hold characters they never saw.
         sample = corpus[:train_chars] if name in SUBWORD else corpus
         tokenizer = train_tokenizer(name, sample, options)
         train_seconds = time.perf_counter() - start
-        text = big if name != "word" else big[:WORD_SPEED_LIMIT]
-        count, runs = timed_encode(tokenizer, text, repeats if name in FAST else 1)
+        count, runs = timed_encode(tokenizer, big, repeats if name in FAST else 1)
         seconds = min(runs)
-        megabytes = len(text.encode("utf-8")) / MB
+        megabytes = len(big.encode("utf-8")) / MB
         rows.append(
             {
                 "tokenizer": label(name, options),
@@ -111,6 +115,34 @@ def speed(corpus: str, size: int, train_chars: int, repeats: int) -> list[dict[s
             }
         )
     return rows
+
+
+def against_the_loop(corpus: str, size: int, rounds: int) -> dict[str, Any]:
+    """The word encoder against the regular-expression loop it replaced (kept in the tests as
+    their reference), on the same `size` characters, interleaved round by round; medians."""
+    from tests.tokenizers.word_reference import reference_encode
+
+    text = repeat_to(corpus, size)
+    tokenizer = train_tokenizer("word", corpus, {})
+    megabytes = len(text.encode("utf-8")) / MB
+    seconds: dict[str, list[float]] = {"arrays": [], "loop": []}
+    ids = {}
+    for round_ in range(rounds):
+        for name in ("arrays", "loop") if round_ % 2 == 0 else ("loop", "arrays"):
+            encode = tokenizer.encode_array if name == "arrays" else partial(
+                reference_encode, tokenizer)  # fmt: skip
+            start = time.perf_counter()
+            ids[name] = encode(text)
+            seconds[name].append(time.perf_counter() - start)
+    rates = {name: megabytes / statistics.median(s) for name, s in seconds.items()}
+    return {
+        "input_mb": round(megabytes, 2),
+        "rounds": rounds,
+        "arrays_mb_per_second": round(rates["arrays"], 1),
+        "loop_mb_per_second": round(rates["loop"], 1),
+        "speedup": round(rates["arrays"] / rates["loop"], 2),
+        "ids_identical": bool(np.array_equal(ids["arrays"], ids["loop"])),
+    }
 
 
 def book_tradeoffs(book: str) -> list[dict[str, Any]]:
@@ -168,13 +200,28 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     help="The real book of the trade-off table.",
 )
 @click.option(
+    "--tokenizers",
+    "names",
+    default=None,
+    help="Comma-separated tokenizers whose speed to time (the book trade-offs are then "
+    "skipped).  [default: all, and the book trade-offs]",
+)
+@click.option(
+    "--against-loop-mb",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Also time the word encoder against the Python loop it replaced on this many MB, "
+    "interleaved, and check their ids are identical.  [default: skip]",
+)
+@click.option(
     "--size-mb",
     type=click.FloatRange(min=0.1),
     default=None,
     help="Size of the encoded text in MB.  [default: 100, --quick: 2]",
 )
 @results_option(RESULTS)
-def main(quick: bool, corpus: Path, book: Path, size_mb: float | None, out: Path) -> None:
+def main(quick: bool, corpus: Path, book: Path, names: str | None, against_loop_mb: float | None,
+         size_mb: float | None, out: Path) -> None:  # fmt: skip
     """Measure tokenizer encoding speed and book-level trade-offs."""
     size = int((size_mb or (2 if quick else 100)) * MB)
     train_chars = 200_000 if quick else 2_000_000
@@ -182,22 +229,29 @@ def main(quick: bool, corpus: Path, book: Path, size_mb: float | None, out: Path
     book_text = read_book(book).text
     if quick:
         book_text = book_text[:200_000]
-    speed_rows = speed(corpus_text, size, train_chars, 1 if quick else 3)
-    book_rows = book_tradeoffs(book_text)
+    chosen = None if names is None else {n.strip() for n in names.split(",")}
+    speed_rows = speed(corpus_text, size, train_chars, 1 if quick else 3, chosen)
+    book_rows = book_tradeoffs(book_text) if chosen is None else []
     print_table(f"Encoding speed ({corpus.name} repeated to {size / MB:g} MB)", speed_rows)
-    print_table(f"Trade-offs on {book.name} ({len(book_text):,} characters)", book_rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if book_rows:
+        print_table(f"Trade-offs on {book.name} ({len(book_text):,} characters)", book_rows)
+    loop = None
+    if against_loop_mb is not None:
+        loop = against_the_loop(corpus_text, int(against_loop_mb * MB), 1 if quick else 3)
+        click.echo(f"\nword: arrays {loop['arrays_mb_per_second']} MB/s, the loop "
+                   f"{loop['loop_mb_per_second']} MB/s ({loop['speedup']}x) on "
+                   f"{loop['input_mb']} MB; ids identical: {loop['ids_identical']}")  # fmt: skip
     result = {
         "benchmark": "tokenize",
+        "word_against_loop": loop,
         "quick": quick,
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
         "corpus": str(corpus),
         "size_mb": size / MB,
         "speed": speed_rows,
         "book": str(book),
         "book_tradeoffs": book_rows,
     }
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(out, result)
     click.echo(f"\nwrote {out}")
 
 

@@ -14,7 +14,8 @@ For each configuration, in one process and alternating, this runs
 * bare: the same network written out here — embedding → nn.LSTM → linear → cross-entropy →
   backward → clip → Adam — over one pre-cut tensor, with nothing else in the loop.
 
-Both train with dropout 0, Adam at 2e-3 and clip 1. Throughput is tokens per second between
+Both train with dropout 0, Adam at 2e-3 and clip 1 (charlm's Adam is PyTorch's fused one,
+the bare loop's the default). Throughput is tokens per second between
 the end of the warm-up steps and the last step; the figure is the median of the repeats and
 the ratio charlm / bare of the medians (target >= 0.95: the iterator, logging and display cost
 under 5%). Token ids are random: speed does not depend on them.
@@ -53,6 +54,7 @@ from benchmarks.common import (
     results_option,
     write_results,
 )
+from benchmarks.sliced_loss import linear_cross_entropy
 from charlm.models import ModelConfig, build_model
 from charlm.training import TrainConfig, train
 from charlm.training.metrics_log import MetricsLog
@@ -114,20 +116,31 @@ def token_ids(shape: Shape) -> np.ndarray:
 # ---- charlm's loop ---------------------------------------------------------------------
 
 
+def clocks() -> tuple[float, float]:
+    """Wall time, and this process's CPU time. On a machine shared with other work the CPU
+    time is the steadier measure of a one-thread run (on an idle machine they agree)."""
+    return time.perf_counter(), time.process_time()
+
+
+def rates(tokens: int, start: tuple[float, float], end: tuple[float, float]) -> tuple:
+    """Tokens per second of wall time and of CPU time between two `clocks()` readings."""
+    return tokens / (end[0] - start[0]), tokens / (end[1] - start[1])
+
+
 class TimedLog:
-    """The real metrics log, plus the clock time each record was written at."""
+    """The real metrics log, plus the clocks when each record was written."""
 
     def __init__(self, path: Path) -> None:
         self.log = MetricsLog(path)
-        self.times: dict[int, float] = {}
+        self.times: dict[int, tuple[float, float]] = {}
 
     def write(self, record: dict[str, Any]) -> None:
         self.log.write(record)
-        self.times[record["step"]] = time.perf_counter()
+        self.times[record["step"]] = clocks()
 
 
-def charlm_run(shape: Shape, ids: np.ndarray, workdir: Path) -> float:
-    """Tokens per second of `charlm.training.train` after the warm-up steps."""
+def charlm_run(shape: Shape, ids: np.ndarray, workdir: Path) -> tuple[float, float]:
+    """Tokens per second (wall, CPU) of `charlm.training.train` after the warm-up steps."""
     torch.manual_seed(0)
     model = build_model(
         ModelConfig(
@@ -156,8 +169,7 @@ def charlm_run(shape: Shape, ids: np.ndarray, workdir: Path) -> float:
             train(model, ids, None, config, device=torch.device("cpu"), reporter=reporter,
                   metrics=log)  # fmt: skip
     end = shape.warmup + shape.steps
-    seconds = log.times[end] - log.times[shape.warmup]
-    return shape.steps * shape.batch * shape.seq / seconds
+    return rates(shape.steps * shape.batch * shape.seq, log.times[shape.warmup], log.times[end])
 
 
 # ---- the bare loop ---------------------------------------------------------------------
@@ -173,6 +185,7 @@ class Variant:
     mkldnn: bool = True  # oneDNN kernels allowed
     compiled: bool = False  # torch.compile the forward pass
     output_chunks: int = 1  # >1: the output layer and loss over this many slices of the batch
+    output: str = "linear"  # "sliced": benchmarks/sliced_loss.py; "conv1d": a 1x1 conv1d
 
 
 BARE = Variant("bare")
@@ -183,6 +196,9 @@ VARIANTS = [
     Variant("oneDNN off", mkldnn=False),
     Variant("torch.compile", compiled=True),
     Variant("output layer in 4 chunks", output_chunks=4),
+    Variant("output layer and loss in cached slices", output="sliced"),
+    Variant("output layer as a 1x1 conv1d (oneDNN)", output="conv1d"),
+    Variant("sliced output layer and fused Adam", output="sliced", optimizer="fused"),
 ]
 
 
@@ -210,41 +226,77 @@ class BareLM(nn.Module):
         )
         return total / y.numel(), state
 
+    def sliced_loss(self, x: torch.Tensor, y: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """The same mean cross-entropy through benchmarks/sliced_loss.py: logits,
+        softmax and gradients slice by slice while each slice is in cache."""
+        h, state = self.lstm(self.embedding(x), state)
+        nll = linear_cross_entropy(h.reshape(-1, h.shape[-1]), self.head, y.reshape(-1))
+        return nll.mean(), state
 
-def bare_run(shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> float:
-    """Tokens per second of the bare loop after the warm-up steps."""
-    torch.manual_seed(0)
-    model = BareLM(shape, variant.batch_first)
-    kwargs = {variant.optimizer: True} if variant.optimizer != "default" else {}
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR, **kwargs)
-    forward = torch.compile(model) if variant.compiled else model
-    # Row b of the batch reads stream b; batch k is columns [kT, (k+1)T) (and +1 for targets).
-    span = (len(ids) - 1) // shape.batch
-    streams = torch.from_numpy(ids[: shape.batch * span].reshape(shape.batch, span))
-    targets = torch.from_numpy(ids[1 : shape.batch * span + 1].reshape(shape.batch, span))
-    if not variant.batch_first:
-        streams, targets = streams.T.contiguous(), targets.T.contiguous()  # (time, batch)
-    state = None
-    off = torch.backends.mkldnn.flags(enabled=False) if not variant.mkldnn else None
-    with off or contextlib.nullcontext():
-        for step in range(shape.warmup + shape.steps):
-            if step == shape.warmup:
-                start = time.perf_counter()
-            cols = slice(step * shape.seq, (step + 1) * shape.seq)
-            x, y = (streams[:, cols], targets[:, cols]) if variant.batch_first else (
-                streams[cols], targets[cols])  # fmt: skip
-            if state is not None:
-                state = tuple(s.detach() for s in state)
+    def conv_loss(self, x: torch.Tensor, y: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """The same mean cross-entropy with the output layer as a 1 x 1 convolution over
+        time, which PyTorch runs on oneDNN rather than MKL's matrix product."""
+        h, state = self.lstm(self.embedding(x), state)  # (batch, seq, hidden)
+        weight = self.head.weight.unsqueeze(-1)  # (vocab, hidden, 1)
+        logits = F.conv1d(h.transpose(1, 2), weight, self.head.bias)  # (batch, vocab, seq)
+        return F.cross_entropy(logits, y), state
+
+
+class BareLoop:
+    """The bare loop's state; `step()` trains on the next batch."""
+
+    def __init__(self, shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> None:
+        torch.manual_seed(0)
+        self.shape, self.variant = shape, variant
+        self.model = BareLM(shape, variant.batch_first)
+        kwargs = {variant.optimizer: True} if variant.optimizer != "default" else {}
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR, **kwargs)
+        self.forward = torch.compile(self.model) if variant.compiled else self.model
+        # Row b of the batch reads stream b; batch k is columns [kT, (k+1)T) (+1 for targets).
+        span = (len(ids) - 1) // shape.batch
+        self.streams = torch.from_numpy(ids[: shape.batch * span].reshape(shape.batch, span))
+        self.targets = torch.from_numpy(ids[1 : shape.batch * span + 1].reshape(shape.batch, span))
+        if not variant.batch_first:  # (time, batch)
+            self.streams, self.targets = self.streams.T.contiguous(), self.targets.T.contiguous()
+        self.batches = (len(ids) - 1) // (shape.batch * shape.seq)
+        self.state, self.count = None, 0
+
+    def step(self) -> None:
+        shape, variant, model = self.shape, self.variant, self.model
+        cols = slice(
+            self.count % self.batches * shape.seq, (self.count % self.batches + 1) * shape.seq
+        )
+        self.count += 1
+        x, y = (self.streams[:, cols], self.targets[:, cols]) if variant.batch_first else (
+            self.streams[cols], self.targets[cols])  # fmt: skip
+        state = None if self.state is None else tuple(s.detach() for s in self.state)
+        off = torch.backends.mkldnn.flags(enabled=False) if not variant.mkldnn else None
+        with off or contextlib.nullcontext():
             if variant.output_chunks > 1:
                 loss, state = model.chunked_loss(x, y, state, variant.output_chunks)
+            elif variant.output == "sliced":
+                loss, state = model.sliced_loss(x, y, state)
+            elif variant.output == "conv1d":
+                loss, state = model.conv_loss(x, y, state)
             else:
-                logits, state = forward(x, state)
+                logits, state = self.forward(x, state)
                 loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
-            optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-            optimizer.step()
-    return shape.steps * shape.batch * shape.seq / (time.perf_counter() - start)
+            self.optimizer.step()
+        self.state = state
+
+
+def bare_run(shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> tuple[float, float]:
+    """Tokens per second (wall, CPU) of the bare loop after the warm-up steps."""
+    loop = BareLoop(shape, ids, variant)
+    for _ in range(shape.warmup):
+        loop.step()
+    start = clocks()
+    for _ in range(shape.steps):
+        loop.step()
+    return rates(shape.steps * shape.batch * shape.seq, start, clocks())
 
 
 # ---- the measurements ------------------------------------------------------------------
@@ -261,16 +313,21 @@ def threads(n: int) -> Iterator[None]:
 
 
 def measure(shape: Shape, repeats: int, peak: float) -> dict[str, Any]:
-    """charlm and bare, alternating, `repeats` times each after one untimed run of each."""
+    """charlm and bare, alternating (each round starting with the other), `repeats` times
+    each after one untimed run of each."""
     ids = token_ids(shape)
-    charlm_rates, bare_rates = [], []
+    runs: dict[str, list[tuple[float, float]]] = {"charlm": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
-        charlm_run(shape, ids, Path(tmp))  # warm-up: allocator, thread pool, lazy imports
-        bare_run(shape, ids)
-        for _ in range(repeats):
-            charlm_rates.append(charlm_run(shape, ids, Path(tmp)))
-            bare_rates.append(bare_run(shape, ids))
-    charlm_rate, bare_rate = median(charlm_rates), median(bare_rates)
+        sides = {"charlm": lambda: charlm_run(shape, ids, Path(tmp)),
+                 "bare": lambda: bare_run(shape, ids)}  # fmt: skip
+        for run in sides.values():  # warm-up: allocator, thread pool, lazy imports
+            run()
+        for round_ in range(repeats):
+            for name in ("charlm", "bare") if round_ % 2 == 0 else ("bare", "charlm"):
+                runs[name].append(sides[name]())
+    wall = {name: [w for w, _ in r] for name, r in runs.items()}
+    cpu = {name: [c for _, c in r] for name, r in runs.items()}
+    charlm_rate, bare_rate = median(wall["charlm"]), median(wall["bare"])
     flops = shape.train_flops_per_token()
     tokens = shape.batch * shape.seq
     return {
@@ -282,9 +339,14 @@ def measure(shape: Shape, repeats: int, peak: float) -> dict[str, Any]:
         "ratio": charlm_rate / bare_rate,
         # What charlm's loop adds to each step, in milliseconds (negative: it is faster).
         "overhead_ms_per_step": 1000 * tokens * (1 / charlm_rate - 1 / bare_rate),
-        "pair_ratios": [c / b for c, b in zip(charlm_rates, bare_rates)],
-        "charlm_runs": charlm_rates,
-        "bare_runs": bare_rates,
+        "pair_ratios": [c / b for c, b in zip(wall["charlm"], wall["bare"])],
+        "charlm_runs": wall["charlm"],
+        "bare_runs": wall["bare"],
+        # The same per second of CPU time, the steadier figure on a shared machine.
+        "charlm_cpu_tokens_per_s": median(cpu["charlm"]),
+        "bare_cpu_tokens_per_s": median(cpu["bare"]),
+        "cpu_ratio": median(cpu["charlm"]) / median(cpu["bare"]),
+        "cpu_pair_ratios": [c / b for c, b in zip(cpu["charlm"], cpu["bare"])],
         "train_flops_per_token": flops,
         "charlm_gflops": charlm_rate * flops / 1e9,
         "bare_gflops": bare_rate * flops / 1e9,
@@ -294,28 +356,51 @@ def measure(shape: Shape, repeats: int, peak: float) -> dict[str, Any]:
     }
 
 
-def measure_variants(shape: Shape, repeats: int) -> list[dict[str, Any]]:
-    """Each variant of the bare loop against the plain one, alternating."""
+def measure_variants(
+    shape: Shape, repeats: int, variants: list[Variant] = VARIANTS
+) -> list[dict[str, Any]]:
+    """Each variant of the bare loop against the plain one, interleaved step by step: every
+    round steps each loop once (in a rotating order), so a change in the machine's load
+    falls on all of them alike. `repeats` x 10 rounds after the warm-up steps; the figures
+    are median step times."""
     ids = token_ids(shape)
-    rows = []
-    for variant in VARIANTS:
+    loops, rows = {"bare": BareLoop(shape, ids)}, []
+    for variant in variants:
         try:
-            bare_run(shape, ids, variant)  # warm-up (and compilation)
+            loops[variant.name] = BareLoop(shape, ids, variant)
+            loops[variant.name].step()  # compiles, where it does
         except Exception as exc:  # a variant this torch build lacks is reported, not fatal
+            loops.pop(variant.name, None)
             rows.append({"config": shape.name, "variant": variant.name, "error": str(exc)})
-            continue
-        base, tried = [], []
-        for _ in range(repeats):
-            base.append(bare_run(shape, ids))
-            tried.append(bare_run(shape, ids, variant))
+    for loop in loops.values():
+        for _ in range(shape.warmup):
+            loop.step()
+    names = list(loops)
+    seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for round_ in range(repeats * 10):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            start = clocks()
+            loops[name].step()
+            end = clocks()
+            seconds[name].append((end[0] - start[0], end[1] - start[1]))
+    tokens = shape.batch * shape.seq
+
+    def rate(name: str, clock: int) -> float:
+        return tokens / median([times[clock] for times in seconds[name]])
+
+    for name in names[1:]:
         rows.append(
             {
                 "config": shape.name,
                 "threads": torch.get_num_threads(),
-                "variant": variant.name,
-                "bare_tokens_per_s": median(base),
-                "variant_tokens_per_s": median(tried),
-                "speedup": median(tried) / median(base),
+                "variant": name,
+                "bare_tokens_per_s": rate("bare", 0),
+                "variant_tokens_per_s": rate(name, 0),
+                "speedup": rate(name, 0) / rate("bare", 0),
+                "bare_cpu_tokens_per_s": rate("bare", 1),
+                "variant_cpu_tokens_per_s": rate(name, 1),
+                "cpu_speedup": rate(name, 1) / rate("bare", 1),
+                "steps": len(seconds[name]),
             }
         )
     return rows
@@ -353,6 +438,13 @@ def default_threads() -> list[int]:
     "implementation, oneDNN, torch.compile, a chunked output layer), at the largest "
     "--threads setting.",
 )
+@click.option(
+    "--variant",
+    "chosen",
+    multiple=True,
+    type=click.Choice([v.name for v in VARIANTS]),
+    help="Time only this variant (implies --variants); repeatable.  [default: all]",
+)
 @results_option(RESULTS)
 def main(
     quick: bool,
@@ -360,6 +452,7 @@ def main(
     thread_list: str | None,
     repeats: int,
     variants: bool,
+    chosen: tuple[str, ...],
     out: Path,
 ) -> None:
     """Time charlm's training loop against a bare PyTorch loop, and both against the CPU."""
@@ -373,8 +466,9 @@ def main(
             rates[n] = matmul_rates(256 if quick else 2048)
             for shape in shapes:
                 rows.append(measure(shape, repeats, max(rates[n].values())))
-                if variants and n == max(settings):  # one setting: they take long
-                    variant_rows += measure_variants(shape, repeats)
+                if (variants or chosen) and n == max(settings):  # one setting: they take long
+                    picked = [v for v in VARIANTS if not chosen or v.name in chosen]
+                    variant_rows += measure_variants(shape, repeats, picked)
     report(rows, variant_rows, rates)
     command = machine_info()["command"]
     for row in rows + variant_rows:
@@ -429,6 +523,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
             "charlm tok/s",
             "bare tok/s",
             "ratio",
+            "CPU-time ratio",
             "+ms/step",
             "GFLOP/s",
             "of mm peak",
@@ -440,6 +535,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
                 r["charlm_tokens_per_s"],
                 r["bare_tokens_per_s"],
                 f"{r['ratio']:.3f}",
+                f"{r['cpu_ratio']:.3f}",
                 f"{r['overhead_ms_per_step']:+.2f}",
                 f"{r['charlm_gflops']:.1f}",
                 f"{r['charlm_efficiency']:.1%}",
@@ -450,7 +546,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
     if variant_rows:
         print()
         print_table(
-            ["config", "threads", "variant of the bare loop", "tok/s", "speed-up"],
+            ["config", "threads", "variant of the bare loop", "tok/s", "speed-up", "CPU-time"],
             [
                 (
                     r["config"],
@@ -458,6 +554,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
                     r["variant"],
                     r.get("variant_tokens_per_s"),
                     f"{r['speedup']:.3f}" if "speedup" in r else r["error"][:40],
+                    f"{r['cpu_speedup']:.3f}" if "cpu_speedup" in r else "",
                 )
                 for r in variant_rows
             ],

@@ -30,6 +30,16 @@ def tiny_book(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    # The tests' tiny models gain nothing from a second thread, and on a busy machine the two
+    # spin waiting for each other at every step: the quick core took three times the CPU time.
+    # Tests of the thread settings set their own; subprocesses keep PyTorch's choice.
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def _private_token_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> None:
     # Never read or fill the user's ~/.cache/charlm from a test.

@@ -10,13 +10,11 @@ import click
 import numpy as np
 
 from charlm.cli import cli
+from charlm.cli.options import device_option, prior_option, unknown_option
 from charlm.cli.settings import Utf8Text
 from charlm.corpus import read_book
-from charlm.data import PRIORS
-from charlm.device import DEVICE_CHOICES
 from charlm.errors import UnknownTokenError
 from charlm.sampling import Classification, Sampler, by_bits_per_character, load
-from charlm.tokenizers import UNKNOWN_POLICIES
 
 
 @cli.command()
@@ -39,13 +37,7 @@ from charlm.tokenizers import UNKNOWN_POLICIES
 @click.option(
     "--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels shown."
 )
-@click.option(
-    "--prior",
-    type=click.Choice(PRIORS),
-    default="learned",
-    show_default=True,
-    help="p(label): learned (each label's share of the training examples) or uniform.",
-)
+@prior_option()
 @click.option(
     "--json",
     "as_json",
@@ -54,20 +46,8 @@ from charlm.tokenizers import UNKNOWN_POLICIES
     help='One JSON object per text: {"text": ..., "labels": [{"label": ..., "score": '
     "probability}, ...]}.",
 )
-@click.option(
-    "--unknown",
-    type=click.Choice(UNKNOWN_POLICIES),
-    default=None,
-    help="Characters the model never saw: fail, skip them or map them to <unk>.  "
-    "[default: unk where the tokenizer has <unk>, else error]",
-)
-@click.option(
-    "--device",
-    type=click.Choice(DEVICE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="auto uses a CUDA GPU when there is one.",
-)
+@unknown_option("the texts")
+@device_option()
 def classify(
     arguments: tuple[str, ...],
     files: tuple[Path, ...],

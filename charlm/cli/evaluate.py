@@ -10,11 +10,17 @@ import click
 
 from charlm.checkpoint import read_config
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
-from charlm.cli.options import config_options, config_values
+from charlm.cli.options import (
+    config_options,
+    config_values,
+    device_option,
+    prior_option,
+    unknown_option,
+)
 from charlm.corpus import read_book
-from charlm.data import PRIORS, DataOptions, read_example_set
-from charlm.device import DEVICE_CHOICES
+from charlm.data import DataOptions, read_example_set
 from charlm.errors import CharlmError, UnknownTokenError
+from charlm.models.quantized import InferenceOptions
 from charlm.sampling import (
     ExampleEvaluation,
     Sampler,
@@ -23,7 +29,6 @@ from charlm.sampling import (
     load,
     plot_confusion,
 )
-from charlm.tokenizers import UNKNOWN_POLICIES
 
 COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
 EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding")
@@ -32,27 +37,14 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, metavar="[CHECKPOINT] FILE...")
 @config_options(DataOptions, only=EXAMPLE_FORMAT)
-@click.option(
-    "--prior",
-    type=click.Choice(PRIORS),
-    default="learned",
-    show_default=True,
-    help="Labelled examples: p(label) for classifying them, learned (the training shares) or "
-    "uniform.",
-)
+@prior_option("Labelled examples: ")
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Labelled examples: draw the confusion matrix to this image (PNG).  [default: none]",
 )
-@click.option(
-    "--unknown",
-    type=click.Choice(UNKNOWN_POLICIES, case_sensitive=False),
-    default=None,
-    help="Pieces of a file the vocabulary lacks: fail naming them, skip them (not scored) "
-    "or score them as <unk>.  [default: unk where the tokenizer has <unk>, else error]",
-)
+@unknown_option("a file")
 @click.option(
     "--json",
     "as_json",
@@ -60,13 +52,8 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
     show_default=True,
     help="Print JSON: one object per file, or one for all the examples.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="auto uses a CUDA GPU when there is one.",
-)
+@device_option()
+@config_options(InferenceOptions)
 def evaluate(
     paths: tuple[str, ...],
     prior: str,
@@ -74,6 +61,7 @@ def evaluate(
     unknown: str | None,
     as_json: bool,
     device: str,
+    quantize: str | None,
     **options: Any,
 ) -> None:
     """Score each FILE with CHECKPOINT: cross-entropy, perplexity and bits per character.
@@ -94,7 +82,7 @@ def evaluate(
     data = DataOptions(**config_values(DataOptions, options))
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
-    sampler = load(checkpoint, device=device)
+    sampler = load(checkpoint, device=device, quantize=quantize)
     if sampler.end_id is not None:
         _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)
         return

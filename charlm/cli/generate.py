@@ -10,13 +10,14 @@ import click
 
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import run_prompt_loop
-from charlm.cli.options import config_options
+from charlm.cli.options import config_options, device_option
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
-from charlm.device import DEVICE_CHOICES
 from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import IMPLS
+from charlm.models.quantized import InferenceOptions
 from charlm.sampling import Sampler, SamplingOptions, load
+from charlm.training.allocator import keep_freed_memory
 
 
 @cli.command()
@@ -42,13 +43,8 @@ from charlm.sampling import Sampler, SamplingOptions, load
     help="Run the recurrent layers with this implementation, e.g. torch to sample a "
     "--impl scratch model at full speed.  [default: the one that trained it]",
 )
-@click.option(
-    "--device",
-    type=click.Choice(DEVICE_CHOICES),
-    default="auto",
-    show_default=True,
-    help="auto uses a CUDA GPU when there is one.",
-)
+@device_option()
+@config_options(InferenceOptions)
 @click.option(
     "--json",
     "as_json",
@@ -68,6 +64,7 @@ def generate(
     prefix_file: Path | None,
     impl: str | None,
     device: str,
+    quantize: str | None,
     as_json: bool,
     interactive: bool,
     **sampling: Any,
@@ -89,7 +86,11 @@ def generate(
         if prefix:
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
-    sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl)
+    sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize)
+    # The process is the command's own: let glibc keep each step's freed pages, which it
+    # otherwise returns and faults in again every token (half the speed on the main thread,
+    # docs/benchmarks.md#serving-python--m-benchmarksserve).
+    keep_freed_memory()
     try:  # at the prompt a missing label can still be set with /label
         if options.label is not None or not interactive:
             sampler.check_label(options.label)

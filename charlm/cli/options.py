@@ -2,6 +2,8 @@
 
 `config_options(TrainConfig)` adds one option per field, with the field's default, help and
 limits; `config_values(TrainConfig, params)` collects the parsed values back by field name.
+The few options that several commands share and no config holds (--device, --unknown,
+--prior) are defined once here too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from typing import Any
 
 import click
 
+from charlm.data import PRIORS
+from charlm.device import DEVICE_CHOICES
 from charlm.errors import ConfigError
 from charlm.options import SAME, Option, flag_name, option_fields
+from charlm.tokenizers import UNKNOWN_POLICIES
 
 
 class Parsed(click.ParamType):
@@ -162,3 +167,38 @@ def _base_type(field: dataclasses.Field) -> str:
     """ "int" for `int` or `int | None` (annotations are strings under postponed evaluation)."""
     annotation = field.type if isinstance(field.type, str) else field.type.__name__
     return annotation.split("|")[0].strip()
+
+
+def device_option(group: str | None = None) -> Callable[[Any], Any]:
+    """--device, for every command that runs a model."""
+    settings: dict[str, Any] = {
+        "type": click.Choice(DEVICE_CHOICES, case_sensitive=False),
+        "default": "auto",
+        "show_default": True,
+        "help": "auto uses a CUDA GPU when there is one.",
+    }
+    return grouped(group, "--device", **settings) if group else click.option("--device", **settings)
+
+
+def unknown_option(what: str) -> Callable[[Any], Any]:
+    """--unknown: what to do with pieces of `what` (the texts a command reads) outside the
+    vocabulary."""
+    return click.option(
+        "--unknown",
+        type=click.Choice(UNKNOWN_POLICIES, case_sensitive=False),
+        default=None,
+        help=f"Pieces of {what} the vocabulary lacks: fail naming them, skip them (not scored) "
+        "or score them as <unk>.  [default: unk where the tokenizer has <unk>, else error]",
+    )
+
+
+def prior_option(help_prefix: str = "") -> Callable[[Any], Any]:
+    """--prior: p(label) when classifying by Bayes' rule."""
+    return click.option(
+        "--prior",
+        type=click.Choice(PRIORS),
+        default="learned",
+        show_default=True,
+        help=f"{help_prefix}p(label): learned (each label's share of the training examples) or "
+        "uniform.",
+    )

@@ -13,6 +13,7 @@ from charlm.cli import cli, stderr_console
 from charlm.cli.generate import resolve_checkpoint
 from charlm.cli.options import config_options, config_values
 from charlm.models import IMPLS
+from charlm.models.quantized import InferenceOptions
 from charlm.serve import ServeConfig
 
 INSTALL = 'pip install "charlm[serve]"'
@@ -28,7 +29,10 @@ INSTALL = 'pip install "charlm[serve]"'
     help="Run the recurrent layers with this implementation, e.g. torch to serve a "
     "--impl scratch model at full speed.  [default: the one that trained it]",
 )
-def serve(checkpoints: tuple[Path, ...], impl: str | None, **params: Any) -> None:
+@config_options(InferenceOptions)
+def serve(
+    checkpoints: tuple[Path, ...], impl: str | None, quantize: str | None, **params: Any
+) -> None:
     """Serve CHECKPOINTs over HTTP (default: the latest under ./checkpoints).
 
     The API follows OpenAI's completions (POST /v1/completions, streamed with "stream": true),
@@ -43,7 +47,7 @@ def serve(checkpoints: tuple[Path, ...], impl: str | None, **params: Any) -> Non
     config = ServeConfig(**config_values(ServeConfig, params))
     paths = list(checkpoints) or [resolve_checkpoint(None)]
     listening = listen(config.host, config.port)  # a taken port fails before the loading
-    models = load_models(paths, config, impl)
+    models = load_models(paths, config, impl, quantize)
     console = stderr_console()
     names = ", ".join(model.id for model in models)
     host = f"[{config.host}]" if ":" in config.host else config.host

@@ -13,9 +13,8 @@ from typing import Any
 
 import click
 
-from charlm.cli.options import config_options, grouped
+from charlm.cli.options import config_options, device_option, grouped
 from charlm.data import DataOptions
-from charlm.device import DEVICE_CHOICES
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig
 from charlm.training import TrainConfig
@@ -120,14 +119,7 @@ run_control_options = _apply(
             default=None,
             help="CPU threads for tensor maths.  [default: PyTorch's choice]",
         ),
-        grouped(
-            RUN_CONTROL,
-            "--device",
-            type=click.Choice(DEVICE_CHOICES, case_sensitive=False),
-            default="auto",
-            show_default=True,
-            help="auto uses a CUDA GPU when there is one.",
-        ),
+        device_option(RUN_CONTROL),
         grouped(
             RUN_CONTROL,
             "--resume",

@@ -16,6 +16,7 @@ start. A model of labelled examples is conditioned on the label (`num_labels` > 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -33,6 +34,7 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
+from charlm.models.stepping import cell_function, step_layers
 from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
@@ -312,8 +314,9 @@ class RNNLM(nn.Module):
 
     @property
     def reference(self) -> torch.Tensor:
-        """A parameter whose device and dtype are the model's."""
-        return next(self.rnn.parameters())
+        """A tensor whose device and dtype are the model's (its activations' dtype)."""
+        # An int8 model's recurrent layers keep only their float biases, as buffers.
+        return next(itertools.chain(self.rnn.parameters(), self.rnn.buffers()))
 
     def begin_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The all-zero state a sequence starts from."""
@@ -340,16 +343,7 @@ class RNNLM(nn.Module):
         """
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
-        if self.embedding is None:
-            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.reference.dtype)
-        else:
-            embedded = self.embedding(tokens)
-        # (batch, seq, embed), or (batch, seq, vocab) when one-hot
-        if self.label_embedding is not None:
-            embedded = self._condition(tokens, embedded, labels)
-        elif labels is not None:
-            raise ConfigError("this model was trained without labels; give no label")
-        embedded = self.embed_dropout(embedded)
+        embedded = self.embed_dropout(self._inputs(tokens, labels))
         outputs, state = self.rnn(embedded, state)  # (batch, seq, hidden)
         outputs = self.output_dropout(outputs)
         if targets is None:
@@ -359,6 +353,38 @@ class RNNLM(nn.Module):
         logits = self.head(outputs).flatten(0, 1).float()  # (batch·seq, vocab)
         nll = F.cross_entropy(logits, targets.flatten(), reduction="none")
         return nll.view_as(targets), state  # (batch, seq)
+
+    def step(
+        self, tokens: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """The scores after one more token per row: tokens (batch,) → (batch, vocab), state.
+
+        The same numbers as `forward` on sequences of one token. In evaluation mode on a CPU,
+        PyTorch's layers are stepped with its cell functions, which costs less per token
+        than calling the layer (charlm/models/stepping.py).
+        """
+        cell = cell_function(self.rnn)
+        if self.training or cell is None or tokens.device.type != "cpu":
+            scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)
+            return scores[:, 0], state
+        if state is None:
+            state = self.begin_state(tokens.shape[0], tokens.device)
+        inputs = self._inputs(tokens.unsqueeze(1), labels)[:, 0]  # (batch, input)
+        outputs, state = step_layers(self.rnn, cell, inputs, state)  # (batch, hidden)
+        return self.head(outputs), state  # (batch, vocab)
+
+    def _inputs(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """What the recurrent layers read: the embedded (or one-hot) tokens (batch, seq, ·),
+        with its label in them for a labelled model."""
+        if self.embedding is None:
+            embedded = F.one_hot(tokens, self.config.vocab_size).to(self.reference.dtype)
+        else:
+            embedded = self.embedding(tokens)
+        if self.label_embedding is not None:
+            return self._condition(tokens, embedded, labels)
+        if labels is not None:
+            raise ConfigError("this model was trained without labels; give no label")
+        return embedded
 
     def _condition(
         self, tokens: torch.Tensor, embedded: torch.Tensor, labels: torch.Tensor | None

@@ -152,12 +152,15 @@ class Drawing:
         if self._logprobs == 0:
             return chosen, [()] * self.rows
         best = log_softmax.topk(min(self._logprobs, log_softmax.shape[-1]), dim=-1)
-        decode = self._tokenizer.decode
         tops = [
-            tuple((decode([i]), lp) for i, lp in zip(ids, lps, strict=True))
+            tuple((self._token_text(i), lp) for i, lp in zip(ids, lps, strict=True))
             for ids, lps in zip(best.indices.tolist(), best.values.tolist(), strict=True)
         ]
         return chosen, tops
+
+    def _token_text(self, token: int) -> str:
+        # The end of an example writes no text: it is the empty string among the alternatives.
+        return "" if token == self._end_id else self._tokenizer.decode([token])
 
     def _hold(self, row: int, log_prob: float | None, top: tuple[tuple[str, float], ...]) -> None:
         if log_prob is not None:

@@ -12,6 +12,8 @@ from charlm.checkpoint import load_checkpoint
 from charlm.device import resolve_device, set_threads
 from charlm.errors import ConfigError
 from charlm.models import convert
+from charlm.models.quantized import device_for
+from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling import Sampler
 from charlm.serve.config import ServeConfig
 from charlm.serve.engine import Engine
@@ -42,6 +44,8 @@ class ServedModel:
             "owned_by": "charlm",
             **self.details,
             "labels": self.labels,
+            # A model of short examples (names): each completion is one whole example.
+            "examples": self.sampler.end_id is not None,
         }
 
 
@@ -78,17 +82,22 @@ class ModelSet:
 
 
 def load_models(
-    paths: Sequence[str | os.PathLike], config: ServeConfig, impl: str | None = None
+    paths: Sequence[str | os.PathLike],
+    config: ServeConfig,
+    impl: str | None = None,
+    quantize: str | None = None,
 ) -> ModelSet:
-    """Load each checkpoint directory, named after the directory (made unique)."""
+    """Load each checkpoint directory, named after the directory (made unique); `impl` and
+    `quantize` as for `charlm.load`."""
     if not paths:
         raise ConfigError("give at least one checkpoint to serve")
     set_threads(config.threads)
-    device = resolve_device(config.device)
+    device = resolve_device(device_for(config.device, quantize))
     models: list[ServedModel] = []
     taken: set[str] = set()
     for path in paths:
-        models.append(_load(Path(path), device, config, impl, _unique(Path(path).name, taken)))
+        name = _unique(Path(path).name, taken)
+        models.append(_load(Path(path), device, config, name, impl, quantize))
     return ModelSet(models)
 
 
@@ -97,11 +106,15 @@ def serve_sampler(name: str, sampler: Sampler, config: ServeConfig) -> ServedMod
     return ServedModel(name, sampler, _engine(sampler, config), 0, _details(sampler))
 
 
-def _load(path: Path, device, config: ServeConfig, impl: str | None, name: str) -> ServedModel:
+def _load(
+    path: Path, device, config: ServeConfig, name: str, impl: str | None, quantize: str | None
+) -> ServedModel:
     checkpoint = load_checkpoint(path, device)
     sampler = Sampler.from_loaded(checkpoint, device)  # with its labels, if it has any
     if impl is not None:
         sampler.model = convert(sampler.model, impl)
+    if quantize is not None:
+        sampler.model = quantize_model(sampler.model, quantize)
     saved = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0)
     return ServedModel(name, sampler, _engine(sampler, config), int(saved), _details(sampler))
 

@@ -51,22 +51,24 @@ class HFTokenizer(Tokenizer):
 
     def __init__(self, pipeline: HFPipeline) -> None:
         self.pipeline = pipeline
+        vocab = pipeline.get_vocab(with_added_tokens=True)
+        # Ids need not be contiguous; the model needs a row for the largest one.
+        self._vocab_size = max(vocab.values()) + 1 if vocab else 0
+        if not 0 < self._vocab_size <= MAX_VOCAB_SIZE:
+            # A file may give one token the id 2**31: refused here, before any model is built
+            # and before the library writes the pipeline out (to_str), which walks every id
+            # up to the largest (50 s for 2**31).
+            raise TokenizerError(
+                "the tokenizer has no tokens"
+                if not vocab
+                else too_large("the tokenizer", self._vocab_size, MAX_VOCAB_SIZE, "token ids")
+            )
         spec = json.loads(pipeline.to_str())
         # A pipeline from a file or a checkpoint runs under limits (see hf_limits.py); ids
         # are never padded or truncated.
         self._limits = PipelineLimits(self.name, spec)
         pipeline.no_padding()
         pipeline.no_truncation()
-        vocab = pipeline.get_vocab(with_added_tokens=True)
-        # Ids need not be contiguous; the model needs a row for the largest one.
-        self._vocab_size = max(vocab.values()) + 1 if vocab else 0
-        if not 0 < self._vocab_size <= MAX_VOCAB_SIZE:
-            # A file may give one token the id 2**31: refused here, before any model is built.
-            raise TokenizerError(
-                "the tokenizer has no tokens"
-                if not vocab
-                else too_large("the tokenizer", self._vocab_size, MAX_VOCAB_SIZE, "token ids")
-            )
         self._unk_id = _unk_id(pipeline, spec["model"])
         added = pipeline.get_added_tokens_decoder()
         specials = {i for i, token in added.items() if token.special}

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import numpy as np
 from charlm.errors import TokenizerError
 
 from .base import Option, StreamDecoder, Tokenizer, unknown_error
+from .wordscan import Scanner, WordIndex, with_markers
 
 UNK, SPACE, NOSPACE, NEWLINE = "<unk>", "<space>", "<nospace>", "\n"
 SPECIALS = (UNK, SPACE, NOSPACE)
@@ -38,6 +40,8 @@ SPACES_RE = re.compile(r"\n|[^\s]+")
 SPLITS = {"words": TOKEN_RE, "spaces": SPACES_RE}
 NO_SPACE_BEFORE = set(".,;:!?)]}%’”»…")
 NO_SPACE_AFTER = set("([{$‘“«")
+# Character classes and spacing marks for the array encoder, as TOKEN_RE and _spaced see them.
+_SCANNER = Scanner("".join(sorted(NO_SPACE_BEFORE)), "".join(sorted(NO_SPACE_AFTER)))
 
 
 def _spaced(previous: str | None, token: str, quote_open: bool, split: str = "words") -> bool:
@@ -72,14 +76,6 @@ class _Spacing:
         elif token == NEWLINE and self.previous == NEWLINE:
             self.quote_open = False  # a paragraph break closes a forgotten quotation
         self.previous = token
-
-
-def _pieces(text: str, split: str) -> Iterator[tuple[str, bool]]:
-    """(token, preceded by a space) for each token of `text`."""
-    end = 0
-    for match in SPLITS[split].finditer(text):
-        yield match.group(), match.start() > end
-        end = match.end()
 
 
 class WordTokenizer(Tokenizer):
@@ -140,26 +136,17 @@ class WordTokenizer(Tokenizer):
     def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
         if self.lowercase:
             text = text.lower()
-        stoi, unk = self.stoi, self.stoi[UNK]
-        space, nospace = stoi[SPACE], stoi[NOSPACE]
-        ids: list[int] = []
-        missing: list[str] = []
-        spacing = _Spacing(self.split)
-        for token, spaced in _pieces(text, self.split):
-            token_id = stoi.get(token, unk)
-            if token_id == unk and token != UNK:
-                missing.append(token)
-                if unknown == "skip":
-                    continue
-            if token == NEWLINE or spacing.previous == NEWLINE or spacing.previous is None:
-                spaced = False  # indentation and trailing spaces are not kept
-            if spaced != spacing.spaced(token):
-                ids.append(space if spaced else nospace)
-            ids.append(token_id)
-            spacing.advance(token)
+        tokens, missing = self._index.tokens(text)
         if missing and unknown == "error":
             raise unknown_error("word", missing)
-        return np.array(ids, dtype=np.int64)
+        if missing and unknown == "skip":
+            tokens = tokens.select(~tokens.missing)
+        return with_markers(tokens, self.split, self.stoi[SPACE], self.stoi[NOSPACE])
+
+    @cached_property
+    def _index(self) -> WordIndex:
+        """The vocabulary laid out for the array encoder (charlm/tokenizers/wordscan.py)."""
+        return WordIndex(self.itos, self.split, self.stoi[UNK], _SCANNER)
 
     def decode(self, ids: Sequence[int]) -> str:
         decoder = _WordStreamDecoder(self)

@@ -19,7 +19,7 @@ from typing import Any
 from charlm.data import DataOptions
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig
-from charlm.options import flag_name, option_fields
+from charlm.options import example_defaults, flag_name, option_fields
 from charlm.training.config import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -54,11 +54,15 @@ class Recipe:
             if spec.parse is not None and isinstance(value, str):
                 value = spec.parse(value)
             sections[section][field] = (not value) if spec.inverted else value
+        data = DataOptions(**sections["data"])
+        training = sections["training"]
+        if data.example_unit is not None:  # as on the command line: examples' own defaults
+            training = {**example_defaults(TrainConfig), **training}
         return {
             **arguments,
             "model": sections["model"],
-            "training": TrainConfig(**sections["training"]),
-            "data": DataOptions(**sections["data"]),
+            "training": TrainConfig(**training),
+            "data": data,
         }
 
     def command_line(self) -> str:

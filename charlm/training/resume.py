@@ -57,7 +57,11 @@ def resumed_inputs(
             use_cache=data.use_cache,
         )
     if not book:
-        book = [_stored_file(base, path, "book") for path in _saved_inputs(saved)]
+        # A run of examples may have read a directory (one file or subdirectory a label).
+        book = [
+            _stored_file(base, path, "book", directory_ok=data.example_unit is not None)
+            for path in _saved_inputs(saved)
+        ]
         files = [*book, *(p for p in (data.val_file, data.test_file) if p)]
         if files:
             more = f" and {len(files) - _LISTED} more" if len(files) > _LISTED else ""
@@ -79,11 +83,15 @@ def _saved_inputs(saved: Any) -> list[Any]:
     ]
 
 
-def _stored_file(base: Checkpoint, path: Any, what: str) -> str | None:
-    """A file named by the checkpoint: a path to a regular file that exists, or nothing."""
+def _stored_file(base: Checkpoint, path: Any, what: str, directory_ok: bool = False) -> str | None:
+    """A file named by the checkpoint: a path to a regular file that exists (or, where
+    `directory_ok`, a directory), or nothing."""
     if path is None:
         return None
-    if not isinstance(path, str) or not os.path.isfile(path):
+    found = isinstance(path, str) and (
+        os.path.isfile(path) or (directory_ok and os.path.isdir(path))
+    )
+    if not found:
         remedy = (
             f"give the books again: charlm train --resume {base.path} BOOK..."
             if what == "book"
@@ -91,7 +99,8 @@ def _stored_file(base: Checkpoint, path: Any, what: str) -> str | None:
         )
         raise ConfigError(
             f"{base.path} names {path!r} as its {what}, which is not a file here (a checkpoint "
-            f"names files, never directories, globs or catalogue names); {remedy}"
+            f"names files, never globs or catalogue names, nor directories except those of "
+            f"examples); {remedy}"
         )
     return path
 

@@ -41,3 +41,18 @@ def test_quick_benchmark_prints_tables_and_writes_json(tmp_path):
     assert book_rows["char"]["tokens_per_char"] == 1.0
     assert book_rows["byte"]["held_out_unk_percent"] == 0.0
     assert book_rows["word"]["tokens_per_char"] < 0.5
+
+
+def test_word_alone_against_the_loop_it_replaced(tmp_path):
+    corpus = shared_corpus("wikitext-2/train.txt")
+    out = tmp_path / "tokenize.json"
+    command = [sys.executable, "-m", "benchmarks.tokenize", "--quick", "--size-mb", "0.2",
+               "--tokenizers", "word", "--against-loop-mb", "0.2", "--corpus", str(corpus),
+               "--out", str(out)]  # fmt: skip
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [row["tokenizer"] for row in data["speed"]] == ["word"]
+    assert data["book_tradeoffs"] == [] and "Trade-offs" not in result.stdout
+    loop = data["word_against_loop"]
+    assert loop["ids_identical"] and loop["loop_mb_per_second"] > 0

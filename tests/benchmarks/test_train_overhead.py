@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from benchmarks import malloc
-from benchmarks.train_overhead import CONFIGS, main, merge_results
+from benchmarks.train_overhead import CONFIGS, VARIANTS, main, merge_results
 
 
 def test_the_flop_count_is_the_standard_lstm_count():
@@ -30,6 +30,17 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert row["ratio"] == row["charlm_tokens_per_s"] / row["bare_tokens_per_s"]
     assert 0 < row["charlm_efficiency"] and data["matmul_gflops"]["1"] > 0
     assert data["machine"]["cpu"] and data["machine"]["torch"]
+
+
+def test_quick_variants_are_timed_step_by_step_against_the_bare_loop(tmp_path):
+    out = tmp_path / "overhead.json"
+    chosen = ["output layer and loss in cached slices", "Adam fused=True"]
+    args = ["--quick", "--threads", "1", "--repeats", "1", "--out", str(out)]
+    result = CliRunner().invoke(main, [*args, *(f"--variant={name}" for name in chosen)])
+    assert result.exit_code == 0, result.output
+    variants = json.loads(out.read_text())["variants"]
+    assert [v["variant"] for v in variants] == [v.name for v in VARIANTS if v.name in chosen]
+    assert all(v["speedup"] > 0 and v["cpu_speedup"] > 0 and v["steps"] == 10 for v in variants)
 
 
 def test_a_configuration_measured_again_replaces_only_its_own_rows(tmp_path):

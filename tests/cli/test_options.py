@@ -11,6 +11,7 @@ from charlm.cli import cli
 from charlm.cli.options import param_name
 from charlm.data import DataOptions
 from charlm.models import ModelConfig
+from charlm.models.quantized import InferenceOptions
 from charlm.options import example_defaults, flag_name, option_fields
 from charlm.sampling import SamplingOptions
 from charlm.training import TrainConfig
@@ -23,8 +24,11 @@ NOT_OPTIONS = {
     (ModelConfig, "num_labels"): "comes from the labels found in the data",
     (SamplingOptions, "allow_unk"): "drawing <unk> is for code that handles it",
 }
-CONFIGS = [DataOptions, ModelConfig, TrainConfig, SamplingOptions]
-COMMANDS = {SamplingOptions: "generate"}  # the command of each config; train by default
+CONFIGS = [DataOptions, ModelConfig, TrainConfig, SamplingOptions, InferenceOptions]
+COMMANDS = {
+    SamplingOptions: "generate",
+    InferenceOptions: "generate",
+}  # the command of each config; train by default
 
 
 def _params(config: type) -> dict[str, click.Parameter]:

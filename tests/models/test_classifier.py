@@ -114,3 +114,10 @@ def test_settings_that_cannot_work_are_refused(settings, message):
 def test_a_classifier_config_rebuilds_a_classifier():
     model = classifier()
     assert isinstance(build_model(ModelConfig.from_dict(model.config.to_dict())), RNNClassifier)
+
+
+def test_int8_quantization_refuses_a_classifier_in_one_line():
+    from charlm.models.quantized import quantize
+
+    with pytest.raises(ConfigError, match="classifier"):
+        quantize(classifier(), "int8")

@@ -26,18 +26,6 @@ from tests.tiny_models import save_tiny_checkpoint  # noqa: E402
 SMALL_LIMITS = ServeConfig(max_tokens=5000, max_choices=6, max_body=4096)
 
 
-@pytest.fixture(autouse=True, scope="package")
-def _one_torch_thread() -> Iterator[None]:
-    # The tiny models gain nothing from a second thread, and on a busy machine the threads
-    # wait for each other on every step (a token then takes milliseconds, not microseconds).
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_tiny_checkpoint(tmp_path_factory.mktemp("serve") / "tiny", TINY_TEXT)

@@ -86,7 +86,9 @@ def test_streamed_chunks_join_to_the_whole_completion(client):
     finished = {c["index"]: c["finish_reason"] for chunk in chunks[:-2] for c in chunk["choices"]}
     assert finished == {c["index"]: c["finish_reason"] for c in whole["choices"]}
     assert all(chunk["object"] == "text_completion" for chunk in chunks[:-1])
-    assert len(chunks) > 10  # piece by piece, not one lump at the end
+    # Piece by piece, not one lump at the end (how many pieces share a chunk depends on how
+    # fast the model draws against how fast the client reads).
+    assert len(chunks[:-2]) >= 4
 
 
 def test_n_samples_use_seed_plus_i_and_a_prompt_list_numbers_the_choices(client, sampler):
@@ -265,3 +267,21 @@ def test_a_model_that_fails_while_drawing_is_a_500_or_an_error_event():
         assert streamed_texts(chunks[:-1] + ["[DONE]"]) == {0: "\na"}
         assert chunks[-1]["error"]["message"] == "drawing failed: the device went away"
         assert client.get("/health").json()["models"][0]["drawing"] == 0
+
+
+def test_the_server_loads_its_models_in_int8_when_asked(checkpoint):
+    from charlm.errors import ConfigError
+    from charlm.models.quantized import Int8Recurrent
+    from charlm.serve.config import ServeConfig
+    from charlm.serve.models import load_models
+
+    models = load_models([checkpoint], ServeConfig(), quantize="int8")
+    try:
+        (model,) = models
+        assert isinstance(model.sampler.model.rnn, Int8Recurrent)
+        assert model.sampler.device.type == "cpu"
+        assert len(model.sampler.generate("the ", 10, seed=1)) == 14
+    finally:
+        models.close()
+    with pytest.raises(ConfigError, match="CPU only"):
+        load_models([checkpoint], ServeConfig(device="cuda"), quantize="int8")

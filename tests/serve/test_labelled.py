@@ -17,8 +17,7 @@ from tests.serve.conftest import SMALL_LIMITS, model_set
 LETTERS = CharTokenizer(list("ABXYZabxyz"))
 
 
-@pytest.fixture
-def labelled() -> Sampler:
+def untrained_names() -> Sampler:
     """An untrained model of names under two labels: random, but a real labelled model."""
     torch.manual_seed(0)
     config = ModelConfig(
@@ -26,6 +25,11 @@ def labelled() -> Sampler:
         num_labels=2,
     )  # fmt: skip
     return Sampler(build_model(config), LETTERS, label_set=LabelSet(["ab", "xyz"], [28, 40]))
+
+
+@pytest.fixture
+def labelled() -> Sampler:
+    return untrained_names()
 
 
 @pytest.fixture
@@ -42,11 +46,15 @@ def test_the_model_card_lists_the_labels(client):
 
 def test_a_completion_of_a_label_is_the_example_generate_draws(client, labelled):
     for label, seed in (("ab", 1), ("xyz", 2)):
-        body = {"prompt": "", "label": label, "seed": seed, "max_tokens": 30}
+        body = {"prompt": "", "label": label, "seed": seed, "max_tokens": 30, "logprobs": 5}
         answer = client.post("/v1/completions", json=body).json()
         choice = answer["choices"][0]
         assert choice["text"] == labelled.generate(label=label, seed=seed, length=30)
         assert choice["finish_reason"] in ("stop", "length")
+        tops = choice["logprobs"]["top_logprobs"]
+        assert all(len(top) == 5 for top in tops)
+        # The end of the example is among the alternatives, as the text it writes: none.
+        assert any("" in top for top in tops)
 
 
 @pytest.mark.parametrize("label", [None, "fr"])

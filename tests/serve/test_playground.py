@@ -149,3 +149,35 @@ def test_a_seeded_text_with_shading_and_a_phone_width(browser, server, tmp_path)
     assert browser.execute_script(overflow) <= 0  # nothing wider than the phone
     select = browser.find_element(By.ID, "model")
     assert select.size["width"] >= 150  # the model's name stays readable
+
+
+@pytest.fixture
+def labelled_server():
+    from tests.serve.test_labelled import untrained_names
+
+    config = ServeConfig(max_tokens=1000)
+    with LiveServer(model_set(config, names=untrained_names()), config) as live:
+        live.model = "names"
+        yield live
+
+
+def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled_server):
+    browser.get(labelled_server.url + "/")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda b: b.find_element(By.ID, "label").is_displayed())
+    choices = browser.find_elements(By.CSS_SELECTOR, "#label option")
+    assert [c.get_attribute("value") for c in choices] == ["ab", "xyz"]
+    browser.find_element(By.CSS_SELECTOR, "#label option[value='xyz']").click()
+    browser.find_element(By.ID, "seed").send_keys("2")
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda b: status(b).startswith("Done"))
+    assert browser.find_element(By.ID, "prefix").get_attribute("value") == ""  # no scene
+    assert set(output_text(browser).lower()) <= set("abxyz")  # one name, of the model's letters
+    text = browser.find_element(By.ID, "classify-text")
+    text.send_keys("Xyzzy")
+    browser.find_element(By.ID, "classify").click()
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#classes li")) == 2)
+    rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "#classes li")]
+    assert {row.split()[0] for row in rows} == {"ab", "xyz"}
+    shares = [float(row.split()[-1].rstrip("%")) for row in rows]
+    assert sum(shares) == pytest.approx(100, abs=0.2)  # the two probabilities, in percent

@@ -12,10 +12,12 @@ from charlm.cli import cli
 from charlm.data import DataOptions
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig
+from charlm.options import example_defaults
 from charlm.training import TrainConfig
 from charlm.training.recipes import recipe, recipes
 from charlm.training.run import check_settings
 from tests.conftest import TINY_TEXT
+from tests.helpers import write_labelled_names
 
 SECTIONS = {"model": "model", "training": "training", "data": ("data", "options")}
 
@@ -95,8 +97,11 @@ def test_options_given_on_the_command_line_win(tiny_book, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(recipes()))
 def test_each_recipe_round_trips_into_the_saved_config(name, tmp_path):
-    book = tmp_path / "book.txt"
-    book.write_text(TINY_TEXT * 4, encoding="utf-8")
+    if recipe(name).arguments()["data"].labels:
+        book = write_labelled_names(tmp_path / "names", copies=2)
+    else:
+        book = tmp_path / "book.txt"
+        book.write_text(TINY_TEXT * 4, encoding="utf-8")
     out = tmp_path / "run"
     args = ["train", str(book), "--recipe", name, "--out", str(out), "--max-steps", "1"]
     result = CliRunner().invoke(cli, [*args, "--device", "cpu"])
@@ -108,3 +113,7 @@ def test_each_recipe_round_trips_into_the_saved_config(name, tmp_path):
     training = {**asdict(expected["training"]), "max_steps": 1}  # given here: wins
     assert saved["training"] == training
     assert saved["data"]["options"] == asdict(expected["data"])
+    if expected["data"].example_unit is not None:  # what the recipe left: examples' defaults
+        assert {k: saved["model"][k] for k in example_defaults(ModelConfig)} == {
+            k: v for k, v in example_defaults(ModelConfig).items() if k not in expected["model"]
+        } | expected["model"]

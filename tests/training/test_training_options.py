@@ -137,7 +137,10 @@ def test_cosine_follows_the_clock_when_there_is_a_deadline():
         # Each step's rate comes from the share of the deadline used by the steps before it.
         assert record["lr"] == pytest.approx(schedule.lr_at(record["step"], before["elapsed_s"]))
     assert records[-1]["elapsed_s"] >= 1.0
-    assert records[-1]["lr"] < 0.006  # well down the curve, though by steps it would be at 0
+    # Past half the deadline the rate is well down the curve (by steps it would not have
+    # moved); on a busy machine the last step may have begun before that, so all are checked.
+    late = [r for b, r in zip(records, records[1:], strict=False) if b["elapsed_s"] >= 0.5]
+    assert late and all(r["lr"] < 0.006 for r in late)
 
 
 def diverging_data():

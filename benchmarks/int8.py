@@ -1,0 +1,252 @@
+"""int8 sampling on a CPU: tokens per second and bits per character against float32.
+
+    python -m benchmarks.int8                                  # trains the models it lacks
+    python -m benchmarks.int8 --checkpoint lstm=DIR --checkpoint gru=DIR --score-chars 20000
+    python -m benchmarks.int8 --quick                          # tiny models: a smoke run
+
+The models are 2 x 512 character models (LSTM, GRU, RNN) trained on Tiny Shakespeare's first
+90% (nanoGPT's split). A cell without a --checkpoint is trained for --train-time with charlm's
+defaults into benchmarks/results/checkpoints/int8/<cell> (kept and reused by later runs);
+the comparison needs a trained model, not a good one. The LSTM is also run as charlm's
+scratch implementation (`load(..., impl="scratch")`), whose int8 load is refused (int8 runs
+PyTorch's kernels, not the scratch equations): its row gives the float32 speeds and the refusal.
+
+For each model, in one process, interleaved over --repeats rounds (medians reported):
+
+* batch-1 tokens per second of `Sampler.generate` (temperature 0.8, --tokens tokens after a
+  short prefix), three ways: "layer", float32 with each token through the recurrent layer's
+  own call (`nn.LSTM(x, state)`, how charlm sampled before issue 22); "float32", charlm's
+  sampler now (one step through PyTorch's cell functions, charlm/models/stepping.py); "int8",
+  `load(..., quantize="int8")`. The same with `num_samples=16` (batch 16).
+* bits per character of the held-out last 10% read in order, its state carried
+  (`Sampler.score`), float32 against int8, on the first --score-chars characters.
+
+Targets (issue 22): int8 >= 3.5x the float32 sampler's tokens/s at batch 1, bits per
+character within 1% of float32. The table goes to stdout, everything to
+benchmarks/results/int8.json.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import torch
+from torch import nn
+
+from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
+from benchmarks.train_overhead import threads
+from charlm.corpus import read_book
+from charlm.errors import ConfigError
+from charlm.sampling import Sampler, load
+
+BOOK = CORPORA / "tinyshakespeare" / "input.txt"
+RESULTS = RESULTS_DIR / "int8.json"
+CELLS = ("lstm", "gru", "rnn")
+PREFIX = "ROMEO:\n"
+TEMPERATURE = 0.8
+BATCH = 16
+FULL = {"tokens": 300, "batch_tokens": 60, "train_args": []}
+TINY = ["--hidden", "32", "--embed", "8", "--seq-len", "32", "--batch-size", "8"]
+QUICK = {"tokens": 20, "batch_tokens": 5, "characters": 30_000, "train_args": TINY}
+
+
+class LayerCalls(nn.Module):
+    """A model without `step`: the sampler then calls it on a one-token sequence per token,
+    which runs the recurrent layer's own call (nn.LSTM on one step) as charlm used to."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.model(tokens, state)
+
+
+def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], str | None]:
+    """The ways to sample the model of `checkpoint`, and why int8 is not one (or None)."""
+    float32 = load(checkpoint, device="cpu", impl=impl)
+    ways = {"layer": Sampler(LayerCalls(float32.model), float32.tokenizer), "float32": float32}
+    try:
+        ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
+    except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
+        return ways, str(exc)
+    return ways, None
+
+
+def tokens_per_second(
+    sampler: Sampler, tokens: int, num_samples: int, seed: int
+) -> tuple[float, float]:
+    """Tokens per second of wall time, and per second of this process's CPU time: on a
+    machine shared with other work the second is the steadier figure (at one thread both
+    are the same on an idle machine)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    sampler.generate(PREFIX, tokens, TEMPERATURE, seed, num_samples=num_samples)
+    count = tokens * num_samples
+    return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
+
+
+def speeds(ways: dict[str, Sampler], tokens: int, num_samples: int, repeats: int) -> dict:
+    """Median tokens/s of each way, interleaved (each round starts with another way)."""
+    names = list(ways)
+    for name in names:  # warm-up: thread pool, allocator, oneDNN's kernel generation
+        tokens_per_second(ways[name], max(2, tokens // 10), num_samples, 0)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            runs[name].append(tokens_per_second(ways[name], tokens, num_samples, round_))
+    return {
+        name: {
+            "median": statistics.median(wall for wall, _ in r),
+            "cpu_median": statistics.median(cpu for _, cpu in r),
+            "runs": r,
+        }
+        for name, r in runs.items()
+    }
+
+
+def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settings: dict,
+            repeats: int) -> dict[str, Any]:  # fmt: skip
+    ways, refused = samplers(checkpoint, impl)
+    one = speeds(ways, settings["tokens"], 1, repeats)
+    many = speeds(ways, settings["batch_tokens"], BATCH, repeats)
+    model = cell + (f" ({impl})" if impl else "")
+    if refused is not None:
+        return {"model": model, "threads": torch.get_num_threads(), "int8_refused": refused,
+                "tokens_per_s": {name: one[name]["median"] for name in one},
+                "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
+                "float32_vs_layer": one["float32"]["median"] / one["layer"]["median"]}  # fmt: skip
+    bpc = {name: ways[name].score(held_out).bits_per_character for name in ("float32", "int8")}
+    ratio = lambda a, b, key="median": one[a][key] / one[b][key]  # noqa: E731
+    return {
+        "model": model,
+        "threads": torch.get_num_threads(),
+        "tokens_per_s": {name: one[name]["median"] for name in one},
+        "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
+        "tokens_per_s_runs": {name: one[name]["runs"] for name in one},
+        f"batch{BATCH}_tokens_per_s": {name: many[name]["median"] for name in many},
+        f"batch{BATCH}_tokens_per_cpu_s": {name: many[name]["cpu_median"] for name in many},
+        "int8_vs_float32": ratio("int8", "float32"),
+        "int8_vs_layer": ratio("int8", "layer"),
+        "float32_vs_layer": ratio("float32", "layer"),
+        "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
+        "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
+        "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
+        "bits_per_char": bpc,
+        "bpc_change_percent": 100 * (bpc["int8"] / bpc["float32"] - 1),
+        "score_chars": len(held_out),
+    }
+
+
+def trained(cell: str, given: dict[str, Path], work: Path, texts: tuple[str, str],
+            train_time: str, settings: dict) -> Path:  # fmt: skip
+    """The checkpoint of `cell`: given, kept from an earlier run, or trained now."""
+    if cell in given:
+        return given[cell]
+    checkpoint = work / cell
+    if (checkpoint / "config.json").is_file():
+        return checkpoint
+    with tempfile.TemporaryDirectory() as tmp:
+        train_file, val_file = Path(tmp) / "train.txt", Path(tmp) / "val.txt"
+        train_file.write_text(texts[0], encoding="utf-8")
+        val_file.write_text(texts[1], encoding="utf-8")
+        run_charlm_train(["train", str(train_file), "--val", str(val_file), "--model", cell,
+                          "--max-time", train_time, "--out", str(checkpoint), "--overwrite",
+                          "--no-cache", *settings["train_args"]])  # fmt: skip
+    return checkpoint
+
+
+def parse_checkpoints(values: tuple[str, ...]) -> dict[str, Path]:
+    given = {}
+    for value in values:
+        cell, _, path = value.partition("=")
+        if cell not in CELLS or not path:
+            raise click.BadParameter(f"{value!r}: give CELL=DIR, CELL one of {', '.join(CELLS)}")
+        given[cell] = Path(path)
+    return given
+
+
+@click.command()
+@click.option("--quick", is_flag=True, help="Tiny models and few tokens (a smoke run).")
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    metavar="CELL=DIR",
+    help="A trained 2 x 512 model to use for CELL (lstm, gru, rnn); repeatable.  [default: "
+    "train one]",
+)
+@click.option("--cells", default=",".join(CELLS), show_default=True, help="Which cells to run.")
+@click.option("--train-time", default="3m", show_default=True, help="Training time per model.")
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option(
+    "--score-chars",
+    type=click.IntRange(min=100),
+    default=None,
+    help="Score the first this many held-out characters.  [default: all 111,540]",
+)
+@click.option("--threads", "thread_count", type=click.IntRange(min=1), default=1, show_default=True)
+@results_option(RESULTS)
+def main(quick: bool, checkpoints: tuple[str, ...], cells: str, train_time: str, repeats: int,
+         score_chars: int | None, thread_count: int, out: Path) -> None:  # fmt: skip
+    """Time int8 sampling against float32, and compare their bits per character."""
+    settings = QUICK if quick else FULL
+    given = parse_checkpoints(checkpoints)
+    text = read_book(BOOK).text[: settings.get("characters")]
+    texts = nanogpt_split(text)
+    held_out = texts[1][: score_chars or (2_000 if quick else None)]
+    work = out.parent / "checkpoints" / ("int8-quick" if quick else "int8")
+    rows = []
+    with threads(thread_count):
+        for cell in [c.strip() for c in cells.split(",")]:
+            checkpoint = trained(cell, given, work, texts, "3s" if quick else train_time, settings)
+            for impl in (None, "scratch") if cell == "lstm" else (None,):
+                rows.append(measure(cell, impl, checkpoint, held_out, settings,
+                                    min(repeats, 2) if quick else repeats))  # fmt: skip
+                report(rows[-1:])
+    write_results(out, {"quick": quick, "settings": settings, "rows": rows})
+    print()
+    report(rows)
+    print(f"wrote {out}")
+
+
+def report(rows: list[dict]) -> None:
+    """Batch-1 tokens/s (wall; per CPU-second in brackets), batch 16, bits per character."""
+
+    def both(row: dict, name: str) -> str:
+        return f"{row['tokens_per_s'][name]:,.0f} ({row['tokens_per_cpu_s'][name]:,.0f})"
+
+    def ratio(row: dict, key: str) -> str:
+        return f"{row[key]:.2f}x ({row['cpu_' + key]:.2f}x)"
+
+    for row in rows:
+        if "int8_refused" in row:
+            print(f"{row['model']}: float32 {both(row, 'float32')} tok/s, layer "
+                  f"{both(row, 'layer')}; int8 refused: {row['int8_refused']}")  # fmt: skip
+    rows = [row for row in rows if "int8_refused" not in row]
+    if not rows:
+        return
+    print_table(
+        ["model", "threads", "layer tok/s", "float32 tok/s", "int8 tok/s", "int8/float32",
+         "int8/layer", f"b{BATCH} float32", f"b{BATCH} int8", "bpc float32", "bpc int8",
+         "bpc change"],
+        [
+            (
+                r["model"], r["threads"], both(r, "layer"), both(r, "float32"), both(r, "int8"),
+                ratio(r, "int8_vs_float32"), ratio(r, "int8_vs_layer"),
+                r[f"batch{BATCH}_tokens_per_s"]["float32"], r[f"batch{BATCH}_tokens_per_s"]["int8"],
+                f"{r['bits_per_char']['float32']:.4f}", f"{r['bits_per_char']['int8']:.4f}",
+                f"{r['bpc_change_percent']:+.3f}%",
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The int8 benchmark runs end to end in its quick mode (no figure is asserted)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_corpus
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.corpus
+def test_quick_benchmark_trains_times_and_scores_every_cell(tmp_path):
+    shared_corpus("tinyshakespeare/input.txt")
+    out = tmp_path / "int8.json"
+    command = [sys.executable, "-m", "benchmarks.int8", "--quick", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
+    assert [r["model"] for r in rows] == ["lstm", "lstm (scratch)", "gru", "rnn"]
+    for row in rows:
+        assert all(v > 0 for v in row["tokens_per_s"].values())
+        if row["model"] == "lstm (scratch)":
+            assert "scratch" in row["int8_refused"] and "int8" not in row["tokens_per_s"]
+        else:
+            assert set(row["bits_per_char"]) == {"float32", "int8"}
+    assert "int8/float32" in result.stdout

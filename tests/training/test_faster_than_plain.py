@@ -1,0 +1,45 @@
+"""charlm's training step is faster than the plain formulation but computes the same thing:
+its fused Adam and its loss (model(x, targets=y)) give the plain loop's losses."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from charlm.models import ModelConfig, build_model, detach_state
+from charlm.training.schedules import build_optimizer
+
+VOCAB, BATCH, SEQ = 2000, 8, 40  # a word-sized output layer, where fused Adam helps most
+
+
+def test_losses_equal_the_plain_loop_over_100_steps():
+    torch.manual_seed(0)
+    config = ModelConfig(VOCAB, embed_size=16, hidden_size=16, num_layers=2, dropout=0.0)
+    ours, plain = build_model(config), build_model(config)
+    plain.load_state_dict(ours.state_dict())
+    ours_optimizer = build_optimizer(ours.parameters(), "adam", lr=2e-3)
+    assert ours_optimizer.defaults["fused"]
+    plain_optimizer = torch.optim.Adam(plain.parameters(), lr=2e-3)
+    ids = torch.randint(
+        0, VOCAB, (BATCH, 100 * SEQ + 1), generator=torch.Generator().manual_seed(1)
+    )
+    ours_state = plain_state = None
+    for step in range(100):
+        x, y = ids[:, step * SEQ : (step + 1) * SEQ], ids[:, step * SEQ + 1 : (step + 1) * SEQ + 1]
+        nll, ours_state = ours(x, ours_state, targets=y)
+        ours_loss = _step(ours, ours_optimizer, nll.mean())
+        logits, plain_state = plain(x, plain_state)
+        plain_loss = _step(
+            plain, plain_optimizer, F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        )
+        ours_state, plain_state = detach_state(ours_state), detach_state(plain_state)
+        assert abs(ours_loss - plain_loss) < 1e-5, step
+
+
+def _step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss.item()
