@@ -29,14 +29,15 @@ SCHEDULES = ("constant", "cosine", "plateau", "step")
 
 
 def build_optimizer(
-    parameters: Iterable[torch.nn.Parameter],
+    parameters: Iterable[torch.nn.Parameter] | Iterable[dict],
     name: str,
     *,
     lr: float,
     momentum: float = 0.9,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """Adam, AdamW (decoupled weight decay) or SGD with momentum.
+    """Adam, AdamW (decoupled weight decay) or SGD with momentum, over parameters or
+    parameter groups.
 
     Adam and AdamW use PyTorch's fused kernel (one pass over each parameter instead of
     several) where it runs, on the CPU and CUDA: the same update, measurably faster for big
@@ -51,10 +52,16 @@ def build_optimizer(
     raise ConfigError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
 
 
-def _fusable(parameters: list[torch.nn.Parameter]) -> bool | None:
-    """True where PyTorch's fused Adam runs: float parameters on the CPU or CUDA."""
-    fits = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
-    return True if parameters and fits else None
+def _fusable(parameters: list) -> bool | None:
+    """True where PyTorch's fused Adam runs: float parameters on the CPU or CUDA. The
+    parameters may come in groups (dicts with "params": the discriminative rates)."""
+    tensors = [
+        tensor
+        for item in parameters
+        for tensor in (item["params"] if isinstance(item, dict) else [item])
+    ]
+    fits = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in tensors)
+    return True if tensors and fits else None
 
 
 class LRSchedule:
