@@ -32,7 +32,9 @@ COMMANDS = {
 
 
 def _params(config: type) -> dict[str, click.Parameter]:
-    return {p.name: p for p in cli.get_command(click.Context(cli), COMMANDS.get(config, "train")).params}
+    return {
+        p.name: p for p in cli.get_command(click.Context(cli), COMMANDS.get(config, "train")).params
+    }
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.__name__)
