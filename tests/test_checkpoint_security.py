@@ -131,6 +131,7 @@ def test_weights_linked_to_another_checkpoint_are_not_read(tmp_path, trained):
     refused(run_cli("generate", trained, "--length", "5"), "is a symbolic link")
 
 
+@pytest.mark.slow  # a charlm process of its own for each
 @pytest.mark.parametrize("name", ["weights", "training_state", CONFIG_NAME])
 def test_a_fifo_in_a_checkpoint_is_refused_at_once(trained, name):
     config = read_config(trained)

@@ -44,6 +44,7 @@ def test_generate_is_reproducible_with_a_seed(trained):
     assert run(*args).stdout == run(*args).stdout
 
 
+@pytest.mark.slow  # trains, then generates: end to end
 def test_generate_without_a_checkpoint_uses_the_latest_and_says_which(
     tiny_book, tmp_path, monkeypatch
 ):

@@ -84,6 +84,7 @@ def test_the_cli_classifies_and_evaluates_a_classifier(trained):
     assert "accuracy 1.0000" in result.stdout and "nats" not in result.stdout
 
 
+@pytest.mark.slow  # trains two language models, then a classifier from them
 def test_init_from_forward_and_backward_lms_fine_tunes(tmp_path):
     names = write_labelled_names(tmp_path / "names")
     text = DataOptions(val_fraction=0.1)

@@ -3,6 +3,7 @@ its fused Adam and its loss (model(x, targets=y)) give the plain loop's losses."
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -13,6 +14,7 @@ from charlm.training.schedules import build_optimizer
 VOCAB, BATCH, SEQ = 2000, 8, 40  # a word-sized output layer, where fused Adam helps most
 
 
+@pytest.mark.slow  # 100 training steps of each loop
 def test_losses_equal_the_plain_loop_over_100_steps():
     torch.manual_seed(0)
     config = ModelConfig(VOCAB, embed_size=16, hidden_size=16, num_layers=2, dropout=0.0)
