@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -49,28 +50,26 @@ def code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
 
 
-class _Powers:
-    """BASE**i and BASE**-i modulo 2**64 for i < n, grown on demand and shared."""
-
-    def __init__(self) -> None:
-        self.up = self.down = np.ones(1, dtype=np.uint64)
-
-    def get(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(self.up) < n:
-            size = max(n, 2 * len(self.up))
-            self.up, self.down = np.ones(size, np.uint64), np.ones(size, np.uint64)
-            # Integer products wrap around: arithmetic modulo 2**64, as wanted.
-            np.cumprod(np.full(size - 1, BASE, np.uint64), out=self.up[1:])
-            np.cumprod(np.full(size - 1, pow(BASE, -1, 2**64), np.uint64), out=self.down[1:])
-        return self.up[:n], self.down[:n]
+def _powers(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """BASE**i and BASE**-i modulo 2**64 for i < n (from a table whose size is a power of two,
+    so that the few sizes a text needs are each computed once)."""
+    up, down = _power_table(1 << max(0, n - 1).bit_length())
+    return up[:n], down[:n]
 
 
-_POWERS = _Powers()
+@cache
+def _power_table(size: int) -> tuple[np.ndarray, np.ndarray]:
+    up, down = np.ones(size, np.uint64), np.ones(size, np.uint64)
+    # Integer products wrap around: arithmetic modulo 2**64, as wanted.
+    np.cumprod(np.full(size - 1, BASE, np.uint64), out=up[1:])
+    np.cumprod(np.full(size - 1, pow(BASE, -1, 2**64), np.uint64), out=down[1:])
+    up.flags.writeable = down.flags.writeable = False  # shared by every caller: read only
+    return up, down
 
 
 def polynomial_hashes(codes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """sum(codes[s + i] * BASE**i) mod 2**64 of each token [s, e), from one prefix sum."""
-    up, down = _POWERS.get(len(codes) + 1)
+    up, down = _powers(len(codes) + 1)
     prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
     np.multiply(codes, up[:-1], out=prefix[1:], casting="unsafe")
     np.cumsum(prefix[1:], out=prefix[1:])
