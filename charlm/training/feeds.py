@@ -7,6 +7,8 @@ A feed knows its batches and how one batch becomes a loss:
     ExampleFeed  `example_batches`: padded rows, the loss summed over the mask only, the labels
                  given to the model; the state is fresh for each batch, carried only across the
                  windows of one batch of long examples
+    ClassifierFeed  the same batches of whole examples (never cut into windows), the loss the
+                 (class-weighted) cross-entropy of each example's label
 
 Both score validation and test data the same way: mean nats per predicted token over all of it.
 """
@@ -178,8 +180,13 @@ class ExampleFeed:
         # could leave a rank nothing.
         self.drop_last = dist.enabled
         self.steps_per_epoch = count_example_batches(
-            train, config.batch_size, config.seq_len, _epoch_seed(config, 1)
+            train, config.batch_size, self.window, _epoch_seed(config, 1)
         )
+
+    @property
+    def window(self) -> int | None:
+        """The longest stretch of an example one step reads (longer ones are cut)."""
+        return self.config.seq_len
 
     @property
     def has_val(self) -> bool:
@@ -188,7 +195,7 @@ class ExampleFeed:
     def epoch(self, epoch: int) -> Iterator[ExampleBatch]:
         config = self.config
         return example_batches(
-            self.train, config.batch_size, end_id=self.end_id, seq_len=config.seq_len,
+            self.train, config.batch_size, end_id=self.end_id, seq_len=self.window,
             seed=_epoch_seed(config, epoch), drop_last=self.drop_last,
         )  # fmt: skip
 
@@ -257,7 +264,7 @@ def classifier_predictions(
     return out
 
 
-class ClassifierFeed:
+class ClassifierFeed(ExampleFeed):
     """Labelled examples for a classifier: whole examples (never cut into windows), one label
     each; the loss is the (class-weighted) cross-entropy of the labels."""
 
@@ -267,24 +274,12 @@ class ClassifierFeed:
     ) -> None:  # fmt: skip
         if train.labels is None:
             raise ConfigError("a classifier trains on labelled examples: give --labels")
-        self.train, self.val, self.config = train, val, config
-        self.end_id = model.config.end_id
+        super().__init__(train, val, config, model.config.end_id, dist)
         self.weights = class_weights(train.labels, model.config.num_labels, config.class_weights)
-        self.drop_last = dist.enabled
-        self.steps_per_epoch = count_example_batches(
-            train, config.batch_size, None, _epoch_seed(config, 1)
-        )
 
     @property
-    def has_val(self) -> bool:
-        return self.val is not None
-
-    def epoch(self, epoch: int) -> Iterator[ExampleBatch]:
-        config = self.config
-        return example_batches(
-            self.train, config.batch_size, end_id=self.end_id,
-            seed=_epoch_seed(config, epoch), drop_last=self.drop_last,
-        )  # fmt: skip
+    def window(self) -> int | None:
+        return None  # the label depends on the whole example
 
     def loss(
         self, net: torch.nn.Module, batch: ExampleBatch, hidden: State | None,
@@ -294,8 +289,9 @@ class ClassifierFeed:
         part = ExampleBatch(dist.shard(batch.inputs), dist.shard(batch.targets), mask,
                             dist.shard(batch.labels))  # fmt: skip
         logits = _logits(net, part, device).float()
-        weight = None if self.weights is None else self.weights.to(device)
-        loss = F.cross_entropy(logits, part.labels.to(device), weight=weight)
+        if self.weights is not None and self.weights.device != device:
+            self.weights = self.weights.to(device)  # once, not at every step
+        loss = F.cross_entropy(logits, part.labels.to(device), weight=self.weights)
         return loss, int(mask.sum()), None
 
     def score(self, model: torch.nn.Module, examples: ExampleIds, device: torch.device) -> float:
@@ -307,11 +303,8 @@ class ClassifierFeed:
         nll = -log_probs[np.arange(len(truth)), truth]
         if self.weights is None:
             return float(nll.mean())
-        weight = self.weights.double().numpy()[truth]
+        weight = self.weights.double().cpu().numpy()[truth]
         return float((nll * weight).sum() / weight.sum())
-
-    def validate(self, model: torch.nn.Module, device: torch.device) -> float:
-        return self.score(model, self.val, device)
 
     def bits_per_character(self, val_loss: float) -> float:
         # A classifier predicts one label per example, no characters: bits per example.
