@@ -104,6 +104,7 @@ class Batch:
             self._state = select_rows(self._state, rows)
         self._drawings = going_on
         drawn = tokens[0] if len(tokens) == 1 else torch.cat(tokens)  # (rows,)
+        # A labelled model's drawings each carry their rows' labels; others carry none.
         labels = [drawing.labels for drawing in going_on if drawing.labels is not None]
-        row_labels = torch.cat(labels) if labels else None  # labelled models: every drawing
+        row_labels = None if not labels else labels[0] if len(labels) == 1 else torch.cat(labels)
         self._logits, self._state = self._sampler.step(drawn, self._state, row_labels)
