@@ -42,7 +42,7 @@ UNK_TEXT = "<unk>"
 BASE = 129  # a token of at most EXACT_CHARS ASCII characters is its base-129 numeral (< 2**64)
 EXACT_CHARS = 9
 _FINALIZER = np.uint64(0x9E3779B97F4A7C15)  # spreads a hash over the table's slots
-_WORD_RE, _SPACE_RE, _WHITESPACE_RE = re.compile(r"\w"), re.compile(r"\s"), re.compile(r"\s")
+_WORD_RE, _SPACE_RE = re.compile(r"\w"), re.compile(r"\s")
 
 
 def code_points(text: str) -> np.ndarray:
@@ -311,7 +311,7 @@ def _blocks(text: str) -> list[str]:
     its first token."""
     blocks, start = [], 0
     while start < len(text):
-        found = _WHITESPACE_RE.search(text, start + BLOCK_CHARS)
+        found = _SPACE_RE.search(text, start + BLOCK_CHARS)
         end = found.start() if found else len(text)
         blocks.append(text[start:end])
         start = end
