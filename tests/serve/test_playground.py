@@ -172,6 +172,7 @@ def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled
     browser.find_element(By.ID, "generate").click()
     wait.until(lambda b: status(b).startswith("Done"))
     assert browser.find_element(By.ID, "prefix").get_attribute("value") == ""  # no scene
+    assert "a whole example" in status(browser)  # ended by its end token, not a stop string
     assert set(output_text(browser).lower()) <= set("abxyz")  # one name, of the model's letters
     text = browser.find_element(By.ID, "classify-text")
     text.send_keys("Xyzzy")
