@@ -5,8 +5,9 @@ from dataclasses import replace
 import torch
 
 from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
-from .classifier import RNNClassifier, copy_language_model, final_state, lengths_of
+from .classifier import RNNClassifier, copy_language_model, lengths_of
 from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
+from .padded import last_states, run_padded
 from .rnnlm import (
     LABEL_INPUTS,
     NONLINEARITIES,
@@ -68,8 +69,9 @@ __all__ = [
     "cell_registry",
     "convert",
     "copy_language_model",
-    "final_state",
+    "last_states",
     "lengths_of",
+    "run_padded",
     "detach_state",
     "num_parameters",
     "with_reference",

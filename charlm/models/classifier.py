@@ -4,8 +4,9 @@
 
 The embedding and recurrent layers are named and shaped as in `RNNLM`, so a language model's
 can be copied in (`from_language_model`, the ULMFiT recipe). Rows are padded examples as
-`pad_examples` makes them (the start token, then the example); the encoder reads them packed,
-so each row's result is the same alone or padded in a batch, in both directions.
+`pad_examples` makes them (the start token, then the example); the encoder reads them padded,
+each direction from its own start (models/padded.py), so each row's result is the same alone
+or padded in a batch.
 
 Pooling reads the label from the states over the example: `last` (the final state, of both
 directions when bidirectional), `mean`, `max`, or `concat` (all three, as ULMFiT).
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from charlm.errors import ConfigError
 from charlm.models.cells import CELLS
+from charlm.models.padded import last_states, run_padded
 from charlm.models.rnnlm import ModelConfig
 
 FEATURES_PER_POOLING = {"last": 1, "mean": 1, "max": 1, "concat": 3}
@@ -62,15 +63,9 @@ class RNNClassifier(nn.Module):
         """Label scores (logits) (batch, labels) of padded rows `tokens` (batch, seq) whose
         first `lengths` (batch,) positions are real."""
         embedded = self.embed_dropout(self.embedding(tokens))  # (batch, seq, embed)
-        # Packed, the backward direction starts at each row's own last token, not at padding.
-        packed = pack_padded_sequence(
-            embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
-        )
-        outputs, state = self.rnn(packed)
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=tokens.shape[1])
-        # outputs: (batch, seq, directions·hidden), zero on padding
-        hidden = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c) → h
-        features = self._pool(outputs, final_state(hidden, self.directions), lengths)
+        outputs = run_padded(self.rnn, embedded, lengths)  # (batch, seq, directions·hidden)
+        last = last_states(outputs, lengths, self.directions)
+        features = self._pool(outputs, last, lengths)
         return self.head(self.output_dropout(features))  # (batch, labels)
 
     def _pool(
@@ -103,17 +98,6 @@ class RNNClassifier(nn.Module):
             )  # fmt: skip
         groups.append(list(self.head.parameters()))
         return groups
-
-
-def final_state(hidden: torch.Tensor, directions: int) -> torch.Tensor:
-    """The last layer's final state of every direction, joined: (layers·directions, batch,
-    hidden) → (batch, directions·hidden).
-
-    A bidirectional layer's h_n holds the forward direction's state after the last token and
-    the backward direction's after the first; h_n[-1] alone is the backward one only.
-    """
-    last_layer = hidden[-directions:]  # (directions, batch, hidden)
-    return torch.cat(list(last_layer), dim=-1)
 
 
 def lengths_of(mask: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -120,13 +121,36 @@ def train(
                 "it is damaged or from another charlm: start a new run with --init-from"
             ) from exc
     try:
-        with stop_on_signals(run.stop):
+        with stop_on_signals(run.stop), subnormals_flushed(device):
             return run.run()
     finally:
         # DistributedDataParallel holds the process group: drop it now, so that the group
         # can really be torn down before the interpreter exits (gloo aborts otherwise).
         run.net = run.model
         gc.collect()
+
+
+@contextmanager
+def subnormals_flushed(device: torch.device) -> Iterator[None]:
+    """On a CPU, compute subnormal floats as zero in this thread while the block runs, then
+    put back the setting found.
+
+    Gradients that fade back through many steps reach subnormals, which x86 CPUs compute on
+    many times slower: a classifier pooling only the last state of 115-character rows trained
+    at 7,300 tokens/s without this, 31,300 with it (MR, one thread). Numbers that small are as
+    good as zero here; the setting is put back because other code in the process (NumPy, a
+    test's float strategies) may rely on IEEE subnormals.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    # A normal float divided into the subnormal range: zero only when they are flushed.
+    was_flushing = bool(torch.tensor(1e-38) / 1000 == 0)
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(was_flushing)
 
 
 class _Run:

@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from charlm.models import RNNLM, ModelConfig
 from charlm.training import TrainConfig, evaluate, train
+from charlm.training.loop import subnormals_flushed
 from tests.conftest import TINY_TEXT, shared_corpus
 from tests.helpers import ids_of, overfit, tiny_model
 
@@ -162,3 +163,21 @@ def test_training_on_a_real_book_beats_the_untrained_model_by_far(tmp_path):
         device="cpu",
     )
     assert trained.result.val_perplexity < untrained / 4
+
+
+def _subnormals_flushed() -> bool:
+    return bool(torch.tensor(1e-38) / 1000 == 0)
+
+
+def test_subnormals_are_flushed_while_training_on_a_cpu_and_restored_after():
+    assert not _subnormals_flushed()  # IEEE behaviour, as the process started
+    with subnormals_flushed(torch.device("cpu")):
+        assert _subnormals_flushed()
+    assert not _subnormals_flushed()
+    torch.set_flush_denormal(True)  # whatever the caller had is put back
+    try:
+        with subnormals_flushed(torch.device("cpu")):
+            pass
+        assert _subnormals_flushed()
+    finally:
+        torch.set_flush_denormal(False)
