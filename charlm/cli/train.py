@@ -40,7 +40,7 @@ def train(
     ctx: click.Context,
     books: tuple[str, ...],
     recipe: str | None,
-    tokenizer: str,
+    tokenizer: str | None,
     tokenizer_options: dict[str, str],
     device: str,
     out: Path | None,

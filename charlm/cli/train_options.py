@@ -92,10 +92,10 @@ tokenizer_options = _apply(
         grouped(
             DATA,
             "--tokenizer",
-            default="char",
-            show_default=True,
+            default=None,
             help="How the book is cut into tokens: char, byte, word, bpe, wordpiece, "
-            "unigram, hf or a plugin; `charlm tokenizers` lists them.",
+            "unigram, hf or a plugin; `charlm tokenizers` lists them.  [default: char; "
+            "with --task classify, word when the examples are sentences]",
         ),
         grouped(
             DATA,

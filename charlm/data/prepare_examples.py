@@ -22,6 +22,7 @@ from charlm.errors import CorpusError
 from charlm.tokenizers import Tokenizer, train_tokenizer
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
+SENTENCE_WORDS = 4  # examples whose median has this many words or more are sentences
 
 
 @dataclass
@@ -65,11 +66,12 @@ def prepare_examples(
     specs: str | os.PathLike | Sequence[str | os.PathLike],
     options: DataOptions,
     *,
-    tokenizer: str | Tokenizer = "char",
+    tokenizer: str | Tokenizer | None = "char",
     tokenizer_options: dict[str, Any] | None = None,
 ) -> PreparedExamples:
     """Ids for the examples in `specs`, split as `options` say, with a tokenizer trained on
-    all their text (or the given `tokenizer` instance)."""
+    all their text (or the given `tokenizer` instance; None: the one `tokenizer_for` chooses
+    for these examples)."""
     found = read_example_set(specs, options)
     messages = [_describe_read(found)]
     duplicates = found.duplicates()
@@ -79,6 +81,12 @@ def prepare_examples(
         found = found.deduplicated()
     splits = _split(found, options)
     labels = _labels(splits)
+    if tokenizer is None:
+        tokenizer, words = tokenizer_for(found.texts)
+        messages.append(
+            f"tokenizer: {tokenizer} (a median example of {words} word{'s' * (words != 1)}; "
+            "--tokenizer chooses another)"
+        )
     if isinstance(tokenizer, Tokenizer):
         tok = tokenizer
     else:
@@ -94,6 +102,19 @@ def prepare_examples(
     )
     info = _info(specs, options, found, duplicates, splits, ids, tok)
     return PreparedExamples(tok, ids["train"], ids["val"], ids["test"], labels, info, messages)
+
+
+def tokenizer_for(texts: Sequence[str]) -> tuple[str, int]:
+    """The tokenizer a classifier of these examples reads best, and why: words for sentences,
+    characters for names and other single words (and for text written without spaces, such
+    as Chinese), with the median number of space-separated words an example has.
+
+    A classifier of MR's review sentences reached 73.0% on its first fold reading words
+    against 66.7% reading characters, in the same five minutes (docs/benchmarks.md).
+    """
+    counts = sorted(len(text.split()) for text in texts)
+    median = counts[len(counts) // 2] if counts else 0
+    return ("word" if median >= SENTENCE_WORDS else "char"), median
 
 
 def _split(found: ExampleSet, options: DataOptions) -> dict[str, ExampleSet | None]:

@@ -141,7 +141,7 @@ def prepare_inputs(
     book: Any,
     data: DataOptions,
     base: Checkpoint | None,
-    tokenizer: str,
+    tokenizer: str | None,
     options: dict[str, Any] | None,
     training: TrainConfig,
     say: Callable[[str], None],

@@ -88,7 +88,7 @@ def train_book(
     book: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     *,
     out: str | os.PathLike | None = None,
-    tokenizer: str = "char",
+    tokenizer: str | None = None,
     tokenizer_options: dict[str, Any] | None = None,
     model: ModelConfig | dict[str, Any] | None = None,
     training: TrainConfig | None = None,
@@ -105,10 +105,12 @@ def train_book(
 
     `book` is a file, a directory of .txt files, a glob, a catalogue name (downloaded when
     needed) or a list of these. `tokenizer` names a tokenizer (see `charlm tokenizers`) and
-    `tokenizer_options` are its training options, e.g. {"vocab_size": 4000}. `model` holds
-    ModelConfig settings (cell, embed_size, hidden_size, num_layers, dropout, ...; a dict, or
-    a ModelConfig whose vocab_size is replaced by the tokenizer's); `data` says how the books
-    are read and split (validation and test text).
+    `tokenizer_options` are its training options, e.g. {"vocab_size": 4000}; with no tokenizer
+    named, a classifier of examples reads words when they are sentences and characters when
+    they are names (`charlm.data.prepare_examples.tokenizer_for`), and anything else reads
+    characters. `model` holds ModelConfig settings (cell, embed_size, hidden_size, num_layers,
+    dropout, ...; a dict, or a ModelConfig whose vocab_size is replaced by the tokenizer's);
+    `data` says how the books are read and split (validation and test text).
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
     (same books, model and settings unless `training` is given; `out` is that directory);
@@ -137,6 +139,7 @@ def train_book(
         model = {**example_defaults(ModelConfig, task), **model}
         if training is None and resume is None:
             training = TrainConfig(**example_defaults(TrainConfig, task))
+    tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
@@ -267,7 +270,7 @@ def resumed_training(directory: str | os.PathLike, changes: dict[str, Any]) -> T
 def check_settings(
     model: dict[str, Any],
     data: DataOptions,
-    tokenizer: str,
+    tokenizer: str | None,
     tokenizer_options: dict[str, Any] | None,
     *,
     resume: str | os.PathLike | None = None,
@@ -296,8 +299,20 @@ def check_settings(
                 )
     if data.encoding is not None:
         canonical_encoding(data.encoding)
-    if resume is None:
+    tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
+    if resume is None and tokenizer is not None:
         _check_tokenizer(tokenizer, tokenizer_options or {})
+
+
+def _named_tokenizer(
+    tokenizer: str | None, options: dict[str, Any] | None, model: dict[str, Any], data: DataOptions
+) -> str | None:
+    """`tokenizer`, or the default for this data where none is named: None (chosen from the
+    examples once they are read) for a classifier of examples, else characters."""
+    if tokenizer is not None:
+        return tokenizer
+    chosen_from_examples = model.get("task") == "classify" and data.example_unit is not None
+    return None if chosen_from_examples and not options else "char"
 
 
 def _check_tokenizer(name: str, options: dict[str, Any]) -> None:

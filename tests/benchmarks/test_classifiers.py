@@ -25,6 +25,13 @@ def test_word_naive_bayes_learns_which_words_go_with_a_label():
     assert found["macro_f1"] == pytest.approx(2 / 3)  # "good bad good" taken for pos
 
 
+def test_character_naive_bayes_reads_text_without_spaces():
+    train = ExampleSet(["很好看", "好书", "很差", "太差了"], ["pos", "pos", "neg", "neg"])
+    model = WordNaiveBayes(train, chars=True)
+    assert model.grams("很好") == ["很", "好", "很 好"]
+    assert model.predict("好看") == "pos" and model.predict("差") == "neg"
+
+
 def test_the_toy_set_is_read_without_running_it():
     if not (SHARED_CORPORA / "sentiment" / "toy").is_dir():
         pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
@@ -45,5 +52,6 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
     assert {(r["set"], r["model"]) for r in rows} >= {
         ("toy", "bidirectional"), ("names", "init-from LM, unidirectional"),
         ("mr", "unidirectional"), ("mr", "NB word 1+2-grams"),
+        ("zh-books", "unidirectional"), ("zh-books", "NB char 1+2-grams"),
     }  # fmt: skip
     assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)

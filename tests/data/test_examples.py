@@ -15,6 +15,7 @@ from charlm.data import (
     pad_examples,
     prepare_examples,
 )
+from charlm.data.prepare_examples import tokenizer_for
 from charlm.errors import ConfigError, CorpusError
 from charlm.models import CELLS, IMPLS, LABEL_INPUTS, ModelConfig, build_model
 from tests.helpers import single_thread
@@ -151,3 +152,12 @@ def test_too_few_texts_for_a_validation_split_say_what_to_change(tmp_path):
     names = write_names(tmp_path / "names", ab=["ab"])
     with pytest.raises(CorpusError, match="--val-fraction"):
         prepare_examples(names, DataOptions(labels="files"))
+
+
+def test_sentences_are_read_as_words_and_names_as_characters():
+    assert tokenizer_for(["Hinton", "Nguyen", "van der Berg"]) == ("char", 1)
+    assert tokenizer_for(["a joy to watch from start to end", "dull", "not good at all"]) == (
+        "word",
+        4,
+    )
+    assert tokenizer_for(["这本书很好看，推荐给大家", "不好看"])[0] == "char"  # no spaces

@@ -159,3 +159,31 @@ def test_balanced_weights_are_recorded_as_a_uniform_prior(tmp_path):
     run = fit(names, tmp_path / "model", steps=2, class_weights="balanced")
     assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "uniform"}
     assert charlm.load(run.checkpoint, device="cpu").classifier_prior == "uniform"
+
+
+def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path, trained):
+    reviews = tmp_path / "reviews"
+    reviews.mkdir()
+    good = ["what a warm and funny film", "the best thing i saw all year", "a joy to watch"]
+    bad = ["a dull and lifeless mess", "i left before the end of it", "the worst plot in years"]
+    for label, lines in (("pos", good), ("neg", bad)):
+        (reviews / f"{label}.txt").write_text("\n".join(lines * 4) + "\n", encoding="utf-8")
+    data = DataOptions(labels="files", examples="lines", val_fraction=0, test_fraction=0)
+    run = fit(reviews, tmp_path / "model", steps=2, data=data)
+    assert charlm.load(run.checkpoint, device="cpu").tokenizer.name == "word"
+    names, named = trained  # names: characters
+    assert charlm.load(named.checkpoint, device="cpu").tokenizer.name == "char"
+    # Naming one wins; a language model of examples keeps characters.
+    chars = train_book(
+        reviews,
+        out=tmp_path / "chars",
+        tokenizer="char",
+        model={**TINY, "task": "classify"},
+        data=data,
+        device="cpu",
+        training=TrainConfig(batch_size=8, max_steps=2),
+    )
+    assert charlm.load(chars.checkpoint, device="cpu").tokenizer.name == "char"
+    lm = train_book(reviews, out=tmp_path / "lm", model=TINY, data=data, device="cpu",
+                    training=TrainConfig(batch_size=8, max_steps=2))  # fmt: skip
+    assert charlm.load(lm.checkpoint, device="cpu").tokenizer.name == "char"
