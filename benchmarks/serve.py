@@ -6,12 +6,13 @@
 1. Time to first token: a streamed request (prefix of 200 characters) until its first piece
    of text arrives, against `Sampler.stream` in this process until its first piece.
 2. Streaming rate: one client streaming a long completion, in tokens per second, against
-   `Sampler.stream` in this process (target: >= 90%).
+   `Sampler.stream` in this process (target: >= 90%); served with the default
+   `--stream-interval` and with `--stream-interval 0` (an event for every piece).
 3. Throughput: 1, 4 and 16 clients streaming at once (each its own seed), in tokens per second
    all together, with the server's batching on (one network step for every request) and off
    (`--no-batch`: a step per request, in turn).
 
-The servers are `charlm serve` in subprocesses on loopback ports (one batching, one not), so the
+The servers are `charlm serve` in subprocesses on loopback ports (batching or not), so the
 clients here do not share their interpreter; they and the in-process figures use the same
 number of CPU threads. Runs that are compared alternate (here / served; batched / in turn), so
 that on a shared machine both sides of a comparison meet the same load.
@@ -50,6 +51,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "serve.json"
 FULL = {"hidden": 512, "tokens": 1000, "clients": (1, 4, 16), "client_tokens": 200, "repeats": 3}
 QUICK = {"hidden": 64, "tokens": 200, "clients": (1, 4), "client_tokens": 50, "repeats": 1}
 PREFIX = ("It was the best of times, it was the worst of times, " * 4)[:200]
+SIDES = ("in_process", "served", "every_piece")
 STARTUP_SECONDS = 180  # importing torch and loading the model, on a busy machine
 
 
@@ -61,8 +63,9 @@ def make_checkpoint(directory: Path, hidden: int) -> Path:
 
 
 @contextmanager
-def server(checkpoint: Path, device: str, threads: int, batch: bool):
-    """`charlm serve` in a subprocess; yields its base URL."""
+def server(checkpoint: Path, device: str, threads: int, batch: bool, interval: float | None = None):
+    """`charlm serve` in a subprocess (`interval`: its --stream-interval, None: the default);
+    yields its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -70,6 +73,7 @@ def server(checkpoint: Path, device: str, threads: int, batch: bool):
         *(sys.executable, "-m", "charlm", "serve", str(checkpoint), "--port", str(port)),
         *("--device", device, "--threads", str(threads), "--max-tokens", "100000"),
         "--batch" if batch else "--no-batch",
+        *(() if interval is None else ("--stream-interval", str(interval))),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -141,23 +145,33 @@ def in_process(sampler: Sampler, tokens: int, seed: int) -> dict[str, float]:
     return {"first_token_ms": first * 1000, "tokens_per_s": tokens / (time.perf_counter() - start)}
 
 
-def one_client(sampler: Sampler, url: str, tokens: int, repeats: int) -> dict[str, float]:
-    """Sections 1 and 2: a run here and a served run in turn, so that on a shared machine both
-    meet the same load; the medians, and the median of each pair's ratio."""
+def one_client(
+    sampler: Sampler, urls: dict[str, str], tokens: int, repeats: int
+) -> dict[str, float]:
+    """Sections 1 and 2: a run here, then one on each server (`urls`: "served", the default
+    settings, and others by name), in turn, so that on a shared machine every side meets the
+    same load; the medians, and the median of each run's ratio to the run here before it."""
     in_process(sampler, 20, seed=0)  # warm-ups
-    asyncio.run(clients_at_once(url, 1, 20))
-    pairs = [
-        (in_process(sampler, tokens, seed), asyncio.run(clients_at_once(url, 1, tokens)))
-        for seed in range(repeats)
-    ]
-    here, there = [p[0] for p in pairs], [p[1] for p in pairs]
-    return {
-        "in_process_first_token_ms": statistics.median(r["first_token_ms"] for r in here),
-        "served_first_token_ms": statistics.median(r["first_token_ms"] for r in there),
-        "in_process_tokens_per_s": statistics.median(r["tokens_per_s"] for r in here),
-        "served_tokens_per_s": statistics.median(r["tokens_per_s"] for r in there),
-        "ratio": statistics.median(b["tokens_per_s"] / a["tokens_per_s"] for a, b in pairs),
+    for url in urls.values():
+        asyncio.run(clients_at_once(url, 1, 20))
+    runs = []
+    for seed in range(repeats):
+        here = in_process(sampler, tokens, seed)
+        there = {name: asyncio.run(clients_at_once(url, 1, tokens)) for name, url in urls.items()}
+        runs.append((here, there))
+    found = {
+        "in_process_first_token_ms": statistics.median(h["first_token_ms"] for h, _ in runs),
+        "in_process_tokens_per_s": statistics.median(h["tokens_per_s"] for h, _ in runs),
     }
+    for name in urls:
+        found |= {
+            f"{name}_first_token_ms": statistics.median(t[name]["first_token_ms"] for _, t in runs),
+            f"{name}_tokens_per_s": statistics.median(t[name]["tokens_per_s"] for _, t in runs),
+            f"{name}_ratio": statistics.median(
+                t[name]["tokens_per_s"] / h["tokens_per_s"] for h, t in runs
+            ),
+        }
+    return found
 
 
 def many_clients(urls: dict[str, str], clients: int, tokens: int, repeats: int) -> dict:
@@ -197,9 +211,11 @@ def main(quick: bool, hidden: int | None, device: str, threads: int, out: Path) 
         sampler = load(checkpoint, device=device)
         with (
             server(checkpoint, device, threads, batch=True) as batched,
+            server(checkpoint, device, threads, batch=True, interval=0) as every_piece,
             server(checkpoint, device, threads, batch=False) as in_turn,
         ):
-            single = one_client(sampler, batched, settings["tokens"], settings["repeats"])
+            served = {"served": batched, "every_piece": every_piece}
+            single = one_client(sampler, served, settings["tokens"], settings["repeats"])
             urls = {"batched": batched, "in_turn": in_turn}
             throughput = [
                 many_clients(urls, n, settings["client_tokens"], settings["repeats"])
@@ -216,16 +232,18 @@ def main(quick: bool, hidden: int | None, device: str, threads: int, out: Path) 
 
 def report(results: dict[str, Any]) -> None:
     one = results["one_client"]
-    print("1. time to first token (ms), 200-character prefix")
+    print("1. time to first token (ms), 200-character prefix; served with the default")
+    print("   --stream-interval, and with --stream-interval 0 (an event for every piece)")
     print_table(
-        ["", "in process", "served"],
-        [["median", one["in_process_first_token_ms"], one["served_first_token_ms"]]],
+        ["", "in process", "served", "every piece"],
+        [["median"] + [one[f"{side}_first_token_ms"] for side in SIDES]],
     )
     print("\n2. streaming one completion (tokens/s; target: served >= 90% of in process)")
     print_table(
-        ["", "in process", "served", "ratio"],
-        [["median", one["in_process_tokens_per_s"], one["served_tokens_per_s"], one["ratio"]]],
-    )
+        ["", "in process", "served", "ratio", "every piece", "ratio"],
+        [["median", one["in_process_tokens_per_s"], one["served_tokens_per_s"],
+          one["served_ratio"], one["every_piece_tokens_per_s"], one["every_piece_ratio"]]],
+    )  # fmt: skip
     print("\n3. clients at once: tokens/s in all (median first token, ms)")
     rows = [
         [

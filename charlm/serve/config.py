@@ -50,6 +50,14 @@ class ServeConfig:
         "The most samples one model draws at once; later requests wait for room.",
         low=1,
     )
+    stream_interval: float = option(
+        0.02,
+        "Send a stream's new text at most this often: pieces drawn in between go out in one "
+        "event (the first piece and the end go at once; 0: an event per piece).",
+        low=0,
+        high=1,
+        metavar="SECONDS",
+    )
     batch: bool = option(
         True,
         "Draw the requests for the same model together, one network step for all of them "

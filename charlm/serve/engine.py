@@ -6,12 +6,19 @@ worker thread that admits waiting requests between two steps, steps them all thr
 `Batch` (or, with batching off, a batch each, in turn), and posts each request's new pieces
 to its `Job`, where the request's handler awaits them. A handler whose client has gone
 cancels its job; the worker drops it at the next step, so it stops within a token.
+
+Waking the event loop for every token of a fast model costs more than the token: on two
+cores, an event per token held a streamed completion to 0.62-0.67 of drawing in process, and
+a single event at the end to 0.77-0.94. So a job hands its pieces to the loop at most every
+`interval` seconds (the first piece, the end and errors at once); pieces drawn in between go
+out together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 
 from charlm.sampling import Sampler
@@ -23,7 +30,7 @@ from charlm.sampling.request import Request
 class Job:
     """One request in flight: the handler's side (async) of what the worker draws."""
 
-    def __init__(self, request: Request, logprobs: int | None) -> None:
+    def __init__(self, request: Request, logprobs: int | None, interval: float = 0.0) -> None:
         self.request = request
         self.logprobs = logprobs
         self.drawing: Drawing | None = None  # set by the worker once the prefix is primed
@@ -34,6 +41,11 @@ class Job:
         self._started = False
         self._finished = False
         self._error: BaseException | None = None
+        # The worker's side: pieces not yet handed to the loop, and when it last handed some.
+        self._interval = interval
+        self._held: list[Piece] = []
+        self._handed_at = -float("inf")
+        self._handed_text = False
 
     @property
     def rows(self) -> int:
@@ -71,9 +83,17 @@ class Job:
     def post(
         self, pieces: list[Piece], finished: bool = False, error: BaseException | None = None
     ) -> None:
-        """From the worker: new pieces, the end, or an error (thread-safe)."""
+        """From the worker (only): new pieces, the end, or an error. Pieces are held back
+        until `interval` has passed since the last hand-over; the rest goes at once."""
+        self._held.extend(pieces)
+        now = time.monotonic()
+        first_text = pieces and not self._handed_text
+        if not (finished or error or first_text or now - self._handed_at >= self._interval):
+            return
+        held, self._held, self._handed_at = self._held, [], now
+        self._handed_text = self._handed_text or bool(held)
         try:
-            self._loop.call_soon_threadsafe(self._receive, pieces, finished, error)
+            self._loop.call_soon_threadsafe(self._receive, held, finished, error)
         except RuntimeError:  # the event loop has closed: nobody is waiting any more
             pass
 
@@ -88,10 +108,13 @@ class Job:
 class Engine:
     """The worker thread of one model; see the module docstring."""
 
-    def __init__(self, sampler: Sampler, max_batch: int, batch: bool = True) -> None:
+    def __init__(
+        self, sampler: Sampler, max_batch: int, batch: bool = True, interval: float = 0.0
+    ) -> None:
         self._sampler = sampler
         self._max_batch = max_batch
         self._batched = batch
+        self._interval = interval
         self._waiting: deque[Job] = deque()
         self._wake = threading.Condition()
         self._batches: list[Batch] = []
@@ -112,7 +135,7 @@ class Engine:
 
     def submit(self, request: Request, logprobs: int | None = None) -> Job:
         """Queue `request` (from the event loop); its pieces arrive at the returned job."""
-        job = Job(request, logprobs)
+        job = Job(request, logprobs, self._interval)
         with self._wake:
             self._waiting.append(job)
             self._wake.notify()

@@ -120,7 +120,7 @@ def _load(
 
 
 def _engine(sampler: Sampler, config: ServeConfig) -> Engine:
-    return Engine(sampler, config.max_batch, batch=config.batch)
+    return Engine(sampler, config.max_batch, batch=config.batch, interval=config.stream_interval)
 
 
 def _details(sampler: Sampler) -> dict[str, Any]:

@@ -20,6 +20,7 @@ def test_quick_benchmark_prints_the_tables_and_writes_every_section(tmp_path):
     results = json.loads(out.read_text(encoding="utf-8"))
     assert results["one_client"]["served_tokens_per_s"] > 0
     assert results["one_client"]["served_first_token_ms"] > 0
+    assert results["one_client"]["every_piece_ratio"] > 0
     assert [row["clients"] for row in results["throughput"]] == [1, 4]
     for row in results["throughput"]:
         assert row["batched"]["tokens_per_s"] > 0 and row["in_turn"]["tokens_per_s"] > 0

@@ -23,7 +23,8 @@ from charlm.serve.models import ModelSet, serve_sampler  # noqa: E402
 from tests.conftest import TINY_TEXT  # noqa: E402
 from tests.tiny_models import save_tiny_checkpoint  # noqa: E402
 
-SMALL_LIMITS = ServeConfig(max_tokens=5000, max_choices=6, max_body=4096)
+# Every piece its own event: the tiny model draws a whole completion within the default interval.
+SMALL_LIMITS = ServeConfig(max_tokens=5000, max_choices=6, max_body=4096, stream_interval=0)
 
 
 @pytest.fixture(scope="session")

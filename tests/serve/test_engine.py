@@ -119,3 +119,25 @@ def test_requests_beyond_the_batch_wait_for_room(sampler):
         engine.close()
     assert peak == 2  # the second pair never joined the first: 4 rows would pass 3
     assert "the " + second[1] == sampler.generate("the ", 120, 1.0, 6)
+
+
+def test_pieces_drawn_within_the_interval_are_handed_over_together(sampler):
+    """The first piece at once, then at most one hand-over per interval; nothing is lost."""
+
+    async def hand_overs(interval):
+        engine = Engine(sampler, max_batch=64, interval=interval)
+        try:
+            job = engine.submit(sampler_request("the ", 200, 7, 0.8))
+            await job.started()
+            sizes = []
+            while (pieces := await job.pieces()) is not None:
+                sizes.append(len(pieces))
+            return sizes
+        finally:
+            engine.close()
+
+    every_piece = asyncio.run(hand_overs(0.0))
+    assert len(every_piece) > 20  # the loop keeps up with the tiny model most of the time
+    held = asyncio.run(hand_overs(60.0))
+    assert held == [1, 199]  # the first piece, then the rest at the end
+    assert sum(every_piece) == 200

@@ -19,7 +19,8 @@ def test_the_openai_client_streams_a_completion_unchanged(live_server, sampler):
     for chunk in chunks:
         texts.append(chunk.choices[0].text)
         finish = chunk.choices[0].finish_reason or finish
-    assert len(texts) > 10 and finish == "length"
+    # The first piece goes at once, what the tiny model draws in the next 20 ms together.
+    assert len(texts) >= 2 and finish == "length"
     assert "the " + "".join(texts) == sampler.generate("the ", 60, 0.7, 9)
     whole = client.completions.create(model="tiny", prompt="the ", max_tokens=60, seed=9)
     assert whole.choices[0].text == sampler.generate("the ", 60, 0.8, 9)[4:]
