@@ -30,10 +30,10 @@ def test_naive_bayes_tells_apart_two_alphabets():
     assert model.predict("abba") == "ab" and model.predict("yyx") == "xy"
 
 
-def _quick(module: str, out: Path) -> dict:
+def _quick(module: str, out: Path, *extra: str) -> dict:
     if not (SHARED_CORPORA / "names").is_dir():
         pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
-    command = [sys.executable, "-m", module, "--quick", "--threads", "1", "--out", str(out)]
+    command = [sys.executable, "-m", module, "--quick", "--threads", "1", "--out", str(out), *extra]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text(encoding="utf-8"))
@@ -48,6 +48,9 @@ def test_quick_names_benchmark_measures_every_run(tmp_path):
 
 
 def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
-    results = _quick("benchmarks.which_book", tmp_path / "which_book.json")
+    # One model of both books first, then each book's fine-tuned from it, two at once.
+    out = tmp_path / "which_book.json"
+    results = _quick("benchmarks.which_book", out, "--shared-minutes", "0.05", "--jobs", "2")
     assert results["passages"] == 10 and len(results["books"]) == 2
+    assert results["shared_wall_seconds"] > 0 and results["jobs"] == 2
     assert 0 <= results["lm_accuracy"] <= 1 and 0 <= results["ngram_accuracy"] <= 1
