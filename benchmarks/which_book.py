@@ -126,7 +126,7 @@ def run_all(
         runs = {
             name: pool.submit(
                 train, [CORPORA / relative], work / name, budget, threads, quick, shared
-            )  # fmt: skip
+            )
             for name, relative in books.items()
         }
     walls |= {name: run.result() for name, run in runs.items()}
