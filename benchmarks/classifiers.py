@@ -164,6 +164,16 @@ def classifier_scores(out: Path, test: ExampleSet) -> dict[str, Any]:
     return found
 
 
+def classifier_row(
+    data: Path, out: Path, args: list[str], test: ExampleSet, settings: dict, **row: Any
+) -> dict[str, Any]:
+    """`charlm train DATA ARGS` into `out`, then its scores on `test`: one row of the table,
+    after the fields given in `row` (set, fold, model)."""
+    trained = charlm_train(data, out, args, settings)
+    scores = classifier_scores(out, test)
+    return {**row, **scores["learned"], "uniform": scores["uniform"], **trained}
+
+
 def classify_args(max_time: str, bidirectional: bool) -> list[str]:
     return ["--labels", "files", "--examples", "lines", "--task", "classify",
             "--max-time", max_time, *(["--bidirectional"] if bidirectional else [])]  # fmt: skip
@@ -179,11 +189,8 @@ def run_toy(work: Path, settings: dict) -> list[dict[str, Any]]:
                 "--val-fraction", "0", "--epochs", epochs,
                 *(["--bidirectional"] if bidirectional else [])]  # fmt: skip
         out = work / f"toy-{'bi' if bidirectional else 'uni'}"
-        trained = charlm_train(data, out, args, settings)
-        scores = classifier_scores(out, test)
         name = "bidirectional" if bidirectional else "unidirectional"
-        rows.append({"set": "toy", "model": name, **scores["learned"], "uniform": scores["uniform"],
-                     **trained})  # fmt: skip
+        rows.append(classifier_row(data, out, args, test, settings, set="toy", model=name))
     return rows
 
 
@@ -214,10 +221,8 @@ def run_names(work: Path, settings: dict) -> list[dict[str, Any]]:
         runs["init-from LM, unidirectional"] = runs["unidirectional"] + ["--init-from", str(lm)]
     for name, args in runs.items():
         out = work / f"names-{len(rows)}"
-        trained = charlm_train(split / "train", out, args, settings)
-        scores = classifier_scores(out, test)
-        rows.append({"set": "names", "model": name, **scores["learned"],
-                     "uniform": scores["uniform"], **trained})  # fmt: skip
+        rows.append(classifier_row(split / "train", out, args, test, settings, set="names",
+                                   model=name))  # fmt: skip
     return rows
 
 
@@ -250,26 +255,16 @@ def run_mr(work: Path, settings: dict) -> list[dict[str, Any]]:
             text.write_text("\n".join(train.texts) + "\n", encoding="utf-8")
             # The LM reads what the classifier would read by default (words, for sentences).
             tokens = tokenizer_for(train.texts)[0]
-            lm_args = [
-                "--examples",
-                "lines",
-                "--tokenizer",
-                tokens,
-                "--max-time",
-                settings["lm_time"],
-            ]
+            lm_args = ["--examples", "lines", "--tokenizer", tokens,
+                       "--max-time", settings["lm_time"]]  # fmt: skip
             rows.append({"set": "mr", "fold": fold, "model": "LM of the sentences (no labels)",
                          **charlm_train(text, lm, lm_args, settings)})  # fmt: skip
-            runs["init-from LM, unidirectional"] = classify_args(settings["max_time"], False) + [
-                "--init-from",
-                str(lm),
-            ]
+            uni = classify_args(settings["max_time"], False)
+            runs["init-from LM, unidirectional"] = [*uni, "--init-from", str(lm)]
         for name, args in runs.items():
             out = work / f"mr-{fold}-{len(rows)}"
-            trained = charlm_train(data, out, args, settings)
-            scores = classifier_scores(out, test)
-            rows.append({"set": "mr", "fold": fold, "model": name, **scores["learned"],
-                         "uniform": scores["uniform"], **trained})  # fmt: skip
+            rows.append(classifier_row(data, out, args, test, settings, set="mr", fold=fold,
+                                       model=name))  # fmt: skip
     return rows
 
 
@@ -294,12 +289,9 @@ def run_zh(work: Path, settings: dict) -> list[dict[str, Any]]:
     wanted = [m for m in settings["mr_models"] if m in ("uni", "bi")]
     for model in wanted:
         name = "bidirectional" if model == "bi" else "unidirectional"
-        out = work / f"zh-books-{model}"
-        trained = charlm_train(data, out, classify_args(settings["max_time"], model == "bi"),
-                               settings)  # fmt: skip
-        scores = classifier_scores(out, test)
-        rows.append({"set": "zh-books", "model": name, **scores["learned"],
-                     "uniform": scores["uniform"], **trained})  # fmt: skip
+        args = classify_args(settings["max_time"], model == "bi")
+        rows.append(classifier_row(data, work / f"zh-books-{model}", args, test, settings,
+                                   set="zh-books", model=name))  # fmt: skip
     return rows
 
 

@@ -213,17 +213,19 @@ def _problem(error: CharlmError) -> str:
 
 def _print_evaluation(evaluation: ExampleEvaluation) -> None:
     line = f"{evaluation.examples:,} examples"
-    if evaluation.nats_per_char is not None:
+    language_model = evaluation.nats_per_char is not None  # a classifier gives no nats
+    if language_model:
         line += f": {evaluation.nats_per_char:.4f} nats/char"
     if evaluation.accuracy is None:
         click.echo(line)
         return
-    how = f"{evaluation.prior} prior"
-    how = f"classifier, {how}" if evaluation.nats_per_char is None else how
+    if language_model:
+        line += " given the label"
+    how = f"{evaluation.prior} prior" if language_model else f"classifier, {evaluation.prior} prior"
     click.echo(
-        f"{line}{' given the label' if evaluation.nats_per_char is not None else ''}; accuracy "
-        f"{evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, top-3 accuracy "
-        f"{evaluation.top3_accuracy:.4f} ({how}, {evaluation.ms_per_example:.2f} ms per example)"
+        f"{line}; accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
+        f"top-3 accuracy {evaluation.top3_accuracy:.4f} "
+        f"({how}, {evaluation.ms_per_example:.2f} ms per example)"
     )
     width = max(len("label"), *(len(name) for name in evaluation.labels))
     click.echo(f"{'label':<{width}}  precision  recall      f1  support")

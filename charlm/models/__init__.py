@@ -5,7 +5,13 @@ from dataclasses import replace
 import torch
 
 from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
-from .classifier import RNNClassifier, copy_language_model, lengths_of
+from .classifier import (
+    RNNClassifier,
+    classifier_log_posterior,
+    copy_language_model,
+    is_classifier,
+    lengths_of,
+)
 from .heads import DEFAULT_CUTOFFS, SOFTMAXES, AdaptiveHead
 from .padded import last_states, run_padded
 from .rnnlm import (
@@ -67,8 +73,10 @@ __all__ = [
     "State",
     "build_model",
     "cell_registry",
+    "classifier_log_posterior",
     "convert",
     "copy_language_model",
+    "is_classifier",
     "last_states",
     "lengths_of",
     "run_padded",

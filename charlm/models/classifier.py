@@ -14,9 +14,13 @@ directions when bidirectional), `mean`, `max`, or `concat` (all three, as ULMFiT
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from torch import nn
 
+from charlm.data import pad_examples
 from charlm.errors import ConfigError
 from charlm.models.cells import CELLS
 from charlm.models.padded import last_states, run_padded
@@ -100,9 +104,37 @@ class RNNClassifier(nn.Module):
         return groups
 
 
+def is_classifier(model: nn.Module) -> bool:
+    """Whether `model` is a discriminative classifier (`--task classify`), not a language
+    model; models without a config (plugins' own) are language models."""
+    return getattr(getattr(model, "config", None), "task", "lm") == "classify"
+
+
 def lengths_of(mask: torch.Tensor) -> torch.Tensor:
     """Each padded row's real positions (batch,) from its mask (batch, seq)."""
     return mask.sum(dim=1).round().long()
+
+
+@torch.inference_mode()
+def classifier_log_posterior(
+    model: nn.Module,
+    encoded: Sequence[np.ndarray],
+    end_id: int,
+    device: torch.device,
+    texts_per_call: int = 64,
+) -> np.ndarray:
+    """log p(label | text), (texts, labels), of a discriminative classifier (`--task
+    classify`) in evaluation mode: one forward pass per batch of texts of about the same
+    length."""
+    scores = np.empty((len(encoded), model.config.num_labels), dtype=np.float64)
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    for start in range(0, len(order), texts_per_call):
+        chosen = order[start : start + texts_per_call]
+        batch = pad_examples([encoded[i] for i in chosen], end_id)
+        lengths = lengths_of(batch.mask)  # the start token and the text
+        logits = model(batch.inputs.to(device), lengths.to(device))  # (texts, labels)
+        scores[chosen] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
+    return scores
 
 
 def copy_language_model(

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from charlm.models.stepping import WEIGHT_NAMES
+
 # The functions nn.LSTM, nn.GRU and nn.RNN call themselves (cuDNN on a GPU, oneDNN on a CPU),
 # here for one layer and one direction at a time, by the module's mode.
 RECURRENCES = {
@@ -71,7 +73,7 @@ def _reverse(rows: torch.Tensor, reversal: torch.Tensor) -> torch.Tensor:
 def _one_direction(rnn: nn.RNNBase, layer: int, suffix: str, inputs: torch.Tensor) -> torch.Tensor:
     """One layer of one direction of `rnn`, with that direction's own weights, from a zero
     state: outputs (batch, seq, hidden)."""
-    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if rnn.bias else [])
+    names = WEIGHT_NAMES if rnn.bias else WEIGHT_NAMES[:2]
     weights = [getattr(rnn, f"{name}_l{layer}{suffix}") for name in names]
     zeros = inputs.new_zeros(1, inputs.shape[0], rnn.hidden_size)
     state = (zeros, zeros) if rnn.mode == "LSTM" else zeros

@@ -24,6 +24,7 @@ from torch import nn
 
 from charlm.errors import ConfigError
 from charlm.models.cells import CELLS
+from charlm.models.classifier import is_classifier
 from charlm.models.rnnlm import RNNLM, State
 from charlm.models.stepping import WEIGHT_NAMES
 from charlm.options import option
@@ -167,10 +168,10 @@ def quantize(model: RNNLM, scheme: str = "int8") -> RNNLM:
     """
     if scheme not in QUANTIZATIONS:
         raise ConfigError(f"unknown quantization {scheme!r}; use {', '.join(QUANTIZATIONS)}")
-    if getattr(model.config, "task", "lm") == "classify":
+    if is_classifier(model):
         raise ConfigError(
-            "int8 quantization covers language models; a classifier (--task classify) reads "
-            "packed rows in float: drop --quantize"
+            "int8 quantization covers language models; a classifier (--task classify) runs "
+            "in float: drop --quantize"
         )
     if isinstance(model.rnn, Int8Recurrent):
         return model

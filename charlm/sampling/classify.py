@@ -167,23 +167,3 @@ def by_bits_per_character(
     log_likelihoods = -bits * characters * math.log(2)  # total nats of each passage
     log_post = posterior(log_likelihoods, np.zeros(len(names)))
     return ranked(texts, log_post, names, top_k, bits)
-
-
-def classifier_log_posterior(
-    model: torch.nn.Module,
-    encoded: Sequence[np.ndarray],
-    end_id: int,
-    device: torch.device,
-    texts_per_call: int = TEXTS_PER_CALL,
-) -> np.ndarray:
-    """log p(label | text), (texts, labels), of a discriminative classifier (`--task
-    classify`): one forward pass per batch of texts of about the same length."""
-    scores = np.empty((len(encoded), model.config.num_labels), dtype=np.float64)
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    for start in range(0, len(order), texts_per_call):
-        chosen = order[start : start + texts_per_call]
-        batch = pad_examples([encoded[i] for i in chosen], end_id)
-        lengths = batch.mask.sum(dim=1).round().long()  # the start token and the text
-        logits = model(batch.inputs.to(device), lengths.to(device))  # (texts, labels)
-        scores[chosen] = torch.log_softmax(logits.double(), dim=-1).cpu().numpy()
-    return scores

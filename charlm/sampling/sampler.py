@@ -27,14 +27,13 @@ from charlm.checkpoint import Checkpoint, load_checkpoint
 from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError
-from charlm.models import State, convert
+from charlm.models import State, classifier_log_posterior, convert, is_classifier
 from charlm.models.quantized import device_for
 from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling.batch import Batch
 from charlm.sampling.beam import beam_search
 from charlm.sampling.classify import (
     Classification,
-    classifier_log_posterior,
     encode_texts,
     label_log_likelihoods,
     posterior,
@@ -106,7 +105,7 @@ class Sampler:
     def is_classifier(self) -> bool:
         """Whether the model is a discriminative classifier (`--task classify`): it
         classifies text but gives no probabilities of text, so it cannot generate or score."""
-        return getattr(getattr(self.model, "config", None), "task", "lm") == "classify"
+        return is_classifier(self.model)
 
     def _check_generative(self) -> None:
         if self.is_classifier:

@@ -8,13 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charlm.checkpoint import load_checkpoint
 from charlm.device import resolve_device, set_threads
 from charlm.errors import ConfigError
-from charlm.models import convert
 from charlm.models.quantized import device_for
-from charlm.models.quantized import quantize as quantize_model
-from charlm.sampling import Sampler
+from charlm.sampling import Sampler, load
 from charlm.serve.config import ServeConfig
 from charlm.serve.engine import Engine
 from charlm.serve.schema import RequestError
@@ -109,12 +106,7 @@ def serve_sampler(name: str, sampler: Sampler, config: ServeConfig) -> ServedMod
 def _load(
     path: Path, device, config: ServeConfig, name: str, impl: str | None, quantize: str | None
 ) -> ServedModel:
-    checkpoint = load_checkpoint(path, device)
-    sampler = Sampler.from_loaded(checkpoint, device)  # with its labels, if it has any
-    if impl is not None:
-        sampler.model = convert(sampler.model, impl)
-    if quantize is not None:
-        sampler.model = quantize_model(sampler.model, quantize)
+    sampler = load(path, str(device), impl, quantize)  # with its labels, if it has any
     saved = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0)
     return ServedModel(name, sampler, _engine(sampler, config), int(saved), _details(sampler))
 

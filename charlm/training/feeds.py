@@ -31,13 +31,11 @@ from charlm.data import (
     count_example_batches,
     evaluation_batches,
     example_batches,
-    pad_examples,
     random_batches,
     sequential_batches,
 )
-from charlm.data.examples import plan_batches
 from charlm.errors import ConfigError
-from charlm.models import RNNLM, State, detach_state, lengths_of
+from charlm.models import RNNLM, State, classifier_log_posterior, detach_state, lengths_of
 from charlm.training.config import TrainConfig
 from charlm.training.distributed import DistContext
 
@@ -247,19 +245,14 @@ def _logits(net: torch.nn.Module, batch: ExampleBatch, device: torch.device) -> 
     return net(batch.inputs.to(device, non_blocking=True), lengths.to(device))  # (batch, labels)
 
 
-@torch.inference_mode()
 def classifier_predictions(
     model: torch.nn.Module, examples: ExampleIds, *, batch_size: int, device: torch.device
 ) -> np.ndarray:
     """log p(label | example) (examples, labels) of a classifier, in the examples' order."""
     was_training = model.training
     model.eval()
-    out = np.empty((len(examples), model.config.num_labels), dtype=np.float64)
-    plan = plan_batches(examples.lengths, batch_size, None, shuffle=False, drop_last=False)
-    for rows in plan:
-        batch = pad_examples([examples.example(i) for i in rows], model.config.end_id)
-        log_probs = torch.log_softmax(_logits(model, batch, device).double(), dim=-1)
-        out[rows] = log_probs.cpu().numpy()
+    rows = [examples.example(i) for i in range(len(examples))]
+    out = classifier_log_posterior(model, rows, model.config.end_id, device, batch_size)
     model.train(was_training)
     return out
 

@@ -27,7 +27,14 @@ from charlm.data import (
 )
 from charlm.errors import ConfigError, CorpusError, TokenizerError, UnknownTokenError
 from charlm.metrics import perplexity
-from charlm.models import RNNLM, ModelConfig, RNNClassifier, build_model, copy_language_model
+from charlm.models import (
+    RNNLM,
+    ModelConfig,
+    RNNClassifier,
+    build_model,
+    copy_language_model,
+    is_classifier,
+)
 from charlm.tokenizers import Tokenizer
 from charlm.training.config import TrainConfig
 from charlm.training.feeds import classifier_predictions, evaluate, evaluate_example_ids
@@ -75,7 +82,11 @@ class RunInputs:
         """The network to train: `base`'s (checked to fit this data) or a new one; a new
         classifier when `base` is a language model (its encoder copied in, the backward
         direction's from `backward`)."""
-        if settings.get("task") == "classify" and base is not None and not _is_classifier(base):
+        if (
+            settings.get("task") == "classify"
+            and base is not None
+            and not is_classifier(base.model)
+        ):
             return self._classifier_from(settings, base, backward)
         if base is not None:
             self._check_base(base)
@@ -116,7 +127,7 @@ class RunInputs:
     def test_loss(self, net: RNNLM, training: TrainConfig, device: torch.device) -> float:
         """Mean nats per token of the test split (of a classifier: the share it gets wrong)."""
         test = self.splits[2]
-        if _task(net) == "classify":
+        if is_classifier(net):
             predicted = classifier_predictions(
                 net, test, batch_size=training.batch_size, device=device
             )
@@ -131,7 +142,7 @@ class RunInputs:
 
     def test_report(self, loss: float, net: torch.nn.Module) -> str:
         test = self.splits[2]
-        if _task(net) == "classify":
+        if is_classifier(net):
             return f"test accuracy {1 - loss:.4f} on {len(test):,} examples"
         count = test.num_targets if self.examples else len(test)
         return f"test perplexity {perplexity(loss):.3f} on {count:,} tokens"
@@ -151,7 +162,7 @@ def prepare_inputs(
     """Read, split and encode the books or examples (books from the token cache if there;
     `cached_as`: the tokenizer spec a resumed run's first part cached its ids under). A
     classifier (`task` "classify") may start from a language model of continuous text."""
-    classifier_from_lm = task == "classify" and base is not None and not _is_classifier(base)
+    classifier_from_lm = _classifier_from_lm(task, base)
     if (
         base is not None
         and not classifier_from_lm
@@ -191,12 +202,9 @@ def prepare_inputs(
     return RunInputs(prepared, data.reverse)
 
 
-def _task(net: torch.nn.Module) -> str:
-    return getattr(net.config, "task", "lm")
-
-
-def _is_classifier(checkpoint: Checkpoint) -> bool:
-    return _task(checkpoint.model) == "classify"
+def _classifier_from_lm(task: str | None, base: Checkpoint | None) -> bool:
+    """Whether the run makes a new classifier from a language model's encoder (ULMFiT)."""
+    return task == "classify" and base is not None and not is_classifier(base.model)
 
 
 def _backwards(part: Ids | None) -> Ids | None:

@@ -37,7 +37,7 @@ from charlm.data import ExampleIds
 from charlm.device import mixed_precision
 from charlm.errors import CheckpointError, TrainingError
 from charlm.metrics import perplexity
-from charlm.models import RNNLM
+from charlm.models import RNNLM, is_classifier
 from charlm.training.allocator import keep_freed_memory
 from charlm.training.config import (
     Checkpointer,
@@ -435,7 +435,7 @@ class _Run:
 
 
 def _feed(model, train_ids, val_ids, config, val_characters, dist):
-    if getattr(model.config, "task", "lm") == "classify":
+    if is_classifier(model):
         return ClassifierFeed(train_ids, val_ids, config, model, dist)
     if not isinstance(train_ids, ExampleIds):
         return StreamFeed(train_ids, val_ids, config, val_characters)

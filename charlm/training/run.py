@@ -132,10 +132,10 @@ def train_book(
     model = _model_settings(model)
     data = data or DataOptions()
     init_from, init_backward = _init_sources(init_from)
+    task = model.get("task", "lm")
     if data.example_unit is not None:
         # Short examples want other defaults than books, and a classifier of them its own
         # (see `option(..., examples=..., classify=...)`).
-        task = model.get("task", "lm")
         model = {**example_defaults(ModelConfig, task), **model}
         if training is None and resume is None:
             training = TrainConfig(**example_defaults(TrainConfig, task))
@@ -166,7 +166,6 @@ def train_book(
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
-        task = model.get("task", "lm")
         # A resumed run looks for the token cache entry its first part made.
         cached_as = _saved_cache_spec(base) if resume is not None else None
         inputs = prepare_inputs(

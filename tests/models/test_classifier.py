@@ -1,4 +1,5 @@
-"""The classifier on the recurrent encoder: packed rows, both directions, pooling, LM weights."""
+"""The classifier on the recurrent encoder: padded rows read as packed ones, both directions,
+pooling, LM weights."""
 
 from __future__ import annotations
 

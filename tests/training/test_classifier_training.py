@@ -12,7 +12,8 @@ from charlm.cli import cli
 from charlm.corpus import read_examples
 from charlm.data import DataOptions, ExampleIds, LabelSet
 from charlm.errors import ConfigError
-from charlm.sampling.classify import classifier_log_posterior, encode_texts, posterior
+from charlm.models import classifier_log_posterior
+from charlm.sampling.classify import encode_texts, posterior
 from charlm.sampling.evaluation import evaluate_examples
 from charlm.training import TrainConfig, train_book
 from charlm.training.feeds import class_weights
