@@ -55,3 +55,15 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
         ("zh-books", "unidirectional"), ("zh-books", "NB char 1+2-grams"),
     }  # fmt: skip
     assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)
+
+
+def test_quick_classifier_step_benchmark_times_every_way(tmp_path):
+    if not (SHARED_CORPORA / "sentiment" / "mr").is_dir():
+        pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
+    out = tmp_path / "classifier_step.json"
+    command = [sys.executable, "-m", "benchmarks.classifier_step", "--quick", "--out", str(out)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(out.read_text(encoding="utf-8"))
+    assert len(found["tokens_per_s"]) == 4 and all(r > 0 for r in found["tokens_per_s"].values())
+    assert set(found["ratios"]) == {"padded / packed", "flushed / not"}
