@@ -8,7 +8,9 @@
 Part 1, speed: each tokenizer is trained on (a part of) WikiText-2 and then encodes the large
 text through `encode_array`, the call the training pipeline makes (char, byte and word
 are vectorised NumPy; bpe, wordpiece and unigram go through the `tokenizers` batch API). MB/s
-counts UTF-8 megabytes (10^6 bytes) of input per second.
+counts UTF-8 megabytes (10^6 bytes) of input per second. As `charlm train` does, glibc is
+told to keep freed memory (`--malloc default` leaves it as it is): the word encoder's blocks
+otherwise page-fault fresh memory in every time.
 
 Part 2, trade-offs on a real book: each tokenizer is trained on the first 90% of the book;
 the table gives the vocabulary size, tokens per character of the whole book, and the share
@@ -31,6 +33,7 @@ import numpy as np
 from benchmarks.common import CORPORA, RESULTS_DIR, results_option, write_results
 from charlm.corpus import read_book
 from charlm.tokenizers import Tokenizer, train_tokenizer
+from charlm.training.allocator import keep_freed_memory
 
 RESULTS = RESULTS_DIR / "tokenize.json"
 MB = 1_000_000
@@ -219,10 +222,19 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     default=None,
     help="Size of the encoded text in MB.  [default: 100, --quick: 2]",
 )
+@click.option(
+    "--malloc",
+    type=click.Choice(["keep", "default"]),
+    default="keep",
+    show_default=True,
+    help="keep: glibc keeps freed memory, as `charlm train` sets it before encoding; "
+    "default: glibc's own behaviour.",
+)
 @results_option(RESULTS)
 def main(quick: bool, corpus: Path, book: Path, names: str | None, against_loop_mb: float | None,
-         size_mb: float | None, out: Path) -> None:  # fmt: skip
+         size_mb: float | None, malloc: str, out: Path) -> None:  # fmt: skip
     """Measure tokenizer encoding speed and book-level trade-offs."""
+    kept = malloc == "keep" and keep_freed_memory()
     size = int((size_mb or (2 if quick else 100)) * MB)
     train_chars = 200_000 if quick else 2_000_000
     corpus_text = read_book(corpus).text
@@ -245,6 +257,7 @@ def main(quick: bool, corpus: Path, book: Path, names: str | None, against_loop_
         "benchmark": "tokenize",
         "word_against_loop": loop,
         "quick": quick,
+        "malloc_keeps_freed_memory": kept,
         "corpus": str(corpus),
         "size_mb": size / MB,
         "speed": speed_rows,

@@ -136,12 +136,12 @@ class WordTokenizer(Tokenizer):
     def encode_with_policy(self, text: str, unknown: str) -> np.ndarray:
         if self.lowercase:
             text = text.lower()
-        tokens, missing = self._index.tokens(text)
+        blocks, missing = self._index.tokens(text)
         if missing and unknown == "error":
             raise unknown_error("word", missing)
         if missing and unknown == "skip":
-            tokens = tokens.select(~tokens.missing)
-        return with_markers(tokens, self.split, self.stoi[SPACE], self.stoi[NOSPACE])
+            blocks = [tokens.select(~tokens.missing) for tokens in blocks]
+        return with_markers(blocks, self.split, self.stoi[SPACE], self.stoi[NOSPACE])
 
     @cached_property
     def _index(self) -> WordIndex:

@@ -53,6 +53,7 @@ from charlm.models import RNNLM, ModelConfig, num_parameters
 from charlm.options import example_defaults
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
+from charlm.training.allocator import keep_freed_memory
 from charlm.training.inputs import RunInputs, prepare_inputs
 from charlm.training.loop import (
     Reporter,
@@ -166,6 +167,9 @@ def train_book(
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
+        # Encoding a book and each CPU step reuse big buffers: keep their pages
+        # (training/allocator.py; the word encoder gains some 5%).
+        keep_freed_memory()
         # A resumed run looks for the token cache entry its first part made.
         cached_as = _saved_cache_spec(base) if resume is not None else None
         inputs = prepare_inputs(

@@ -22,6 +22,8 @@ PIECES = [
     ".", ",", "...", "…", "$5", "50%", "«", "»", "_under_", "x²", "e\u0301", "Ωμέγα", "漢字",
     "😀", "\x00", "\x1c", "\x85", "\xa0", "\u2028", "\u3000", "\r", "\t", "\ud800",
     "averyveryverylongword", "ünïcödé",
+    # Around the packed keys' limits: 8 and 16 characters, and characters 255 and 256.
+    "eight_c8", "nine_ch_9", "sixteen_chars_16", "seventeen_char_17", "ÿ", "ÿÿ", "Ā", "aĀ",
 ]  # fmt: skip
 SEPARATORS = ["", " ", "  ", "\n", "\n\n", " \n ", "\t"]
 texts = st.lists(st.tuples(st.sampled_from(SEPARATORS), st.sampled_from(PIECES)), max_size=40).map(
@@ -47,10 +49,16 @@ def encode_both(tokenizer: WordTokenizer, text: str, unknown: str):
     split=st.sampled_from(["words", "spaces"]),
     lowercase=st.booleans(),
     unknown=st.sampled_from(["unk", "skip", "error"]),
+    block_chars=st.sampled_from([wordscan.BLOCK_CHARS, 1, 5]),
 )
-def test_ids_equal_the_reference_loop_on_odd_text(train, text, split, lowercase, unknown):
+def test_ids_equal_the_reference_loop_on_odd_text(
+    train, text, split, lowercase, unknown, block_chars
+):
     tokenizer = WordTokenizer.train(train, split=split, lowercase=lowercase)
-    new, old = encode_both(tokenizer, text, unknown)
+    # Small blocks: many of them, marked on threads, each from the context before it.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wordscan, "BLOCK_CHARS", block_chars)
+        new, old = encode_both(tokenizer, text, unknown)
     assert new == old
 
 
@@ -60,7 +68,9 @@ def test_blocks_cut_at_whitespace_change_nothing(monkeypatch, split):
     tokenizer = WordTokenizer.train(text[:60], split=split)
     monkeypatch.setattr(wordscan, "BLOCK_CHARS", 7)
     assert len(wordscan._blocks(text)) > 20
-    assert tokenizer.encode_array(text).tolist() == reference_encode(tokenizer, text).tolist()
+    for unknown in ("unk", "skip"):
+        expected = reference_encode(tokenizer, text, unknown).tolist()
+        assert tokenizer.encode_array(text, unknown).tolist() == expected
 
 
 def thue_morse(length: int, letters: str) -> str:
@@ -101,7 +111,8 @@ CORPORA = [
 @pytest.mark.corpus
 @pytest.mark.parametrize("relative", CORPORA)
 @pytest.mark.parametrize("split", ["words", "spaces"])
-def test_ids_equal_the_reference_loop_on_the_real_corpora(relative, split):
+def test_ids_equal_the_reference_loop_on_the_real_corpora(monkeypatch, relative, split):
+    monkeypatch.setattr(wordscan, "BLOCK_CHARS", 20_000)  # some 15 blocks, on threads
     text = shared_corpus(relative).read_bytes().decode("utf-8-sig")[:300_000]  # CRs kept
     # A vocabulary from the first half, with min_freq 2: the second half has unknown words.
     tokenizer = WordTokenizer.train(text[: len(text) // 2], split=split, min_freq=2)
