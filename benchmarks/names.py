@@ -24,7 +24,9 @@ which the models cannot read): accuracy, macro-F1, top-3 accuracy and millisecon
 language (each name's end counts as a character), and the same for the model without
 languages, which is what the conditioning is worth. Generation: 100 names per language at the
 default temperature; the share not among the training names, and the share the baseline
-classifies as the language asked for (averaged over languages).
+classifies as the language asked for (averaged over languages). `--temperatures 0.8,0.9,1`
+measures generation at each (the first is the table's), since temperature trades the one share
+for the other.
 """
 
 from __future__ import annotations
@@ -138,10 +140,12 @@ def per_label_nats(sampler, test: ExampleSet, labelled: bool) -> dict[str, float
     return found
 
 
-def generation(sampler, judge: NaiveBayes, training: set[str], count: int) -> dict[str, Any]:
+def generation(
+    sampler, judge: NaiveBayes, training: set[str], count: int, temperature: float
+) -> dict[str, Any]:
     per_label = {}
     for label in sampler.labels:
-        names = sampler.generate(label=label, num_samples=count, seed=SEED, temperature=0.8)
+        names = sampler.generate(label=label, num_samples=count, seed=SEED, temperature=temperature)
         names = [n for n in names if n]  # an empty sample is no name: counted as a failure
         per_label[label] = {
             "novel": sum(n not in training for n in names) / count,
@@ -150,6 +154,7 @@ def generation(sampler, judge: NaiveBayes, training: set[str], count: int) -> di
             "examples": names[:5],
         }
     return {
+        "temperature": temperature,
         "novel": float(np.mean([v["novel"] for v in per_label.values()])),
         "judged_macro": float(np.mean([v["judged"] for v in per_label.values()])),
         "judged_uniform_macro": float(np.mean([v["judged_uniform"] for v in per_label.values()])),
@@ -167,7 +172,9 @@ def judged_real(judge: NaiveBayes, test: ExampleSet, prior: str) -> float:
     return float(np.mean(shares))
 
 
-def measure(run: str, out: Path, test: ExampleSet, judge, training, count) -> dict[str, Any]:
+def measure(
+    run: str, out: Path, test: ExampleSet, judge, training, count, temperatures: list[float]
+) -> dict[str, Any]:
     sampler = load(out / "best" if (out / "best").is_dir() else out, device="cpu")
     cpu = time.process_time()
     if run == "unlabelled":
@@ -178,12 +185,18 @@ def measure(run: str, out: Path, test: ExampleSet, judge, training, count) -> di
         found = {k: v for k, v in evaluation.to_dict().items() if k not in ("confusion",)}
     found["cpu_ms_per_example"] = 1000 * (time.process_time() - cpu) / len(test)
     if run != "unlabelled":
-        found["generation"] = generation(sampler, judge, training, count)
+        generated = [generation(sampler, judge, training, count, t) for t in temperatures]
+        found["generation"] = generated[0]
+        found["generation_by_temperature"] = [
+            {k: v for k, v in g.items() if k != "per_label"} for g in generated
+        ]
     found["per_label_nats"] = per_label_nats(sampler, test, run != "unlabelled")
     return found
 
 
-def run_all(quick: bool, threads: int | None, work: Path, reuse: bool) -> dict[str, Any]:
+def run_all(
+    quick: bool, threads: int | None, work: Path, reuse: bool, temperatures: list[float]
+) -> dict[str, Any]:
     if not NAMES.is_dir():
         raise click.ClickException(f"the names set is missing: {NAMES}")
     examples = read_examples(NAMES, labels="files", examples="lines").deduplicated()
@@ -221,8 +234,9 @@ def run_all(quick: bool, threads: int | None, work: Path, reuse: bool) -> dict[s
             budget = ["--max-steps", str(steps), "--epochs", "1000"]
         trained = train(name, split, work / name, budget, threads, quick, reuse)
         trained |= measure(
-            name, work / name, test, judge, set(train_set.texts), 10 if quick else 100
-        )
+            name, work / name, test, judge, set(train_set.texts), 10 if quick else 100,
+            temperatures,
+        )  # fmt: skip
         results["runs"][name] = trained
     conditional, plain = results["runs"]["conditional"], results["runs"]["unlabelled"]
     results["conditioning_gain"] = plain["nats_per_char"] - conditional["nats_per_char"]
@@ -243,6 +257,13 @@ def report(results: dict[str, Any]) -> None:
                      r["cpu_seconds"]))  # fmt: skip
     print_table(["model", "nats/char", "accuracy", "macro-F1", "top-3", "ms/name", "novel",
                  "judged", "steps", "train wall s", "train CPU s"], rows)  # fmt: skip
+    sweep = [
+        (name, g["temperature"], g["novel"], g["judged_macro"], g["judged_uniform_macro"])
+        for name, r in runs.items()
+        for g in r.get("generation_by_temperature", [])
+    ]
+    if len(sweep) > len(runs):
+        print_table(["model", "temperature", "novel", "judged", "judged (uniform prior)"], sweep)
     print(
         f"conditioning worth {results['conditioning_gain']:.3f} nats/char (macro over languages "
         f"{results['conditioning_gain_macro']:.3f}); the prior bounds it at "
@@ -264,13 +285,25 @@ def report(results: dict[str, Any]) -> None:
     default=None,
     help="Keep the splits and models in this directory.  [default: a temporary one]",
 )
+@click.option(
+    "--temperatures",
+    default="0.8",
+    show_default=True,
+    help="Comma-separated sampling temperatures to generate at (the first is the table's).",
+)
 @results_option(RESULTS_DIR / "names.json")
 def main(
-    quick: bool, threads: int | None, skip_training: bool, work: Path | None, out: Path
-) -> None:
+    quick: bool, threads: int | None, skip_training: bool, work: Path | None,
+    temperatures: str, out: Path,
+) -> None:  # fmt: skip
     """Names of 18 languages: conditional LM against a 5-gram naive-Bayes baseline."""
+    try:
+        chosen = [float(t) for t in temperatures.split(",")]
+    except ValueError:
+        message = f"not numbers: {temperatures!r}"
+        raise click.BadParameter(message, param_hint="--temperatures") from None
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_all(quick, threads, work or Path(tmp), skip_training)
+        results = run_all(quick, threads, work or Path(tmp), skip_training, chosen)
     report(results)
     print(f"wrote {write_results(out, results)}")
 

@@ -119,7 +119,9 @@ def run_all(
     if shared_minutes:  # one model of all the books first, each book's fine-tuned from it
         shared = work / "shared"
         paths = [CORPORA / relative for relative in books.values()]
-        walls["shared"] = train(paths, shared, f"{shared_minutes:g}m", threads, quick)
+        # It runs alone: on the threads all the book jobs will share afterwards.
+        shared_threads = threads * jobs if threads else None
+        walls["shared"] = train(paths, shared, f"{shared_minutes:g}m", shared_threads, quick)
     budget = "5s" if quick else f"{minutes:g}m"
     # Each book's training is a process of its own: `jobs` of them at once, on their own cores.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -153,6 +155,7 @@ def run_all(
         "minutes_per_book": minutes,
         "shared_minutes": shared_minutes,
         "jobs": jobs,
+        "shared_threads": threads * jobs if threads and shared_minutes else None,
         "shared_wall_seconds": walls.get("shared"),
         "passages": len(held_out),
         "passage_characters": PASSAGE,
@@ -182,7 +185,8 @@ def run_all(
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Train this many books' models at once (each with --threads; give each a core).",
+    help="Train this many books' models at once (each with --threads; give each a core); "
+    "the shared model, alone, gets --threads times this.",
 )
 @click.option(
     "--work",

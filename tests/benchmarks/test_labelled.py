@@ -40,10 +40,14 @@ def _quick(module: str, out: Path, *extra: str) -> dict:
 
 
 def test_quick_names_benchmark_measures_every_run(tmp_path):
-    results = _quick("benchmarks.names", tmp_path / "names.json")
+    results = _quick("benchmarks.names", tmp_path / "names.json", "--temperatures", "0.8,1")
     assert set(results["runs"]) == {"conditional", "token", "unlabelled", "cpu-3m"}
     assert 0 < results["baseline"]["accuracy"] <= 1
-    assert "judged_macro" in results["runs"]["conditional"]["generation"]
+    conditional = results["runs"]["conditional"]
+    assert "judged_macro" in conditional["generation"]
+    sweep = conditional["generation_by_temperature"]
+    assert [g["temperature"] for g in sweep] == [0.8, 1.0]
+    assert sweep[0]["novel"] == conditional["generation"]["novel"]
     assert results["prior_bound"] > 0
 
 
@@ -53,4 +57,5 @@ def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
     results = _quick("benchmarks.which_book", out, "--shared-minutes", "0.05", "--jobs", "2")
     assert results["passages"] == 10 and len(results["books"]) == 2
     assert results["shared_wall_seconds"] > 0 and results["jobs"] == 2
+    assert results["shared_threads"] == 2  # the shared model alone has both jobs' threads
     assert 0 <= results["lm_accuracy"] <= 1 and 0 <= results["ngram_accuracy"] <= 1
