@@ -115,7 +115,7 @@ def run_all(
         ngrams.append(CharNgram(5, examples=False).fit([texts[name][:train_end]]))
     ngram_seconds = time.perf_counter() - started
     ngram_guess = [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in held_out]
-    walls, shared = {}, None
+    walls, shared, shared_threads = {}, None, None
     if shared_minutes:  # one model of all the books first, each book's fine-tuned from it
         shared = work / "shared"
         paths = [CORPORA / relative for relative in books.values()]
@@ -155,7 +155,7 @@ def run_all(
         "minutes_per_book": minutes,
         "shared_minutes": shared_minutes,
         "jobs": jobs,
-        "shared_threads": threads * jobs if threads and shared_minutes else None,
+        "shared_threads": shared_threads,
         "shared_wall_seconds": walls.get("shared"),
         "passages": len(held_out),
         "passage_characters": PASSAGE,

@@ -82,11 +82,7 @@ class RunInputs:
         """The network to train: `base`'s (checked to fit this data) or a new one; a new
         classifier when `base` is a language model (its encoder copied in, the backward
         direction's from `backward`)."""
-        if (
-            settings.get("task") == "classify"
-            and base is not None
-            and not is_classifier(base.model)
-        ):
+        if _classifier_from_lm(settings.get("task"), base):
             return self._classifier_from(settings, base, backward)
         if base is not None:
             self._check_base(base)
