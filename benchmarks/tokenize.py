@@ -10,7 +10,7 @@ text through `encode_array`, the call the training pipeline makes (char, byte an
 are vectorised NumPy; bpe, wordpiece and unigram go through the `tokenizers` batch API). MB/s
 counts UTF-8 megabytes (10^6 bytes) of input per second. As `charlm train` does, glibc is
 told to keep freed memory (`--malloc default` leaves it as it is): the word encoder's
-blocks then reuse their pages, which measured about 5% faster.
+blocks then reuse their pages (about 5% faster, within run-to-run noise).
 
 Part 2, trade-offs on a real book: each tokenizer is trained on the first 90% of the book;
 the table gives the vocabulary size, tokens per character of the whole book, and the share

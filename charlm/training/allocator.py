@@ -8,7 +8,7 @@ in, and how often depends on the process's history. Serving blocks up to glibc's
 threshold from the heap, and letting the heap keep some free memory, reuses the pages
 instead: on two CPU cores a 10,000-word model then trained 1.16× faster, with steadier
 timings (docs/benchmarks.md). The word tokenizer's encoder, whose blocks allocate arrays of
-megabytes each, runs about 5% faster with it too.
+megabytes each, measured about 5% faster with it too (within run-to-run noise).
 """
 
 from __future__ import annotations

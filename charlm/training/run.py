@@ -168,7 +168,7 @@ def train_book(
         training = training or TrainConfig()
         mixed_precision(training.precision, resolved)  # fail before the books are read
         # Encoding a book and each CPU step reuse big buffers: keep their pages
-        # (training/allocator.py; the word encoder gains some 5%).
+        # (training/allocator.py).
         keep_freed_memory()
         # A resumed run looks for the token cache entry its first part made.
         cached_as = _saved_cache_spec(base) if resume is not None else None
