@@ -56,11 +56,28 @@ def mixed_precision(
         raise ConfigError(f"--precision {precision} needs a CUDA GPU; use fp32 or bf16")
     # fp16 needs its loss scaled up so that small gradients do not round to zero; bf16 has
     # fp32's range and does not.
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_lstm():
+        raise ConfigError(
+            "--precision bf16: this CPU has no bfloat16 kernel for PyTorch's LSTM (oneDNN "
+            "needs AVX-512 BF16 or AMX, and without them bf16 is slower than fp32); use fp32"
+        )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if dtype is None:
         return contextlib.nullcontext, scaler
     return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def cpu_has_bf16_lstm() -> bool:
+    """Whether an LSTM runs under bfloat16 autocast on this CPU: oneDNN builds its bf16 LSTM
+    only for CPUs with bfloat16 instructions, and raises elsewhere (e.g. on AVX2 machines)."""
+    layer = torch.nn.LSTM(1, 1)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+            layer(torch.zeros(1, 1, 1))
+    except RuntimeError:
+        return False
+    return True
 
 
 # How PyTorch words an allocation failure: CUDA, Apple's MPS, and the CPU allocator.

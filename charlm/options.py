@@ -5,7 +5,9 @@
 A field may also name its default for runs on short examples (`examples=256`): a name or a
 sentence wants a smaller network and other batches than a book does; and its default for a
 classifier of them (`classify=0.5`, with `--task classify`), which sees one label per example
-instead of every character, and so wants more regularisation.
+instead of every character, and so wants more regularisation; and its default for a classifier
+that reads words (`words=128`: sentences, whose vocabulary is hundreds of times a name's
+alphabet, and whose meaning a phrase anywhere in them may carry).
 
 The dataclass is the single place where an option's name, default and help are written; the
 command line (charlm/cli/options.py) derives its Click options from these fields, and a test
@@ -45,6 +47,7 @@ class Option:
     multiple: bool = False  # a tuple of values, the option repeatable
     examples: Any = SAME  # the default for runs on short examples (`--examples`), if different
     classify: Any = SAME  # the default for classifiers of them (`--task classify`), if different
+    words: Any = SAME  # the default for a classifier that reads words (sentences), if different
 
 
 def option(default: Any, help: str, **details: Any) -> Any:
@@ -61,10 +64,13 @@ def flag_name(field: dataclasses.Field, spec: Option) -> str:
     return spec.flag or "--" + field.name.replace("_", "-")
 
 
-def example_defaults(config: type, task: str = "lm") -> dict[str, Any]:
+def example_defaults(config: type, task: str = "lm", words: bool = False) -> dict[str, Any]:
     """The fields of `config` whose default differs for short examples, with that default;
-    with `task` "classify", those whose default differs for a classifier of them too."""
+    with `task` "classify", those whose default differs for a classifier of them too, and
+    with `words` as well, for a classifier that reads words."""
     found = {f.name: spec.examples for f, spec in option_fields(config) if spec.examples != SAME}
     if task == "classify":
         found |= {f.name: s.classify for f, s in option_fields(config) if s.classify != SAME}
+        if words:
+            found |= {f.name: s.words for f, s in option_fields(config) if s.words != SAME}
     return found

@@ -125,13 +125,15 @@ def _click_option(field: dataclasses.Field, spec: Option, group: str | None) -> 
         settings["is_flag"] = True
     else:
         settings["type"] = _click_type(field, spec)
-    if spec.examples != SAME or spec.classify != SAME:
+    if any(value != SAME for value in (spec.examples, spec.classify, spec.words)):
         # Click shows a string default as given: every default in its own brackets.
         shown = spec.shown_default if field.default is None else _shown(field.default)
         if spec.examples != SAME:
             shown += f"; {_shown(spec.examples)} with --examples"
         if spec.classify != SAME:
             shown += f"; {_shown(spec.classify)} with --task classify"
+        if spec.words != SAME:
+            shown += f"; {_shown(spec.words)} for a classifier of words"
         settings["show_default"] = shown
     elif field.default in (None, ()) and spec.shown_default is not None:
         # Click shows no default for None or (); say what it means, in Click's own format.

@@ -26,7 +26,7 @@ from charlm.options import example_defaults
 from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
-from charlm.training.run import check_settings, resumed_training
+from charlm.training.run import check_settings, resumed_training, with_example_defaults
 
 # Where a value the user chose comes from: typed, or set by --recipe.
 CHOSEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)
@@ -81,17 +81,19 @@ def train(
         given = {k for k in options if ctx.get_parameter_source(k) in CHOSEN_SOURCES}
         if data.example_unit is not None:
             # What neither the command line nor the recipe set takes the defaults for
-            # short examples (for a classifier of them, if it has its own).
+            # short examples (for a classifier of them, if it has its own): the model's
+            # once train_book knows what the examples are read as (words or characters).
             task = model["task"]
-            model = {**example_defaults(ModelConfig, task), **_only(model, given)}
+            model = _only(model, given) | {"task": task}
             chosen = {**example_defaults(TrainConfig, task), **_only(chosen, given)}
         if resume is not None:
             training = resumed_training(resume, _only(chosen, given))
         else:
             training = TrainConfig(**chosen)
         check_settings(
-            model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from
-        )
+            with_example_defaults(model, data), data, tokenizer, tokenizer_options,
+            resume=resume, init_from=init_from,
+        )  # fmt: skip
     except CheckpointError:
         raise  # a damaged --resume checkpoint is not a mistake in the command (exit 1)
     except CharlmError as exc:
@@ -155,10 +157,10 @@ def _report(console, trained) -> None:
         f"{result.train_perplexity:.3f}, validation perplexity {val}"
     )
     if trained.best is not None:
-        console.print(
-            f"best validation perplexity {result.best_val_perplexity:.3f} (step "
-            f"{result.best_step}) is kept in {trained.best}"
-        )
+        best = f"perplexity {result.best_val_perplexity:.3f}"
+        if result.best_val_accuracy is not None:  # a classifier keeps its most accurate
+            best = f"accuracy {result.best_val_accuracy:.1%}"
+        console.print(f"best validation {best} (step {result.best_step}) is kept in {trained.best}")
     if trained.task == "classify":
         console.print(
             f"classify with: charlm classify {trained.checkpoint} TEXT; measure it with: "

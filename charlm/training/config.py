@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from charlm.checkpoint import TrainingState
 from charlm.errors import ConfigError
@@ -240,6 +240,7 @@ class RunCounters:
     val_loss: float | None = None  # of the latest evaluation
     last_eval_step: int | None = None
     best_val: float | None = None
+    best_error: float | None = None  # a classifier's, at best_val
     best_step: int | None = None
     bad_evals: int = 0  # evaluations since the best one
     early_stopped: bool = False
@@ -256,6 +257,14 @@ class StepReport:
     fraction_done: float  # of whichever bound (epochs, steps, time) ends the run first
 
 
+class Validation(NamedTuple):
+    """One evaluation on the validation split: the mean loss in nats, and for a classifier
+    the share of examples it labels wrongly (None for a language model)."""
+
+    loss: float
+    error: float | None = None
+
+
 @dataclass
 class EvalReport:
     step: int
@@ -263,6 +272,15 @@ class EvalReport:
     val_loss: float
     val_perplexity: float
     best_val_perplexity: float | None = None
+    val_accuracy: float | None = None  # of a classifier
+
+    def line(self) -> str:
+        """What a display says about it."""
+        found = f"epoch {self.epoch} step {self.step:,}: validation perplexity "
+        found += f"{self.val_perplexity:.3f}"
+        if self.val_accuracy is not None:
+            found += f", accuracy {self.val_accuracy:.1%}"
+        return found
 
 
 @dataclass
@@ -282,6 +300,7 @@ class TrainResult:
     stopped_by: str
     best_val_perplexity: float | None = None
     best_step: int | None = None
+    best_val_accuracy: float | None = None  # a classifier's, which keeps its most accurate
     skipped_batches: int = 0  # non-finite batches skipped with nonfinite="skip"
     compute_seconds: float = 0.0  # inside forward, backward and the optimizer step
 

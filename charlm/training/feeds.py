@@ -36,7 +36,7 @@ from charlm.data import (
 )
 from charlm.errors import ConfigError
 from charlm.models import RNNLM, State, classifier_log_posterior, detach_state, lengths_of
-from charlm.training.config import TrainConfig
+from charlm.training.config import TrainConfig, Validation
 from charlm.training.distributed import DistContext
 
 # One forward pass's result: the mean loss, the tokens it was taken over, the state after.
@@ -152,8 +152,8 @@ class StreamFeed:
             model, ids, batch_size=config.batch_size, seq_len=config.seq_len, device=device
         )
 
-    def validate(self, model: RNNLM, device: torch.device) -> float:
-        return self.score(model, self.val_ids, device)
+    def validate(self, model: RNNLM, device: torch.device) -> Validation:
+        return Validation(self.score(model, self.val_ids, device))
 
     def bits_per_character(self, val_loss: float) -> float:
         # Nats per token → bits per character: scale by the text's tokens per character.
@@ -221,8 +221,8 @@ class ExampleFeed:
             model, examples, batch_size=config.batch_size, device=device, seq_len=config.seq_len
         )
 
-    def validate(self, model: RNNLM, device: torch.device) -> float:
-        return self.score(model, self.val, device)
+    def validate(self, model: RNNLM, device: torch.device) -> Validation:
+        return Validation(self.score(model, self.val, device))
 
     def bits_per_character(self, val_loss: float) -> float:
         # The end of each example is predicted like a character and counted as one.
@@ -289,15 +289,25 @@ class ClassifierFeed(ExampleFeed):
 
     def score(self, model: torch.nn.Module, examples: ExampleIds, device: torch.device) -> float:
         """Mean cross-entropy of the true labels (class-weighted as in training), in nats."""
+        return self._measure(model, examples, device).loss
+
+    def validate(self, model: torch.nn.Module, device: torch.device) -> Validation:
+        return self._measure(model, self.val, device)
+
+    def _measure(
+        self, model: torch.nn.Module, examples: ExampleIds, device: torch.device
+    ) -> Validation:
+        """The cross-entropy of `score`, and the share of `examples` labelled wrongly."""
         log_probs = classifier_predictions(
             model, examples, batch_size=self.config.batch_size, device=device
         )
         truth = examples.labels
         nll = -log_probs[np.arange(len(truth)), truth]
+        error = float((log_probs.argmax(axis=1) != truth).mean())
         if self.weights is None:
-            return float(nll.mean())
+            return Validation(float(nll.mean()), error)
         weight = self.weights.double().cpu().numpy()[truth]
-        return float((nll * weight).sum() / weight.sum())
+        return Validation(float((nll * weight).sum() / weight.sum()), error)
 
     def bits_per_character(self, val_loss: float) -> float:
         # A classifier predicts one label per example, no characters: bits per example.

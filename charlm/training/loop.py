@@ -47,6 +47,7 @@ from charlm.training.config import (
     SilentReporter,
     TrainConfig,
     TrainResult,
+    Validation,
     format_duration,
 )
 from charlm.training.distributed import DistContext
@@ -357,12 +358,13 @@ class _Run:
 
     def _evaluate(self) -> None:
         config, c = self.config, self.c
-        val_loss = self.feed.validate(self.model, self.device)
+        found = self.feed.validate(self.model, self.device)
+        val_loss = found.loss
         c.val_loss, c.last_eval_step = val_loss, c.step
         if not math.isfinite(val_loss):
             raise TrainingError(nonfinite_message("validation loss", c.step))
-        if c.best_val is None or val_loss < c.best_val:
-            c.best_val, c.best_step, c.bad_evals = val_loss, c.step, 0
+        if improves(found, c):
+            c.best_val, c.best_error, c.best_step, c.bad_evals = val_loss, found.error, c.step, 0
             summary = self.result("").to_dict()  # on every rank: it averages over them
             if self.checkpointer is not None and _all_finite(self.model):
                 self.checkpointer.save_best(self.model, summary)
@@ -375,9 +377,9 @@ class _Run:
             c.early_stopped = True
             self.reporter.message(
                 f"early stopping: no improvement in {c.bad_evals} evaluations; best validation "
-                f"perplexity {perplexity(c.best_val):.3f} at step {c.best_step}"
+                f"{_best(c)} at step {c.best_step}"
             )
-        self.recorder.evaluation(c, val_loss, self.feed.bits_per_character(val_loss))
+        self.recorder.evaluation(c, found, self.feed.bits_per_character(val_loss))
         self._save_last(self.result(""))
         self._mark = time.perf_counter()  # evaluating and saving are not training time
 
@@ -402,6 +404,7 @@ class _Run:
             stopped_by=stopped_by,
             best_val_perplexity=None if c.best_val is None else perplexity(c.best_val),
             best_step=c.best_step,
+            best_val_accuracy=None if c.best_error is None else 1 - c.best_error,
             skipped_batches=c.skipped,
             compute_seconds=c.compute_seconds,
         )
@@ -424,7 +427,8 @@ class _Run:
 
     def load_state(self, state: TrainingState) -> None:
         meta, tensors = state.meta, state.tensors
-        self.c = RunCounters(**{f.name: meta[f.name] for f in fields(RunCounters)})
+        # States saved before a counter existed lack it: it starts from its default.
+        self.c = RunCounters(**{f.name: meta.get(f.name, f.default) for f in fields(RunCounters)})
         self.recorder.load(meta)
         self.schedule.load_state_dict(meta["schedule"])
         load_optimizer_state(self.optimizer, meta["optimizer"], tensors)
@@ -432,6 +436,24 @@ class _Run:
             self.scaler.load_state_dict(meta["scaler"])
         restore_rng(tensors, self.device)
         self.hidden = self.dist.shard_state(restore_hidden(tensors, self.device))
+
+
+def _best(c: RunCounters) -> str:
+    if c.best_error is not None:
+        return f"accuracy {1 - c.best_error:.1%}"
+    return f"perplexity {perplexity(c.best_val):.3f}"
+
+
+def improves(found: Validation, c: RunCounters) -> bool:
+    """Whether the evaluation `found` beats the best so far: by a lower loss, or for a
+    classifier by fewer wrong labels, the loss deciding between equals. A classifier is used
+    for its labels, and its loss turns up while its accuracy still climbs (MR: 74.8% kept by
+    the loss, 76.8% by the labels, on fold 0; docs/benchmarks.md#classifiers)."""
+    if c.best_val is None:
+        return True
+    if found.error is None or c.best_error is None:
+        return found.loss < c.best_val
+    return (found.error, found.loss) < (c.best_error, c.best_val)
 
 
 def _feed(model, train_ids, val_ids, config, val_characters, dist):

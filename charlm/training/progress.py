@@ -178,10 +178,7 @@ class RichReporter:
     def on_eval(self, report: EvalReport) -> None:
         self.status.val_ppl = report.val_perplexity
         self.status.best_ppl = report.best_val_perplexity
-        self.message(
-            f"epoch {report.epoch} step {report.step:,}: "
-            f"validation perplexity {report.val_perplexity:.3f}"
-        )
+        self.message(report.line())
 
 
 class LineReporter:
@@ -221,10 +218,7 @@ class LineReporter:
         )
 
     def on_eval(self, report: EvalReport) -> None:
-        self.message(
-            f"epoch {report.epoch} step {report.step:,}: "
-            f"validation perplexity {report.val_perplexity:.3f}"
-        )
+        self.message(report.line())
 
 
 def make_reporter(console: Console) -> RichReporter | LineReporter:

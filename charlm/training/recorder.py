@@ -15,7 +15,14 @@ import torch
 
 from charlm.errors import TrainingError
 from charlm.metrics import perplexity
-from charlm.training.config import EvalReport, MetricsSink, Reporter, RunCounters, StepReport
+from charlm.training.config import (
+    EvalReport,
+    MetricsSink,
+    Reporter,
+    RunCounters,
+    StepReport,
+    Validation,
+)
 from charlm.training.distributed import DistContext
 
 
@@ -89,19 +96,22 @@ class Recorder:
         )
         self._reported = (now, c.tokens_seen, c.train_seconds)
 
-    def evaluation(self, c: RunCounters, val_loss: float, bpc: float) -> None:
-        val_ppl = perplexity(val_loss)
+    def evaluation(self, c: RunCounters, found: Validation, bpc: float) -> None:
+        val_ppl = perplexity(found.loss)
         record = {
             "step": c.step,
             "epoch": c.epoch,
             "elapsed_s": c.train_seconds,
-            "val_loss": val_loss,
+            "val_loss": found.loss,
             "val_perplexity": val_ppl,
             "val_bpc": bpc,
         }
+        accuracy = None if found.error is None else 1 - found.error
+        if accuracy is not None:
+            record["val_accuracy"] = accuracy
         self.write(record)
         best = None if c.best_val is None else perplexity(c.best_val)
-        self.reporter.on_eval(EvalReport(c.step, c.epoch, val_loss, val_ppl, best))
+        self.reporter.on_eval(EvalReport(c.step, c.epoch, found.loss, val_ppl, best, accuracy))
 
     def epoch_loss(self) -> float:
         """Mean training loss of the epoch so far, over all ranks (every rank must call it)."""

@@ -50,7 +50,7 @@ from charlm.errors import (
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, ModelConfig, num_parameters
-from charlm.options import example_defaults
+from charlm.options import SAME, example_defaults, flag_name, option_fields
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
 from charlm.training.allocator import keep_freed_memory
@@ -130,16 +130,13 @@ def train_book(
     same directory is refused while this one lives, and a directory that already holds a
     model is only reused with `resume` or `overwrite=True` (replace it).
     """
-    model = _model_settings(model)
+    chosen = _model_settings(model)
     data = data or DataOptions()
     init_from, init_backward = _init_sources(init_from)
-    task = model.get("task", "lm")
-    if data.example_unit is not None:
-        # Short examples want other defaults than books, and a classifier of them its own
-        # (see `option(..., examples=..., classify=...)`).
-        model = {**example_defaults(ModelConfig, task), **model}
-        if training is None and resume is None:
-            training = TrainConfig(**example_defaults(TrainConfig, task))
+    task = chosen.get("task", "lm")
+    model = with_example_defaults(chosen, data)
+    if data.example_unit is not None and training is None and resume is None:
+        training = TrainConfig(**example_defaults(TrainConfig, task))
     tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
@@ -178,6 +175,9 @@ def train_book(
         )  # fmt: skip
         for line in inputs.prepared.report():
             say(line)
+        if task == "classify" and base is None and inputs.tokenizer.name == "word":
+            model = with_example_defaults(chosen, data, words=True)
+            say(_word_defaults_line(chosen))
 
         out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
         data_section = {**inputs.prepared.info, "options": asdict(data)}
@@ -352,6 +352,27 @@ def _check_directions(forward: Checkpoint | None, backward: Checkpoint | None) -
                 f"{'backward' if want else 'forward'} language model (charlm train"
                 f"{' --reverse' if want else ''})"
             )
+
+
+def with_example_defaults(
+    model: dict[str, Any], data: DataOptions, words: bool = False
+) -> dict[str, Any]:
+    """The model settings the caller chose, completed where the data is short examples with
+    their own defaults: those of a classifier of them (`task` "classify"), and with `words`
+    those of a classifier that reads words (see `option(..., examples=, classify=, words=)`)."""
+    if data.example_unit is None:
+        return model
+    return {**example_defaults(ModelConfig, model.get("task", "lm"), words), **model}
+
+
+def _word_defaults_line(chosen: dict[str, Any]) -> str:
+    """What the run says when a classifier of words takes that classifier's own defaults."""
+    shown = [
+        flag_name(f, spec) if spec.words is True else f"{flag_name(f, spec)} {spec.words}"
+        for f, spec in option_fields(ModelConfig)
+        if spec.words != SAME and f.name not in chosen
+    ]
+    return f"a classifier of words, by default: {' '.join(shown) or 'every such option given'}"
 
 
 def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any]:

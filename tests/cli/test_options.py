@@ -15,6 +15,7 @@ from charlm.models.quantized import InferenceOptions
 from charlm.options import example_defaults, flag_name, option_fields
 from charlm.sampling import SamplingOptions
 from charlm.training import TrainConfig
+from charlm.training.run import with_example_defaults
 
 # Fields that are deliberately not options of their command, and why.
 NOT_OPTIONS = {
@@ -97,18 +98,26 @@ def test_examples_take_their_own_defaults_unless_an_option_is_given(tmp_path, mo
     from click.testing import CliRunner
 
     CliRunner().invoke(cli, ["train", str(tmp_path), "--labels", "files", "--hidden", "100"])
-    assert seen["model"]["hidden_size"] == 100  # given
-    assert seen["model"]["num_layers"] == 1 and seen["model"]["output_dropout"] == 0.2
+    assert seen["model"] == {"hidden_size": 100, "task": "lm"}  # what was chosen, no more
+    model = with_example_defaults(seen["model"], seen["data"])  # what train_book then builds
+    assert model["hidden_size"] == 100  # given
+    assert model["num_layers"] == 1 and model["output_dropout"] == 0.2
     assert seen["training"].batch_size == example_defaults(TrainConfig)["batch_size"]
     CliRunner().invoke(cli, ["train", str(tmp_path)])  # a book: the ordinary defaults
     assert seen["model"]["num_layers"] == 2 and seen["training"].batch_size == 32
 
 
 @pytest.mark.parametrize("config", [ModelConfig, TrainConfig], ids=lambda c: c.__name__)
-def test_the_example_defaults_make_a_valid_config(config):
-    defaults = example_defaults(config)
+@pytest.mark.parametrize("kind", ["examples", "classify", "words"])
+def test_the_example_defaults_make_a_valid_config(config, kind):
+    defaults = example_defaults(config, "lm" if kind == "examples" else "classify", kind == "words")
     assert defaults
-    config(vocab_size=10, **defaults) if config is ModelConfig else config(**defaults)
+    if config is TrainConfig:
+        config(**defaults)
+    elif kind == "examples":
+        config(vocab_size=10, **defaults)
+    else:
+        config(vocab_size=10, end_token=True, num_labels=2, task="classify", **defaults)
 
 
 def test_a_classifier_takes_its_own_defaults_unless_an_option_is_given(tmp_path, monkeypatch):
@@ -127,15 +136,22 @@ def test_a_classifier_takes_its_own_defaults_unless_an_option_is_given(tmp_path,
     assert own_model != model or own_training != training  # a classifier has its own
     args = ["train", str(tmp_path), "--labels", "files", "--task", "classify"]
     CliRunner().invoke(cli, [*args, "--hidden", "100"])
-    assert seen["model"]["hidden_size"] == 100  # given
+    built = with_example_defaults(seen["model"], seen["data"])
+    assert built["hidden_size"] == 100  # given
     for name, value in own_model.items():
         if name != "hidden_size":
-            assert seen["model"][name] == value, name
+            assert built[name] == value, name
     for name, value in own_training.items():
         assert getattr(seen["training"], name) == value, name
+    # One that reads words has its own again; what is given still wins.
+    words = example_defaults(ModelConfig, "classify", words=True)
+    assert words != own_model
+    built = with_example_defaults(seen["model"], seen["data"], words=True)
+    assert built == {**words, "hidden_size": 100, "task": "classify"}
     CliRunner().invoke(cli, ["train", str(tmp_path), "--labels", "files"])  # a labelled LM
+    built = with_example_defaults(seen["model"], seen["data"], words=True)
     for name, value in model.items():
-        assert seen["model"][name] == value, name
+        assert built[name] == value, name
 
 
 @pytest.mark.parametrize("config", [ModelConfig, TrainConfig], ids=lambda c: c.__name__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,9 @@ from charlm.models import classifier_log_posterior
 from charlm.sampling.classify import encode_texts, posterior
 from charlm.sampling.evaluation import evaluate_examples
 from charlm.training import TrainConfig, train_book
+from charlm.training.config import RunCounters, Validation
 from charlm.training.feeds import class_weights
+from charlm.training.loop import improves
 from charlm.training.schedules import discriminative_groups, set_lr
 from tests.helpers import single_thread, write_labelled_names
 
@@ -52,6 +56,28 @@ def test_a_classifier_learns_two_alphabets_and_classifies_after_loading(trained)
     found = sampler.classify(["Abba", "Xyzzy", "Bab", "Zyx"], top_k=1)
     assert [c.label for c in found] == ["ab", "xyz", "ab", "xyz"]
     assert 0.5 < found[0].labels[0].probability <= 1.0
+
+
+def test_a_classifier_keeps_its_most_accurate_evaluation(trained):
+    names, run = trained
+    log = [json.loads(line) for line in (run.checkpoint / "metrics.jsonl").open()]
+    evaluations = [r for r in log if "val_accuracy" in r]
+    assert evaluations
+    # Fewest wrong labels first; the loss decides between equally accurate evaluations.
+    kept = min(evaluations, key=lambda r: (-r["val_accuracy"], r["val_loss"]))
+    assert run.result.best_step == kept["step"]
+    assert run.result.best_val_accuracy == pytest.approx(kept["val_accuracy"])
+
+
+def test_more_accuracy_beats_a_lower_loss_and_the_loss_breaks_ties():
+    best = RunCounters(best_val=0.5, best_error=0.2)
+    assert improves(Validation(loss=0.7, error=0.1), best)  # the loss rose: still kept
+    assert not improves(Validation(loss=0.3, error=0.25), best)
+    assert improves(Validation(loss=0.4, error=0.2), best)
+    assert not improves(Validation(loss=0.6, error=0.2), best)
+    # A language model has no labels to get wrong: its loss alone decides.
+    assert improves(Validation(loss=0.4), RunCounters(best_val=0.5))
+    assert not improves(Validation(loss=0.6), RunCounters(best_val=0.5))
 
 
 def test_evaluate_reports_the_classification_without_nats(trained):
@@ -171,7 +197,12 @@ def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path,
         (reviews / f"{label}.txt").write_text("\n".join(lines * 4) + "\n", encoding="utf-8")
     data = DataOptions(labels="files", examples="lines", val_fraction=0, test_fraction=0)
     run = fit(reviews, tmp_path / "model", steps=2, data=data)
-    assert charlm.load(run.checkpoint, device="cpu").tokenizer.name == "word"
+    words = charlm.load(run.checkpoint, device="cpu")
+    assert words.tokenizer.name == "word"
+    # A classifier of words takes its own defaults where none is given (TINY's sizes are).
+    config = words.model.config
+    assert (config.bidirectional, config.pooling, config.embed_dropout) == (True, "max", 0.5)
+    assert (config.hidden_size, config.embed_size) == (TINY["hidden_size"], TINY["embed_size"])
     names, named = trained  # names: characters
     assert charlm.load(named.checkpoint, device="cpu").tokenizer.name == "char"
     # Naming one wins; a language model of examples keeps characters.
@@ -184,7 +215,10 @@ def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path,
         device="cpu",
         training=TrainConfig(batch_size=8, max_steps=2),
     )
-    assert charlm.load(chars.checkpoint, device="cpu").tokenizer.name == "char"
+    read_as_chars = charlm.load(chars.checkpoint, device="cpu")
+    assert read_as_chars.tokenizer.name == "char"
+    config = read_as_chars.model.config
+    assert (config.bidirectional, config.pooling, config.embed_dropout) == (False, "concat", 0.2)
     lm = train_book(reviews, out=tmp_path / "lm", model=TINY, data=data, device="cpu",
                     training=TrainConfig(batch_size=8, max_steps=2))  # fmt: skip
     assert charlm.load(lm.checkpoint, device="cpu").tokenizer.name == "char"

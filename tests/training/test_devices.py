@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charlm.checkpoint import load_checkpoint
-from charlm.device import resolve_device, set_threads
+from charlm.device import cpu_has_bf16_lstm, resolve_device, set_threads
 from charlm.errors import ConfigError
 from charlm.training import TrainConfig
 from charlm.training.run import train_book
@@ -51,6 +51,7 @@ def test_threads_sets_torch_threads_for_the_run(tiny_book, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not cpu_has_bf16_lstm(), reason="this CPU has no bfloat16 LSTM kernel")
 def test_bf16_autocast_trains_on_the_cpu_and_saves_fp32_weights(tiny_book, tmp_path):
     config = TrainConfig(batch_size=4, seq_len=16, max_steps=40, precision="bf16", lr=0.01)
     trained = train_book(
@@ -63,6 +64,14 @@ def test_bf16_autocast_trains_on_the_cpu_and_saves_fp32_weights(tiny_book, tmp_p
     assert trained.result.val_perplexity < 15  # the untrained model is about 25 perplexed
     model = load_checkpoint(trained.checkpoint).model
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_bf16_on_a_cpu_without_the_kernel_is_a_clear_error(tiny_book, tmp_path, monkeypatch):
+    monkeypatch.setattr("charlm.device.cpu_has_bf16_lstm", lambda: False)
+    config = TrainConfig(batch_size=4, seq_len=16, max_steps=2, precision="bf16")
+    with pytest.raises(ConfigError, match="no bfloat16 kernel .* use fp32"):
+        train_book(tiny_book, out=tmp_path / "run", training=config, device="cpu")
+    assert not (tmp_path / "run" / "config.json").exists()
 
 
 def test_fp16_on_the_cpu_is_a_clear_error(tiny_book, tmp_path):
