@@ -13,6 +13,8 @@ PyTorch's kernels, not the scratch equations): its row gives the float32 speeds 
 
 For each model, in one process, interleaved over --repeats rounds (medians reported):
 
+* the network's batch-1 step alone (`model.step`, µs), float32 and int8: a token's time
+  less drawing and decoding, so their ratio is the most int8 can gain in tokens/s.
 * batch-1 tokens per second of `Sampler.generate` (temperature 0.8, --tokens tokens after a
   short prefix), three ways: "layer", float32 with each token through the recurrent layer's
   own call (`nn.LSTM(x, state)`, how charlm sampled before issue 22); "float32", charlm's
@@ -110,6 +112,22 @@ def speeds(ways: dict[str, Sampler], tokens: int, num_samples: int, repeats: int
     }
 
 
+def step_microseconds(model: nn.Module, repeats: int, steps: int = 200) -> float:
+    """Median time of one batch-1 `step` of the network alone, in µs: no drawing, no
+    decoding. It is the part of a token's time that int8 shortens, so the ratio of two
+    models' steps bounds the ratio of their samplers' tokens/s."""
+    token = torch.zeros(1, dtype=torch.long)
+    times = []
+    with torch.inference_mode():
+        _, state = model.step(token)  # warm-up, and the state the steps carry
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(steps):
+                _, state = model.step(token, state)
+            times.append((time.perf_counter() - start) / steps * 1e6)
+    return statistics.median(times)
+
+
 def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settings: dict,
             repeats: int) -> dict[str, Any]:  # fmt: skip
     ways, refused = samplers(checkpoint, impl)
@@ -122,6 +140,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
                 "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
                 "float32_vs_layer": one["float32"]["median"] / one["layer"]["median"]}  # fmt: skip
     bpc = {name: ways[name].score(held_out).bits_per_character for name in ("float32", "int8")}
+    step_us = {name: step_microseconds(ways[name].model, repeats) for name in ("float32", "int8")}
     ratio = lambda a, b, key="median": one[a][key] / one[b][key]  # noqa: E731
     return {
         "model": model,
@@ -137,6 +156,8 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
         "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
+        "step_us": step_us,
+        "step_float32_vs_int8": step_us["float32"] / step_us["int8"],
         "bits_per_char": bpc,
         "bpc_change_percent": 100 * (bpc["int8"] / bpc["float32"] - 1),
         "score_chars": len(held_out),
@@ -233,12 +254,14 @@ def report(rows: list[dict]) -> None:
         return
     print_table(
         ["model", "threads", "layer tok/s", "float32 tok/s", "int8 tok/s", "int8/float32",
-         "int8/layer", f"b{BATCH} float32", f"b{BATCH} int8", "bpc float32", "bpc int8",
-         "bpc change"],
+         "int8/layer", "step µs float32 / int8", f"b{BATCH} float32", f"b{BATCH} int8",
+         "bpc float32", "bpc int8", "bpc change"],
         [
             (
                 r["model"], r["threads"], both(r, "layer"), both(r, "float32"), both(r, "int8"),
                 ratio(r, "int8_vs_float32"), ratio(r, "int8_vs_layer"),
+                f"{r['step_us']['float32']:,.0f} / {r['step_us']['int8']:,.0f} "
+                f"({r['step_float32_vs_int8']:.2f}x)",
                 r[f"batch{BATCH}_tokens_per_s"]["float32"], r[f"batch{BATCH}_tokens_per_s"]["int8"],
                 f"{r['bits_per_char']['float32']:.4f}", f"{r['bits_per_char']['int8']:.4f}",
                 f"{r['bpc_change_percent']:+.3f}%",

@@ -58,8 +58,9 @@ def mixed_precision(
     # fp32's range and does not.
     if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_lstm():
         raise ConfigError(
-            "--precision bf16: this CPU has no bfloat16 kernel for PyTorch's LSTM (oneDNN "
-            "needs AVX-512 BF16 or AMX, and without them bf16 is slower than fp32); use fp32"
+            "--precision bf16: this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX): "
+            "PyTorch's LSTM has no bf16 kernel here and the other cells run slower than in "
+            "fp32; use fp32"
         )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)

@@ -109,9 +109,12 @@ def train_book(
     `tokenizer_options` are its training options, e.g. {"vocab_size": 4000}; with no tokenizer
     named, a classifier of examples reads words when they are sentences and characters when
     they are names (`charlm.data.prepare_examples.tokenizer_for`), and anything else reads
-    characters. `model` holds ModelConfig settings (cell, embed_size, hidden_size, num_layers,
-    dropout, ...; a dict, or a ModelConfig whose vocab_size is replaced by the tokenizer's);
-    `data` says how the books are read and split (validation and test text).
+    characters. `model` holds ModelConfig settings (cell, embed_size, hidden_size,
+    num_layers, dropout, ...; a dict, or a ModelConfig whose vocab_size is replaced by the
+    tokenizer's); what a dict leaves out takes the defaults for the data: for short examples,
+    for a classifier of them, and for a new classifier that reads words (`option(...,
+    examples=, classify=, words=)` in ModelConfig). `data` says how the books are read and
+    split (validation and test text).
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
     (same books, model and settings unless `training` is given; `out` is that directory);

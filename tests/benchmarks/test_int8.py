@@ -27,4 +27,5 @@ def test_quick_benchmark_trains_times_and_scores_every_cell(tmp_path):
             assert "scratch" in row["int8_refused"] and "int8" not in row["tokens_per_s"]
         else:
             assert set(row["bits_per_char"]) == {"float32", "int8"}
+            assert all(us > 0 for us in row["step_us"].values())
     assert "int8/float32" in result.stdout
