@@ -54,14 +54,14 @@ def mixed_precision(
         precision == "bf16" and device.type not in ("cuda", "cpu")
     ):
         raise ConfigError(f"--precision {precision} needs a CUDA GPU; use fp32 or bf16")
-    # fp16 needs its loss scaled up so that small gradients do not round to zero; bf16 has
-    # fp32's range and does not.
     if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16_lstm():
         raise ConfigError(
             "--precision bf16: this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX): "
             "PyTorch's LSTM has no bf16 kernel here and the other cells run slower than in "
             "fp32; use fp32"
         )
+    # fp16 needs its loss scaled up so that small gradients do not round to zero; bf16 has
+    # fp32's range and does not.
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if dtype is None:
