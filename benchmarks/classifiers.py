@@ -14,8 +14,9 @@ bidirectional for MR's and the toy set's sentences, which are read as words):
     names  split as benchmarks/names.py splits it (deduplicated, 80/10/10 by distinct name per
            language, seed 0; `--val` the validation split) and `--max-time`; `lm` is a language
            model of the training names without labels (`--examples lines`, `--lm-time`), and
-           `init` the classifier started from it (`--init-from`, the ULMFiT recipe); beside the
-           character 5-gram naive Bayes of benchmarks/names.py.
+           `init` the classifier started from it (`--init-from`, the ULMFiT recipe); a backward
+           LM (`--reverse`) beside it starts the backward direction of a bidirectional one
+           (ULMFiT's pair); beside the character 5-gram naive Bayes of benchmarks/names.py.
     mr     sentence polarity, 10 folds (seed 0), the first `--folds` of them; each fold's
            classifier is trained on the other nine (its own 10% validation split) for
            `--max-time`; beside word 1+2-gram naive Bayes on the same folds.
@@ -223,6 +224,13 @@ def run_names(work: Path, settings: dict) -> list[dict[str, Any]]:
         rows.append({"set": "names", "model": "LM of the names (no labels)",
                      **charlm_train(split / "train", lm, lm_args, settings)})  # fmt: skip
         runs["init-from LM, unidirectional"] = runs["unidirectional"] + ["--init-from", str(lm)]
+        # ULMFiT's pair: a backward LM too, which starts the backward direction.
+        backward = work / "names-lm-backward"
+        rows.append({"set": "names", "model": "backward LM of the names (--reverse)",
+                     **charlm_train(split / "train", backward, [*lm_args, "--reverse"],
+                                    settings)})  # fmt: skip
+        runs["init-from both LMs, bidirectional"] = runs["bidirectional"] + [
+            "--init-from", str(lm), "--init-from", str(backward)]  # fmt: skip
     for name, args in runs.items():
         out = work / f"names-{len(rows)}"
         rows.append(classifier_row(split / "train", out, args, test, settings, set="names",

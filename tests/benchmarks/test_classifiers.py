@@ -51,6 +51,7 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
     assert {(r["set"], r["model"]) for r in rows} >= {
         ("toy", "bidirectional"), ("names", "init-from LM, unidirectional"),
+        ("names", "init-from both LMs, bidirectional"),
         ("mr", "unidirectional"), ("mr", "NB word 1+2-grams"),
         ("zh-books", "unidirectional"), ("zh-books", "NB char 1+2-grams"),
     }  # fmt: skip
