@@ -5,14 +5,17 @@
 
 Every model is trained from the command line, as a user types it, with the defaults of
 `--task classify` and nothing else but what the row names, its direction always said (the
-defaults: unidirectional for names and Chinese reviews, which are read as characters;
-bidirectional for MR's and the toy set's sentences, which are read as words):
+defaults: bidirectional; a classifier of a small alphabet, the names, first pretrains its
+encoder as language models of its training examples, `--pretrain-epochs`, which one of a large
+vocabulary, MR's and the toy set's words or the Chinese reviews' characters, does not):
 
     toy    the textbook's set (train/test as given, read with ast.literal_eval): the textbook's
            protocol, all 58 training sentences for 100 epochs, no validation split
            (`--val-fraction 0 --epochs 100`); beside word 1+2-gram naive Bayes.
     names  split as benchmarks/names.py splits it (deduplicated, 80/10/10 by distinct name per
-           language, seed 0; `--val` the validation split) and `--max-time`; `lm` is a language
+           language, seed 0; `--val` the validation split) and `--max-time`, each of
+           `--char-models` (bi-pretrained, uni-pretrained: `--pretrain-epochs 10`, the default
+           for names; bi-scratch, uni-scratch: `--pretrain-epochs 0`); `lm` is a language
            model of the training names without labels (`--examples lines`, `--lm-time`), and
            `init` the classifier started from it (`--init-from`, the ULMFiT recipe); a backward
            LM (`--reverse`) beside it starts the backward direction of a bidirectional one
@@ -20,8 +23,8 @@ bidirectional for MR's and the toy set's sentences, which are read as words):
     mr     sentence polarity, 10 folds (seed 0), the first `--folds` of them; each fold's
            classifier is trained on the other nine (its own 10% validation split) for
            `--max-time`; beside word 1+2-gram naive Bayes on the same folds.
-    zh-books  Chinese book reviews (deduplicated), a fixed 90/10 split (seed 0), `--max-time`;
-           beside character 1+2-gram naive Bayes. `--mr-models` chooses uni / bi here too.
+    zh-books  Chinese book reviews (deduplicated), a fixed 90/10 split (seed 0), `--max-time`,
+           each of `--char-models`; beside character 1+2-gram naive Bayes.
 
 Accuracy and macro-F1 on each test set with the learned prior (the default of `charlm
 classify`) and the uniform one. Prints a table; writes benchmarks/results/classifiers.json.
@@ -178,10 +181,31 @@ def classifier_row(
 
 
 def classify_args(max_time: str, bidirectional: bool) -> list[str]:
-    # Both ways said: a classifier of words is bidirectional by default, one of names is not.
+    # The direction always said, though bidirectional is the default, so a row reads alone.
     direction = "--bidirectional" if bidirectional else "--no-bidirectional"
     return ["--labels", "files", "--examples", "lines", "--task", "classify",
             "--max-time", max_time, direction]  # fmt: skip
+
+
+# The classifiers of characters (names, zh-books): with their encoder pretrained on the
+# training examples (the default for the names' alphabet) or from scratch (the default for
+# Chinese characters), each way.
+PRETRAINED, SCRATCH = ["--pretrain-epochs", "10"], ["--pretrain-epochs", "0"]
+CHAR_MODELS = {
+    "bi-pretrained": ("bidirectional, pretrained", True, PRETRAINED),
+    "uni-pretrained": ("unidirectional, pretrained", False, PRETRAINED),
+    "bi-scratch": ("bidirectional, from scratch", True, SCRATCH),
+    "uni-scratch": ("unidirectional, from scratch", False, SCRATCH),
+}
+
+
+def char_model_runs(settings: dict) -> dict[str, list[str]]:
+    """Row name → arguments of each classifier of characters `--char-models` asks for."""
+    runs = {}
+    for key in settings["char_models"]:
+        name, bidirectional, more = CHAR_MODELS[key]
+        runs[name] = classify_args(settings["max_time"], bidirectional) + more
+    return runs
 
 
 def run_toy(work: Path, settings: dict) -> list[dict[str, Any]]:
@@ -213,23 +237,22 @@ def run_names(work: Path, settings: dict) -> list[dict[str, Any]]:
     rows = [{"set": "names", "model": "NB char 5-grams", "accuracy": base["accuracy"],
              "macro_f1": base["macro_f1"]}]  # fmt: skip
     val_args = ["--val", str(split / "val")]
-    runs = {
-        "unidirectional": classify_args(settings["max_time"], False) + val_args,
-        "bidirectional": classify_args(settings["max_time"], True) + val_args,
-    }
+    runs = {name: args + val_args for name, args in char_model_runs(settings).items()}
     lm = work / "names-lm"
     if settings["lm_time"]:
         lm_args = ["--examples", "lines", "--val", str(split / "val"), "--max-time",
                    settings["lm_time"]]  # fmt: skip
         rows.append({"set": "names", "model": "LM of the names (no labels)",
                      **charlm_train(split / "train", lm, lm_args, settings)})  # fmt: skip
-        runs["init-from LM, unidirectional"] = runs["unidirectional"] + ["--init-from", str(lm)]
+        given = classify_args(settings["max_time"], False) + val_args
+        runs["init-from LM, unidirectional"] = given + ["--init-from", str(lm)]
         # ULMFiT's pair: a backward LM too, which starts the backward direction.
         backward = work / "names-lm-backward"
         rows.append({"set": "names", "model": "backward LM of the names (--reverse)",
                      **charlm_train(split / "train", backward, [*lm_args, "--reverse"],
                                     settings)})  # fmt: skip
-        runs["init-from both LMs, bidirectional"] = runs["bidirectional"] + [
+        runs["init-from both LMs, bidirectional"] = classify_args(
+            settings["max_time"], True) + val_args + [
             "--init-from", str(lm), "--init-from", str(backward)]  # fmt: skip
     for name, args in runs.items():
         out = work / f"names-{len(rows)}"
@@ -298,12 +321,9 @@ def run_zh(work: Path, settings: dict) -> list[dict[str, Any]]:
     rows = [{"set": "zh-books", "model": "NB char 1+2-grams",
              **WordNaiveBayes(train, chars=True).measure(test)}]  # fmt: skip
     data = write_labels(train, work / "zh-books")
-    wanted = [m for m in settings["mr_models"] if m in ("uni", "bi")]
-    for model in wanted:
-        name = "bidirectional" if model == "bi" else "unidirectional"
-        args = classify_args(settings["max_time"], model == "bi")
-        rows.append(classifier_row(data, work / f"zh-books-{model}", args, test, settings,
-                                   set="zh-books", model=name))  # fmt: skip
+    for name, args in char_model_runs(settings).items():
+        out = work / f"zh-books-{len(rows)}"
+        rows.append(classifier_row(data, out, args, test, settings, set="zh-books", model=name))
     return rows
 
 
@@ -336,6 +356,11 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
     help="MR: which classifiers: uni, bi, lm (an LM of the fold's sentences, then the "
     "classifier from it).",
 )
+@click.option(
+    "--char-models",
+    default=",".join(CHAR_MODELS),
+    help=f"Names and zh-books: which classifiers, of {', '.join(CHAR_MODELS)}.",
+)
 @click.option("--threads", type=int, default=1, help="CPU threads of each training.")
 @click.option("--quick", is_flag=True, help="Tiny subsets and models, seconds of training.")
 @click.option(
@@ -346,12 +371,13 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 )
 @results_option(RESULTS_DIR / "classifiers.json")
 def main(
-    sets: str, folds: int, max_time: str, lm_time: str, mr_models: str, threads: int, quick: bool,
-    work: Path | None, out: Path,
+    sets: str, folds: int, max_time: str, lm_time: str, mr_models: str, char_models: str,
+    threads: int, quick: bool, work: Path | None, out: Path,
 ) -> None:  # fmt: skip
     """Text classifiers against naive Bayes on toy, names and MR."""
     settings = {"folds": folds, "max_time": max_time, "lm_time": lm_time, "threads": threads,
-                "quick": quick, "mr_models": mr_models.split(",")}  # fmt: skip
+                "quick": quick, "mr_models": mr_models.split(","),
+                "char_models": char_models.split(",")}  # fmt: skip
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in sets.split(","):

@@ -69,6 +69,12 @@ class RunInputs:
         return tuple(_backwards(part) for part in found) if self.reverse else found
 
     @property
+    def reads_words(self) -> bool:
+        """Whether the tokenizer reads words (sentences), whose classifiers have their own
+        defaults, rather than characters."""
+        return self.tokenizer.name == "word"
+
+    @property
     def val_characters(self) -> int | None:
         return None if self.examples else self.prepared.val_characters
 
@@ -83,7 +89,7 @@ class RunInputs:
         classifier when `base` is a language model (its encoder copied in, the backward
         direction's from `backward`)."""
         if _classifier_from_lm(settings.get("task"), base):
-            return self._classifier_from(settings, base, backward)
+            return self.classifier_from(settings, base.model, backward and backward.model)
         if base is not None:
             self._check_base(base)
             return base.model
@@ -95,12 +101,14 @@ class RunInputs:
             ModelConfig(vocab_size + 1, end_token=True, num_labels=labels, **settings)
         )
 
-    def _classifier_from(
-        self, settings: dict[str, Any], base: Checkpoint, backward: Checkpoint | None
+    def classifier_from(
+        self, settings: dict[str, Any], forward: RNNLM, backward: RNNLM | None = None
     ) -> RNNClassifier:
+        """A new classifier of this data with the `settings`, its encoder copied from the
+        language model `forward` (and its backward direction's from `backward`)."""
         if self.labels is None:
             raise ConfigError("a classifier trains on labelled examples: give --labels")
-        lm = base.model.config
+        lm = forward.config
         shape = {k: getattr(lm, k) for k in ("cell", "num_layers", "hidden_size", "embed_size",
                                              "nonlinearity")}  # fmt: skip
         config = ModelConfig(
@@ -108,7 +116,7 @@ class RunInputs:
             **{**settings, **shape},
         )  # fmt: skip
         model = build_model(config)
-        copy_language_model(model, base.model, backward.model if backward else None)
+        copy_language_model(model, forward, backward)
         return model
 
     def _check_base(self, base: Checkpoint) -> None:

@@ -230,7 +230,8 @@ class _Run:
                 break
         stopped_by = stopped_by or "epochs"
         if stopped_by in ("interrupted", "terminated"):
-            self.reporter.message(f"{stopped_by} at step {c.step}: saving a checkpoint")
+            saving = ": saving a checkpoint" if self.checkpointer is not None else ""
+            self.reporter.message(f"{stopped_by} at step {c.step}{saving}")
         elif self.feed.has_val and c.last_eval_step != c.step:
             self._evaluate()
         result = self.result(stopped_by)

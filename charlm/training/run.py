@@ -54,6 +54,7 @@ from charlm.options import SAME, example_defaults, flag_name, option_fields
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
 from charlm.training.allocator import keep_freed_memory
+from charlm.training.config import format_duration
 from charlm.training.inputs import RunInputs, prepare_inputs
 from charlm.training.loop import (
     Reporter,
@@ -63,6 +64,12 @@ from charlm.training.loop import (
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.pretrain import (
+    check_pretraining,
+    classifier_training,
+    pretrain_encoder,
+    pretrain_epochs,
+)
 from charlm.training.progress import RichReporter
 from charlm.training.resume import resumed_inputs
 from charlm.training.runlock import claim_directory
@@ -122,7 +129,9 @@ def train_book(
     classifier (`model={"task": "classify"}`) started from a language model takes its
     embedding and recurrent layers and trains by the ULMFiT recipe (discriminative rates,
     gradual unfreezing); a second `init_from`, a backward language model (trained with
-    `DataOptions(reverse=True)`), starts the backward direction of a bidirectional one.
+    `DataOptions(reverse=True)`), starts the backward direction of a bidirectional one. A new
+    classifier without `init_from` first trains such models of its own training examples
+    for `TrainConfig.pretrain_epochs` (by default for a small alphabet; see pretrain.py).
     Under `torchrun` each process trains its share of every batch and rank 0 saves.
 
     `reporter` hears the run's messages, step reports and evaluations (see
@@ -142,6 +151,8 @@ def train_book(
         training = TrainConfig(**example_defaults(TrainConfig, task))
     tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
+    if resume is None:
+        check_pretraining(training or TrainConfig(), task, init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
     context = distributed.from_environment()
@@ -161,6 +172,7 @@ def train_book(
         state = load_training_state(resume) if resume is not None else None
         say = reporter.message
         if resume is not None:
+            task = base.model.config.task  # the saved run's: a resumed run gives no model
             book, data = resumed_inputs(base, book, data, say)
             training = training or TrainConfig.from_dict(base.config.get("training", {}))
         if not book:
@@ -178,9 +190,13 @@ def train_book(
         )  # fmt: skip
         for line in inputs.prepared.report():
             say(line)
-        if task == "classify" and base is None and inputs.tokenizer.name == "word":
+        if task == "classify" and base is None and inputs.reads_words:
             model = with_example_defaults(chosen, data, words=True)
             say(_word_defaults_line(chosen))
+        # A new classifier from scratch first learns to read its examples (pretrain.py).
+        new_classifier = task == "classify" and base is None
+        vocabulary = inputs.tokenizer.vocab_size
+        pretraining = pretrain_epochs(training, vocabulary) if new_classifier else 0
 
         out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
         data_section = {**inputs.prepared.info, "options": asdict(data)}
@@ -189,23 +205,38 @@ def train_book(
         if init_backward is not None:
             data_section["init_backward_from"] = str(init_backward)
         # A classifier started from a language model (now, or in the run being resumed).
+        resumed_data = base.config.get("data", {}) if resume else {}
         fine_tune = task == "classify" and bool(
-            (init_from and base is not None and base.model.config.task == "lm")
-            or (resume and base.config.get("data", {}).get("init_from"))
+            pretraining
+            or (init_from and base is not None and base.model.config.task == "lm")
+            or resumed_data.get("init_from")
+            or resumed_data.get("pretrained")
         )
-        saver = metrics = None
-        if context.is_main:
-            saver = RunSaver(
-                out, inputs.tokenizer, training, data_section, _sections(inputs, task, training)
-            )
-            if state is None:
-                _remove_stale_best(out)
-            metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
             torch.manual_seed(training.seed + context.rank)
-            net = inputs.build_model(model, base, backward)
+            if pretraining:
+                pretrained = pretrain_encoder(
+                    inputs, model, training, pretraining, device=resolved, reporter=reporter,
+                    stop=stop, dist=context,
+                )  # fmt: skip
+                training = classifier_training(training, pretrained)
+                data_section["pretrained"] = pretrained.summary
+                left = f", {format_duration(training.max_time)} left" if training.max_time else ""
+                say(f"the classifier starts from them and fine-tunes (ULMFiT){left}")
+                net = inputs.classifier_from(model, pretrained.forward, pretrained.backward)
+            else:
+                net = inputs.build_model(model, base, backward)
+            saver = metrics = None
+            if context.is_main:
+                saver = RunSaver(
+                    out, inputs.tokenizer, training, data_section,
+                    _sections(inputs, task, training),
+                )  # fmt: skip
+                if state is None:
+                    _remove_stale_best(out)
+                metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
             train_data, val_data, test_data = inputs.splits
             try:
                 result = train(

@@ -128,6 +128,27 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
         (["classify", "--models", "a", "b"], "give them with --file"),
         (["train", "x", "--labels", "columns"], "--labels"),
         (["train", "x", "--labels", "table", "--examples", "files"], "rows"),
+        (
+            ["train", "x", "--examples", "lines", "--pretrain-epochs", "2"],
+            "--pretrain-epochs is for --task classify",
+        ),
+        (
+            [
+                "train",
+                "x",
+                "--labels",
+                "files",
+                "--examples",
+                "lines",
+                "--task",
+                "classify",
+                "--init-from",
+                "lm",
+                "--pretrain-epochs",
+                "2",
+            ],
+            "leave out --pretrain-epochs",
+        ),
     ],
 )
 def test_command_lines_that_cannot_work_are_usage_errors(args, message):

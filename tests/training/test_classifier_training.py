@@ -218,7 +218,7 @@ def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path,
     read_as_chars = charlm.load(chars.checkpoint, device="cpu")
     assert read_as_chars.tokenizer.name == "char"
     config = read_as_chars.model.config
-    assert (config.bidirectional, config.pooling, config.embed_dropout) == (False, "concat", 0.2)
+    assert (config.bidirectional, config.pooling, config.embed_dropout) == (True, "concat", 0.2)
     lm = train_book(reviews, out=tmp_path / "lm", model=TINY, data=data, device="cpu",
                     training=TrainConfig(batch_size=8, max_steps=2))  # fmt: skip
     assert charlm.load(lm.checkpoint, device="cpu").tokenizer.name == "char"

@@ -1,0 +1,160 @@
+"""A new classifier first learns to read its own examples: language models that start it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import charlm
+from charlm.checkpoint import read_config
+from charlm.data import DataOptions
+from charlm.errors import ConfigError, TrainingError
+from charlm.models import is_classifier
+from charlm.training import TrainConfig, train_book
+from charlm.training.distributed import DistContext
+from charlm.training.inputs import prepare_inputs
+from charlm.training.pretrain import (
+    DEFAULT_EPOCHS,
+    SMALL_VOCABULARY,
+    TIME_SHARE,
+    PretrainedEncoder,
+    classifier_training,
+    language_model_training,
+    pretrain_encoder,
+    pretrain_epochs,
+)
+from charlm.training.signals import StopFlag
+from tests.helpers import single_thread, write_labelled_names
+
+TINY = {"hidden_size": 16, "embed_size": 8, "num_layers": 1, "dropout": 0.0}
+LABELLED = DataOptions(labels="files", examples="lines", val_fraction=0.1, test_fraction=0.1)
+
+
+class Messages:
+    """A reporter that keeps what the run says."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+    def on_step(self, report) -> None:
+        pass
+
+    def on_eval(self, report) -> None:
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def classify(names, out, *, reporter=None, model=None, **training):
+    return train_book(
+        names, out=out, model={**TINY, "task": "classify", **(model or {})},
+        training=TrainConfig(batch_size=8, lr=0.02, seed=1, **training), data=LABELLED,
+        device="cpu", reporter=reporter,
+    )  # fmt: skip
+
+
+def test_by_default_an_alphabet_pretrains_and_a_large_vocabulary_does_not():
+    assert pretrain_epochs(TrainConfig(), SMALL_VOCABULARY) == DEFAULT_EPOCHS  # names: 86
+    assert pretrain_epochs(TrainConfig(), SMALL_VOCABULARY + 1) == 0  # words, Chinese
+    assert pretrain_epochs(TrainConfig(pretrain_epochs=3), 20_000) == 3
+    assert pretrain_epochs(TrainConfig(pretrain_epochs=0), 50) == 0
+    with pytest.raises(ConfigError, match="pretrain_epochs must be at least 0"):
+        TrainConfig(pretrain_epochs=-1)
+
+
+def test_the_encoder_is_copied_from_language_models_of_the_training_examples(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    inputs = prepare_inputs(names, LABELLED, None, "char", None, TrainConfig(), print,
+                            task="classify")  # fmt: skip
+    model = {**TINY, "task": "classify", "bidirectional": True}
+    reporter = Messages()
+    torch.manual_seed(0)
+    pretrained = pretrain_encoder(
+        inputs, model, TrainConfig(batch_size=8, lr=0.02), 15, device=torch.device("cpu"),
+        reporter=reporter, stop=None, dist=DistContext(),
+    )  # fmt: skip
+    forward, backward = pretrained.forward, pretrained.backward
+    assert not is_classifier(forward) and forward.config.num_labels == 0
+    # Each learned its direction: far below the perplexity of a uniform guess.
+    for direction in ("forward", "backward"):
+        assert pretrained.summary[direction]["val_perplexity"] < inputs.tokenizer.vocab_size / 2
+    assert any("a backward language model of the" in line for line in reporter.lines)
+    classifier = inputs.classifier_from(model, forward, backward)
+    rnn, lm = classifier.rnn, forward.rnn
+    torch.testing.assert_close(classifier.embedding.weight, forward.embedding.weight)
+    torch.testing.assert_close(rnn.weight_hh_l0, lm.weight_hh_l0)
+    torch.testing.assert_close(rnn.weight_hh_l0_reverse, backward.rnn.weight_hh_l0)
+
+
+def test_a_classifier_of_names_pretrains_then_fine_tunes_within_its_time(tmp_path):
+    names = write_labelled_names(tmp_path / "names", copies=2)
+    reporter = Messages()
+    run = classify(names, tmp_path / "model", reporter=reporter, pretrain_epochs=2,
+                   max_steps=30, epochs=5)  # fmt: skip
+    saved = read_config(run.checkpoint)
+    found = saved["data"]["pretrained"]
+    assert found["epochs"] == 2 and set(found) == {"epochs", "forward", "backward"}
+    assert all(found[d]["steps"] > 0 and math.isfinite(found[d]["val_perplexity"])
+               for d in ("forward", "backward"))  # fmt: skip
+    assert saved["model"]["bidirectional"] is True  # the default for every classifier
+    said = "\n".join(reporter.lines)
+    assert "a forward language model of the" in said and "2 epochs" in said
+    assert "the classifier starts from them and fine-tunes" in said
+    sampler = charlm.load(run.checkpoint, device="cpu")
+    assert [c.label for c in sampler.classify(["Abba", "Xyzzy"], top_k=1)] == ["ab", "xyz"]
+    # A resumed run does not pretrain again, and fine-tunes as it did (ULMFiT's rates).
+    more = Messages()
+    train_book(resume=run.checkpoint, device="cpu", reporter=more,
+               training=TrainConfig.from_dict({**saved["training"], "max_steps": 40}))  # fmt: skip
+    assert not any("pretraining" in line for line in more.lines)
+    resumed = read_config(run.checkpoint)
+    assert resumed["results"]["steps"] == 40
+    assert resumed["classifier"] == saved["classifier"]  # the saved run's task, kept
+
+
+def test_the_language_models_share_the_time_and_the_classifier_takes_the_rest():
+    training = TrainConfig(max_time=100.0, max_steps=50, seed=7)
+    lm = language_model_training(training, 4)
+    assert (lm.epochs, lm.max_time, lm.max_steps, lm.seed) == (4, 100 * TIME_SHARE, 50, 7)
+    assert language_model_training(TrainConfig(), 4).max_time is None
+    spent = PretrainedEncoder(None, None, train_seconds=31.5, summary={})  # type: ignore[arg-type]
+    assert classifier_training(training, spent).max_time == pytest.approx(68.5)
+    assert classifier_training(TrainConfig(), spent).max_time is None
+
+
+def test_a_stop_while_pretraining_saves_nothing_and_says_so(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    stop = StopFlag()
+    stop.request("interrupted")
+    with pytest.raises(TrainingError, match="interrupted while pretraining the forward"):
+        train_book(
+            names, out=tmp_path / "model", model={**TINY, "task": "classify"}, data=LABELLED,
+            training=TrainConfig(batch_size=8, pretrain_epochs=2), device="cpu", stop=stop,
+        )  # fmt: skip
+    assert not (tmp_path / "model" / "config.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "init", "match"),
+    [
+        ({"task": "lm"}, False, "--pretrain-epochs is for --task classify"),
+        ({"task": "classify"}, True, "--init-from starts the classifier from its own"),
+    ],
+)
+def test_pretraining_where_it_cannot_be_is_refused(tmp_path, model, init, match):
+    names = write_labelled_names(tmp_path / "names")
+    with pytest.raises(ConfigError, match=match):
+        train_book(
+            names, out=tmp_path / "model", model={**TINY, **model}, data=LABELLED,
+            training=TrainConfig(pretrain_epochs=2), device="cpu",
+            init_from=tmp_path / "lm" if init else None,
+        )  # fmt: skip
