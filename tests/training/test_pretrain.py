@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import charlm
 from charlm.checkpoint import read_config
+from charlm.cli import cli
 from charlm.data import DataOptions
 from charlm.errors import ConfigError, TrainingError
 from charlm.models import is_classifier
@@ -26,6 +28,7 @@ from charlm.training.pretrain import (
     pretrain_epochs,
 )
 from charlm.training.signals import StopFlag
+from tests.conftest import SHARED_CORPORA
 from tests.helpers import single_thread, write_labelled_names
 
 TINY = {"hidden_size": 16, "embed_size": 8, "num_layers": 1, "dropout": 0.0}
@@ -158,3 +161,22 @@ def test_pretraining_where_it_cannot_be_is_refused(tmp_path, model, init, match)
             training=TrainConfig(pretrain_epochs=2), device="cpu",
             init_from=tmp_path / "lm" if init else None,
         )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_path):
+    names = SHARED_CORPORA / "names"
+    if not names.is_dir():
+        pytest.skip(f"needs the shared corpora: {names} is absent")
+    args = ["train", names, "--labels", "files", "--examples", "lines", "--task", "classify",
+            "--max-time", "15s", "--out", tmp_path / "names", "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    saved = read_config(tmp_path / "names")
+    # An alphabet of 87 characters: both language models, within a fifth of 15 s each.
+    for direction in ("forward", "backward"):
+        assert 0 < saved["data"]["pretrained"][direction]["train_seconds"] <= 3.5
+    assert saved["model"]["bidirectional"] is True
+    assert saved["training"]["max_time"] < 15
+    # Always answering Russian, the largest label, is right about half of the time.
+    assert saved["results"]["best_val_accuracy"] > 0.6
