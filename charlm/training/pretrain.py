@@ -31,7 +31,7 @@ from charlm.data import ExampleIds
 from charlm.errors import ConfigError, TrainingError
 from charlm.models import RNNLM, ModelConfig, build_model
 from charlm.options import example_defaults
-from charlm.training.config import Reporter, TrainConfig, format_duration
+from charlm.training.config import Reporter, TrainConfig, TrainResult, format_duration
 from charlm.training.distributed import DistContext
 from charlm.training.inputs import RunInputs
 from charlm.training.loop import train
@@ -165,7 +165,7 @@ def _bounds(config: TrainConfig) -> str:
     return ", ".join(parts)
 
 
-def _summary(result) -> dict[str, Any]:
+def _summary(result: TrainResult) -> dict[str, Any]:
     return {
         "steps": result.steps,
         "train_seconds": round(result.train_seconds, 1),
@@ -173,7 +173,7 @@ def _summary(result) -> dict[str, Any]:
     }
 
 
-def _outcome(result) -> str:
+def _outcome(result: TrainResult) -> str:
     quality = (
         f"validation perplexity {result.val_perplexity:.3f}"
         if result.val_perplexity is not None

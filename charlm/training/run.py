@@ -76,6 +76,8 @@ from charlm.training.runlock import claim_directory
 from charlm.training.signals import StopFlag
 
 DEFAULT_CHECKPOINT_ROOT = Path("checkpoints")
+# The keys of a checkpoint's data section that say what its model started from.
+STARTED_FROM = ("init_from", "init_backward_from", "pretrained")
 
 
 @dataclass
@@ -200,12 +202,14 @@ def train_book(
 
         out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
         data_section = {**inputs.prepared.info, "options": asdict(data)}
+        # Where the model started stays recorded through every resumed part of the run.
+        resumed_data = base.config.get("data", {}) if resume else {}
+        data_section |= {k: v for k, v in resumed_data.items() if k in STARTED_FROM}
         if init_from is not None:
             data_section["init_from"] = str(init_from)
         if init_backward is not None:
             data_section["init_backward_from"] = str(init_backward)
         # A classifier started from a language model (now, or in the run being resumed).
-        resumed_data = base.config.get("data", {}) if resume else {}
         fine_tune = task == "classify" and bool(
             pretraining
             or (init_from and base is not None and base.model.config.task == "lm")

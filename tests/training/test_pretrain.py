@@ -122,6 +122,11 @@ def test_a_classifier_of_names_pretrains_then_fine_tunes_within_its_time(tmp_pat
     resumed = read_config(run.checkpoint)
     assert resumed["results"]["steps"] == 40
     assert resumed["classifier"] == saved["classifier"]  # the saved run's task, kept
+    assert resumed["data"]["pretrained"] == saved["data"]["pretrained"]
+    # ... and so does a second part, which knows it fine-tunes from the record.
+    longer = TrainConfig.from_dict({**resumed["training"], "max_steps": 45})
+    train_book(resume=run.checkpoint, device="cpu", reporter=Messages(), training=longer)
+    assert read_config(run.checkpoint)["results"]["steps"] == 45
 
 
 def test_the_language_models_share_the_time_and_the_classifier_takes_the_rest():
