@@ -6,7 +6,7 @@
 A classifier of names that starts from language models of the training names reads them
 better than one that starts from random weights: on the names split of
 docs/benchmarks.md#classifiers, 84.3% / macro-F1 0.570 against 83.1% / 0.573 from scratch,
-both bidirectional and trained in 5 minutes (83.9% / 0.563 over three seeds). So a new
+both bidirectional and trained in 5 minutes (83.8% / 0.559 over five seeds). So a new
 classifier of a small alphabet first trains these models for `--pretrain-epochs` (the
 forward one, and a backward one when it is bidirectional) and then fine-tunes them with the
 ULMFiT recipe, as `--init-from` does with models trained apart. A classifier of a large
