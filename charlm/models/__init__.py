@@ -6,6 +6,7 @@ import torch
 
 from .cells import CELLS, IMPLS, CellSpec, cell_registry, with_reference
 from .classifier import (
+    ENCODER_FIELDS,
     RNNClassifier,
     classifier_log_posterior,
     copy_language_model,
@@ -75,6 +76,7 @@ __all__ = [
     "cell_registry",
     "classifier_log_posterior",
     "convert",
+    "ENCODER_FIELDS",
     "copy_language_model",
     "is_classifier",
     "last_states",

@@ -137,6 +137,10 @@ def classifier_log_posterior(
     return scores
 
 
+# The ModelConfig fields a classifier takes from the language model its encoder starts from.
+ENCODER_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "nonlinearity")
+
+
 def copy_language_model(
     model: RNNClassifier, forward: nn.Module, backward: nn.Module | None = None
 ) -> None:

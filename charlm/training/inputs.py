@@ -28,6 +28,7 @@ from charlm.data import (
 from charlm.errors import ConfigError, CorpusError, TokenizerError, UnknownTokenError
 from charlm.metrics import perplexity
 from charlm.models import (
+    ENCODER_FIELDS,
     RNNLM,
     ModelConfig,
     RNNClassifier,
@@ -108,9 +109,7 @@ class RunInputs:
         language model `forward` (and its backward direction's from `backward`)."""
         if self.labels is None:
             raise ConfigError("a classifier trains on labelled examples: give --labels")
-        lm = forward.config
-        shape = {k: getattr(lm, k) for k in ("cell", "num_layers", "hidden_size", "embed_size",
-                                             "nonlinearity")}  # fmt: skip
+        shape = {k: getattr(forward.config, k) for k in ENCODER_FIELDS}
         config = ModelConfig(
             self.tokenizer.vocab_size + 1, end_token=True, num_labels=len(self.labels),
             **{**settings, **shape},

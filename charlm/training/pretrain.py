@@ -29,7 +29,7 @@ import torch
 
 from charlm.data import ExampleIds
 from charlm.errors import ConfigError, TrainingError
-from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.models import ENCODER_FIELDS, RNNLM, ModelConfig, build_model
 from charlm.options import example_defaults
 from charlm.training.config import Reporter, TrainConfig, TrainResult, format_duration
 from charlm.training.distributed import DistContext
@@ -43,8 +43,6 @@ DEFAULT_EPOCHS = 10
 SMALL_VOCABULARY = 512
 # The largest share of --max-time one language model may take.
 TIME_SHARE = 0.2
-# What the language model shares with the classifier that it starts.
-ENCODER_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "nonlinearity", "impl")
 
 
 @dataclass
@@ -90,23 +88,20 @@ def pretrain_encoder(
     """Train the language models of `inputs`' training examples (without their labels) that
     start a classifier with the `model` settings: forward, and backward if it is
     bidirectional. Raises TrainingError if a stop (Ctrl-C, SIGTERM) ends one early."""
-    train_ids, val_ids, _ = inputs.splits
-    train_ids, val_ids = _unlabelled(train_ids), _unlabelled(val_ids)
     config = language_model_training(training, epochs)
     directions = ["forward", "backward"] if model.get("bidirectional") else ["forward"]
     networks, summary, seconds = {}, {"epochs": epochs}, 0.0
     for direction in directions:
+        # The backward model reads every example reversed, as `charlm train --reverse` does.
+        train_ids, val_ids, _ = dataclasses.replace(inputs, reverse=direction == "backward").splits
         reporter.message(
             f"pretraining the classifier's encoder: a {direction} language model of the "
             f"{len(train_ids):,} training examples, {_bounds(config)}"
         )
-        backward = direction == "backward"
         net = build_model(_lm_config(inputs, model))
         result = train(
-            net,
-            train_ids.reversed() if backward else train_ids,
-            None if val_ids is None else (val_ids.reversed() if backward else val_ids),
-            config, device=device, reporter=reporter, stop=stop, dist=dist,
+            net, _unlabelled(train_ids), _unlabelled(val_ids), config, device=device,
+            reporter=reporter, stop=stop, dist=dist,
         )  # fmt: skip
         if result.stopped_by in ("interrupted", "terminated"):
             raise TrainingError(

@@ -197,8 +197,8 @@ def train_book(
             say(_word_defaults_line(chosen))
         # A new classifier from scratch first learns to read its examples (pretrain.py).
         new_classifier = task == "classify" and base is None
-        vocabulary = inputs.tokenizer.vocab_size
-        pretraining = pretrain_epochs(training, vocabulary) if new_classifier else 0
+        vocab_size = inputs.tokenizer.vocab_size
+        pretraining = pretrain_epochs(training, vocab_size) if new_classifier else 0
 
         out = target or DEFAULT_CHECKPOINT_ROOT / _slug(input_name(book))
         data_section = {**inputs.prepared.info, "options": asdict(data)}
