@@ -26,7 +26,8 @@ languages, which is what the conditioning is worth. Generation: 100 names per la
 default temperature; the share not among the training names, and the share the baseline
 classifies as the language asked for (averaged over languages). `--temperatures 0.8,0.9,1`
 measures generation at each (the first is the table's), since temperature trades the one share
-for the other.
+for the other; `--guidance 0,1,2` does the same for label guidance (`charlm generate
+--guidance`), at every temperature.
 """
 
 from __future__ import annotations
@@ -141,21 +142,27 @@ def per_label_nats(sampler, test: ExampleSet, labelled: bool) -> dict[str, float
 
 
 def generation(
-    sampler, judge: NaiveBayes, training: set[str], count: int, temperature: float
+    sampler, judge: NaiveBayes, training: set[str], count: int, setting: tuple[float, float]
 ) -> dict[str, Any]:
+    temperature, guidance = setting
     per_label = {}
     for label in sampler.labels:
-        names = sampler.generate(label=label, num_samples=count, seed=SEED, temperature=temperature)
+        names = sampler.generate(
+            label=label, num_samples=count, seed=SEED, temperature=temperature, guidance=guidance
+        )
         names = [n for n in names if n]  # an empty sample is no name: counted as a failure
         per_label[label] = {
             "novel": sum(n not in training for n in names) / count,
+            "distinct": len(set(names)) / count,  # guidance and low temperatures repeat names
             "judged": sum(judge.predict(n) == label for n in names) / count,
             "judged_uniform": sum(judge.predict(n, "uniform") == label for n in names) / count,
             "examples": names[:5],
         }
     return {
         "temperature": temperature,
+        "guidance": guidance,
         "novel": float(np.mean([v["novel"] for v in per_label.values()])),
+        "distinct": float(np.mean([v["distinct"] for v in per_label.values()])),
         "judged_macro": float(np.mean([v["judged"] for v in per_label.values()])),
         "judged_uniform_macro": float(np.mean([v["judged_uniform"] for v in per_label.values()])),
         "per_label": per_label,
@@ -173,7 +180,7 @@ def judged_real(judge: NaiveBayes, test: ExampleSet, prior: str) -> float:
 
 
 def measure(
-    run: str, out: Path, test: ExampleSet, judge, training, count, temperatures: list[float]
+    run: str, out: Path, test: ExampleSet, judge, training, count, settings: list[tuple]
 ) -> dict[str, Any]:
     sampler = load(out / "best" if (out / "best").is_dir() else out, device="cpu")
     cpu = time.process_time()
@@ -185,7 +192,7 @@ def measure(
         found = {k: v for k, v in evaluation.to_dict().items() if k not in ("confusion",)}
     found["cpu_ms_per_example"] = 1000 * (time.process_time() - cpu) / len(test)
     if run != "unlabelled":
-        generated = [generation(sampler, judge, training, count, t) for t in temperatures]
+        generated = [generation(sampler, judge, training, count, s) for s in settings]
         found["generation"] = generated[0]
         found["generation_by_temperature"] = [
             {k: v for k, v in g.items() if k != "per_label"} for g in generated
@@ -195,8 +202,10 @@ def measure(
 
 
 def run_all(
-    quick: bool, threads: int | None, work: Path, reuse: bool, temperatures: list[float]
+    quick: bool, threads: int | None, work: Path, reuse: bool, settings: list[tuple]
 ) -> dict[str, Any]:
+    """Train (unless `reuse`) and measure every run; generation at each (temperature,
+    guidance) of `settings`."""
     if not NAMES.is_dir():
         raise click.ClickException(f"the names set is missing: {NAMES}")
     examples = read_examples(NAMES, labels="files", examples="lines").deduplicated()
@@ -235,7 +244,7 @@ def run_all(
         trained = train(name, split, work / name, budget, threads, quick, reuse)
         trained |= measure(
             name, work / name, test, judge, set(train_set.texts), 10 if quick else 100,
-            temperatures,
+            settings,
         )  # fmt: skip
         results["runs"][name] = trained
     conditional, plain = results["runs"]["conditional"], results["runs"]["unlabelled"]
@@ -257,13 +266,15 @@ def report(results: dict[str, Any]) -> None:
                      r["cpu_seconds"]))  # fmt: skip
     print_table(["model", "nats/char", "accuracy", "macro-F1", "top-3", "ms/name", "novel",
                  "judged", "steps", "train wall s", "train CPU s"], rows)  # fmt: skip
+    keys = ("temperature", "guidance", "novel", "distinct", "judged_macro", "judged_uniform_macro")
     sweep = [
-        (name, g["temperature"], g["novel"], g["judged_macro"], g["judged_uniform_macro"])
+        (name, *(g.get(key, 0.0) for key in keys))  # results of old runs have no guidance
         for name, r in runs.items()
         for g in r.get("generation_by_temperature", [])
     ]
     if len(sweep) > len(runs):
-        print_table(["model", "temperature", "novel", "judged", "judged (uniform prior)"], sweep)
+        print_table(["model", "temperature", "guidance", "novel", "distinct", "judged",
+                     "judged (uniform prior)"], sweep)  # fmt: skip
     print(
         f"conditioning worth {results['conditioning_gain']:.3f} nats/char (macro over languages "
         f"{results['conditioning_gain_macro']:.3f}); the prior bounds it at "
@@ -291,21 +302,34 @@ def report(results: dict[str, Any]) -> None:
     show_default=True,
     help="Comma-separated sampling temperatures to generate at (the first is the table's).",
 )
+@click.option(
+    "--guidance",
+    default="0",
+    show_default=True,
+    help="Comma-separated label-guidance scales to generate at, each at every temperature.",
+)
 @results_option(RESULTS_DIR / "names.json")
 def main(
     quick: bool, threads: int | None, skip_training: bool, work: Path | None,
-    temperatures: str, out: Path,
+    temperatures: str, guidance: str, out: Path,
 ) -> None:  # fmt: skip
     """Names of 18 languages: conditional LM against a 5-gram naive-Bayes baseline."""
-    try:
-        chosen = [float(t) for t in temperatures.split(",")]
-    except ValueError:
-        message = f"not numbers: {temperatures!r}"
-        raise click.BadParameter(message, param_hint="--temperatures") from None
+    settings = [
+        (t, g)
+        for t in _numbers(temperatures, "--temperatures")
+        for g in _numbers(guidance, "--guidance")
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        results = run_all(quick, threads, work or Path(tmp), skip_training, chosen)
+        results = run_all(quick, threads, work or Path(tmp), skip_training, settings)
     report(results)
     print(f"wrote {write_results(out, results)}")
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"not numbers: {text!r}", param_hint=option) from None
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def generate(
     keep_freed_memory()
     try:  # at the prompt a missing label can still be set with /label
         if options.label is not None or not interactive:
-            sampler.check_label(options.label)
+            sampler.check_label(options.label, options.guidance)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     if interactive:

@@ -50,7 +50,7 @@ class Batch:
 
     @property
     def rows(self) -> int:
-        return sum(drawing.rows for drawing in self._drawings)
+        return sum(drawing.network_rows for drawing in self._drawings)
 
     @property
     def drawings(self) -> list[Drawing]:
@@ -78,8 +78,8 @@ class Batch:
         keep: list[int] = []
         start = 0
         for drawing in self._drawings:
-            rows = range(start, start + drawing.rows)
-            start += drawing.rows
+            rows = range(start, start + drawing.network_rows)
+            start += drawing.network_rows
             if drawing.done:  # cancelled since the last step, or asked for no tokens
                 steps.append(Step(drawing, drawing.finish(), True))
                 continue

@@ -16,6 +16,7 @@ import torch
 
 from charlm.errors import ConfigError, SamplingError
 from charlm.sampling.draft import Draft, Sample
+from charlm.sampling.guidance import LabelGuide
 from charlm.sampling.request import Request
 from charlm.sampling.strategies import Uniforms, choose
 from charlm.tokenizers import Tokenizer
@@ -46,7 +47,8 @@ class Drawing:
     logprobs: None reports no probabilities; 0 the log-probability of every piece; k > 0 also
     the k most likely tokens where each piece began (OpenAI's `logprobs`).
     end_id: the end token of a model of examples, which ends a row's sample; None otherwise.
-    labels: each row's label index (rows,) for a labelled model, given to every network step.
+    labels: each network row's label index for a labelled model, given to every network step.
+    guide: label guidance (guidance.py); each sample then has one network row per label.
     """
 
     def __init__(
@@ -59,11 +61,15 @@ class Drawing:
         *,
         end_id: int | None = None,
         labels: torch.Tensor | None = None,
+        guide: LabelGuide | None = None,
     ) -> None:
         check_logprobs(logprobs)
         options = request.options
         self.request = request
         self.rows = options.num_samples
+        # The rows the network steps for this drawing: a guided sample has one per label.
+        self.network_rows = self.rows * (guide.num_labels if guide is not None else 1)
+        self._guide = guide
         self.seeds = [options.seed + row for row in range(self.rows)]
         self.prompt_tokens = len(context_ids)
         self.steps = 0  # tokens drawn per row so far
@@ -94,11 +100,17 @@ class Drawing:
         return all(draft.finished for draft in self._drafts)
 
     def draw(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[Piece]]:
-        """One token per row from `logits` (rows, vocab); the tokens and the completed text."""
-        logits = mask_banned(logits, self._banned)
+        """One token per sample from the network's `logits` (network rows, vocab): the tokens
+        for the network's rows, and the completed text."""
+        if self._guide is None:
+            logits = conditional = mask_banned(logits, self._banned)
+        else:  # drawn from the guided scores; reported with the model's own probabilities
+            conditional, guided = self._guide.logits(logits)
+            conditional = mask_banned(conditional, self._banned)
+            logits = mask_banned(guided, self._banned)
         tokens = choose(logits, self.request.options, _next_or_none(self._uniforms), self._seen)
         drawn = _checked_ids(tokens.tolist(), logits.shape[-1])
-        log_probs, tops = self._probabilities(logits, tokens)
+        log_probs, tops = self._probabilities(conditional, tokens)
         if self._seen is not None:
             self._seen.scatter_(1, tokens.unsqueeze(1), 1.0)
         self.steps += 1
@@ -114,6 +126,8 @@ class Drawing:
                 text = draft.add(token, log_probs[row])
             if text:
                 pieces.append(self._release(row, text))
+        if self._guide is not None:
+            tokens = self._guide.advance(tokens)
         return tokens, pieces
 
     def finish(self) -> list[Piece]:

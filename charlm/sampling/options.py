@@ -85,6 +85,11 @@ class SamplingOptions:
     label: the label of the text to draw, for a model trained on labelled examples (see
         `Sampler.labels`); None for any other model. With a model of examples every sample is
         one example, ended by the model's end token.
+    guidance: with a label, draw from log p(token | label) + guidance · (log p(token | label)
+        − log p(token)), where p(token) is the model's own mixture of its labels weighed by
+        their posterior given the text so far (classifier-free guidance; guidance.py): 0 is
+        the model as is, 1–3 writes text that reads more clearly as the label. Costs one
+        network row per label for every sample.
     """
 
     length: int = _option(
@@ -172,6 +177,14 @@ class SamplingOptions:
         "unknown one lists them.",
         shown_default="none",
         off="none",
+    )
+    guidance: float = _option(
+        0.0,
+        "Steer each sample toward its --label: above 0, favour the tokens that make the "
+        "text read more like that label than like the others; 0 draws from the model as is.",
+        low=0,
+        note="(0 = off)",
+        sampling_only=True,
     )
     # No option of `charlm generate`: drawing <unk> is for code that handles it.
     allow_unk: bool = dataclasses.field(default=False, metadata={"sampling": Rule()})

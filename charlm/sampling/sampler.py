@@ -41,6 +41,7 @@ from charlm.sampling.classify import (
 )
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
+from charlm.sampling.guidance import LabelGuide
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.request import Request, call_options, make_request
 from charlm.sampling.scoring import Score, total_loss
@@ -331,6 +332,8 @@ class Sampler:
         options = request.options
         labels = self._label_tensor(options.label)
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
+        if options.guidance > 0:
+            return self._start_guided(request, logprobs, labels, prime_ids, context_ids)
         rows = options.num_samples
         drawing = Drawing(
             request,
@@ -342,10 +345,44 @@ class Sampler:
             labels=None if labels is None else labels.expand(rows),
         )
         logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
-        if rows > 1:
-            logits = logits.expand(rows, -1)
-            state = select_rows(state, torch.zeros(rows, dtype=torch.long, device=self.device))
-        return drawing, logits, state
+        return drawing, *_repeat_rows(logits, state, rows)
+
+    def _start_guided(
+        self,
+        request: Request,
+        logprobs: int | None,
+        label: torch.Tensor | None,
+        prime_ids: list[int],
+        context_ids: list[int],
+    ) -> tuple[Drawing, torch.Tensor, State]:
+        """`start` with label guidance: the prefix primed under every label (guidance.py)."""
+        self._check_guidable()
+        everyone = torch.arange(len(self.labels), device=self.device)
+        tokens = torch.as_tensor(prime_ids, device=self.device).expand(len(everyone), -1)
+        # The prefix of an example is short: one call for all its tokens under every label.
+        logits, state = self._call(tokens, None, everyone)  # (labels, tokens, vocab)
+        log_probs = logits[:, :-1].float().log_softmax(dim=-1)
+        prefix = log_probs.gather(2, tokens[:, 1:].unsqueeze(-1)).sum(dim=(1, 2))
+        prior = torch.as_tensor(self.label_set.log_prior("learned"), device=self.device)
+        rows = request.options.num_samples
+        guide = LabelGuide(int(label), prior.float() + prefix, rows, request.options.guidance)
+        drawing = Drawing(
+            request,
+            self.tokenizer,
+            context_ids,
+            self.device,
+            logprobs,
+            end_id=self.end_id,
+            labels=everyone.repeat(rows),
+            guide=guide,
+        )
+        return drawing, *_repeat_rows(logits[:, -1], state, rows)
+
+    def network_rows(self, options: SamplingOptions) -> int:
+        """The rows of the network a drawing with `options` steps: one per sample, or with
+        guidance one per sample and label."""
+        guided = options.guidance > 0 and self.labels
+        return options.num_samples * (len(self.labels) if guided else 1)
 
     def step(
         self, tokens: torch.Tensor, state: State, labels: torch.Tensor | None = None
@@ -426,12 +463,21 @@ class Sampler:
             return self.model(tokens, state)
         return self.model(tokens, state, labels=labels)
 
-    def check_label(self, label: str | None) -> None:
+    def check_label(self, label: str | None, guidance: float = 0.0) -> None:
         """Raise a one-line ConfigError unless `label` is what this model needs: one of its
         labels for a labelled model, None for any other; a classifier needs none, it cannot
-        generate."""
+        generate. `guidance` above 0 needs a labelled model."""
         self._check_generative()
         self._label_tensor(label)
+        if guidance > 0:
+            self._check_guidable()
+
+    def _check_guidable(self) -> None:
+        if self.label_set is None:
+            raise ConfigError(
+                "guidance steers each sample toward its label: it needs a model trained on "
+                "labelled examples (--labels)"
+            )
 
     def _label_tensor(self, label: str | None) -> torch.Tensor | None:
         """The label's index as a (1,) tensor (for every row), checked against the labels."""
@@ -447,6 +493,14 @@ class Sampler:
                 f"{', '.join(self.label_set.names)}"
             )
         return torch.tensor([self.label_set.index(label)], device=self.device)
+
+
+def _repeat_rows(logits: torch.Tensor, state: State, times: int) -> tuple[torch.Tensor, State]:
+    """The rows of `logits` (rows, vocab) and `state`, `times` times over, in that order."""
+    if times == 1:
+        return logits, state
+    rows = torch.arange(logits.shape[0], device=logits.device).repeat(times)
+    return logits.index_select(0, rows), select_rows(state, rows)
 
 
 def load(

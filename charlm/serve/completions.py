@@ -65,7 +65,7 @@ class Completion:
 
     def __init__(self, model: ServedModel, request: CompletionRequest) -> None:
         try:
-            model.sampler.check_label(request.options.label)
+            model.sampler.check_label(request.options.label, request.options.guidance)
         except ConfigError as exc:
             raise RequestError(f"model {model.id!r}: {exc}", "label") from exc
         self.model = model

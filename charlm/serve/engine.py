@@ -125,7 +125,8 @@ class Engine:
 
     @property
     def active_rows(self) -> int:
-        """Samples being drawn now (for /health)."""
+        """Rows of the network being stepped now: one per sample, one per sample and label
+        with guidance (for /health)."""
         return sum(batch.rows for batch in list(self._batches))
 
     @property
@@ -171,10 +172,11 @@ class Engine:
             while self._waiting:
                 # An idle engine always takes the first job, even one larger than the batch.
                 idle = not self._batches and not admitted
-                if self._waiting[0].rows > room and not idle:
+                rows = self._sampler.network_rows(self._waiting[0].request.options)
+                if rows > room and not idle:
                     break
                 admitted.append(self._waiting.popleft())
-                room -= admitted[-1].rows
+                room -= rows
             return admitted
 
     def _start(self, job: Job) -> None:

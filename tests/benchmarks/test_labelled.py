@@ -40,14 +40,17 @@ def _quick(module: str, out: Path, *extra: str) -> dict:
 
 
 def test_quick_names_benchmark_measures_every_run(tmp_path):
-    results = _quick("benchmarks.names", tmp_path / "names.json", "--temperatures", "0.8,1")
+    out = tmp_path / "names.json"
+    results = _quick("benchmarks.names", out, "--temperatures", "0.8,1", "--guidance", "0,2")
     assert set(results["runs"]) == {"conditional", "token", "unlabelled", "cpu-3m"}
     assert 0 < results["baseline"]["accuracy"] <= 1
     conditional = results["runs"]["conditional"]
     assert "judged_macro" in conditional["generation"]
     sweep = conditional["generation_by_temperature"]
-    assert [g["temperature"] for g in sweep] == [0.8, 1.0]
+    settings = [(0.8, 0.0), (0.8, 2.0), (1.0, 0.0), (1.0, 2.0)]
+    assert [(g["temperature"], g["guidance"]) for g in sweep] == settings
     assert sweep[0]["novel"] == conditional["generation"]["novel"]
+    assert all(0 < g["distinct"] <= 1 for g in sweep)
     assert results["prior_bound"] > 0
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
+import charlm
 from charlm.cli import cli
 from tests.conftest import TINY_TEXT
 from tests.helpers import single_thread, write_labelled_names
@@ -47,6 +48,16 @@ def test_generate_draws_examples_of_a_label_one_a_line(model):
     assert result.exit_code == 0, result.output
     names = result.stdout.splitlines()
     assert len(names) == 6 and all(set(n.lower()) <= set("xyz") for n in names)
+
+
+@pytest.mark.slow
+def test_generate_guides_examples_toward_their_label(model):
+    asked = ["--label", "ab", "--num-samples", "4", "--seed", "2", "--device", "cpu"]
+    result = invoke("generate", model, *asked, "--guidance", "2", "--json")
+    assert result.exit_code == 0, result.output
+    guided = [json.loads(line)["text"] for line in result.stdout.splitlines()]
+    sampler = charlm.load(model, device="cpu")
+    assert guided == sampler.generate(label="ab", num_samples=4, seed=2, guidance=2.0)
 
 
 @pytest.mark.slow
@@ -165,6 +176,9 @@ def test_a_book_model_refuses_a_label(tmp_path):
     assert trained.exit_code == 0, trained.output
     result = invoke("generate", tmp_path / "m", "--label", "x", "--device", "cpu")
     assert result.exit_code == 2 and "trained without labels" in result.stderr
+    result = invoke("generate", tmp_path / "m", "--guidance", "2", "--device", "cpu")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "guidance steers each sample toward its label" in result.stderr
     result = invoke("classify", tmp_path / "m", "word", "--device", "cpu")
     assert result.exit_code == 1 and "continuous text" in result.stderr
 

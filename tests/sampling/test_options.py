@@ -108,7 +108,9 @@ def test_a_bad_json_object_is_one_clear_error(data, message):
 
 
 # A value other than the default for every option beam search refuses
-SAMPLING_ONLY = {"top_k": 3, "top_p": 0.5, "min_p": 0.1, "repetition_penalty": 2.0, "stop": "x"}
+SAMPLING_ONLY = {
+    "top_k": 3, "top_p": 0.5, "min_p": 0.1, "repetition_penalty": 2.0, "stop": "x", "guidance": 1.0
+}  # fmt: skip
 
 
 def test_beam_search_ignores_temperature_and_seed_but_refuses_what_belongs_to_sampling():

@@ -185,6 +185,7 @@ BAD_BODIES = {
     "empty stop": {"prompt": "a", "stop": [""]},
     "unseen character": {"prompt": "the €"},
     "label without labels": {"prompt": "a", "label": "poetry"},
+    "guidance without labels": {"prompt": "a", "guidance": 2},
     "bad stream_options": {"prompt": "a", "stream": True, "stream_options": {"x": 1}},
 }
 

@@ -57,6 +57,13 @@ def test_a_completion_of_a_label_is_the_example_generate_draws(client, labelled)
         assert any("" in top for top in tops)
 
 
+def test_a_guided_completion_is_the_example_generate_draws(client, labelled):
+    body = {"prompt": "", "label": "xyz", "seed": 3, "max_tokens": 30, "n": 2, "guidance": 2}
+    answer = client.post("/v1/completions", json=body).json()
+    texts = [choice["text"] for choice in answer["choices"]]
+    assert texts == labelled.generate(label="xyz", seed=3, length=30, num_samples=2, guidance=2)
+
+
 @pytest.mark.parametrize("label", [None, "fr"])
 def test_a_missing_or_unknown_label_is_a_400_that_lists_the_labels(client, label):
     body = {"prompt": "", "max_tokens": 5, **({"label": label} if label else {})}

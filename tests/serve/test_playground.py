@@ -162,6 +162,8 @@ def labelled_server():
 
 
 def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled_server):
+    from tests.serve.test_labelled import untrained_names
+
     browser.get(labelled_server.url + "/")
     wait = WebDriverWait(browser, WAIT)
     wait.until(lambda b: b.find_element(By.ID, "label").is_displayed())
@@ -174,6 +176,11 @@ def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled
     assert browser.find_element(By.ID, "prefix").get_attribute("value") == ""  # no scene
     assert "a whole example" in status(browser)  # ended by its end token, not a stop string
     assert set(output_text(browser).lower()) <= set("abxyz")  # one name, of the model's letters
+    set_number(browser, "guidance", "2")
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda b: status(b).startswith("Done"))
+    guided = untrained_names().generate(label="xyz", seed=2, guidance=2.0)
+    assert output_text(browser) == guided  # the page asked for the guided example
     text = browser.find_element(By.ID, "classify-text")
     text.send_keys("Xyzzy")
     browser.find_element(By.ID, "classify").click()
