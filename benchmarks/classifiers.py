@@ -285,9 +285,7 @@ def run_mr(work: Path, settings: dict) -> list[dict[str, Any]]:
             # ULMFiT's second stage without its first: an LM of the fold's training sentences
             # (their text only, one example a line), then the classifier started from it.
             lm = work / f"mr-{fold}-lm"
-            text = work / f"mr-{fold}-text" / "sentences.txt"
-            text.parent.mkdir(parents=True, exist_ok=True)
-            text.write_text("\n".join(train.texts) + "\n", encoding="utf-8")
+            text = _sentences(train, work / f"mr-{fold}-text")
             # The LM reads what the classifier would read by default (words, for sentences).
             tokens = tokenizer_for(train.texts)[0]
             lm_args = ["--examples", "lines", "--tokenizer", tokens,
@@ -296,11 +294,54 @@ def run_mr(work: Path, settings: dict) -> list[dict[str, Any]]:
                          **charlm_train(text, lm, lm_args, settings)})  # fmt: skip
             uni = classify_args(settings["max_time"], False)
             runs["init-from LM, unidirectional"] = [*uni, "--init-from", str(lm)]
+        if "wt2" in wanted:
+            # ULMFiT's three stages: an LM of WikiText-2 (trained once), the same LM on the
+            # fold's sentences with their own vocabulary (`--tokenizer word`: the words
+            # WikiText-2 shares keep their rows), then the classifier from it.
+            text = _sentences(train, work / f"mr-{fold}-text")
+            lm = work / f"mr-{fold}-wt2-lm"
+            lm_args = ["--init-from", str(wikitext_lm(work, settings)), "--tokenizer", "word",
+                       "--max-time", settings["lm_time"]]  # fmt: skip
+            rows.append({"set": "mr", "fold": fold,
+                         "model": "WikiText-2 LM, then on the sentences (no labels)",
+                         **charlm_train(text, lm, lm_args, settings)})  # fmt: skip
+            uni = classify_args(settings["max_time"], False)
+            runs["init-from WikiText-2 LM, unidirectional"] = [*uni, "--init-from", str(lm)]
         for name, args in runs.items():
             out = work / f"mr-{fold}-{len(rows)}"
             rows.append(classifier_row(data, out, args, test, settings, set="mr", fold=fold,
                                        model=name))  # fmt: skip
     return rows
+
+
+def _sentences(examples: ExampleSet, directory: Path) -> Path:
+    """The examples' text alone, one a line, as the book of a language model."""
+    text = directory / "sentences.txt"
+    directory.mkdir(parents=True, exist_ok=True)
+    text.write_text("\n".join(examples.texts) + "\n", encoding="utf-8")
+    return text
+
+
+# ULMFiT's first stage for MR: a word LM of WikiText-2, lower-cased as MR is, with the shape
+# of the classifier of words (one LSTM layer of 128, embedding 128), which takes its encoder.
+WIKITEXT_LM = ["--tokenizer", "word", "--tokenizer-option", "lowercase=true", "--layers", "1",
+               "--hidden", "128", "--embed", "128"]  # fmt: skip
+
+
+def wikitext_lm(work: Path, settings: dict) -> Path:
+    """The WikiText-2 language model, trained for `--wt2-time` the first time it is needed."""
+    out = work / "wikitext-2-lm"
+    if not (out / "config.json").is_file():
+        book = CORPORA / "wikitext-2" / "train.txt"
+        if settings["quick"]:  # its first 200 kB
+            book = _head(book, work / "wikitext-2-head.txt", 200_000)
+        charlm_train(book, out, [*WIKITEXT_LM, "--max-time", settings["wt2_time"]], settings)
+    return out
+
+
+def _head(source: Path, target: Path, size: int) -> Path:
+    target.write_text(source.read_text(encoding="utf-8")[:size], encoding="utf-8")
+    return target
 
 
 def read_zh_books() -> ExampleSet:
@@ -354,8 +395,10 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
     "--mr-models",
     default="uni,bi",
     help="MR: which classifiers: uni, bi, lm (an LM of the fold's sentences, then the "
-    "classifier from it).",
+    "classifier from it), wt2 (an LM of WikiText-2, then of the sentences, then the "
+    "classifier: ULMFiT).",
 )
+@click.option("--wt2-time", default="15m", help="MR's wt2: the WikiText-2 LM's training time.")
 @click.option(
     "--char-models",
     default=",".join(CHAR_MODELS),
@@ -371,11 +414,12 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 )
 @results_option(RESULTS_DIR / "classifiers.json")
 def main(
-    sets: str, folds: int, max_time: str, lm_time: str, mr_models: str, char_models: str,
-    threads: int, quick: bool, work: Path | None, out: Path,
+    sets: str, folds: int, max_time: str, lm_time: str, mr_models: str, wt2_time: str,
+    char_models: str, threads: int, quick: bool, work: Path | None, out: Path,
 ) -> None:  # fmt: skip
     """Text classifiers against naive Bayes on toy, names and MR."""
     settings = {"folds": folds, "max_time": max_time, "lm_time": lm_time, "threads": threads,
+                "wt2_time": wt2_time,
                 "quick": quick, "mr_models": mr_models.split(","),
                 "char_models": char_models.split(",")}  # fmt: skip
     rows: list[dict[str, Any]] = []

@@ -94,8 +94,10 @@ tokenizer_options = _apply(
             "--tokenizer",
             default=None,
             help="How the book is cut into tokens: char, byte, word, bpe, wordpiece, "
-            "unigram, hf or a plugin; `charlm tokenizers` lists them.  [default: char; "
-            "with --task classify, word when the examples are sentences]",
+            "unigram, hf or a plugin; `charlm tokenizers` lists them. With --init-from: "
+            "the run's own vocabulary, the model's token rows carried over by their text.  "
+            "[default: char; with --task classify, word when the examples are sentences; "
+            "with --init-from, the model's]",
         ),
         grouped(
             DATA,

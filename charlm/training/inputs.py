@@ -36,6 +36,7 @@ from charlm.models import (
     copy_language_model,
     is_classifier,
 )
+from charlm.models.vocabulary import with_vocabulary
 from charlm.tokenizers import Tokenizer
 from charlm.training.config import TrainConfig
 from charlm.training.feeds import classifier_predictions, evaluate, evaluate_example_ids
@@ -49,6 +50,9 @@ class RunInputs:
 
     prepared: PreparedData | PreparedExamples
     reverse: bool = False  # every split read backwards (a backward language model)
+    # The run's own tokenizer, not that of the model it starts from (--init-from with
+    # --tokenizer): that model's token rows are carried over to it (models/vocabulary.py).
+    own_vocabulary: bool = False
 
     @property
     def examples(self) -> bool:
@@ -90,10 +94,12 @@ class RunInputs:
         classifier when `base` is a language model (its encoder copied in, the backward
         direction's from `backward`)."""
         if _classifier_from_lm(settings.get("task"), base):
-            return self.classifier_from(settings, base.model, backward and backward.model)
+            forward = self.language_model_of(base)
+            backward_lm = backward and self.language_model_of(backward)
+            return self.classifier_from(settings, forward, backward_lm)
         if base is not None:
             self._check_base(base)
-            return base.model
+            return self.language_model_of(base)
         vocab_size = self.tokenizer.vocab_size
         if not self.examples:
             return build_model(ModelConfig(vocab_size, **settings))
@@ -101,6 +107,12 @@ class RunInputs:
         return build_model(
             ModelConfig(vocab_size + 1, end_token=True, num_labels=labels, **settings)
         )
+
+    def language_model_of(self, base: Checkpoint) -> RNNLM:
+        """`base`'s model, moved onto this run's vocabulary when the run has its own."""
+        if not self.own_vocabulary:
+            return base.model
+        return with_vocabulary(base.model, base.tokenizer, self.tokenizer)
 
     def classifier_from(
         self, settings: dict[str, Any], forward: RNNLM, backward: RNNLM | None = None
@@ -161,11 +173,16 @@ def prepare_inputs(
     say: Callable[[str], None],
     cached_as: dict[str, Any] | None = None,
     task: str = "lm",
+    own_vocabulary: bool = False,
 ) -> RunInputs:
     """Read, split and encode the books or examples (books from the token cache if there;
     `cached_as`: the tokenizer spec a resumed run's first part cached its ids under). A
-    classifier (`task` "classify") may start from a language model of continuous text."""
+    classifier (`task` "classify") may start from a language model of continuous text.
+
+    The data is read with `base`'s tokenizer, if there is a `base`, unless `own_vocabulary`:
+    then with `tokenizer`, trained on the data, as a new run would."""
     classifier_from_lm = _classifier_from_lm(task, base)
+    inherited = base.tokenizer if base is not None and not own_vocabulary else None
     if (
         base is not None
         and not classifier_from_lm
@@ -178,14 +195,14 @@ def prepare_inputs(
             prepared = prepare_examples(
                 book,
                 data,
-                tokenizer=base.tokenizer if base else tokenizer,
-                tokenizer_options=None if base else options,
+                tokenizer=tokenizer if inherited is None else inherited,
+                tokenizer_options=options if inherited is None else None,
             )
         else:
             prepared = prepare_data(
                 resolve_inputs(book, corpus_dir=data.corpus_dir, message=say),
-                tokenizer=base.tokenizer if base else tokenizer,
-                tokenizer_options=None if base else options,
+                tokenizer=tokenizer if inherited is None else inherited,
+                tokenizer_options=options if inherited is None else None,
                 splits=data.splits(),
                 encoding=data.encoding,
                 keep_boilerplate=data.keep_boilerplate,
@@ -195,14 +212,14 @@ def prepare_inputs(
             )
             _check_lengths(prepared, training)
     except TokenizerError as exc:
-        if base is None:
+        if inherited is None:
             raise
         unseen = isinstance(exc, UnknownTokenError) and exc.summary
         raise TokenizerError(
             f"the data cannot be encoded by the tokenizer of {base.path}, which the model "
             f"comes with: {f'it has {exc.summary}' if unseen else exc}"
         ) from exc
-    return RunInputs(prepared, data.reverse)
+    return RunInputs(prepared, data.reverse, own_vocabulary=own_vocabulary and base is not None)
 
 
 def _classifier_from_lm(task: str | None, base: Checkpoint | None) -> bool:

@@ -50,6 +50,7 @@ from charlm.errors import (
 from charlm.limits import MAX_VOCAB_SIZE
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, ModelConfig, num_parameters
+from charlm.models.vocabulary import shared_tokens
 from charlm.options import SAME, example_defaults, flag_name, option_fields
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
 from charlm.training import distributed
@@ -147,6 +148,8 @@ def train_book(
     chosen = _model_settings(model)
     data = data or DataOptions()
     init_from, init_backward = _init_sources(init_from)
+    # A tokenizer named beside init_from makes the run's own vocabulary (models/vocabulary.py).
+    own_vocabulary = init_from is not None and (tokenizer is not None or bool(tokenizer_options))
     task = chosen.get("task", "lm")
     model = with_example_defaults(chosen, data)
     if data.example_unit is not None and training is None and resume is None:
@@ -188,7 +191,7 @@ def train_book(
         cached_as = _saved_cache_spec(base) if resume is not None else None
         inputs = prepare_inputs(
             book, data, base, tokenizer, tokenizer_options, training, say,
-            cached_as=cached_as, task=task,
+            cached_as=cached_as, task=task, own_vocabulary=own_vocabulary,
         )  # fmt: skip
         for line in inputs.prepared.report():
             say(line)
@@ -232,6 +235,8 @@ def train_book(
                 net = inputs.classifier_from(model, pretrained.forward, pretrained.backward)
             else:
                 net = inputs.build_model(model, base, backward)
+                if inputs.own_vocabulary:
+                    say(_carried_over(base, inputs.tokenizer))
             saver = metrics = None
             if context.is_main:
                 saver = RunSaver(
@@ -365,6 +370,15 @@ def _check_tokenizer(name: str, options: dict[str, Any]) -> None:
     except TokenizerError:
         return  # installed but broken: not a settings error; the run reports it
     cls.check_options(options)
+
+
+def _carried_over(base: Checkpoint, tokenizer: Tokenizer) -> str:
+    found, _ = shared_tokens(base.tokenizer, tokenizer)
+    return (
+        f"a vocabulary of its own: {len(found):,} of its {tokenizer.vocab_size:,} tokens keep "
+        f"their rows from {base.path}, the other {tokenizer.vocab_size - len(found):,} start "
+        "at the mean row"
+    )
 
 
 def _init_sources(init_from: Any) -> tuple[Any, Any]:
