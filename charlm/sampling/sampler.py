@@ -332,9 +332,13 @@ class Sampler:
         options = request.options
         labels = self._label_tensor(options.label)
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
-        if options.guidance > 0:
-            return self._start_guided(request, logprobs, labels, prime_ids, context_ids)
         rows = options.num_samples
+        if options.guidance > 0:
+            row_labels, guide, logits, state = self._prime_guided(labels, prime_ids, options)
+        else:
+            row_labels = None if labels is None else labels.expand(rows)
+            guide = None
+            logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
         drawing = Drawing(
             request,
             self.tokenizer,
@@ -342,20 +346,16 @@ class Sampler:
             self.device,
             logprobs,
             end_id=self.end_id,
-            labels=None if labels is None else labels.expand(rows),
+            labels=row_labels,
+            guide=guide,
         )
-        logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
         return drawing, *_repeat_rows(logits, state, rows)
 
-    def _start_guided(
-        self,
-        request: Request,
-        logprobs: int | None,
-        label: torch.Tensor | None,
-        prime_ids: list[int],
-        context_ids: list[int],
-    ) -> tuple[Drawing, torch.Tensor, State]:
-        """`start` with label guidance: the prefix primed under every label (guidance.py)."""
+    def _prime_guided(
+        self, label: torch.Tensor | None, prime_ids: list[int], options: SamplingOptions
+    ) -> tuple[torch.Tensor, LabelGuide, torch.Tensor, State]:
+        """The prefix primed under every label, for label guidance (guidance.py): the label of
+        each network row, the guide, and the logits (labels, vocab) and state to repeat."""
         self._check_guidable()
         everyone = torch.arange(len(self.labels), device=self.device)
         tokens = torch.as_tensor(prime_ids, device=self.device).expand(len(everyone), -1)
@@ -364,19 +364,9 @@ class Sampler:
         log_probs = logits[:, :-1].float().log_softmax(dim=-1)
         prefix = log_probs.gather(2, tokens[:, 1:].unsqueeze(-1)).sum(dim=(1, 2))
         prior = torch.as_tensor(self.label_set.log_prior("learned"), device=self.device)
-        rows = request.options.num_samples
-        guide = LabelGuide(int(label), prior.float() + prefix, rows, request.options.guidance)
-        drawing = Drawing(
-            request,
-            self.tokenizer,
-            context_ids,
-            self.device,
-            logprobs,
-            end_id=self.end_id,
-            labels=everyone.repeat(rows),
-            guide=guide,
-        )
-        return drawing, *_repeat_rows(logits[:, -1], state, rows)
+        rows = options.num_samples
+        guide = LabelGuide(int(label), prior.float() + prefix, rows, options.guidance)
+        return everyone.repeat(rows), guide, logits[:, -1], state
 
     def network_rows(self, options: SamplingOptions) -> int:
         """The rows of the network a drawing with `options` steps: one per sample, or with
