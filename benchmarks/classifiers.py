@@ -22,7 +22,11 @@ vocabulary, MR's and the toy set's words or the Chinese reviews' characters, doe
            (ULMFiT's pair); beside the character 5-gram naive Bayes of benchmarks/names.py.
     mr     sentence polarity, 10 folds (seed 0), the first `--folds` of them; each fold's
            classifier is trained on the other nine (its own 10% validation split) for
-           `--max-time`; beside word 1+2-gram naive Bayes on the same folds.
+           `--max-time`; beside word 1+2-gram naive Bayes on the same folds. `--mr-models`
+           picks the classifiers: `uni`, `bi`, `lm` (an LM of the fold's sentences first) and
+           `wt2`, ULMFiT's three stages: a word LM of WikiText-2 (`--wt2-time`, trained once),
+           the same LM on the fold's sentences with their own vocabulary (`--init-from` with
+           `--tokenizer word`, `--lm-time`), then the classifier from it.
     zh-books  Chinese book reviews (deduplicated), a fixed 90/10 split (seed 0), `--max-time`,
            each of `--char-models`; beside character 1+2-gram naive Bayes.
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers.char import CharTokenizer
-from charlm.training import TrainConfig, TrainResult, train
+from charlm.training import SilentReporter, TrainConfig, TrainResult, train
 
 # The command-line twin of tiny_model(): the smallest `charlm train` settings that still run
 # every stage in well under a second. Shared by every test that trains through the CLI.
@@ -102,3 +102,13 @@ def write_labelled_names(root, copies: int = 1):
         lines = [name for name in names for _ in range(copies)]
         (root / f"{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+class Messages(SilentReporter):
+    """A reporter that keeps what the run says."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)

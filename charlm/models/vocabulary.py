@@ -1,10 +1,10 @@
 """A trained language model moved onto a new vocabulary, token by token (ULMFiT).
 
 A model trained on one text starts a model of another that has its own tokenizer: every
-token both vocabularies write alike keeps its rows of the embedding and the output layer, and
-a token the old vocabulary lacks starts at the mean of the old rows (Howard & Ruder, 2018), an
-average token rather than a random one. The recurrent layers (and labels) are copied as they
-are.
+token both vocabularies spell alike (`Tokenizer.token_text`) keeps its rows of the embedding
+and the output layer, and a token the old vocabulary lacks starts at the mean of the old rows
+(Howard & Ruder, 2018), an average token rather than a random one. The recurrent layers (and
+labels) are copied as they are.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from charlm.tokenizers import Tokenizer
 
 
 def shared_tokens(old: Tokenizer, new: Tokenizer) -> tuple[list[int], list[int]]:
-    """(ids in `new`, ids in `old`) of the tokens whose text is the same in both."""
+    """(ids in `new`, ids in `old`) of the tokens named alike in both (`token_text`):
+    the words, and the markers, which decode to no text at all."""
     by_text: dict[str, int] = {}
     for token in range(old.vocab_size):
-        by_text.setdefault(old.decode([token]), token)
+        by_text.setdefault(old.token_text(token), token)
     pairs = [
         (token, by_text[text])
         for token in range(new.vocab_size)
-        if (text := new.decode([token])) and text in by_text
+        if (text := new.token_text(token)) and text in by_text
     ]
     return [new_id for new_id, _ in pairs], [old_id for _, old_id in pairs]
 

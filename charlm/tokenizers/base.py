@@ -94,6 +94,13 @@ class Tokenizer(ABC):
     def vocab_size(self) -> int:
         """Number of distinct ids; every id is in `range(vocab_size)`."""
 
+    def token_text(self, token: int) -> str:
+        """The name of one token in this vocabulary, unique to it: what a model moved onto
+        another vocabulary matches tokens by (models/vocabulary.py). By default its text;
+        a tokenizer whose markers decode to nothing, or whose tokens are parts of a
+        character, names them itself."""
+        return self.decode([token])
+
     @abstractmethod
     def get_state(self) -> dict[str, Any]:
         """A JSON-serialisable dict from which `from_state` rebuilds this tokenizer."""

@@ -42,6 +42,9 @@ class ByteTokenizer(Tokenizer):
             raise TokenizerError("byte ids must be in range(256)")
         return data.astype(np.uint8).tobytes().decode("utf-8", "replace")
 
+    def token_text(self, token: int) -> str:
+        return f"<0x{token:02X}>"  # a byte above 127 alone decodes to the replacement character
+
     def get_state(self) -> dict[str, Any]:
         return {}
 

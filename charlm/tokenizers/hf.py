@@ -158,6 +158,11 @@ class HFTokenizer(Tokenizer):
         with panics_as_errors(f"the {self.name} tokenizer failed"):
             return self.pipeline.decode([int(i) for i in ids], skip_special_tokens=False)
 
+    def token_text(self, token: int) -> str:
+        # The piece as the vocabulary spells it: byte-level pieces of one character all
+        # decode to the replacement character on their own.
+        return self.pipeline.id_to_token(token) or ""
+
     def get_state(self) -> dict[str, Any]:
         return {"tokenizer": json.loads(self.pipeline.to_str())}
 

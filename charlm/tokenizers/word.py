@@ -130,6 +130,9 @@ class WordTokenizer(Tokenizer):
     def unk_id(self) -> int:
         return self.stoi[UNK]
 
+    def token_text(self, token: int) -> str:
+        return self.itos[token]  # the spacing markers decode to nothing
+
     def encode(self, text: str) -> np.ndarray:
         return self.encode_with_policy(text, "unk")
 

@@ -16,6 +16,10 @@ from charlm.options import option
 from charlm.training.schedules import OPTIMIZERS, SCHEDULES
 
 ITERATORS = ("sequential", "random")
+# The largest vocabulary the classifier recipes treat as an alphabet (names: 86 symbols) rather
+# than words: pretrained by default (pretrain.py) and fine-tuned at ULMFiT's rates.
+SMALL_VOCABULARY = 512
+ULMFIT_DECAY_PER_LAYER = 2.6
 PRECISIONS = ("fp32", "bf16", "fp16")
 NONFINITE = ("stop", "skip")
 # Headings of `charlm train --help` for the fields that are not about optimisation.
@@ -171,11 +175,15 @@ class TrainConfig:
         "inverse of the label's share (balanced: rare labels count as much as common ones).",
         choices=CLASS_WEIGHTS,
     )
-    lr_decay_per_layer: float = option(
-        2.6,
+    # None: by the vocabulary. A classifier of words learns at one rate: from a WikiText-2 LM,
+    # many of MR's sentiment words are new rows, which 2.6 per layer left nearly still (MR
+    # folds 0-2: 76.3% at one rate, 71.3% at 2.6; docs/benchmarks.md#classifiers).
+    lr_decay_per_layer: float | None = option(
+        None,
         "--task classify with --init-from: each layer below the head learns at the rate of the "
         "layer above divided by this (ULMFiT's discriminative rates; 1: one rate).",
         low=1,
+        shown_default="2.6 for up to 512 distinct tokens (names), else 1",
     )
     gradual_unfreeze: bool = option(
         True,
@@ -211,6 +219,9 @@ class TrainConfig:
         for name in ("batch_size", "seq_len", "epochs", "log_every", "plateau_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        decay = self.lr_decay_per_layer
+        if decay is not None and not decay >= 1:
+            raise ConfigError(f"lr_decay_per_layer must be at least 1, got {decay}")
         if self.pretrain_epochs is not None and self.pretrain_epochs < 0:
             raise ConfigError(f"pretrain_epochs must be at least 0, got {self.pretrain_epochs}")
         for name in ("max_steps", "patience", "eval_every"):
@@ -228,6 +239,13 @@ class TrainConfig:
             raise ConfigError("min_lr_ratio must be in [0, 1] and plateau_factor in (0, 1)")
         if not 0 < self.decay_factor <= 1 or self.decay_start < 0:
             raise ConfigError("decay_factor must be in (0, 1] and decay_start at least 0")
+
+    def decay_per_layer(self, vocab_size: int) -> float:
+        """The divisor of the rate from one layer of a fine-tuned classifier to the one below:
+        as given, else ULMFiT's 2.6 for an alphabet and one rate for words."""
+        if self.lr_decay_per_layer is not None:
+            return self.lr_decay_per_layer
+        return ULMFIT_DECAY_PER_LAYER if vocab_size <= SMALL_VOCABULARY else 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -94,6 +94,8 @@ class RunInputs:
         classifier when `base` is a language model (its encoder copied in, the backward
         direction's from `backward`)."""
         if _classifier_from_lm(settings.get("task"), base):
+            if backward is not None and not self.own_vocabulary:
+                _check_same_tokens(base, backward)
             forward = self.language_model_of(base)
             backward_lm = backward and self.language_model_of(backward)
             return self.classifier_from(settings, forward, backward_lm)
@@ -225,6 +227,18 @@ def prepare_inputs(
 def _classifier_from_lm(task: str | None, base: Checkpoint | None) -> bool:
     """Whether the run makes a new classifier from a language model's encoder (ULMFiT)."""
     return task == "classify" and base is not None and not is_classifier(base.model)
+
+
+def _check_same_tokens(forward: Checkpoint, backward: Checkpoint) -> None:
+    """The directions of a classifier share one embedding, so its two language models must
+    read the same tokens under the same ids (the least-squares map between their embeddings
+    pairs rows by id)."""
+    ahead, back = forward.tokenizer, backward.tokenizer
+    if ahead.name != back.name or ahead.get_state() != back.get_state():
+        raise ConfigError(
+            f"{backward.path} reads other tokens than {forward.path}: train both language "
+            "models with the same tokenizer, or name one with --tokenizer to move both onto it"
+        )
 
 
 def _backwards(part: Ids | None) -> Ids | None:

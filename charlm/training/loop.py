@@ -177,7 +177,8 @@ class _Run:
         parameters = self.model.parameters()
         if self.fine_tune:
             parameters = discriminative_groups(
-                self.model.parameter_groups(), config.lr_decay_per_layer
+                self.model.parameter_groups(),
+                config.decay_per_layer(self.model.config.vocab_size),
             )
         self.optimizer = build_optimizer(
             parameters, config.optimizer, lr=config.lr,

@@ -31,7 +31,13 @@ from charlm.data import ExampleIds
 from charlm.errors import ConfigError, TrainingError
 from charlm.models import ENCODER_FIELDS, RNNLM, ModelConfig, build_model
 from charlm.options import example_defaults
-from charlm.training.config import Reporter, TrainConfig, TrainResult, format_duration
+from charlm.training.config import (
+    SMALL_VOCABULARY,
+    Reporter,
+    TrainConfig,
+    TrainResult,
+    format_duration,
+)
 from charlm.training.distributed import DistContext
 from charlm.training.inputs import RunInputs
 from charlm.training.loop import train
@@ -39,8 +45,6 @@ from charlm.training.signals import StopFlag
 
 # The epochs of each language model when a classifier of a small alphabet does not say.
 DEFAULT_EPOCHS = 10
-# The largest vocabulary pretrained by default: an alphabet (names: 86 symbols), not words.
-SMALL_VOCABULARY = 512
 # The largest share of --max-time one language model may take.
 TIME_SHARE = 0.2
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import tokenizers as hf
 import torch
 
 import charlm
@@ -13,10 +14,12 @@ from charlm.data import DataOptions
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
 from charlm.models.vocabulary import shared_tokens, with_vocabulary
+from charlm.tokenizers.byte import ByteTokenizer
 from charlm.tokenizers.char import CharTokenizer
+from charlm.tokenizers.hf import HFTokenizer
+from charlm.tokenizers.word import WordTokenizer
 from charlm.training import TrainConfig, train_book
-from charlm.training.config import SilentReporter
-from tests.helpers import single_thread, write_labelled_names
+from tests.helpers import Messages, single_thread, write_labelled_names
 
 OLD = CharTokenizer(list("abcdef"))
 NEW = CharTokenizer(list("fxbaz"))  # f, b and a are shared; x and z are new
@@ -32,6 +35,35 @@ def test_shared_tokens_are_paired_by_their_text():
     new_ids, old_ids = shared_tokens(OLD, NEW)
     pairs = {NEW.decode([n]): OLD.decode([o]) for n, o in zip(new_ids, old_ids, strict=True)}
     assert pairs == {"f": "f", "b": "b", "a": "a"}
+
+
+def test_markers_that_decode_to_nothing_are_shared_too():
+    # MR's "the end ." spaces a full stop: its most frequent token after the words is the
+    # <space> marker, which must keep WikiText's row, not start at the mean.
+    old = WordTokenizer.train("the end . did n't", lowercase=True)
+    new = WordTokenizer.train("The end . Didn't", lowercase=True)
+    new_ids, old_ids = shared_tokens(old, new)
+    named = {new.token_text(n): old.token_text(o) for n, o in zip(new_ids, old_ids, strict=True)}
+    assert {"<unk>", "<space>", "<nospace>", "\n", "the", "end", "."} == set(named)
+    assert all(a == b for a, b in named.items())
+
+
+def byte_level_bpe(text: str) -> HFTokenizer:
+    pipeline = hf.Tokenizer(hf.models.BPE())
+    pipeline.pre_tokenizer = hf.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    pipeline.decoder = hf.decoders.ByteLevel()
+    alphabet = hf.pre_tokenizers.ByteLevel.alphabet()
+    trainer = hf.trainers.BpeTrainer(vocab_size=300, initial_alphabet=alphabet, show_progress=False)
+    pipeline.train_from_iterator([text], trainer)
+    return HFTokenizer(pipeline)
+
+
+@pytest.mark.parametrize("tokenizer", [ByteTokenizer(), byte_level_bpe("café naïve")])
+def test_bytes_pair_one_to_one_though_half_of_them_alone_are_not_text(tokenizer):
+    # A byte above 127 alone decodes to the replacement character: by their text alone,
+    # 128 different bytes would all take one byte's rows.
+    new_ids, old_ids = shared_tokens(tokenizer, tokenizer)
+    assert new_ids == old_ids == list(range(tokenizer.vocab_size))
 
 
 @pytest.mark.parametrize("settings", [{}, {"tie_weights": True}, {"end_token": True}])
@@ -77,13 +109,7 @@ def test_init_from_with_a_tokenizer_trains_on_the_runs_own_vocabulary(tmp_path):
     second.write_text("the dog sat on the rug . " * 60, encoding="utf-8")
     config = TrainConfig(batch_size=4, seq_len=8, max_steps=2)
     shape = {"hidden_size": 16, "embed_size": 16, "num_layers": 1}
-    messages: list[str] = []
-
-    class Listener(SilentReporter):
-        def message(self, text: str) -> None:
-            messages.append(text)
-
-    reporter = Listener()
+    reporter = Messages()
     with single_thread():
         base = train_book(first, out=tmp_path / "lm", tokenizer="word", model=shape,
                           training=config, device="cpu")  # fmt: skip
@@ -95,7 +121,7 @@ def test_init_from_with_a_tokenizer_trains_on_the_runs_own_vocabulary(tmp_path):
     own, inherited = charlm.load(tuned.checkpoint), charlm.load(kept.checkpoint)
     assert own.tokenizer.unk_id not in own.tokenizer.encode(text)  # its own words
     assert inherited.tokenizer.unk_id in inherited.tokenizer.encode(text)  # the LM's: no "dog"
-    assert any("keep their rows from" in line for line in messages)
+    assert any("keep their rows from" in line for line in reporter.lines)
     saved = json.loads((tuned.checkpoint / "config.json").read_text())
     assert saved["data"]["init_from"] == str(base.checkpoint)
 

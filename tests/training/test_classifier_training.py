@@ -22,7 +22,7 @@ from charlm.training.config import RunCounters, Validation
 from charlm.training.feeds import class_weights
 from charlm.training.loop import improves
 from charlm.training.schedules import discriminative_groups, set_lr
-from tests.helpers import single_thread, write_labelled_names
+from tests.helpers import Messages, single_thread, write_labelled_names
 
 TINY = {"hidden_size": 16, "embed_size": 8, "num_layers": 1, "dropout": 0.0}
 LABELLED = DataOptions(labels="files", examples="lines", val_fraction=0.1, test_fraction=0.1)
@@ -133,6 +133,24 @@ def test_init_from_forward_and_backward_lms_fine_tunes(tmp_path):
             init_from=[ahead.checkpoint, ahead.checkpoint])  # fmt: skip
 
 
+def test_language_models_of_other_tokens_cannot_share_one_embedding(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    more = tmp_path / "more.txt"
+    more.write_text("Qaq\nQuxy\n" * 20, encoding="utf-8")
+    corpus = [names / "ab.txt", names / "xyz.txt"]
+    lm_training = TrainConfig(batch_size=4, seq_len=8, max_steps=1)
+    models = {}
+    for name, books, reverse in (("fwd", corpus, False), ("bwd", [*corpus, more], True)):
+        models[name] = train_book(
+            [str(book) for book in books], out=tmp_path / name, model=TINY,
+            training=lm_training, data=DataOptions(val_fraction=0.1, reverse=reverse),
+            device="cpu",
+        ).checkpoint  # fmt: skip
+    with pytest.raises(ConfigError, match="reads other tokens than"):
+        fit(names, tmp_path / "clf", model={"bidirectional": True},
+            init_from=[models["fwd"], models["bwd"]])  # fmt: skip
+
+
 def test_task_classify_needs_labels(tmp_path):
     names = write_labelled_names(tmp_path / "names")
     with pytest.raises(ConfigError, match="--task classify trains on labelled examples"):
@@ -152,6 +170,14 @@ def test_discriminative_rates_and_unfreezing_from_the_top():
     assert [g["lr"] for g in optimizer.param_groups] == [0.1, 0.2, 0.4]
     set_lr(optimizer, 0.4, trainable=1)
     assert [g["lr"] for g in optimizer.param_groups] == [0.0, 0.0, 0.4]
+
+
+def test_an_alphabet_fine_tunes_at_ulmfits_rates_and_words_at_one_rate():
+    assert TrainConfig().decay_per_layer(87) == 2.6  # the names: 86 symbols and the end
+    assert TrainConfig().decay_per_layer(19_537) == 1.0  # MR's words
+    assert TrainConfig(lr_decay_per_layer=3.0).decay_per_layer(19_537) == 3.0
+    with pytest.raises(ConfigError, match="at least 1"):
+        TrainConfig(lr_decay_per_layer=0.5)
 
 
 def test_reversed_examples_read_backwards():
@@ -188,13 +214,18 @@ def test_balanced_weights_are_recorded_as_a_uniform_prior(tmp_path):
     assert charlm.load(run.checkpoint, device="cpu").classifier_prior == "uniform"
 
 
-def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path, trained):
-    reviews = tmp_path / "reviews"
-    reviews.mkdir()
+def write_reviews(root):
+    """Two labels of short sentences, a file each, as MR is laid out."""
+    root.mkdir()
     good = ["what a warm and funny film", "the best thing i saw all year", "a joy to watch"]
     bad = ["a dull and lifeless mess", "i left before the end of it", "the worst plot in years"]
     for label, lines in (("pos", good), ("neg", bad)):
-        (reviews / f"{label}.txt").write_text("\n".join(lines * 4) + "\n", encoding="utf-8")
+        (root / f"{label}.txt").write_text("\n".join(lines * 4) + "\n", encoding="utf-8")
+    return root
+
+
+def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path, trained):
+    reviews = write_reviews(tmp_path / "reviews")
     data = DataOptions(labels="files", examples="lines", val_fraction=0, test_fraction=0)
     run = fit(reviews, tmp_path / "model", steps=2, data=data)
     words = charlm.load(run.checkpoint, device="cpu")
@@ -222,3 +253,25 @@ def test_a_classifier_reads_words_of_sentences_and_characters_of_names(tmp_path,
     lm = train_book(reviews, out=tmp_path / "lm", model=TINY, data=data, device="cpu",
                     training=TrainConfig(batch_size=8, max_steps=2))  # fmt: skip
     assert charlm.load(lm.checkpoint, device="cpu").tokenizer.name == "char"
+
+
+def test_a_classifier_of_words_from_a_word_lm_regularises_as_one_in_the_lms_shape(tmp_path):
+    reviews = write_reviews(tmp_path / "reviews")
+    text = tmp_path / "sentences.txt"
+    text.write_text("".join(p.read_text(encoding="utf-8") for p in sorted(reviews.iterdir())))
+    lm = train_book(text, out=tmp_path / "lm", model=TINY, tokenizer="word", device="cpu",
+                    data=DataOptions(val_fraction=0.1, test_fraction=0),
+                    training=TrainConfig(batch_size=2, seq_len=4, max_steps=2))  # fmt: skip
+    data = DataOptions(labels="files", examples="lines", val_fraction=0, test_fraction=0)
+    heard = Messages()
+    run = train_book(
+        reviews, out=tmp_path / "model", model={"task": "classify"}, data=data, device="cpu",
+        init_from=lm.checkpoint, training=TrainConfig(batch_size=8, max_steps=2),
+        reporter=heard,
+    )  # fmt: skip
+    config = charlm.load(run.checkpoint, device="cpu").model.config
+    # One set of defaults for a classifier of words, from scratch or from a language model.
+    assert (config.pooling, config.embed_dropout) == ("max", 0.5)
+    assert (config.hidden_size, config.embed_size) == (TINY["hidden_size"], TINY["embed_size"])
+    said = next(line for line in heard.lines if line.startswith("a classifier of words"))
+    assert "--embed-dropout 0.5" in said and "--hidden" not in said

@@ -29,26 +29,10 @@ from charlm.training.pretrain import (
 )
 from charlm.training.signals import StopFlag
 from tests.conftest import SHARED_CORPORA
-from tests.helpers import single_thread, write_labelled_names
+from tests.helpers import Messages, single_thread, write_labelled_names
 
 TINY = {"hidden_size": 16, "embed_size": 8, "num_layers": 1, "dropout": 0.0}
 LABELLED = DataOptions(labels="files", examples="lines", val_fraction=0.1, test_fraction=0.1)
-
-
-class Messages:
-    """A reporter that keeps what the run says."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def message(self, text: str) -> None:
-        self.lines.append(text)
-
-    def on_step(self, report) -> None:
-        pass
-
-    def on_eval(self, report) -> None:
-        pass
 
 
 @pytest.fixture(autouse=True)
