@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from charlm import jsontext
 from charlm.corpus import Book, SplitConfig, read_book, split_regions
 from charlm.corpus.download import sha256_file
 from charlm.corpus.encodings import canonical_encoding
@@ -176,10 +175,7 @@ def _made_by(entry: Entry | None, tokenizer: Tokenizer) -> Entry | None:
     if entry is None:
         return None
     made = entry.meta.get("tokenizer", {})
-    same_state = jsontext.dumps(made.get("state"), sort_keys=True) == jsontext.dumps(
-        tokenizer.get_state(), sort_keys=True
-    )
-    return entry if made.get("name") == tokenizer.name and same_state else None
+    return entry if tokenizer.is_saved_as(made.get("name"), made.get("state")) else None
 
 
 def _build(

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from charlm import jsontext
 from charlm.errors import TokenizerError, UnknownTokenError
 
 # What to do with pieces of a text (usually a prompt) that the vocabulary lacks.
@@ -109,6 +110,13 @@ class Tokenizer(ABC):
     @abstractmethod
     def from_state(cls, state: dict[str, Any]) -> Tokenizer:
         """Rebuild a tokenizer saved with `get_state`."""
+
+    def is_saved_as(self, name: str | None, state: Any) -> bool:
+        """Whether a tokenizer saved as `name` and `state` gives exactly this one's ids (the
+        states compared as JSON text: a saved state reads its tuples back as lists)."""
+        return name == self.name and jsontext.dumps(state, sort_keys=True) == jsontext.dumps(
+            self.get_state(), sort_keys=True
+        )
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -233,8 +233,8 @@ def _check_same_tokens(forward: Checkpoint, backward: Checkpoint) -> None:
     """The directions of a classifier share one embedding, so its two language models must
     read the same tokens under the same ids (the least-squares map between their embeddings
     pairs rows by id)."""
-    ahead, back = forward.tokenizer, backward.tokenizer
-    if ahead.name != back.name or ahead.get_state() != back.get_state():
+    back = backward.tokenizer
+    if not forward.tokenizer.is_saved_as(back.name, back.get_state()):
         raise ConfigError(
             f"{backward.path} reads other tokens than {forward.path}: train both language "
             "models with the same tokenizer, or name one with --tokenizer to move both onto it"

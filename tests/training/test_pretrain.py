@@ -15,11 +15,11 @@ from charlm.data import DataOptions
 from charlm.errors import ConfigError, TrainingError
 from charlm.models import is_classifier
 from charlm.training import TrainConfig, train_book
+from charlm.training.config import SMALL_VOCABULARY
 from charlm.training.distributed import DistContext
 from charlm.training.inputs import prepare_inputs
 from charlm.training.pretrain import (
     DEFAULT_EPOCHS,
-    SMALL_VOCABULARY,
     TIME_SHARE,
     PretrainedEncoder,
     classifier_training,
