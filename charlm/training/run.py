@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,10 @@ def train_book(
             or resumed_data.get("init_from")
             or resumed_data.get("pretrained")
         )
+        if fine_tune and training.lr_decay_per_layer is None:
+            # Decided once, by the tokenizer's vocabulary as pretraining is, and recorded.
+            decay = training.decay_per_layer(vocab_size)
+            training = replace(training, lr_decay_per_layer=decay)
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).

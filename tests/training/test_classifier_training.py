@@ -126,8 +126,9 @@ def test_init_from_forward_and_backward_lms_fine_tunes(tmp_path):
               init_from=[ahead.checkpoint, back.checkpoint], steps=60)  # fmt: skip
     sampler = charlm.load(run.checkpoint, device="cpu")
     assert sampler.is_classifier
-    saved = charlm.checkpoint.read_config(run.checkpoint)["data"]
-    assert saved["init_backward_from"] == str(back.checkpoint)
+    saved = charlm.checkpoint.read_config(run.checkpoint)
+    assert saved["data"]["init_backward_from"] == str(back.checkpoint)
+    assert saved["training"]["lr_decay_per_layer"] == 2.6  # the rate it took, recorded
     with pytest.raises(ConfigError, match="backward language model"):
         fit(names, tmp_path / "wrong", model={"bidirectional": True},
             init_from=[ahead.checkpoint, ahead.checkpoint])  # fmt: skip
