@@ -5,11 +5,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from charlm.data import DataOptions
 from charlm.models import RNNLM, ModelConfig
-from charlm.training import TrainConfig, evaluate, train
+from charlm.training import TrainConfig, evaluate, train, train_book
 from charlm.training.loop import subnormals_flushed
 from tests.conftest import TINY_TEXT, shared_corpus
-from tests.helpers import ids_of, overfit, tiny_model
+from tests.helpers import Messages, ids_of, overfit, tiny_model
 
 CPU = torch.device("cpu")
 
@@ -133,6 +134,25 @@ def test_max_time_bounds_the_run():
     result = train(model, ids, None, config, device=CPU)
     assert result.stopped_by == "max_time"
     assert 0.5 <= result.train_seconds < 5
+
+
+def test_a_run_that_ends_at_its_epochs_well_inside_max_time_says_how_to_use_it(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(TINY_TEXT, encoding="utf-8")
+    model = {"hidden_size": 8, "embed_size": 4, "num_layers": 1}
+    said = {}
+    for max_time in (None, 600.0):
+        heard = Messages()
+        training = TrainConfig(batch_size=2, seq_len=10, epochs=2, max_time=max_time)
+        data = DataOptions(val_fraction=0.1)
+        train_book(book, out=tmp_path / str(max_time), model=model, data=data,
+                   training=training, device="cpu", reporter=heard)  # fmt: skip
+        said[max_time] = [line for line in heard.lines if line.startswith("ended at its")]
+    assert said[None] == []
+    (line,) = said[600.0]
+    assert "ended at its 2 epochs after" in line and "of its 10m (--max-time); --epochs" in line
+    suggested = int(line.split("--epochs ")[1].split()[0])
+    assert suggested > 120  # two epochs of this text take well under 10 s of the 600
 
 
 @pytest.mark.slow
