@@ -70,6 +70,8 @@ WEIGHTS_GLOB = "weights-*.safetensors"
 TRAINING_STATE_GLOB = "training-state-*.safetensors"
 BEST_NAME = "best"
 TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
+# How often a load reads the config and its tensor file again while saves keep replacing them.
+READ_ATTEMPTS = 20
 
 
 def _add_example_fields(config: dict[str, Any]) -> dict[str, Any]:
@@ -253,19 +255,21 @@ def _config_and_tensors(
 
     A run may save between the two reads. The file named by the config just read is then
     kept until the next save, so it is still there; if two saves came in between, it is gone
-    and the config has changed: read both again, once.
+    and the config has changed: read both again. A reader slowed down beside a run that saves
+    without pause can lose that race more than once, so it tries again while the config keeps
+    moving, up to READ_ATTEMPTS times; a name that stays missing is a damaged checkpoint.
     """
     config = read_config(directory)
     name = file_of(directory, config)
-    tensors = _load_tensors(directory / name, what)
-    if tensors is None:
+    for _ in range(READ_ATTEMPTS):
+        tensors = _load_tensors(directory / name, what)
+        if tensors is not None:
+            return config, tensors
         config = read_config(directory)
-        if file_of(directory, config) != name:  # a save came in between: once more
-            name = file_of(directory, config)
-            tensors = _load_tensors(directory / name, what)
-    if tensors is None:
-        raise CheckpointError(f"{directory}: {what} file {name} is missing")
-    return config, tensors
+        if file_of(directory, config) == name:  # no save came in between: it is missing
+            break
+        name = file_of(directory, config)
+    raise CheckpointError(f"{directory}: {what} file {name} is missing")
 
 
 def _load_tensors(path: Path, what: str) -> dict[str, torch.Tensor] | None:
