@@ -75,7 +75,8 @@ from charlm.training.state_checks import check_training_state
 __all__ = ["evaluate", "evaluate_example_ids", "train"]
 
 STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
-# A run that ends at its epochs before this share of --max-time says how to use the rest.
+# A run that ends at its epochs, still improving, before this share of --max-time says
+# how to use the rest.
 UNUSED_TIME_NOTED = 0.8
 
 
@@ -232,13 +233,13 @@ class _Run:
             if stopped_by:
                 break
         stopped_by = stopped_by or "epochs"
-        if stopped_by == "epochs" and self.checkpointer is not None:
-            self._say_if_time_was_left()
         if stopped_by in ("interrupted", "terminated"):
             saving = ": saving a checkpoint" if self.checkpointer is not None else ""
             self.reporter.message(f"{stopped_by} at step {c.step}{saving}")
         elif self.feed.has_val and c.last_eval_step != c.step:
             self._evaluate()
+        if stopped_by == "epochs" and self.checkpointer is not None:
+            self._say_if_time_was_left()
         result = self.result(stopped_by)
         self._save_last(result)
         return result
@@ -306,17 +307,22 @@ class _Run:
         return ""
 
     def _say_if_time_was_left(self) -> None:
-        """A run that ends at its epochs well inside --max-time says so: a short book's
-        fine-tuning that stops after two of its three minutes gives a model that was never
-        trained for the time its user gave it."""
+        """A run that ends at its epochs well inside --max-time while its validation is still
+        improving says so: it stopped short of the time its user gave it, and more epochs
+        would likely help. A run whose best evaluation came earlier says nothing: more epochs
+        did not help the names (3 minutes: 20 epochs end after 76 s; 40 epochs gave 1.826
+        nats per character against 1.818)."""
         config, c = self.config, self.c
         if config.max_time is None or c.train_seconds >= UNUSED_TIME_NOTED * config.max_time:
+            return
+        if c.best_step is None or c.best_step != c.step:
             return
         epochs = math.ceil(config.epochs * config.max_time / max(c.train_seconds, 1e-9))
         self.reporter.message(
             f"ended at its {config.epochs} epoch{'' if config.epochs == 1 else 's'} after "
             f"{format_duration(c.train_seconds)} of its {format_duration(config.max_time)} "
-            f"(--max-time); --epochs {epochs} would let it train for all of it"
+            f"(--max-time), its validation still improving; --epochs {epochs} would let it "
+            "train for all of it"
         )
 
     def _nothing_left(self, reason: str) -> str:

@@ -136,21 +136,25 @@ def test_max_time_bounds_the_run():
     assert 0.5 <= result.train_seconds < 5
 
 
-def test_a_run_that_ends_at_its_epochs_well_inside_max_time_says_how_to_use_it(tmp_path):
+def test_a_run_that_ends_at_its_epochs_still_improving_says_how_to_use_its_time(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TINY_TEXT, encoding="utf-8")
     model = {"hidden_size": 8, "embed_size": 4, "num_layers": 1}
     said = {}
-    for max_time in (None, 600.0):
+    # Without --max-time, or without validation to show it still improving, nothing is said.
+    for max_time, val_fraction in ((None, 0.1), (600.0, 0.0), (600.0, 0.1)):
         heard = Messages()
         training = TrainConfig(batch_size=2, seq_len=10, epochs=2, max_time=max_time)
-        data = DataOptions(val_fraction=0.1)
-        train_book(book, out=tmp_path / str(max_time), model=model, data=data,
-                   training=training, device="cpu", reporter=heard)  # fmt: skip
-        said[max_time] = [line for line in heard.lines if line.startswith("ended at its")]
-    assert said[None] == []
-    (line,) = said[600.0]
-    assert "ended at its 2 epochs after" in line and "of its 10m (--max-time); --epochs" in line
+        data = DataOptions(val_fraction=val_fraction)
+        run = train_book(book, out=tmp_path / f"{max_time}-{val_fraction}", model=model,
+                         data=data, training=training, device="cpu", reporter=heard)  # fmt: skip
+        ended = [line for line in heard.lines if line.startswith("ended at its")]
+        said[max_time, val_fraction] = ended
+    assert said[None, 0.1] == said[600.0, 0.0] == []
+    assert run.result.best_step == run.result.steps  # a tiny model still learning at epoch 2
+    (line,) = said[600.0, 0.1]
+    assert line.startswith("ended at its 2 epochs after")
+    assert "of its 10m (--max-time), its validation still improving; --epochs" in line
     suggested = int(line.split("--epochs ")[1].split()[0])
     assert suggested > 120  # two epochs of this text take well under 10 s of the 600
 
