@@ -266,9 +266,10 @@ def _config_and_tensors(
         if tensors is not None:
             return config, tensors
         config = read_config(directory)
-        if file_of(directory, config) == name:  # no save came in between: it is missing
+        latest = file_of(directory, config)
+        if latest == name:  # no save came in between: it is missing
             break
-        name = file_of(directory, config)
+        name = latest
     raise CheckpointError(f"{directory}: {what} file {name} is missing")
 
 

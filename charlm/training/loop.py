@@ -315,7 +315,7 @@ class _Run:
         config, c = self.config, self.c
         if config.max_time is None or c.train_seconds >= UNUSED_TIME_NOTED * config.max_time:
             return
-        if c.best_step is None or c.best_step != c.step:
+        if c.best_step != c.step:  # no validation, or the best came earlier
             return
         epochs = math.ceil(config.epochs * config.max_time / max(c.train_seconds, 1e-9))
         self.reporter.message(
