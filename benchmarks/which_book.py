@@ -5,6 +5,7 @@ predicts it best, in bits per character (`charlm classify --models`), against ch
     python -m benchmarks.which_book            # seven books, a 5-minute model each
     python -m benchmarks.which_book --quick    # two books, seconds each: a smoke run
     python -m benchmarks.which_book --threads 1 --shared-minutes 20 --minutes 3 --jobs 2
+    python -m benchmarks.which_book ... --model-options '--hidden 512 --layers 2 --embed 64'
 
 The seven English books of ../shared/corpora: five from Project Gutenberg, The Time Machine
 and Tiny Shakespeare. Each is read as `charlm train` reads it (Gutenberg boilerplate removed)
@@ -103,6 +104,7 @@ def accuracy(predicted: list[int], truth: list[int]) -> float:
 def run_all(
     quick: bool, threads: int | None, work: Path, minutes: float, shared_minutes: float,
     jobs: int = 1, shared_model: Path | None = None, book_options: tuple[str, ...] = (),
+    model_options: tuple[str, ...] = (),
 ) -> dict[str, Any]:  # fmt: skip
     books = dict(list(BOOKS.items())[:2]) if quick else BOOKS
     count = 5 if quick else PASSAGES
@@ -128,8 +130,12 @@ def run_all(
         paths = [CORPORA / relative for relative in books.values()]
         # It runs alone: on the threads all the book jobs will share afterwards.
         shared_threads = threads * jobs if threads else None
-        walls["shared"] = train(paths, shared, f"{shared_minutes:g}m", shared_threads, quick)
+        walls["shared"] = train(
+            paths, shared, f"{shared_minutes:g}m", shared_threads, quick, options=model_options
+        )
     budget = "5s" if quick else f"{minutes:g}m"
+    # A new model's options go to each book's model when there is no shared one to start from.
+    each_book = book_options if shared else model_options + book_options
     # Each book's training is a process of its own: `jobs` of them at once, on their own cores.
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         runs = {
@@ -141,7 +147,7 @@ def run_all(
                 threads,
                 quick,
                 shared,
-                book_options,
+                each_book,
             )
             for name, relative in books.items()
         }
@@ -170,6 +176,7 @@ def run_all(
         "shared_minutes": shared_minutes,
         "shared_model": None if shared_model is None else str(shared_model),
         "book_options": book_options,
+        "model_options": model_options,
         "jobs": jobs,
         "shared_threads": shared_threads,
         "shared_wall_seconds": walls.get("shared"),
@@ -213,6 +220,12 @@ def run_all(
     "run) instead of training a shared one.",
 )
 @click.option(
+    "--model-options",
+    default="",
+    help="More `charlm train` options for each new model (the shared one, or else each "
+    "book's), e.g. '--hidden 512 --layers 2 --precision bf16'.",
+)
+@click.option(
     "--book-options",
     default="",
     help="More `charlm train` options for each book's model, e.g. '--lr 1e-3'.",
@@ -231,6 +244,7 @@ def main(
     shared_minutes: float,
     jobs: int,
     shared_model: Path | None,
+    model_options: str,
     book_options: str,
     work: Path | None,
     out: Path,
@@ -246,6 +260,7 @@ def main(
             jobs,
             shared_model,
             tuple(shlex.split(book_options)),
+            tuple(shlex.split(model_options)),
         )
     print_table(
         ["book", "LM correct", "5-gram correct", "LM bits/char", "train wall s"],

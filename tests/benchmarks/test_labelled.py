@@ -56,9 +56,16 @@ def test_quick_names_benchmark_measures_every_run(tmp_path):
 
 def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
     # One model of both books first, then each book's fine-tuned from it, two at once.
-    out = tmp_path / "which_book.json"
-    results = _quick("benchmarks.which_book", out, "--shared-minutes", "0.05", "--jobs", "2")
+    out, work = tmp_path / "which_book.json", tmp_path / "work"
+    results = _quick(
+        "benchmarks.which_book", out, "--shared-minutes", "0.05", "--jobs", "2",
+        "--model-options", "--embed 6", "--work", str(work),
+    )  # fmt: skip
     assert results["passages"] == 10 and len(results["books"]) == 2
+    # The new model's options shaped the shared model, and through it each book's.
+    for model in ("shared", "alice"):
+        config = json.loads((work / model / "config.json").read_text(encoding="utf-8"))
+        assert config["model"]["embed_size"] == 6
     assert results["shared_wall_seconds"] > 0 and results["jobs"] == 2
     assert results["shared_threads"] == 2  # the shared model alone has both jobs' threads
     assert 0 <= results["lm_accuracy"] <= 1 and 0 <= results["ngram_accuracy"] <= 1
