@@ -4,6 +4,7 @@
     python -m benchmarks.train_overhead --configs a --threads 2 --repeats 7
     python -m benchmarks.train_overhead --variants       # also try layouts, optimizers, oneDNN
     python -m benchmarks.train_overhead --quick          # a tiny model: a smoke run for CI
+    python -m benchmarks.train_overhead --precision bf16 # both in bf16, and the bare loop in fp32
 
 For each configuration, in one process and alternating, this runs
 
@@ -139,7 +140,9 @@ class TimedLog:
         self.times[record["step"]] = clocks()
 
 
-def charlm_run(shape: Shape, ids: np.ndarray, workdir: Path) -> tuple[float, float]:
+def charlm_run(
+    shape: Shape, ids: np.ndarray, workdir: Path, precision: str = "fp32"
+) -> tuple[float, float]:
     """Tokens per second (wall, CPU) of `charlm.training.train` after the warm-up steps."""
     torch.manual_seed(0)
     model = build_model(
@@ -159,6 +162,7 @@ def charlm_run(shape: Shape, ids: np.ndarray, workdir: Path) -> tuple[float, flo
         clip=CLIP,
         max_steps=shape.warmup + shape.steps,
         log_every=LOG_EVERY,
+        precision=precision,
     )
     log = TimedLog(workdir / "metrics.jsonl")
     # The live display as a terminal shows it (a refresh thread, redrawn 10 times a second),
@@ -186,6 +190,7 @@ class Variant:
     compiled: bool = False  # torch.compile the forward pass
     output_chunks: int = 1  # >1: the output layer and loss over this many slices of the batch
     output: str = "linear"  # "sliced": benchmarks/sliced_loss.py; "conv1d": a 1x1 conv1d
+    precision: str = "fp32"  # "bf16": autocast, as `charlm train --precision bf16` runs
 
 
 BARE = Variant("bare")
@@ -199,6 +204,8 @@ VARIANTS = [
     Variant("output layer and loss in cached slices", output="sliced"),
     Variant("output layer as a 1x1 conv1d (oneDNN)", output="conv1d"),
     Variant("sliced output layer and fused Adam", output="sliced", optimizer="fused"),
+    # Not the same arithmetic: bfloat16 matrix products (AMX or AVX-512 BF16 on CPUs).
+    Variant("bf16 autocast", precision="bf16"),
 ]
 
 
@@ -271,16 +278,18 @@ class BareLoop:
             self.streams[cols], self.targets[cols])  # fmt: skip
         state = None if self.state is None else tuple(s.detach() for s in self.state)
         off = torch.backends.mkldnn.flags(enabled=False) if not variant.mkldnn else None
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.precision == "bf16")
         with off or contextlib.nullcontext():
-            if variant.output_chunks > 1:
-                loss, state = model.chunked_loss(x, y, state, variant.output_chunks)
-            elif variant.output == "sliced":
-                loss, state = model.sliced_loss(x, y, state)
-            elif variant.output == "conv1d":
-                loss, state = model.conv_loss(x, y, state)
-            else:
-                logits, state = self.forward(x, state)
-                loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
+            with autocast:  # the forward pass only, as PyTorch recommends
+                if variant.output_chunks > 1:
+                    loss, state = model.chunked_loss(x, y, state, variant.output_chunks)
+                elif variant.output == "sliced":
+                    loss, state = model.sliced_loss(x, y, state)
+                elif variant.output == "conv1d":
+                    loss, state = model.conv_loss(x, y, state)
+                else:
+                    logits, state = self.forward(x, state)
+                    loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), CLIP)
@@ -312,27 +321,39 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def measure(shape: Shape, repeats: int, peak: float) -> dict[str, Any]:
-    """charlm and bare, alternating (each round starting with the other), `repeats` times
-    each after one untimed run of each."""
+def measure(shape: Shape, repeats: int, peak: float, precision: str = "fp32") -> dict[str, Any]:
+    """charlm and bare at `precision`, in turns (each round starting with the next), `repeats`
+    times each after one untimed run of each; below fp32, the bare loop in fp32 too."""
     ids = token_ids(shape)
-    runs: dict[str, list[tuple[float, float]]] = {"charlm": [], "bare": []}
     with tempfile.TemporaryDirectory() as tmp:
-        sides = {"charlm": lambda: charlm_run(shape, ids, Path(tmp)),
-                 "bare": lambda: bare_run(shape, ids)}  # fmt: skip
+        same = Variant("bare", precision=precision)
+        sides = {"charlm": lambda: charlm_run(shape, ids, Path(tmp), precision),
+                 "bare": lambda: bare_run(shape, ids, same)}  # fmt: skip
+        if precision != "fp32":
+            sides["bare fp32"] = lambda: bare_run(shape, ids)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
         for run in sides.values():  # warm-up: allocator, thread pool, lazy imports
             run()
+        names = list(sides)
         for round_ in range(repeats):
-            for name in ("charlm", "bare") if round_ % 2 == 0 else ("bare", "charlm"):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 runs[name].append(sides[name]())
     wall = {name: [w for w, _ in r] for name, r in runs.items()}
     cpu = {name: [c for _, c in r] for name, r in runs.items()}
     charlm_rate, bare_rate = median(wall["charlm"]), median(wall["bare"])
     flops = shape.train_flops_per_token()
     tokens = shape.batch * shape.seq
+    against_fp32 = {}
+    if "bare fp32" in wall:  # what the lower precision gains over the plain fp32 loop
+        fp32_rate = median(wall["bare fp32"])
+        against_fp32 = {
+            "bare_fp32_tokens_per_s": fp32_rate,
+            "ratio_to_fp32": charlm_rate / fp32_rate,
+        }
     return {
         "config": shape.name,
         "shape": shape.label,
+        "precision": precision,
         "threads": torch.get_num_threads(),
         "charlm_tokens_per_s": charlm_rate,
         "bare_tokens_per_s": bare_rate,
@@ -353,6 +374,7 @@ def measure(shape: Shape, repeats: int, peak: float) -> dict[str, Any]:
         "matmul_gflops": peak,
         "charlm_efficiency": charlm_rate * flops / 1e9 / peak,
         "bare_efficiency": bare_rate * flops / 1e9 / peak,
+        **against_fp32,
     }
 
 
@@ -445,6 +467,14 @@ def default_threads() -> list[int]:
     type=click.Choice([v.name for v in VARIANTS]),
     help="Time only this variant (implies --variants); repeatable.  [default: all]",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="charlm's --precision, and the bare loop's (bf16: autocast); with bf16 the bare loop "
+    "also runs in fp32, for the ratio a user of a CPU with bf16 instructions gains.",
+)
 @results_option(RESULTS)
 def main(
     quick: bool,
@@ -453,6 +483,7 @@ def main(
     repeats: int,
     variants: bool,
     chosen: tuple[str, ...],
+    precision: str,
     out: Path,
 ) -> None:
     """Time charlm's training loop against a bare PyTorch loop, and both against the CPU."""
@@ -465,7 +496,7 @@ def main(
         with threads(n):
             rates[n] = matmul_rates(256 if quick else 2048)
             for shape in shapes:
-                rows.append(measure(shape, repeats, max(rates[n].values())))
+                rows.append(measure(shape, repeats, max(rates[n].values()), precision))
                 if (variants or chosen) and n == max(settings):  # one setting: they take long
                     picked = [v for v in VARIANTS if not chosen or v.name in chosen]
                     variant_rows += measure_variants(shape, repeats, picked)
@@ -497,7 +528,12 @@ def merge_results(out: Path, new: dict[str, Any]) -> dict[str, Any]:
 
     def merged(name: str) -> list[dict[str, Any]]:
         def key(row: dict) -> tuple:
-            return row["config"], row.get("threads"), row.get("variant")
+            return (
+                row["config"],
+                row.get("threads"),
+                row.get("variant"),
+                row.get("precision", "fp32"),
+            )
 
         rows = {key(r): r for r in old.get(name, [])} | {key(r): r for r in new[name]}
         return list(rows.values())
@@ -530,7 +566,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
         ],  # fmt: skip
         [
             (
-                r["shape"],
+                r["shape"] + ("" if r.get("precision", "fp32") == "fp32" else f" {r['precision']}"),
                 r["threads"],
                 r["charlm_tokens_per_s"],
                 r["bare_tokens_per_s"],
@@ -543,6 +579,12 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
             for r in rows
         ],
     )
+    for r in rows:
+        if "ratio_to_fp32" in r:
+            print(
+                f"{r['config']} at {r['precision']}: charlm {r['charlm_tokens_per_s']:,.0f} tok/s, "
+                f"the bare fp32 loop {r['bare_fp32_tokens_per_s']:,.0f}: {r['ratio_to_fp32']:.3f}x"
+            )
     if variant_rows:
         print()
         print_table(

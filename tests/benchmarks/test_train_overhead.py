@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from benchmarks import malloc
 from benchmarks.train_overhead import CONFIGS, VARIANTS, main, merge_results
+from charlm.device import cpu_has_bf16_lstm
 
 
 def test_the_flop_count_is_the_standard_lstm_count():
@@ -30,6 +32,20 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert row["ratio"] == row["charlm_tokens_per_s"] / row["bare_tokens_per_s"]
     assert 0 < row["charlm_efficiency"] and data["matmul_gflops"]["1"] > 0
     assert data["machine"]["cpu"] and data["machine"]["torch"]
+
+
+@pytest.mark.skipif(not cpu_has_bf16_lstm(), reason="this CPU has no bfloat16 LSTM kernel")
+def test_bf16_runs_charlm_and_the_bare_loop_in_bf16_and_the_bare_loop_in_fp32_too(tmp_path):
+    out = tmp_path / "overhead.json"
+    args = ["--quick", "--threads", "1", "--out", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    result = CliRunner().invoke(main, [*args, "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert "quick at bf16: charlm" in result.output and "the bare fp32 loop" in result.output
+    fp32, bf16 = json.loads(out.read_text())["rows"]  # the bf16 row does not replace fp32's
+    assert fp32["precision"] == "fp32" and "ratio_to_fp32" not in fp32
+    assert bf16["precision"] == "bf16" and bf16["bare_fp32_tokens_per_s"] > 0
+    assert bf16["ratio_to_fp32"] == bf16["charlm_tokens_per_s"] / bf16["bare_fp32_tokens_per_s"]
 
 
 def test_quick_variants_are_timed_step_by_step_against_the_bare_loop(tmp_path):
