@@ -159,6 +159,28 @@ def test_a_run_that_ends_at_its_epochs_still_improving_says_how_to_use_its_time(
     assert suggested > 120  # two epochs of this text take well under 10 s of the 600
 
 
+def test_a_long_fp32_run_on_a_cpu_that_computes_in_bf16_hears_of_it(tmp_path, monkeypatch):
+    book = tmp_path / "book.txt"
+    book.write_text(TINY_TEXT, encoding="utf-8")
+    model = {"hidden_size": 8, "embed_size": 4, "num_layers": 1}
+    training = TrainConfig(batch_size=2, seq_len=10, max_steps=3)
+
+    def heard(has_bf16: bool, after_s: float, from_hidden: int = 8) -> list[str]:
+        monkeypatch.setattr("charlm.training.loop.cpu_has_bf16_lstm", lambda: has_bf16)
+        monkeypatch.setattr("charlm.training.loop.BF16_NOTED_AFTER_S", after_s)
+        monkeypatch.setattr("charlm.training.loop.BF16_NOTED_FROM_HIDDEN", from_hidden)
+        messages = Messages()
+        train_book(book, out=tmp_path / f"{has_bf16}-{after_s}-{from_hidden}", model=model,
+                   training=training, device="cpu", reporter=messages)  # fmt: skip
+        return [line for line in messages.lines if "--precision bf16" in line]
+
+    (line,) = heard(True, 0.0)
+    assert line.startswith("this CPU computes in bfloat16 (AMX or AVX-512 BF16)")
+    # Not on a CPU without bf16 instructions, after a run shorter than a minute, or for a
+    # model narrower than 128 units, which bf16 does not speed up.
+    assert heard(False, 0.0) == heard(True, 60.0) == heard(True, 0.0, from_hidden=128) == []
+
+
 @pytest.mark.slow
 def test_same_seed_same_training():
     def run():
