@@ -79,7 +79,7 @@ def overhead_section(data: dict | None) -> list[str]:
     else:
         rows = [
             (
-                r["shape"] + ("" if r.get("precision", "fp32") == "fp32" else f" {r['precision']}"),
+                r["shape"],
                 str(r["threads"]),
                 fmt(r["charlm_tokens_per_s"], ",.0f"),
                 fmt(r["bare_tokens_per_s"], ",.0f"),

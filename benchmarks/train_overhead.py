@@ -352,7 +352,7 @@ def measure(shape: Shape, repeats: int, peak: float, precision: str = "fp32") ->
         }
     return {
         "config": shape.name,
-        "shape": shape.label,
+        "shape": shape.label if precision == "fp32" else f"{shape.label} {precision}",
         "precision": precision,
         "threads": torch.get_num_threads(),
         "charlm_tokens_per_s": charlm_rate,
@@ -566,7 +566,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
         ],  # fmt: skip
         [
             (
-                r["shape"] + ("" if r.get("precision", "fp32") == "fp32" else f" {r['precision']}"),
+                r["shape"],
                 r["threads"],
                 r["charlm_tokens_per_s"],
                 r["bare_tokens_per_s"],

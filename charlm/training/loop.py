@@ -80,7 +80,7 @@ STOP_CODES = ("", "max_steps", "max_time", "interrupted", "terminated")
 UNUSED_TIME_NOTED = 0.8
 # A run in fp32 on a CPU with bfloat16 instructions that trained this long, with layers this
 # wide, hears of bf16. Narrower layers gain nothing: on a 2-core Xeon with AMX a 1 x 64 LSTM
-# trained at 0.84x its fp32 speed in bf16 through `charlm train`, a bare loop's 1 x 256 at 1.7x.
+# trained at 0.84x its fp32 speed in bf16, config (a)'s 2 x 256 at 1.58x (docs/benchmarks.md).
 BF16_NOTED_AFTER_S = 60.0
 BF16_NOTED_FROM_HIDDEN = 128
 
