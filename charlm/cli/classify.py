@@ -10,7 +10,13 @@ import click
 import numpy as np
 
 from charlm.cli import cli
-from charlm.cli.options import device_option, prior_option, unknown_option
+from charlm.cli.options import (
+    device_option,
+    ensemble_option,
+    prior_option,
+    unknown_option,
+    with_ensemble,
+)
 from charlm.cli.settings import Utf8Text
 from charlm.corpus import read_book
 from charlm.errors import UnknownTokenError
@@ -38,6 +44,7 @@ from charlm.sampling import Classification, Sampler, by_bits_per_character, load
     "--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Labels shown."
 )
 @prior_option()
+@ensemble_option()
 @click.option(
     "--json",
     "as_json",
@@ -54,6 +61,7 @@ def classify(
     models: bool,
     top_k: int,
     prior: str,
+    ensemble: tuple[Path, ...],
     as_json: bool,
     unknown: str | None,
     device: str,
@@ -75,8 +83,13 @@ def classify(
     --file passage is given to the book whose model predicts it best:
 
         charlm classify --models checkpoints/alice checkpoints/moby-dick --file passage.txt
+
+    --ensemble adds labelled models (a classifier and a labelled LM of the same examples):
+    the labels are then ranked by the mean of the models' log-probabilities.
     """
     if models:
+        if ensemble:
+            raise click.UsageError("--ensemble joins labelled models; --models compares books")
         _classify_passages(arguments, files, top_k, as_json, unknown, device)
         return
     if not arguments:
@@ -85,7 +98,7 @@ def classify(
     texts += [line for path in files for line in _lines(path)]
     if not texts:
         raise click.UsageError("no text to classify: give TEXT arguments or --file")
-    sampler = load(checkpoint, device=device)
+    sampler = with_ensemble(load(checkpoint, device=device), ensemble, device)
     results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
     _print(results, as_json)
 

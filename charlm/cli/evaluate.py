@@ -14,14 +14,17 @@ from charlm.cli.options import (
     config_options,
     config_values,
     device_option,
+    ensemble_option,
     prior_option,
     unknown_option,
+    with_ensemble,
 )
 from charlm.corpus import read_book
 from charlm.data import DataOptions, read_example_set
 from charlm.errors import CharlmError, UnknownTokenError
 from charlm.models.quantized import InferenceOptions
 from charlm.sampling import (
+    Ensemble,
     ExampleEvaluation,
     Sampler,
     Score,
@@ -38,6 +41,7 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
 @click.argument("paths", nargs=-1, required=True, metavar="[CHECKPOINT] FILE...")
 @config_options(DataOptions, only=EXAMPLE_FORMAT)
 @prior_option("Labelled examples: ")
+@ensemble_option()
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -57,6 +61,7 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
 def evaluate(
     paths: tuple[str, ...],
     prior: str,
+    ensemble: tuple[Path, ...],
     plot: Path | None,
     unknown: str | None,
     as_json: bool,
@@ -77,15 +82,20 @@ def evaluate(
     default as the model's training data was read). A labelled model classifies labelled
     examples: accuracy, macro-F1, top-3 accuracy, precision and recall of each label and the
     nats per character given the label (each example's end counting as one character);
-    --plot draws the confusion matrix.
+    --plot draws the confusion matrix; --ensemble classifies with more labelled models too.
     """
     data = DataOptions(**config_values(DataOptions, options))
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device, quantize=quantize)
     if sampler.end_id is not None:
+        sampler = with_ensemble(sampler, ensemble, device, quantize)
         _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)
         return
+    if ensemble:
+        raise click.UsageError(
+            f"{checkpoint} is a model of continuous text; --ensemble joins labelled models"
+        )
     if data.example_unit is not None:
         raise click.UsageError(
             f"{checkpoint} is a model of continuous text; --labels / --examples apply to "
@@ -115,7 +125,7 @@ def _evaluate_books(
 
 
 def _evaluate_examples(
-    sampler: Sampler,
+    sampler: Sampler | Ensemble,
     checkpoint: Path,
     files: list[Path],
     data: DataOptions,

@@ -10,12 +10,14 @@ stops.py       stop strings
 beam.py        beam search
 scoring.py     cross-entropy, perplexity, bits per character
 classify.py    p(label | text) by Bayes' rule, batched; passages by the book models that fit best
+ensemble.py    labelled models classifying together: the mean of their log posteriors
 evaluation.py  accuracy, macro-F1, per-label precision/recall, confusion matrix, nats per char
 """
 
 from charlm.sampling.classify import Classification, LabelScore, by_bits_per_character
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Piece
+from charlm.sampling.ensemble import Ensemble
 from charlm.sampling.evaluation import ExampleEvaluation, evaluate_examples, plot_confusion
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.sampler import Sampler, load
@@ -24,6 +26,7 @@ from charlm.sampling.strategies import sample_next
 
 __all__ = [
     "Classification",
+    "Ensemble",
     "ExampleEvaluation",
     "LabelScore",
     "Piece",

@@ -23,6 +23,7 @@ from charlm.corpus import ExampleSet
 from charlm.errors import CharlmError, ConfigError, CorpusError
 from charlm.metrics import confusion_matrix, macro_f1, per_label_scores, top_k_accuracy
 from charlm.sampling.classify import posterior
+from charlm.sampling.ensemble import Ensemble
 from charlm.sampling.sampler import Sampler
 
 
@@ -65,14 +66,15 @@ class ExampleEvaluation:
 
 
 def evaluate_examples(
-    sampler: Sampler,
+    sampler: Sampler | Ensemble,
     examples: ExampleSet,
     *,
     prior: str = "learned",
     unknown: str | None = None,
     batch_size: int = 64,
 ) -> ExampleEvaluation:
-    """Score `examples` with a model of examples; classify them too when both are labelled."""
+    """Score `examples` with a model of examples; classify them too when both are labelled.
+    An `Ensemble` classifies only, as a classifier does."""
     truth = _true_labels(sampler, examples)
     if sampler.is_classifier:
         return _evaluate_classifier(sampler, examples, truth, prior, unknown, batch_size)
@@ -126,7 +128,7 @@ def _classification(sampler, truth, log_post, nats, seconds, prior) -> ExampleEv
     )
 
 
-def _true_labels(sampler: Sampler, examples: ExampleSet) -> np.ndarray | None:
+def _true_labels(sampler: Sampler | Ensemble, examples: ExampleSet) -> np.ndarray | None:
     """The index of each example's label among the model's, or None when either has none."""
     if examples.labels is None or sampler.label_set is None:
         return None

@@ -100,6 +100,27 @@ def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, t
 
 
 @pytest.mark.slow
+def test_classify_and_evaluate_join_the_models_given_with_ensemble(model, tmp_path):
+    # A model with itself: the mean of two equal log posteriors is the model's own.
+    alone = invoke("classify", model, "Abab", "Zyx", "--json", "--device", "cpu")
+    joined = invoke("classify", model, "Abab", "Zyx", "--json", "--ensemble", model)
+    assert joined.exit_code == 0, joined.output
+    for one, two in zip(alone.stdout.splitlines(), joined.stdout.splitlines(), strict=True):
+        first, second = json.loads(one), json.loads(two)
+        assert [x["label"] for x in first["labels"]] == [x["label"] for x in second["labels"]]
+        scores = [x["score"] for x in second["labels"]]
+        assert scores == pytest.approx([x["score"] for x in first["labels"]], abs=1e-6)
+    test = write_labelled_names(tmp_path / "test")
+    result = invoke("evaluate", model, test, "--labels", "files", "--examples", "lines",
+                    "--json", "--ensemble", model, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accuracy"] > 0.9 and report["nats_per_char"] is None
+    result = invoke("classify", model, "Abab", "--ensemble", tmp_path / "nothing-here")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
 def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
     books = {"sea": "the ship sailed on the sea and the whale swam. " * 30,
              "garden": "roses grew in the garden by the wall of stone. " * 30}  # fmt: skip
@@ -137,6 +158,7 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
         (["classify"], "missing CHECKPOINT"),
         (["classify", "--models", "a"], "two checkpoints or more"),
         (["classify", "--models", "a", "b"], "give them with --file"),
+        (["classify", "--models", "a", "b", "--ensemble", "c"], "--ensemble joins labelled"),
         (["train", "x", "--labels", "columns"], "--labels"),
         (["train", "x", "--labels", "table", "--examples", "files"], "rows"),
         (
@@ -181,6 +203,8 @@ def test_a_book_model_refuses_a_label(tmp_path):
     assert "guidance steers each sample toward its label" in result.stderr
     result = invoke("classify", tmp_path / "m", "word", "--device", "cpu")
     assert result.exit_code == 1 and "continuous text" in result.stderr
+    result = invoke("evaluate", tmp_path / "m", book, "--ensemble", tmp_path / "m")
+    assert result.exit_code == 2 and "--ensemble joins labelled models" in result.stderr
 
 
 @pytest.mark.slow
