@@ -1,7 +1,8 @@
 """Text classifiers (`--task classify`) against naive-Bayes baselines, uni- and bidirectional.
 
     python -m benchmarks.classifiers [--sets toy,names,mr,zh-books] [--folds 2] [--max-time 5m]
-                                     [--lm-time 3m] [--threads 1] [--work DIR] [--quick]
+                                     [--lm-time 3m] [--labelled-lm-time 3m] [--threads 1]
+                                     [--work DIR] [--quick]
 
 Every model is trained from the command line, as a user types it, with the defaults of
 `--task classify` and nothing else but what the row names, its direction always said (the
@@ -19,7 +20,9 @@ vocabulary, MR's and the toy set's words or the Chinese reviews' characters, doe
            model of the training names without labels (`--examples lines`, `--lm-time`), and
            `init` the classifier started from it (`--init-from`, the ULMFiT recipe); a backward
            LM (`--reverse`) beside it starts the backward direction of a bidirectional one
-           (ULMFiT's pair); beside the character 5-gram naive Bayes of benchmarks/names.py.
+           (ULMFiT's pair); a labelled LM of the training names (`--labelled-lm-time`)
+           classifies by Bayes' rule, and joined with each classifier (`--ensemble`); beside
+           the character 5-gram naive Bayes of benchmarks/names.py.
     mr     sentence polarity, 10 folds (seed 0), the first `--folds` of them; each fold's
            classifier is trained on the other nine (its own 10% validation split) for
            `--max-time`; beside word 1+2-gram naive Bayes on the same folds. `--mr-models`
@@ -56,7 +59,7 @@ from benchmarks.names import baseline as names_baseline
 from benchmarks.names import write_split
 from charlm.corpus import ExampleSet, read_examples, split_examples
 from charlm.data.prepare_examples import tokenizer_for
-from charlm.sampling import evaluate_examples, load
+from charlm.sampling import Ensemble, evaluate_examples, load
 
 SENTIMENT = CORPORA / "sentiment"
 NAMES = CORPORA / "names"
@@ -163,15 +166,28 @@ def charlm_train(data: Path, out: Path, args: list[str], settings: dict) -> dict
             "steps": results["steps"], "epochs": results["epochs"]}  # fmt: skip
 
 
+def kept_model(out: Path) -> Path:
+    """The run's best model, or its last where it had no validation."""
+    return out / "best" if (out / "best").is_dir() else out
+
+
 def classifier_scores(out: Path, test: ExampleSet) -> dict[str, Any]:
     """Accuracy and macro-F1 of the run's best model (its last without validation) on
     `test`, under the learned prior (charlm classify's default) and the uniform one."""
-    sampler = load(out / "best" if (out / "best").is_dir() else out, device="cpu")
+    sampler = load(kept_model(out), device="cpu")
     found = {}
     for prior in ("learned", "uniform"):
         evaluation = evaluate_examples(sampler, test, prior=prior, unknown="skip")
         found[prior] = {"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1}
     return found
+
+
+def ensemble_scores(outs: list[Path], test: ExampleSet) -> dict[str, Any]:
+    """Accuracy and macro-F1 on `test` of the runs' models classifying together, as
+    `charlm evaluate FIRST --ensemble SECOND` does (learned prior)."""
+    together = Ensemble([load(kept_model(out), device="cpu") for out in outs])
+    evaluation = evaluate_examples(together, test, unknown="skip")
+    return {"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1}
 
 
 def classifier_row(
@@ -258,10 +274,22 @@ def run_names(work: Path, settings: dict) -> list[dict[str, Any]]:
         runs["init-from both LMs, bidirectional"] = classify_args(
             settings["max_time"], True) + val_args + [
             "--init-from", str(lm), "--init-from", str(backward)]  # fmt: skip
+    classifiers = {}
     for name, args in runs.items():
-        out = work / f"names-{len(rows)}"
+        out = classifiers[name] = work / f"names-{len(rows)}"
         rows.append(classifier_row(split / "train", out, args, test, settings, set="names",
                                    model=name))  # fmt: skip
+    if settings["labelled_lm_time"]:
+        # A labelled LM classifies by Bayes' rule, and errs otherwise than a classifier: each
+        # classifier is scored again joined with it (docs/classifiers.md#two-models-together).
+        labelled = work / "names-labelled-lm"
+        lm_args = ["--labels", "files", "--examples", "lines", "--val", str(split / "val"),
+                   "--max-time", settings["labelled_lm_time"]]  # fmt: skip
+        rows.append(classifier_row(split / "train", labelled, lm_args, test, settings,
+                                   set="names", model="labelled LM (Bayes' rule)"))  # fmt: skip
+        for name, out in classifiers.items():
+            rows.append({"set": "names", "model": f"{name} + labelled LM (--ensemble)",
+                         **ensemble_scores([out, labelled], test)})  # fmt: skip
     return rows
 
 
@@ -396,6 +424,12 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 @click.option("--max-time", default="5m", help="Training time of each classifier.")
 @click.option("--lm-time", default="3m", help="Names: the LM's training time ('' for none).")
 @click.option(
+    "--labelled-lm-time",
+    default="3m",
+    help="Names: a labelled LM's training time; each classifier is scored joined with it too "
+    "(--ensemble; '' for none).",
+)
+@click.option(
     "--mr-models",
     default="uni,bi",
     help="MR: which classifiers: uni, bi, lm (an LM of the fold's sentences, then the "
@@ -418,12 +452,12 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 )
 @results_option(RESULTS_DIR / "classifiers.json")
 def main(
-    sets: str, folds: int, max_time: str, lm_time: str, mr_models: str, wt2_time: str,
-    char_models: str, threads: int, quick: bool, work: Path | None, out: Path,
+    sets: str, folds: int, max_time: str, lm_time: str, labelled_lm_time: str, mr_models: str,
+    wt2_time: str, char_models: str, threads: int, quick: bool, work: Path | None, out: Path,
 ) -> None:  # fmt: skip
     """Text classifiers against naive Bayes on toy, names and MR."""
     settings = {"folds": folds, "max_time": max_time, "lm_time": lm_time, "threads": threads,
-                "wt2_time": wt2_time,
+                "wt2_time": wt2_time, "labelled_lm_time": labelled_lm_time,
                 "quick": quick, "mr_models": mr_models.split(","),
                 "char_models": char_models.split(",")}  # fmt: skip
     rows: list[dict[str, Any]] = []

@@ -45,7 +45,8 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
         pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
     out = tmp_path / "classifiers.json"
     command = [sys.executable, "-m", "benchmarks.classifiers", "--quick", "--max-time", "5s",
-               "--lm-time", "5s", "--folds", "1", "--char-models", "bi-pretrained,uni-scratch",
+               "--lm-time", "5s", "--labelled-lm-time", "5s", "--folds", "1",
+               "--char-models", "bi-pretrained,uni-scratch",
                "--out", str(out)]  # fmt: skip
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr
@@ -55,6 +56,8 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
         ("names", "init-from both LMs, bidirectional"),
         ("mr", "unidirectional"), ("mr", "NB word 1+2-grams"),
         ("names", "unidirectional, from scratch"),
+        ("names", "labelled LM (Bayes' rule)"),
+        ("names", "bidirectional, pretrained + labelled LM (--ensemble)"),
         ("zh-books", "bidirectional, pretrained"),
         ("zh-books", "NB char 1+2-grams"),
     }  # fmt: skip

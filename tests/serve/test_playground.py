@@ -52,13 +52,16 @@ QUIET_CHROMIUM = (
 
 
 @pytest.fixture
-def browser():
+def browser(tmp_path):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in QUIET_CHROMIUM:
         options.add_argument(argument)
     options.add_argument("--window-size=1280,900")
-    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    # Chromium leaves its singleton-socket directory in TMPDIR when the driver ends it: in
+    # the test's own directory, not a new one in /tmp on every run.
+    scratch = {**os.environ, "TMPDIR": str(tmp_path)}
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER, env=scratch)
     driver = webdriver.Chrome(options=options, service=service)
     try:
         yield driver
