@@ -3,9 +3,10 @@
 Two models that err differently are right together more often than either alone: on the
 names a discriminative classifier (`--task classify`) and a labelled language model (Bayes'
 rule) gave 84.7% / macro-F1 0.577 together over five seeds, against 83.9% / 0.561 for the
-classifier alone (docs/benchmarks.md#classifiers). Averaging log-probabilities (a geometric
-mean of the posteriors, normalised again) is how ULMFiT joins its forward and backward
-classifiers; members may list their labels in any order, but must have the same labels.
+classifier alone (docs/benchmarks.md#classifiers). ULMFiT likewise averages the predictions
+of its forward and backward classifiers; here the log-probabilities are averaged (a geometric
+mean of the posteriors, normalised again), so that a label one model all but rules out stays
+unlikely. Members may list their labels in any order, but must have the same labels.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ class Ensemble:
                 )
         self.members = list(members)
         self.label_set: LabelSet = members[0].label_set
-        self.end_id = members[0].end_id
         names = self.label_set.names
         self._orders = [self._order(member.label_set.names, names) for member in members]
 
@@ -66,13 +66,13 @@ class Ensemble:
     ) -> np.ndarray:
         """log p(label | text), (texts, labels): the members' log posteriors under `prior`,
         each from its own training counts, averaged and normalised again."""
-        total = sum(
-            member.label_log_posterior(texts, prior=prior, unknown=unknown, batch_size=batch_size)[
-                :, order
-            ]
-            for member, order in zip(self.members, self._orders)
-        )
-        return posterior(total / len(self.members), np.zeros(len(self.label_set.names)))
+        scores = []
+        for member, order in zip(self.members, self._orders):
+            log_post = member.label_log_posterior(
+                texts, prior=prior, unknown=unknown, batch_size=batch_size
+            )
+            scores.append(log_post[:, order])  # its columns in the first member's order
+        return posterior(np.mean(scores, axis=0), np.zeros(len(self.label_set.names)))
 
     def classify(
         self,
