@@ -141,7 +141,8 @@ def _evaluate_examples(
     if as_json:
         click.echo(json.dumps(evaluation.to_dict(), ensure_ascii=False))
     else:
-        _print_evaluation(evaluation)
+        together = len(sampler.members) if isinstance(sampler, Ensemble) else 0
+        _print_evaluation(evaluation, together)
     if plot is not None:
         written = plot_confusion(evaluation, plot)
         stderr_console().print(f"wrote {written}")
@@ -221,7 +222,8 @@ def _problem(error: CharlmError) -> str:
     return str(error)
 
 
-def _print_evaluation(evaluation: ExampleEvaluation) -> None:
+def _print_evaluation(evaluation: ExampleEvaluation, together: int = 0) -> None:
+    """The summary line and per-label table; `together`: how many models an ensemble joined."""
     line = f"{evaluation.examples:,} examples"
     language_model = evaluation.nats_per_char is not None  # a classifier gives no nats
     if language_model:
@@ -231,7 +233,8 @@ def _print_evaluation(evaluation: ExampleEvaluation) -> None:
         return
     if language_model:
         line += " given the label"
-    how = f"{evaluation.prior} prior" if language_model else f"classifier, {evaluation.prior} prior"
+    kind = f"{together} models together" if together else "classifier"
+    how = f"{evaluation.prior} prior" if language_model else f"{kind}, {evaluation.prior} prior"
     click.echo(
         f"{line}; accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
         f"top-3 accuracy {evaluation.top3_accuracy:.4f} "

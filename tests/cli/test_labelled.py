@@ -116,6 +116,9 @@ def test_classify_and_evaluate_join_the_models_given_with_ensemble(model, tmp_pa
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["accuracy"] > 0.9 and report["nats_per_char"] is None
+    plain = invoke("evaluate", model, test, "--labels", "files", "--examples", "lines",
+                   "--ensemble", model, "--device", "cpu")  # fmt: skip
+    assert "(2 models together, learned prior" in plain.stdout.splitlines()[0]
     result = invoke("classify", model, "Abab", "--ensemble", tmp_path / "nothing-here")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
 
