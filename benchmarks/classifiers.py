@@ -20,9 +20,11 @@ vocabulary, MR's and the toy set's words or the Chinese reviews' characters, doe
            model of the training names without labels (`--examples lines`, `--lm-time`), and
            `init` the classifier started from it (`--init-from`, the ULMFiT recipe); a backward
            LM (`--reverse`) beside it starts the backward direction of a bidirectional one
-           (ULMFiT's pair); a labelled LM of the training names (`--labelled-lm-time`)
-           classifies by Bayes' rule, and joined with each classifier (`--ensemble`); beside
-           the character 5-gram naive Bayes of benchmarks/names.py.
+           (ULMFiT's pair); a labelled LM of the training names (`--labelled-lm-time`, none
+           by default) classifies by Bayes' rule, and joined with each classifier
+           (`--ensemble`); beside the character 5-gram naive Bayes of benchmarks/names.py. A
+           pretrained classifier keeps its forward LM, a labelled one (`--keep-lm`), and is
+           scored with it (the row) and alone (the row below it).
     mr     sentence polarity, 10 folds (seed 0), the first `--folds` of them; each fold's
            classifier is trained on the other nine (its own 10% validation split) for
            `--max-time`; beside word 1+2-gram naive Bayes on the same folds. `--mr-models`
@@ -59,7 +61,7 @@ from benchmarks.names import baseline as names_baseline
 from benchmarks.names import write_split
 from charlm.corpus import ExampleSet, read_examples, split_examples
 from charlm.data.prepare_examples import tokenizer_for
-from charlm.sampling import Ensemble, evaluate_examples, load
+from charlm.sampling import Ensemble, Sampler, evaluate_examples, load
 
 SENTIMENT = CORPORA / "sentiment"
 NAMES = CORPORA / "names"
@@ -173,13 +175,21 @@ def kept_model(out: Path) -> Path:
 
 def classifier_scores(out: Path, test: ExampleSet) -> dict[str, Any]:
     """Accuracy and macro-F1 of the run's best model (its last without validation) on
-    `test`, under the learned prior (charlm classify's default) and the uniform one."""
+    `test`, under the learned prior (charlm classify's default) and the uniform one; of a
+    classifier that keeps its labelled LM (`--keep-lm`), also of the classifier alone."""
     sampler = load(kept_model(out), device="cpu")
     found = {}
     for prior in ("learned", "uniform"):
-        evaluation = evaluate_examples(sampler, test, prior=prior, unknown="skip")
-        found[prior] = {"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1}
+        found[prior] = _accuracy(sampler, test, prior)
+    if getattr(sampler, "generative", None) is not None:
+        sampler.generative = None
+        found["learned"]["alone"] = _accuracy(sampler, test, "learned")
     return found
+
+
+def _accuracy(sampler: Sampler, test: ExampleSet, prior: str) -> dict[str, float]:
+    evaluation = evaluate_examples(sampler, test, prior=prior, unknown="skip")
+    return {"accuracy": evaluation.accuracy, "macro_f1": evaluation.macro_f1}
 
 
 def ensemble_scores(outs: list[Path], test: ExampleSet) -> dict[str, Any]:
@@ -407,6 +417,10 @@ def report(rows: list[dict[str, Any]]) -> None:
         table.append((row["set"], row.get("fold", "-"), row["model"], row.get("accuracy"),
                       row.get("macro_f1"), uniform.get("accuracy"), uniform.get("macro_f1"),
                       row.get("steps"), row.get("wall_seconds")))  # fmt: skip
+        if "alone" in row:  # the same run's classifier without the labelled LM it keeps
+            alone, name = row["alone"], f"  {row['model']}: classifier alone"
+            table.append((row["set"], row.get("fold", "-"), name, alone["accuracy"],
+                          alone["macro_f1"], None, None, None, None))  # fmt: skip
     print_table(["set", "fold", "model", "accuracy", "macro-F1", "acc (uniform)",
                  "F1 (uniform)", "steps", "wall s"], table)  # fmt: skip
     mr = [r for r in rows if r["set"] == "mr" and "accuracy" in r]  # not the LMs' rows
@@ -425,9 +439,9 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 @click.option("--lm-time", default="3m", help="Names: the LM's training time ('' for none).")
 @click.option(
     "--labelled-lm-time",
-    default="3m",
+    default="",
     help="Names: a labelled LM's training time; each classifier is scored joined with it too "
-    "(--ensemble; '' for none).",
+    "(--ensemble; '' for none, the default: a pretrained classifier keeps its own).",
 )
 @click.option(
     "--mr-models",

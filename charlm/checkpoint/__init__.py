@@ -7,6 +7,9 @@
                                         (only in a run's `last` checkpoint, for --resume)
         metrics.jsonl                   the run's metrics log (written by the training run)
         best/                           the checkpoint with the best validation perplexity
+        generative/                     a classifier's labelled LM, a checkpoint of its own
+                                        (in `best/` too), named by config.json's classifier
+                                        section: the classifier classifies with it
 
 Saving is atomic. The tensors go to new files first; then `config.json`, which names those
 files, is replaced in one `os.replace`. Until that rename the old config still names the old
@@ -69,6 +72,8 @@ CONFIG_NAME = "config.json"
 WEIGHTS_GLOB = "weights-*.safetensors"
 TRAINING_STATE_GLOB = "training-state-*.safetensors"
 BEST_NAME = "best"
+# The folder, inside a classifier's checkpoint, of the labelled LM it classifies with.
+GENERATIVE_NAME = "generative"
 TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
 # How often a load reads the config and its tensor file again while saves keep replacing them.
 READ_ATTEMPTS = 20
@@ -109,6 +114,8 @@ class Checkpoint:
     tokenizer: Tokenizer
     config: dict[str, Any]
     path: Path
+    # A classifier's labelled LM, which it classifies with (its `generative` folder).
+    generative: Checkpoint | None = None
 
 
 def save_checkpoint(
@@ -395,7 +402,33 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
         raise CheckpointError(
             f"{directory}: the weights do not fit the model config ({first_line})"
         ) from exc
-    return Checkpoint(model.to(device).eval(), tokenizer, config, directory)
+    generative = _load_generative(directory, config, device)
+    return Checkpoint(model.to(device).eval(), tokenizer, config, directory, generative)
+
+
+def _load_generative(
+    directory: Path, config: dict[str, Any], device: torch.device | str
+) -> Checkpoint | None:
+    """The labelled LM a classifier's config names (None if it names none), checked to read
+    the same tokens and labels as the classifier does."""
+    section = config.get("classifier")
+    name = section.get("generative") if isinstance(section, dict) else None
+    if name is None:
+        return None
+    folder = _file_name(directory, name, "classifier.generative")
+    generative = load_checkpoint(files.subdirectory(directory / folder), device)
+    same = (
+        generative.config["tokenizer"] == config["tokenizer"]
+        and generative.config.get("labels") == config.get("labels")
+        and generative.model.config.task == "lm"
+        and generative.generative is None
+    )
+    if not same:
+        raise CheckpointError(
+            f"{directory / folder} is not a language model of the classifier's tokens and "
+            "labels; the checkpoint is inconsistent"
+        )
+    return generative
 
 
 def _check_labels(directory: Path, labels: Any, num_labels: int) -> None:

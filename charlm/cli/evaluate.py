@@ -141,8 +141,7 @@ def _evaluate_examples(
     if as_json:
         click.echo(json.dumps(evaluation.to_dict(), ensure_ascii=False))
     else:
-        together = len(sampler.members) if isinstance(sampler, Ensemble) else 0
-        _print_evaluation(evaluation, together)
+        _print_evaluation(evaluation, _classified_by(sampler))
     if plot is not None:
         written = plot_confusion(evaluation, plot)
         stderr_console().print(f"wrote {written}")
@@ -222,8 +221,17 @@ def _problem(error: CharlmError) -> str:
     return str(error)
 
 
-def _print_evaluation(evaluation: ExampleEvaluation, together: int = 0) -> None:
-    """The summary line and per-label table; `together`: how many models an ensemble joined."""
+def _classified_by(sampler: Sampler | Ensemble) -> str:
+    """What a classifier's labels came from, for the summary line."""
+    if isinstance(sampler, Ensemble):
+        return f"{len(sampler.members)} models together"
+    if sampler.generative is not None:
+        return "classifier with its language model"
+    return "classifier"
+
+
+def _print_evaluation(evaluation: ExampleEvaluation, classified_by: str = "classifier") -> None:
+    """The summary line and per-label table; `classified_by` names a classifier's models."""
     line = f"{evaluation.examples:,} examples"
     language_model = evaluation.nats_per_char is not None  # a classifier gives no nats
     if language_model:
@@ -233,8 +241,9 @@ def _print_evaluation(evaluation: ExampleEvaluation, together: int = 0) -> None:
         return
     if language_model:
         line += " given the label"
-    kind = f"{together} models together" if together else "classifier"
-    how = f"{evaluation.prior} prior" if language_model else f"{kind}, {evaluation.prior} prior"
+    how = f"{evaluation.prior} prior"
+    if not language_model:
+        how = f"{classified_by}, {how}"
     click.echo(
         f"{line}; accuracy {evaluation.accuracy:.4f}, macro-F1 {evaluation.macro_f1:.4f}, "
         f"top-3 accuracy {evaluation.top3_accuracy:.4f} "

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from charlm.checkpoint import CONFIG_NAME, GENERATIVE_NAME
 from charlm.cli import cli, stderr_console
 from charlm.cli.options import GroupedCommand, config_values
 from charlm.cli.train_options import (
@@ -168,6 +169,12 @@ def _report(console, trained) -> None:
             f"classify with: charlm classify {trained.checkpoint} TEXT; measure it with: "
             f"charlm evaluate {trained.checkpoint} FILES"
         )
+        kept = trained.checkpoint / GENERATIVE_NAME
+        if (kept / CONFIG_NAME).is_file():
+            console.print(
+                "it classifies with the labelled language model it keeps, which also writes: "
+                f"charlm generate {kept} --label {trained.labels[0]}"
+            )
     elif trained.labels:
         console.print(
             f"sample from it with: charlm generate {trained.checkpoint} --label "

@@ -114,6 +114,14 @@ def posterior(log_likelihoods: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
     return joint - (top + np.log(np.exp(joint - top).sum(axis=1, keepdims=True)))
 
 
+def joined(log_posteriors: Sequence[np.ndarray]) -> np.ndarray:
+    """Models' log p(label | text), each (texts, labels) with the labels in one order,
+    classifying as one: their mean, normalised again (a geometric mean of the posteriors,
+    so that a label one model all but rules out stays unlikely)."""
+    mean = np.mean(log_posteriors, axis=0)
+    return posterior(mean, np.zeros(mean.shape[1]))
+
+
 def ranked(
     texts: Sequence[str],
     log_posterior: np.ndarray,

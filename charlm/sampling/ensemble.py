@@ -17,7 +17,7 @@ import numpy as np
 
 from charlm.data import LabelSet
 from charlm.errors import ConfigError
-from charlm.sampling.classify import Classification, posterior, ranked
+from charlm.sampling.classify import Classification, joined, ranked
 from charlm.sampling.sampler import Sampler
 
 
@@ -72,7 +72,7 @@ class Ensemble:
                 texts, prior=prior, unknown=unknown, batch_size=batch_size
             )
             scores.append(log_post[:, order])  # its columns in the first member's order
-        return posterior(np.mean(scores, axis=0), np.zeros(len(self.label_set.names)))
+        return joined(scores)
 
     def classify(
         self,

@@ -35,6 +35,7 @@ from charlm.sampling.beam import beam_search
 from charlm.sampling.classify import (
     Classification,
     encode_texts,
+    joined,
     label_log_likelihoods,
     posterior,
     ranked,
@@ -61,7 +62,9 @@ class Sampler:
     """Generate, stream, score and classify text with a trained model.
 
     `label_set` names the labels of a labelled model (in the order of its label indices) with
-    their training counts, the learned prior of `classify`.
+    their training counts, the learned prior of `classify`. `generative`: the sampler of the
+    labelled LM a classifier keeps and classifies with (`--keep-lm`); None for the
+    classifier alone.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class Sampler:
         # The prior a classifier's scores hold: "uniform" when its training loss weighed every
         # label alike (--class-weights balanced), "learned" (the training shares) otherwise.
         self.classifier_prior = "learned"
+        self.generative: Sampler | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
@@ -100,6 +104,8 @@ class Sampler:
         label_set = LabelSet.from_dict(saved) if saved else None
         sampler = cls(checkpoint.model, checkpoint.tokenizer, device, label_set)
         sampler.classifier_prior = checkpoint.config.get("classifier", {}).get("prior", "learned")
+        if checkpoint.generative is not None:
+            sampler.generative = cls.from_loaded(checkpoint.generative, device)
         return sampler
 
     @property
@@ -110,9 +116,14 @@ class Sampler:
 
     def _check_generative(self) -> None:
         if self.is_classifier:
+            kept = (
+                "; its labelled language model can: the checkpoint's `generative` folder"
+                if self.generative is not None
+                else "; use charlm classify / evaluate"
+            )
             raise ConfigError(
                 "this model is a classifier (trained with --task classify): it labels text "
-                "but cannot generate or score it; use charlm classify / evaluate"
+                f"but cannot generate or score it{kept}"
             )
 
     @property
@@ -298,7 +309,8 @@ class Sampler:
         """log p(label | text), (texts, labels), under `prior` ("learned": the training shares
         of the labels, or "uniform"): by Bayes' rule from a labelled language model; from a
         classifier, its scores moved from the prior they hold (`classifier_prior`) to `prior`,
-        p(label | text) ∝ q(label | text) · p(label) / q(label)."""
+        p(label | text) ∝ q(label | text) · p(label) / q(label), joined with its labelled
+        LM's when it keeps one (`generative`)."""
         if self.label_set is None:
             raise ConfigError("this model has no labels to classify by: train it with --labels")
         wanted = self.label_set.log_prior(prior)
@@ -307,7 +319,13 @@ class Sampler:
             scores = classifier_log_posterior(
                 self.model, encoded, self.end_id, self.device, batch_size
             )
-            return posterior(scores, wanted - self.label_set.log_prior(self.classifier_prior))
+            own = posterior(scores, wanted - self.label_set.log_prior(self.classifier_prior))
+            if self.generative is None:
+                return own
+            lm = self.generative.label_log_posterior(
+                texts, prior=prior, unknown=unknown, batch_size=batch_size
+            )
+            return joined([own, lm])
         log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
         return posterior(log_likelihoods, wanted)
 
@@ -507,8 +525,10 @@ def load(
     the loss within about 1% (docs/sampling.md); "auto" then means the CPU.
     """
     sampler = Sampler.from_checkpoint(path, device_for(device, quantize))
-    if impl is not None:
-        sampler.model = convert(sampler.model, impl)
-    if quantize is not None:
-        sampler.model = quantize_model(sampler.model, quantize)
+    # A classifier's labelled LM runs as the classifier does.
+    for each in [s for s in (sampler, sampler.generative) if s is not None]:
+        if impl is not None:
+            each.model = convert(each.model, impl)
+        if quantize is not None:
+            each.model = quantize_model(each.model, quantize)
     return sampler

@@ -198,9 +198,19 @@ class TrainConfig:
         None,
         "--task classify from scratch: first train a language model of the training examples "
         "for this many epochs (with --bidirectional a backward one too; each within a fifth of "
-        "--max-time) and start the classifier from it, as --init-from does (ULMFiT). 0: none.",
+        "--max-time, but see --keep-lm) and start the classifier from it, as --init-from does "
+        "(ULMFiT). 0: none.",
         low=0,
         shown_default="10 for up to 512 distinct tokens (names), else 0",
+    )
+    # A classifier and a labelled LM err differently: on the names, the pair in the same 5
+    # minutes beat the classifier alone (docs/classifiers.md#its-language-model-beside-it).
+    keep_lm: bool = option(
+        True,
+        "--task classify with pretraining: train the forward language model on the labels too, "
+        "for twice the epochs and within a third of --max-time, keep it in the checkpoint, "
+        "and classify with both models (the mean of their log p(label | text)).",
+        negatable=True,
     )
 
     def __post_init__(self) -> None:

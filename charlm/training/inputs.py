@@ -157,10 +157,12 @@ class RunInputs:
             net, test, batch_size=training.batch_size, seq_len=training.seq_len, device=device
         )
 
-    def test_report(self, loss: float, net: torch.nn.Module) -> str:
+    def test_report(self, loss: float, net: torch.nn.Module, kept_lm: bool = False) -> str:
+        """The test line; `kept_lm`: the classifier keeps a labelled LM, which this leaves out."""
         test = self.splits[2]
         if is_classifier(net):
-            return f"test accuracy {1 - loss:.4f} on {len(test):,} examples"
+            alone = " (the classifier alone; charlm evaluate joins its LM)" if kept_lm else ""
+            return f"test accuracy {1 - loss:.4f} on {len(test):,} examples{alone}"
         count = test.num_targets if self.examples else len(test)
         return f"test perplexity {perplexity(loss):.3f} on {count:,} tokens"
 

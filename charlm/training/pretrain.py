@@ -1,7 +1,8 @@
 """Pretraining a classifier's encoder on its own examples: ULMFiT's middle step, in the run.
 
-    training examples ──(labels dropped)──► forward LM ─┐
-                      ──(read backwards)──► backward LM ┴─► the classifier's encoder
+    training examples ──(with their labels)───► forward LM ─┐
+                      ──(read backwards)──────► backward LM ┴─► the classifier's encoder
+                                                  forward LM ──► kept: classifies beside it
 
 A classifier of names that starts from language models of the training names reads them
 better than one that starts from random weights: on the names split of
@@ -15,8 +16,17 @@ layer spans the whole vocabulary, and on the Chinese reviews two such models got
 each in their minute, and left the classifier too little time (56% where it reaches 81%
 alone).
 
-Within `--max-time` each language model gets at most a fifth of the time, so that the
-classifier keeps three fifths or more; `--max-steps` bounds each of them too.
+The forward model also learns the labels (`--keep-lm`, the default): it is then a labelled
+language model, charlm's generative classifier, and the run keeps it in the checkpoint's
+`generative` folder, where the classifier classifies with it (charlm/sampling/sampler.py).
+The two err differently: on the names the pair beat the classifier alone in the same five
+minutes. Since it classifies, it trains as long as a labelled LM of its own would: twice the
+epochs, within a third of `--max-time`. The classifier takes the first layer's weights on
+the tokens and leaves those on the label.
+
+Within `--max-time` the backward model (and a forward one that is not kept) gets at most a
+fifth of the time, so that the classifier keeps the larger part; `--max-steps` bounds each
+of them too.
 """
 
 from __future__ import annotations
@@ -45,18 +55,21 @@ from charlm.training.signals import StopFlag
 
 # The epochs of each language model when a classifier of a small alphabet does not say.
 DEFAULT_EPOCHS = 10
-# The largest share of --max-time one language model may take.
+# The largest share of --max-time one language model may take; a kept one, a third.
 TIME_SHARE = 0.2
+KEPT_TIME_SHARE = 1 / 3
 
 
 @dataclass
 class PretrainedEncoder:
-    """The language models a classifier starts from, and what they took."""
+    """The language models a classifier starts from, and what they took. `kept`: the
+    forward one is a labelled LM that the classifier keeps and classifies with."""
 
     forward: RNNLM
     backward: RNNLM | None
     train_seconds: float
     summary: dict[str, Any]  # for the checkpoint's data section
+    kept: bool = False
 
 
 def pretrain_epochs(training: TrainConfig, vocab_size: int) -> int:
@@ -89,23 +102,29 @@ def pretrain_encoder(
     stop: StopFlag | None,
     dist: DistContext,
 ) -> PretrainedEncoder:
-    """Train the language models of `inputs`' training examples (without their labels) that
-    start a classifier with the `model` settings: forward, and backward if it is
-    bidirectional. Raises TrainingError if a stop (Ctrl-C, SIGTERM) ends one early."""
-    config = language_model_training(training, epochs)
+    """Train the language models of `inputs`' training examples that start a classifier
+    with the `model` settings: forward (of the examples and their labels when
+    `training.keep_lm`, to be kept), and backward (without labels) if it is bidirectional.
+    Raises TrainingError if a stop (Ctrl-C, SIGTERM) ends one early."""
+    kept = training.keep_lm
     directions = ["forward", "backward"] if model.get("bidirectional") else ["forward"]
     networks, summary, seconds = {}, {"epochs": epochs}, 0.0
     for direction in directions:
+        labelled = kept and direction == "forward"
+        config = language_model_training(training, epochs, kept=labelled)
         # The backward model reads every example reversed, as `charlm train --reverse` does.
         train_ids, val_ids, _ = dataclasses.replace(inputs, reverse=direction == "backward").splits
+        of = "training examples and their labels" if labelled else "training examples"
         reporter.message(
             f"pretraining the classifier's encoder: a {direction} language model of the "
-            f"{len(train_ids):,} training examples, {_bounds(config)}"
+            f"{len(train_ids):,} {of}, {_bounds(config)}"
         )
-        net = build_model(_lm_config(inputs, model))
+        net = build_model(_lm_config(inputs, model, labelled=labelled))
+        if not labelled:
+            train_ids, val_ids = _unlabelled(train_ids), _unlabelled(val_ids)
         result = train(
-            net, _unlabelled(train_ids), _unlabelled(val_ids), config, device=device,
-            reporter=reporter, stop=stop, dist=dist,
+            net, train_ids, val_ids, config, device=device, reporter=reporter, stop=stop,
+            dist=dist,
         )  # fmt: skip
         if result.stopped_by in ("interrupted", "terminated"):
             raise TrainingError(
@@ -114,9 +133,11 @@ def pretrain_encoder(
             )
         seconds += result.train_seconds
         networks[direction] = net
-        summary[direction] = _summary(result)
+        summary[direction] = {**_summary(result), "epochs": config.epochs, "labelled": labelled}
         reporter.message(f"{direction} language model: {_outcome(result)}")
-    return PretrainedEncoder(networks["forward"], networks.get("backward"), seconds, summary)
+    return PretrainedEncoder(
+        networks["forward"], networks.get("backward"), seconds, summary, kept=kept
+    )
 
 
 def classifier_training(training: TrainConfig, pretrained: PretrainedEncoder) -> TrainConfig:
@@ -128,27 +149,43 @@ def classifier_training(training: TrainConfig, pretrained: PretrainedEncoder) ->
     )
 
 
-def language_model_training(training: TrainConfig, epochs: int) -> TrainConfig:
+def language_model_training(
+    training: TrainConfig, epochs: int, *, kept: bool = False
+) -> TrainConfig:
     """The language models train as any model of short examples does (Adam, no weight
-    decay), for `epochs`, within the classifier's bounds (a share of its time, at most its
-    steps), with its batches, rate, clipping, precision and seed."""
+    decay), for `epochs` (a kept one twice as many), within the classifier's bounds (a share
+    of its time, at most its steps), with its batches, rate, clipping, precision and seed."""
     lm = TrainConfig(**example_defaults(TrainConfig, "lm"))
-    max_time = None if training.max_time is None else training.max_time * TIME_SHARE
-    kept = ("batch_size", "lr", "clip", "seq_len", "seed", "precision", "nonfinite", "log_every")
+    share = KEPT_TIME_SHARE if kept else TIME_SHARE
+    max_time = None if training.max_time is None else training.max_time * share
+    kept_settings = (
+        "batch_size",
+        "lr",
+        "clip",
+        "seq_len",
+        "seed",
+        "precision",
+        "nonfinite",
+        "log_every",
+    )
     return dataclasses.replace(
         lm,
-        epochs=epochs,
+        epochs=2 * epochs if kept else epochs,
         max_time=max_time,
         max_steps=training.max_steps,
-        **{name: getattr(training, name) for name in kept},
+        **{name: getattr(training, name) for name in kept_settings},
     )
 
 
-def _lm_config(inputs: RunInputs, model: dict[str, Any]) -> ModelConfig:
-    """An unlabelled language model of the examples with the classifier's encoder shape."""
+def _lm_config(inputs: RunInputs, model: dict[str, Any], *, labelled: bool) -> ModelConfig:
+    """A language model of the examples (of their labels too when `labelled`) with the
+    classifier's encoder shape."""
     shape = {k: model[k] for k in ENCODER_FIELDS if k in model}
     defaults = example_defaults(ModelConfig, "lm")
-    return ModelConfig(inputs.tokenizer.vocab_size + 1, end_token=True, **{**defaults, **shape})
+    labels = len(inputs.labels) if labelled and inputs.labels is not None else 0
+    return ModelConfig(
+        inputs.tokenizer.vocab_size + 1, end_token=True, num_labels=labels, **{**defaults, **shape}
+    )
 
 
 def _unlabelled(examples: ExampleIds | None) -> ExampleIds | None:

@@ -20,6 +20,7 @@ from rich.console import Console
 from charlm.checkpoint import (
     BEST_NAME,
     CONFIG_NAME,
+    GENERATIVE_NAME,
     Checkpoint,
     TrainingState,
     files,
@@ -66,6 +67,7 @@ from charlm.training.loop import (
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
 from charlm.training.pretrain import (
+    PretrainedEncoder,
     check_pretraining,
     classifier_training,
     pretrain_encoder,
@@ -226,10 +228,13 @@ def train_book(
             # Decided once, by the tokenizer's vocabulary as pretraining is, and recorded.
             decay = training.decay_per_layer(vocab_size)
             training = replace(training, lr_decay_per_layer=decay)
+        # A classifier keeps the labelled LM its pretraining made, now or in the resumed run.
+        generative = base.config.get("classifier", {}).get("generative") if resume else None
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
             torch.manual_seed(training.seed + context.rank)
+            pretrained = None
             if pretraining:
                 pretrained = pretrain_encoder(
                     inputs, model, training, pretraining, device=resolved, reporter=reporter,
@@ -237,6 +242,7 @@ def train_book(
                 )  # fmt: skip
                 training = classifier_training(training, pretrained)
                 data_section["pretrained"] = pretrained.summary
+                generative = GENERATIVE_NAME if pretrained.kept else None
                 left = f", {format_duration(training.max_time)} left" if training.max_time else ""
                 say(f"the classifier starts from them and fine-tunes (ULMFiT){left}")
                 net = inputs.classifier_from(model, pretrained.forward, pretrained.backward)
@@ -248,10 +254,11 @@ def train_book(
             if context.is_main:
                 saver = RunSaver(
                     out, inputs.tokenizer, training, data_section,
-                    _sections(inputs, task, training),
+                    _sections(inputs, task, training, generative),
+                    kept_lm=_kept_lm(out, generative, pretrained, inputs, data_section),
                 )  # fmt: skip
                 if state is None:
-                    _remove_stale_best(out)
+                    _remove_stale_parts(out)
                 metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
             train_data, val_data, test_data = inputs.splits
             try:
@@ -270,7 +277,7 @@ def train_book(
         test_perplexity = None
         if context.is_main and test_data is not None:
             test_loss = inputs.test_loss(net, training, resolved)
-            say(inputs.test_report(test_loss, net))
+            say(inputs.test_report(test_loss, net, kept_lm=generative is not None))
             if task == "classify":  # a classifier's test loss is the share it gets wrong
                 update_config(out, test_accuracy=1 - test_loss)
             else:
@@ -289,15 +296,60 @@ def train_book(
     )
 
 
-def _sections(inputs: RunInputs, task: str, training: TrainConfig) -> dict[str, Any]:
+def _sections(
+    inputs: RunInputs, task: str, training: TrainConfig, generative: str | None
+) -> dict[str, Any]:
     """The checkpoint sections beside the model: the labels, and for a classifier the prior
     its scores hold (uniform when its loss weighed every label alike), which classify moves
-    to the prior asked for by Bayes' rule."""
+    to the prior asked for by Bayes' rule, and the folder of the labelled LM it classifies
+    with, if it kept one."""
     sections = inputs.sections()
     if task == "classify":
         learned_under = "uniform" if training.class_weights == "balanced" else "learned"
         sections["classifier"] = {"prior": learned_under}
+        if generative is not None:
+            sections["classifier"]["generative"] = generative
     return sections
+
+
+@dataclass
+class KeptLM:
+    """The labelled LM a classifier keeps, and the sections of its own checkpoint."""
+
+    model: RNNLM
+    sections: dict[str, Any]
+
+    def save_beside(self, directory: Path, tokenizer: Tokenizer) -> None:
+        """Into `directory`'s `generative` folder, unless it is there: a complete checkpoint
+        of its own (`charlm generate out/generative --label ...` works on it)."""
+        folder = files.subdirectory(files.subdirectory(directory, create=True) / GENERATIVE_NAME)
+        if not (folder / CONFIG_NAME).is_file():
+            save_checkpoint(folder, self.model, tokenizer, **self.sections)
+
+
+def _kept_lm(
+    out: Path,
+    generative: str | None,
+    pretrained: PretrainedEncoder | None,
+    inputs: RunInputs,
+    data: dict[str, Any],
+) -> KeptLM | None:
+    """The LM the classifier keeps: the one its pretraining just trained, or, in a resumed
+    run, the one the first part saved (for a `best` copy that part had not made yet)."""
+    if generative is None:
+        return None
+    if pretrained is None:
+        saved = load_checkpoint(out / generative)
+        keys = ("data", "results", "val_perplexity", "labels")
+        return KeptLM(saved.model, {k: saved.config[k] for k in keys if k in saved.config})
+    results = pretrained.summary["forward"]
+    sections = {
+        "data": {k: v for k, v in data.items() if k != "pretrained"},  # the classifier's record
+        "results": results,
+        "val_perplexity": results["val_perplexity"],
+        **inputs.sections(),
+    }
+    return KeptLM(pretrained.forward, sections)
 
 
 # What a resumed run may change: how long it goes on and how often it reports. Everything
@@ -516,18 +568,25 @@ class RunSaver:
         training: TrainConfig,
         data: dict,
         extra: dict[str, Any] | None = None,
+        kept_lm: KeptLM | None = None,
     ) -> None:
         self.out, self.tokenizer, self.training, self.data = out, tok, training, data
         self.best = out / BEST_NAME
+        # A classifier's LM goes into each checkpoint before the first config naming it.
+        self.kept_lm = kept_lm
         self.extra = extra or {}  # more sections, e.g. the labels of a labelled model
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
+        if self.kept_lm is not None:
+            self.kept_lm.save_beside(self.out, self.tokenizer)
         save_checkpoint(
             self.out, model, self.tokenizer, training_state=state, **self._sections(summary)
         )
 
     def save_best(self, model: RNNLM, summary: dict[str, Any]) -> None:
         best = files.subdirectory(self.best, create=True)
+        if self.kept_lm is not None:
+            self.kept_lm.save_beside(best, self.tokenizer)
         save_checkpoint(best, model, self.tokenizer, **self._sections(summary))
 
     def finish(self) -> None:
@@ -551,11 +610,13 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _remove_stale_best(out: Path) -> None:
-    # A new run in an old run's directory must not leave the old run's `best` beside it.
+def _remove_stale_parts(out: Path) -> None:
+    # A new run in an old run's directory must not leave the old run's `best`, or the
+    # language model an old classifier kept, beside it.
     best = out / BEST_NAME
-    if (best / CONFIG_NAME).is_file():
-        files.remove_tree(best)
+    for part in (best / GENERATIVE_NAME, best, out / GENERATIVE_NAME):
+        if (part / CONFIG_NAME).is_file():
+            files.remove_tree(part)
 
 
 def _slug(name: str) -> str:

@@ -62,6 +62,10 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
         ("zh-books", "NB char 1+2-grams"),
     }  # fmt: skip
     assert all(0 <= r["accuracy"] <= 1 for r in rows if "accuracy" in r)
+    # A pretrained classifier keeps its labelled LM: scored with it, and alone as well.
+    found = {(r["set"], r["model"]): r for r in rows}
+    assert 0 <= found["names", "bidirectional, pretrained"]["alone"]["accuracy"] <= 1
+    assert "alone" not in found["names", "unidirectional, from scratch"]
 
 
 def test_quick_classifier_step_benchmark_times_every_way(tmp_path):

@@ -191,8 +191,10 @@ def test_reversed_examples_read_backwards():
 def test_classify_moves_a_classifier_to_the_prior_asked_for(trained):
     _, run = trained
     # Without class weights (the default) the scores hold the training shares.
-    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "learned"}
+    saved = charlm.checkpoint.read_config(run.checkpoint)["classifier"]
+    assert saved == {"prior": "learned", "generative": "generative"}
     sampler = charlm.load(run.checkpoint, device="cpu")
+    sampler.generative = None  # its own scores, without its language model (test_kept_lm.py)
     sampler.label_set = LabelSet(sampler.labels, [3, 1])  # shares of 3/4 and 1/4
     texts = ["Ab", "Xy", "Abxy"]
     encoded = encode_texts(sampler.tokenizer, texts, None)
@@ -211,7 +213,7 @@ def test_classify_moves_a_classifier_to_the_prior_asked_for(trained):
 def test_balanced_weights_are_recorded_as_a_uniform_prior(tmp_path):
     names = write_labelled_names(tmp_path / "names")
     run = fit(names, tmp_path / "model", steps=2, class_weights="balanced")
-    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"] == {"prior": "uniform"}
+    assert charlm.checkpoint.read_config(run.checkpoint)["classifier"]["prior"] == "uniform"
     assert charlm.load(run.checkpoint, device="cpu").classifier_prior == "uniform"
 
 

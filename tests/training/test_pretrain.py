@@ -70,7 +70,12 @@ def test_the_encoder_is_copied_from_language_models_of_the_training_examples(tmp
         reporter=reporter, stop=None, dist=DistContext(),
     )  # fmt: skip
     forward, backward = pretrained.forward, pretrained.backward
-    assert not is_classifier(forward) and forward.config.num_labels == 0
+    # The forward model learns the labels too (it is kept, --keep-lm); the backward does not.
+    assert pretrained.kept and not is_classifier(forward) and forward.config.num_labels == 2
+    assert backward.config.num_labels == 0
+    assert (
+        pretrained.summary["forward"]["epochs"] == 30 and pretrained.summary["forward"]["labelled"]
+    )
     # Each learned its direction: far below the perplexity of a uniform guess.
     for direction in ("forward", "backward"):
         assert pretrained.summary[direction]["val_perplexity"] < inputs.tokenizer.vocab_size / 2
@@ -80,6 +85,22 @@ def test_the_encoder_is_copied_from_language_models_of_the_training_examples(tmp
     torch.testing.assert_close(classifier.embedding.weight, forward.embedding.weight)
     torch.testing.assert_close(rnn.weight_hh_l0, lm.weight_hh_l0)
     torch.testing.assert_close(rnn.weight_hh_l0_reverse, backward.rnn.weight_hh_l0)
+    # The classifier reads no label: it takes the first layer's weights on the tokens alone.
+    torch.testing.assert_close(rnn.weight_ih_l0, lm.weight_ih_l0[:, : model["embed_size"]])
+
+
+def test_without_keep_lm_the_forward_model_does_not_learn_the_labels(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    inputs = prepare_inputs(names, LABELLED, None, "char", None, TrainConfig(), print,
+                            task="classify")  # fmt: skip
+    pretrained = pretrain_encoder(
+        inputs, {**TINY, "task": "classify"}, TrainConfig(batch_size=8, keep_lm=False), 1,
+        device=torch.device("cpu"), reporter=Messages(), stop=None, dist=DistContext(),
+    )  # fmt: skip
+    assert not pretrained.kept and pretrained.backward is None
+    assert pretrained.forward.config.num_labels == 0
+    forward = pretrained.summary["forward"]
+    assert (forward["epochs"], forward["labelled"]) == (1, False)  # not twice: not kept
 
 
 def test_a_classifier_of_names_pretrains_then_fine_tunes_within_its_time(tmp_path):
@@ -94,10 +115,19 @@ def test_a_classifier_of_names_pretrains_then_fine_tunes_within_its_time(tmp_pat
                for d in ("forward", "backward"))  # fmt: skip
     assert saved["model"]["bidirectional"] is True  # the default for every classifier
     said = "\n".join(reporter.lines)
-    assert "a forward language model of the" in said and "2 epochs" in said
+    assert (
+        "a forward language model of the 108 training examples and their labels, 4 epochs" in said
+    )
+    assert "a backward language model of the 108 training examples, 2 epochs" in said
     assert "the classifier starts from them and fine-tunes" in said
+    assert "examples (the classifier alone; charlm evaluate joins its LM)" in said
     sampler = charlm.load(run.checkpoint, device="cpu")
     assert [c.label for c in sampler.classify(["Abba", "Xyzzy"], top_k=1)] == ["ab", "xyz"]
+    # The forward model is kept, a labelled LM of its own in the run and in its best copy.
+    assert saved["classifier"]["generative"] == "generative"
+    for directory in (run.checkpoint, run.checkpoint / "best"):
+        assert read_config(directory / "generative")["labels"] == saved["labels"]
+    assert sampler.generative is not None and sampler.generative.labels == ["ab", "xyz"]
     # A resumed run does not pretrain again, and fine-tunes as it did (ULMFiT's rates).
     more = Messages()
     train_book(resume=run.checkpoint, device="cpu", reporter=more,
@@ -107,6 +137,8 @@ def test_a_classifier_of_names_pretrains_then_fine_tunes_within_its_time(tmp_pat
     assert resumed["results"]["steps"] == 40
     assert resumed["classifier"] == saved["classifier"]  # the saved run's task, kept
     assert resumed["data"]["pretrained"] == saved["data"]["pretrained"]
+    for directory in (run.checkpoint, run.checkpoint / "best"):  # the kept LM, still there
+        assert charlm.load(directory, device="cpu").generative is not None
     # ... and so does a second part, which knows it fine-tunes from the record.
     longer = TrainConfig.from_dict({**resumed["training"], "max_steps": 45})
     train_book(resume=run.checkpoint, device="cpu", reporter=Messages(), training=longer)
@@ -162,10 +194,14 @@ def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_pa
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     saved = read_config(tmp_path / "names")
-    # An alphabet of 87 characters: both language models, within a fifth of 15 s each.
-    for direction in ("forward", "backward"):
-        assert 0 < saved["data"]["pretrained"][direction]["train_seconds"] <= 3.5
+    # An alphabet of 87 characters: both language models, the kept forward one of the names
+    # and their labels within a third of 15 s, the backward one within a fifth.
+    pretrained = saved["data"]["pretrained"]
+    assert 0 < pretrained["forward"]["train_seconds"] <= 5.5 and pretrained["forward"]["labelled"]
+    assert 0 < pretrained["backward"]["train_seconds"] <= 3.5
     assert saved["model"]["bidirectional"] is True
     assert saved["training"]["max_time"] < 15
     # Always answering Russian, the largest label, is right about half of the time.
     assert saved["results"]["best_val_accuracy"] > 0.6
+    sampler = charlm.load(tmp_path / "names" / "best", device="cpu")
+    assert sampler.generative is not None and len(sampler.generative.labels) == 18
