@@ -229,7 +229,8 @@ def train_book(
             decay = training.decay_per_layer(vocab_size)
             training = replace(training, lr_decay_per_layer=decay)
         # A classifier keeps the labelled LM its pretraining made, now or in the resumed run.
-        generative = base.config.get("classifier", {}).get("generative") if resume else None
+        resumed_lm = base.generative if resume else None
+        generative = GENERATIVE_NAME if resumed_lm is not None else None
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
@@ -255,7 +256,7 @@ def train_book(
                 saver = RunSaver(
                     out, inputs.tokenizer, training, data_section,
                     _sections(inputs, task, training, generative),
-                    kept_lm=_kept_lm(out, generative, pretrained, inputs, data_section),
+                    kept_lm=_kept_lm(resumed_lm, pretrained, inputs, data_section),
                 )  # fmt: skip
                 if state is None:
                     _remove_stale_parts(out)
@@ -328,20 +329,18 @@ class KeptLM:
 
 
 def _kept_lm(
-    out: Path,
-    generative: str | None,
+    resumed: Checkpoint | None,
     pretrained: PretrainedEncoder | None,
     inputs: RunInputs,
     data: dict[str, Any],
 ) -> KeptLM | None:
     """The LM the classifier keeps: the one its pretraining just trained, or, in a resumed
     run, the one the first part saved (for a `best` copy that part had not made yet)."""
-    if generative is None:
-        return None
-    if pretrained is None:
-        saved = load_checkpoint(out / generative)
+    if resumed is not None:
         keys = ("data", "results", "val_perplexity", "labels")
-        return KeptLM(saved.model, {k: saved.config[k] for k in keys if k in saved.config})
+        return KeptLM(resumed.model, {k: resumed.config[k] for k in keys if k in resumed.config})
+    if pretrained is None or not pretrained.kept:
+        return None
     results = pretrained.summary["forward"]
     sections = {
         "data": {k: v for k, v in data.items() if k != "pretrained"},  # the classifier's record

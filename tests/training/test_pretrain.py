@@ -150,6 +150,8 @@ def test_the_language_models_share_the_time_and_the_classifier_takes_the_rest():
     lm = language_model_training(training, 4)
     assert (lm.epochs, lm.max_time, lm.max_steps, lm.seed) == (4, 100 * TIME_SHARE, 50, 7)
     assert language_model_training(TrainConfig(), 4).max_time is None
+    kept = language_model_training(training, 4, kept=True)  # the labelled LM it keeps
+    assert (kept.epochs, kept.max_time) == (8, pytest.approx(100 / 3))
     spent = PretrainedEncoder(None, None, train_seconds=31.5, summary={})  # type: ignore[arg-type]
     assert classifier_training(training, spent).max_time == pytest.approx(68.5)
     assert classifier_training(TrainConfig(), spent).max_time is None
