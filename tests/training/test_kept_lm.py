@@ -68,13 +68,17 @@ def test_evaluate_names_the_pair(hybrid, tmp_path):
     assert "(classifier with its language model, learned prior" in result.output
 
 
-@pytest.mark.parametrize("damage", ["missing", "other labels"])
+@pytest.mark.parametrize("damage", ["missing", "other labels", "a link"])
 def test_a_missing_or_foreign_kept_lm_is_a_one_line_error(hybrid, tmp_path, damage):
     copy = shutil.copytree(hybrid / "best", tmp_path / "copy")
     kept = copy / "generative"
     if damage == "missing":
         shutil.rmtree(kept)
         match = "generative: the path does not exist"
+    elif damage == "a link":  # to a real model elsewhere: charlm follows no link
+        shutil.rmtree(kept)
+        kept.symlink_to(hybrid / "generative", target_is_directory=True)
+        match = "is a symbolic link"
     else:
         config = read_config(kept)
         config["labels"] = {"xyz": 1, "ab": 1}
