@@ -181,7 +181,7 @@ def classifier_scores(out: Path, test: ExampleSet) -> dict[str, Any]:
     found = {}
     for prior in ("learned", "uniform"):
         found[prior] = _accuracy(sampler, test, prior)
-    if getattr(sampler, "generative", None) is not None:
+    if sampler.generative is not None:
         sampler.generative = None
         found["learned"]["alone"] = _accuracy(sampler, test, "learned")
     return found

@@ -192,18 +192,19 @@ def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_pa
     if not names.is_dir():
         pytest.skip(f"needs the shared corpora: {names} is absent")
     args = ["train", names, "--labels", "files", "--examples", "lines", "--task", "classify",
-            "--max-time", "15s", "--out", tmp_path / "names", "--device", "cpu"]  # fmt: skip
+            "--max-time", "20s", "--out", tmp_path / "names", "--device", "cpu"]  # fmt: skip
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     saved = read_config(tmp_path / "names")
     # An alphabet of 87 characters: both language models, the kept forward one of the names
-    # and their labels within a third of 15 s, the backward one within a fifth.
+    # and their labels within a third of 20 s, the backward one within a fifth.
     pretrained = saved["data"]["pretrained"]
-    assert 0 < pretrained["forward"]["train_seconds"] <= 5.5 and pretrained["forward"]["labelled"]
-    assert 0 < pretrained["backward"]["train_seconds"] <= 3.5
+    assert 0 < pretrained["forward"]["train_seconds"] <= 7.5 and pretrained["forward"]["labelled"]
+    assert 0 < pretrained["backward"]["train_seconds"] <= 4.8
     assert saved["model"]["bidirectional"] is True
-    assert saved["training"]["max_time"] < 15
-    # Always answering Russian, the largest label, is right about half of the time.
+    assert saved["training"]["max_time"] < 20
+    # Always answering Russian, the largest label, is right about half of the time; the
+    # classifier alone, in the 9 s left, gets more right.
     assert saved["results"]["best_val_accuracy"] > 0.6
     sampler = charlm.load(tmp_path / "names" / "best", device="cpu")
     assert sampler.generative is not None and len(sampler.generative.labels) == 18
