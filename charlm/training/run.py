@@ -228,9 +228,6 @@ def train_book(
             # Decided once, by the tokenizer's vocabulary as pretraining is, and recorded.
             decay = training.decay_per_layer(vocab_size)
             training = replace(training, lr_decay_per_layer=decay)
-        # A classifier keeps the labelled LM its pretraining made, now or in the resumed run.
-        resumed_lm = base.generative if resume else None
-        generative = GENERATIVE_NAME if resumed_lm is not None else None
         with torch.random.fork_rng(devices=[resolved] if resolved.type == "cuda" else []):
             # Seed the weights and dropout masks from the run's seed without touching the
             # caller's global random state (a resumed run restores the saved state instead).
@@ -243,7 +240,6 @@ def train_book(
                 )  # fmt: skip
                 training = classifier_training(training, pretrained)
                 data_section["pretrained"] = pretrained.summary
-                generative = GENERATIVE_NAME if pretrained.kept else None
                 left = f", {format_duration(training.max_time)} left" if training.max_time else ""
                 say(f"the classifier starts from them and fine-tunes (ULMFiT){left}")
                 net = inputs.classifier_from(model, pretrained.forward, pretrained.backward)
@@ -251,12 +247,16 @@ def train_book(
                 net = inputs.build_model(model, base, backward)
                 if inputs.own_vocabulary:
                     say(_carried_over(base, inputs.tokenizer))
+            # A classifier keeps the labelled LM its pretraining made, now or in the resumed run.
+            kept_lm = _kept_lm(
+                base.generative if resume else None, pretrained, inputs, data_section
+            )
             saver = metrics = None
             if context.is_main:
                 saver = RunSaver(
                     out, inputs.tokenizer, training, data_section,
-                    _sections(inputs, task, training, generative),
-                    kept_lm=_kept_lm(resumed_lm, pretrained, inputs, data_section),
+                    _sections(inputs, task, training, kept_lm=kept_lm is not None),
+                    kept_lm=kept_lm,
                 )  # fmt: skip
                 if state is None:
                     _remove_stale_parts(out)
@@ -278,7 +278,7 @@ def train_book(
         test_perplexity = None
         if context.is_main and test_data is not None:
             test_loss = inputs.test_loss(net, training, resolved)
-            say(inputs.test_report(test_loss, net, kept_lm=generative is not None))
+            say(inputs.test_report(test_loss, net, kept_lm=kept_lm is not None))
             if task == "classify":  # a classifier's test loss is the share it gets wrong
                 update_config(out, test_accuracy=1 - test_loss)
             else:
@@ -298,7 +298,7 @@ def train_book(
 
 
 def _sections(
-    inputs: RunInputs, task: str, training: TrainConfig, generative: str | None
+    inputs: RunInputs, task: str, training: TrainConfig, *, kept_lm: bool
 ) -> dict[str, Any]:
     """The checkpoint sections beside the model: the labels, and for a classifier the prior
     its scores hold (uniform when its loss weighed every label alike), which classify moves
@@ -308,8 +308,8 @@ def _sections(
     if task == "classify":
         learned_under = "uniform" if training.class_weights == "balanced" else "learned"
         sections["classifier"] = {"prior": learned_under}
-        if generative is not None:
-            sections["classifier"]["generative"] = generative
+        if kept_lm:
+            sections["classifier"]["generative"] = GENERATIVE_NAME
     return sections
 
 
