@@ -1,13 +1,9 @@
-"""Classifying text with language models, by Bayes' rule.
+"""Classifications as the sampler gives them: each text's labels, best first, with scores.
 
-One model of labelled examples gives p(text | label) for every label; with the prior p(label)
-(the training counts, or uniform), p(label | text) = p(text | label) p(label) / Σ over labels.
-Texts are scored in batches, each text once per label, in one forward pass per batch: the
-rows are (text₁, label₁), (text₁, label₂), ..., (text₂, label₁), ...
-
-Several models of continuous text (one per book) classify a passage alike: p(book | passage)
-∝ p(passage | book), compared in bits per character, so models with different tokenizers
-are judged fairly.
+The posteriors come from charlm/models/posteriors.py (Bayes' rule over a labelled LM's
+p(text | label), a classifier's own p(label | text), models joined). Several models of
+continuous text (one per book) classify a passage alike: p(book | passage) ∝ p(passage |
+book), compared in bits per character, so models with different tokenizers are judged fairly.
 """
 
 from __future__ import annotations
@@ -18,15 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from charlm.data import pad_examples
 from charlm.errors import ConfigError
+from charlm.models.posteriors import posterior
 from charlm.tokenizers import Tokenizer
-
-# Logits (rows x positions x vocabulary) per forward pass, as the sampler bounds them.
-LOGITS_PER_CALL = 1 << 22
-TEXTS_PER_CALL = 64
 
 
 @dataclass
@@ -60,66 +51,6 @@ class Classification:
     def to_dict(self) -> dict[str, Any]:
         """{"text": ..., "labels": [{"label": ..., "score": probability}, ...]}."""
         return {"text": self.text, "labels": [score.to_dict() for score in self.labels]}
-
-
-def label_log_likelihoods(
-    model: torch.nn.Module,
-    encoded: Sequence[np.ndarray],
-    num_labels: int,
-    end_id: int,
-    device: torch.device,
-    texts_per_call: int = TEXTS_PER_CALL,
-) -> np.ndarray:
-    """log p(text | label) in nats, (texts, labels): each text from its start to its end token.
-    A model without labels (`num_labels` 0) gives log p(text), (texts, 1).
-
-    The texts are batched by length (little padding), every batch scoring its texts under all
-    labels in one forward pass.
-    """
-    columns = max(1, num_labels)
-    scores = np.empty((len(encoded), columns), dtype=np.float64)
-    order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    vocab = model.config.vocab_size
-    start = 0
-    while start < len(order):
-        take = _texts_in_call(encoded, order, start, columns, vocab, texts_per_call)
-        chosen = order[start : start + take]
-        rows = [encoded[i] for i in chosen for _ in range(columns)]
-        labels = np.tile(np.arange(num_labels), len(chosen)) if num_labels else None
-        batch = pad_examples(rows, end_id, labels)
-        inputs, targets = batch.inputs.to(device), batch.targets.to(device)
-        given = {} if labels is None else {"labels": batch.labels.to(device)}
-        nll, _ = model(inputs, targets=targets, **given)  # (rows, seq)
-        total = (nll.double() * batch.mask.to(device)).sum(dim=1)  # (rows,): texts · labels
-        scores[chosen] = -total.view(len(chosen), columns).cpu().numpy()
-        start += take
-    return scores
-
-
-def _texts_in_call(encoded, order, start, num_labels, vocab, most) -> int:
-    """How many texts from `start` on (shortest first) fit one forward pass's logits."""
-    take = min(most, len(order) - start)
-    while take > 1:
-        longest = len(encoded[order[start + take - 1]]) + 1
-        if take * num_labels * longest * vocab <= LOGITS_PER_CALL:
-            break
-        take //= 2
-    return take
-
-
-def posterior(log_likelihoods: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
-    """log p(label | text) for every row of log p(text | label), by Bayes' rule."""
-    joint = log_likelihoods + log_prior  # log p(text | label) + log p(label)
-    top = joint.max(axis=1, keepdims=True)
-    return joint - (top + np.log(np.exp(joint - top).sum(axis=1, keepdims=True)))
-
-
-def joined(log_posteriors: Sequence[np.ndarray]) -> np.ndarray:
-    """Models' log p(label | text), each (texts, labels) with the labels in one order,
-    classifying as one: their mean, normalised again (a geometric mean of the posteriors,
-    so that a label one model all but rules out stays unlikely)."""
-    mean = np.mean(log_posteriors, axis=0)
-    return posterior(mean, np.zeros(mean.shape[1]))
 
 
 def ranked(

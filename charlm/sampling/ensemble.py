@@ -17,7 +17,8 @@ import numpy as np
 
 from charlm.data import LabelSet
 from charlm.errors import ConfigError
-from charlm.sampling.classify import Classification, joined, ranked
+from charlm.models.posteriors import joined
+from charlm.sampling.classify import Classification, ranked
 from charlm.sampling.sampler import Sampler
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from charlm.corpus import ExampleSet
 from charlm.errors import CharlmError, ConfigError, CorpusError
 from charlm.metrics import confusion_matrix, macro_f1, per_label_scores, top_k_accuracy
-from charlm.sampling.classify import posterior
+from charlm.models.posteriors import posterior
 from charlm.sampling.ensemble import Ensemble
 from charlm.sampling.sampler import Sampler
 

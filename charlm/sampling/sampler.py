@@ -28,18 +28,12 @@ from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError
 from charlm.models import State, classifier_log_posterior, convert, is_classifier
+from charlm.models.posteriors import joined, label_log_likelihoods, posterior
 from charlm.models.quantized import device_for
 from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling.batch import Batch
 from charlm.sampling.beam import beam_search
-from charlm.sampling.classify import (
-    Classification,
-    encode_texts,
-    joined,
-    label_log_likelihoods,
-    posterior,
-    ranked,
-)
+from charlm.sampling.classify import Classification, encode_texts, ranked
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.guidance import LabelGuide

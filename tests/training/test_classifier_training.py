@@ -15,7 +15,8 @@ from charlm.corpus import read_examples
 from charlm.data import DataOptions, ExampleIds, LabelSet
 from charlm.errors import ConfigError
 from charlm.models import classifier_log_posterior
-from charlm.sampling.classify import encode_texts, posterior
+from charlm.models.posteriors import posterior
+from charlm.sampling.classify import encode_texts
 from charlm.sampling.evaluation import evaluate_examples
 from charlm.training import TrainConfig, train_book
 from charlm.training.config import RunCounters, Validation
