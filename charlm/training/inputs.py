@@ -40,6 +40,7 @@ from charlm.models.vocabulary import with_vocabulary
 from charlm.tokenizers import Tokenizer
 from charlm.training.config import TrainConfig
 from charlm.training.feeds import classifier_predictions, evaluate, evaluate_example_ids
+from charlm.training.kept import KeptLM
 
 Ids = np.ndarray | ExampleIds
 
@@ -141,13 +142,18 @@ class RunInputs:
                 f"data has {', '.join(names) or 'none'}"
             )
 
-    def test_loss(self, net: RNNLM, training: TrainConfig, device: torch.device) -> float:
-        """Mean nats per token of the test split (of a classifier: the share it gets wrong)."""
+    def test_loss(
+        self, net: RNNLM, training: TrainConfig, device: torch.device, kept_lm: KeptLM | None = None
+    ) -> float:
+        """Mean nats per token of the test split (of a classifier: the share it gets wrong,
+        joined with the labelled LM it keeps, as classify joins them)."""
         test = self.splits[2]
         if is_classifier(net):
             predicted = classifier_predictions(
                 net, test, batch_size=training.batch_size, device=device
             )
+            if kept_lm is not None:
+                predicted = kept_lm.join(predicted, test, device, training.batch_size)
             return float((predicted.argmax(axis=1) != test.labels).mean())
         if self.examples:
             return evaluate_example_ids(
@@ -158,11 +164,11 @@ class RunInputs:
         )
 
     def test_report(self, loss: float, net: torch.nn.Module, kept_lm: bool = False) -> str:
-        """The test line; `kept_lm`: the classifier keeps a labelled LM, which this leaves out."""
+        """The test line; `kept_lm`: the classifier keeps a labelled LM, scored with it."""
         test = self.splits[2]
         if is_classifier(net):
-            alone = " (the classifier alone; charlm evaluate joins its LM)" if kept_lm else ""
-            return f"test accuracy {1 - loss:.4f} on {len(test):,} examples{alone}"
+            joined = " (the classifier with its language model)" if kept_lm else ""
+            return f"test accuracy {1 - loss:.4f} on {len(test):,} examples{joined}"
         count = test.num_targets if self.examples else len(test)
         return f"test perplexity {perplexity(loss):.3f} on {count:,} tokens"
 

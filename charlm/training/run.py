@@ -58,6 +58,7 @@ from charlm.training import distributed
 from charlm.training.allocator import keep_freed_memory
 from charlm.training.config import format_duration
 from charlm.training.inputs import RunInputs, prepare_inputs
+from charlm.training.kept import KeptLM, held_prior, lm_to_keep
 from charlm.training.loop import (
     Reporter,
     SilentReporter,
@@ -67,7 +68,6 @@ from charlm.training.loop import (
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
 from charlm.training.pretrain import (
-    PretrainedEncoder,
     check_pretraining,
     classifier_training,
     pretrain_encoder,
@@ -248,9 +248,11 @@ def train_book(
                 if inputs.own_vocabulary:
                     say(_carried_over(base, inputs.tokenizer))
             # A classifier keeps the labelled LM its pretraining made, now or in the resumed run.
-            kept_lm = _kept_lm(
-                base.generative if resume else None, pretrained, inputs, data_section
-            )
+            record = {"data": {k: v for k, v in data_section.items() if k != "pretrained"}}
+            kept_lm = lm_to_keep(
+                base.generative if resume else None, pretrained, inputs.labels,
+                {**record, **inputs.sections()}, training,
+            )  # fmt: skip
             saver = metrics = None
             if context.is_main:
                 saver = RunSaver(
@@ -268,6 +270,7 @@ def train_book(
                     reporter=reporter,
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
                     val_characters=inputs.val_characters, dist=context, fine_tune=fine_tune,
+                    kept_lm=kept_lm,
                 )  # fmt: skip
             except TrainingError as exc:
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
@@ -277,7 +280,7 @@ def train_book(
                     saver.finish()
         test_perplexity = None
         if context.is_main and test_data is not None:
-            test_loss = inputs.test_loss(net, training, resolved)
+            test_loss = inputs.test_loss(net, training, resolved, kept_lm)
             say(inputs.test_report(test_loss, net, kept_lm=kept_lm is not None))
             if task == "classify":  # a classifier's test loss is the share it gets wrong
                 update_config(out, test_accuracy=1 - test_loss)
@@ -306,49 +309,10 @@ def _sections(
     with, if it kept one."""
     sections = inputs.sections()
     if task == "classify":
-        learned_under = "uniform" if training.class_weights == "balanced" else "learned"
-        sections["classifier"] = {"prior": learned_under}
+        sections["classifier"] = {"prior": held_prior(training)}
         if kept_lm:
             sections["classifier"]["generative"] = GENERATIVE_NAME
     return sections
-
-
-@dataclass
-class KeptLM:
-    """The labelled LM a classifier keeps, and the sections of its own checkpoint."""
-
-    model: RNNLM
-    sections: dict[str, Any]
-
-    def save_beside(self, directory: Path, tokenizer: Tokenizer) -> None:
-        """Into `directory`'s `generative` folder, unless it is there: a complete checkpoint
-        of its own (`charlm generate out/generative --label ...` works on it)."""
-        folder = files.subdirectory(files.subdirectory(directory, create=True) / GENERATIVE_NAME)
-        if not (folder / CONFIG_NAME).is_file():
-            save_checkpoint(folder, self.model, tokenizer, **self.sections)
-
-
-def _kept_lm(
-    resumed: Checkpoint | None,
-    pretrained: PretrainedEncoder | None,
-    inputs: RunInputs,
-    data: dict[str, Any],
-) -> KeptLM | None:
-    """The LM the classifier keeps: the one its pretraining just trained, or, in a resumed
-    run, the one the first part saved (for a `best` copy that part had not made yet)."""
-    if resumed is not None:
-        keys = ("data", "results", "val_perplexity", "labels")
-        return KeptLM(resumed.model, {k: resumed.config[k] for k in keys if k in resumed.config})
-    if pretrained is None or not pretrained.kept:
-        return None
-    results = pretrained.summary["forward"]
-    sections = {
-        "data": {k: v for k, v in data.items() if k != "pretrained"},  # the classifier's record
-        "results": results,
-        "val_perplexity": results["val_perplexity"],
-        **inputs.sections(),
-    }
-    return KeptLM(pretrained.forward, sections)
 
 
 # What a resumed run may change: how long it goes on and how often it reports. Everything

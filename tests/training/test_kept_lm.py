@@ -12,8 +12,10 @@ from click.testing import CliRunner
 import charlm
 from charlm.checkpoint import read_config
 from charlm.cli import cli
+from charlm.corpus import read_examples
 from charlm.data import DataOptions
 from charlm.errors import CheckpointError, ConfigError
+from charlm.sampling import evaluate_examples
 from charlm.training import TrainConfig, train_book
 from tests.helpers import single_thread, write_labelled_names
 
@@ -128,3 +130,32 @@ def test_a_run_without_validation_keeps_the_lm_beside_its_last_model_only(tmp_pa
         )  # fmt: skip
     assert not (out / "best").exists()  # no evaluation chose a model: no copy, no LM in it
     assert charlm.load(out, device="cpu").generative is not None
+
+
+def test_validation_and_test_score_the_classifier_with_its_lm_as_classify_does(tmp_path):
+    names = write_labelled_names(tmp_path / "names", copies=2)
+    mixed = {"ab": ["Abx", "Bay", "Azb", "Bbz", "Aab", "Bxa"],
+             "xyz": ["Xab", "Yba", "Zya", "Xxb", "Yzy", "Zab"]}  # fmt: skip
+    for split in ("val", "test"):
+        (tmp_path / split).mkdir()
+        for label, lines in mixed.items():
+            (tmp_path / split / f"{label}.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "model"
+    data = DataOptions(labels="files", examples="lines", val_file=str(tmp_path / "val"),
+                       test_file=str(tmp_path / "test"))  # fmt: skip
+    with single_thread():
+        run = train_book(
+            names, out=out, model=TINY, data=data, device="cpu", overwrite=True,
+            training=TrainConfig(batch_size=8, lr=0.02, seed=1, pretrain_epochs=2,
+                                 max_steps=6, epochs=3, eval_every=2),
+        )  # fmt: skip
+    saved = read_config(out)
+    stored = {"val": saved["results"]["best_val_accuracy"], "test": saved["test_accuracy"]}
+    for split, model in (("val", out / "best"), ("test", out)):
+        examples = read_examples(tmp_path / split, labels="files", examples="lines")
+        sampler = charlm.load(model, device="cpu")
+        joined = evaluate_examples(sampler, examples).accuracy
+        assert stored[split] == pytest.approx(joined), split
+        sampler.generative = None  # the classifier alone gets another share right here
+        assert evaluate_examples(sampler, examples).accuracy != pytest.approx(joined), split
+    assert run.result.best_val_accuracy == pytest.approx(stored["val"])

@@ -120,7 +120,7 @@ def test_a_classifier_of_names_pretrains_then_fine_tunes_within_its_time(tmp_pat
     )
     assert "a backward language model of the 108 training examples, 2 epochs" in said
     assert "the classifier starts from them and fine-tunes" in said
-    assert "examples (the classifier alone; charlm evaluate joins its LM)" in said
+    assert "examples (the classifier with its language model)" in said
     sampler = charlm.load(run.checkpoint, device="cpu")
     assert [c.label for c in sampler.classify(["Abba", "Xyzzy"], top_k=1)] == ["ab", "xyz"]
     # The forward model is kept, a labelled LM of its own in the run and in its best copy.
@@ -204,7 +204,7 @@ def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_pa
     assert saved["model"]["bidirectional"] is True
     assert saved["training"]["max_time"] < 20
     # Always answering Russian, the largest label, is right about half of the time; the
-    # classifier alone, in the 9 s left, gets more right.
+    # classifier (9 s left) with its LM gets more right.
     assert saved["results"]["best_val_accuracy"] > 0.6
     sampler = charlm.load(tmp_path / "names" / "best", device="cpu")
     assert sampler.generative is not None and len(sampler.generative.labels) == 18
