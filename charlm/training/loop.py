@@ -226,6 +226,8 @@ class _Run:
             batches = itertools.islice(self.feed.epoch(epoch), c.batch_index, None)
             for batch, last in _lookahead(batches):
                 self._train_step(batch)
+                if last:  # the epoch is done, though its random offset may have cost a batch
+                    c.batch_index = max(c.batch_index, self.steps_per_epoch)
                 if c.step % config.log_every == 0:
                     self.recorder.log(c, self.lr)
                 stopped_by = self._check_bounds()

@@ -325,15 +325,39 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
 
 
 @pytest.mark.slow
-def test_resuming_a_run_that_used_its_time_says_what_to_give(tmp_path):
+def test_a_run_that_ended_with_its_epochs_says_so_when_resumed(tmp_path):
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 2, encoding="utf-8")
     out = tmp_path / "run"
-    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu --max-time 1s"
+    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu --epochs 3"
     runner = CliRunner()
     result = runner.invoke(cli, ["train", str(book), "--out", str(out), *args.split()])
     assert result.exit_code == 0, result.output
     trained = read_config(out)["results"]
+    # Each epoch starts at a random offset, which may leave out a batch: the run did all of
+    # its 3 epochs in fewer steps than 3 full ones.
+    assert trained["stopped_by"] == "epochs" and trained["epochs"] < 3
+    result = runner.invoke(cli, ["train", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_config(out)["results"]["steps"] == trained["steps"]
+    message = " ".join(result.output.split())
+    assert "nothing left to train" in message and "all of --epochs 3; give more" in message
+
+
+@pytest.mark.slow
+def test_resuming_a_run_that_used_its_time_says_what_to_give(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 2, encoding="utf-8")
+    out = tmp_path / "run"
+    # Epochs enough that the clock, not the epochs, ends the run on however fast a machine.
+    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu --max-time 1s"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["train", str(book), "--out", str(out), *args.split(), "--epochs", "1000"]
+    )
+    assert result.exit_code == 0, result.output
+    trained = read_config(out)["results"]
+    assert trained["stopped_by"] == "max_time"
     result = runner.invoke(cli, ["train", "--resume", str(out), "--max-time", "1s"])
     assert result.exit_code == 0, result.output
     assert read_config(out)["results"]["steps"] == trained["steps"]
