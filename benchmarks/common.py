@@ -118,6 +118,21 @@ def results_option(default: Path) -> Callable[[Callable], Callable]:
     )
 
 
+def threads_option() -> Callable[[Callable], Callable]:
+    """`--threads`: the CPU threads of the benchmark's trainings (torch's own choice when
+    not given)."""
+    return click.option(
+        "--threads", type=int, default=None, help="CPU threads.  [default: torch's]"
+    )
+
+
+def device_option() -> Callable[[Callable], Callable]:
+    """`--device`: where the benchmark trains (auto: CUDA when present, else the CPU)."""
+    return click.option(
+        "--device", default="auto", show_default=True, help="Where to train: auto, cpu or cuda."
+    )
+
+
 def pyplot() -> Any:
     """matplotlib's pyplot drawing to files (no display), or None when matplotlib is absent:
     the plots are extras, the tables and JSON are the results."""

@@ -21,7 +21,7 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import CORPORA, RESULTS_DIR, results_option
+from benchmarks.common import CORPORA, RESULTS_DIR, results_option, threads_option
 from charlm.corpus import read_book
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
@@ -74,7 +74,7 @@ def measure(
 @click.command()
 @click.option("--quick", is_flag=True, help="A tiny model and few steps (for CI).")
 @results_option(RESULTS)
-@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@threads_option()
 def main(quick: bool, out: Path, threads: int | None) -> None:
     """Measure the fraction of CPU training time spent outside forward/backward/optimizer."""
     if threads:

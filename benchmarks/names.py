@@ -44,7 +44,14 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    print_table,
+    results_option,
+    threads_option,
+    write_results,
+)
 from benchmarks.ngram import NaiveBayes
 from charlm.corpus import ExampleSet, read_examples, split_examples
 from charlm.metrics import confusion_matrix, macro_f1, top_k_accuracy
@@ -284,7 +291,7 @@ def report(results: dict[str, Any]) -> None:
 
 @click.command()
 @click.option("--quick", is_flag=True, help="A tiny subset and seconds of training (for CI).")
-@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@threads_option()
 @click.option(
     "--skip-training",
     is_flag=True,

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table
+from benchmarks.common import CORPORA, RESULTS_DIR, device_option, print_table, threads_option
 from benchmarks.quality import (
     Recipe,
     best_or_last,
@@ -161,10 +161,8 @@ def run(name: str, quick: bool, device: str, threads: int | None, work: Path) ->
     multiple=True,
     help="Which recipe to run; repeatable.  [default: all]",
 )
-@click.option(
-    "--device", default="auto", show_default=True, help="Where to train: auto, cpu or cuda."
-)
-@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@device_option()
+@threads_option()
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -39,7 +39,14 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    print_table,
+    results_option,
+    threads_option,
+    write_results,
+)
 from benchmarks.ngram import CharNgram
 from charlm.corpus import SplitConfig, read_book, split_regions
 from charlm.sampling import by_bits_per_character, load
@@ -192,7 +199,7 @@ def run_all(
 
 @click.command()
 @click.option("--quick", is_flag=True, help="Two books, seconds of training (for CI).")
-@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@threads_option()
 @click.option(
     "--minutes", type=float, default=5.0, show_default=True, help="Training time per book."
 )

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table
+from benchmarks.common import CORPORA, RESULTS_DIR, device_option, print_table, threads_option
 from benchmarks.quality import (
     Recipe,
     best_or_last,
@@ -164,10 +164,8 @@ def compare_softmaxes(runs: dict) -> dict | None:
     multiple=True,
     help="Which run; repeatable.  [default: all]",
 )
-@click.option(
-    "--device", default="auto", show_default=True, help="Where to train: auto, cpu or cuda."
-)
-@click.option("--threads", type=int, default=None, help="CPU threads.  [default: torch's]")
+@device_option()
+@threads_option()
 @click.option(
     "--max-steps",
     type=click.IntRange(min=1),
