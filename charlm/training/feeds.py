@@ -302,7 +302,8 @@ class ClassifierFeed(ExampleFeed):
         self, model: torch.nn.Module, examples: ExampleIds, device: torch.device,
         kept_lm: KeptLM | None = None,
     ) -> Validation:  # fmt: skip
-        """The cross-entropy of `score`, and the share of `examples` labelled wrongly."""
+        """The cross-entropy of the true labels (class-weighted as in training), and the share
+        of `examples` labelled wrongly: by the classifier alone, or joined with `kept_lm`."""
         batch_size = self.config.batch_size
         log_probs = classifier_predictions(model, examples, batch_size=batch_size, device=device)
         if kept_lm is not None:
