@@ -188,6 +188,8 @@ def parse_checkpoints(values: tuple[str, ...]) -> dict[str, Path]:
         cell, _, path = value.partition("=")
         if cell not in CELLS or not path:
             raise click.BadParameter(f"{value!r}: give CELL=DIR, CELL one of {', '.join(CELLS)}")
+        if not (Path(path) / "config.json").is_file():
+            raise click.BadParameter(f"{path} is not a charlm checkpoint (no config.json)")
         given[cell] = Path(path)
     return given
 

@@ -29,3 +29,10 @@ def test_quick_benchmark_trains_times_and_scores_every_cell(tmp_path):
             assert set(row["bits_per_char"]) == {"float32", "int8"}
             assert all(us > 0 for us in row["step_us"].values())
     assert "int8/float32" in result.stdout
+
+
+def test_a_checkpoint_that_is_not_one_is_a_one_line_error(tmp_path):
+    command = [sys.executable, "-m", "benchmarks.int8", "--checkpoint", f"lstm={tmp_path}"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path} is not a charlm checkpoint (no config.json)" in result.stderr
