@@ -34,7 +34,7 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
-from charlm.models.stepping import cell_function, step_layers
+from charlm.models.stepping import FusedWeights, cell_function, step_layers
 from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
@@ -282,6 +282,7 @@ class RNNLM(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self._fused: FusedWeights | None = None  # the step's layout of the weights, when used
         # One-hot input multiplies W_xh by a unit vector, i.e. picks one of its columns: an
         # embedding lookup in disguise, with the first layer's input size = vocabulary size.
         self.embedding = (
@@ -371,9 +372,9 @@ class RNNLM(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """The scores after one more token per row: tokens (batch,) → (batch, vocab), state.
 
-        The same numbers as `forward` on sequences of one token. In evaluation mode on a CPU,
-        PyTorch's layers are stepped with its cell functions, which costs less per token
-        than calling the layer (charlm/models/stepping.py).
+        The same numbers as `forward` on sequences of one token (to float rounding). In
+        evaluation mode on a CPU, PyTorch's layers are stepped through their equations, which
+        costs less per token than calling the layer (charlm/models/stepping.py).
         """
         cell = cell_function(self.rnn)
         if self.training or cell is None or tokens.device.type != "cpu":
@@ -382,7 +383,12 @@ class RNNLM(nn.Module):
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
         inputs = self._inputs(tokens.unsqueeze(1), labels)[:, 0]  # (batch, input)
-        outputs, state = step_layers(self.rnn, cell, inputs, state)  # (batch, hidden)
+        if FusedWeights.fits(self.rnn):
+            if self._fused is None or self._fused.layer is not self.rnn:
+                self._fused = FusedWeights(self.rnn)  # once per layer (quantize replaces it)
+            outputs, state = self._fused.step(inputs, state)  # (batch, hidden)
+        else:
+            outputs, state = step_layers(self.rnn, cell, inputs, state)
         return self.head(outputs), state  # (batch, vocab)
 
     def _inputs(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -38,7 +38,6 @@ from charlm.errors import ConfigError
 from charlm.models import RNNLM, State, classifier_log_posterior, detach_state, lengths_of
 from charlm.training.config import TrainConfig, Validation
 from charlm.training.distributed import DistContext
-from charlm.training.kept import KeptLM
 
 # One forward pass's result: the mean loss, the tokens it was taken over, the state after.
 Step = tuple[torch.Tensor, int, State | None]
@@ -264,13 +263,12 @@ class ClassifierFeed(ExampleFeed):
 
     def __init__(
         self, train: ExampleIds, val: ExampleIds | None, config: TrainConfig, model: Any,
-        dist: DistContext, kept_lm: KeptLM | None = None,
+        dist: DistContext,
     ) -> None:  # fmt: skip
         if train.labels is None:
             raise ConfigError("a classifier trains on labelled examples: give --labels")
         super().__init__(train, val, config, model.config.end_id, dist)
         self.weights = class_weights(train.labels, model.config.num_labels, config.class_weights)
-        self.kept_lm = kept_lm
 
     @property
     def window(self) -> int | None:
@@ -294,20 +292,15 @@ class ClassifierFeed(ExampleFeed):
         return self._measure(model, examples, device).loss
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> Validation:
-        """The classifier's validation, joined with the labelled LM it keeps, if it keeps one
-        (the model kept as the best is then the best pair, which is what classify uses)."""
-        return self._measure(model, self.val, device, self.kept_lm)
+        return self._measure(model, self.val, device)
 
     def _measure(
-        self, model: torch.nn.Module, examples: ExampleIds, device: torch.device,
-        kept_lm: KeptLM | None = None,
-    ) -> Validation:  # fmt: skip
-        """The cross-entropy of the true labels (class-weighted as in training), and the share
-        of `examples` labelled wrongly: by the classifier alone, or joined with `kept_lm`."""
-        batch_size = self.config.batch_size
-        log_probs = classifier_predictions(model, examples, batch_size=batch_size, device=device)
-        if kept_lm is not None:
-            log_probs = kept_lm.join(log_probs, examples, device, batch_size)
+        self, model: torch.nn.Module, examples: ExampleIds, device: torch.device
+    ) -> Validation:
+        """The cross-entropy of `score`, and the share of `examples` labelled wrongly."""
+        log_probs = classifier_predictions(
+            model, examples, batch_size=self.config.batch_size, device=device
+        )
         truth = examples.labels
         nll = -log_probs[np.arange(len(truth)), truth]
         error = float((log_probs.argmax(axis=1) != truth).mean())

@@ -1,4 +1,4 @@
-"""RNNLM.step: one token per row with PyTorch's cell functions, the numbers of forward."""
+"""RNNLM.step: one token per row without calling the layer, the numbers of forward."""
 
 from __future__ import annotations
 
@@ -67,3 +67,20 @@ def test_stepping_a_labelled_model_reads_each_rows_label(label_input):
         other, _ = model.step(tokens[:, 0], None, labels=torch.tensor([0, 0, 0]))
     torch.testing.assert_close(torch.stack(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(other[0], steps[0][0])  # the label changes what follows
+
+
+def test_the_steps_layout_of_the_weights_follows_the_layer_when_it_changes():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(30, hidden_size=24, embed_size=8)).eval()  # an LSTM
+    tokens = torch.randint(0, 30, (2, 4))
+    with torch.inference_mode():
+        model.step(tokens[:, 0])  # lays the weights out for stepping
+    with torch.no_grad():
+        model.rnn.weight_hh_l1.mul_(2.0)  # changed in place, as an optimizer step does
+        model.rnn.bias_ih_l0.add_(0.5)
+    with torch.inference_mode():
+        whole, _ = model(tokens)
+        state = None
+        for t in range(tokens.shape[1]):
+            scores, state = model.step(tokens[:, t], state)
+    torch.testing.assert_close(scores, whole[:, -1], atol=1e-5, rtol=1e-5)
