@@ -292,6 +292,8 @@ class ClassifierFeed(ExampleFeed):
         return self._measure(model, examples, device).loss
 
     def validate(self, model: torch.nn.Module, device: torch.device) -> Validation:
+        # The classifier alone, even one that keeps a labelled LM: chosen by the pair, the
+        # best evaluations came earlier and scored lower on the names (docs/benchmarks.md).
         return self._measure(model, self.val, device)
 
     def _measure(

@@ -58,7 +58,6 @@ from charlm.training.feeds import (
     evaluate,
     evaluate_example_ids,
 )
-from charlm.training.kept import KeptLM
 from charlm.training.recorder import Recorder, nonfinite_message
 from charlm.training.resume import (
     TRAINING_STATE_VERSION,
@@ -102,7 +101,6 @@ def train(
     dist: DistContext | None = None,
     report_interval_s: float = 0.25,
     fine_tune: bool = False,
-    kept_lm: KeptLM | None = None,
 ) -> TrainResult:
     """Train `model` in place until epochs, max_steps, max_time, early stopping or a stop.
 
@@ -113,15 +111,13 @@ def train(
     validation loss into bits per character. The reporter hears at most one step report
     per `report_interval_s` (0: every step). `fine_tune` (a classifier started from a
     language model) turns on the ULMFiT recipe: discriminative rates, gradual unfreezing.
-    A classifier's `kept_lm`, the labelled LM it keeps, is joined with it in every
-    validation, as `classify` joins them, so that the best evaluation is the pair's.
     """
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses its big buffers' pages (training/allocator.py)
     run = _Run(
         model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
-        fine_tune, kept_lm,
+        fine_tune,
     )  # fmt: skip
     if resume is not None:
         # Every value is checked first: PyTorch would fail on a bad one only mid-run.
@@ -171,12 +167,12 @@ class _Run:
 
     def __init__(
         self, model, train_ids, val_ids, config, device, reporter, checkpointer, metrics, stop,
-        val_characters, dist, report_interval_s, fine_tune=False, kept_lm=None,
+        val_characters, dist, report_interval_s, fine_tune=False,
     ) -> None:  # fmt: skip
         self.autocast, self.scaler = mixed_precision(config.precision, device)
         self.config, self.device, self.dist, self.stop = config, device, dist, stop
         self.reporter, self.checkpointer = reporter, checkpointer
-        self.feed = _feed(model, train_ids, val_ids, config, val_characters, dist, kept_lm)
+        self.feed = _feed(model, train_ids, val_ids, config, val_characters, dist)
         self.model = model.to(device).train()
         self.net: nn.Module = self.model
         if dist.enabled:
@@ -510,9 +506,9 @@ def improves(found: Validation, c: RunCounters) -> bool:
     return (found.error, found.loss) < (c.best_error, c.best_val)
 
 
-def _feed(model, train_ids, val_ids, config, val_characters, dist, kept_lm=None):
+def _feed(model, train_ids, val_ids, config, val_characters, dist):
     if is_classifier(model):
-        return ClassifierFeed(train_ids, val_ids, config, model, dist, kept_lm)
+        return ClassifierFeed(train_ids, val_ids, config, model, dist)
     if not isinstance(train_ids, ExampleIds):
         return StreamFeed(train_ids, val_ids, config, val_characters)
     if model.config.end_id is None:

@@ -9,7 +9,7 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -247,10 +247,11 @@ def train_book(
                 net = inputs.build_model(model, base, backward)
                 if inputs.own_vocabulary:
                     say(_carried_over(base, inputs.tokenizer))
-            # A classifier keeps the labelled LM its pretraining made, now or in the resumed run.
+            # A classifier keeps the labelled LM its pretraining made, or the one of the
+            # classifier it goes on from (resumed, or --init-from on the same tokens).
             record = {"data": {k: v for k, v in data_section.items() if k != "pretrained"}}
             kept_lm = lm_to_keep(
-                base.generative if resume else None, pretrained, inputs.labels,
+                _carried_lm(base, inputs, say), pretrained, inputs.labels,
                 {**record, **inputs.sections()}, training,
             )  # fmt: skip
             saver = metrics = None
@@ -270,7 +271,6 @@ def train_book(
                     reporter=reporter,
                     checkpointer=saver, metrics=metrics, resume=state, stop=stop,
                     val_characters=inputs.val_characters, dist=context, fine_tune=fine_tune,
-                    kept_lm=kept_lm,
                 )  # fmt: skip
             except TrainingError as exc:
                 kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
@@ -315,6 +315,20 @@ def _sections(
     return sections
 
 
+def _carried_lm(
+    base: Checkpoint | None, inputs: RunInputs, say: Callable[[str], None]
+) -> Checkpoint | None:
+    """The labelled LM of the classifier `base` that this run goes on training (its labels
+    are this data's: checked when the model was built), or None. On a vocabulary of its own
+    the run leaves it behind, and says so: it reads other tokens."""
+    if base is None or base.generative is None:
+        return None
+    if inputs.own_vocabulary:
+        say(f"{base.path}'s language model is left behind: it reads that checkpoint's tokens")
+        return None
+    return base.generative
+
+
 # What a resumed run may change: how long it goes on and how often it reports. Everything
 # else (the model, the data, the optimisation) is the saved run's.
 RESUME_OVERRIDES = ("epochs", "max_steps", "max_time", "patience", "eval_every", "log_every")
@@ -355,7 +369,11 @@ def check_settings(
         raise ConfigError(
             "--task classify trains on labelled examples: give --labels (and --examples)"
         )
-    _init_sources(init_from)
+    first, _ = _init_sources(init_from)
+    if first is not None and model.get("task", "lm") != "classify":
+        # Trained on as an LM, a classifier would go on classifying under an LM's name.
+        if read_config(first).get("model", {}).get("task") == "classify":
+            raise ConfigError(f"{first} is a classifier: train on from it with --task classify")
     ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
     data.splits()
     if data.example_unit is None:

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 import charlm
@@ -132,7 +133,7 @@ def test_a_run_without_validation_keeps_the_lm_beside_its_last_model_only(tmp_pa
     assert charlm.load(out, device="cpu").generative is not None
 
 
-def test_validation_and_test_score_the_classifier_with_its_lm_as_classify_does(tmp_path):
+def test_the_test_line_scores_the_pair_and_validation_the_classifier_alone(tmp_path):
     names = write_labelled_names(tmp_path / "names", copies=2)
     mixed = {"ab": ["Abx", "Bay", "Azb", "Bbz", "Aab", "Bxa"],
              "xyz": ["Xab", "Yba", "Zya", "Xxb", "Yzy", "Zab"]}  # fmt: skip
@@ -150,12 +151,42 @@ def test_validation_and_test_score_the_classifier_with_its_lm_as_classify_does(t
                                  max_steps=6, epochs=3, eval_every=2),
         )  # fmt: skip
     saved = read_config(out)
-    stored = {"val": saved["results"]["best_val_accuracy"], "test": saved["test_accuracy"]}
-    for split, model in (("val", out / "best"), ("test", out)):
-        examples = read_examples(tmp_path / split, labels="files", examples="lines")
-        sampler = charlm.load(model, device="cpu")
-        joined = evaluate_examples(sampler, examples).accuracy
-        assert stored[split] == pytest.approx(joined), split
-        sampler.generative = None  # the classifier alone gets another share right here
-        assert evaluate_examples(sampler, examples).accuracy != pytest.approx(joined), split
-    assert run.result.best_val_accuracy == pytest.approx(stored["val"])
+    # The test line: the last model with its LM, as classify gives it (not the classifier alone).
+    test = read_examples(tmp_path / "test", labels="files", examples="lines")
+    last = charlm.load(out, device="cpu")
+    assert saved["test_accuracy"] == pytest.approx(evaluate_examples(last, test).accuracy)
+    last.generative = None
+    assert saved["test_accuracy"] != pytest.approx(evaluate_examples(last, test).accuracy)
+    # The best evaluation: the classifier alone.
+    val = read_examples(tmp_path / "val", labels="files", examples="lines")
+    best = charlm.load(out / "best", device="cpu")
+    best.generative = None
+    assert saved["results"]["best_val_accuracy"] == pytest.approx(
+        evaluate_examples(best, val).accuracy
+    )
+    assert run.result.best_val_accuracy == pytest.approx(saved["results"]["best_val_accuracy"])
+
+
+def test_a_classifier_trained_on_from_one_that_keeps_an_lm_keeps_it_too(hybrid, tmp_path):
+    names = write_labelled_names(tmp_path / "names")  # the same labels, counted anew
+    out = tmp_path / "more"
+    with single_thread():
+        train_book(
+            names, out=out, init_from=hybrid, model={"task": "classify"}, data=LABELLED,
+            device="cpu", training=TrainConfig(batch_size=8, max_steps=4, epochs=1),
+        )  # fmt: skip
+    assert read_config(out)["classifier"]["generative"] == "generative"
+    before = charlm.load(hybrid, device="cpu").generative
+    after = charlm.load(out, device="cpu").generative
+    assert after.label_set.counts != before.label_set.counts  # this run's counts
+    for name, weight in before.model.state_dict().items():  # the LM itself, unchanged
+        assert torch.equal(after.model.state_dict()[name], weight), name
+
+
+def test_training_on_from_a_classifier_as_a_language_model_is_refused(hybrid, tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    args = ["train", str(names), "--labels", "files", "--examples", "lines", "--init-from",
+            str(hybrid), "--out", str(tmp_path / "more"), "--device", "cpu"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0 and result.stderr.count("\n") == 1
+    assert f"{hybrid} is a classifier: train on from it with --task classify" in result.stderr

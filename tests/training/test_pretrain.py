@@ -204,7 +204,7 @@ def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_pa
     assert saved["model"]["bidirectional"] is True
     assert saved["training"]["max_time"] < 20
     # Always answering Russian, the largest label, is right about half of the time; the
-    # classifier (9 s left) with its LM gets more right.
+    # classifier alone, in the 9 s left, gets more right.
     assert saved["results"]["best_val_accuracy"] > 0.6
     sampler = charlm.load(tmp_path / "names" / "best", device="cpu")
     assert sampler.generative is not None and len(sampler.generative.labels) == 18
