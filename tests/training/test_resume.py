@@ -324,44 +324,38 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     assert result.exit_code == 2 and "drop --out" in result.output
 
 
-@pytest.mark.slow
-def test_a_run_that_ended_with_its_epochs_says_so_when_resumed(tmp_path):
+def _trained_then_resumed(tmp_path, first: list[str], again: list[str]):
+    """A small run on TEXT twice with the options `first`, then `--resume` with `again`: the
+    first run's results, and what the resumed run said (its lines joined, however wrapped)."""
     book = tmp_path / "book.txt"
     book.write_text(TEXT * 2, encoding="utf-8")
     out = tmp_path / "run"
-    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu --epochs 3"
+    small = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu".split()
     runner = CliRunner()
-    result = runner.invoke(cli, ["train", str(book), "--out", str(out), *args.split()])
+    result = runner.invoke(cli, ["train", str(book), "--out", str(out), *small, *first])
     assert result.exit_code == 0, result.output
     trained = read_config(out)["results"]
+    result = runner.invoke(cli, ["train", "--resume", str(out), *again])
+    assert result.exit_code == 0, result.output
+    assert read_config(out)["results"]["steps"] == trained["steps"]  # nothing more trained
+    return trained, " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_a_run_that_ended_with_its_epochs_says_so_when_resumed(tmp_path):
+    trained, message = _trained_then_resumed(tmp_path, ["--epochs", "3"], [])
     # Each epoch starts at a random offset, which may leave out a batch: the run did all of
     # its 3 epochs in fewer steps than 3 full ones.
     assert trained["stopped_by"] == "epochs" and trained["epochs"] < 3
-    result = runner.invoke(cli, ["train", "--resume", str(out)])
-    assert result.exit_code == 0, result.output
-    assert read_config(out)["results"]["steps"] == trained["steps"]
-    message = " ".join(result.output.split())
     assert "nothing left to train" in message and "all of --epochs 3; give more" in message
 
 
 @pytest.mark.slow
 def test_resuming_a_run_that_used_its_time_says_what_to_give(tmp_path):
-    book = tmp_path / "book.txt"
-    book.write_text(TEXT * 2, encoding="utf-8")
-    out = tmp_path / "run"
     # Epochs enough that the clock, not the epochs, ends the run on however fast a machine.
-    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu --max-time 1s"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli, ["train", str(book), "--out", str(out), *args.split(), "--epochs", "1000"]
-    )
-    assert result.exit_code == 0, result.output
-    trained = read_config(out)["results"]
+    first = ["--max-time", "1s", "--epochs", "1000"]
+    trained, message = _trained_then_resumed(tmp_path, first, ["--max-time", "1s"])
     assert trained["stopped_by"] == "max_time"
-    result = runner.invoke(cli, ["train", "--resume", str(out), "--max-time", "1s"])
-    assert result.exit_code == 0, result.output
-    assert read_config(out)["results"]["steps"] == trained["steps"]
-    message = " ".join(result.output.split())  # the terminal may wrap it
     steps = trained["steps"]
     assert f"({steps:,} step{'' if steps == 1 else 's'}, " in message
     suggested = re.search(
