@@ -10,8 +10,9 @@ training) keep the fused layer, which is the fast one there.
 LSTM and RNN layers step on their weights laid out for it (`FusedWeights`): per layer one
 matrix [W_ih W_hh], transposed and stored row by row, and the two biases summed, so that a
 step is one product of [x, h] with it. In charlm's sampler (2 x 512 character LSTM, batch 1,
-one thread, AMD EPYC) that gave 1.75x the tokens per second of `torch.lstm_cell` on the
-layer's own weights, and 1.3x in the layer's own layout. GRU layers, whose candidate gate
+AMD EPYC) that gave 1.33-1.75x the tokens per second of `torch.lstm_cell` on the layer's own
+weights on one thread and 1.59x on two (docs/sampling.md); the same product with the matrix
+in the layer's own layout, 1.3x. GRU layers, whose candidate gate
 multiplies h's product alone by the reset gate, step with `torch.gru_cell`.
 """
 

@@ -23,7 +23,7 @@ from charlm.models.posteriors import joined_with_lm, label_log_likelihoods
 from charlm.tokenizers import Tokenizer
 from charlm.training.config import TrainConfig
 
-if TYPE_CHECKING:  # pretraining runs the training loop, which joins with a KeptLM
+if TYPE_CHECKING:  # pretrain.py imports inputs.py, which imports this module
     from charlm.training.pretrain import PretrainedEncoder
 
 
