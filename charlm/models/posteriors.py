@@ -89,7 +89,7 @@ def joined_with_lm(
 ) -> np.ndarray:  # fmt: skip
     """A classifier's log p(label | text) (`scores`, under the prior `held_log_prior` its
     training gave them) joined with its labelled LM's, whose log p(text | label) are
-    `lm_log_likelihoods`: both under `log_prior`, as `Sampler.label_log_posterior` joins a
-    classifier and the LM it keeps."""
+    `lm_log_likelihoods`: both under `log_prior`. The one rule for a classifier and the LM
+    it keeps, in `Sampler.label_log_posterior` and in a run's test line."""
     own = posterior(scores, log_prior - held_log_prior)
     return joined([own, posterior(lm_log_likelihoods, log_prior)])

@@ -28,7 +28,7 @@ from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError
 from charlm.models import State, classifier_log_posterior, convert, is_classifier
-from charlm.models.posteriors import joined, label_log_likelihoods, posterior
+from charlm.models.posteriors import joined_with_lm, label_log_likelihoods, posterior
 from charlm.models.quantized import device_for
 from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling.batch import Batch
@@ -313,13 +313,12 @@ class Sampler:
             scores = classifier_log_posterior(
                 self.model, encoded, self.end_id, self.device, batch_size
             )
-            own = posterior(scores, wanted - self.label_set.log_prior(self.classifier_prior))
+            held = self.label_set.log_prior(self.classifier_prior)
             if self.generative is None:
-                return own
-            lm = self.generative.label_log_posterior(
-                texts, prior=prior, unknown=unknown, batch_size=batch_size
-            )
-            return joined([own, lm])
+                return posterior(scores, wanted - held)
+            # Its LM has the same labels and counts (checked when loaded): the same prior.
+            lm = self.generative.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
+            return joined_with_lm(scores, lm, wanted, held)
         log_likelihoods = self.log_likelihoods(texts, unknown=unknown, batch_size=batch_size)
         return posterior(log_likelihoods, wanted)
 
