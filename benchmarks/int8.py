@@ -16,9 +16,11 @@ For each model, in one process, interleaved over --repeats rounds (medians repor
 * the network's batch-1 step alone (`model.step`, µs), float32 and int8: a token's time
   less drawing and decoding, so their ratio is the most int8 can gain in tokens/s.
 * batch-1 tokens per second of `Sampler.generate` (temperature 0.8, --tokens tokens after a
-  short prefix), three ways: "layer", float32 with each token through the recurrent layer's
-  own call (`nn.LSTM(x, state)`, how charlm sampled before issue 22); "float32", charlm's
-  sampler now (one step through PyTorch's cell functions, charlm/models/stepping.py); "int8",
+  short prefix), four ways: "layer", float32 with each token through the recurrent layer's
+  own call (`nn.LSTM(x, state)`, how charlm sampled before issue 22); "cell", one step through
+  PyTorch's cell functions on the layer's own weights (charlm's step until the LSTM and RNN
+  stepped on their weights laid out for it; not run for a GRU, which still steps so);
+  "float32", charlm's sampler now (charlm/models/stepping.py); "int8",
   `load(..., quantize="int8")`. The same with `num_samples=16` (batch 16).
 * bits per character of the held-out last 10% read in order, its state carried
   (`Sampler.score`), float32 against int8, on the first --score-chars characters.
@@ -45,6 +47,7 @@ from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
 from benchmarks.train_overhead import threads
 from charlm.corpus import read_book
 from charlm.errors import ConfigError
+from charlm.models.stepping import FusedWeights, cell_function, step_layers
 from charlm.sampling import Sampler, load
 
 BOOK = CORPORA / "tinyshakespeare" / "input.txt"
@@ -70,10 +73,27 @@ class LayerCalls(nn.Module):
         return self.model(tokens, state)
 
 
+class CellSteps(LayerCalls):
+    """A model whose `step` runs PyTorch's cell functions (`torch.lstm_cell`, ...) on the
+    layer's own weights: charlm's float32 step before LSTM and RNN layers stepped on their
+    weights laid out for it (charlm/models/stepping.py)."""
+
+    def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        model = self.model
+        if state is None:
+            state = model.begin_state(tokens.shape[0], tokens.device)
+        inputs = model._inputs(tokens.unsqueeze(1), None)[:, 0]  # (batch, input)
+        outputs, state = step_layers(model.rnn, cell_function(model.rnn), inputs, state)
+        return model.head(outputs), state
+
+
 def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], str | None]:
     """The ways to sample the model of `checkpoint`, and why int8 is not one (or None)."""
     float32 = load(checkpoint, device="cpu", impl=impl)
-    ways = {"layer": Sampler(LayerCalls(float32.model), float32.tokenizer), "float32": float32}
+    ways = {"layer": Sampler(LayerCalls(float32.model), float32.tokenizer)}
+    if FusedWeights.fits(float32.model.rnn):  # the step it replaced, beside it
+        ways["cell"] = Sampler(CellSteps(float32.model), float32.tokenizer)
+    ways["float32"] = float32
     try:
         ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
     except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
@@ -153,6 +173,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "int8_vs_float32": ratio("int8", "float32"),
         "int8_vs_layer": ratio("int8", "layer"),
         "float32_vs_layer": ratio("float32", "layer"),
+        "float32_vs_cell": ratio("float32", "cell") if "cell" in one else None,
         "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
         "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
@@ -255,12 +276,15 @@ def report(rows: list[dict]) -> None:
     if not rows:
         return
     print_table(
-        ["model", "threads", "layer tok/s", "float32 tok/s", "int8 tok/s", "int8/float32",
+        ["model", "threads", "layer tok/s", "cell fn tok/s", "float32 tok/s", "int8 tok/s",
+         "int8/float32",
          "int8/layer", "step µs float32 / int8", f"b{BATCH} float32", f"b{BATCH} int8",
          "bpc float32", "bpc int8", "bpc change"],
         [
             (
-                r["model"], r["threads"], both(r, "layer"), both(r, "float32"), both(r, "int8"),
+                r["model"], r["threads"], both(r, "layer"),
+                both(r, "cell") if "cell" in r["tokens_per_s"] else "-",
+                both(r, "float32"), both(r, "int8"),
                 ratio(r, "int8_vs_float32"), ratio(r, "int8_vs_layer"),
                 f"{r['step_us']['float32']:,.0f} / {r['step_us']['int8']:,.0f} "
                 f"({r['step_float32_vs_int8']:.2f}x)",
