@@ -18,10 +18,13 @@ For each model, in one process, interleaved over --repeats rounds (medians repor
 * batch-1 tokens per second of `Sampler.generate` (temperature 0.8, --tokens tokens after a
   short prefix), four ways: "layer", float32 with each token through the recurrent layer's
   own call (`nn.LSTM(x, state)`, how charlm sampled before issue 22); "cell", one step through
-  PyTorch's cell functions on the layer's own weights (charlm's step until the LSTM and RNN
-  stepped on their weights laid out for it; not run for a GRU, which still steps so);
-  "float32", charlm's sampler now (charlm/models/stepping.py); "int8",
-  `load(..., quantize="int8")`. The same with `num_samples=16` (batch 16).
+  PyTorch's cell functions on the layer's own weights (charlm's step until the layers
+  stepped on their weights laid out for it); "float32", charlm's sampler now
+  (charlm/models/stepping.py); "int8", `load(..., quantize="int8")`, whose character-sized
+  output layer stays float32; "int8 all", every layer int8 (`quantize(..., min_weights=0)`,
+  how int8 ran before). The same with `num_samples=16` (batch 16).
+* batch-1 time of an output layer alone, float32 against int8, for 512 inputs and a few
+  vocabulary sizes: where an int8 product starts to pay for its fixed cost per call.
 * bits per character of the held-out last 10% read in order, its state carried
   (`Sampler.score`), float32 against int8, on the first --score-chars characters.
 
@@ -47,6 +50,7 @@ from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
 from benchmarks.train_overhead import threads
 from charlm.corpus import read_book
 from charlm.errors import ConfigError
+from charlm.models.quantized import Int8Linear, quantize
 from charlm.models.stepping import FusedWeights, cell_function, step_layers
 from charlm.sampling import Sampler, load
 
@@ -75,8 +79,8 @@ class LayerCalls(nn.Module):
 
 class CellSteps(LayerCalls):
     """A model whose `step` runs PyTorch's cell functions (`torch.lstm_cell`, ...) on the
-    layer's own weights: charlm's float32 step before LSTM and RNN layers stepped on their
-    weights laid out for it (charlm/models/stepping.py)."""
+    layer's own weights: charlm's float32 step before its layers stepped on their weights
+    laid out for it (charlm/models/stepping.py)."""
 
     def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         model = self.model
@@ -98,7 +102,32 @@ def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], st
         ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
     except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
         return ways, str(exc)
+    if isinstance(ways["int8"].model.head, nn.Linear):  # kept float32: time it int8 too
+        every_layer = quantize(float32.model, "int8", min_weights=0)
+        ways["int8 all"] = Sampler(every_layer, float32.tokenizer)
     return ways, None
+
+
+def output_layer_times(repeats: int, hidden: int = 512, steps: int = 300) -> list[dict]:
+    """Median batch-1 µs of an output layer of `hidden` inputs, float32 and int8, for a
+    character and a few word vocabulary sizes (random weights: the time does not depend on
+    them)."""
+    rows = []
+    x = torch.randn(1, hidden)
+    for vocab in (65, 256, 1024, 4096, 10_000):
+        layers = {"float32": nn.Linear(hidden, vocab)}
+        layers["int8"] = Int8Linear(layers["float32"])
+        times: dict[str, list[float]] = {name: [] for name in layers}
+        with torch.inference_mode():
+            for _ in range(repeats):
+                for name, layer in layers.items():
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        layer(x)
+                    times[name].append((time.perf_counter() - start) / steps * 1e6)
+        row = {name: statistics.median(t) for name, t in times.items()}
+        rows.append({"inputs": hidden, "outputs": vocab, "weights": hidden * vocab, **row})
+    return rows
 
 
 def tokens_per_second(
@@ -174,6 +203,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "int8_vs_layer": ratio("int8", "layer"),
         "float32_vs_layer": ratio("float32", "layer"),
         "float32_vs_cell": ratio("float32", "cell") if "cell" in one else None,
+        "int8_vs_int8_all": ratio("int8", "int8 all") if "int8 all" in one else None,
         "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
         "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
@@ -253,9 +283,17 @@ def main(quick: bool, checkpoints: tuple[str, ...], cells: str, train_time: str,
                 rows.append(measure(cell, impl, checkpoint, held_out, settings,
                                     min(repeats, 2) if quick else repeats))  # fmt: skip
                 report(rows[-1:])
-    write_results(out, {"quick": quick, "settings": settings, "rows": rows})
+        heads = output_layer_times(min(repeats, 2) if quick else repeats)
+    write_results(out, {"quick": quick, "settings": settings, "rows": rows,
+                        "output_layers": heads})  # fmt: skip
     print()
     report(rows)
+    print()
+    print_table(
+        ["output layer", "weights", "float32 µs", "int8 µs", "float32 / int8"],
+        [(f"{h['inputs']} x {h['outputs']:,}", f"{h['weights']:,}", f"{h['float32']:.1f}",
+          f"{h['int8']:.1f}", f"{h['float32'] / h['int8']:.2f}x") for h in heads],
+    )  # fmt: skip
     print(f"wrote {out}")
 
 
@@ -277,7 +315,7 @@ def report(rows: list[dict]) -> None:
         return
     print_table(
         ["model", "threads", "layer tok/s", "cell fn tok/s", "float32 tok/s", "int8 tok/s",
-         "int8/float32",
+         "int8 all tok/s", "int8/float32",
          "int8/layer", "step µs float32 / int8", f"b{BATCH} float32", f"b{BATCH} int8",
          "bpc float32", "bpc int8", "bpc change"],
         [
@@ -285,6 +323,7 @@ def report(rows: list[dict]) -> None:
                 r["model"], r["threads"], both(r, "layer"),
                 both(r, "cell") if "cell" in r["tokens_per_s"] else "-",
                 both(r, "float32"), both(r, "int8"),
+                both(r, "int8 all") if "int8 all" in r["tokens_per_s"] else "-",
                 ratio(r, "int8_vs_float32"), ratio(r, "int8_vs_layer"),
                 f"{r['step_us']['float32']:,.0f} / {r['step_us']['int8']:,.0f} "
                 f"({r['step_float32_vs_int8']:.2f}x)",

@@ -6,7 +6,10 @@ input vector to 8 bits as it arrives ("dynamic" quantization: nothing to calibra
 products run in PyTorch's int8 kernels (FBGEMM / oneDNN on x86, QNNPACK on ARM) and the
 gates in float32. At batch 1 a step of a character model is bound by reading its weights,
 a quarter of the bytes in int8, so sampling gets several times faster, while the loss
-moves by well under 1% (docs/benchmarks.md). The embedding stays float32 (it is a lookup).
+moves by well under 1% (docs/benchmarks.md). The embedding stays float32 (it is a lookup),
+and so does an output layer too small to gain: an int8 product has a fixed cost per call
+(about 45 us at batch 1 on a 2-core AMD EPYC) that a character model's float32 head (65 x 512,
+25 us) never reaches; from about half a million weights the int8 product is the faster.
 
 The kernels are PyTorch's own operators (`quantized::linear_dynamic`, `torch.quantized_lstm`,
 `torch.quantized_gru`); the RNN, which PyTorch has no quantized layer for, runs its two
@@ -30,6 +33,9 @@ from charlm.models.stepping import WEIGHT_NAMES
 from charlm.options import option
 
 QUANTIZATIONS = ("int8",)
+# An output layer with fewer weights stays float32: at batch 1 it is faster so (512 inputs x
+# 1,024 outputs: 100 us float32, 105 int8; x 4,096: 384 against 199; docs/benchmarks.md).
+MIN_INT8_WEIGHTS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -158,8 +164,9 @@ def device_for(device: str, scheme: str | None) -> str:
     return "cpu"
 
 
-def quantize(model: RNNLM, scheme: str = "int8") -> RNNLM:
-    """A copy of `model` for CPU inference with int8 recurrent and output layers.
+def quantize(model: RNNLM, scheme: str = "int8", min_weights: int = MIN_INT8_WEIGHTS) -> RNNLM:
+    """A copy of `model` for CPU inference with int8 recurrent and output layers (an output
+    layer of fewer than `min_weights` weights stays float32: it is faster so).
 
     The copy is in evaluation mode and cannot be trained. Raises ConfigError for what cannot
     be quantized: a model on another device than the CPU, a cell PyTorch does not implement,
@@ -198,16 +205,17 @@ def quantize(model: RNNLM, scheme: str = "int8") -> RNNLM:
         quantized = RNNLM(replace(config))
     quantized.load_state_dict(model.state_dict())
     quantized.rnn = Int8Recurrent(quantized.rnn, config.cell, config.nonlinearity)
-    quantized.head = _quantize_linears(quantized.head)
+    quantized.head = _quantize_linears(quantized.head, min_weights)
     return quantized.eval()
 
 
-def _quantize_linears(module: nn.Module) -> nn.Module:
-    """`module` with every `nn.Linear` in it (itself included) made int8."""
+def _quantize_linears(module: nn.Module, min_weights: int) -> nn.Module:
+    """`module` with every `nn.Linear` in it (itself included) of `min_weights` weights or
+    more made int8."""
     if isinstance(module, nn.Linear):
-        return Int8Linear(module)
+        return Int8Linear(module) if module.weight.numel() >= min_weights else module
     for name, child in module.named_children():  # the adaptive softmax's head and clusters
-        setattr(module, name, _quantize_linears(child))
+        setattr(module, name, _quantize_linears(child, min_weights))
     return module
 
 

@@ -15,7 +15,7 @@ from charlm.models import (
     convert,
 )
 from charlm.models import quantized as quantized_module
-from charlm.models.quantized import Int8Linear, Int8Recurrent, quantize
+from charlm.models.quantized import MIN_INT8_WEIGHTS, Int8Linear, Int8Recurrent, quantize
 
 VOCAB = 40
 CASES = [
@@ -38,7 +38,7 @@ def model_for(settings: dict) -> torch.nn.Module:
 @pytest.mark.parametrize("settings", CASES, ids=lambda s: "-".join(map(str, s.values())))
 def test_an_int8_model_predicts_what_the_float_model_predicts(settings):
     model = model_for(settings)
-    int8 = quantize(model)
+    int8 = quantize(model, min_weights=0)  # these small output layers too
     assert isinstance(int8.rnn, Int8Recurrent)
     assert not any(isinstance(m, torch.nn.Linear) for m in int8.head.modules())
     assert any(isinstance(m, Int8Linear) for m in int8.head.modules())
@@ -54,6 +54,15 @@ def test_an_int8_model_predicts_what_the_float_model_predicts(settings):
     assert (got - want).abs().max() < 0.1
     assert (got - want).abs().mean() < 0.01
     assert (torch.stack(stepped, dim=1) - want).abs().max() < 0.1
+
+
+def test_an_output_layer_too_small_to_gain_stays_float32():
+    characters = quantize(model_for({"cell": "lstm"}))  # 40 x 32: int8's call costs more
+    assert isinstance(characters.head, torch.nn.Linear)
+    torch.manual_seed(0)
+    words = build_model(ModelConfig(4096, hidden_size=128, embed_size=16)).eval()
+    assert words.head.weight.numel() >= MIN_INT8_WEIGHTS
+    assert isinstance(quantize(words).head, Int8Linear)
 
 
 def test_quantizing_copies_the_model_and_leaves_the_random_stream_alone():

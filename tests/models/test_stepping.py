@@ -69,9 +69,10 @@ def test_stepping_a_labelled_model_reads_each_rows_label(label_input):
     assert not torch.allclose(other[0], steps[0][0])  # the label changes what follows
 
 
-def test_the_steps_layout_of_the_weights_follows_the_layer_when_it_changes():
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_steps_layout_of_the_weights_follows_the_layer_when_it_changes(cell):
     torch.manual_seed(0)
-    model = build_model(ModelConfig(30, hidden_size=24, embed_size=8)).eval()  # an LSTM
+    model = build_model(ModelConfig(30, cell=cell, hidden_size=24, embed_size=8)).eval()
     tokens = torch.randint(0, 30, (2, 4))
     with torch.inference_mode():
         model.step(tokens[:, 0])  # lays the weights out for stepping
