@@ -383,7 +383,7 @@ class RNNLM(nn.Module):
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
         inputs = self._inputs(tokens.unsqueeze(1), labels)[:, 0]  # (batch, input)
-        if FusedWeights.fits(self.rnn):
+        if FusedWeights.fits(self.rnn, tokens.shape[0]):
             if self._fused is None or self._fused.layer is not self.rnn:
                 self._fused = FusedWeights(self.rnn)  # once per layer (quantize replaces it)
             outputs, state = self._fused.step(inputs, state)  # (batch, hidden)

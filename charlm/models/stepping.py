@@ -16,6 +16,7 @@ per second of `torch.lstm_cell` on the layer's own weights on one thread and 1.5
 candidate gate multiplies h's product alone by the reset gate, so a GRU layer keeps two
 products, x W_ih^T and h W_hh^T, on the transposed matrices: its step alone took 539 us
 against `torch.gru_cell`'s 974 on one thread, 615 against 784 on two (2 x 512, batch 1).
+An LSTM of 4 rows or more steps with `torch.lstm_cell` instead (`LSTM_MAX_ROWS`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 CellFunction = Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # of each layer, in order
+# From 4 rows on, the CPU's product of a few rows with an LSTM's stacked, transposed matrix
+# (input + hidden by 4 hidden) fell behind `torch.lstm_cell`'s two products on the layer's own
+# weights: 0.8-0.9x at 4-16 rows on one thread (2 x 512, AMD EPYC), where at 1-3 rows it is
+# 2x; GRU and RNN layers, whose matrices are narrower, kept their lead (docs/benchmarks.md).
+LSTM_MAX_ROWS = 3
 _CELL_FUNCTIONS: dict[tuple[type[nn.Module], str], CellFunction] = {
     (nn.LSTM, "tanh"): torch.lstm_cell,
     (nn.GRU, "tanh"): torch.gru_cell,
@@ -80,9 +86,12 @@ class FusedWeights:
         self._weights: list[tuple[torch.Tensor, ...]] = []
 
     @staticmethod
-    def fits(layer: nn.Module) -> bool:
-        """Whether `layer` is one this class steps: PyTorch's own LSTM, GRU or RNN."""
-        return type(layer) in (nn.LSTM, nn.GRU, nn.RNN) and not getattr(layer, "proj_size", 0)
+    def fits(layer: nn.Module, rows: int = 1) -> bool:
+        """Whether this class steps `layer` (PyTorch's own LSTM, GRU or RNN) faster than its
+        cell function does, for `rows` rows at a time."""
+        if type(layer) not in (nn.LSTM, nn.GRU, nn.RNN) or getattr(layer, "proj_size", 0):
+            return False
+        return type(layer) is not nn.LSTM or rows <= LSTM_MAX_ROWS
 
     def _current(self) -> list[tuple[torch.Tensor, ...]]:
         # Checked at every step: the layer's own list of its weights (which PyTorch keeps in

@@ -6,24 +6,28 @@ import pytest
 import torch
 
 from charlm.models import ModelConfig, build_model
+from charlm.models.stepping import LSTM_MAX_ROWS
 
 CASES = [
-    ("lstm", "tanh", "torch"),
-    ("gru", "tanh", "torch"),
-    ("rnn", "tanh", "torch"),
-    ("rnn", "relu", "torch"),
-    ("lstm", "tanh", "scratch"),  # steps through its own equations
+    ("lstm", "tanh", "torch", 3),  # on its weights laid out for stepping
+    ("lstm", "tanh", "torch", 5),  # more rows: through torch.lstm_cell
+    ("gru", "tanh", "torch", 5),
+    ("rnn", "tanh", "torch", 3),
+    ("rnn", "relu", "torch", 3),
+    ("lstm", "tanh", "scratch", 3),  # steps through its own equations
 ]
 
 
-@pytest.mark.parametrize(("cell", "nonlinearity", "impl"), CASES)
-def test_stepping_token_by_token_gives_the_scores_of_the_whole_sequence(cell, nonlinearity, impl):
+@pytest.mark.parametrize(("cell", "nonlinearity", "impl", "rows"), CASES)
+def test_stepping_token_by_token_gives_the_scores_of_the_whole_sequence(
+    cell, nonlinearity, impl, rows
+):
     torch.manual_seed(0)
     config = ModelConfig(
         30, cell=cell, nonlinearity=nonlinearity, impl=impl, hidden_size=24, embed_size=8
     )
     model = build_model(config).eval()
-    tokens = torch.randint(0, 30, (3, 12))
+    tokens = torch.randint(0, 30, (rows, 12))
     with torch.inference_mode():
         whole, whole_state = model(tokens)
         state, steps = None, []
@@ -34,6 +38,8 @@ def test_stepping_token_by_token_gives_the_scores_of_the_whole_sequence(cell, no
     for got, want in zip(torch.utils._pytree.tree_leaves(state),
                          torch.utils._pytree.tree_leaves(whole_state)):  # fmt: skip
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    laid_out = impl == "torch" and (cell != "lstm" or rows <= LSTM_MAX_ROWS)
+    assert (model._fused is not None) == laid_out
 
 
 def test_stepping_a_one_hot_model_reads_one_hot_vectors():
