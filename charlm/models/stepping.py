@@ -16,7 +16,7 @@ per second of `torch.lstm_cell` on the layer's own weights on one thread and 1.5
 candidate gate multiplies h's product alone by the reset gate, so a GRU layer keeps two
 products, x W_ih^T and h W_hh^T, on the transposed matrices: its step alone took 539 us
 against `torch.gru_cell`'s 974 on one thread, 615 against 784 on two (2 x 512, batch 1).
-An LSTM of 4 rows or more steps with `torch.lstm_cell` instead (`LSTM_MAX_ROWS`).
+An LSTM of 512 units or more steps 4 rows or more with `torch.lstm_cell` instead.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 CellFunction = Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # of each layer, in order
-# From 4 rows on, the CPU's product of a few rows with an LSTM's stacked, transposed matrix
-# (input + hidden by 4 hidden) fell behind `torch.lstm_cell`'s two products on the layer's own
-# weights: 0.8-0.9x at 4-16 rows on one thread (2 x 512, AMD EPYC), where at 1-3 rows it is
-# 2x; GRU and RNN layers, whose matrices are narrower, kept their lead (docs/benchmarks.md).
-LSTM_MAX_ROWS = 3
+# From 4 rows on, the CPU's product of a few rows with a wide LSTM's stacked, transposed
+# matrix (4 x hidden columns, hidden >= 512) fell behind `torch.lstm_cell`'s two products on
+# the layer's own weights: 0.6-0.9x at 4-16 rows (2 x 512, 1 x 512, 1 x 768; one thread, AMD
+# EPYC), where at 1-3 rows it is 2x. Narrower LSTMs (1 x 256, 2 x 256, 2 x 384: 0.9-1.2x) and
+# GRU and RNN layers kept their lead at every size (docs/benchmarks.md).
+LSTM_MAX_ROWS, LSTM_WIDE = 3, 512
 _CELL_FUNCTIONS: dict[tuple[type[nn.Module], str], CellFunction] = {
     (nn.LSTM, "tanh"): torch.lstm_cell,
     (nn.GRU, "tanh"): torch.gru_cell,
@@ -91,7 +92,8 @@ class FusedWeights:
         cell function does, for `rows` rows at a time."""
         if type(layer) not in (nn.LSTM, nn.GRU, nn.RNN) or getattr(layer, "proj_size", 0):
             return False
-        return type(layer) is not nn.LSTM or rows <= LSTM_MAX_ROWS
+        wide_lstm = type(layer) is nn.LSTM and layer.hidden_size >= LSTM_WIDE
+        return not wide_lstm or rows <= LSTM_MAX_ROWS
 
     def _current(self) -> list[tuple[torch.Tensor, ...]]:
         # Checked at every step: the layer's own list of its weights (which PyTorch keeps in

@@ -6,25 +6,26 @@ import pytest
 import torch
 
 from charlm.models import ModelConfig, build_model
-from charlm.models.stepping import LSTM_MAX_ROWS
+from charlm.models.stepping import LSTM_MAX_ROWS, LSTM_WIDE
 
-CASES = [
-    ("lstm", "tanh", "torch", 3),  # on its weights laid out for stepping
-    ("lstm", "tanh", "torch", 5),  # more rows: through torch.lstm_cell
-    ("gru", "tanh", "torch", 5),
-    ("rnn", "tanh", "torch", 3),
-    ("rnn", "relu", "torch", 3),
-    ("lstm", "tanh", "scratch", 3),  # steps through its own equations
+CASES = [  # cell, nonlinearity, implementation, rows, hidden units
+    ("lstm", "tanh", "torch", 3, 24),  # on its weights laid out for stepping
+    ("lstm", "tanh", "torch", 5, 24),
+    ("lstm", "tanh", "torch", 5, LSTM_WIDE),  # many rows of a wide LSTM: torch.lstm_cell
+    ("gru", "tanh", "torch", 5, 24),
+    ("rnn", "tanh", "torch", 3, 24),
+    ("rnn", "relu", "torch", 3, 24),
+    ("lstm", "tanh", "scratch", 3, 24),  # steps through its own equations
 ]
 
 
-@pytest.mark.parametrize(("cell", "nonlinearity", "impl", "rows"), CASES)
+@pytest.mark.parametrize(("cell", "nonlinearity", "impl", "rows", "hidden"), CASES)
 def test_stepping_token_by_token_gives_the_scores_of_the_whole_sequence(
-    cell, nonlinearity, impl, rows
+    cell, nonlinearity, impl, rows, hidden
 ):
     torch.manual_seed(0)
     config = ModelConfig(
-        30, cell=cell, nonlinearity=nonlinearity, impl=impl, hidden_size=24, embed_size=8
+        30, cell=cell, nonlinearity=nonlinearity, impl=impl, hidden_size=hidden, embed_size=8
     )
     model = build_model(config).eval()
     tokens = torch.randint(0, 30, (rows, 12))
@@ -38,8 +39,8 @@ def test_stepping_token_by_token_gives_the_scores_of_the_whole_sequence(
     for got, want in zip(torch.utils._pytree.tree_leaves(state),
                          torch.utils._pytree.tree_leaves(whole_state)):  # fmt: skip
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    laid_out = impl == "torch" and (cell != "lstm" or rows <= LSTM_MAX_ROWS)
-    assert (model._fused is not None) == laid_out
+    wide_lstm = cell == "lstm" and hidden >= LSTM_WIDE and rows > LSTM_MAX_ROWS
+    assert (model._fused is not None) == (impl == "torch" and not wide_lstm)
 
 
 def test_stepping_a_one_hot_model_reads_one_hot_vectors():
