@@ -45,9 +45,9 @@ class InferenceOptions:
 
     quantize: str | None = option(
         None,
-        "Run the recurrent and output layers with 8-bit weights on the CPU: faster at batch "
-        "1 for models of a few hundred units, scores within about 1% (implies --device cpu; "
-        "docs/sampling.md).",
+        "Run the recurrent layers (and an output layer of a word vocabulary) with 8-bit "
+        "weights on the CPU: faster at batch 1 for models of a few hundred units, scores "
+        "within about 1% (implies --device cpu; docs/sampling.md).",
         choices=QUANTIZATIONS,
         shown_default="float32",
     )
