@@ -46,12 +46,13 @@ import torch
 from torch import nn
 
 from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.earlier_steps import CellSteps, LayerCalls
 from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
 from benchmarks.train_overhead import threads
 from charlm.corpus import read_book
 from charlm.errors import ConfigError
 from charlm.models.quantized import Int8Linear, quantize
-from charlm.models.stepping import FusedWeights, cell_function, step_layers
+from charlm.models.stepping import FusedWeights
 from charlm.sampling import Sampler, load
 
 BOOK = CORPORA / "tinyshakespeare" / "input.txt"
@@ -63,32 +64,6 @@ BATCH = 16
 FULL = {"tokens": 300, "batch_tokens": 60, "train_args": []}
 TINY = ["--hidden", "32", "--embed", "8", "--seq-len", "32", "--batch-size", "8"]
 QUICK = {"tokens": 20, "batch_tokens": 5, "characters": 30_000, "train_args": TINY}
-
-
-class LayerCalls(nn.Module):
-    """A model without `step`: the sampler then calls it on a one-token sequence per token,
-    which runs the recurrent layer's own call (nn.LSTM on one step) as charlm used to."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        return self.model(tokens, state)
-
-
-class CellSteps(LayerCalls):
-    """A model whose `step` runs PyTorch's cell functions (`torch.lstm_cell`, ...) on the
-    layer's own weights: charlm's float32 step before its layers stepped on their weights
-    laid out for it (charlm/models/stepping.py)."""
-
-    def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        model = self.model
-        if state is None:
-            state = model.begin_state(tokens.shape[0], tokens.device)
-        inputs = model._inputs(tokens.unsqueeze(1), None)[:, 0]  # (batch, input)
-        outputs, state = step_layers(model.rnn, cell_function(model.rnn), inputs, state)
-        return model.head(outputs), state
 
 
 def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], str | None]:

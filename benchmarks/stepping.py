@@ -5,17 +5,17 @@
     python -m benchmarks.stepping --quick           # small shapes, few rounds: a smoke run for CI
 
 `RNNLM.step` steps PyTorch's layers on their weights laid out for single steps
-(`FusedWeights`, charlm/models/stepping.py) unless `FusedWeights.fits` says the cell functions
-(`torch.lstm_cell`, ...) on the layer's own weights are faster: an LSTM of `LSTM_WIDE` units
-or more, at more than `LSTM_MAX_ROWS` rows. This measures both ways, so that the rule can be
-checked on another CPU:
+(`FusedWeights`, charlm/models/stepping.py); before, it ran PyTorch's cell functions
+(`torch.lstm_cell`, ...) on the layer's own weights. The laid-out step's gain is largest at
+one to three rows; from four rows on the two are close, and for a while charlm stepped a wide
+LSTM's many rows with the cell functions (docs/benchmarks.md). This measures both ways, so
+that the choice can be checked on another CPU:
 
 1. The network's step alone (random weights, embedding 64), for each layer shape and number
-   of rows: median µs of --repeats interleaved rounds of --steps steps, the cell functions'
-   time over the laid-out step's (above 1: the laid-out step is faster), and which one
-   `RNNLM.step` takes.
+   of rows: median µs of --repeats interleaved rounds of --steps steps, and the cell
+   functions' time over the laid-out step's (above 1: the laid-out step is faster).
 2. The sampler (`Sampler.generate`, temperature 1, 60 tokens, `num_samples` rows) of a 2 x 512
-   LSTM, as charlm runs it against every row count on the laid-out step, in tokens per second.
+   LSTM, charlm's against the same model stepped with the cell functions, in tokens per second.
 
 Tables go to stdout, everything to benchmarks/results/stepping.json.
 """
@@ -34,9 +34,10 @@ import torch
 from torch import nn
 
 from benchmarks.common import RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.earlier_steps import CellSteps, step_layers
 from benchmarks.train_overhead import threads
 from charlm.models import RNNLM, ModelConfig
-from charlm.models.stepping import FusedWeights, cell_function, step_layers
+from charlm.models.stepping import FusedWeights
 from charlm.sampling import Sampler
 from charlm.tokenizers.char import CharTokenizer
 
@@ -51,26 +52,6 @@ FULL = {
 }  # fmt: skip
 QUICK = {"shapes": [("lstm", 1, 32), ("gru", 1, 32)], "rows": [1, 4], "samples": [1, 4],
          "tokens": 5}  # fmt: skip
-
-
-class LaidOutSteps(nn.Module):
-    """A model whose `step` always runs the laid-out weights, at any number of rows: what
-    `RNNLM.step` did before `FusedWeights.fits` looked at the rows."""
-
-    def __init__(self, model: RNNLM) -> None:
-        super().__init__()
-        self.model = model
-        self.fused = FusedWeights(model.rnn)
-
-    def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        return self.model(tokens, state)
-
-    def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        if state is None:
-            state = self.model.begin_state(tokens.shape[0], tokens.device)
-        inputs = self.model._inputs(tokens.unsqueeze(1), None)[:, 0]  # (batch, input)
-        outputs, state = self.fused.step(inputs, state)
-        return self.model.head(outputs), state
 
 
 def interleaved(ways: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -90,7 +71,7 @@ def interleaved(ways: dict[str, Callable[[], Any]], repeats: int) -> dict[str, f
 def step_times(cell: str, layers: int, hidden: int, rows: int, repeats: int, steps: int) -> dict:
     """The step alone of one layer shape at `rows` rows, both ways (µs)."""
     layer = getattr(nn, cell.upper())(EMBED, hidden, layers).eval()
-    fused, function = FusedWeights(layer), cell_function(layer)
+    fused = FusedWeights(layer)
     x = torch.randn(rows, EMBED)
     zeros = torch.zeros(layers, rows, hidden)
     state = (zeros, zeros.clone()) if cell == "lstm" else zeros
@@ -106,7 +87,7 @@ def step_times(cell: str, layers: int, hidden: int, rows: int, repeats: int, ste
         seconds = interleaved(
             {
                 "laid_out": run(lambda: fused.step(x, state)),
-                "cell_fn": run(lambda: step_layers(layer, function, x, state)),
+                "cell_fn": run(lambda: step_layers(layer, x, state)),
             },
             repeats,
         )
@@ -114,28 +95,26 @@ def step_times(cell: str, layers: int, hidden: int, rows: int, repeats: int, ste
     return {
         "shape": f"{cell} {layers} x {hidden}", "rows": rows, **us,
         "cell_fn_over_laid_out": us["cell_fn"] / us["laid_out"],
-        "charlm_takes": "laid out" if FusedWeights.fits(layer, rows) else "cell fn",
     }  # fmt: skip
 
 
 def sampler_speeds(samples: list[int], tokens: int, repeats: int, hidden: int) -> list[dict]:
-    """Tokens/s of a 2 x `hidden` LSTM sampler as charlm runs it and on the laid-out step at
-    every row count."""
+    """Tokens/s of a 2 x `hidden` LSTM sampler, charlm's against the cell functions' step."""
     tokenizer = CharTokenizer(list(string.printable))
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(tokenizer.vocab_size, hidden_size=hidden, embed_size=EMBED))
     charlm = Sampler(model, tokenizer, torch.device("cpu"))
-    laid_out = Sampler(LaidOutSteps(charlm.model), tokenizer, torch.device("cpu"))
+    cells = Sampler(CellSteps(charlm.model), tokenizer, torch.device("cpu"))
     rows = []
     for n in samples:
         seconds = interleaved(
             {name: lambda s=sampler, n=n: s.generate("It was", tokens, 1.0, 0, num_samples=n)
-             for name, sampler in (("charlm", charlm), ("laid_out", laid_out))},
+             for name, sampler in (("charlm", charlm), ("cell_fn", cells))},
             repeats,
         )  # fmt: skip
         speed = {name: tokens * n / s for name, s in seconds.items()}
-        rows.append({"num_samples": n, **speed, "charlm_over_laid_out": speed["charlm"]
-                     / speed["laid_out"]})  # fmt: skip
+        rows.append({"num_samples": n, **speed, "charlm_over_cell_fn": speed["charlm"]
+                     / speed["cell_fn"]})  # fmt: skip
     return rows
 
 
@@ -147,7 +126,7 @@ def sampler_speeds(samples: list[int], tokens: int, repeats: int, hidden: int) -
 @click.option("--threads", "thread_count", type=click.IntRange(min=1), default=1, show_default=True)
 @results_option(RESULTS)
 def main(quick: bool, repeats: int, steps: int, thread_count: int, out: Path) -> None:
-    """Time the laid-out step against the cell functions, and the sampler's choice of them."""
+    """Time the laid-out step against the cell functions, alone and in the sampler."""
     settings = QUICK if quick else FULL
     repeats, steps = (min(repeats, 2), min(steps, 3)) if quick else (repeats, steps)
     with threads(thread_count):
@@ -160,15 +139,15 @@ def main(quick: bool, repeats: int, steps: int, thread_count: int, out: Path) ->
             settings["samples"], settings["tokens"], repeats, 32 if quick else 512
         )
     print_table(
-        ["layer", "rows", "laid out µs", "cell fn µs", "cell fn / laid out", "charlm takes"],
+        ["layer", "rows", "laid out µs", "cell fn µs", "cell fn / laid out"],
         [(r["shape"], r["rows"], f"{r['laid_out']:,.0f}", f"{r['cell_fn']:,.0f}",
-          f"{r['cell_fn_over_laid_out']:.2f}", r["charlm_takes"]) for r in step_rows],
+          f"{r['cell_fn_over_laid_out']:.2f}") for r in step_rows],
     )  # fmt: skip
     print()
     print_table(
-        ["num_samples", "charlm tok/s", "laid out tok/s", "charlm / laid out"],
-        [(r["num_samples"], f"{r['charlm']:,.0f}", f"{r['laid_out']:,.0f}",
-          f"{r['charlm_over_laid_out']:.2f}x") for r in samplers],
+        ["num_samples", "charlm tok/s", "cell fn tok/s", "charlm / cell fn"],
+        [(r["num_samples"], f"{r['charlm']:,.0f}", f"{r['cell_fn']:,.0f}",
+          f"{r['charlm_over_cell_fn']:.2f}x") for r in samplers],
     )  # fmt: skip
     write_results(
         out,

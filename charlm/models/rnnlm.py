@@ -34,7 +34,7 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
-from charlm.models.stepping import FusedWeights, cell_function, step_layers
+from charlm.models.stepping import FusedWeights
 from charlm.options import option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
@@ -376,19 +376,15 @@ class RNNLM(nn.Module):
         evaluation mode on a CPU, PyTorch's layers are stepped through their equations, which
         costs less per token than calling the layer (charlm/models/stepping.py).
         """
-        cell = cell_function(self.rnn)
-        if self.training or cell is None or tokens.device.type != "cpu":
+        if self.training or not FusedWeights.fits(self.rnn) or tokens.device.type != "cpu":
             scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)
             return scores[:, 0], state
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
         inputs = self._inputs(tokens.unsqueeze(1), labels)[:, 0]  # (batch, input)
-        if FusedWeights.fits(self.rnn, tokens.shape[0]):
-            if self._fused is None or self._fused.layer is not self.rnn:
-                self._fused = FusedWeights(self.rnn)  # once per layer (quantize replaces it)
-            outputs, state = self._fused.step(inputs, state)  # (batch, hidden)
-        else:
-            outputs, state = step_layers(self.rnn, cell, inputs, state)
+        if self._fused is None or self._fused.layer is not self.rnn:
+            self._fused = FusedWeights(self.rnn)  # once per layer (quantize replaces it)
+        outputs, state = self._fused.step(inputs, state)  # (batch, hidden)
         return self.head(outputs), state  # (batch, vocab)
 
     def _inputs(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

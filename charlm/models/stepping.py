@@ -16,60 +16,18 @@ per second of `torch.lstm_cell` on the layer's own weights on one thread and 1.5
 candidate gate multiplies h's product alone by the reset gate, so a GRU layer keeps two
 products, x W_ih^T and h W_hh^T, on the transposed matrices: its step alone took 539 us
 against `torch.gru_cell`'s 974 on one thread, 615 against 784 on two (2 x 512, batch 1).
-An LSTM of 512 units or more steps 4 rows or more with `torch.lstm_cell` instead.
+At 4 rows or more the two ways are close (0.9-1.2x, `python -m benchmarks.stepping`); the
+laid-out step is kept there too, as a quiet machine's sampler was faster with it at every
+number of samples.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-CellFunction = Callable[..., torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
-
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # of each layer, in order
-# From 4 rows on, the CPU's product of a few rows with a wide LSTM's stacked, transposed
-# matrix (4 x hidden columns, hidden >= 512) fell behind `torch.lstm_cell`'s two products on
-# the layer's own weights: 0.6-0.9x at 4-16 rows (2 x 512, 1 x 512, 1 x 768; one thread, AMD
-# EPYC), where at 1-3 rows it is 2x. Narrower LSTMs (1 x 256, 2 x 256, 2 x 384: 0.9-1.2x) and
-# GRU and RNN layers kept their lead at every size (docs/benchmarks.md).
-LSTM_MAX_ROWS, LSTM_WIDE = 3, 512
-_CELL_FUNCTIONS: dict[tuple[type[nn.Module], str], CellFunction] = {
-    (nn.LSTM, "tanh"): torch.lstm_cell,
-    (nn.GRU, "tanh"): torch.gru_cell,
-    (nn.RNN, "tanh"): torch.rnn_tanh_cell,
-    (nn.RNN, "relu"): torch.rnn_relu_cell,
-}
-
-
-def cell_function(layer: nn.Module) -> CellFunction | None:
-    """PyTorch's one-step function for the cells of `layer`, or None when it has none
-    (scratch layers step through their own equations)."""
-    nonlinearity = getattr(layer, "nonlinearity", "tanh")
-    return _CELL_FUNCTIONS.get((type(layer), nonlinearity))
-
-
-def step_layers(
-    layer: nn.Module, cell: CellFunction, x: torch.Tensor, state: State
-) -> tuple[torch.Tensor, State]:
-    """One time step of the stacked `layer`: x (batch, input) → the top layer's output
-    (batch, hidden) and the new state, shaped as the layer's own: (layers, batch, hidden),
-    or a pair of those for the LSTM. Inference only: no dropout between the layers."""
-    paired = isinstance(state, tuple)
-    hidden, cells = [], []
-    for index in range(layer.num_layers):
-        w = [getattr(layer, f"{name}_l{index}") for name in WEIGHT_NAMES]
-        if paired:
-            h, c = cell(x, (state[0][index], state[1][index]), *w)
-            cells.append(c)
-        else:
-            h = cell(x, state[index], *w)
-        hidden.append(h)
-        x = h  # the next layer's input
-    new_hidden = torch.stack(hidden)
-    return x, (new_hidden, torch.stack(cells)) if paired else new_hidden
 
 
 class FusedWeights:
@@ -87,13 +45,10 @@ class FusedWeights:
         self._weights: list[tuple[torch.Tensor, ...]] = []
 
     @staticmethod
-    def fits(layer: nn.Module, rows: int = 1) -> bool:
-        """Whether this class steps `layer` (PyTorch's own LSTM, GRU or RNN) faster than its
-        cell function does, for `rows` rows at a time."""
-        if type(layer) not in (nn.LSTM, nn.GRU, nn.RNN) or getattr(layer, "proj_size", 0):
-            return False
-        wide_lstm = type(layer) is nn.LSTM and layer.hidden_size >= LSTM_WIDE
-        return not wide_lstm or rows <= LSTM_MAX_ROWS
+    def fits(layer: nn.Module) -> bool:
+        """Whether this class can step `layer`: PyTorch's own LSTM (without projections),
+        GRU or RNN."""
+        return type(layer) in (nn.LSTM, nn.GRU, nn.RNN) and not getattr(layer, "proj_size", 0)
 
     def _current(self) -> list[tuple[torch.Tensor, ...]]:
         # Checked at every step: the layer's own list of its weights (which PyTorch keeps in

@@ -8,13 +8,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_benchmark_times_both_steps_and_says_which_charlm_takes(tmp_path):
+def test_quick_benchmark_times_both_steps_alone_and_in_the_sampler(tmp_path):
     out = tmp_path / "stepping.json"
     command = [sys.executable, "-m", "benchmarks.stepping", "--quick", "--out", str(out)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "charlm takes" in result.stdout and "charlm / laid out" in result.stdout
+    assert "cell fn / laid out" in result.stdout and "charlm / cell fn" in result.stdout
     results = json.loads(out.read_text(encoding="utf-8"))
     assert all(row["laid_out"] > 0 and row["cell_fn"] > 0 for row in results["step"])
-    assert {row["charlm_takes"] for row in results["step"]} == {"laid out"}  # narrow layers
     assert [row["num_samples"] for row in results["sampler"]] == [1, 4]
+    assert all(row["charlm"] > 0 and row["cell_fn"] > 0 for row in results["sampler"])

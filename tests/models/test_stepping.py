@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from charlm.models import ModelConfig, build_model
-from charlm.models.stepping import LSTM_MAX_ROWS, LSTM_WIDE
 
 CASES = [  # cell, nonlinearity, implementation, rows, hidden units
     ("lstm", "tanh", "torch", 3, 24),  # on its weights laid out for stepping
     ("lstm", "tanh", "torch", 5, 24),
-    ("lstm", "tanh", "torch", 5, LSTM_WIDE),  # many rows of a wide LSTM: torch.lstm_cell
+    ("lstm", "tanh", "torch", 5, 512),  # many rows of a wide LSTM too
     ("gru", "tanh", "torch", 5, 24),
     ("rnn", "tanh", "torch", 3, 24),
     ("rnn", "relu", "torch", 3, 24),
@@ -39,8 +38,7 @@ def test_stepping_token_by_token_gives_the_scores_of_the_whole_sequence(
     for got, want in zip(torch.utils._pytree.tree_leaves(state),
                          torch.utils._pytree.tree_leaves(whole_state)):  # fmt: skip
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    wide_lstm = cell == "lstm" and hidden >= LSTM_WIDE and rows > LSTM_MAX_ROWS
-    assert (model._fused is not None) == (impl == "torch" and not wide_lstm)
+    assert (model._fused is not None) == (impl == "torch")
 
 
 def test_stepping_a_one_hot_model_reads_one_hot_vectors():
