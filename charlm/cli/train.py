@@ -25,7 +25,6 @@ from charlm.errors import CharlmError, CheckpointError
 from charlm.models import ModelConfig
 from charlm.options import example_defaults
 from charlm.training import TrainConfig, train_book
-from charlm.training.pretrain import check_pretraining
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training, with_example_defaults
@@ -92,7 +91,7 @@ def train(
             training = resumed_training(resume, _only(chosen, given))
         else:
             training = TrainConfig(**chosen)
-            check_pretraining(training, model.get("task", "lm"), init_from)
+            training.check_start(model.get("task", "lm"), init_from)
         check_settings(
             with_example_defaults(model, data), data, tokenizer, tokenizer_options,
             resume=resume, init_from=init_from,

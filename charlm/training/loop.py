@@ -35,7 +35,7 @@ from torch import nn
 from charlm.checkpoint import TrainingState
 from charlm.data import ExampleIds
 from charlm.device import cpu_has_bf16_lstm, mixed_precision
-from charlm.errors import CheckpointError, TrainingError
+from charlm.errors import CheckpointError, ConfigError, TrainingError
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, is_classifier
 from charlm.training.allocator import keep_freed_memory
@@ -111,6 +111,8 @@ def train(
     validation loss into bits per character. The reporter hears at most one step report
     per `report_interval_s` (0: every step). `fine_tune` (a classifier started from a
     language model) turns on the ULMFiT recipe: discriminative rates, gradual unfreezing.
+    `config.freeze == "encoder"` leaves the model with its output layer alone requiring
+    gradients.
     """
     if device.type == "cpu":
         keep_freed_memory()  # each step reuses its big buffers' pages (training/allocator.py)
@@ -162,6 +164,20 @@ def subnormals_flushed(device: torch.device) -> Iterator[None]:
         torch.set_flush_denormal(was_flushing)
 
 
+def _freeze_encoder(model: nn.Module) -> str:
+    """Let only `model`'s output layer learn (`--freeze encoder`); what it says of that."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise ConfigError(f"--freeze encoder: {type(model).__name__} has no output layer 'head'")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in head.parameters():
+        parameter.requires_grad_(True)
+    learning = sum(p.numel() for p in head.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    return f"--freeze encoder: the output layer alone learns ({learning:,} of {total:,} weights)"
+
+
 class _Run:
     """One training run's moving parts; `c` holds its counters."""
 
@@ -174,6 +190,8 @@ class _Run:
         self.reporter, self.checkpointer = reporter, checkpointer
         self.feed = _feed(model, train_ids, val_ids, config, val_characters, dist)
         self.model = model.to(device).train()
+        if config.freeze == "encoder":  # before DDP, which registers what learns
+            reporter.message(_freeze_encoder(self.model))
         self.net: nn.Module = self.model
         if dist.enabled:
             dist.check_batch_size(config.batch_size)
@@ -182,7 +200,7 @@ class _Run:
             )
         # ULMFiT: lower layers learn more slowly, and are unfrozen one by one from the top.
         self.fine_tune = fine_tune and hasattr(model, "parameter_groups")
-        parameters = self.model.parameters()
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
         if self.fine_tune:
             parameters = discriminative_groups(
                 self.model.parameter_groups(),

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from charlm.data import ExampleIds
-from charlm.errors import ConfigError, TrainingError
+from charlm.errors import TrainingError
 from charlm.models import ENCODER_FIELDS, RNNLM, ModelConfig, build_model
 from charlm.options import example_defaults
 from charlm.training.config import (
@@ -78,18 +78,6 @@ def pretrain_epochs(training: TrainConfig, vocab_size: int) -> int:
     if training.pretrain_epochs is not None:
         return training.pretrain_epochs
     return DEFAULT_EPOCHS if vocab_size <= SMALL_VOCABULARY else 0
-
-
-def check_pretraining(training: TrainConfig, task: str, init_from: Any) -> None:
-    """ConfigError where a new run was given --pretrain-epochs but cannot pretrain."""
-    if not training.pretrain_epochs:
-        return
-    if task != "classify":
-        raise ConfigError("--pretrain-epochs is for --task classify")
-    if init_from:
-        raise ConfigError(
-            "--init-from starts the classifier from its own model: leave out --pretrain-epochs"
-        )
 
 
 def pretrain_encoder(

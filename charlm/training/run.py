@@ -68,7 +68,6 @@ from charlm.training.loop import (
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
 from charlm.training.pretrain import (
-    check_pretraining,
     classifier_training,
     pretrain_encoder,
     pretrain_epochs,
@@ -159,7 +158,7 @@ def train_book(
     tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is None:
-        check_pretraining(training or TrainConfig(), task, init_from)
+        (training or TrainConfig()).check_start(task, init_from)
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
     context = distributed.from_environment()

@@ -69,3 +69,6 @@ def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
     assert results["shared_wall_seconds"] > 0 and results["jobs"] == 2
     assert results["shared_threads"] == 2  # the shared model alone has both jobs' threads
     assert 0 <= results["lm_accuracy"] <= 1 and 0 <= results["ngram_accuracy"] <= 1
+    wide = results["every_stretch"]  # every 200 characters of the two tails, both ways
+    assert wide["passages"] == sum(book["passages"] for book in wide["books"].values()) > 10
+    assert 0 <= wide["lm_balanced_accuracy"] <= 1 and 0 <= wide["ngram_accuracy"] <= 1

@@ -185,6 +185,24 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
             ],
             "leave out --pretrain-epochs",
         ),
+        (["train", "x", "--freeze", "encoder"], "name the model to start from with --init-from"),
+        (
+            [
+                "train",
+                "x",
+                "--labels",
+                "files",
+                "--examples",
+                "lines",
+                "--task",
+                "classify",
+                "--init-from",
+                "lm",
+                "--freeze",
+                "encoder",
+            ],
+            "--freeze is for language models",
+        ),  # fmt: skip
     ],
 )
 def test_command_lines_that_cannot_work_are_usage_errors(args, message):

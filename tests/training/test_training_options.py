@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -266,6 +267,23 @@ def test_init_from_needs_an_encodable_book(tiny_book, tmp_path):
     saved = json.loads((tuned.checkpoint / "config.json").read_text())
     assert saved["data"]["init_from"] == str(out)
     assert saved["model"]["hidden_size"] == 16
+
+
+@pytest.mark.slow
+def test_a_frozen_encoder_keeps_the_layers_of_init_from_through_a_resumed_run(tiny_book, tmp_path):
+    config = TrainConfig(batch_size=4, seq_len=16, max_steps=2)
+    shape = dict(hidden_size=16, num_layers=2, embed_size=8)
+    base = train_book(tiny_book, out=tmp_path / "base", training=config, device="cpu", model=shape)
+    frozen = replace(config, freeze="encoder", max_steps=3)
+    out = tmp_path / "frozen"
+    train_book(tiny_book, out=out, training=frozen, device="cpu", init_from=base.checkpoint)
+    resumed = train_book(tiny_book, training=replace(frozen, max_steps=6), device="cpu", resume=out)
+    before = charlm.load(base.checkpoint, device="cpu").model.state_dict()
+    after = charlm.load(out, device="cpu").model.state_dict()
+    assert resumed.result.steps == 6
+    for name, weights in after.items():
+        same = torch.equal(weights, before[name])
+        assert same == (not name.startswith("head.")), name
 
 
 @pytest.mark.parametrize(
