@@ -155,6 +155,10 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
     assert result.exit_code == 1 and "--tokenizer-option unk=true" in result.stderr
 
 
+CLASSIFIER_FROM_LM = ["train", "x", "--labels", "files", "--examples", "lines",
+                      "--task", "classify", "--init-from", "lm"]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -168,41 +172,9 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
             ["train", "x", "--examples", "lines", "--pretrain-epochs", "2"],
             "--pretrain-epochs is for --task classify",
         ),
-        (
-            [
-                "train",
-                "x",
-                "--labels",
-                "files",
-                "--examples",
-                "lines",
-                "--task",
-                "classify",
-                "--init-from",
-                "lm",
-                "--pretrain-epochs",
-                "2",
-            ],
-            "leave out --pretrain-epochs",
-        ),
+        ([*CLASSIFIER_FROM_LM, "--pretrain-epochs", "2"], "leave out --pretrain-epochs"),
         (["train", "x", "--freeze", "encoder"], "name the model to start from with --init-from"),
-        (
-            [
-                "train",
-                "x",
-                "--labels",
-                "files",
-                "--examples",
-                "lines",
-                "--task",
-                "classify",
-                "--init-from",
-                "lm",
-                "--freeze",
-                "encoder",
-            ],
-            "--freeze is for language models",
-        ),  # fmt: skip
+        ([*CLASSIFIER_FROM_LM, "--freeze", "encoder"], "--freeze is for language models"),
     ],
 )
 def test_command_lines_that_cannot_work_are_usage_errors(args, message):
