@@ -103,7 +103,7 @@ def train(
 
 def every_stretch(text: str) -> list[str]:
     """Every PASSAGE characters of the held-out tail, end to end: 72 (Alice) to 609
-    (Moby-Dick) a book, a steadier measure than 50 passages, each of which is 0.3 points."""
+    (Moby-Dick) a book, a steadier measure than 50 passages a book (one in 350 is 0.3 points)."""
     _, val_end = split_regions(len(text), SPLITS)
     tail = text[val_end:]
     return [tail[s : s + PASSAGE] for s in range(0, len(tail) - PASSAGE + 1, PASSAGE)]
