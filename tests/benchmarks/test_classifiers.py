@@ -1,17 +1,13 @@
 """The classifier benchmark: its word naive Bayes, the toy set read as literals, a quick run."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from benchmarks.classifiers import WordNaiveBayes, read_toy
 from charlm.corpus import ExampleSet
+from tests.benchmarks import run_benchmark
 from tests.conftest import SHARED_CORPORA
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_word_naive_bayes_learns_which_words_go_with_a_label():
@@ -44,11 +40,11 @@ def test_quick_classifier_benchmark_measures_every_set(tmp_path):
     if not (SHARED_CORPORA / "sentiment").is_dir():
         pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
     out = tmp_path / "classifiers.json"
-    command = [sys.executable, "-m", "benchmarks.classifiers", "--quick", "--max-time", "5s",
-               "--lm-time", "5s", "--labelled-lm-time", "5s", "--folds", "1",
-               "--char-models", "bi-pretrained,uni-scratch",
-               "--out", str(out)]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    result = run_benchmark(
+        "benchmarks.classifiers", "--quick", "--max-time", "5s", "--lm-time", "5s",
+        "--labelled-lm-time", "5s", "--folds", "1", "--char-models", "bi-pretrained,uni-scratch",
+        "--out", str(out), timeout=1200,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
     assert {(r["set"], r["model"]) for r in rows} >= {
@@ -72,8 +68,7 @@ def test_quick_classifier_step_benchmark_times_every_way(tmp_path):
     if not (SHARED_CORPORA / "sentiment" / "mr").is_dir():
         pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
     out = tmp_path / "classifier_step.json"
-    command = [sys.executable, "-m", "benchmarks.classifier_step", "--quick", "--out", str(out)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = run_benchmark("benchmarks.classifier_step", "--quick", "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stderr
     found = json.loads(out.read_text(encoding="utf-8"))
     assert len(found["tokens_per_s"]) == 4 and all(r > 0 for r in found["tokens_per_s"].values())

@@ -1,26 +1,13 @@
 """The data-stall benchmark runs end to end in its quick mode (no timing is asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_quick_data_stall_benchmark_prints_a_table_and_writes_json(tmp_path):
     out = tmp_path / "data_stall.json"
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.data_stall",
-        "--quick",
-        "--threads",
-        "1",
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_benchmark("benchmarks.data_stall", "--quick", "--threads", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "stall" in result.stdout and "sequential" in result.stdout
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]

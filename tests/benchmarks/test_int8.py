@@ -1,23 +1,18 @@
 """The int8 benchmark runs end to end in its quick mode (no figure is asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks import run_benchmark
 from tests.conftest import shared_corpus
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.corpus
 def test_quick_benchmark_trains_times_and_scores_every_cell(tmp_path):
     shared_corpus("tinyshakespeare/input.txt")
     out = tmp_path / "int8.json"
-    command = [sys.executable, "-m", "benchmarks.int8", "--quick", "--out", str(out)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = run_benchmark("benchmarks.int8", "--quick", "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text(encoding="utf-8"))["rows"]
     assert [r["model"] for r in rows] == ["lstm", "lstm (scratch)", "gru", "rnn"]
@@ -32,7 +27,6 @@ def test_quick_benchmark_trains_times_and_scores_every_cell(tmp_path):
 
 
 def test_a_checkpoint_that_is_not_one_is_a_one_line_error(tmp_path):
-    command = [sys.executable, "-m", "benchmarks.int8", "--checkpoint", f"lstm={tmp_path}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = run_benchmark("benchmarks.int8", "--checkpoint", f"lstm={tmp_path}", timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"{tmp_path} is not a charlm checkpoint (no config.json)" in result.stderr

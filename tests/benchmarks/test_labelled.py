@@ -2,16 +2,13 @@
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks.ngram import END, START, CharNgram, NaiveBayes
+from tests.benchmarks import run_benchmark
 from tests.conftest import SHARED_CORPORA
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_ngram_model_is_a_distribution_over_the_next_character():
@@ -33,8 +30,9 @@ def test_naive_bayes_tells_apart_two_alphabets():
 def _quick(module: str, out: Path, *extra: str) -> dict:
     if not (SHARED_CORPORA / "names").is_dir():
         pytest.skip(f"needs the shared corpora: {SHARED_CORPORA} is absent")
-    command = [sys.executable, "-m", module, "--quick", "--threads", "1", "--out", str(out), *extra]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    result = run_benchmark(
+        module, "--quick", "--threads", "1", "--out", str(out), *extra, timeout=1200
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(out.read_text(encoding="utf-8"))
 

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.benchmarks import run_benchmark
 from tests.conftest import TINY_TEXT
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -19,9 +15,9 @@ def test_loading_benchmark_quick_mode(tmp_path):
     source = tmp_path / "source.txt"
     source.write_text(TINY_TEXT * 40, encoding="utf-8")
     results = tmp_path / "loading.json"
-    command = [sys.executable, "-m", "benchmarks.loading", "--quick", "--source", str(source),
-               "--json", str(results)]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_benchmark(
+        "benchmarks.loading", "--quick", "--source", str(source), "--json", str(results)
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(results.read_text(encoding="utf-8"))
     first, cached = report["runs"]

@@ -1,17 +1,13 @@
 """The sampling benchmark runs end to end in its quick mode (no timing is asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_quick_benchmark_prints_a_table_and_writes_every_section(tmp_path):
     out = tmp_path / "sampling.json"
-    command = [sys.executable, "-m", "benchmarks.sampling", "--quick", "--out", str(out)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_benchmark("benchmarks.sampling", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "1. per-token cost" in result.stdout and "inverse-CDF" in result.stdout
     results = json.loads(out.read_text(encoding="utf-8"))

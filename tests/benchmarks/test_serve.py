@@ -1,20 +1,16 @@
 """The serving benchmark runs end to end in its quick mode (no timing is asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_quick_benchmark_prints_the_tables_and_writes_every_section(tmp_path):
     pytest.importorskip("uvicorn", reason="the serve extra is not installed (charlm[serve])")
     out = tmp_path / "serve.json"
-    command = [sys.executable, "-m", "benchmarks.serve", "--quick", "--out", str(out)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    result = run_benchmark("benchmarks.serve", "--quick", "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stderr
     assert "1. time to first token" in result.stdout and "3. clients at once" in result.stdout
     results = json.loads(out.read_text(encoding="utf-8"))

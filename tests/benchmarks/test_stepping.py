@@ -1,17 +1,13 @@
 """The stepping benchmark runs end to end in its quick mode (no timing is asserted)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks import run_benchmark
 
 
 def test_quick_benchmark_times_both_steps_alone_and_in_the_sampler(tmp_path):
     out = tmp_path / "stepping.json"
-    command = [sys.executable, "-m", "benchmarks.stepping", "--quick", "--out", str(out)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_benchmark("benchmarks.stepping", "--quick", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "cell fn / laid out" in result.stdout and "charlm / cell fn" in result.stdout
     results = json.loads(out.read_text(encoding="utf-8"))

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
+from tests.benchmarks import run_benchmark
 from tests.conftest import shared_corpus
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_quick_benchmark_prints_tables_and_writes_json(tmp_path):
     corpus = shared_corpus("wikitext-2/train.txt")
     book = shared_corpus("gutenberg/84-0.txt")
     out = tmp_path / "tokenize.json"
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks.tokenize",
-        "--quick",
-        "--size-mb",
-        "0.3",
-        "--corpus",
-        str(corpus),
-        "--book",
-        str(book),
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_benchmark(
+        "benchmarks.tokenize", "--quick", "--size-mb", "0.3", "--corpus", str(corpus),
+        "--book", str(book), "--out", str(out),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Encoding speed" in result.stdout and "Trade-offs" in result.stdout
     data = json.loads(out.read_text(encoding="utf-8"))
@@ -46,10 +31,10 @@ def test_quick_benchmark_prints_tables_and_writes_json(tmp_path):
 def test_word_alone_against_the_loop_it_replaced(tmp_path):
     corpus = shared_corpus("wikitext-2/train.txt")
     out = tmp_path / "tokenize.json"
-    command = [sys.executable, "-m", "benchmarks.tokenize", "--quick", "--size-mb", "0.2",
-               "--tokenizers", "word", "--against-loop-mb", "0.2", "--corpus", str(corpus),
-               "--out", str(out)]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = run_benchmark(
+        "benchmarks.tokenize", "--quick", "--size-mb", "0.2", "--tokenizers", "word",
+        "--against-loop-mb", "0.2", "--corpus", str(corpus), "--out", str(out),
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text(encoding="utf-8"))
     assert [row["tokenizer"] for row in data["speed"]] == ["word"]
