@@ -24,7 +24,7 @@ from charlm.data import pad_examples
 from charlm.errors import ConfigError
 from charlm.models.cells import CELLS
 from charlm.models.padded import last_states, run_padded
-from charlm.models.rnnlm import ModelConfig
+from charlm.models.rnnlm import ModelConfig, layer_groups
 
 FEATURES_PER_POOLING = {"last": 1, "mean": 1, "max": 1, "concat": 3}
 
@@ -94,14 +94,7 @@ class RNNClassifier(nn.Module):
     def parameter_groups(self) -> list[list[nn.Parameter]]:
         """The parameters in layers, bottom to top: embedding, each recurrent layer, head
         (what discriminative learning rates and gradual unfreezing go by)."""
-        groups: list[list[nn.Parameter]] = [list(self.embedding.parameters())]
-        for layer in range(self.config.num_layers):
-            groups.append(
-                [p for name, p in self.rnn.named_parameters() if name.endswith(f"_l{layer}")
-                 or f"_l{layer}_" in name]
-            )  # fmt: skip
-        groups.append(list(self.head.parameters()))
-        return groups
+        return layer_groups([self.embedding], self.rnn, self.config.num_layers, self.head)
 
 
 def is_classifier(model: nn.Module) -> bool:

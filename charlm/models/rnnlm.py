@@ -276,6 +276,29 @@ class ModelConfig:
         return cls(**data)
 
 
+def layer_groups(
+    bottom: list[nn.Module | None], rnn: nn.Module, num_layers: int, head: nn.Module
+) -> list[list[nn.Parameter]]:
+    """A network's parameters in layers, bottom to top: the `bottom` modules (the input's
+    embeddings), each recurrent layer (both directions), the head. What discriminative
+    rates and gradual unfreezing go by. A matrix shared by two layers (tied embedding and
+    output) is counted once, in the upper: an optimizer takes each parameter once."""
+    groups: list[list[nn.Parameter]] = [
+        [p for module in bottom if module is not None for p in module.parameters()]
+    ]
+    for layer in range(num_layers):
+        groups.append(
+            [p for name, p in rnn.named_parameters() if name.endswith(f"_l{layer}")
+             or f"_l{layer}_" in name]
+        )  # fmt: skip
+    groups.append(list(head.parameters()))
+    seen: set[int] = set()
+    for group in reversed(groups):
+        group[:] = [p for p in group if id(p) not in seen]
+        seen.update(id(p) for p in group)
+    return groups
+
+
 class RNNLM(nn.Module):
     """A stacked recurrent language model; inputs and outputs are batch-first."""
 
@@ -330,6 +353,12 @@ class RNNLM(nn.Module):
         """A tensor whose device and dtype are the model's (its activations' dtype)."""
         # An int8 model's recurrent layers keep only their float biases, as buffers.
         return next(itertools.chain(self.rnn.parameters(), self.rnn.buffers()))
+
+    def parameter_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters in layers, bottom to top: the token (and label) embeddings, each
+        recurrent layer, the head (what `--lr-decay-per-layer` goes by)."""
+        bottom = [self.embedding, self.label_embedding]
+        return layer_groups(bottom, self.rnn, self.config.num_layers, self.head)
 
     def begin_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """The all-zero state a sequence starts from."""

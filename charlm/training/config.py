@@ -177,15 +177,17 @@ class TrainConfig:
         "inverse of the label's share (balanced: rare labels count as much as common ones).",
         choices=CLASS_WEIGHTS,
     )
-    # None: by the vocabulary. A classifier of words learns at one rate: from a WikiText-2 LM,
-    # many of MR's sentiment words are new rows, which 2.6 per layer left nearly still (MR
-    # folds 0-2: 76.3% at one rate, 71.3% at 2.6; docs/benchmarks.md#classifiers).
+    # None: by the vocabulary for a classifier, one rate for a language model. A classifier
+    # of words learns at one rate: from a WikiText-2 LM, many of MR's sentiment words are new
+    # rows, which 2.6 per layer left nearly still (MR folds 0-2: 76.3% at one rate, 71.3% at
+    # 2.6; docs/benchmarks.md#classifiers).
     lr_decay_per_layer: float | None = option(
         None,
-        "--task classify with --init-from: each layer below the head learns at the rate of the "
-        "layer above divided by this (ULMFiT's discriminative rates; 1: one rate).",
+        "With --init-from: each layer below the head learns at the rate of the layer above "
+        "divided by this (ULMFiT's discriminative rates; 1: one rate).",
         low=1,
-        shown_default="2.6 for up to 512 distinct tokens (names), else 1",
+        shown_default="a classifier: 2.6 for up to 512 distinct tokens (names), else 1; a "
+        "language model: 1",
     )
     gradual_unfreeze: bool = option(
         True,
@@ -273,7 +275,7 @@ class TrainConfig:
 
     def check_start(self, task: str, init_from: Any) -> None:
         """ConfigError where a new run's settings need another start than it has: pretraining
-        is a classifier's own start, a frozen encoder is one --init-from gave."""
+        is a classifier's own start, a frozen or slowed encoder is one --init-from gave."""
         if self.pretrain_epochs:
             if task != "classify":
                 raise ConfigError("--pretrain-epochs is for --task classify")
@@ -292,6 +294,17 @@ class TrainConfig:
                 raise ConfigError(
                     f"--freeze {self.freeze} keeps the layers --init-from gives: name the "
                     "model to start from with --init-from"
+                )
+        if task == "lm" and self.lr_decay_per_layer not in (None, 1):
+            if not init_from:
+                raise ConfigError(
+                    "--lr-decay-per-layer slows the layers --init-from gives: name the model "
+                    "to start from with --init-from"
+                )
+            if self.freeze != "none":
+                raise ConfigError(
+                    f"--freeze {self.freeze} keeps the lower layers still: leave out "
+                    "--lr-decay-per-layer"
                 )
 
     def to_dict(self) -> dict[str, Any]:

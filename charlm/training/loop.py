@@ -178,6 +178,24 @@ def _freeze_encoder(model: nn.Module) -> str:
     return f"--freeze encoder: the output layer alone learns ({learning:,} of {total:,} weights)"
 
 
+def _layered_lm(model: nn.Module, config: TrainConfig) -> bool:
+    """Whether a language model learns at discriminative rates (`--lr-decay-per-layer` with
+    --init-from; a new run's checks refuse it without)."""
+    decay = config.lr_decay_per_layer
+    return (
+        decay is not None and decay != 1 and hasattr(model, "parameter_groups")
+        and not is_classifier(model)
+    )  # fmt: skip
+
+
+def _layered_message(groups: list[dict], decay: float) -> str:
+    bottom = min(group["lr_scale"] for group in groups)
+    return (
+        f"--lr-decay-per-layer {decay:g}: each layer learns at 1/{decay:g} of the rate of the "
+        f"one above it ({len(groups)} layers; the embedding at {bottom:.3g} of the head's)"
+    )
+
+
 class _Run:
     """One training run's moving parts; `c` holds its counters."""
 
@@ -198,7 +216,8 @@ class _Run:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        # ULMFiT: lower layers learn more slowly, and are unfrozen one by one from the top.
+        # ULMFiT: lower layers learn more slowly, and a classifier's are unfrozen one by one
+        # from the top.
         self.fine_tune = fine_tune and hasattr(model, "parameter_groups")
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         if self.fine_tune:
@@ -206,6 +225,11 @@ class _Run:
                 self.model.parameter_groups(),
                 config.decay_per_layer(self.model.config.vocab_size),
             )
+        elif _layered_lm(self.model, config):
+            parameters = discriminative_groups(
+                self.model.parameter_groups(), config.lr_decay_per_layer
+            )
+            reporter.message(_layered_message(parameters, config.lr_decay_per_layer))
         self.optimizer = build_optimizer(
             parameters, config.optimizer, lr=config.lr,
             momentum=config.momentum, weight_decay=config.weight_decay,

@@ -147,4 +147,8 @@ def discriminative_groups(
     """Parameter groups for layers listed bottom to top, each at 1/`factor` of the rate of
     the layer above it (ULMFiT: lower layers hold more general features, so change less)."""
     top = len(layers) - 1
-    return [{"params": ps, "lr_scale": factor ** -(top - i)} for i, ps in enumerate(layers)]
+    # A layer without parameters of its own (a one-hot input, a tied embedding) keeps its
+    # place in the count but not a group: an optimizer refuses empty ones.
+    return [
+        {"params": ps, "lr_scale": factor ** -(top - i)} for i, ps in enumerate(layers) if ps
+    ]

@@ -175,11 +175,31 @@ CLASSIFIER_FROM_LM = ["train", "x", "--labels", "files", "--examples", "lines",
         ([*CLASSIFIER_FROM_LM, "--pretrain-epochs", "2"], "leave out --pretrain-epochs"),
         (["train", "x", "--freeze", "encoder"], "name the model to start from with --init-from"),
         ([*CLASSIFIER_FROM_LM, "--freeze", "encoder"], "--freeze is for language models"),
+        (["train", "x", "--lr-decay-per-layer", "2.6"], "name the model to start from"),
+        (
+            ["train", "x", "--init-from", "m", "--lr-decay-per-layer", "2", "--freeze", "encoder"],
+            "leave out --lr-decay-per-layer",
+        ),
     ],
 )
 def test_command_lines_that_cannot_work_are_usage_errors(args, message):
     result = invoke(*args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.slow
+def test_a_language_model_fine_tuned_at_discriminative_rates_says_them(model, tmp_path):
+    result = invoke("train", model.parent / "names", "--labels", "files", "--examples", "lines",
+                    "--init-from", model, "--lr-decay-per-layer", "2", "--max-steps", "1",
+                    "--out", tmp_path / "tuned", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # embedding (with the label vectors), the LSTM layer, the head
+    assert "each layer learns at 1/2 of the rate of the one above it (3 layers; the " in (
+        result.stderr
+    )
+    assert "embedding at 0.25 of the head's)" in result.stderr
+    saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
+    assert saved["training"]["lr_decay_per_layer"] == 2
 
 
 @pytest.mark.slow

@@ -43,3 +43,20 @@ def test_detach_state_keeps_values_and_drops_the_graph():
 def test_bad_model_settings_are_config_errors(bad):
     with pytest.raises(ConfigError):
         ModelConfig(vocab_size=5, **bad)
+
+
+@pytest.mark.parametrize(
+    "settings, layers",
+    [
+        (dict(num_layers=2), [1, 4, 4, 2]),  # embedding, two LSTM layers (4 tensors), head
+        (dict(num_layers=1, num_labels=3, end_token=True), [2, 4, 2]),  # the label with tokens
+        (dict(num_layers=1, tie_weights=True, embed_size=6), [0, 4, 2]),  # the tied matrix up
+        (dict(num_layers=1, one_hot=True), [0, 4, 2]),
+    ],
+)
+def test_the_layer_groups_of_a_language_model_cover_every_parameter_once(settings, layers):
+    model = build_model(ModelConfig(11, cell="lstm", hidden_size=6, **settings))
+    groups = model.parameter_groups()
+    assert [len(group) for group in groups] == layers
+    flat = [id(p) for group in groups for p in group]
+    assert sorted(flat) == sorted(id(p) for p in model.parameters())

@@ -286,6 +286,27 @@ def test_a_frozen_encoder_keeps_the_layers_of_init_from_through_a_resumed_run(ti
         assert same == (not name.startswith("head.")), name
 
 
+@pytest.mark.slow
+def test_discriminative_rates_slow_each_layer_of_a_fine_tuned_language_model(tiny_book, tmp_path):
+    config = TrainConfig(batch_size=4, seq_len=16, max_steps=2, schedule="constant", lr=1e-2)
+    shape = dict(hidden_size=16, num_layers=2, embed_size=8)
+    base = train_book(tiny_book, out=tmp_path / "base", training=config, device="cpu", model=shape)
+    layered = replace(config, lr_decay_per_layer=4.0, max_steps=1)
+    out = tmp_path / "layered"
+    train_book(tiny_book, out=out, training=layered, device="cpu", init_from=base.checkpoint)
+    before = charlm.load(base.checkpoint, device="cpu").model
+    after = charlm.load(out, device="cpu").model
+    # Adam's first step moves every weight by its rate (times the sign of its gradient).
+    moved = [
+        max((b - a).abs().max().item() for a, b in zip(group_a, group_b))
+        for group_a, group_b in zip(before.parameter_groups(), after.parameter_groups())
+    ]  # embedding, layer 0, layer 1, head
+    expected = [1e-2 / 4**3, 1e-2 / 4**2, 1e-2 / 4, 1e-2]
+    assert moved == pytest.approx(expected, rel=1e-3)
+    longer = replace(layered, max_steps=3)
+    assert train_book(tiny_book, training=longer, device="cpu", resume=out).result.steps == 3
+
+
 @pytest.mark.parametrize(
     "text,seconds",
     [("90", 90), ("90s", 90), ("10m", 600), ("2min", 120), ("2 MIN", 120), ("1h", 3600),
