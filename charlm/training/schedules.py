@@ -149,6 +149,4 @@ def discriminative_groups(
     top = len(layers) - 1
     # A layer without parameters of its own (a one-hot input, a tied embedding) keeps its
     # place in the count but not a group: an optimizer refuses empty ones.
-    return [
-        {"params": ps, "lr_scale": factor ** -(top - i)} for i, ps in enumerate(layers) if ps
-    ]
+    return [{"params": ps, "lr_scale": factor ** -(top - i)} for i, ps in enumerate(layers) if ps]
