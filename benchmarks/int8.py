@@ -21,12 +21,15 @@ For each model, in one process, interleaved over --repeats rounds (medians repor
   PyTorch's cell functions on the layer's own weights (charlm's step until the layers
   stepped on their weights laid out for it); "float32", charlm's sampler now
   (charlm/models/stepping.py); "int8", `load(..., quantize="int8")`, whose character-sized
-  output layer stays float32; "int8 all", every layer int8 (`quantize(..., min_weights=0)`,
-  how int8 ran before). The same with `num_samples=16` (batch 16).
+  output layer stays float32, stepped through its layers' equations; "int8 call", the same
+  int8 model with its layers called on each one-token sequence (`torch.quantized_lstm`, how
+  int8 stepped before); "int8 all", every layer int8 (`quantize(..., min_weights=0)`, how
+  int8 ran before that). The same with `num_samples=16` (batch 16).
 * batch-1 time of an output layer alone, float32 against int8, for 512 inputs and a few
   vocabulary sizes: where an int8 product starts to pay for its fixed cost per call.
 * bits per character of the held-out last 10% read in order, its state carried
-  (`Sampler.score`), float32 against int8, on the first --score-chars characters.
+  (`Sampler.score`), float32 against int8, on the first --score-chars characters; and of
+  its first 2,000 characters stepped one token at a time, as sampling runs the network.
 
 Targets (issue 22): int8 >= 3.5x the float32 sampler's tokens/s at batch 1, bits per
 character within 1% of float32. The table goes to stdout, everything to
@@ -35,6 +38,7 @@ benchmarks/results/int8.json.
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -61,6 +65,7 @@ CELLS = ("lstm", "gru", "rnn")
 PREFIX = "ROMEO:\n"
 TEMPERATURE = 0.8
 BATCH = 16
+STEPPED_CHARS = 2_000
 FULL = {"tokens": 300, "batch_tokens": 60, "train_args": []}
 TINY = ["--hidden", "32", "--embed", "8", "--seq-len", "32", "--batch-size", "8"]
 QUICK = {"tokens": 20, "batch_tokens": 5, "characters": 30_000, "train_args": TINY}
@@ -77,6 +82,7 @@ def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], st
         ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
     except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
         return ways, str(exc)
+    ways["int8 call"] = Sampler(LayerCalls(ways["int8"].model), float32.tokenizer)
     if isinstance(ways["int8"].model.head, nn.Linear):  # kept float32: time it int8 too
         every_layer = quantize(float32.model, "int8", min_weights=0)
         ways["int8 all"] = Sampler(every_layer, float32.tokenizer)
@@ -152,6 +158,18 @@ def step_microseconds(model: nn.Module, repeats: int, steps: int = 200) -> float
     return statistics.median(times)
 
 
+def stepped_bits(sampler: Sampler, text: str) -> float:
+    """Bits per character of `text` with the network stepped one token at a time, as a
+    sampler runs it (`Sampler.score` reads whole sequences through the layers instead)."""
+    ids = torch.tensor(sampler.tokenizer.encode(text))
+    nats, state = 0.0, None
+    with torch.inference_mode():
+        for t in range(len(ids) - 1):
+            scores, state = sampler.model.step(ids[t : t + 1], state)
+            nats -= scores.log_softmax(-1)[0, ids[t + 1]].item()
+    return nats / len(text[1:]) / math.log(2)
+
+
 def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settings: dict,
             repeats: int) -> dict[str, Any]:  # fmt: skip
     ways, refused = samplers(checkpoint, impl)
@@ -164,6 +182,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
                 "tokens_per_cpu_s": {name: one[name]["cpu_median"] for name in one},
                 "float32_vs_layer": one["float32"]["median"] / one["layer"]["median"]}  # fmt: skip
     bpc = {name: ways[name].score(held_out).bits_per_character for name in ("float32", "int8")}
+    stepped = {name: stepped_bits(ways[name], held_out[:STEPPED_CHARS]) for name in bpc}
     step_us = {name: step_microseconds(ways[name].model, repeats) for name in ("float32", "int8")}
     ratio = lambda a, b, key="median": one[a][key] / one[b][key]  # noqa: E731
     return {
@@ -179,6 +198,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "float32_vs_layer": ratio("float32", "layer"),
         "float32_vs_cell": ratio("float32", "cell") if "cell" in one else None,
         "int8_vs_int8_all": ratio("int8", "int8 all") if "int8 all" in one else None,
+        "int8_vs_int8_call": ratio("int8", "int8 call"),
         "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
         "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
@@ -186,6 +206,8 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "step_float32_vs_int8": step_us["float32"] / step_us["int8"],
         "bits_per_char": bpc,
         "bpc_change_percent": 100 * (bpc["int8"] / bpc["float32"] - 1),
+        "stepped_bits_per_char": stepped,
+        "stepped_bpc_change_percent": 100 * (stepped["int8"] / stepped["float32"] - 1),
         "score_chars": len(held_out),
     }
 
@@ -290,21 +312,23 @@ def report(rows: list[dict]) -> None:
         return
     print_table(
         ["model", "threads", "layer tok/s", "cell fn tok/s", "float32 tok/s", "int8 tok/s",
-         "int8 all tok/s", "int8/float32",
+         "int8 call tok/s", "int8 all tok/s", "int8/float32", "int8/int8 call",
          "int8/layer", "step µs float32 / int8", f"b{BATCH} float32", f"b{BATCH} int8",
-         "bpc float32", "bpc int8", "bpc change"],
+         "bpc float32", "bpc int8", "bpc change", "stepped bpc change"],
         [
             (
                 r["model"], r["threads"], both(r, "layer"),
                 both(r, "cell") if "cell" in r["tokens_per_s"] else "-",
-                both(r, "float32"), both(r, "int8"),
+                both(r, "float32"), both(r, "int8"), both(r, "int8 call"),
                 both(r, "int8 all") if "int8 all" in r["tokens_per_s"] else "-",
-                ratio(r, "int8_vs_float32"), ratio(r, "int8_vs_layer"),
+                ratio(r, "int8_vs_float32"), f"{r['int8_vs_int8_call']:.2f}x",
+                ratio(r, "int8_vs_layer"),
                 f"{r['step_us']['float32']:,.0f} / {r['step_us']['int8']:,.0f} "
                 f"({r['step_float32_vs_int8']:.2f}x)",
                 r[f"batch{BATCH}_tokens_per_s"]["float32"], r[f"batch{BATCH}_tokens_per_s"]["int8"],
                 f"{r['bits_per_char']['float32']:.4f}", f"{r['bits_per_char']['int8']:.4f}",
                 f"{r['bpc_change_percent']:+.3f}%",
+                f"{r['stepped_bpc_change_percent']:+.3f}%",
             )
             for r in rows
         ],

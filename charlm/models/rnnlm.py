@@ -17,6 +17,7 @@ start. A model of labelled examples is conditioned on the label (`num_labels` > 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -401,20 +402,34 @@ class RNNLM(nn.Module):
     ) -> tuple[torch.Tensor, State]:
         """The scores after one more token per row: tokens (batch,) → (batch, vocab), state.
 
-        The same numbers as `forward` on sequences of one token (to float rounding). In
-        evaluation mode on a CPU, PyTorch's layers are stepped through their equations, which
-        costs less per token than calling the layer (charlm/models/stepping.py).
+        The same numbers as `forward` on sequences of one token (to float rounding; an int8
+        model's to its quantization). In evaluation mode on a CPU, PyTorch's layers and int8
+        RNN layers are stepped through their equations, which costs less per token than
+        calling the layer (charlm/models/stepping.py, quantized.py).
         """
-        if self.training or not FusedWeights.fits(self.rnn) or tokens.device.type != "cpu":
+        step = self._layer_step() if not self.training and tokens.device.type == "cpu" else None
+        if step is None:
             scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)
             return scores[:, 0], state
         if state is None:
             state = self.begin_state(tokens.shape[0], tokens.device)
         inputs = self._inputs(tokens.unsqueeze(1), labels)[:, 0]  # (batch, input)
+        outputs, state = step(inputs, state)  # (batch, hidden)
+        return self.head(outputs), state  # (batch, vocab)
+
+    def _layer_step(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
+        """How the recurrent layers take one step without being called on a sequence: by
+        their own `one_step` (int8 RNN layers), or PyTorch's layers by their weights laid
+        out for it; None for layers stepped by a call on a one-token sequence (int8 LSTM
+        and GRU layers, whose call is the faster; the scratch implementation's, a plugin's)."""
+        own = getattr(self.rnn, "one_step", None)
+        if own is not None:
+            return own
+        if not FusedWeights.fits(self.rnn):
+            return None
         if self._fused is None or self._fused.layer is not self.rnn:
             self._fused = FusedWeights(self.rnn)  # once per layer (quantize replaces it)
-        outputs, state = self._fused.step(inputs, state)  # (batch, hidden)
-        return self.head(outputs), state  # (batch, vocab)
+        return self._fused.step
 
     def _inputs(self, tokens: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """What the recurrent layers read: the embedded (or one-hot) tokens (batch, seq, ·),

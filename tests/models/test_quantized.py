@@ -56,6 +56,22 @@ def test_an_int8_model_predicts_what_the_float_model_predicts(settings):
     assert (torch.stack(stepped, dim=1) - want).abs().max() < 0.1
 
 
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_an_int8_rnn_step_computes_what_its_layers_compute(nonlinearity, monkeypatch):
+    int8 = quantize(model_for({"cell": "rnn", "nonlinearity": nonlinearity}), min_weights=0)
+    tokens = torch.randint(0, VOCAB, (3,), generator=torch.Generator().manual_seed(2))
+    state = int8.begin_state(3) + 0.3
+    with monkeypatch.context() as patched, torch.inference_mode():
+        patched.setattr(Int8Recurrent, "_rnn", lambda *a: pytest.fail("a step called the layer"))
+        stepped, stepped_state = int8.step(tokens, state)
+    with torch.inference_mode():
+        called, called_state = int8(tokens[:, None], state)
+    # The step quantizes [x, h] and [W_ih W_hh] whole, the layer each part on its own scale:
+    # 8-bit rounding apart (a wrong matrix or activation would be off by tenths).
+    for mine, theirs in ((stepped, called[:, 0]), (stepped_state, called_state)):
+        assert (mine - theirs).abs().max() < 0.03 and (mine - theirs).abs().mean() < 0.005
+
+
 def test_an_output_layer_too_small_to_gain_stays_float32():
     characters = quantize(model_for({"cell": "lstm"}))  # 40 x 32: int8's call costs more
     assert isinstance(characters.head, torch.nn.Linear)
