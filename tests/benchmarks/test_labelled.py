@@ -50,6 +50,12 @@ def test_quick_names_benchmark_measures_every_run(tmp_path):
     assert sweep[0]["novel"] == conditional["generation"]["novel"]
     assert all(0 < g["distinct"] <= 1 for g in sweep)
     assert results["prior_bound"] > 0
+    parts = results["conditioning_parts"]
+    total = parts["unlabelled_vs_mixture"] + parts["mixture_vs_given_label"]
+    assert total == pytest.approx(results["conditioning_gain"])
+    # What the label saves a model that already weighs every label by its posterior is at
+    # most the label's own information.
+    assert parts["mixture_vs_given_label"] <= results["prior_bound"] + 1e-9
 
 
 def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
