@@ -189,10 +189,10 @@ def _layered_lm(model: nn.Module, config: TrainConfig) -> bool:
 
 
 def _layered_message(groups: list[dict], decay: float) -> str:
-    bottom = min(group["lr_scale"] for group in groups)
+    lowest = min(group["lr_scale"] for group in groups)
     return (
         f"--lr-decay-per-layer {decay:g}: each layer learns at 1/{decay:g} of the rate of the "
-        f"one above it ({len(groups)} layers; the embedding at {bottom:.3g} of the head's)"
+        f"one above it ({len(groups)} layers; the lowest at {lowest:.3g} of the head's rate)"
     )
 
 

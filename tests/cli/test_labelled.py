@@ -197,7 +197,7 @@ def test_a_language_model_fine_tuned_at_discriminative_rates_says_them(model, tm
     assert "each layer learns at 1/2 of the rate of the one above it (3 layers; the " in (
         result.stderr
     )
-    assert "embedding at 0.25 of the head's)" in result.stderr
+    assert "lowest at 0.25 of the head's rate)" in result.stderr
     saved = json.loads((tmp_path / "tuned" / "config.json").read_text())
     assert saved["training"]["lr_decay_per_layer"] == 2
 
