@@ -180,7 +180,9 @@ class TrainConfig:
     # None: by the vocabulary for a classifier, one rate for a language model. A classifier
     # of words learns at one rate: from a WikiText-2 LM, many of MR's sentiment words are new
     # rows, which 2.6 per layer left nearly still (MR folds 0-2: 76.3% at one rate, 71.3% at
-    # 2.6; docs/benchmarks.md#classifiers).
+    # 2.6; docs/benchmarks.md#classifiers). Books' models fine-tuned from one shared model
+    # told passages apart best at 10 (95.1% balanced on average) and no better at 2.6 than
+    # at one rate (docs/benchmarks.md#labelled-text-names-and-which-book).
     lr_decay_per_layer: float | None = option(
         None,
         "With --init-from: each layer below the head learns at the rate of the layer above "
