@@ -117,8 +117,8 @@ def wide_accuracy(
     per_book, right = {}, {"lm": 0, "ngram": 0}
     for index, (name, text) in enumerate(texts.items()):
         stretches = every_stretch(text)
-        lm = [np.argmin([s.score(p).bits_per_character for s in samplers]) for p in stretches]
-        ngram = [np.argmax([m.log_prob(p) for m in ngrams]) for p in stretches]
+        lm = lm_guesses(samplers, stretches)[1]
+        ngram = ngram_guesses(ngrams, stretches)
         truth = [index] * len(stretches)
         per_book[name] = {"passages": len(stretches), "lm": accuracy(lm, truth),
                           "ngram": accuracy(ngram, truth)}  # fmt: skip
@@ -138,6 +138,19 @@ def wide_accuracy(
 
 def _best(checkpoint: Path) -> Path:
     return checkpoint / "best" if (checkpoint / "best" / "config.json").is_file() else checkpoint
+
+
+def lm_guesses(samplers: list[Sampler], passages: list[str]) -> tuple[np.ndarray, list[int]]:
+    """Each model's bits per character on each passage (passages, models), and the model
+    `charlm classify --models` picks for each (the index of its sampler)."""
+    bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in passages])
+    order = [str(i) for i in range(len(samplers))]
+    return bits, [int(r.label) for r in by_bits_per_character(passages, bits, order)]
+
+
+def ngram_guesses(ngrams: list[CharNgram], passages: list[str]) -> list[int]:
+    """The 5-gram model that gives each passage the highest probability (its index)."""
+    return [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in passages]
 
 
 def accuracy(predicted: list[int], truth: list[int]) -> float:
@@ -166,7 +179,7 @@ def run_all(
         train_end, _ = split_regions(len(texts[name]), SPLITS)
         ngrams.append(CharNgram(5, examples=False).fit([texts[name][:train_end]]))
     ngram_seconds = time.perf_counter() - started
-    ngram_guess = [int(np.argmax([m.log_prob(p) for m in ngrams])) for p in held_out]
+    ngram_guess = ngram_guesses(ngrams, held_out)
     walls, shared, shared_threads = {}, shared_model, None
     if shared_minutes and shared_model is None:  # one model of all the books first
         shared = work / "shared"
@@ -197,9 +210,7 @@ def run_all(
     walls |= {name: run.result() for name, run in runs.items()}
     # Each book's best model on its validation text (the last one may have begun to overfit).
     samplers = [load(_best(work / name), device="cpu") for name in names]
-    bits = np.array([[s.score(p).bits_per_character for s in samplers] for p in held_out])
-    ranked = by_bits_per_character(held_out, bits, names)
-    lm_guess = [names.index(r.label) for r in ranked]
+    bits, lm_guess = lm_guesses(samplers, held_out)
     wide = wide_accuracy(texts, samplers, ngrams)
     per_book = {
         name: {

@@ -20,6 +20,7 @@ cell PyTorch does not implement cannot be quantized, and both say so.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -120,8 +121,6 @@ class Int8Recurrent(nn.Module):
                         packed_ih, packed_hh, b_ih, b_hh, reduce_range
                     )
                 )
-        # What RNNLM.step calls for one token (None: the layer itself, on a sequence of one).
-        self.one_step = self._rnn_step if cell == "rnn" else None
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x (batch, seq, input) → outputs (batch, seq, hidden), the state after the last step."""
@@ -138,6 +137,11 @@ class Int8Recurrent(nn.Module):
             )
             return output, h
         return self._rnn(x, state)
+
+    @property
+    def one_step(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
+        """What RNNLM.step calls for one token; None: the layer itself, on a sequence of one."""
+        return self._rnn_step if self.cell == "rnn" else None
 
     def _rnn_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One time step of RNN layers, x (batch, input) → the top layer's output (batch,

@@ -37,7 +37,7 @@ from charlm.data import ExampleIds
 from charlm.device import cpu_has_bf16_lstm, mixed_precision
 from charlm.errors import CheckpointError, ConfigError, TrainingError
 from charlm.metrics import perplexity
-from charlm.models import RNNLM, is_classifier
+from charlm.models import RNNLM, is_classifier, num_parameters
 from charlm.training.allocator import keep_freed_memory
 from charlm.training.config import (
     Checkpointer,
@@ -173,19 +173,15 @@ def _freeze_encoder(model: nn.Module) -> str:
         parameter.requires_grad_(False)
     for parameter in head.parameters():
         parameter.requires_grad_(True)
-    learning = sum(p.numel() for p in head.parameters())
-    total = sum(p.numel() for p in model.parameters())
+    learning, total = num_parameters(head), num_parameters(model)
     return f"--freeze encoder: the output layer alone learns ({learning:,} of {total:,} weights)"
 
 
 def _layered_lm(model: nn.Module, config: TrainConfig) -> bool:
     """Whether a language model learns at discriminative rates (`--lr-decay-per-layer` with
     --init-from; a new run's checks refuse it without)."""
-    decay = config.lr_decay_per_layer
-    return (
-        decay is not None and decay != 1 and hasattr(model, "parameter_groups")
-        and not is_classifier(model)
-    )  # fmt: skip
+    layered = config.lr_decay_per_layer not in (None, 1)
+    return layered and hasattr(model, "parameter_groups") and not is_classifier(model)
 
 
 def _layered_message(groups: list[dict], decay: float) -> str:
