@@ -35,6 +35,7 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
+from charlm.models.losses import token_nll
 from charlm.models.stepping import FusedWeights
 from charlm.options import option
 
@@ -393,9 +394,9 @@ class RNNLM(nn.Module):
             return self.head(outputs), state  # (batch, seq, vocab)
         if isinstance(self.head, AdaptiveHead):
             return self.head.nll(outputs, targets), state  # (batch, seq)
-        logits = self.head(outputs).flatten(0, 1).float()  # (batch·seq, vocab)
-        nll = F.cross_entropy(logits, targets.flatten(), reduction="none")
-        return nll.view_as(targets), state  # (batch, seq)
+        # Flattened first, so the output layer is one matrix product with its bias (addmm).
+        logits = self.head(outputs.flatten(0, 1)).float()  # (batch·seq, vocab)
+        return token_nll(logits, targets.flatten()).view_as(targets), state  # (batch, seq)
 
     def step(
         self, tokens: torch.Tensor, state: State | None = None, labels: torch.Tensor | None = None
