@@ -57,6 +57,7 @@ from benchmarks.common import (
 )
 from benchmarks.sliced_loss import linear_cross_entropy
 from charlm.models import ModelConfig, build_model
+from charlm.models.losses import token_nll
 from charlm.training import TrainConfig, train
 from charlm.training.metrics_log import MetricsLog
 from charlm.training.progress import RichReporter
@@ -189,7 +190,8 @@ class Variant:
     mkldnn: bool = True  # oneDNN kernels allowed
     compiled: bool = False  # torch.compile the forward pass
     output_chunks: int = 1  # >1: the output layer and loss over this many slices of the batch
-    output: str = "linear"  # "sliced": benchmarks/sliced_loss.py; "conv1d": a 1x1 conv1d
+    output: str = "linear"  # "sliced": benchmarks/sliced_loss.py; "conv1d": a 1x1 conv1d;
+    # "charlm": charlm's own cross-entropy (charlm/models/losses.py)
     precision: str = "fp32"  # "bf16": autocast, as `charlm train --precision bf16` runs
 
 
@@ -204,6 +206,7 @@ VARIANTS = [
     Variant("output layer and loss in cached slices", output="sliced"),
     Variant("output layer as a 1x1 conv1d (oneDNN)", output="conv1d"),
     Variant("sliced output layer and fused Adam", output="sliced", optimizer="fused"),
+    Variant("charlm's cross-entropy", output="charlm"),
     # Not the same arithmetic: bfloat16 matrix products (AMX or AVX-512 BF16 on CPUs).
     Variant("bf16 autocast", precision="bf16"),
 ]
@@ -287,6 +290,9 @@ class BareLoop:
                     loss, state = model.sliced_loss(x, y, state)
                 elif variant.output == "conv1d":
                     loss, state = model.conv_loss(x, y, state)
+                elif variant.output == "charlm":
+                    logits, state = self.forward(x, state)
+                    loss = token_nll(logits.reshape(-1, shape.vocab), y.reshape(-1)).mean()
                 else:
                     logits, state = self.forward(x, state)
                     loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))

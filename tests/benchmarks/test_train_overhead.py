@@ -50,7 +50,7 @@ def test_bf16_runs_charlm_and_the_bare_loop_in_bf16_and_the_bare_loop_in_fp32_to
 
 def test_quick_variants_are_timed_step_by_step_against_the_bare_loop(tmp_path):
     out = tmp_path / "overhead.json"
-    chosen = ["output layer and loss in cached slices", "Adam fused=True"]
+    chosen = ["output layer and loss in cached slices", "Adam fused=True", "charlm's cross-entropy"]
     args = ["--quick", "--threads", "1", "--repeats", "1", "--out", str(out)]
     result = CliRunner().invoke(main, [*args, *(f"--variant={name}" for name in chosen)])
     assert result.exit_code == 0, result.output
