@@ -68,7 +68,13 @@ from charlm.training.resume import (
     rng_tensors,
     state_tensors,
 )
-from charlm.training.schedules import LRSchedule, build_optimizer, discriminative_groups, set_lr
+from charlm.training.schedules import (
+    LRSchedule,
+    build_optimizer,
+    clip_gradients,
+    discriminative_groups,
+    set_lr,
+)
 from charlm.training.signals import StopFlag, stop_on_signals
 from charlm.training.state_checks import check_training_state
 
@@ -305,7 +311,10 @@ class _Run:
         self.scaler.unscale_(self.optimizer)
         # g ← min(1, θ/‖g‖)·g over all parameters together: an exploding gradient keeps its
         # direction but cannot take a step larger than θ.
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip)
+        grad_norm = clip_gradients(
+            self.optimizer, self.model.parameters(), self.config.clip,
+            in_step=not self.scaler.is_enabled(),  # the scaler sets grad_scale itself
+        )  # fmt: skip
         if self.config.nonfinite == "skip" and self._bad_step(loss, grad_norm):
             if self.scaler.is_enabled():
                 # The scaler sees the non-finite gradients, skips the step, lowers its scale.
