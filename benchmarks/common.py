@@ -83,14 +83,25 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
-def matmul_rates(size: int = 2048, repeats: int = 5) -> dict[str, float]:
+def matmul_rates(
+    size: int = 2048, repeats: int = 5, device: torch.device | None = None
+) -> dict[str, float]:
     """This machine's fp32 matrix-multiply rate in GFLOP/s through each library torch ships:
     `torch.mm` (the BLAS, MKL on x86) and oneDNN's matmul, which the LSTM kernels use. They
     can differ by 2x: MKL takes a slower path on AMD processors. The median of `repeats`
-    (size × size) @ (size × size) products after a warm-up, at the current thread setting."""
+    (size × size) @ (size × size) products after a warm-up, at the current thread setting.
+    On a CUDA `device`: `torch.mm` there (cuBLAS), each product waited for."""
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=generator)
     b = torch.randn(size, size, generator=generator)
+    if device is not None and device.type == "cuda":
+        a, b = a.to(device), b.to(device)
+
+        def product() -> None:
+            torch.mm(a, b)
+            torch.cuda.synchronize(device)
+
+        return {"torch.mm (cuda)": _gflops(product, 2 * size**3, repeats)}
     rates = {"torch.mm": _gflops(lambda: torch.mm(a, b), 2 * size**3, repeats)}
     try:  # oneDNN's own matmul, reached through the mkldnn tensor layout
         a_dnn, b_dnn = a.to_mkldnn(), b.t().contiguous().to_mkldnn()

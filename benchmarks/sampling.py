@@ -2,6 +2,7 @@
 
     python -m benchmarks.sampling            # the default model (2-layer LSTM, 512 units)
     python -m benchmarks.sampling --quick    # a small model and few tokens: a smoke run for CI
+    python -m benchmarks.sampling --device cuda --num-samples 64   # batch 1 and 64 on a GPU
 
 1. Per-token cost: `Sampler.generate` with one sample, against a bare loop that steps the same
    network one token at a time with its state carried and does nothing else (target: <= 1.3x):
@@ -9,7 +10,7 @@
    Beside it, the plain loop a PyTorch user writes: the model called on each one-token
    sequence (`model(token, state)`, the recurrent layer's own call).
 2. Batches: `num_samples=16` in one call against 16 separate calls, in tokens per second
-   (target: >= 8x).
+   (target: >= 8x); `--num-samples 64` for a GPU's batch of 64.
 3. The naive way: re-running the whole text so far through the network for every new token,
    against the sampler, which primes once and carries the state.
 4. Priming: the prefix in one forward call against feeding it one token at a time.
@@ -35,6 +36,7 @@ import torch
 
 from benchmarks.common import results_option
 from charlm.device import DEVICE_CHOICES, resolve_device
+from charlm.errors import ConfigError
 from charlm.models import RNNLM, ModelConfig
 from charlm.sampling import Sampler
 from charlm.sampling.strategies import draw
@@ -44,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
 FULL = {"hidden": 512, "tokens": 2000, "batch_tokens": 200, "naive_tokens": 100, "repeats": 3}
 QUICK = {"hidden": 64, "tokens": 100, "batch_tokens": 30, "naive_tokens": 30, "repeats": 1}
 PREFIX_TOKENS = 1000
-NUM_SAMPLES = 16
+NUM_SAMPLES = 16  # the batch of part 2 unless --num-samples says otherwise
 
 
 def best_time(run: Callable[[], Any], repeats: int, device: torch.device) -> float:
@@ -127,16 +129,19 @@ def per_token(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats:
     return rows
 
 
-def batches(sampler: Sampler, prefix: str, n: int, repeats: int) -> dict[str, float]:
+def batches(
+    sampler: Sampler, prefix: str, n: int, repeats: int, samples: int = NUM_SAMPLES
+) -> dict[str, float]:
     device = sampler.device
     together = best_time(
-        lambda: sampler.generate(prefix, n, seed=0, num_samples=NUM_SAMPLES), repeats, device
+        lambda: sampler.generate(prefix, n, seed=0, num_samples=samples), repeats, device
     )
     separate = best_time(
-        lambda: [sampler.generate(prefix, n, seed=i) for i in range(NUM_SAMPLES)], repeats, device
+        lambda: [sampler.generate(prefix, n, seed=i) for i in range(samples)], repeats, device
     )
-    total = n * NUM_SAMPLES
+    total = n * samples
     return {
+        "num_samples": samples,
         "tokens_per_s_batch": total / together,
         "tokens_per_s_separate": total / separate,
         "speedup": separate / together,
@@ -209,8 +214,8 @@ def print_report(results: dict[str, Any]) -> None:
         )
     b = results["batches"]
     click.echo(
-        f"\n2. num_samples={NUM_SAMPLES}: {b['tokens_per_s_batch']:,.0f} tokens/s; "
-        f"16 separate calls: {b['tokens_per_s_separate']:,.0f} tokens/s; "
+        f"\n2. num_samples={b['num_samples']}: {b['tokens_per_s_batch']:,.0f} tokens/s; "
+        f"{b['num_samples']} separate calls: {b['tokens_per_s_separate']:,.0f} tokens/s; "
         f"{b['speedup']:.1f}x"
     )
     n = results["naive"]
@@ -246,13 +251,23 @@ def print_report(results: dict[str, Any]) -> None:
     default=None,
     help="CPU threads for torch.  [default: torch's choice]",
 )
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1),
+    default=NUM_SAMPLES,
+    show_default=True,
+    help="Samples drawn together in part 2, against as many calls of one.",
+)
 @results_option(RESULTS)
-def main(quick: bool, device: str, threads: int | None, out: Path) -> None:
+def main(quick: bool, device: str, threads: int | None, num_samples: int, out: Path) -> None:
     """Time the sampler against the bare network (see the module docstring)."""
     if threads is not None:
         torch.set_num_threads(threads)
     settings = QUICK if quick else FULL
-    resolved = resolve_device(device)
+    try:
+        resolved = resolve_device(device)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     tokenizer = CharTokenizer(list(string.printable))
     torch.manual_seed(0)
     config = ModelConfig(tokenizer.vocab_size, hidden_size=settings["hidden"])
@@ -270,7 +285,7 @@ def main(quick: bool, device: str, threads: int | None, out: Path) -> None:
         "torch": torch.__version__,
         "machine": platform.platform(),
         "per_token": per_token(sampler, short_prefix, short_ids, settings["tokens"], repeats),
-        "batches": batches(sampler, short_prefix, settings["batch_tokens"], repeats),
+        "batches": batches(sampler, short_prefix, settings["batch_tokens"], repeats, num_samples),
         "naive": naive(sampler, short_prefix, short_ids, settings["naive_tokens"], repeats),
         "priming": priming(sampler, ids, repeats),
         "draws": draws(resolved, repeats, quick),

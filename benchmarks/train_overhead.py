@@ -5,6 +5,7 @@
     python -m benchmarks.train_overhead --variants       # also try layouts, optimizers, oneDNN
     python -m benchmarks.train_overhead --quick          # a tiny model: a smoke run for CI
     python -m benchmarks.train_overhead --precision bf16 # both in bf16, and the bare loop in fp32
+    python -m benchmarks.train_overhead --device cuda --configs a,b,c,d  # cuDNN on a GPU
 
 For each configuration, in one process and alternating, this runs
 
@@ -25,6 +26,11 @@ Compute efficiency uses the standard count: 8·H·(I+H) FLOPs per LSTM layer per
 2·H·V for the output layer, ×3 for forward plus backward; achieved GFLOP/s over the rate of a
 large fp32 matrix product measured here at the same thread setting: the faster of `torch.mm`
 (MKL) and oneDNN's matmul, since the LSTM kernels are oneDNN's.
+
+With `--device cuda` both sides run on the GPU (cuDNN's LSTM), the clocks are read after
+`torch.cuda.synchronize()`, and the rate is that of an 8192 × 8192 fp32 `torch.mm` on the
+GPU (TF32 as PyTorch's defaults leave it: off). Configuration d is a GPU-sized one: Zaremba
+et al.'s medium LSTM (2 × 650) over a 10,000-word vocabulary at batch 64.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.sliced_loss import linear_cross_entropy
+from charlm.device import resolve_device
+from charlm.errors import ConfigError
 from charlm.models import ModelConfig, build_model
 from charlm.models.losses import token_nll
 from charlm.training import TrainConfig, train
@@ -103,9 +111,12 @@ CONFIGS = {
     "a": Shape("a", vocab=65, embed=64, hidden=256, layers=2, batch=32, seq=100, steps=40),
     "b": Shape("b", vocab=65, embed=64, hidden=512, layers=2, batch=64, seq=100, steps=20),
     "c": Shape("c", vocab=10_000, embed=200, hidden=200, layers=2, batch=20, seq=35, steps=60),
+    # Larger, for a GPU: the medium LSTM of Zaremba et al. (2 × 650) at batch 64.
+    "d": Shape("d", vocab=10_000, embed=650, hidden=650, layers=2, batch=64, seq=35, steps=40),
 }
 QUICK = Shape("quick", vocab=20, embed=8, hidden=16, layers=1, batch=4, seq=8, steps=10)
 LR, CLIP = 2e-3, 1.0
+CPU = torch.device("cpu")
 
 
 def token_ids(shape: Shape) -> np.ndarray:
@@ -118,9 +129,12 @@ def token_ids(shape: Shape) -> np.ndarray:
 # ---- charlm's loop ---------------------------------------------------------------------
 
 
-def clocks() -> tuple[float, float]:
-    """Wall time, and this process's CPU time. On a machine shared with other work the CPU
-    time is the steadier measure of a one-thread run (on an idle machine they agree)."""
+def clocks(device: torch.device = CPU) -> tuple[float, float]:
+    """Wall time, and this process's CPU time, once `device` has finished what it was given.
+    On a machine shared with other work the CPU time is the steadier measure of a one-thread
+    run on the CPU (on an idle machine they agree); on a GPU only the wall time means much."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter(), time.process_time()
 
 
@@ -132,17 +146,17 @@ def rates(tokens: int, start: tuple[float, float], end: tuple[float, float]) -> 
 class TimedLog:
     """The real metrics log, plus the clocks when each record was written."""
 
-    def __init__(self, path: Path) -> None:
-        self.log = MetricsLog(path)
+    def __init__(self, path: Path, device: torch.device = CPU) -> None:
+        self.log, self.device = MetricsLog(path), device
         self.times: dict[int, tuple[float, float]] = {}
 
     def write(self, record: dict[str, Any]) -> None:
         self.log.write(record)
-        self.times[record["step"]] = clocks()
+        self.times[record["step"]] = clocks(self.device)
 
 
 def charlm_run(
-    shape: Shape, ids: np.ndarray, workdir: Path, precision: str = "fp32"
+    shape: Shape, ids: np.ndarray, workdir: Path, precision: str = "fp32", device=CPU
 ) -> tuple[float, float]:
     """Tokens per second (wall, CPU) of `charlm.training.train` after the warm-up steps."""
     torch.manual_seed(0)
@@ -165,14 +179,13 @@ def charlm_run(
         log_every=LOG_EVERY,
         precision=precision,
     )
-    log = TimedLog(workdir / "metrics.jsonl")
+    log = TimedLog(workdir / "metrics.jsonl", device)
     # The live display as a terminal shows it (a refresh thread, redrawn 10 times a second),
     # drawn into /dev/null.
     with open(os.devnull, "w") as sink:
         console = Console(file=sink, force_terminal=True, width=120)
         with RichReporter(console) as reporter:
-            train(model, ids, None, config, device=torch.device("cpu"), reporter=reporter,
-                  metrics=log)  # fmt: skip
+            train(model, ids, None, config, device=device, reporter=reporter, metrics=log)
     end = shape.warmup + shape.steps
     return rates(shape.steps * shape.batch * shape.seq, log.times[shape.warmup], log.times[end])
 
@@ -257,10 +270,12 @@ class BareLM(nn.Module):
 class BareLoop:
     """The bare loop's state; `step()` trains on the next batch."""
 
-    def __init__(self, shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> None:
+    def __init__(
+        self, shape: Shape, ids: np.ndarray, variant: Variant = BARE, device: torch.device = CPU
+    ) -> None:
         torch.manual_seed(0)
-        self.shape, self.variant = shape, variant
-        self.model = BareLM(shape, variant.batch_first)
+        self.shape, self.variant, self.device = shape, variant, device
+        self.model = BareLM(shape, variant.batch_first).to(device)
         kwargs = {variant.optimizer: True} if variant.optimizer != "default" else {}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR, **kwargs)
         self.forward = torch.compile(self.model) if variant.compiled else self.model
@@ -270,6 +285,7 @@ class BareLoop:
         self.targets = torch.from_numpy(ids[1 : shape.batch * span + 1].reshape(shape.batch, span))
         if not variant.batch_first:  # (time, batch)
             self.streams, self.targets = self.streams.T.contiguous(), self.targets.T.contiguous()
+        self.streams, self.targets = self.streams.to(device), self.targets.to(device)
         self.batches = (len(ids) - 1) // (shape.batch * shape.seq)
         self.state, self.count = None, 0
 
@@ -283,7 +299,8 @@ class BareLoop:
             self.streams[cols], self.targets[cols])  # fmt: skip
         state = None if self.state is None else tuple(s.detach() for s in self.state)
         off = torch.backends.mkldnn.flags(enabled=False) if not variant.mkldnn else None
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant.precision == "bf16")
+        bf16 = variant.precision == "bf16"
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         with off or contextlib.nullcontext():
             with autocast:  # the forward pass only, as PyTorch recommends
                 if variant.output_chunks > 1:
@@ -309,15 +326,17 @@ class BareLoop:
         self.state = state
 
 
-def bare_run(shape: Shape, ids: np.ndarray, variant: Variant = BARE) -> tuple[float, float]:
+def bare_run(
+    shape: Shape, ids: np.ndarray, variant: Variant = BARE, device: torch.device = CPU
+) -> tuple[float, float]:
     """Tokens per second (wall, CPU) of the bare loop after the warm-up steps."""
-    loop = BareLoop(shape, ids, variant)
+    loop = BareLoop(shape, ids, variant, device)
     for _ in range(shape.warmup):
         loop.step()
-    start = clocks()
+    start = clocks(device)
     for _ in range(shape.steps):
         loop.step()
-    return rates(shape.steps * shape.batch * shape.seq, start, clocks())
+    return rates(shape.steps * shape.batch * shape.seq, start, clocks(device))
 
 
 # ---- the measurements ------------------------------------------------------------------
@@ -333,16 +352,18 @@ def threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def measure(shape: Shape, repeats: int, peak: float, precision: str = "fp32") -> dict[str, Any]:
+def measure(
+    shape: Shape, repeats: int, peak: float, precision: str = "fp32", device: torch.device = CPU
+) -> dict[str, Any]:
     """charlm and bare at `precision`, in turns (each round starting with the next), `repeats`
     times each after one untimed run of each; below fp32, the bare loop in fp32 too."""
     ids = token_ids(shape)
     with tempfile.TemporaryDirectory() as tmp:
         same = Variant("bare", precision=precision)
-        sides = {"charlm": lambda: charlm_run(shape, ids, Path(tmp), precision),
-                 "bare": lambda: bare_run(shape, ids, same)}  # fmt: skip
+        sides = {"charlm": lambda: charlm_run(shape, ids, Path(tmp), precision, device),
+                 "bare": lambda: bare_run(shape, ids, same, device)}  # fmt: skip
         if precision != "fp32":
-            sides["bare fp32"] = lambda: bare_run(shape, ids)
+            sides["bare fp32"] = lambda: bare_run(shape, ids, device=device)
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
         for run in sides.values():  # warm-up: allocator, thread pool, lazy imports
             run()
@@ -364,9 +385,14 @@ def measure(shape: Shape, repeats: int, peak: float, precision: str = "fp32") ->
         }
     return {
         "config": shape.name,
-        "shape": shape.label if precision == "fp32" else f"{shape.label} {precision}",
+        "shape": " ".join(
+            [shape.label]
+            + ([precision] if precision != "fp32" else [])
+            + ([device.type] if device.type != "cpu" else [])
+        ),
         "precision": precision,
         "threads": torch.get_num_threads(),
+        "device": device.type,
         "charlm_tokens_per_s": charlm_rate,
         "bare_tokens_per_s": bare_rate,
         "ratio": charlm_rate / bare_rate,
@@ -391,17 +417,17 @@ def measure(shape: Shape, repeats: int, peak: float, precision: str = "fp32") ->
 
 
 def measure_variants(
-    shape: Shape, repeats: int, variants: list[Variant] = VARIANTS
+    shape: Shape, repeats: int, variants: list[Variant] = VARIANTS, device: torch.device = CPU
 ) -> list[dict[str, Any]]:
     """Each variant of the bare loop against the plain one, interleaved step by step: every
     round steps each loop once (in a rotating order), so a change in the machine's load
     falls on all of them alike. `repeats` x 10 rounds after the warm-up steps; the figures
     are median step times."""
     ids = token_ids(shape)
-    loops, rows = {"bare": BareLoop(shape, ids)}, []
+    loops, rows = {"bare": BareLoop(shape, ids, device=device)}, []
     for variant in variants:
         try:
-            loops[variant.name] = BareLoop(shape, ids, variant)
+            loops[variant.name] = BareLoop(shape, ids, variant, device)
             loops[variant.name].step()  # compiles, where it does
         except Exception as exc:  # a variant this torch build lacks is reported, not fatal
             loops.pop(variant.name, None)
@@ -413,9 +439,9 @@ def measure_variants(
     seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for round_ in range(repeats * 10):
         for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            start = clocks()
+            start = clocks(device)
             loops[name].step()
-            end = clocks()
+            end = clocks(device)
             seconds[name].append((end[0] - start[0], end[1] - start[1]))
     tokens = shape.batch * shape.seq
 
@@ -427,6 +453,7 @@ def measure_variants(
             {
                 "config": shape.name,
                 "threads": torch.get_num_threads(),
+                "device": device.type,
                 "variant": name,
                 "bare_tokens_per_s": rate("bare", 0),
                 "variant_tokens_per_s": rate(name, 0),
@@ -487,6 +514,15 @@ def default_threads() -> list[int]:
     help="charlm's --precision, and the bare loop's (bf16: autocast); with bf16 the bare loop "
     "also runs in fp32, for the ratio a user of a CPU with bf16 instructions gains.",
 )
+@click.option(
+    "--device",
+    "device_name",
+    type=click.Choice(["cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where both loops run: cuda times cuDNN's LSTM on the GPU (one --threads setting: "
+    "all the cores, unless given).",
+)
 @results_option(RESULTS)
 def main(
     quick: bool,
@@ -496,28 +532,37 @@ def main(
     variants: bool,
     chosen: tuple[str, ...],
     precision: str,
+    device_name: str,
     out: Path,
 ) -> None:
     """Time charlm's training loop against a bare PyTorch loop, and both against the CPU."""
+    try:
+        device = resolve_device(device_name)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
     shapes = [QUICK] if quick else [CONFIGS[name.strip()] for name in configs.split(",")]
     settings = [int(t) for t in thread_list.split(",")] if thread_list else default_threads()
-    if quick:
-        repeats, settings = min(repeats, 2), settings[:1]
+    if quick or (device.type == "cuda" and not thread_list):
+        settings = settings[-1:] if device.type == "cuda" else settings[:1]
+    repeats = min(repeats, 2) if quick else repeats
+    size = 256 if quick else 8192 if device.type == "cuda" else 2048
     rows, variant_rows, rates = [], [], {}
     for n in settings:
         with threads(n):
-            rates[n] = matmul_rates(256 if quick else 2048)
+            rates[n] = matmul_rates(size, device=device)
+            peak = max(rates[n].values())
             for shape in shapes:
-                rows.append(measure(shape, repeats, max(rates[n].values()), precision))
+                rows.append(measure(shape, repeats, peak, precision, device))
                 if (variants or chosen) and n == max(settings):  # one setting: they take long
                     picked = [v for v in VARIANTS if not chosen or v.name in chosen]
-                    variant_rows += measure_variants(shape, repeats, picked)
+                    variant_rows += measure_variants(shape, repeats, picked, device)
     report(rows, variant_rows, rates)
     command = machine_info()["command"]
     for row in rows + variant_rows:
         row["command"], row["repeats"] = command, repeats
     new = {
         "quick": quick,
+        "device": device.type,
         "matmul_gflops": {str(n): max(r.values()) for n, r in rates.items()},
         "matmul_rates": {str(n): r for n, r in rates.items()},
         "rows": rows,
@@ -545,6 +590,7 @@ def merge_results(out: Path, new: dict[str, Any]) -> dict[str, Any]:
                 row.get("threads"),
                 row.get("variant"),
                 row.get("precision", "fp32"),
+                row.get("device", "cpu"),
             )
 
         rows = {key(r): r for r in old.get(name, [])} | {key(r): r for r in new[name]}

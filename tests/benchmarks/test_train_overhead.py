@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from benchmarks import malloc
@@ -20,6 +21,20 @@ def test_the_flop_count_is_the_standard_lstm_count():
     assert a.train_flops_per_token() == 3 * forward
 
 
+def test_the_gpu_configuration_is_zarembas_medium_lstm():
+    d = CONFIGS["d"]
+    assert (d.vocab, d.embed, d.hidden, d.layers, d.batch, d.seq) == (10_000, 650, 650, 2, 64, 35)
+    assert d.steps % d.warmup == 0  # timing windows start and end on a metrics record
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="tests the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path):
+    args = ["--quick", "--device", "cuda", "--out", str(tmp_path / "overhead.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and result.exception.__class__ is SystemExit
+    assert "no CUDA GPU" in result.output and "Traceback" not in result.output
+
+
 def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     out = tmp_path / "overhead.json"
     result = CliRunner().invoke(main, ["--quick", "--threads", "1", "--out", str(out)])
@@ -28,6 +43,7 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     data = json.loads(out.read_text())
     (row,) = data["rows"]
     assert row["threads"] == 1 and len(row["charlm_runs"]) == len(row["bare_runs"]) == 2
+    assert row["device"] == data["device"] == "cpu"
     assert row["charlm_tokens_per_s"] > 0 and row["bare_tokens_per_s"] > 0
     assert row["ratio"] == row["charlm_tokens_per_s"] / row["bare_tokens_per_s"]
     assert 0 < row["charlm_efficiency"] and data["matmul_gflops"]["1"] > 0
@@ -50,7 +66,8 @@ def test_bf16_runs_charlm_and_the_bare_loop_in_bf16_and_the_bare_loop_in_fp32_to
 
 def test_quick_variants_are_timed_step_by_step_against_the_bare_loop(tmp_path):
     out = tmp_path / "overhead.json"
-    chosen = ["output layer and loss in cached slices", "Adam fused=True", "charlm's cross-entropy"]
+    chosen = ["output layer and loss in cached slices", "Adam fused=True", "charlm's cross-entropy",
+              "fused Adam, clipping in its step"]  # fmt: skip
     args = ["--quick", "--threads", "1", "--repeats", "1", "--out", str(out)]
     result = CliRunner().invoke(main, [*args, *(f"--variant={name}" for name in chosen)])
     assert result.exit_code == 0, result.output
@@ -77,6 +94,11 @@ def test_a_configuration_measured_again_replaces_only_its_own_rows(tmp_path):
     assert {(r["config"], r["ratio"]) for r in merged["rows"]} == {("a", 0.9), ("c", 0.99)}
     assert merged["variants"] == first["variants"] and merged["matmul_gflops"] == {"1": 120.0}
     assert merge_results(tmp_path / "absent.json", again) == again
+    on_gpu = results([{"config": "c", "threads": 1, "ratio": 0.97, "device": "cuda"}], [], 9e4)
+    out.write_text(json.dumps(merged))
+    both = merge_results(out, on_gpu)["rows"]  # a GPU row does not replace the CPU's
+    assert {(r["config"], r.get("device", "cpu")) for r in both} == {
+        ("a", "cpu"), ("c", "cpu"), ("c", "cuda")}  # fmt: skip
 
 
 def test_malloc_ab_runs_both_settings_in_fresh_processes(tmp_path):
