@@ -399,6 +399,9 @@ def measure(
         # What charlm's loop adds to each step, in milliseconds (negative: it is faster).
         "overhead_ms_per_step": 1000 * tokens * (1 / charlm_rate - 1 / bare_rate),
         "pair_ratios": [c / b for c, b in zip(wall["charlm"], wall["bare"])],
+        # Steadier on a busy machine: each round's two runs were close in time, while the two
+        # medians above may come from different rounds.
+        "pair_ratio_median": median([c / b for c, b in zip(wall["charlm"], wall["bare"])]),
         "charlm_runs": wall["charlm"],
         "bare_runs": wall["bare"],
         # The same per second of CPU time, the steadier figure on a shared machine.
@@ -617,6 +620,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
             "charlm tok/s",
             "bare tok/s",
             "ratio",
+            "pairs",
             "CPU-time ratio",
             "+ms/step",
             "GFLOP/s",
@@ -629,6 +633,7 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
                 r["charlm_tokens_per_s"],
                 r["bare_tokens_per_s"],
                 f"{r['ratio']:.3f}",
+                f"{r['pair_ratio_median']:.3f}",
                 f"{r['cpu_ratio']:.3f}",
                 f"{r['overhead_ms_per_step']:+.2f}",
                 f"{r['charlm_gflops']:.1f}",

@@ -46,6 +46,8 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert row["device"] == data["device"] == "cpu"
     assert row["charlm_tokens_per_s"] > 0 and row["bare_tokens_per_s"] > 0
     assert row["ratio"] == row["charlm_tokens_per_s"] / row["bare_tokens_per_s"]
+    low, high = sorted(row["pair_ratios"])
+    assert row["pair_ratio_median"] == pytest.approx((low + high) / 2)
     assert 0 < row["charlm_efficiency"] and data["matmul_gflops"]["1"] > 0
     assert data["machine"]["cpu"] and data["machine"]["torch"]
 
