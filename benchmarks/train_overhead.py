@@ -17,10 +17,11 @@ For each configuration, in one process and alternating, this runs
   backward → clip → Adam — over one pre-cut tensor, with nothing else in the loop.
 
 Both train with dropout 0, Adam at 2e-3 and clip 1 (charlm's Adam is PyTorch's fused one,
-the bare loop's the default). Throughput is tokens per second between
-the end of the warm-up steps and the last step; the figure is the median of the repeats and
-the ratio charlm / bare of the medians (target >= 0.95: the iterator, logging and display cost
-under 5%). Token ids are random: speed does not depend on them.
+which also does the clipping's scaling, and its loss its own; the bare loop's Adam is the
+default, after `clip_grad_norm_`, its loss `F.cross_entropy`). Throughput is tokens per
+second between the end of the warm-up steps and the last step; the figure is the median of
+the repeats and the ratio charlm / bare of the medians (target >= 0.95: the iterator,
+logging and display cost under 5%). Token ids are random: speed does not depend on them.
 
 Compute efficiency uses the standard count: 8·H·(I+H) FLOPs per LSTM layer per token forward,
 2·H·V for the output layer, ×3 for forward plus backward; achieved GFLOP/s over the rate of a
@@ -156,7 +157,11 @@ class TimedLog:
 
 
 def charlm_run(
-    shape: Shape, ids: np.ndarray, workdir: Path, precision: str = "fp32", device=CPU
+    shape: Shape,
+    ids: np.ndarray,
+    workdir: Path,
+    precision: str = "fp32",
+    device: torch.device = CPU,
 ) -> tuple[float, float]:
     """Tokens per second (wall, CPU) of `charlm.training.train` after the warm-up steps."""
     torch.manual_seed(0)
@@ -180,7 +185,7 @@ def charlm_run(
         precision=precision,
     )
     log = TimedLog(workdir / "metrics.jsonl", device)
-    # The live display as a terminal shows it (a refresh thread, redrawn 10 times a second),
+    # The live display as a terminal shows it (a refresh thread, redrawn 4 times a second),
     # drawn into /dev/null.
     with open(os.devnull, "w") as sink:
         console = Console(file=sink, force_terminal=True, width=120)
