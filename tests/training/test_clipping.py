@@ -8,11 +8,14 @@ from torch import nn
 
 from charlm.training.schedules import build_optimizer, clip_gradients
 
+# The CPU everywhere; a GPU's fused Adam too where there is one (a GPU session runs it).
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-def _model_with_gradients(seed: int = 0) -> nn.Module:
+
+def _model_with_gradients(seed: int = 0, device: str = "cpu") -> nn.Module:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
-    (model(torch.randn(4, 6)) ** 2).sum().mul(10).backward()
+    model = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(device)
+    (model(torch.randn(4, 6, device=device)) ** 2).sum().mul(10).backward()
     return model
 
 
@@ -28,8 +31,9 @@ def test_clip_gradients_returns_the_norm_and_clips_like_clip_grad_norm_(name):
         torch.testing.assert_close(mine.grad, theirs.grad)
 
 
-def test_fused_adam_takes_the_clipping_into_its_step():
-    ours, plain = _model_with_gradients(), _model_with_gradients()
+@pytest.mark.parametrize("device", DEVICES)
+def test_fused_adam_takes_the_clipping_into_its_step(device):
+    ours, plain = _model_with_gradients(device=device), _model_with_gradients(device=device)
     optimizer = build_optimizer(ours.parameters(), "adam", lr=0.1)
     reference = torch.optim.Adam(plain.parameters(), lr=0.1)
     assert optimizer.defaults["fused"]
