@@ -70,6 +70,7 @@ from charlm.models.losses import token_nll
 from charlm.training import TrainConfig, train
 from charlm.training.metrics_log import MetricsLog
 from charlm.training.progress import RichReporter
+from charlm.training.schedules import clip_gradients
 
 RESULTS = RESULTS_DIR / "train_overhead.json"
 LOG_EVERY = 10  # charlm's default; timing windows start and end on a metrics record
@@ -322,9 +323,8 @@ class BareLoop:
                     loss = F.cross_entropy(logits.reshape(-1, shape.vocab), y.reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if variant.clip_in_step:  # g·min(1, θ/‖g‖) as g / max(1, ‖g‖/θ), in Adam's pass
-                norm = nn.utils.get_total_norm([p.grad for p in model.parameters()])
-                self.optimizer.grad_scale = torch.clamp((norm + 1e-6) / CLIP, min=1.0)
+            if variant.clip_in_step:  # charlm's way: the scaling left to fused Adam's pass
+                clip_gradients(self.optimizer, model.parameters(), CLIP)
             else:
                 nn.utils.clip_grad_norm_(model.parameters(), CLIP)
             self.optimizer.step()
@@ -377,6 +377,7 @@ def measure(
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 runs[name].append(sides[name]())
     wall = {name: [w for w, _ in r] for name, r in runs.items()}
+    pairs = [c / b for c, b in zip(wall["charlm"], wall["bare"])]
     cpu = {name: [c for _, c in r] for name, r in runs.items()}
     charlm_rate, bare_rate = median(wall["charlm"]), median(wall["bare"])
     flops = shape.train_flops_per_token()
@@ -403,10 +404,10 @@ def measure(
         "ratio": charlm_rate / bare_rate,
         # What charlm's loop adds to each step, in milliseconds (negative: it is faster).
         "overhead_ms_per_step": 1000 * tokens * (1 / charlm_rate - 1 / bare_rate),
-        "pair_ratios": [c / b for c, b in zip(wall["charlm"], wall["bare"])],
+        "pair_ratios": pairs,
         # Steadier on a busy machine: each round's two runs were close in time, while the two
         # medians above may come from different rounds.
-        "pair_ratio_median": median([c / b for c, b in zip(wall["charlm"], wall["bare"])]),
+        "pair_ratio_median": median(pairs),
         "charlm_runs": wall["charlm"],
         "bare_runs": wall["bare"],
         # The same per second of CPU time, the steadier figure on a shared machine.
