@@ -212,6 +212,14 @@ def run_all(
     samplers = [load(_best(work / name), device="cpu") for name in names]
     bits, lm_guess = lm_guesses(samplers, held_out)
     wide = wide_accuracy(texts, samplers, ngrams)
+    # Models trained with --ngram: the same networks without their n-gram, side by side.
+    alone = None
+    if any(s.ngram is not None for s in samplers):
+        plain = [load(_best(work / name), device="cpu", ngram=False) for name in names]
+        alone = {
+            "lm_accuracy": accuracy(lm_guesses(plain, held_out)[1], truth),
+            "every_stretch": wide_accuracy(texts, plain, ngrams),
+        }
     per_book = {
         name: {
             "lm": accuracy(
@@ -222,6 +230,7 @@ def run_all(
             ),
             "bits_per_character": float(bits[i * count : (i + 1) * count, i].mean()),
             "train_wall_seconds": walls[name],
+            "ngram_weight": samplers[i].ngram_weight if samplers[i].ngram is not None else None,
         }
         for i, name in enumerate(names)
     }
@@ -243,6 +252,7 @@ def run_all(
         "books": per_book,
         "bits": bits.round(4).tolist(),  # passages × books, for a second look at the errors
         "every_stretch": wide,
+        "network_alone": alone,
     }
 
 
@@ -334,6 +344,14 @@ def main(
         + [("all", wide["passages"], wide["lm_accuracy"], wide["ngram_accuracy"]),
            ("balanced", None, wide["lm_balanced_accuracy"], wide["ngram_balanced_accuracy"])],
     )  # fmt: skip
+    alone = results["network_alone"]
+    if alone is not None:
+        wide = alone["every_stretch"]
+        print(
+            f"\nThe networks without their n-gram models: {alone['lm_accuracy']:.1%} of the "
+            f"passages; every stretch {wide['lm_accuracy']:.1%}, balanced "
+            f"{wide['lm_balanced_accuracy']:.1%}"
+        )
     print(f"wrote {write_results(out, results)}")
 
 

@@ -5,6 +5,9 @@
         weights-<id>.safetensors        the tensors (a format that cannot run code on load)
         training-state-<id>.safetensors optimizer moments, RNG states, carried hidden state
                                         (only in a run's `last` checkpoint, for --resume)
+        ngram-<id>.safetensors          with `charlm train --ngram N`: the counts of a token
+                                        n-gram model mixed with the network (config.json's
+                                        ngram section: its order and mixture weight)
         metrics.jsonl                   the run's metrics log (written by the training run)
         best/                           the checkpoint with the best validation perplexity
         generative/                     a classifier's labelled LM, a checkpoint of its own
@@ -65,16 +68,18 @@ from charlm.checkpoint import files
 from charlm.errors import CharlmError, CheckpointError
 from charlm.limits import MAX_CONFIG_BYTES
 from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.models.ngram import MAX_NGRAM_ORDER, NgramModel
 from charlm.tokenizers import Tokenizer, tokenizer_from_state, tokenizer_package
 
 FORMAT_VERSION = 2
 CONFIG_NAME = "config.json"
 WEIGHTS_GLOB = "weights-*.safetensors"
 TRAINING_STATE_GLOB = "training-state-*.safetensors"
+NGRAM_GLOB = "ngram-*.safetensors"
 BEST_NAME = "best"
 # The folder, inside a classifier's checkpoint, of the labelled LM it classifies with.
 GENERATIVE_NAME = "generative"
-TEMPORARY_PREFIXES = (".weights-", ".training-state-", f".{CONFIG_NAME}.")
+TEMPORARY_PREFIXES = (".weights-", ".training-state-", ".ngram-", f".{CONFIG_NAME}.")
 # How often a load reads the config and its tensor file again while saves keep replacing them.
 READ_ATTEMPTS = 20
 
@@ -116,6 +121,9 @@ class Checkpoint:
     path: Path
     # A classifier's labelled LM, which it classifies with (its `generative` folder).
     generative: Checkpoint | None = None
+    # The n-gram model mixed with the network, and the network's weight in the mixture.
+    ngram: NgramModel | None = None
+    ngram_weight: float | None = None
 
 
 def save_checkpoint(
@@ -163,12 +171,17 @@ def _named_files(directory: Path) -> set[str]:
         config = read_config(directory)
     except CheckpointError:
         return set()
-    names = {config.get("weights"), (config.get("training_state") or {}).get("file")}
+    names = {config.get("weights")}
+    names |= {(config.get(part) or {}).get("file") for part in ("training_state", "ngram")}
     return {name for name in names if isinstance(name, str)}
 
 
 def _remove_files(directory: Path, keep: set) -> None:
-    stale = [*directory.glob(WEIGHTS_GLOB), *directory.glob(TRAINING_STATE_GLOB)]
+    stale = [
+        *directory.glob(WEIGHTS_GLOB),
+        *directory.glob(TRAINING_STATE_GLOB),
+        *directory.glob(NGRAM_GLOB),
+    ]
     stale += [p for p in directory.glob(".*.tmp") if p.name.startswith(TEMPORARY_PREFIXES)]
     for old in stale:
         if old.name not in keep:
@@ -221,6 +234,55 @@ def _save_failure(directory: Path, exc: OSError) -> str:
         f"{reason}: could not save the checkpoint {directory}; the previous checkpoint there "
         "(if any) is intact"
     )
+
+
+def attach_ngram(directory: str | os.PathLike, ngram: NgramModel, weight: float) -> None:
+    """Add `ngram` to a saved checkpoint, mixed at `weight` (the network's share), replacing
+    any it had. Atomic as a save is: the counts go to a new file, which the config names
+    once it is replaced."""
+    directory = Path(directory)
+    name = f"ngram-{secrets.token_hex(4)}.safetensors"
+    previous = _named_files(directory)
+    tensors = ngram.to_tensors()
+    files.write_atomically(directory / name, lambda tmp: save_file(tensors, tmp))
+    section = {"file": name, "order": ngram.order, "discount": ngram.discount, "weight": weight}
+    try:
+        update_config(directory, ngram=section)
+    except BaseException:
+        (directory / name).unlink(missing_ok=True)
+        raise
+    _remove_files(directory, keep={name, *previous})
+
+
+def _ngram_file(directory: Path, config: dict[str, Any]) -> str:
+    return _file_name(directory, config["ngram"].get("file"), "ngram.file")
+
+
+def _load_ngram(
+    directory: Path, config: dict[str, Any], vocab_size: int
+) -> tuple[NgramModel | None, float | None]:
+    """The n-gram model and mixture weight the config's ngram section names, if any."""
+    section = config.get("ngram")
+    if section is None:
+        return None, None
+    if not isinstance(section, dict):
+        raise CheckpointError(f"{directory}/{CONFIG_NAME} has a bad ngram section: {section!r}")
+    weight, order = section.get("weight"), section.get("order")
+    valid = (
+        isinstance(order, int)
+        and not isinstance(order, bool)
+        and 1 <= order <= MAX_NGRAM_ORDER
+        and isinstance(weight, (int, float))
+        and not isinstance(weight, bool)
+        and 0 < weight < 1
+    )
+    if not valid:
+        raise CheckpointError(f"{directory}/{CONFIG_NAME} has a bad ngram section: {section!r}")
+    _, tensors = _config_and_tensors(directory, _ngram_file, "n-gram")
+    try:
+        return NgramModel.from_tensors(tensors, order, vocab_size), float(weight)
+    except CharlmError as exc:
+        raise CheckpointError(f"{directory}: {exc}") from exc
 
 
 def load_training_state(directory: str | os.PathLike) -> TrainingState:
@@ -403,7 +465,10 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
             f"{directory}: the weights do not fit the model config ({first_line})"
         ) from exc
     generative = _load_generative(directory, config, device)
-    return Checkpoint(model.to(device).eval(), tokenizer, config, directory, generative)
+    ngram, weight = _load_ngram(directory, config, model_config.vocab_size)
+    return Checkpoint(
+        model.to(device).eval(), tokenizer, config, directory, generative, ngram, weight
+    )
 
 
 def _load_generative(

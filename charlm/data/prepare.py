@@ -61,6 +61,11 @@ class PreparedData:
             return self.info["val_file"]["characters"]
         return sum(book["val_characters"] for book in self.info["books"])
 
+    @property
+    def test_characters(self) -> int:
+        """Characters of test text, for bits per character."""
+        return sum(book.get("test_characters", 0) for book in self.info["books"])
+
     def report(self) -> list[str]:
         """Lines for the user: how each book was read (unless cached) and the split sizes."""
         lines = []

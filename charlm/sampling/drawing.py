@@ -17,6 +17,7 @@ import torch
 from charlm.errors import ConfigError, SamplingError
 from charlm.sampling.draft import Draft, Sample
 from charlm.sampling.guidance import LabelGuide
+from charlm.sampling.mixing import NgramMixer
 from charlm.sampling.request import Request
 from charlm.sampling.strategies import Uniforms, choose
 from charlm.tokenizers import Tokenizer
@@ -49,6 +50,7 @@ class Drawing:
     end_id: the end token of a model of examples, which ends a row's sample; None otherwise.
     labels: each network row's label index for a labelled model, given to every network step.
     guide: label guidance (guidance.py); each sample then has one network row per label.
+    mixer: the n-gram model mixed with the network (mixing.py), drawn from as scored.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class Drawing:
         end_id: int | None = None,
         labels: torch.Tensor | None = None,
         guide: LabelGuide | None = None,
+        mixer: NgramMixer | None = None,
     ) -> None:
         check_logprobs(logprobs)
         options = request.options
@@ -70,6 +73,7 @@ class Drawing:
         # The rows the network steps for this drawing: a guided sample has one per label.
         self.network_rows = self.rows * (guide.num_labels if guide is not None else 1)
         self._guide = guide
+        self._mixer = mixer
         self.seeds = [options.seed + row for row in range(self.rows)]
         self.prompt_tokens = len(context_ids)
         self.steps = 0  # tokens drawn per row so far
@@ -102,6 +106,8 @@ class Drawing:
     def draw(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[Piece]]:
         """One token per sample from the network's `logits` (network rows, vocab): the tokens
         for the network's rows, and the completed text."""
+        if self._mixer is not None:
+            logits = self._mixer.mixed(logits)
         if self._guide is None:
             logits = conditional = mask_banned(logits, self._banned)
         else:  # drawn from the guided scores; reported with the model's own probabilities
@@ -128,6 +134,8 @@ class Drawing:
                 pieces.append(self._release(row, text))
         if self._guide is not None:
             tokens = self._guide.advance(tokens)
+        if self._mixer is not None:
+            self._mixer.advance(tokens)
         return tokens, pieces
 
     def finish(self) -> list[Piece]:

@@ -17,7 +17,7 @@ its end token: every sample is one example. A labelled one draws examples of a g
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,8 @@ from charlm.data import LabelSet
 from charlm.device import resolve_device
 from charlm.errors import ConfigError
 from charlm.models import State, classifier_log_posterior, convert, is_classifier
+from charlm.models.losses import token_log_probs
+from charlm.models.ngram import NgramModel, mix
 from charlm.models.posteriors import joined_with_lm, label_log_likelihoods, posterior
 from charlm.models.quantized import device_for
 from charlm.models.quantized import quantize as quantize_model
@@ -37,6 +39,7 @@ from charlm.sampling.classify import Classification, encode_texts, ranked
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.guidance import LabelGuide
+from charlm.sampling.mixing import NgramMixer, first_history, mixed_log_probs, read_on
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.request import Request, call_options, make_request
 from charlm.sampling.scoring import Score, total_loss
@@ -85,6 +88,10 @@ class Sampler:
         # label alike (--class-weights balanced), "learned" (the training shares) otherwise.
         self.classifier_prior = "learned"
         self.generative: Sampler | None = None
+        # An n-gram model mixed with the network (`charlm train --ngram`) when scoring and
+        # drawing, and the network's weight in the mixture.
+        self.ngram: NgramModel | None = None
+        self.ngram_weight = 1.0
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device: str = "auto") -> Sampler:
@@ -100,6 +107,8 @@ class Sampler:
         sampler.classifier_prior = checkpoint.config.get("classifier", {}).get("prior", "learned")
         if checkpoint.generative is not None:
             sampler.generative = cls.from_loaded(checkpoint.generative, device)
+        if checkpoint.ngram is not None:
+            sampler.ngram, sampler.ngram_weight = checkpoint.ngram, checkpoint.ngram_weight
         return sampler
 
     @property
@@ -245,7 +254,12 @@ class Sampler:
         context, _ = self._encode_prefix(prefix)
         state = self._feed(context[:-1])[1] if len(context) > 1 else None
         inputs = np.concatenate([np.asarray(context[-1:], dtype=np.int64), ids[:-1]])
-        total = total_loss(self.model, inputs, ids, state, chunk_len, self.device)
+        if self.ngram is None:
+            total = total_loss(self.model, inputs, ids, state, chunk_len, self.device)
+        else:  # the network and the n-gram, each token's probabilities mixed
+            network = token_log_probs(self.model, inputs, ids, state, chunk_len, self.device)
+            ngram = self.ngram.log_probs(ids, context=np.asarray(context))
+            total = -float(mix(network.cpu().numpy(), ngram, self.ngram_weight).sum())
         return Score.from_total(total, num_tokens=len(ids), num_characters=characters)
 
     @torch.inference_mode()
@@ -359,8 +373,14 @@ class Sampler:
             end_id=self.end_id,
             labels=row_labels,
             guide=guide,
+            mixer=self._mixer(prime_ids, rows),
         )
         return drawing, *_repeat_rows(logits, state, rows)
+
+    def _mixer(self, prime_ids: list[int], rows: int) -> NgramMixer | None:
+        if self.ngram is None:
+            return None
+        return NgramMixer(self.ngram, self.ngram_weight, prime_ids, rows)
 
     def _prime_guided(
         self, label: torch.Tensor | None, prime_ids: list[int], options: SamplingOptions
@@ -425,6 +445,11 @@ class Sampler:
             return mask_banned(logits, banned), state
 
         logits, state = self._feed(prime_ids)  # (1, vocab)
+        if self.ngram is not None:  # each beam's n-gram history travels in its state
+            advance = self._mixed_advance(banned)
+            history = first_history(self.ngram, prime_ids, 1)
+            logits = mixed_log_probs(self.ngram, self.ngram_weight, logits, history)
+            state = (state, torch.as_tensor(history, device=self.device)[None])
         logits = mask_banned(logits, banned)
         beams = beam_search(advance, logits, state, options.length, options.beam_width)
         for row, beam in enumerate(beams[: options.num_samples]):
@@ -433,6 +458,20 @@ class Sampler:
             if text:
                 yield Piece(row, text)
             out.append(Sample(request.prefix, text, beam.token_ids, beam.token_log_probs, None))
+
+    def _mixed_advance(self, banned: list[int]) -> Callable:
+        """Beam search's step with the n-gram mixed in: its state is (the network's, the
+        n-gram histories as a (1, beams, order − 1) tensor), so beams reorder both alike."""
+
+        def advance(tokens: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+            network_state, history = state
+            logits, network_state = self.step(tokens, network_state)
+            history = read_on(history[0].cpu().numpy(), tokens)
+            log_probs = mixed_log_probs(self.ngram, self.ngram_weight, logits, history)
+            history = torch.as_tensor(history, device=self.device)[None]
+            return mask_banned(log_probs, banned), (network_state, history)
+
+        return advance
 
     def _encode_prefix(
         self, prefix: str, unknown: str | None = None
@@ -509,15 +548,19 @@ def load(
     device: str = "auto",
     impl: str | None = None,
     quantize: str | None = None,
+    ngram: bool = True,
 ) -> Sampler:
     """Load a checkpoint directory as a `Sampler`.
 
     `impl` ("torch" or "scratch") recomputes the recurrent layers with that implementation
     instead of the one that trained the model, e.g. "torch" to sample a scratch model fast.
     `quantize="int8"` samples and scores with 8-bit weights on the CPU: faster at batch 1,
-    the loss within about 1% (docs/sampling.md); "auto" then means the CPU.
+    the loss within about 1% (docs/sampling.md); "auto" then means the CPU. `ngram=False`
+    scores with the network alone where the checkpoint also holds an n-gram model.
     """
     sampler = Sampler.from_checkpoint(path, device_for(device, quantize))
+    if not ngram:
+        sampler.ngram, sampler.ngram_weight = None, 1.0
     # A classifier's labelled LM runs as the classifier does.
     for each in [s for s in (sampler, sampler.generative) if s is not None]:
         if impl is not None:

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from charlm.metrics import bits_per_character, perplexity
 from charlm.models import State
+from charlm.models.losses import token_log_probs
 
 
 @dataclass
@@ -52,17 +52,5 @@ def total_loss(
     device: torch.device,
     labels: torch.Tensor | None = None,
 ) -> float:
-    """Summed cross-entropy (nats) of `targets` given `inputs`, the state carried in chunks.
-
-    `inputs[i]` is the token before `targets[i]`; chunking bounds memory (one chunk's logits at
-    a time) without changing the result, because the state flows from chunk to chunk.
-    `labels` (1,) conditions a labelled model.
-    """
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    given = {} if labels is None else {"labels": labels}
-    for start in range(0, len(targets), chunk_len):
-        x = torch.as_tensor(inputs[start : start + chunk_len], device=device).unsqueeze(0)
-        y = torch.as_tensor(targets[start : start + chunk_len], device=device)
-        logits, state = model(x, state, **given)  # (1, chunk, vocab)
-        total += F.cross_entropy(logits[0].float(), y, reduction="sum").double()
-    return float(total.item())
+    """Summed cross-entropy (nats) of `targets` given `inputs` (`token_log_probs`)."""
+    return -float(token_log_probs(model, inputs, targets, state, chunk_len, device, labels).sum())

@@ -67,6 +67,7 @@ from charlm.training.loop import (
     train,
 )
 from charlm.training.metrics_log import METRICS_LOG_NAME, MetricsLog
+from charlm.training.ngram_mix import attach_fitted_ngram
 from charlm.training.pretrain import (
     classifier_training,
     pretrain_encoder,
@@ -184,6 +185,11 @@ def train_book(
         if not book:
             raise ConfigError("no BOOK given: name the text to train on")
         training = training or TrainConfig()
+        if training.ngram and (task != "lm" or data.example_unit is not None):
+            raise ConfigError(
+                "--ngram mixes an n-gram model into a language model of continuous text; "
+                "leave it out with --examples, --labels or --task classify"
+            )
         mixed_precision(training.precision, resolved)  # fail before the books are read
         # Encoding a book and each CPU step reuse big buffers: keep their pages
         # (training/allocator.py).
@@ -264,6 +270,11 @@ def train_book(
                     _remove_stale_parts(out)
                 metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
             train_data, val_data, test_data = inputs.splits
+            if training.ngram and val_data is None:
+                raise ConfigError(
+                    "--ngram fits the mixture of the network and the n-gram model on the "
+                    "validation text: keep a validation split (--val-fraction above 0)"
+                )
             try:
                 result = train(
                     net, train_data, val_data, training, device=resolved,
@@ -286,6 +297,13 @@ def train_book(
             else:
                 test_perplexity = perplexity(test_loss)
                 update_config(out, test_perplexity=test_perplexity)
+        if context.is_main and training.ngram:
+            written = [path for path in (out, out / BEST_NAME) if _saved(path)]
+            attach_fitted_ngram(
+                written, train_data, training.ngram, resolved, say,
+                validation=(val_data, inputs.val_characters),
+                test=None if test_data is None else (test_data, inputs.prepared.test_characters),
+            )  # fmt: skip
     best = out / BEST_NAME
     return TrainedModel(
         out,

@@ -63,7 +63,7 @@ def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
     out, work = tmp_path / "which_book.json", tmp_path / "work"
     results = _quick(
         "benchmarks.which_book", out, "--shared-minutes", "0.05", "--jobs", "2",
-        "--model-options", "--embed 6", "--work", str(work),
+        "--model-options", "--embed 6", "--book-options", "--ngram 3", "--work", str(work),
     )  # fmt: skip
     assert results["passages"] == 10 and len(results["books"]) == 2
     # The new model's options shaped the shared model, and through it each book's.
@@ -76,3 +76,8 @@ def test_quick_which_book_benchmark_scores_both_ways(tmp_path):
     wide = results["every_stretch"]  # every 200 characters of the two tails, both ways
     assert wide["passages"] == sum(book["passages"] for book in wide["books"].values()) > 10
     assert 0 <= wide["lm_balanced_accuracy"] <= 1 and 0 <= wide["ngram_accuracy"] <= 1
+    # Each book's model mixes in a 3-gram of its book, and is also scored without it.
+    assert all(0 < book["ngram_weight"] < 1 for book in results["books"].values())
+    alone = results["network_alone"]
+    assert 0 <= alone["lm_accuracy"] <= 1
+    assert alone["every_stretch"]["passages"] == wide["passages"]
