@@ -67,6 +67,7 @@ def evaluate(
     as_json: bool,
     device: str,
     quantize: str | None,
+    ngram: bool,
     **options: Any,
 ) -> None:
     """Score each FILE with CHECKPOINT: cross-entropy, perplexity and bits per character.
@@ -87,7 +88,7 @@ def evaluate(
     data = DataOptions(**config_values(DataOptions, options))
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
-    sampler = load(checkpoint, device=device, quantize=quantize)
+    sampler = load(checkpoint, device=device, quantize=quantize, ngram=ngram)
     if sampler.end_id is not None:
         sampler = with_ensemble(sampler, ensemble, device, quantize)
         _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)

@@ -65,6 +65,7 @@ def generate(
     impl: str | None,
     device: str,
     quantize: str | None,
+    ngram: bool,
     as_json: bool,
     interactive: bool,
     **sampling: Any,
@@ -86,7 +87,9 @@ def generate(
         if prefix:
             raise click.UsageError("give either --prefix or --prefix-file, not both")
         prefix = read_book(prefix_file).text
-    sampler = load(resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize)
+    sampler = load(
+        resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize, ngram=ngram
+    )
     # The process is the command's own: let glibc keep each step's freed pages, which it
     # otherwise returns and faults in again every token (half the speed on the main thread,
     # docs/benchmarks.md#serving-python--m-benchmarksserve).

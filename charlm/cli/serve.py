@@ -31,7 +31,11 @@ INSTALL = 'pip install "charlm[serve]"'
 )
 @config_options(InferenceOptions)
 def serve(
-    checkpoints: tuple[Path, ...], impl: str | None, quantize: str | None, **params: Any
+    checkpoints: tuple[Path, ...],
+    impl: str | None,
+    quantize: str | None,
+    ngram: bool,
+    **params: Any,
 ) -> None:
     """Serve CHECKPOINTs over HTTP (default: the latest under ./checkpoints).
 
@@ -47,7 +51,7 @@ def serve(
     config = ServeConfig(**config_values(ServeConfig, params))
     paths = list(checkpoints) or [resolve_checkpoint(None)]
     listening = listen(config.host, config.port)  # a taken port fails before the loading
-    models = load_models(paths, config, impl, quantize)
+    models = load_models(paths, config, impl, quantize, ngram)
     console = stderr_console()
     names = ", ".join(model.id for model in models)
     host = f"[{config.host}]" if ":" in config.host else config.host

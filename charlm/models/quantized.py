@@ -52,6 +52,12 @@ class InferenceOptions:
         choices=QUANTIZATIONS,
         shown_default="float32",
     )
+    ngram: bool = option(
+        True,
+        "Mix the checkpoint's n-gram model (charlm train --ngram) with the network, as it "
+        "was trained to; --no-ngram: the network alone. Nothing changes without one.",
+        negatable=True,
+    )
 
 
 def _packed(weight: torch.Tensor, bias: torch.Tensor | None) -> torch.ScriptObject:

@@ -83,9 +83,10 @@ def load_models(
     config: ServeConfig,
     impl: str | None = None,
     quantize: str | None = None,
+    ngram: bool = True,
 ) -> ModelSet:
-    """Load each checkpoint directory, named after the directory (made unique); `impl` and
-    `quantize` as for `charlm.load`."""
+    """Load each checkpoint directory, named after the directory (made unique); `impl`,
+    `quantize` and `ngram` as for `charlm.load`."""
     if not paths:
         raise ConfigError("give at least one checkpoint to serve")
     set_threads(config.threads)
@@ -94,7 +95,7 @@ def load_models(
     taken: set[str] = set()
     for path in paths:
         name = _unique(Path(path).name, taken)
-        models.append(_load(Path(path), device, config, name, impl, quantize))
+        models.append(_load(Path(path), device, config, name, impl, quantize, ngram))
     return ModelSet(models)
 
 
@@ -104,9 +105,15 @@ def serve_sampler(name: str, sampler: Sampler, config: ServeConfig) -> ServedMod
 
 
 def _load(
-    path: Path, device, config: ServeConfig, name: str, impl: str | None, quantize: str | None
+    path: Path,
+    device,
+    config: ServeConfig,
+    name: str,
+    impl: str | None,
+    quantize: str | None,
+    ngram: bool,
 ) -> ServedModel:
-    sampler = load(path, str(device), impl, quantize)  # with its labels, if it has any
+    sampler = load(path, str(device), impl, quantize, ngram)  # with its labels, if any
     saved = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0)
     return ServedModel(name, sampler, _engine(sampler, config), int(saved), _details(sampler))
 
@@ -125,6 +132,10 @@ def _details(sampler: Sampler) -> dict[str, Any]:
         "cell": getattr(shape, "cell", None),
         "layers": getattr(shape, "num_layers", None),
         "hidden": getattr(shape, "hidden_size", None),
+        # The n-gram model it mixes with the network (charlm train --ngram), if any.
+        "ngram": None
+        if sampler.ngram is None
+        else {"order": sampler.ngram.order, "weight": sampler.ngram_weight},
     }
 
 

@@ -151,3 +151,37 @@ def test_ngram_counts_linked_from_elsewhere_are_not_read(mixed, tmp_path) -> Non
     counts.symlink_to(tmp_path / "elsewhere.safetensors")
     with pytest.raises(CheckpointError, match="symbolic link"):
         load_checkpoint(copy)
+
+
+def test_the_commands_mix_it_in_unless_told_not_to(mixed, tmp_path) -> None:
+    directory, _ = mixed
+    text = tmp_path / "held-out.txt"
+    text.write_text("the dog ran to the park while it rained\n")
+    for flag, sampler in (
+        ("--ngram", load(directory)),
+        ("--no-ngram", load(directory, ngram=False)),
+    ):
+        result = run_cli("evaluate", directory, text, "--json", flag)
+        assert result.exit_code == 0, result.output
+        bits = json.loads(result.stdout)["bits_per_character"]
+        expected = sampler.score(text.read_text()).bits_per_character
+        assert bits == pytest.approx(expected, rel=1e-6)
+    drawn = {
+        flag: run_cli("generate", directory, "--length", "30", "--seed", "1", flag).stdout
+        for flag in ("--ngram", "--no-ngram")
+    }
+    for flag, ngram in (("--ngram", True), ("--no-ngram", False)):
+        expected = load(directory, ngram=ngram).generate(length=30, seed=1)
+        assert drawn[flag].rstrip("\n") == expected.rstrip("\n")
+    assert drawn["--ngram"] != drawn["--no-ngram"]
+
+
+def test_the_server_says_which_ngram_each_model_mixes_in(mixed) -> None:
+    from charlm.serve.config import ServeConfig
+    from charlm.serve.models import load_models
+
+    directory, _ = mixed
+    (model,) = load_models([directory], ServeConfig())
+    assert model.details["ngram"] == {"order": 4, "weight": model.sampler.ngram_weight}
+    (alone,) = load_models([directory], ServeConfig(), ngram=False)
+    assert alone.details["ngram"] is None and alone.sampler.ngram is None
