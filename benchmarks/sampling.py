@@ -16,6 +16,9 @@
 4. Priming: the prefix in one forward call against feeding it one token at a time.
 5. The draw itself: torch.multinomial against the inverse-CDF draw the sampler uses and a
    Gumbel-max draw, for a few batch and vocabulary sizes.
+6. A 5-gram model mixed in (`charlm train --ngram 5`; counted on Tiny Shakespeare's text where
+   ../shared is present, else on the prefix's): the same sampler with and without it, at batch
+   1 and `--num-samples`, each token then also looked up in the n-gram's counts.
 
 The model has random weights: speed does not depend on what it learned. Each figure is the
 best of a few repeats. Tables go to stdout, everything to benchmarks/results/sampling.json.
@@ -34,10 +37,11 @@ from typing import Any
 import click
 import torch
 
-from benchmarks.common import results_option
+from benchmarks.common import CORPORA, results_option
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.errors import ConfigError
 from charlm.models import RNNLM, ModelConfig
+from charlm.models.ngram import NgramModel
 from charlm.sampling import Sampler
 from charlm.sampling.strategies import draw
 from charlm.tokenizers.char import CharTokenizer
@@ -47,6 +51,7 @@ FULL = {"hidden": 512, "tokens": 2000, "batch_tokens": 200, "naive_tokens": 100,
 QUICK = {"hidden": 64, "tokens": 100, "batch_tokens": 30, "naive_tokens": 30, "repeats": 1}
 PREFIX_TOKENS = 1000
 NUM_SAMPLES = 16  # the batch of part 2 unless --num-samples says otherwise
+BOOK = CORPORA / "tinyshakespeare" / "input.txt"  # what part 6's 5-gram counts
 
 
 def best_time(run: Callable[[], Any], repeats: int, device: torch.device) -> float:
@@ -148,6 +153,36 @@ def batches(
     }
 
 
+def with_ngram(
+    sampler: Sampler, prefix: str, n: int, repeats: int, samples: int = NUM_SAMPLES
+) -> dict[str, Any]:
+    """Tokens per second with and without a 5-gram model mixed in, at batch 1 and `samples`:
+    cold (the n-gram's cache of next-token rows emptied before each run, as a model just
+    loaded has it) and warm (each run repeats the last one's text, every row cached)."""
+    text = BOOK.read_text(encoding="utf-8") if BOOK.is_file() else prefix * 50
+    ngram = NgramModel.fit(sampler.tokenizer.encode_array(text, "skip"), sampler.vocab_size, 5)
+    rows = []
+    for batch in (1, samples):
+        times = {}
+        for name, model, cold in (("network", None, False), ("with 5-gram, cold", ngram, True),
+                                  ("with 5-gram, warm", ngram, False)):  # fmt: skip
+
+            def run(batch: int = batch, cold: bool = cold) -> None:
+                if cold:
+                    ngram.forget_rows()
+                sampler.generate(prefix, n, seed=0, num_samples=batch)
+
+            sampler.ngram, sampler.ngram_weight = model, 0.75
+            times[name] = best_time(run, repeats, sampler.device)
+        sampler.ngram, sampler.ngram_weight = None, 1.0
+        rows.append({
+            "num_samples": batch,
+            **{f"tokens_per_s {k}": n * batch / s for k, s in times.items()},
+            **{f"slowdown {k}": s / times["network"] for k, s in times.items() if k != "network"},
+        })  # fmt: skip
+    return {"ngram_text": str(BOOK) if BOOK.is_file() else "the prefix", "rows": rows}
+
+
 def naive(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats: int) -> dict:
     device = sampler.device
     naive_s = best_time(lambda: naive_loop(sampler.model, ids, n), repeats, device)
@@ -234,6 +269,15 @@ def print_report(results: dict[str, Any]) -> None:
             f"   {r['batch']:>3} x {r['vocab']:<8} {r['multinomial_us']:12.1f} "
             f"{r['inverse_cdf_us']:12.1f} {r['gumbel_max_us']:11.1f}"
         )
+    g = results["ngram"]
+    click.echo(f"\n6. a 5-gram mixed in (counted on {g['ngram_text']}): tokens/s")
+    for r in g["rows"]:
+        click.echo(
+            f"   num_samples={r['num_samples']:<3} network {r['tokens_per_s network']:9,.0f}  "
+            f"with 5-gram: cold {r['tokens_per_s with 5-gram, cold']:9,.0f} "
+            f"({r['slowdown with 5-gram, cold']:.2f}x the time), warm "
+            f"{r['tokens_per_s with 5-gram, warm']:9,.0f} ({r['slowdown with 5-gram, warm']:.2f}x)"
+        )
 
 
 @click.command()
@@ -289,6 +333,7 @@ def main(quick: bool, device: str, threads: int | None, num_samples: int, out: P
         "naive": naive(sampler, short_prefix, short_ids, settings["naive_tokens"], repeats),
         "priming": priming(sampler, ids, repeats),
         "draws": draws(resolved, repeats, quick),
+        "ngram": with_ngram(sampler, short_prefix, settings["batch_tokens"], repeats, num_samples),
     }
     print_report(results)
     out.parent.mkdir(parents=True, exist_ok=True)

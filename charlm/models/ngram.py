@@ -29,6 +29,8 @@ from charlm.errors import ConfigError
 DISCOUNT = 0.75
 # Orders above this gain nothing on characters and cost memory; it bounds what a config may ask.
 MAX_NGRAM_ORDER = 10
+# The most probabilities `next_probabilities` keeps for histories it has seen (32 MB).
+ROW_CACHE_FLOATS = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)  # counts are arrays: compared by identity
@@ -88,6 +90,7 @@ class NgramModel:
             kinds.append(np.bincount(context, minlength=size).astype(np.float64))
         object.__setattr__(self, "_totals", totals)
         object.__setattr__(self, "_kinds", kinds)
+        object.__setattr__(self, "_rows", {})  # next_probabilities' rows, by history
 
     def log_probs(self, ids: np.ndarray, context: np.ndarray | None = None) -> np.ndarray:
         """log p(ids[i] | the tokens before it) in nats for each token, the first ones read
@@ -103,30 +106,51 @@ class NgramModel:
 
     def next_probabilities(self, histories: np.ndarray) -> np.ndarray:
         """p(every token | history) for each row of `histories` (rows, order − 1; -1 where
-        a history is shorter): (rows, vocab_size), each row summing to 1."""
+        a history is shorter): (rows, vocab_size), each row summing to 1.
+
+        Drawing text asks for the same few thousand histories again and again, so each row
+        is kept once computed (up to ROW_CACHE_FLOATS numbers, then the cache starts over).
+        """
         histories = np.asarray(histories, dtype=np.int64)
         histories = histories if histories.ndim == 2 else histories[None]
-        table = np.full((len(histories), self.vocab_size), 1.0 / self.vocab_size)
-        for row, history in zip(table, histories, strict=True):
-            number = 0
-            for k in range(self.order):
-                if k:
-                    token = history[self.order - 1 - k]
-                    at, found = _lookup(
-                        self.contexts[k], np.array([number * self.vocab_size + token])
-                    )
-                    if token < 0 or not found[0]:
-                        break  # no longer context has been seen either
-                    number = int(at[0])
-                # A context's events are contiguous among the sorted keys.
-                first, last = np.searchsorted(
-                    self.events[k], [number * self.vocab_size, (number + 1) * self.vocab_size]
-                )
-                counts = np.zeros(self.vocab_size)
-                counts[self.events[k][first:last] % self.vocab_size] = self.counts[k][first:last]
-                kinds = self._kinds[k][number]
-                row[:] = np.maximum(counts - self.discount, 0) + self.discount * kinds * row
-                row /= self._totals[k][number]
+        keys = [history.tobytes() for history in histories]
+        missing = [row for row, key in enumerate(keys) if key not in self._rows]
+        if missing:
+            if (len(self._rows) + len(missing)) * self.vocab_size > ROW_CACHE_FLOATS:
+                self._rows.clear()
+            for row, probabilities in zip(missing, self._table(histories[missing]), strict=True):
+                self._rows[keys[row]] = probabilities
+        return np.stack([self._rows[key] for key in keys])
+
+    def forget_rows(self) -> None:
+        """Empty the cache of `next_probabilities` (as a model just loaded has it)."""
+        self._rows.clear()
+
+    def _table(self, histories: np.ndarray) -> np.ndarray:
+        rows = len(histories)
+        table = np.full((rows, self.vocab_size), 1.0 / self.vocab_size)
+        number = np.zeros(rows, dtype=np.int64)
+        seen = np.ones(rows, dtype=bool)
+        for k in range(self.order):
+            if k:
+                token = histories[:, self.order - 1 - k]
+                number, found = _lookup(self.contexts[k], number * self.vocab_size + token)
+                seen &= found & (token >= 0)
+                if not seen.any():
+                    break  # no longer context has been seen either
+            # A context's events are contiguous among the sorted keys: gather each row's.
+            first = np.searchsorted(self.events[k], number * self.vocab_size)
+            last = np.searchsorted(self.events[k], (number + 1) * self.vocab_size)
+            lengths = np.where(seen, last - first, 0)
+            owner = np.repeat(np.arange(rows), lengths)
+            at = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            at += np.repeat(first, lengths)
+            counts = np.zeros_like(table)
+            counts[owner, self.events[k][at] % self.vocab_size] = self.counts[k][at]
+            kinds = self._kinds[k][number][:, None]
+            level = np.maximum(counts - self.discount, 0) + self.discount * kinds * table
+            level /= self._totals[k][number][:, None]
+            table = np.where(seen[:, None], level, table)
         return table
 
     def probabilities(self, histories: np.ndarray, tokens: np.ndarray) -> np.ndarray:
