@@ -117,7 +117,8 @@ class NgramModel:
         missing = [row for row, key in enumerate(keys) if key not in self._rows]
         if missing:
             if (len(self._rows) + len(missing)) * self.vocab_size > ROW_CACHE_FLOATS:
-                self._rows.clear()
+                self._rows.clear()  # and every row of this call is computed afresh
+                missing = list(range(len(keys)))
             for row, probabilities in zip(missing, self._table(histories[missing]), strict=True):
                 self._rows[keys[row]] = probabilities
         return np.stack([self._rows[key] for key in keys])

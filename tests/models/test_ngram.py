@@ -95,3 +95,22 @@ def test_the_mixture_weight_is_the_most_likely_one() -> None:
     assert mix(network, ngram, weight).sum() >= mix(network, ngram, best).sum() - 1e-9
     # A model that is always far worse gets almost no weight.
     assert mixture_weight(network, network - 5.0) > 0.99
+
+
+def test_rows_once_computed_are_kept_within_their_bound(monkeypatch) -> None:
+    import charlm.models.ngram as ngram_module
+
+    alphabet, ids = encoded(TEXT)
+    model = NgramModel.fit(ids, len(alphabet), 3)
+    histories = np.array([ids[i : i + 2] for i in range(0, 40, 2)])
+    first = model.next_probabilities(histories)
+    np.testing.assert_array_equal(model.next_probabilities(histories), first)  # cached
+    model.forget_rows()
+    np.testing.assert_array_equal(model.next_probabilities(histories), first)
+    # Past the bound the cache starts over rather than grow.
+    monkeypatch.setattr(ngram_module, "ROW_CACHE_FLOATS", 3 * len(alphabet))
+    model.forget_rows()
+    for history in histories:
+        model.next_probabilities(history)
+        assert len(model._rows) <= 3
+    np.testing.assert_array_equal(model.next_probabilities(histories), first)
