@@ -19,6 +19,7 @@ counts), as in Chen & Goodman (1999); the absolute discount is 0.75.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,15 +131,7 @@ class NgramModel:
     def _table(self, histories: np.ndarray) -> np.ndarray:
         rows = len(histories)
         table = np.full((rows, self.vocab_size), 1.0 / self.vocab_size)
-        number = np.zeros(rows, dtype=np.int64)
-        seen = np.ones(rows, dtype=bool)
-        for k in range(self.order):
-            if k:
-                token = histories[:, self.order - 1 - k]
-                number, found = _lookup(self.contexts[k], number * self.vocab_size + token)
-                seen &= found & (token >= 0)
-                if not seen.any():
-                    break  # no longer context has been seen either
+        for k, number, seen in self._contexts(histories):
             # A context's events are contiguous among the sorted keys: gather each row's.
             first = np.searchsorted(self.events[k], number * self.vocab_size)
             last = np.searchsorted(self.events[k], (number + 1) * self.vocab_size)
@@ -159,15 +152,7 @@ class NgramModel:
         longest one seen in training (histories: (n, order − 1), most recent last, -1 for
         none)."""
         p = np.full(len(tokens), 1.0 / self.vocab_size)
-        number = np.zeros(len(tokens), dtype=np.int64)
-        seen = np.ones(len(tokens), dtype=bool)
-        for k in range(self.order):
-            if k:
-                token = histories[:, self.order - 1 - k]
-                number, found = _lookup(self.contexts[k], number * self.vocab_size + token)
-                seen &= found & (token >= 0)
-                if not seen.any():
-                    break  # no longer context has been seen either
+        for k, number, seen in self._contexts(histories):
             at, found = _lookup(self.events[k], number * self.vocab_size + tokens)
             count = np.where(found, self.counts[k][at], 0)
             total = self._totals[k][number]
@@ -175,6 +160,20 @@ class NgramModel:
             level = (np.maximum(count - self.discount, 0) + self.discount * kinds * p) / total
             p = np.where(seen, level, p)
         return p
+
+    def _contexts(self, histories: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """For each context length k from 0 up: each row's context number among those of k
+        tokens, and whether training saw it; until no row's context has been seen."""
+        number = np.zeros(len(histories), dtype=np.int64)
+        seen = np.ones(len(histories), dtype=bool)
+        for k in range(self.order):
+            if k:
+                token = histories[:, self.order - 1 - k]
+                number, found = _lookup(self.contexts[k], number * self.vocab_size + token)
+                seen = seen & found & (token >= 0)
+                if not seen.any():
+                    return  # no longer context has been seen either
+            yield k, number, seen
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """The counts as named tensors, for a safetensors file."""
