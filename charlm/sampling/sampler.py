@@ -229,6 +229,9 @@ class Sampler:
         "error" names them all, "skip" scores the text without them (bits per character
         then count the characters that were scored), "unk" scores them as <unk>.
 
+        A model trained with `--ngram` scores each token with the network and its n-gram model
+        mixed (`ngram` at `ngram_weight`), the n-gram reading the same prefix.
+
         With a model of examples the text is one example, read from its start token, and its
         end token is predicted too (it counts as a token and as a character); a labelled
         model scores it given `label`, p(text | label).

@@ -55,13 +55,13 @@ def attach_fitted_ngram(
     """Count an `order`-gram model on `train_ids` and attach it to each of `checkpoints`,
     mixed at the weight that fits the `validation` text (ids, characters) best under that
     checkpoint's network; say what the mixture does to it and to the `test` text."""
-    vocab_size = load_checkpoint(checkpoints[0]).model.config.vocab_size
+    models = {directory: load_checkpoint(directory, device).model for directory in checkpoints}
+    vocab_size = next(iter(models.values())).config.vocab_size
     ngram = NgramModel.fit(train_ids, vocab_size, order)
     texts = {"validation": HeldOut(*validation, ngram)}
     if test is not None:
         texts["test"] = HeldOut(*test, ngram)
-    for directory in checkpoints:
-        model = load_checkpoint(directory, device).model
+    for directory, model in models.items():
         network = {name: text.network(model, device) for name, text in texts.items()}
         weight = mixture_weight(network["validation"], texts["validation"].counted)
         attach_ngram(directory, ngram, weight)
