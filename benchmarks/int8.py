@@ -21,10 +21,11 @@ For each model, in one process, interleaved over --repeats rounds (medians repor
   PyTorch's cell functions on the layer's own weights (charlm's step until the layers
   stepped on their weights laid out for it); "float32", charlm's sampler now
   (charlm/models/stepping.py); "int8", `load(..., quantize="int8")`, whose character-sized
-  output layer stays float32, stepped through its layers' equations; "int8 call", the same
-  int8 model with its layers called on each one-token sequence (`torch.quantized_lstm`, how
-  int8 stepped before); "int8 all", every layer int8 (`quantize(..., min_weights=0)`, how
-  int8 ran before that). The same with `num_samples=16` (batch 16).
+  output layer stays float32, its layers stepped by charlm's C step (int8_step.py) where it
+  was built; "int8 torch", the same int8 model stepped through PyTorch's int8 operators
+  alone (`quantize(..., native=False)`: how int8 stepped before the C step); "int8 all",
+  every layer int8 (`quantize(..., min_weights=0)`, how int8 ran before its output layer
+  stayed float32). The same with `num_samples=16` (batch 16).
 * batch-1 time of an output layer alone, float32 against int8, for 512 inputs and a few
   vocabulary sizes: where an int8 product starts to pay for its fixed cost per call.
 * bits per character of the held-out last 10% read in order, its state carried
@@ -55,6 +56,7 @@ from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
 from benchmarks.train_overhead import threads
 from charlm.corpus import read_book
 from charlm.errors import ConfigError
+from charlm.models import int8_step
 from charlm.models.quantized import Int8Linear, quantize
 from charlm.models.stepping import FusedWeights
 from charlm.sampling import Sampler, load
@@ -82,7 +84,8 @@ def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], st
         ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
     except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
         return ways, str(exc)
-    ways["int8 call"] = Sampler(LayerCalls(ways["int8"].model), float32.tokenizer)
+    by_torch = quantize(float32.model, "int8", native=False)
+    ways["int8 torch"] = Sampler(by_torch, float32.tokenizer)
     if isinstance(ways["int8"].model.head, nn.Linear):  # kept float32: time it int8 too
         every_layer = quantize(float32.model, "int8", min_weights=0)
         ways["int8 all"] = Sampler(every_layer, float32.tokenizer)
@@ -198,7 +201,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "float32_vs_layer": ratio("float32", "layer"),
         "float32_vs_cell": ratio("float32", "cell") if "cell" in one else None,
         "int8_vs_int8_all": ratio("int8", "int8 all") if "int8 all" in one else None,
-        "int8_vs_int8_call": ratio("int8", "int8 call"),
+        "int8_vs_int8_torch": ratio("int8", "int8 torch"),
         "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
         "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
@@ -282,7 +285,7 @@ def main(quick: bool, checkpoints: tuple[str, ...], cells: str, train_time: str,
                 report(rows[-1:])
         heads = output_layer_times(min(repeats, 2) if quick else repeats)
     write_results(out, {"quick": quick, "settings": settings, "rows": rows,
-                        "output_layers": heads})  # fmt: skip
+                        "output_layers": heads, "c_step": int8_step.kernel()})  # fmt: skip
     print()
     report(rows)
     print()
@@ -291,6 +294,7 @@ def main(quick: bool, checkpoints: tuple[str, ...], cells: str, train_time: str,
         [(f"{h['inputs']} x {h['outputs']:,}", f"{h['weights']:,}", f"{h['float32']:.1f}",
           f"{h['int8']:.1f}", f"{h['float32'] / h['int8']:.2f}x") for h in heads],
     )  # fmt: skip
+    print(f"int8's C step: {int8_step.kernel() or 'not built (PyTorch operators alone)'}")
     print(f"wrote {out}")
 
 
@@ -312,16 +316,16 @@ def report(rows: list[dict]) -> None:
         return
     print_table(
         ["model", "threads", "layer tok/s", "cell fn tok/s", "float32 tok/s", "int8 tok/s",
-         "int8 call tok/s", "int8 all tok/s", "int8/float32", "int8/int8 call",
+         "int8 torch tok/s", "int8 all tok/s", "int8/float32", "int8/int8 torch",
          "int8/layer", "step µs float32 / int8", f"b{BATCH} float32", f"b{BATCH} int8",
          "bpc float32", "bpc int8", "bpc change", "stepped bpc change"],
         [
             (
                 r["model"], r["threads"], both(r, "layer"),
                 both(r, "cell") if "cell" in r["tokens_per_s"] else "-",
-                both(r, "float32"), both(r, "int8"), both(r, "int8 call"),
+                both(r, "float32"), both(r, "int8"), both(r, "int8 torch"),
                 both(r, "int8 all") if "int8 all" in r["tokens_per_s"] else "-",
-                ratio(r, "int8_vs_float32"), f"{r['int8_vs_int8_call']:.2f}x",
+                ratio(r, "int8_vs_float32"), f"{r['int8_vs_int8_torch']:.2f}x",
                 ratio(r, "int8_vs_layer"),
                 f"{r['step_us']['float32']:,.0f} / {r['step_us']['int8']:,.0f} "
                 f"({r['step_float32_vs_int8']:.2f}x)",

@@ -2,19 +2,20 @@
 
 `quantize(model, "int8")` gives a copy of a trained model whose recurrent and output layers
 hold their weight matrices as 8-bit integers, one scale per output row, and quantize each
-input vector to 8 bits as it arrives ("dynamic" quantization: nothing to calibrate). The
-products run in PyTorch's int8 kernels (FBGEMM / oneDNN on x86, QNNPACK on ARM) and the
-gates in float32. At batch 1 a step of a character model is bound by reading its weights,
-a quarter of the bytes in int8, so sampling gets several times faster, while the loss
-moves by well under 1% (docs/benchmarks.md). The embedding stays float32 (it is a lookup),
-and so does an output layer too small to gain: an int8 product has a fixed cost per call
-(about 45 us at batch 1 on a 2-core AMD EPYC) that a character model's float32 head (65 x 512,
-25 us) never reaches; from about half a million weights the int8 product is the faster.
+input vector to 8 bits as it arrives ("dynamic" quantization: nothing to calibrate). At
+batch 1 a step of a character model is bound by reading its weights, a quarter of the bytes
+in int8, so sampling gets several times faster, while the loss moves by well under 1%
+(docs/benchmarks.md). The embedding stays float32 (it is a lookup), and so does an output
+layer too small to gain: an int8 product has a fixed cost per call (about 45 us at batch 1 on
+a 2-core AMD EPYC) that a character model's float32 head (65 x 512, 25 us) never reaches; from
+about half a million weights the int8 product is the faster.
 
-The kernels are PyTorch's own operators (`quantized::linear_dynamic`, `torch.quantized_lstm`,
-`torch.quantized_gru`); the RNN, which PyTorch has no quantized layer for, runs its two
-products per step through `linear_dynamic`. Only the CPU has these kernels; a model whose
-cell PyTorch does not implement cannot be quantized, and both say so.
+Sequences (priming, scoring) run through PyTorch's int8 operators (`quantized::linear_dynamic`,
+`torch.quantized_lstm`, `torch.quantized_gru`; the RNN, which PyTorch has no quantized layer
+for, through `linear_dynamic`). One token at a time, as a sampler steps, the layers run
+charlm's own C step where it was built (int8_step.py), which does a layer's whole step in one
+call; otherwise PyTorch's operators again. Only the CPU has these kernels; a model whose cell
+PyTorch does not implement cannot be quantized, and both say so.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from charlm.errors import ConfigError
+from charlm.models import int8_step
 from charlm.models.cells import CELLS
 from charlm.models.classifier import is_classifier
 from charlm.models.rnnlm import RNNLM, State
@@ -101,7 +103,11 @@ class Int8Recurrent(nn.Module):
     no dropout, no gradients.
     """
 
-    def __init__(self, layer: nn.Module, cell: str, nonlinearity: str = "tanh") -> None:
+    def __init__(
+        self, layer: nn.Module, cell: str, nonlinearity: str = "tanh", native: bool = True
+    ) -> None:
+        """`native`: step one token at a time in C (int8_step.py) where it was built; False:
+        through PyTorch's int8 operators alone."""
         super().__init__()
         self.cell, self.num_layers = cell, layer.num_layers
         self.hidden_size = layer.hidden_size
@@ -127,6 +133,9 @@ class Int8Recurrent(nn.Module):
                         packed_ih, packed_hh, b_ih, b_hh, reduce_range
                     )
                 )
+        self._native = None
+        if native and int8_step.available():
+            self._native = int8_step.NativeStep(layer, cell, nonlinearity)
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x (batch, seq, input) → outputs (batch, seq, hidden), the state after the last step."""
@@ -147,15 +156,17 @@ class Int8Recurrent(nn.Module):
     @property
     def one_step(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
         """What RNNLM.step calls for one token; None: the layer itself, on a sequence of one."""
+        if self._native is not None:
+            return self._native
         return self._rnn_step if self.cell == "rnn" else None
 
     def _rnn_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One time step of RNN layers, x (batch, input) → the top layer's output (batch,
-        hidden) and the new state: [x, h] through one int8 product with [W_ih W_hh] per
-        layer, as the float32 step does. A 2 x 512 RNN's step took 189 us against 297
-        through `_rnn` on one thread. LSTM and GRU layers have no such step: there
-        `torch.quantized_lstm` on a one-token sequence, its gates in C++, was the faster
-        (211 against 255 us; docs/benchmarks.md)."""
+        """One time step of RNN layers without the C step, x (batch, input) → the top layer's
+        output (batch, hidden) and the new state: [x, h] through one int8 product with
+        [W_ih W_hh] per layer, as the float32 step does. A 2 x 512 RNN's step took 189 us
+        against 297 through `_rnn` on one thread. LSTM and GRU layers have no such step:
+        there `torch.quantized_lstm` on a one-token sequence, its gates in C++, was the
+        faster (211 against 255 us; docs/benchmarks.md)."""
         linear, hidden = torch.ops.quantized.linear_dynamic, []
         for index, stacked in enumerate(self._stacked):
             x = self._activation(
@@ -194,9 +205,13 @@ def device_for(device: str, scheme: str | None) -> str:
     return "cpu"
 
 
-def quantize(model: RNNLM, scheme: str = "int8", min_weights: int = MIN_INT8_WEIGHTS) -> RNNLM:
+def quantize(
+    model: RNNLM, scheme: str = "int8", min_weights: int = MIN_INT8_WEIGHTS, native: bool = True
+) -> RNNLM:
     """A copy of `model` for CPU inference with int8 recurrent and output layers (an output
-    layer of fewer than `min_weights` weights stays float32: it is faster so).
+    layer of fewer than `min_weights` weights stays float32: it is faster so). `native`
+    False steps one token at a time through PyTorch's int8 operators even where charlm's C
+    step was built (to compare the two).
 
     The copy is in evaluation mode and cannot be trained. Raises ConfigError for what cannot
     be quantized: a model on another device than the CPU, a cell PyTorch does not implement,
@@ -234,7 +249,7 @@ def quantize(model: RNNLM, scheme: str = "int8", min_weights: int = MIN_INT8_WEI
     with torch.random.fork_rng(devices=[]):
         quantized = RNNLM(replace(config))
     quantized.load_state_dict(model.state_dict())
-    quantized.rnn = Int8Recurrent(quantized.rnn, config.cell, config.nonlinearity)
+    quantized.rnn = Int8Recurrent(quantized.rnn, config.cell, config.nonlinearity, native)
     quantized.head = _quantize_linears(quantized.head, min_weights)
     return quantized.eval()
 

@@ -1,0 +1,117 @@
+"""The int8 one-token step in C: every layer of an int8 model stepped in one call.
+
+A sampler steps the network one token at a time. Through PyTorch's int8 operators a step of
+a 2 x 512 character LSTM paid about as much in fixed costs per call (~45 us per int8 product,
+a few us per operator from Python) as in reading its weights, so int8's quarter of the bytes
+gained 1.3-1.8x over float32 where reading the weights alone could gain 4x
+(docs/benchmarks.md). `charlm/models/_int8step.c` takes the whole stack's step in one call:
+for each layer it quantizes x and h, multiplies them by the int8 weights (AVX2 where the CPU
+has it, a portable loop elsewhere) and computes the gates.
+
+The extension is built when charlm is installed, where a C compiler is; without it
+`available()` is False and int8 models step through PyTorch's operators as before.
+
+The quantization: each weight matrix, W_ih and W_hh apart, on one symmetric scale per output
+row, as `quantize` does for PyTorch's kernels; x and h each on one symmetric scale per row of
+the batch, at every step (PyTorch's dynamic quantization takes one scale per tensor).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from charlm.models.stepping import WEIGHT_NAMES, State
+
+try:
+    from charlm.models import _int8step as _native
+except ImportError:  # installed without a C compiler
+    _native = None
+
+
+def available() -> bool:
+    """Whether the C step was built with this installation."""
+    return _native is not None
+
+
+def kernel() -> str | None:
+    """Which dot products this CPU runs: "avx2", "portable", or None without the C step."""
+    return None if _native is None else _native.kernel()
+
+
+def _padded(width: int) -> int:
+    block = _native.COLUMN_BLOCK
+    return -(-width // block) * block
+
+
+def symmetric_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`weight` (out, in) as int8 and its scale per row: weight ≈ int8 · scale[:, None]."""
+    weight = weight.detach().float()
+    scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
+    return torch.round(weight / scales[:, None]).to(torch.int8), scales
+
+
+def laid_out(w_ih: torch.Tensor, w_hh: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A layer's two matrices as the C step reads them: [W_ih | 0 | W_hh | 0] int8, each part
+    padded with zero columns to the kernel's block, and each part's scales per row."""
+    (q_ih, x_scales), (q_hh, h_scales) = symmetric_int8(w_ih), symmetric_int8(w_hh)
+    x_cols = _padded(w_ih.shape[1])
+    weights = torch.zeros(w_ih.shape[0], x_cols + _padded(w_hh.shape[1]), dtype=torch.int8)
+    weights[:, : w_ih.shape[1]] = q_ih
+    weights[:, x_cols : x_cols + w_hh.shape[1]] = q_hh
+    return weights, x_scales, h_scales
+
+
+class NativeStep:
+    """The stacked layers of an int8 model stepped in C: one call a token for all of them.
+
+    Holds the laid-out weights; the C side holds only their addresses (`_native.stack`).
+    """
+
+    def __init__(
+        self, layer: nn.Module, cell: str, nonlinearity: str = "tanh", portable: bool = False
+    ) -> None:
+        """`portable`: the plain C loop even on a CPU with AVX2 (to test it)."""
+        code = {
+            "lstm": _native.CELL_LSTM,
+            "gru": _native.CELL_GRU,
+            "rnn": _native.CELL_RNN_RELU if nonlinearity == "relu" else _native.CELL_RNN_TANH,
+        }[cell]
+        self.lstm, self.hidden = cell == "lstm", layer.hidden_size
+        self.num_layers, self.input_size = layer.num_layers, layer.input_size
+        self._tensors = []  # every layer's (weights, x_scales, h_scales, bias_ih, bias_hh)
+        for index in range(layer.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (getattr(layer, f"{n}_l{index}") for n in WEIGHT_NAMES)
+            biases = tuple(b.detach().float().contiguous() for b in (b_ih, b_hh))
+            self._tensors.append(laid_out(w_ih, w_hh) + biases)
+        sizes = [layer.input_size] + [layer.hidden_size] * (layer.num_layers - 1)
+        self._stack = _native.stack(code, self.hidden, tuple(
+            (*(t.data_ptr() for t in tensors), size)
+            for tensors, size in zip(self._tensors, sizes)
+        ), portable)  # fmt: skip
+
+    def __call__(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """x (batch, input) → the top layer's output (batch, hidden) and the new state."""
+        # Few tensor operations: from Python each costs about a microsecond, 1% of a 2 x 512
+        # LSTM's step in C.
+        rows = x.shape[0]
+        shape = (self.num_layers, rows, self.hidden)
+        h, c = (state[0], state[1]) if self.lstm else (state, None)
+        if (
+            x.shape != (rows, self.input_size)
+            or h.shape != shape
+            or (self.lstm and c.shape != shape)
+        ):
+            raise ValueError(f"int8 step: input {tuple(x.shape)}, state {tuple(h.shape)}; "
+                             f"expected ({rows}, {self.input_size}) and {shape}")  # fmt: skip
+        x, h = x.float().contiguous(), h.float().contiguous()
+        h_new = torch.empty(shape)
+        if self.lstm:
+            c, c_new = c.float().contiguous(), torch.empty(shape)
+            cells = (c.data_ptr(), c_new.data_ptr())
+        else:
+            cells = (0, 0)
+        _native.stack_step(
+            self._stack, x.data_ptr(), h.data_ptr(), cells[0], h_new.data_ptr(), cells[1], rows
+        )
+        return h_new[-1], (h_new, c_new) if self.lstm else h_new
