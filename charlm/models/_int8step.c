@@ -1,10 +1,11 @@
-/* One time step of an int8 RNN / GRU / LSTM layer for a batch of rows, in one call.
+/* One time step of stacked int8 RNN / GRU / LSTM layers for a batch of rows, in one call.
  *
  * Why C: at batch 1 a step of a character model is a few matrix-vector products and a few
  * thousand gate values. PyTorch's int8 kernels cost about 45 us a call before any arithmetic,
  * and a step written in Python pays a few us per operator, so int8's quarter of the bytes
- * hardly showed in tokens/s (docs/benchmarks.md). Here a layer's step is one call: quantize
- * x and h, the products, the gates; the interpreter's lock is released meanwhile.
+ * hardly showed in tokens/s (docs/benchmarks.md). Here the whole stack steps in one call:
+ * for each layer, quantize x and h, the products, the gates; the interpreter's lock is
+ * released meanwhile, and nothing is shared between calls but the read-only weights.
  *
  * The layout, made by charlm/models/int8_step.py:
  *   weights (gates * hidden, x_cols + h_cols) int8: [W_ih | 0 | W_hh | 0], each part padded
@@ -93,10 +94,9 @@ __attribute__((target("avx2"), always_inline)) static inline void block_part_avx
     for (int r = 0; r < ROW_BLOCK; r++) sums[r] = sum_lanes(acc[r]);
 }
 
-__attribute__((target("avx2"), always_inline)) static inline void block_dots_avx2(const int8_t *w, Py_ssize_t stride,
-                                                            const int8_t *xq, Py_ssize_t x_cols,
-                                                            const int8_t *hq, Py_ssize_t h_cols,
-                                                            int32_t *sums) {
+__attribute__((target("avx2"), always_inline)) static inline void block_dots_avx2(
+    const int8_t *w, Py_ssize_t stride, const int8_t *xq, Py_ssize_t x_cols, const int8_t *hq,
+    Py_ssize_t h_cols, int32_t *sums) {
     block_part_avx2(w, stride, xq, x_cols, sums);
     block_part_avx2(w + x_cols, stride, hq, h_cols, sums + ROW_BLOCK);
 }
@@ -142,7 +142,7 @@ static Py_ssize_t outputs_of(const Step *s) {
  * likewise. Rows of W are taken ROW_BLOCK at a time, each block against every batch row
  * while it is in the cache. */
 ALWAYS_INLINE void products(const Step *s, BlockDots dots, const int8_t *xq, const float *sx,
-                     const int8_t *hq, const float *sh, float *from_x, float *from_h) {
+                            const int8_t *hq, const float *sh, float *from_x, float *from_h) {
     Py_ssize_t outputs = outputs_of(s), stride = s->x_cols + s->h_cols;
     int32_t sums[2 * ROW_BLOCK];
     for (Py_ssize_t o = 0; o < outputs; o += ROW_BLOCK) {
@@ -286,8 +286,9 @@ static int run_step(const Step *s, int portable) {
     float *sx = row_scales, *sh = row_scales + rows;
     float *from_x = partial, *from_h = partial + rows * outputs;
     for (Py_ssize_t b = 0; b < rows; b++) {
-        sx[b] = quantize_row(s->x + b * s->input_size, s->input_size, s->x_cols, xq + b * s->x_cols);
-        sh[b] = quantize_row(s->h + b * s->hidden, s->hidden, s->h_cols, hq + b * s->h_cols);
+        const float *x = s->x + b * s->input_size, *h = s->h + b * s->hidden;
+        sx[b] = quantize_row(x, s->input_size, s->x_cols, xq + b * s->x_cols);
+        sh[b] = quantize_row(h, s->hidden, s->h_cols, hq + b * s->h_cols);
     }
     Compute kernel = compute_portable;
 #ifdef HAVE_AVX2_PATH
@@ -334,7 +335,8 @@ static PyObject *stack(PyObject *module, PyObject *args) {
     }
     Stack *plan = PyMem_Malloc(sizeof(Stack) + (size_t)count * sizeof(LayerWeights));
     if (plan == NULL) return PyErr_NoMemory();
-    plan->cell = cell, plan->portable = portable, plan->hidden = hidden, plan->h_cols = padded(hidden), plan->count = count;
+    plan->cell = cell, plan->portable = portable, plan->count = count;
+    plan->hidden = hidden, plan->h_cols = padded(hidden);
     for (Py_ssize_t i = 0; i < count; i++) {
         unsigned long long w, xs, hs, bi, bh;
         LayerWeights *layer = &plan->layers[i];
@@ -346,8 +348,10 @@ static PyObject *stack(PyObject *module, PyObject *args) {
             return NULL;
         }
         layer->weights = (const int8_t *)(uintptr_t)w;
-        layer->x_scales = (const float *)(uintptr_t)xs, layer->h_scales = (const float *)(uintptr_t)hs;
-        layer->bias_ih = (const float *)(uintptr_t)bi, layer->bias_hh = (const float *)(uintptr_t)bh;
+        layer->x_scales = (const float *)(uintptr_t)xs;
+        layer->h_scales = (const float *)(uintptr_t)hs;
+        layer->bias_ih = (const float *)(uintptr_t)bi;
+        layer->bias_hh = (const float *)(uintptr_t)bh;
         layer->x_cols = padded(layer->input_size);
     }
     PyObject *capsule = PyCapsule_New(plan, STACK, free_stack);
