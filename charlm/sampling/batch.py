@@ -83,7 +83,11 @@ class Batch:
             if drawing.done:  # cancelled since the last step, or asked for no tokens
                 steps.append(Step(drawing, drawing.finish(), True))
                 continue
-            drawn, pieces = drawing.draw(self._logits[rows.start : rows.stop])
+            # One drawing (a single request) has every row: no slice to make.
+            alone = len(self._drawings) == 1
+            drawn, pieces = drawing.draw(
+                self._logits if alone else self._logits[rows.start : rows.stop]
+            )
             if drawing.done:
                 steps.append(Step(drawing, pieces + drawing.finish(), True))
                 continue

@@ -69,14 +69,18 @@ def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(outside, -math.inf)
 
 
-def draw(logits: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+def draw(logits: torch.Tensor, uniform: torch.Tensor, shifted: bool = False) -> torch.Tensor:
     """One id per row of `logits` (batch, vocab), drawn from softmax(logits) by inverse CDF.
 
     `uniform` (batch, 1) holds random numbers in (0, 1]. Because they are never 0 and never
     exceed the total mass, the search always lands on a token of non-zero probability.
+    `shifted`: each row's best logit is already 0 (as `process_logits` leaves them at a
+    temperature other than 1), so it is not subtracted again.
     """
     logits = logits.float()  # a no-op for float32; half precision is too coarse for a CDF
-    weights = (logits - logits.amax(dim=-1, keepdim=True)).exp_()  # unnormalised probabilities
+    if not shifted:
+        logits = logits - logits.amax(dim=-1, keepdim=True)
+    weights = logits.exp()  # unnormalised probabilities
     # A model whose logits overflow to +inf makes inf - inf = NaN here: those tokens share the
     # draw rather than sending it past the end of the vocabulary.
     weights.nan_to_num_(nan=1.0)
@@ -100,7 +104,9 @@ def choose(
     logits = process_logits(logits, options, seen)
     if options.greedy:
         return logits.argmax(dim=-1)
-    return draw(logits, uniform)
+    # Shifted once is enough: a second shift would subtract the NaN that logits overflowing
+    # to +inf leave there from every token, and draw from the whole vocabulary.
+    return draw(logits, uniform, shifted=options.temperature != 1.0)
 
 
 def sample_next(

@@ -158,6 +158,16 @@ def test_draws_follow_the_softmax_distribution():
     assert chi_square < 16.27  # 3 degrees of freedom, p = 0.001
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.8, 2.0])
+def test_tokens_whose_logits_overflow_share_the_draw_at_any_temperature(temperature):
+    # A model whose logits overflow (half precision, damaged weights) gives +inf to a few
+    # tokens: those share the draw, whatever the temperature; the finite ones get nothing.
+    logits = torch.tensor([[0.0, math.inf, 1.0, math.inf, -2.0]])
+    options = SamplingOptions(temperature=temperature)
+    drawn = {choose(logits, options, torch.tensor([[u]])).item() for u in (0.05, 0.5, 0.95)}
+    assert drawn == {1, 3}
+
+
 @pytest.mark.parametrize("u", [1.0, 2.0**-24])
 def test_extreme_random_numbers_never_pick_an_impossible_token(u):
     logits = torch.tensor([[-math.inf, 0.0, 1.0, -math.inf]])
