@@ -8,7 +8,9 @@
    network one token at a time with its state carried and does nothing else (target: <= 1.3x):
    `model.step`, the sampler's own step, so that the ratio is what drawing and decoding add.
    Beside it, the plain loop a PyTorch user writes: the model called on each one-token
-   sequence (`model(token, state)`, the recurrent layer's own call).
+   sequence (`model(token, state)`, the recurrent layer's own call); and the sampler alone,
+   drawing from a model that answers every step at once with the same scores (after an
+   8-character prefix): its own time per token, which every model pays on top of its step.
 2. Batches: `num_samples=16` in one call against 16 separate calls, in tokens per second
    (target: >= 8x); `--num-samples 64` for a GPU's batch of 64.
 3. The naive way: re-running the whole text so far through the network for every new token,
@@ -36,6 +38,7 @@ from typing import Any
 
 import click
 import torch
+from torch import nn
 
 from benchmarks.common import CORPORA, results_option
 from charlm.device import DEVICE_CHOICES, resolve_device
@@ -51,6 +54,7 @@ FULL = {"hidden": 512, "tokens": 2000, "batch_tokens": 200, "naive_tokens": 100,
 QUICK = {"hidden": 64, "tokens": 100, "batch_tokens": 30, "naive_tokens": 30, "repeats": 1}
 PREFIX_TOKENS = 1000
 NUM_SAMPLES = 16  # the batch of part 2 unless --num-samples says otherwise
+ALONE_PREFIX = 8  # characters of prefix for the sampler alone
 BOOK = CORPORA / "tinyshakespeare" / "input.txt"  # what part 6's 5-gram counts
 
 
@@ -108,11 +112,28 @@ def token_by_token(model: RNNLM, prefix: torch.Tensor) -> None:
         _, state = model(prefix[:, i : i + 1], state)
 
 
+class AnswersAtOnce(nn.Module):
+    """`model` primed as it is, but every step answers with the same scores at once: what
+    a sampler takes of a token's time on its own."""
+
+    def __init__(self, model: RNNLM) -> None:
+        super().__init__()
+        self.model = model
+        self.scores = torch.randn(1, model.config.vocab_size, device=model.reference.device)
+
+    def forward(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.model(tokens, state)
+
+    def step(self, tokens: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.scores.expand(tokens.shape[0], -1), state
+
+
 def per_token(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats: int) -> list:
     device = sampler.device
     bare = best_time(lambda: bare_loop(sampler.model, ids, n), repeats, device)
     cases = {
         "sample (temperature 1)": {"temperature": 1.0},
+        "sample (temperature 0.8)": {"temperature": 0.8},
         "greedy (temperature 0)": {"temperature": 0.0},
         "top-k 40, top-p 0.9, penalty 1.2": {
             "top_k": 40,
@@ -131,6 +152,12 @@ def per_token(sampler: Sampler, prefix: str, ids: torch.Tensor, n: int, repeats:
             lambda o=options: sampler.generate(prefix, n, seed=0, **o), repeats, device
         )
         rows.append({"case": name, "us_per_token": seconds / n * 1e6, "ratio": seconds / bare})
+    alone = Sampler(AnswersAtOnce(sampler.model), sampler.tokenizer, device)
+    # A short prefix: priming runs the real network, which would be the most of its time.
+    short = prefix[:ALONE_PREFIX]
+    seconds = best_time(lambda: alone.generate(short, n, 0.8, seed=0), repeats, device)
+    rows.append({"case": "the sampler alone (temperature 0.8)", "us_per_token": seconds / n * 1e6,
+                 "ratio": seconds / bare})  # fmt: skip
     return rows
 
 
