@@ -13,7 +13,7 @@ about half a million weights the int8 product is the faster.
 Sequences (priming, scoring) run through PyTorch's int8 operators (`quantized::linear_dynamic`,
 `torch.quantized_lstm`, `torch.quantized_gru`; the RNN, which PyTorch has no quantized layer
 for, through `linear_dynamic`). One token at a time, as a sampler steps, the layers run
-charlm's own C step where it was built (int8_step.py), which does a layer's whole step in one
+charlm's own C step where it was built (int8_step.py), which steps the whole stack in one
 call; otherwise PyTorch's operators again. Only the CPU has these kernels; a model whose cell
 PyTorch does not implement cannot be quantized, and both say so.
 """

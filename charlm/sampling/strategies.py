@@ -81,8 +81,8 @@ def draw(logits: torch.Tensor, uniform: torch.Tensor, shifted: bool = False) -> 
     if not shifted:
         logits = logits - logits.amax(dim=-1, keepdim=True)
     weights = logits.exp()  # unnormalised probabilities
-    # A model whose logits overflow to +inf makes inf - inf = NaN here: those tokens share the
-    # draw rather than sending it past the end of the vocabulary.
+    # A model whose logits overflow to +inf makes inf - inf = NaN in the shift: those tokens
+    # share the draw rather than sending it past the end of the vocabulary.
     weights.nan_to_num_(nan=1.0)
     cdf = weights.cumsum_(dim=-1)
     target = uniform * cdf[..., -1:]  # (batch, 1), in (0, total]
