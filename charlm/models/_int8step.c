@@ -58,13 +58,19 @@ static int32_t dot(const int8_t *row, const int8_t *v, Py_ssize_t n) {
     return sum;
 }
 
-static void block_dots_portable(const int8_t *w, Py_ssize_t stride, const int8_t *xq,
-                                Py_ssize_t x_cols, const int8_t *hq, Py_ssize_t h_cols,
-                                int32_t *sums) {
-    for (int r = 0; r < ROW_BLOCK; r++) {
+/* The same for `count` rows (the last block may hold fewer than ROW_BLOCK). */
+static void rows_dots(const int8_t *w, Py_ssize_t stride, Py_ssize_t count, const int8_t *xq,
+                      Py_ssize_t x_cols, const int8_t *hq, Py_ssize_t h_cols, int32_t *sums) {
+    for (Py_ssize_t r = 0; r < count; r++) {
         sums[r] = dot(w + r * stride, xq, x_cols);
         sums[ROW_BLOCK + r] = dot(w + r * stride + x_cols, hq, h_cols);
     }
+}
+
+static void block_dots_portable(const int8_t *w, Py_ssize_t stride, const int8_t *xq,
+                                Py_ssize_t x_cols, const int8_t *hq, Py_ssize_t h_cols,
+                                int32_t *sums) {
+    rows_dots(w, stride, ROW_BLOCK, xq, x_cols, hq, h_cols, sums);
 }
 
 #ifdef HAVE_AVX2_PATH
@@ -153,10 +159,7 @@ ALWAYS_INLINE void products(const Step *s, BlockDots dots, const int8_t *xq, con
             if (count == ROW_BLOCK) {
                 dots(block, stride, x, s->x_cols, h, s->h_cols, sums);
             } else {
-                for (Py_ssize_t r = 0; r < count; r++) {
-                    sums[r] = dot(block + r * stride, x, s->x_cols);
-                    sums[ROW_BLOCK + r] = dot(block + r * stride + s->x_cols, h, s->h_cols);
-                }
+                rows_dots(block, stride, count, x, s->x_cols, h, s->h_cols, sums);
             }
             for (Py_ssize_t r = 0; r < count; r++) {
                 from_x[b * outputs + o + r] = (float)sums[r] * s->x_scales[o + r] * sx[b];
@@ -272,31 +275,32 @@ static int has_avx2(void) {
 #endif
 }
 
-/* The whole step; 0 on success, -1 when memory ran out. */
-static int run_step(const Step *s, int portable) {
+/* The whole step with `kernel`; 0 on success, -1 when memory ran out. One allocation: the
+ * scales of x and h per row, both products per row, then x and h quantized. */
+static int run_step(const Step *s, Compute kernel) {
     Py_ssize_t outputs = outputs_of(s), rows = s->rows;
-    int8_t *xq = malloc((size_t)(rows * (s->x_cols + s->h_cols)));
-    float *row_scales = malloc(sizeof(float) * (size_t)(2 * rows));
-    float *partial = malloc(sizeof(float) * (size_t)(2 * rows * outputs));
-    if (xq == NULL || row_scales == NULL || partial == NULL) {
-        free(xq), free(row_scales), free(partial);
-        return -1;
-    }
-    int8_t *hq = xq + rows * s->x_cols;
-    float *sx = row_scales, *sh = row_scales + rows;
-    float *from_x = partial, *from_h = partial + rows * outputs;
+    size_t floats = (size_t)(2 * rows + 2 * rows * outputs);
+    float *scratch = malloc(sizeof(float) * floats + (size_t)(rows * (s->x_cols + s->h_cols)));
+    if (scratch == NULL) return -1;
+    float *sx = scratch, *sh = sx + rows, *from_x = sh + rows, *from_h = from_x + rows * outputs;
+    int8_t *xq = (int8_t *)(scratch + floats), *hq = xq + rows * s->x_cols;
     for (Py_ssize_t b = 0; b < rows; b++) {
         const float *x = s->x + b * s->input_size, *h = s->h + b * s->hidden;
         sx[b] = quantize_row(x, s->input_size, s->x_cols, xq + b * s->x_cols);
         sh[b] = quantize_row(h, s->hidden, s->h_cols, hq + b * s->h_cols);
     }
-    Compute kernel = compute_portable;
-#ifdef HAVE_AVX2_PATH
-    if (!portable && has_avx2()) kernel = compute_avx2;
-#endif
     kernel(s, xq, sx, hq, sh, from_x, from_h);
-    free(xq), free(row_scales), free(partial);
+    free(scratch);
     return 0;
+}
+
+/* The products and gates this CPU runs: AVX2 where it has it, unless `portable`. */
+static Compute chosen_kernel(int portable) {
+#ifdef HAVE_AVX2_PATH
+    if (!portable && has_avx2()) return compute_avx2;
+#endif
+    (void)portable;
+    return compute_portable;
 }
 
 /* A stack of layers as laid out by int8_step.py: what a step needs besides the tensors that
@@ -308,7 +312,8 @@ typedef struct {
 } LayerWeights;
 
 typedef struct {
-    int cell, portable; /* portable: the portable loop even where AVX2 is there (tests) */
+    int cell;
+    Compute kernel; /* chosen once, when the stack is made */
     Py_ssize_t hidden, h_cols, count;
     LayerWeights layers[];
 } Stack;
@@ -335,7 +340,7 @@ static PyObject *stack(PyObject *module, PyObject *args) {
     }
     Stack *plan = PyMem_Malloc(sizeof(Stack) + (size_t)count * sizeof(LayerWeights));
     if (plan == NULL) return PyErr_NoMemory();
-    plan->cell = cell, plan->portable = portable, plan->count = count;
+    plan->cell = cell, plan->kernel = chosen_kernel(portable), plan->count = count;
     plan->hidden = hidden, plan->h_cols = padded(hidden);
     for (Py_ssize_t i = 0; i < count; i++) {
         unsigned long long w, xs, hs, bi, bh;
@@ -375,7 +380,7 @@ static int run_stack(const Stack *plan, const float *x, const float *h, const fl
             .input_size = layer->input_size, .hidden = plan->hidden, .x_cols = layer->x_cols,
             .h_cols = plan->h_cols, .cell = plan->cell,
         };
-        if (run_step(&s, plan->portable) != 0) return -1;
+        if (run_step(&s, plan->kernel) != 0) return -1;
     }
     return 0;
 }
@@ -405,7 +410,7 @@ static PyObject *stack_step(PyObject *module, PyObject *args) {
 
 static PyObject *kernel(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
-    return PyUnicode_FromString(has_avx2() ? "avx2" : "portable");
+    return PyUnicode_FromString(chosen_kernel(0) == compute_portable ? "portable" : "avx2");
 }
 
 static PyMethodDef methods[] = {

@@ -228,7 +228,7 @@ def mixture_weight(network: np.ndarray, ngram: np.ndarray, steps: int = 200) -> 
     mixture's probability of a token)."""
     weight = 0.5
     for _ in range(steps):
-        mixed = np.logaddexp(np.log(weight) + network, np.log1p(-weight) + ngram)
+        mixed = mix(network, ngram, weight)
         new = float(np.mean(np.exp(np.log(weight) + network - mixed)))
         new = min(max(new, 1e-6), 1 - 1e-6)
         if abs(new - weight) < 1e-7:

@@ -77,14 +77,13 @@ class Batch:
         tokens: list[torch.Tensor] = []
         keep: list[int] = []
         start = 0
+        alone = len(self._drawings) == 1  # one drawing has every row: no slice to make
         for drawing in self._drawings:
             rows = range(start, start + drawing.network_rows)
             start += drawing.network_rows
             if drawing.done:  # cancelled since the last step, or asked for no tokens
                 steps.append(Step(drawing, drawing.finish(), True))
                 continue
-            # One drawing (a single request) has every row: no slice to make.
-            alone = len(self._drawings) == 1
             drawn, pieces = drawing.draw(
                 self._logits if alone else self._logits[rows.start : rows.stop]
             )
