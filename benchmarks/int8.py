@@ -16,14 +16,16 @@ For each model, in one process, interleaved over --repeats rounds (medians repor
 * the network's batch-1 step alone (`model.step`, µs), float32 and int8: a token's time
   less drawing and decoding, so their ratio is the most int8 can gain in tokens/s.
 * batch-1 tokens per second of `Sampler.generate` (temperature 0.8, --tokens tokens after a
-  short prefix), four ways: "layer", float32 with each token through the recurrent layer's
+  short prefix), several ways: "layer", float32 with each token through the recurrent layer's
   own call (`nn.LSTM(x, state)`, how charlm sampled before issue 22); "cell", one step through
   PyTorch's cell functions on the layer's own weights (charlm's step until the layers
   stepped on their weights laid out for it); "float32", charlm's sampler now
   (charlm/models/stepping.py); "int8", `load(..., quantize="int8")`, whose character-sized
-  output layer stays float32, its layers stepped by charlm's C step (int8_step.py) where it
-  was built; "int8 torch", the same int8 model stepped through PyTorch's int8 operators
-  alone (`quantize(..., native=False)`: how int8 stepped before the C step); "int8 all",
+  output layer stays float32, the whole step (embedding, layers, output layer) taken by
+  charlm's C step (int8_step.py) where it was built; "int8 layers", the same with only the
+  layers in C (how int8 stepped before the whole step was); "int8 torch", the same int8
+  model stepped through PyTorch's int8 operators alone (`quantize(..., native=False)`: how
+  int8 stepped before the C step); "int8 all",
   every layer int8 (`quantize(..., min_weights=0)`, how int8 ran before its output layer
   stayed float32). The same with `num_samples=16` (batch 16).
 * batch-1 time of an output layer alone, float32 against int8, for 512 inputs and a few
@@ -84,6 +86,10 @@ def samplers(checkpoint: Path, impl: str | None) -> tuple[dict[str, Sampler], st
         ways["int8"] = load(checkpoint, device="cpu", impl=impl, quantize="int8")
     except ConfigError as exc:  # the scratch implementation: refused, and the reason kept
         return ways, str(exc)
+    if ways["int8"].model.token_step is not None:  # its layers alone in C, beside it
+        layers_only = quantize(float32.model, "int8")
+        layers_only.token_step = None
+        ways["int8 layers"] = Sampler(layers_only, float32.tokenizer)
     by_torch = quantize(float32.model, "int8", native=False)
     ways["int8 torch"] = Sampler(by_torch, float32.tokenizer)
     if isinstance(ways["int8"].model.head, nn.Linear):  # kept float32: time it int8 too
@@ -202,6 +208,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "float32_vs_cell": ratio("float32", "cell") if "cell" in one else None,
         "int8_vs_int8_all": ratio("int8", "int8 all") if "int8 all" in one else None,
         "int8_vs_int8_torch": ratio("int8", "int8 torch"),
+        "int8_vs_int8_layers": ratio("int8", "int8 layers") if "int8 layers" in one else None,
         "cpu_int8_vs_float32": ratio("int8", "float32", "cpu_median"),
         "cpu_int8_vs_layer": ratio("int8", "layer", "cpu_median"),
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
@@ -316,16 +323,21 @@ def report(rows: list[dict]) -> None:
         return
     print_table(
         ["model", "threads", "layer tok/s", "cell fn tok/s", "float32 tok/s", "int8 tok/s",
-         "int8 torch tok/s", "int8 all tok/s", "int8/float32", "int8/int8 torch",
+         "int8 layers tok/s", "int8 torch tok/s", "int8 all tok/s", "int8/float32",
+         "int8/int8 layers", "int8/int8 torch",
          "int8/layer", "step µs float32 / int8", f"b{BATCH} float32", f"b{BATCH} int8",
          "bpc float32", "bpc int8", "bpc change", "stepped bpc change"],
         [
             (
                 r["model"], r["threads"], both(r, "layer"),
                 both(r, "cell") if "cell" in r["tokens_per_s"] else "-",
-                both(r, "float32"), both(r, "int8"), both(r, "int8 torch"),
+                both(r, "float32"), both(r, "int8"),
+                both(r, "int8 layers") if "int8 layers" in r["tokens_per_s"] else "-",
+                both(r, "int8 torch"),
                 both(r, "int8 all") if "int8 all" in r["tokens_per_s"] else "-",
-                ratio(r, "int8_vs_float32"), f"{r['int8_vs_int8_torch']:.2f}x",
+                ratio(r, "int8_vs_float32"),
+                f"{r['int8_vs_int8_layers']:.2f}x" if r["int8_vs_int8_layers"] else "-",
+                f"{r['int8_vs_int8_torch']:.2f}x",
                 ratio(r, "int8_vs_layer"),
                 f"{r['step_us']['float32']:,.0f} / {r['step_us']['int8']:,.0f} "
                 f"({r['step_float32_vs_int8']:.2f}x)",

@@ -8,17 +8,22 @@
  * released meanwhile, and nothing is shared between calls but the read-only weights.
  *
  * The layout, made by charlm/models/int8_step.py:
- *   weights (gates * hidden, x_cols + h_cols) int8: [W_ih | 0 | W_hh | 0], each part padded
- *       with zero columns to a multiple of COLUMN_BLOCK, with one symmetric scale per row
- *       and part (x_scales, h_scales): W_ih[o, i] ~ weights[o, i] * x_scales[o].
+ *   weights (gates * hidden, x_cols + h_cols) uint8: [W_ih | 0 | W_hh | 0] + 128, each part
+ *       padded with zero columns to a multiple of COLUMN_BLOCK, with one symmetric scale per
+ *       row and part (x_scales, h_scales): W_ih[o, i] ~ (weights[o, i] - 128) * x_scales[o].
  *   x (rows, input_size) and h (rows, hidden), float32, are quantized here on one symmetric
- *   scale per row each, max |v| / 127.
- * Then from_x[o] = x_scales[o] * sx * sum_i weights[o, i] * xq[i], from_h likewise, and the
- * cell's equations follow PyTorch's (gate order i, f, g, o and r, z, n).
+ *   scale per row each, max |v| / ACTIVATION_MAX.
+ * Then from_x[o] = x_scales[o] * sx * sum_i (weights[o, i] - 128) * xq[i], from_h likewise,
+ * and the cell's equations follow PyTorch's (gate order i, f, g, o and r, z, n).
  *
- * Every integer is within +-127, so AVX2's pairwise u8 x s8 sums (at most 2 * 127 * 127 =
- * 32,258) never saturate their 16 bits. The AVX2 path is chosen at run time; another CPU
- * runs the portable loop, which gives the same sums.
+ * Why the offset and 7-bit activations: AVX2's maddubs multiplies unsigned bytes by signed
+ * ones and sums each pair into 16 bits. Stored as unsigned bytes, the weights go straight
+ * into it, and sum_i (w_i + 128) v_i less 128 * sum_i v_i is the product wanted: one
+ * instruction fewer per 32 weights than carrying v's signs into the weights, a step 1.2x
+ * faster (docs/benchmarks.md). A pair's sum, at most 2 * 255 * 63 = 32,130, then fits 16
+ * bits only if |v| <= 63: x and h take 7 bits, as in PyTorch's own dynamic quantization on
+ * x86 (FBGEMM's reduce_range), for the same reason. The AVX2 path is chosen at run time;
+ * another CPU runs the portable loop, which gives the same sums.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -30,6 +35,8 @@
 
 #define COLUMN_BLOCK 32
 #define ROW_BLOCK 8
+#define ACTIVATION_MAX 63
+#define WEIGHT_OFFSET 128
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define HAVE_AVX2_PATH 1
@@ -48,18 +55,18 @@ enum { CELL_RNN_TANH = 0, CELL_RNN_RELU = 1, CELL_GRU = 2, CELL_LSTM = 3 };
 
 /* The dot products of ROW_BLOCK weight rows, `stride` bytes apart, with a row's quantized
  * x (x_cols values) and h (h_cols): the rows' first x_cols columns with x into sums[0..], the
- * next h_cols with h into sums[ROW_BLOCK..]. */
-typedef void (*BlockDots)(const int8_t *, Py_ssize_t, const int8_t *, Py_ssize_t,
+ * next h_cols with h into sums[ROW_BLOCK..]. The weights as stored, offset included. */
+typedef void (*BlockDots)(const uint8_t *, Py_ssize_t, const int8_t *, Py_ssize_t,
                           const int8_t *, Py_ssize_t, int32_t *);
 
-static int32_t dot(const int8_t *row, const int8_t *v, Py_ssize_t n) {
+static int32_t dot(const uint8_t *row, const int8_t *v, Py_ssize_t n) {
     int32_t sum = 0;
     for (Py_ssize_t i = 0; i < n; i++) sum += (int32_t)row[i] * (int32_t)v[i];
     return sum;
 }
 
 /* The same for `count` rows (the last block may hold fewer than ROW_BLOCK). */
-static void rows_dots(const int8_t *w, Py_ssize_t stride, Py_ssize_t count, const int8_t *xq,
+static void rows_dots(const uint8_t *w, Py_ssize_t stride, Py_ssize_t count, const int8_t *xq,
                       Py_ssize_t x_cols, const int8_t *hq, Py_ssize_t h_cols, int32_t *sums) {
     for (Py_ssize_t r = 0; r < count; r++) {
         sums[r] = dot(w + r * stride, xq, x_cols);
@@ -67,7 +74,7 @@ static void rows_dots(const int8_t *w, Py_ssize_t stride, Py_ssize_t count, cons
     }
 }
 
-static void block_dots_portable(const int8_t *w, Py_ssize_t stride, const int8_t *xq,
+static void block_dots_portable(const uint8_t *w, Py_ssize_t stride, const int8_t *xq,
                                 Py_ssize_t x_cols, const int8_t *hq, Py_ssize_t h_cols,
                                 int32_t *sums) {
     rows_dots(w, stride, ROW_BLOCK, xq, x_cols, hq, h_cols, sums);
@@ -81,19 +88,18 @@ __attribute__((target("avx2"))) static inline int32_t sum_lanes(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-/* Each 32 values of v are loaded once for the block's rows. maddubs multiplies unsigned by
- * signed bytes: |v| by the row's bytes carrying v's signs. */
+/* Each 32 values of v are loaded once for the block's rows; maddubs takes the rows' unsigned
+ * bytes as they are stored. */
 __attribute__((target("avx2"), always_inline)) static inline void block_part_avx2(
-    const int8_t *w, Py_ssize_t stride, const int8_t *v, Py_ssize_t n, int32_t *sums) {
+    const uint8_t *w, Py_ssize_t stride, const int8_t *v, Py_ssize_t n, int32_t *sums) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i acc[ROW_BLOCK];
     for (int r = 0; r < ROW_BLOCK; r++) acc[r] = _mm256_setzero_si256();
     for (Py_ssize_t i = 0; i < n; i += COLUMN_BLOCK) {
         __m256i values = _mm256_loadu_si256((const __m256i *)(v + i));
-        __m256i magnitudes = _mm256_abs_epi8(values);
         for (int r = 0; r < ROW_BLOCK; r++) {
             __m256i row = _mm256_loadu_si256((const __m256i *)(w + r * stride + i));
-            __m256i pairs = _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(row, values));
+            __m256i pairs = _mm256_maddubs_epi16(row, values);
             acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(pairs, ones));
         }
     }
@@ -101,7 +107,7 @@ __attribute__((target("avx2"), always_inline)) static inline void block_part_avx
 }
 
 __attribute__((target("avx2"), always_inline)) static inline void block_dots_avx2(
-    const int8_t *w, Py_ssize_t stride, const int8_t *xq, Py_ssize_t x_cols, const int8_t *hq,
+    const uint8_t *w, Py_ssize_t stride, const int8_t *xq, Py_ssize_t x_cols, const int8_t *hq,
     Py_ssize_t h_cols, int32_t *sums) {
     block_part_avx2(w, stride, xq, x_cols, sums);
     block_part_avx2(w + x_cols, stride, hq, h_cols, sums + ROW_BLOCK);
@@ -116,22 +122,37 @@ ALWAYS_INLINE float round_even(float v) {
     return (v + magic) - magic;
 }
 
-/* v (n values) as int8 into out, the padding zero; returns the scale (0 for a zero v):
- * out[i] = round(v[i] * (1 / scale)), scale = max |v| / 127. */
-static float quantize_row(const float *v, Py_ssize_t n, Py_ssize_t padded, int8_t *out) {
+/* Rows of x or h quantized: values (rows, cols), each row on its own scale, and what the
+ * weights' offset adds to each row's products, WEIGHT_OFFSET * the sum of its values. */
+typedef struct {
+    int8_t *values;
+    float *scales;
+    int32_t *offsets;
+    Py_ssize_t cols;
+} Quantized;
+
+/* v (n values) as int8 into row b of q, the padding zero: q->values[i] = round(v[i] / scale),
+ * scale = max |v| / ACTIVATION_MAX (0 for a zero v). */
+static void quantize_row(const float *v, Py_ssize_t n, Quantized *q, Py_ssize_t b) {
+    int8_t *out = q->values + b * q->cols;
     float largest = 0.0f;
     for (Py_ssize_t i = 0; i < n; i++) {
         float magnitude = fabsf(v[i]);
         largest = magnitude > largest ? magnitude : largest;
     }
-    float scale = largest / 127.0f, inverse = scale > 0 ? 1.0f / scale : 0.0f;
-    for (Py_ssize_t i = 0; i < n; i++) out[i] = (int8_t)round_even(v[i] * inverse);
-    memset(out + n, 0, (size_t)(padded - n));
-    return scale;
+    float scale = largest / (float)ACTIVATION_MAX, inverse = scale > 0 ? 1.0f / scale : 0.0f;
+    int32_t sum = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = (int8_t)round_even(v[i] * inverse);
+        sum += out[i];
+    }
+    memset(out + n, 0, (size_t)(q->cols - n));
+    q->scales[b] = scale;
+    q->offsets[b] = WEIGHT_OFFSET * sum;
 }
 
 typedef struct {
-    const int8_t *weights;
+    const uint8_t *weights;
     const float *x_scales, *h_scales, *bias_ih, *bias_hh;
     const float *x, *h, *c;
     float *h_out, *c_out;
@@ -147,24 +168,26 @@ static Py_ssize_t outputs_of(const Step *s) {
 /* Both products of every row: from_x[b, o] = x_scales[o] * sx[b] * (W_ih · x_b), from_h
  * likewise. Rows of W are taken ROW_BLOCK at a time, each block against every batch row
  * while it is in the cache. */
-ALWAYS_INLINE void products(const Step *s, BlockDots dots, const int8_t *xq, const float *sx,
-                            const int8_t *hq, const float *sh, float *from_x, float *from_h) {
+ALWAYS_INLINE void products(const Step *s, BlockDots dots, const Quantized *xq,
+                            const Quantized *hq, float *from_x, float *from_h) {
     Py_ssize_t outputs = outputs_of(s), stride = s->x_cols + s->h_cols;
     int32_t sums[2 * ROW_BLOCK];
     for (Py_ssize_t o = 0; o < outputs; o += ROW_BLOCK) {
-        const int8_t *block = s->weights + o * stride;
+        const uint8_t *block = s->weights + o * stride;
         Py_ssize_t count = outputs - o < ROW_BLOCK ? outputs - o : ROW_BLOCK;
         for (Py_ssize_t b = 0; b < s->rows; b++) {
-            const int8_t *x = xq + b * s->x_cols, *h = hq + b * s->h_cols;
+            const int8_t *x = xq->values + b * s->x_cols, *h = hq->values + b * s->h_cols;
             if (count == ROW_BLOCK) {
                 dots(block, stride, x, s->x_cols, h, s->h_cols, sums);
             } else {
                 rows_dots(block, stride, count, x, s->x_cols, h, s->h_cols, sums);
             }
+            float sx = xq->scales[b], sh = hq->scales[b];
             for (Py_ssize_t r = 0; r < count; r++) {
-                from_x[b * outputs + o + r] = (float)sums[r] * s->x_scales[o + r] * sx[b];
+                from_x[b * outputs + o + r] =
+                    (float)(sums[r] - xq->offsets[b]) * s->x_scales[o + r] * sx;
                 from_h[b * outputs + o + r] =
-                    (float)sums[ROW_BLOCK + r] * s->h_scales[o + r] * sh[b];
+                    (float)(sums[ROW_BLOCK + r] - hq->offsets[b]) * s->h_scales[o + r] * sh;
             }
         }
     }
@@ -242,28 +265,26 @@ ALWAYS_INLINE void cell_equations(const Step *s, Py_ssize_t b, float *from_x,
 
 /* The products and the equations of every row, compiled once for each kernel: inlined, the
  * block products and the gates' loops take that kernel's instructions. */
-ALWAYS_INLINE void compute(const Step *s, BlockDots dots, const int8_t *xq, const float *sx,
-                           const int8_t *hq, const float *sh, float *from_x, float *from_h) {
+ALWAYS_INLINE void compute(const Step *s, BlockDots dots, const Quantized *xq,
+                           const Quantized *hq, float *from_x, float *from_h) {
     Py_ssize_t outputs = outputs_of(s);
-    products(s, dots, xq, sx, hq, sh, from_x, from_h);
+    products(s, dots, xq, hq, from_x, from_h);
     for (Py_ssize_t b = 0; b < s->rows; b++)
         cell_equations(s, b, from_x + b * outputs, from_h + b * outputs);
 }
 
-typedef void (*Compute)(const Step *, const int8_t *, const float *, const int8_t *,
-                        const float *, float *, float *);
+typedef void (*Compute)(const Step *, const Quantized *, const Quantized *, float *, float *);
 
-static void compute_portable(const Step *s, const int8_t *xq, const float *sx,
-                             const int8_t *hq, const float *sh, float *from_x, float *from_h) {
-    compute(s, block_dots_portable, xq, sx, hq, sh, from_x, from_h);
+static void compute_portable(const Step *s, const Quantized *xq, const Quantized *hq,
+                             float *from_x, float *from_h) {
+    compute(s, block_dots_portable, xq, hq, from_x, from_h);
 }
 
 #ifdef HAVE_AVX2_PATH
-__attribute__((target("avx2,fma"))) static void compute_avx2(const Step *s, const int8_t *xq,
-                                                             const float *sx, const int8_t *hq,
-                                                             const float *sh, float *from_x,
+__attribute__((target("avx2,fma"))) static void compute_avx2(const Step *s, const Quantized *xq,
+                                                             const Quantized *hq, float *from_x,
                                                              float *from_h) {
-    compute(s, block_dots_avx2, xq, sx, hq, sh, from_x, from_h);
+    compute(s, block_dots_avx2, xq, hq, from_x, from_h);
 }
 #endif
 
@@ -275,21 +296,56 @@ static int has_avx2(void) {
 #endif
 }
 
-/* The whole step with `kernel`; 0 on success, -1 when memory ran out. One allocation: the
- * scales of x and h per row, both products per row, then x and h quantized. */
+/* The output layer, float32: out[v] = bias[v] + W[v] . h for one row h (hidden values) and
+ * each of the vocab rows of W. */
+typedef void (*Head)(const float *, const float *, const float *, Py_ssize_t, Py_ssize_t,
+                     float *);
+
+static void head_portable(const float *w, const float *bias, const float *h, Py_ssize_t hidden,
+                          Py_ssize_t vocab, float *out) {
+    for (Py_ssize_t v = 0; v < vocab; v++) {
+        float sum = 0.0f;
+        for (Py_ssize_t j = 0; j < hidden; j++) sum += w[v * hidden + j] * h[j];
+        out[v] = bias[v] + sum;
+    }
+}
+
+#ifdef HAVE_AVX2_PATH
+__attribute__((target("avx2,fma"))) static void head_avx2(const float *w, const float *bias,
+                                                          const float *h, Py_ssize_t hidden,
+                                                          Py_ssize_t vocab, float *out) {
+    Py_ssize_t whole = hidden - hidden % 8;
+    for (Py_ssize_t v = 0; v < vocab; v++) {
+        const float *row = w + v * hidden;
+        __m256 acc = _mm256_setzero_ps();
+        for (Py_ssize_t j = 0; j < whole; j += 8)
+            acc = _mm256_fmadd_ps(_mm256_loadu_ps(row + j), _mm256_loadu_ps(h + j), acc);
+        __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        half = _mm_add_ps(half, _mm_movehl_ps(half, half));
+        float sum = _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
+        for (Py_ssize_t j = whole; j < hidden; j++) sum += row[j] * h[j];
+        out[v] = bias[v] + sum;
+    }
+}
+#endif
+
+/* The whole step with `kernel`; 0 on success, -1 when memory ran out. One allocation: both
+ * products per row, the scales and offsets of x and h per row, then x and h quantized. */
 static int run_step(const Step *s, Compute kernel) {
     Py_ssize_t outputs = outputs_of(s), rows = s->rows;
-    size_t floats = (size_t)(2 * rows + 2 * rows * outputs);
-    float *scratch = malloc(sizeof(float) * floats + (size_t)(rows * (s->x_cols + s->h_cols)));
+    size_t words = (size_t)(2 * rows * outputs + 4 * rows); /* 4-byte floats and int32s */
+    float *scratch = malloc(4 * words + (size_t)(rows * (s->x_cols + s->h_cols)));
     if (scratch == NULL) return -1;
-    float *sx = scratch, *sh = sx + rows, *from_x = sh + rows, *from_h = from_x + rows * outputs;
-    int8_t *xq = (int8_t *)(scratch + floats), *hq = xq + rows * s->x_cols;
+    float *from_x = scratch, *from_h = from_x + rows * outputs, *scales = from_h + rows * outputs;
+    int32_t *offsets = (int32_t *)(scales + 2 * rows);
+    int8_t *values = (int8_t *)(scratch + words);
+    Quantized xq = {values, scales, offsets, s->x_cols};
+    Quantized hq = {values + rows * s->x_cols, scales + rows, offsets + rows, s->h_cols};
     for (Py_ssize_t b = 0; b < rows; b++) {
-        const float *x = s->x + b * s->input_size, *h = s->h + b * s->hidden;
-        sx[b] = quantize_row(x, s->input_size, s->x_cols, xq + b * s->x_cols);
-        sh[b] = quantize_row(h, s->hidden, s->h_cols, hq + b * s->h_cols);
+        quantize_row(s->x + b * s->input_size, s->input_size, &xq, b);
+        quantize_row(s->h + b * s->hidden, s->hidden, &hq, b);
     }
-    kernel(s, xq, sx, hq, sh, from_x, from_h);
+    kernel(s, &xq, &hq, from_x, from_h);
     free(scratch);
     return 0;
 }
@@ -306,7 +362,7 @@ static Compute chosen_kernel(int portable) {
 /* A stack of layers as laid out by int8_step.py: what a step needs besides the tensors that
  * change each token. Held in a capsule; the Python object that made it keeps the weights. */
 typedef struct {
-    const int8_t *weights;
+    const uint8_t *weights;
     const float *x_scales, *h_scales, *bias_ih, *bias_hh;
     Py_ssize_t input_size, x_cols;
 } LayerWeights;
@@ -325,6 +381,21 @@ static Py_ssize_t padded(Py_ssize_t width) {
 }
 
 static void free_stack(PyObject *capsule) { PyMem_Free(PyCapsule_GetPointer(capsule, STACK)); }
+
+/* A whole model's step: its float32 embedding, the int8 stack, its float32 output layer.
+ * Holds the stack by address: the Python object that made it keeps the stack's capsule. */
+typedef struct {
+    const Stack *stack;
+    Head head;
+    const float *embedding, *head_weight, *head_bias;
+    Py_ssize_t embedding_rows, vocab;
+} Network;
+
+static const char *NETWORK = "charlm._int8step.Network";
+
+static void free_network(PyObject *capsule) {
+    PyMem_Free(PyCapsule_GetPointer(capsule, NETWORK));
+}
 
 static PyObject *stack(PyObject *module, PyObject *args) {
     (void)module;
@@ -352,7 +423,7 @@ static PyObject *stack(PyObject *module, PyObject *args) {
             PyMem_Free(plan);
             return NULL;
         }
-        layer->weights = (const int8_t *)(uintptr_t)w;
+        layer->weights = (const uint8_t *)(uintptr_t)w;
         layer->x_scales = (const float *)(uintptr_t)xs;
         layer->h_scales = (const float *)(uintptr_t)hs;
         layer->bias_ih = (const float *)(uintptr_t)bi;
@@ -408,6 +479,86 @@ static PyObject *stack_step(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *network(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *capsule;
+    unsigned long long embedding, weight, bias;
+    Py_ssize_t embedding_rows, vocab;
+    if (!PyArg_ParseTuple(args, "OKnKKn", &capsule, &embedding, &embedding_rows, &weight, &bias,
+                          &vocab))
+        return NULL;
+    const Stack *plan = PyCapsule_GetPointer(capsule, STACK);
+    if (plan == NULL) return NULL;
+    if (embedding_rows < 1 || vocab < 1) {
+        PyErr_SetString(PyExc_ValueError, "int8 network: an empty embedding or output layer");
+        return NULL;
+    }
+    Network *net = PyMem_Malloc(sizeof(Network));
+    if (net == NULL) return PyErr_NoMemory();
+    net->stack = plan, net->embedding_rows = embedding_rows, net->vocab = vocab;
+    net->head = plan->kernel == compute_portable ? head_portable : NULL;
+#ifdef HAVE_AVX2_PATH
+    if (net->head == NULL) net->head = head_avx2;
+#endif
+    net->embedding = (const float *)(uintptr_t)embedding;
+    net->head_weight = (const float *)(uintptr_t)weight;
+    net->head_bias = (const float *)(uintptr_t)bias;
+    PyObject *result = PyCapsule_New(net, NETWORK, free_network);
+    if (result == NULL) PyMem_Free(net);
+    return result;
+}
+
+/* Embed the tokens, step the stack, score the vocabulary; 0, or -1 when memory ran out. */
+static int run_network(const Network *net, const int64_t *tokens, const float *h,
+                       const float *c, float *h_out, float *c_out, float *logits,
+                       Py_ssize_t rows) {
+    const Stack *plan = net->stack;
+    Py_ssize_t width = plan->layers[0].input_size;
+    float *x = malloc(sizeof(float) * (size_t)(rows * width));
+    if (x == NULL) return -1;
+    for (Py_ssize_t b = 0; b < rows; b++)
+        memcpy(x + b * width, net->embedding + tokens[b] * width, sizeof(float) * (size_t)width);
+    int status = run_stack(plan, x, h, c, h_out, c_out, rows);
+    free(x);
+    const float *top = h_out + (plan->count - 1) * rows * plan->hidden;
+    for (Py_ssize_t b = 0; status == 0 && b < rows; b++)
+        net->head(net->head_weight, net->head_bias, top + b * plan->hidden, plan->hidden,
+                  net->vocab, logits + b * net->vocab);
+    return status;
+}
+
+static PyObject *network_step(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *capsule;
+    unsigned long long tokens, h, c, h_out, c_out, logits;
+    Py_ssize_t rows;
+    if (!PyArg_ParseTuple(args, "OKKKKKKn", &capsule, &tokens, &h, &c, &h_out, &c_out, &logits,
+                          &rows))
+        return NULL;
+    const Network *net = PyCapsule_GetPointer(capsule, NETWORK);
+    if (net == NULL) return NULL;
+    if (rows < 1 || (net->stack->cell == CELL_LSTM && (c == 0 || c_out == 0))) {
+        PyErr_SetString(PyExc_ValueError, "int8 step: no rows, or an LSTM without its cells");
+        return NULL;
+    }
+    const int64_t *ids = (const int64_t *)(uintptr_t)tokens;
+    for (Py_ssize_t b = 0; b < rows; b++) {
+        if (ids[b] < 0 || ids[b] >= net->embedding_rows) {
+            PyErr_Format(PyExc_ValueError, "int8 step: token %lld is not in the embedding's %zd",
+                         (long long)ids[b], net->embedding_rows);
+            return NULL;
+        }
+    }
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = run_network(net, ids, (const float *)(uintptr_t)h, (const float *)(uintptr_t)c,
+                         (float *)(uintptr_t)h_out, (float *)(uintptr_t)c_out,
+                         (float *)(uintptr_t)logits, rows);
+    Py_END_ALLOW_THREADS
+    if (status != 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *kernel(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
     return PyUnicode_FromString(chosen_kernel(0) == compute_portable ? "portable" : "avx2");
@@ -422,6 +573,14 @@ static PyMethodDef methods[] = {
      "stack_step(stack, x, h, c, h_out, c_out, rows): one step of every layer; x (rows, "
      "input), h and c (layers, rows, hidden) contiguous float32 by address (c 0 but for an "
      "LSTM). Writes the new h (and c) into h_out (and c_out)."},
+    {"network", network, METH_VARARGS,
+     "network(stack, embedding, embedding_rows, head_weight, head_bias, vocab): a capsule for "
+     "a whole model's step: a float32 embedding (embedding_rows, the stack's input size), the "
+     "stack, a float32 output layer (vocab, hidden) with its bias; tensors by address."},
+    {"network_step", network_step, METH_VARARGS,
+     "network_step(network, tokens, h, c, h_out, c_out, logits, rows): one step of the whole "
+     "model; tokens (rows,) int64, the state as for stack_step, the scores written into "
+     "logits (rows, vocab) float32."},
     {"kernel", kernel, METH_NOARGS, "Which dot-product kernel this CPU runs: avx2 or portable."},
     {NULL, NULL, 0, NULL},
 };
@@ -434,6 +593,8 @@ PyMODINIT_FUNC PyInit__int8step(void) {
     PyObject *module = PyModule_Create(&definition);
     if (module == NULL) return NULL;
     if (PyModule_AddIntConstant(module, "COLUMN_BLOCK", COLUMN_BLOCK) < 0 ||
+        PyModule_AddIntConstant(module, "ACTIVATION_MAX", ACTIVATION_MAX) < 0 ||
+        PyModule_AddIntConstant(module, "WEIGHT_OFFSET", WEIGHT_OFFSET) < 0 ||
         PyModule_AddIntConstant(module, "CELL_RNN_TANH", CELL_RNN_TANH) < 0 ||
         PyModule_AddIntConstant(module, "CELL_RNN_RELU", CELL_RNN_RELU) < 0 ||
         PyModule_AddIntConstant(module, "CELL_GRU", CELL_GRU) < 0 ||

@@ -11,9 +11,10 @@ has it, a portable loop elsewhere) and computes the gates.
 The extension is built when charlm is installed, where a C compiler is; without it
 `available()` is False and int8 models step through PyTorch's operators as before.
 
-The quantization: each weight matrix, W_ih and W_hh apart, on one symmetric scale per output
-row, as `quantize` does for PyTorch's kernels; x and h each on one symmetric scale per row of
-the batch, at every step (PyTorch's dynamic quantization takes one scale per tensor).
+The quantization: each weight matrix, W_ih and W_hh apart, on one symmetric 8-bit scale per
+output row, as `quantize` does for PyTorch's kernels; x and h each on one symmetric 7-bit
+scale (±63) per row of the batch, at every step (PyTorch's dynamic quantization takes one
+7-bit scale per tensor on x86). Why 7 bits: the C file's header.
 """
 
 from __future__ import annotations
@@ -52,14 +53,15 @@ def symmetric_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def laid_out(w_ih: torch.Tensor, w_hh: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """A layer's two matrices as the C step reads them: [W_ih | 0 | W_hh | 0] int8, each part
-    padded with zero columns to the kernel's block, and each part's scales per row."""
+    """A layer's two matrices as the C step reads them: [W_ih | 0 | W_hh | 0] as int8 plus
+    WEIGHT_OFFSET in unsigned bytes, each part padded with zero columns to the kernel's block,
+    and each part's scales per row."""
     (q_ih, x_scales), (q_hh, h_scales) = symmetric_int8(w_ih), symmetric_int8(w_hh)
     x_cols = _padded(w_ih.shape[1])
-    weights = torch.zeros(w_ih.shape[0], x_cols + _padded(w_hh.shape[1]), dtype=torch.int8)
+    weights = torch.zeros(w_ih.shape[0], x_cols + _padded(w_hh.shape[1]), dtype=torch.int16)
     weights[:, : w_ih.shape[1]] = q_ih
     weights[:, x_cols : x_cols + w_hh.shape[1]] = q_hh
-    return weights, x_scales, h_scales
+    return (weights + _native.WEIGHT_OFFSET).to(torch.uint8), x_scales, h_scales
 
 
 class NativeStep:
@@ -85,33 +87,80 @@ class NativeStep:
             biases = tuple(b.detach().float().contiguous() for b in (b_ih, b_hh))
             self._tensors.append(laid_out(w_ih, w_hh) + biases)
         sizes = [layer.input_size] + [layer.hidden_size] * (layer.num_layers - 1)
-        self._stack = _native.stack(code, self.hidden, tuple(
+        self.capsule = _native.stack(code, self.hidden, tuple(
             (*(t.data_ptr() for t in tensors), size)
             for tensors, size in zip(self._tensors, sizes)
         ), portable)  # fmt: skip
+
+    def checked_state(self, rows: int, state: State) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`state` for `rows` rows as contiguous float32 (h, c; c None but for an LSTM);
+        ValueError for a state of another shape, before the C code reads it."""
+        shape = (self.num_layers, rows, self.hidden)
+        h, c = (state[0], state[1]) if self.lstm else (state, None)
+        if h.shape != shape or (self.lstm and c.shape != shape):
+            raise ValueError(f"int8 step: state {tuple(h.shape)}; expected {shape}")
+        return h.float().contiguous(), None if c is None else c.float().contiguous()
 
     def __call__(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x (batch, input) → the top layer's output (batch, hidden) and the new state."""
         # Few tensor operations: from Python each costs about a microsecond, 1% of a 2 x 512
         # LSTM's step in C.
         rows = x.shape[0]
-        shape = (self.num_layers, rows, self.hidden)
-        h, c = (state[0], state[1]) if self.lstm else (state, None)
-        if (
-            x.shape != (rows, self.input_size)
-            or h.shape != shape
-            or (self.lstm and c.shape != shape)
-        ):
-            raise ValueError(f"int8 step: input {tuple(x.shape)}, state {tuple(h.shape)}; "
-                             f"expected ({rows}, {self.input_size}) and {shape}")  # fmt: skip
-        x, h = x.float().contiguous(), h.float().contiguous()
-        h_new = torch.empty(shape)
-        if self.lstm:
-            c, c_new = c.float().contiguous(), torch.empty(shape)
-            cells = (c.data_ptr(), c_new.data_ptr())
-        else:
-            cells = (0, 0)
+        if x.shape != (rows, self.input_size):
+            raise ValueError(
+                f"int8 step: input {tuple(x.shape)}; expected ({rows}, {self.input_size})"
+            )
+        h, c = self.checked_state(rows, state)
+        x, h_new = x.float().contiguous(), torch.empty(h.shape)
+        c_new = torch.empty(h.shape) if self.lstm else None
         _native.stack_step(
-            self._stack, x.data_ptr(), h.data_ptr(), cells[0], h_new.data_ptr(), cells[1], rows
-        )
+            self.capsule, x.data_ptr(), h.data_ptr(), _address(c), h_new.data_ptr(),
+            _address(c_new), rows,
+        )  # fmt: skip
         return h_new[-1], (h_new, c_new) if self.lstm else h_new
+
+
+class NativeNetwork:
+    """A whole int8 model's one-token step in one C call: the embedding (float32), the int8
+    layers of `stack`, a float32 output layer. At batch 1 the embedding, the output layer and
+    their calls from Python took 25-30 us a token around the C step's 80-95 for a 2 x 512
+    character LSTM (docs/benchmarks.md).
+
+    For models whose tokens are embedded and scored by a plain `nn.Linear`, without labels:
+    `fits` says which.
+    """
+
+    def __init__(self, stack: NativeStep, embedding: nn.Embedding, head: nn.Linear) -> None:
+        if embedding.embedding_dim != stack.input_size or head.in_features != stack.hidden:
+            raise ValueError("int8 network: the embedding, layers and output layer do not fit")
+        self._stack = stack  # keeps the capsule and the weights the C side reads
+        self.lstm, self.vocab = stack.lstm, head.out_features
+        self._embedding = embedding.weight.detach().float().contiguous()
+        self._head_weight = head.weight.detach().float().contiguous()
+        bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
+        self._head_bias = bias.detach().float().contiguous()
+        self._network = _native.network(
+            stack.capsule, self._embedding.data_ptr(), self._embedding.shape[0],
+            self._head_weight.data_ptr(), self._head_bias.data_ptr(), self.vocab,
+        )  # fmt: skip
+
+    @staticmethod
+    def fits(embedding: nn.Module | None, head: nn.Module) -> bool:
+        """Whether a model with this embedding and output layer can step as one C call."""
+        return isinstance(embedding, nn.Embedding) and type(head) is nn.Linear
+
+    def __call__(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """tokens (batch,) → the scores (batch, vocab) and the new state."""
+        h, c = self._stack.checked_state(tokens.shape[0], state)
+        tokens = tokens.to(torch.long).contiguous()
+        h_new, logits = torch.empty(h.shape), torch.empty(tokens.shape[0], self.vocab)
+        c_new = torch.empty(h.shape) if self.lstm else None
+        _native.network_step(
+            self._network, tokens.data_ptr(), h.data_ptr(), _address(c), h_new.data_ptr(),
+            _address(c_new), logits.data_ptr(), tokens.shape[0],
+        )  # fmt: skip
+        return logits, (h_new, c_new) if self.lstm else h_new
+
+
+def _address(tensor: torch.Tensor | None) -> int:
+    return 0 if tensor is None else tensor.data_ptr()

@@ -133,9 +133,9 @@ class Int8Recurrent(nn.Module):
                         packed_ih, packed_hh, b_ih, b_hh, reduce_range
                     )
                 )
-        self._native = None
+        self.native = None  # the C step of the layers, where it was built
         if native and int8_step.available():
-            self._native = int8_step.NativeStep(layer, cell, nonlinearity)
+            self.native = int8_step.NativeStep(layer, cell, nonlinearity)
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """x (batch, seq, input) → outputs (batch, seq, hidden), the state after the last step."""
@@ -156,8 +156,8 @@ class Int8Recurrent(nn.Module):
     @property
     def one_step(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
         """What RNNLM.step calls for one token; None: the layer itself, on a sequence of one."""
-        if self._native is not None:
-            return self._native
+        if self.native is not None:
+            return self.native
         return self._rnn_step if self.cell == "rnn" else None
 
     def _rnn_step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,6 +251,13 @@ def quantize(
     quantized.load_state_dict(model.state_dict())
     quantized.rnn = Int8Recurrent(quantized.rnn, config.cell, config.nonlinearity, native)
     quantized.head = _quantize_linears(quantized.head, min_weights)
+    stack = quantized.rnn.native
+    if (
+        stack is not None
+        and quantized.label_embedding is None
+        and int8_step.NativeNetwork.fits(quantized.embedding, quantized.head)
+    ):
+        quantized.token_step = int8_step.NativeNetwork(stack, quantized.embedding, quantized.head)
     return quantized.eval()
 
 

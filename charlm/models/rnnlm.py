@@ -308,6 +308,9 @@ class RNNLM(nn.Module):
         super().__init__()
         self.config = config
         self._fused: FusedWeights | None = None  # the step's layout of the weights, when used
+        # A whole one-token step (embedding, layers, output layer) in place of the modules',
+        # where one is made for the model: quantize() sets it for an int8 model stepped in C.
+        self.token_step: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None = None
         # One-hot input multiplies W_xh by a unit vector, i.e. picks one of its columns: an
         # embedding lookup in disguise, with the first layer's input size = vocabulary size.
         self.embedding = (
@@ -406,8 +409,13 @@ class RNNLM(nn.Module):
         The same numbers as `forward` on sequences of one token (to float rounding; an int8
         model's to its quantization). In evaluation mode on a CPU, PyTorch's layers and int8
         RNN layers are stepped through their equations, which costs less per token than
-        calling the layer (charlm/models/stepping.py, quantized.py).
+        calling the layer (charlm/models/stepping.py, quantized.py), and an int8 model whose
+        step was built in C takes the whole step there (its `token_step`).
         """
+        if self.token_step is not None and not self.training and labels is None:
+            if state is None:
+                state = self.begin_state(tokens.shape[0], tokens.device)
+            return self.token_step(tokens, state)
         step = self._layer_step() if not self.training and tokens.device.type == "cpu" else None
         if step is None:
             scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)

@@ -26,7 +26,7 @@ def test_quick_benchmark_trains_times_and_scores_every_cell(tmp_path):
                 == set(row["stepped_bits_per_char"])
                 == {"float32", "int8"}
             )
-            assert "int8 torch" in row["tokens_per_s"]
+            assert {"int8 torch", "int8 layers"} <= set(row["tokens_per_s"])
             assert all(us > 0 for us in row["step_us"].values())
     assert "int8/float32" in result.stdout
 

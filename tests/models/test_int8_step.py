@@ -19,14 +19,14 @@ CASES = [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"), ("rnn", "relu")]
 
 
 def quantized(v: torch.Tensor) -> torch.Tensor:
-    """Each row of v on its own symmetric 8-bit scale, as the C step quantizes x and h."""
-    scale = v.abs().amax(dim=1, keepdim=True) / 127
+    """Each row of v on its own symmetric 7-bit scale, as the C step quantizes x and h."""
+    scale = v.abs().amax(dim=1, keepdim=True) / 63
     return torch.round(v * (1 / scale)) * scale.double()
 
 
 def reference_step(layer: nn.Module, cell: str, x: torch.Tensor, state) -> tuple:
     """The step the C code takes, in float64: int8 weights (each matrix's own scale per
-    row) times 8-bit x and h (one scale per row each), then PyTorch's cell equations."""
+    row) times 7-bit x and h (one scale per row each), then PyTorch's cell equations."""
     lstm = cell == "lstm"
     h_all, c_all = (state[0], state[1]) if lstm else (state, None)
     hidden, cells = [], []
@@ -83,12 +83,29 @@ def test_the_c_step_computes_the_quantized_equations(cell, nonlinearity, portabl
 
 
 @pytest.mark.parametrize(("cell", "nonlinearity"), CASES, ids=lambda v: v)
-def test_the_c_step_is_within_8_bit_rounding_of_the_float_layer(cell, nonlinearity):
+def test_the_c_step_is_within_quantization_rounding_of_the_float_layer(cell, nonlinearity):
     layer, x, state = layer_and_inputs(cell, nonlinearity, rows=1)
     output, _ = int8_step.NativeStep(layer, cell, nonlinearity)(x, state)
     with torch.no_grad():
         want, _ = layer(x[:, None], state)
     assert (output - want[:, 0]).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["auto", "portable"])
+def test_the_largest_products_do_not_saturate_the_kernels_16_bit_pairs(portable):
+    # Every weight at the top of its 8 bits (255 stored) against x at +63 and h at -63: each
+    # pair of products sums to +-32,130, just inside what 16 bits hold.
+    layer = nn.RNN(64, 32, nonlinearity="relu", batch_first=True).eval()
+    with torch.no_grad():
+        for weight in (layer.weight_ih_l0, layer.weight_hh_l0):
+            weight.fill_(0.01)
+        layer.bias_ih_l0.fill_(0.0)
+        layer.bias_hh_l0.fill_(1.0)
+    x, h = torch.ones(1, 64), -torch.ones(1, 1, 32)
+    output, _ = int8_step.NativeStep(layer, "rnn", "relu", portable=portable)(x, h)
+    want, _ = reference_step(layer, "rnn", x, h)
+    assert torch.allclose(output, want, atol=1e-5)
+    assert torch.allclose(output, torch.full((1, 32), 64 * 0.01 - 32 * 0.01 + 1.0), atol=1e-5)
 
 
 def test_a_state_of_the_wrong_shape_is_refused_before_the_c_code_reads_it():
@@ -100,10 +117,51 @@ def test_a_state_of_the_wrong_shape_is_refused_before_the_c_code_reads_it():
         step(x[:, :10], state)
 
 
-def test_an_int8_model_steps_in_c_and_its_steps_follow_its_sequences():
+@pytest.mark.parametrize("portable", [False, True], ids=["auto", "portable"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_whole_c_step_equals_embedding_layers_and_output_layer_one_by_one(cell, portable):
+    torch.manual_seed(0)
+    embedding, head = nn.Embedding(30, 20), nn.Linear(37, 45)  # 37: not a multiple of 8
+    layer, _, state = layer_and_inputs(cell, "tanh")
+    stack = int8_step.NativeStep(layer, cell, portable=portable)
+    network = int8_step.NativeNetwork(stack, embedding, head)
+    tokens = torch.tensor([3, 29, 0])
+    logits, new_state = network(tokens, state)
+    with torch.no_grad():
+        top, want_state = stack(embedding(tokens), state)
+        want = head(top)
+    assert logits.shape == (3, 45)
+    assert torch.allclose(logits, want, atol=1e-5)
+    for mine, theirs in zip(*(s if cell == "lstm" else (s,) for s in (new_state, want_state))):
+        assert torch.equal(mine, theirs)
+
+
+def test_a_token_outside_the_embedding_is_refused_before_the_c_code_reads_it():
+    layer, _, state = layer_and_inputs("gru", "tanh")
+    network = int8_step.NativeNetwork(
+        int8_step.NativeStep(layer, "gru"), nn.Embedding(30, 20), nn.Linear(37, 45)
+    )
+    with pytest.raises(ValueError, match="token 30 is not in the embedding's 30"):
+        network(torch.tensor([1, 30, 2]), state)
+    with pytest.raises(ValueError, match="expected"):
+        network(torch.tensor([1, 2]), state)
+
+
+def test_an_int8_model_takes_its_whole_step_in_c_where_its_output_layer_is_float32():
     torch.manual_seed(0)
     model = build_model(ModelConfig(40, hidden_size=48, embed_size=16, num_layers=2)).eval()
-    int8 = quantize(model, min_weights=0)
+    assert isinstance(quantize(model).token_step, int8_step.NativeNetwork)
+    assert quantize(model, min_weights=0).token_step is None  # an int8 output layer
+    assert quantize(model, native=False).token_step is None
+    labelled = build_model(ModelConfig(40, hidden_size=48, num_labels=3, end_token=True)).eval()
+    assert quantize(labelled).token_step is None
+
+
+@pytest.mark.parametrize("min_weights", [0, None], ids=["int8-head", "whole-step-in-c"])
+def test_an_int8_model_steps_in_c_and_its_steps_follow_its_sequences(min_weights):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(40, hidden_size=48, embed_size=16, num_layers=2)).eval()
+    int8 = quantize(model) if min_weights is None else quantize(model, min_weights=min_weights)
     assert isinstance(int8.rnn.one_step, int8_step.NativeStep)
     tokens = torch.randint(0, 40, (2, 25), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
