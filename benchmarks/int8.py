@@ -30,6 +30,8 @@ For each model, in one process, interleaved over --repeats rounds (medians repor
   stayed float32). The same with `num_samples=16` (batch 16).
 * batch-1 time of an output layer alone, float32 against int8, for 512 inputs and a few
   vocabulary sizes: where an int8 product starts to pay for its fixed cost per call.
+* the int8 model's step alone at 1 to 16 rows, the whole step in C against PyTorch's int8
+  operators: where the C step stops being the faster (int8_step.MAX_ROWS).
 * bits per character of the held-out last 10% read in order, its state carried
   (`Sampler.score`), float32 against int8, on the first --score-chars characters; and of
   its first 2,000 characters stepped one token at a time, as sampling runs the network.
@@ -45,6 +47,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,7 @@ PREFIX = "ROMEO:\n"
 TEMPERATURE = 0.8
 BATCH = 16
 STEPPED_CHARS = 2_000
+ROWS = (1, 2, 3, 4, 6, 8, 16)
 FULL = {"tokens": 300, "batch_tokens": 60, "train_args": []}
 TINY = ["--hidden", "32", "--embed", "8", "--seq-len", "32", "--batch-size", "8"]
 QUICK = {"tokens": 20, "batch_tokens": 5, "characters": 30_000, "train_args": TINY}
@@ -167,6 +171,36 @@ def step_microseconds(model: nn.Module, repeats: int, steps: int = 200) -> float
     return statistics.median(times)
 
 
+def steps_by_rows(ways: dict[str, Sampler], repeats: int, steps: int = 100) -> list[dict]:
+    """Median µs of one step of the int8 model at each of ROWS rows: the whole step in C
+    (called directly, whatever rows `takes` allows) against PyTorch's int8 operators, where
+    the C step is built; the crossover sets int8_step.MAX_ROWS."""
+    if ways["int8"].model.token_step is None or "int8 torch" not in ways:
+        return []
+    table = []
+    with torch.inference_mode():
+        for rows in ROWS:
+            calls = row_steps(ways["int8"].model, ways["int8 torch"].model, rows)
+            times: dict[str, list[float]] = {name: [] for name in calls}
+            for round_ in range(repeats):
+                for name in list(calls)[round_ % 2 :] + list(calls)[: round_ % 2]:
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        calls[name]()
+                    times[name].append((time.perf_counter() - start) / steps * 1e6)
+            table.append({"rows": rows, **{n: statistics.median(t) for n, t in times.items()}})
+    return table
+
+
+def row_steps(in_c: nn.Module, by_torch: nn.Module, rows: int) -> dict[str, Callable[[], Any]]:
+    """A step of `rows` rows each way: the C step itself, and PyTorch's operators."""
+    tokens, state = torch.zeros(rows, dtype=torch.long), by_torch.begin_state(rows)
+    return {
+        "c": lambda: in_c.token_step(tokens, state),
+        "torch": lambda: by_torch.step(tokens, state),
+    }
+
+
 def stepped_bits(sampler: Sampler, text: str) -> float:
     """Bits per character of `text` with the network stepped one token at a time, as a
     sampler runs it (`Sampler.score` reads whole sequences through the layers instead)."""
@@ -193,6 +227,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
     bpc = {name: ways[name].score(held_out).bits_per_character for name in ("float32", "int8")}
     stepped = {name: stepped_bits(ways[name], held_out[:STEPPED_CHARS]) for name in bpc}
     step_us = {name: step_microseconds(ways[name].model, repeats) for name in ("float32", "int8")}
+    by_rows = steps_by_rows(ways, repeats)
     ratio = lambda a, b, key="median": one[a][key] / one[b][key]  # noqa: E731
     return {
         "model": model,
@@ -214,6 +249,7 @@ def measure(cell: str, impl: str | None, checkpoint: Path, held_out: str, settin
         "cpu_float32_vs_layer": ratio("float32", "layer", "cpu_median"),
         "step_us": step_us,
         "step_float32_vs_int8": step_us["float32"] / step_us["int8"],
+        "int8_step_us_by_rows": by_rows,
         "bits_per_char": bpc,
         "bpc_change_percent": 100 * (bpc["int8"] / bpc["float32"] - 1),
         "stepped_bits_per_char": stepped,
@@ -301,6 +337,14 @@ def main(quick: bool, checkpoints: tuple[str, ...], cells: str, train_time: str,
         [(f"{h['inputs']} x {h['outputs']:,}", f"{h['weights']:,}", f"{h['float32']:.1f}",
           f"{h['int8']:.1f}", f"{h['float32'] / h['int8']:.2f}x") for h in heads],
     )  # fmt: skip
+    by_rows = [(r["model"], s) for r in rows for s in r.get("int8_step_us_by_rows", [])]
+    if by_rows:
+        print()
+        print_table(
+            ["model", "rows", "int8 step µs: C", "PyTorch's operators", "PyTorch / C"],
+            [(model, s["rows"], f"{s['c']:,.0f}", f"{s['torch']:,.0f}",
+              f"{s['torch'] / s['c']:.2f}x") for model, s in by_rows],
+        )  # fmt: skip
     print(f"int8's C step: {int8_step.kernel() or 'not built (PyTorch operators alone)'}")
     print(f"wrote {out}")
 

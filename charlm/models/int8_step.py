@@ -30,6 +30,12 @@ except ImportError:  # installed without a C compiler
     _native = None
 
 
+# The most rows the C step takes. Its products go row by row, each weight read again for every
+# row; PyTorch's int8 matrix product (FBGEMM) reuses each weight it reads across the rows, and
+# from a few rows on that is the faster (docs/benchmarks.md).
+MAX_ROWS = 4
+
+
 def available() -> bool:
     """Whether the C step was built with this installation."""
     return _native is not None
@@ -92,6 +98,11 @@ class NativeStep:
             for tensors, size in zip(self._tensors, sizes)
         ), portable)  # fmt: skip
 
+    @staticmethod
+    def takes(rows: int) -> bool:
+        """Whether a step of `rows` rows is faster here than through PyTorch's operators."""
+        return rows <= MAX_ROWS
+
     def checked_state(self, rows: int, state: State) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`state` for `rows` rows as contiguous float32 (h, c; c None but for an LSTM);
         ValueError for a state of another shape, before the C code reads it."""
@@ -143,6 +154,8 @@ class NativeNetwork:
             stack.capsule, self._embedding.data_ptr(), self._embedding.shape[0],
             self._head_weight.data_ptr(), self._head_bias.data_ptr(), self.vocab,
         )  # fmt: skip
+
+    takes = staticmethod(NativeStep.takes)
 
     @staticmethod
     def fits(embedding: nn.Module | None, head: nn.Module) -> bool:

@@ -153,10 +153,12 @@ class Int8Recurrent(nn.Module):
             return output, h
         return self._rnn(x, state)
 
-    @property
-    def one_step(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
-        """What RNNLM.step calls for one token; None: the layer itself, on a sequence of one."""
-        if self.native is not None:
+    def one_step(
+        self, rows: int
+    ) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
+        """What RNNLM.step calls for one token of `rows` rows; None: the layer itself, on a
+        sequence of one."""
+        if self.native is not None and self.native.takes(rows):
             return self.native
         return self._rnn_step if self.cell == "rnn" else None
 

@@ -35,6 +35,7 @@ from charlm.models.heads import (
     default_cutoffs,
     parse_cutoffs,
 )
+from charlm.models.int8_step import NativeNetwork
 from charlm.models.losses import token_nll
 from charlm.models.stepping import FusedWeights
 from charlm.options import option
@@ -309,8 +310,8 @@ class RNNLM(nn.Module):
         self.config = config
         self._fused: FusedWeights | None = None  # the step's layout of the weights, when used
         # A whole one-token step (embedding, layers, output layer) in place of the modules',
-        # where one is made for the model: quantize() sets it for an int8 model stepped in C.
-        self.token_step: Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None = None
+        # for the batches it `takes`: quantize() sets it for an int8 model stepped in C.
+        self.token_step: NativeNetwork | None = None
         # One-hot input multiplies W_xh by a unit vector, i.e. picks one of its columns: an
         # embedding lookup in disguise, with the first layer's input size = vocabulary size.
         self.embedding = (
@@ -412,11 +413,13 @@ class RNNLM(nn.Module):
         calling the layer (charlm/models/stepping.py, quantized.py), and an int8 model whose
         step was built in C takes the whole step there (its `token_step`).
         """
-        if self.token_step is not None and not self.training and labels is None:
+        rows, whole = tokens.shape[0], self.token_step
+        if whole is not None and whole.takes(rows) and not self.training and labels is None:
             if state is None:
-                state = self.begin_state(tokens.shape[0], tokens.device)
-            return self.token_step(tokens, state)
-        step = self._layer_step() if not self.training and tokens.device.type == "cpu" else None
+                state = self.begin_state(rows, tokens.device)
+            return whole(tokens, state)
+        cpu = not self.training and tokens.device.type == "cpu"
+        step = self._layer_step(rows) if cpu else None
         if step is None:
             scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)
             return scores[:, 0], state
@@ -426,14 +429,17 @@ class RNNLM(nn.Module):
         outputs, state = step(inputs, state)  # (batch, hidden)
         return self.head(outputs), state  # (batch, vocab)
 
-    def _layer_step(self) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
-        """How the recurrent layers take one step without being called on a sequence: by
-        their own `one_step` (int8 RNN layers), or PyTorch's layers by their weights laid
-        out for it; None for layers stepped by a call on a one-token sequence (int8 LSTM
-        and GRU layers, whose call is the faster; the scratch implementation's, a plugin's)."""
+    def _layer_step(
+        self, rows: int
+    ) -> Callable[[torch.Tensor, State], tuple[torch.Tensor, State]] | None:
+        """How the recurrent layers take one step of `rows` rows without being called on a
+        sequence: by their own `one_step` (int8 layers), or PyTorch's layers by their weights
+        laid out for it; None for layers stepped by a call on a one-token sequence (int8 LSTM
+        and GRU layers without the C step or above its rows, whose call is the faster; the
+        scratch implementation's, a plugin's)."""
         own = getattr(self.rnn, "one_step", None)
         if own is not None:
-            return own
+            return own(rows)
         if not FusedWeights.fits(self.rnn):
             return None
         if self._fused is None or self._fused.layer is not self.rnn:

@@ -162,7 +162,7 @@ def test_an_int8_model_steps_in_c_and_its_steps_follow_its_sequences(min_weights
     torch.manual_seed(0)
     model = build_model(ModelConfig(40, hidden_size=48, embed_size=16, num_layers=2)).eval()
     int8 = quantize(model) if min_weights is None else quantize(model, min_weights=min_weights)
-    assert isinstance(int8.rnn.one_step, int8_step.NativeStep)
+    assert isinstance(int8.rnn.one_step(2), int8_step.NativeStep)
     tokens = torch.randint(0, 40, (2, 25), generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         read = int8(tokens)[0].log_softmax(-1)  # the whole sequences, PyTorch's int8 layer
@@ -172,3 +172,17 @@ def test_an_int8_model_steps_in_c_and_its_steps_follow_its_sequences(min_weights
             stepped.append(scores.log_softmax(-1))
     # Two quantizations of the same model (x and h apart in both): hundredths at most.
     assert (torch.stack(stepped, dim=1) - read).abs().max() < 0.1
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_more_rows_than_the_c_step_takes_go_through_pytorchs_operators(cell):
+    torch.manual_seed(0)
+    config = ModelConfig(40, cell=cell, hidden_size=48, embed_size=16, num_layers=2)
+    model = build_model(config).eval()
+    in_c, by_torch = quantize(model), quantize(model, native=False)
+    many = torch.arange(int8_step.MAX_ROWS + 1)
+    with torch.inference_mode():
+        assert torch.equal(in_c.step(many)[0], by_torch.step(many)[0])
+        few = many[: int8_step.MAX_ROWS]
+        assert torch.equal(in_c.step(few)[0], in_c.token_step(few, in_c.begin_state(len(few)))[0])
+        assert not torch.equal(in_c.step(few)[0], by_torch.step(few)[0])
