@@ -419,9 +419,11 @@ class Sampler:
         logits, state = self._call(tokens.unsqueeze(1), state, labels)  # (rows, 1, vocab)
         return logits[:, -1], state
 
-    @torch.inference_mode()
     def _run(self, request: Request, out: list[Sample], logprobs: int | None) -> Iterator[Piece]:
-        """Yield the text of every sample as it is drawn; append the finished samples to `out`."""
+        """Yield the text of every sample as it is drawn; append the finished samples to `out`.
+
+        Not itself in inference mode: a generator under the decorator enters and leaves it at
+        every token it yields (3-5 us a token); `Batch` enters it once a step instead."""
         self._check_generative()
         if request.options.beam_width > 1:
             yield from self._run_beam(request, out)
@@ -433,6 +435,7 @@ class Sampler:
                 yield from step.pieces
         out.extend(drawing.samples())
 
+    @torch.inference_mode()
     def _run_beam(self, request: Request, out: list[Sample]) -> Iterator[Piece]:
         options = request.options
         if self.end_id is not None:
