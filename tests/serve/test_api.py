@@ -4,12 +4,14 @@ health, score, classify, and bad requests answered with one line while the serve
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
 from charlm.sampling import Sampler
+from charlm.sampling.batch import Batch
 from charlm.tokenizers.char import CharTokenizer
 from tests.serve.conftest import SMALL_LIMITS
 from tests.tiny_models import BigramLM, cycle_table
@@ -75,7 +77,16 @@ def test_the_completion_object_follows_openai(client):
     assert answer["usage"] == {"prompt_tokens": 4, "completion_tokens": 7, "total_tokens": 11}
 
 
-def test_streamed_chunks_join_to_the_whole_completion(client):
+def test_streamed_chunks_join_to_the_whole_completion(client, monkeypatch):
+    # A token every 2 ms: the tiny model alone can draw all 80 before the event loop hands
+    # the client its second chunk, and then the stream would be one lump however it is made.
+    step = Batch.step
+
+    def slower_step(self):
+        time.sleep(0.002)
+        return step(self)
+
+    monkeypatch.setattr(Batch, "step", slower_step)
     body = {"prompt": "the ", "max_tokens": 80, "seed": 5, "n": 2, "stop": "z"}
     whole = client.post("/v1/completions", json=body).json()
     chunks = stream(client, **body, stream_options={"include_usage": True})
