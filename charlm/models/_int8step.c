@@ -19,11 +19,11 @@
  * Why the offset and 7-bit activations: AVX2's maddubs multiplies unsigned bytes by signed
  * ones and sums each pair into 16 bits. Stored as unsigned bytes, the weights go straight
  * into it, and sum_i (w_i + 128) v_i less 128 * sum_i v_i is the product wanted: one
- * instruction fewer per 32 weights than carrying v's signs into the weights, a step 1.2x
- * faster (docs/benchmarks.md). A pair's sum, at most 2 * 255 * 63 = 32,130, then fits 16
- * bits only if |v| <= 63: x and h take 7 bits, as in PyTorch's own dynamic quantization on
- * x86 (FBGEMM's reduce_range), for the same reason. The AVX2 path is chosen at run time;
- * another CPU runs the portable loop, which gives the same sums.
+ * instruction fewer per 32 weights than carrying v's signs into the weights. A pair's sum,
+ * up to 2 * 255 * |v|, fits 16 bits only if |v| <= 64, so x and h take 7 bits (|v| <= 63:
+ * 32,130 at most), as in PyTorch's own dynamic quantization on x86 (FBGEMM's reduce_range),
+ * for the same reason. The AVX2 path is chosen at run time; another CPU runs the portable
+ * loop, which gives the same sums.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

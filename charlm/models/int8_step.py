@@ -133,9 +133,9 @@ class NativeStep:
 
 class NativeNetwork:
     """A whole int8 model's one-token step in one C call: the embedding (float32), the int8
-    layers of `stack`, a float32 output layer. At batch 1 the embedding, the output layer and
-    their calls from Python took 25-30 us a token around the C step's 80-95 for a 2 x 512
-    character LSTM (docs/benchmarks.md).
+    layers of `stack`, a float32 output layer. With the embedding, the output layer and
+    their calls from Python left outside, a 2 x 512 character LSTM sampled 1.3x slower at
+    batch 1 (42 us more a token, docs/benchmarks.md).
 
     For models whose tokens are embedded and scored by a plain `nn.Linear`, without labels:
     `fits` says which.
