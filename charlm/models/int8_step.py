@@ -122,8 +122,8 @@ class NativeStep:
                 f"int8 step: input {tuple(x.shape)}; expected ({rows}, {self.input_size})"
             )
         h, c = self.checked_state(rows, state)
-        x, h_new = x.float().contiguous(), torch.empty(h.shape)
-        c_new = torch.empty(h.shape) if self.lstm else None
+        x, h_new = x.float().contiguous(), _floats(h.shape)
+        c_new = _floats(h.shape) if self.lstm else None
         _native.stack_step(
             self.capsule, x.data_ptr(), h.data_ptr(), _address(c), h_new.data_ptr(),
             _address(c_new), rows,
@@ -164,15 +164,22 @@ class NativeNetwork:
 
     def __call__(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """tokens (batch,) → the scores (batch, vocab) and the new state."""
+        if tokens.dim() != 1:
+            raise ValueError(f"int8 step: tokens {tuple(tokens.shape)}; expected (batch,)")
         h, c = self._stack.checked_state(tokens.shape[0], state)
         tokens = tokens.to(torch.long).contiguous()
-        h_new, logits = torch.empty(h.shape), torch.empty(tokens.shape[0], self.vocab)
-        c_new = torch.empty(h.shape) if self.lstm else None
+        h_new, logits = _floats(h.shape), _floats((tokens.shape[0], self.vocab))
+        c_new = _floats(h.shape) if self.lstm else None
         _native.network_step(
             self._network, tokens.data_ptr(), h.data_ptr(), _address(c), h_new.data_ptr(),
             _address(c_new), logits.data_ptr(), tokens.shape[0],
         )  # fmt: skip
         return logits, (h_new, c_new) if self.lstm else h_new
+
+
+def _floats(shape: tuple[int, ...]) -> torch.Tensor:
+    # float32 whatever torch's default dtype: the C code writes 4-byte floats.
+    return torch.empty(shape, dtype=torch.float32)
 
 
 def _address(tensor: torch.Tensor | None) -> int:

@@ -145,6 +145,8 @@ def test_a_token_outside_the_embedding_is_refused_before_the_c_code_reads_it():
         network(torch.tensor([1, 30, 2]), state)
     with pytest.raises(ValueError, match="expected"):
         network(torch.tensor([1, 2]), state)
+    with pytest.raises(ValueError, match="expected"):
+        network(torch.tensor([[1], [2], [3]]), state)
 
 
 def test_an_int8_model_takes_its_whole_step_in_c_where_its_output_layer_is_float32():
