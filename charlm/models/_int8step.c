@@ -479,6 +479,15 @@ static PyObject *stack_step(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The output layer's kernel: the stack's instruction set. */
+static Head head_for(const Stack *plan) {
+#ifdef HAVE_AVX2_PATH
+    if (plan->kernel == compute_avx2) return head_avx2;
+#endif
+    (void)plan;
+    return head_portable;
+}
+
 static PyObject *network(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *capsule;
@@ -496,10 +505,7 @@ static PyObject *network(PyObject *module, PyObject *args) {
     Network *net = PyMem_Malloc(sizeof(Network));
     if (net == NULL) return PyErr_NoMemory();
     net->stack = plan, net->embedding_rows = embedding_rows, net->vocab = vocab;
-    net->head = plan->kernel == compute_portable ? head_portable : NULL;
-#ifdef HAVE_AVX2_PATH
-    if (net->head == NULL) net->head = head_avx2;
-#endif
+    net->head = head_for(plan);
     net->embedding = (const float *)(uintptr_t)embedding;
     net->head_weight = (const float *)(uintptr_t)weight;
     net->head_bias = (const float *)(uintptr_t)bias;

@@ -1,4 +1,5 @@
-"""The int8 one-token step in C: every layer of an int8 model stepped in one call.
+"""The int8 one-token step in C: every layer of an int8 model stepped in one call, and
+where the model allows, the whole step (embedding, layers, output layer).
 
 A sampler steps the network one token at a time. Through PyTorch's int8 operators a step of
 a 2 x 512 character LSTM paid about as much in fixed costs per call (~45 us per int8 product,
@@ -6,7 +7,9 @@ a few us per operator from Python) as in reading its weights, so int8's quarter 
 gained 1.3-1.8x over float32 where reading the weights alone could gain 4x
 (docs/benchmarks.md). `charlm/models/_int8step.c` takes the whole stack's step in one call:
 for each layer it quantizes x and h, multiplies them by the int8 weights (AVX2 where the CPU
-has it, a portable loop elsewhere) and computes the gates.
+has it, a portable loop elsewhere) and computes the gates; `NativeNetwork` adds the
+embedding's rows before and the float32 output layer after, tokens in and scores out. Both
+take at most MAX_ROWS rows, beyond which PyTorch's int8 matrix products are the faster.
 
 The extension is built when charlm is installed, where a C compiler is; without it
 `available()` is False and int8 models step through PyTorch's operators as before.

@@ -409,7 +409,7 @@ class RNNLM(nn.Module):
 
         The same numbers as `forward` on sequences of one token (to float rounding; an int8
         model's to its quantization). In evaluation mode on a CPU, PyTorch's layers and int8
-        RNN layers are stepped through their equations, which costs less per token than
+        layers are stepped through their equations, which costs less per token than
         calling the layer (charlm/models/stepping.py, quantized.py), and an int8 model whose
         step was built in C takes the whole step there (its `token_step`).
         """
