@@ -188,3 +188,22 @@ def test_more_rows_than_the_c_step_takes_go_through_pytorchs_operators(cell):
         few = many[: int8_step.MAX_ROWS]
         assert torch.equal(in_c.step(few)[0], in_c.token_step(few, in_c.begin_state(len(few)))[0])
         assert not torch.equal(in_c.step(few)[0], by_torch.step(few)[0])
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"tie_weights": True, "embed_size": 48}, {"one_hot": True}],
+    ids=["tied-weights", "one-hot"],
+)
+def test_tied_and_one_hot_models_step_in_c_as_their_modules_do(options):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(40, hidden_size=48, num_layers=2, **options)).eval()
+    int8 = quantize(model)
+    assert (int8.token_step is not None) == (not options.get("one_hot"))
+    modules = quantize(model)
+    modules.token_step = None  # the layers in C, the embedding and output layer as modules
+    tokens = torch.tensor([0, 39, 7])
+    with torch.inference_mode():
+        scores, _ = int8.step(tokens)
+        want, _ = modules.step(tokens)
+    assert torch.allclose(scores, want, atol=1e-5)
