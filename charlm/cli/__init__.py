@@ -98,6 +98,10 @@ class CharlmGroup(click.Group):
             if os.environ.get(DEBUG_VARIABLE):
                 raise
             raise click.ClickException(str(exc)) from exc
+        except BrokenPipeError:
+            # The reader of stdout has gone (`charlm generate | head`): nobody to tell. Click's
+            # main() ends such a run quietly, with exit status 1.
+            raise
         except OSError as exc:
             if os.environ.get(DEBUG_VARIABLE):
                 raise

@@ -286,3 +286,15 @@ def test_the_real_entry_point_prints_no_traceback(place):
         stderr = result.stderr.decode("utf-8", "replace")
         assert result.returncode == code, stderr
         assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_ends_generate_quietly(place):
+    # `charlm generate | head`: the reader closes the pipe, and charlm stops without a word.
+    command = [sys.executable, "-m", "charlm", "generate", str(place / "ck"), "--length", "200000"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.read(20)
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1  # Click's status for it
+    assert stderr.decode("utf-8", "replace") == ""
