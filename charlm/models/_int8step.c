@@ -526,11 +526,12 @@ static int run_network(const Network *net, const int64_t *tokens, const float *h
         memcpy(x + b * width, net->embedding + tokens[b] * width, sizeof(float) * (size_t)width);
     int status = run_stack(plan, x, h, c, h_out, c_out, rows);
     free(x);
+    if (status != 0) return status;
     const float *top = h_out + (plan->count - 1) * rows * plan->hidden;
-    for (Py_ssize_t b = 0; status == 0 && b < rows; b++)
+    for (Py_ssize_t b = 0; b < rows; b++)
         net->head(net->head_weight, net->head_bias, top + b * plan->hidden, plan->hidden,
                   net->vocab, logits + b * net->vocab);
-    return status;
+    return 0;
 }
 
 static PyObject *network_step(PyObject *module, PyObject *args) {

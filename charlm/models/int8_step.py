@@ -148,7 +148,7 @@ class NativeNetwork:
         if embedding.embedding_dim != stack.input_size or head.in_features != stack.hidden:
             raise ValueError("int8 network: the embedding, layers and output layer do not fit")
         self._stack = stack  # keeps the capsule and the weights the C side reads
-        self.lstm, self.vocab = stack.lstm, head.out_features
+        self.vocab = head.out_features
         self._embedding = embedding.weight.detach().float().contiguous()
         self._head_weight = head.weight.detach().float().contiguous()
         bias = head.bias if head.bias is not None else torch.zeros(head.out_features)
@@ -172,12 +172,13 @@ class NativeNetwork:
         h, c = self._stack.checked_state(tokens.shape[0], state)
         tokens = tokens.to(torch.long).contiguous()
         h_new, logits = _floats(h.shape), _floats((tokens.shape[0], self.vocab))
-        c_new = _floats(h.shape) if self.lstm else None
+        lstm = self._stack.lstm
+        c_new = _floats(h.shape) if lstm else None
         _native.network_step(
             self._network, tokens.data_ptr(), h.data_ptr(), _address(c), h_new.data_ptr(),
             _address(c_new), logits.data_ptr(), tokens.shape[0],
         )  # fmt: skip
-        return logits, (h_new, c_new) if self.lstm else h_new
+        return logits, (h_new, c_new) if lstm else h_new
 
 
 def _floats(shape: tuple[int, ...]) -> torch.Tensor:

@@ -414,12 +414,12 @@ class RNNLM(nn.Module):
         step was built in C takes the whole step there (its `token_step`).
         """
         rows, whole = tokens.shape[0], self.token_step
-        if whole is not None and whole.takes(rows) and not self.training and labels is None:
+        stepping = not self.training and tokens.device.type == "cpu"
+        if stepping and whole is not None and whole.takes(rows) and labels is None:
             if state is None:
                 state = self.begin_state(rows, tokens.device)
             return whole(tokens, state)
-        cpu = not self.training and tokens.device.type == "cpu"
-        step = self._layer_step(rows) if cpu else None
+        step = self._layer_step(rows) if stepping else None
         if step is None:
             scores, state = self(tokens.unsqueeze(1), state, labels=labels)  # (batch, 1, vocab)
             return scores[:, 0], state
