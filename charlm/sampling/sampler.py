@@ -423,7 +423,7 @@ class Sampler:
         """Yield the text of every sample as it is drawn; append the finished samples to `out`.
 
         Not itself in inference mode: a generator under the decorator enters and leaves it at
-        every token it yields (3-5 us a token); `Batch` enters it once a step instead."""
+        every token it yields; `Batch` enters it once a step instead."""
         self._check_generative()
         if request.options.beam_width > 1:
             yield from self._run_beam(request, out)
