@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from charlm.cli import cli
 from charlm.cli.options import (
+    config_options,
     device_option,
     ensemble_option,
     prior_option,
@@ -20,6 +22,7 @@ from charlm.cli.options import (
 from charlm.cli.settings import Utf8Text
 from charlm.corpus import read_book
 from charlm.errors import UnknownTokenError
+from charlm.models.quantized import InferenceOptions
 from charlm.sampling import Classification, Sampler, by_bits_per_character, load
 
 
@@ -55,6 +58,7 @@ from charlm.sampling import Classification, Sampler, by_bits_per_character, load
 )
 @unknown_option("the texts")
 @device_option()
+@config_options(InferenceOptions)
 def classify(
     arguments: tuple[str, ...],
     files: tuple[Path, ...],
@@ -65,6 +69,8 @@ def classify(
     as_json: bool,
     unknown: str | None,
     device: str,
+    quantize: str | None,
+    ngram: bool,
 ) -> None:
     """Label each TEXT by Bayes' rule under a labelled CHECKPOINT, or find a passage's book.
 
@@ -86,11 +92,14 @@ def classify(
 
     --ensemble adds labelled models (a classifier and a labelled LM of the same examples):
     the labels are then ranked by the mean of the models' log-probabilities.
+
+    --quantize and --no-ngram load every model as `charlm generate` does.
     """
+    loading = {"device": device, "quantize": quantize, "ngram": ngram}
     if models:
         if ensemble:
             raise click.UsageError("--ensemble joins labelled models; --models compares books")
-        _classify_passages(arguments, files, top_k, as_json, unknown, device)
+        _classify_passages(arguments, files, top_k, as_json, unknown, loading)
         return
     if not arguments:
         raise click.UsageError("missing CHECKPOINT (or --models CHECKPOINT...)")
@@ -98,7 +107,7 @@ def classify(
     texts += [line for path in files for line in _lines(path)]
     if not texts:
         raise click.UsageError("no text to classify: give TEXT arguments or --file")
-    sampler = with_ensemble(load(checkpoint, device=device), ensemble, device)
+    sampler = with_ensemble(load(checkpoint, **loading), ensemble, device, quantize)
     results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
     _print(results, as_json)
 
@@ -109,14 +118,14 @@ def _classify_passages(
     top_k: int,
     as_json: bool,
     unknown: str | None,
-    device: str,
+    loading: dict[str, Any],
 ) -> None:
     if len(checkpoints) < 2:
         raise click.UsageError("--models compares two checkpoints or more; name them")
     if not files:
         raise click.UsageError("--models classifies passages: give them with --file")
     passages = [_read(path) for path in files]
-    samplers = [load(path, device=device) for path in checkpoints]
+    samplers = [load(path, **loading) for path in checkpoints]
     names = _model_names([Path(path) for path in checkpoints])
     bits = np.array(
         [[_bits(sampler, path, text, unknown) for sampler, path in zip(samplers, checkpoints)]

@@ -83,6 +83,22 @@ def test_classify_prints_each_labels_log_probability(model, tmp_path):
     assert sum(label["score"] for label in records[0]["labels"]) == pytest.approx(1)
 
 
+def test_classify_loads_the_model_as_generate_does(model):
+    # --quantize int8: the same labels and probabilities as the Python API's int8 model.
+    result = invoke("classify", model, "Abab", "Zyx", "--json", "--quantize", "int8")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    quantized = charlm.load(model, quantize="int8").classify(["Abab", "Zyx"])
+    floats = charlm.load(model).classify(["Abab", "Zyx"])
+    for record, int8, float32 in zip(records, quantized, floats, strict=True):
+        expected = int8.to_dict()
+        assert [x["label"] for x in record["labels"]] == [x["label"] for x in expected["labels"]]
+        scores = [x["score"] for x in record["labels"]]
+        assert scores == pytest.approx([x["score"] for x in expected["labels"]], rel=1e-6)
+        # The int8 model's own numbers, not float32's (the runner-up differs by a few %).
+        assert scores != pytest.approx([x["score"] for x in float32.to_dict()["labels"]], rel=1e-3)
+
+
 @pytest.mark.slow
 def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, tmp_path):
     test = write_labelled_names(tmp_path / "test")

@@ -74,7 +74,7 @@ def test_score_mixes_the_network_and_the_ngram_token_by_token(mixed) -> None:
     assert sampler.score(text).bits_per_character < alone.score(text).bits_per_character
 
 
-def test_classify_models_compares_the_mixtures(mixed, tmp_path) -> None:
+def test_classify_models_compares_the_mixtures_or_the_networks(mixed, tmp_path) -> None:
     directory, _ = mixed
     passage = tmp_path / "passage.txt"
     passage.write_text("the cat ran to the park")
@@ -84,6 +84,14 @@ def test_classify_models_compares_the_mixtures(mixed, tmp_path) -> None:
     line = json.loads(result.stdout.splitlines()[0])
     bits = load(directory, device="cpu").score("the cat ran to the park").bits_per_character
     assert line["labels"][0]["bits_per_character"] == pytest.approx(bits, abs=1e-4)
+    result = run_cli("classify", "--models", directory, directory / "best", "--json",
+                     "--file", passage, "--no-ngram")  # fmt: skip
+    alone = load(directory, device="cpu", ngram=False).score("the cat ran to the park")
+    line = json.loads(result.stdout.splitlines()[0])
+    assert line["labels"][0]["bits_per_character"] == pytest.approx(
+        alone.bits_per_character, abs=1e-4
+    )
+    assert alone.bits_per_character > bits + 0.01  # the n-gram model was left out
 
 
 def test_a_new_ngram_replaces_the_old_one_and_damage_is_refused(mixed, tmp_path) -> None:
