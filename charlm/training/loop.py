@@ -460,11 +460,10 @@ class _Run:
         c.val_loss, c.last_eval_step = val_loss, c.step
         if not math.isfinite(val_loss):
             raise TrainingError(nonfinite_message("validation loss", c.step))
+        best_summary = None
         if improves(found, c):
             c.best_val, c.best_error, c.best_step, c.bad_evals = val_loss, found.error, c.step, 0
-            summary = self.result("").to_dict()  # on every rank: it averages over them
-            if self.checkpointer is not None and _all_finite(self.model):
-                self.checkpointer.save_best(self.model, summary)
+            best_summary = self.result("").to_dict()  # on every rank: it averages over them
         else:
             c.bad_evals += 1
         if self.schedule.on_eval(perplexity(val_loss)):
@@ -477,7 +476,11 @@ class _Run:
                 f"{_best(c)} at step {c.best_step}"
             )
         self.recorder.evaluation(c, found, self.feed.bits_per_character(val_loss))
+        # The last checkpoint first: a new run's first save commits it to the directory
+        # (RunSaver), and only then may its best replace the old run's.
         self._save_last(self.result(""))
+        if best_summary is not None and self.checkpointer is not None and _all_finite(self.model):
+            self.checkpointer.save_best(self.model, best_summary)
         self._mark = time.perf_counter()  # evaluating and saving are not training time
 
     def _save_last(self, result: TrainResult) -> None:

@@ -23,11 +23,19 @@ class MetricsLog:
 
     The log lives in a checkpoint directory, so it is written as files.py says: the run
     starts it as a new file of its own, then appends only to a regular file with one link.
+
+    `held`: a new run keeps its records in memory until `commit()` (its first checkpoint is
+    saved), so a run that fails before then leaves the old run's log as it was.
     """
 
-    def __init__(self, path: str | os.PathLike, *, resume_step: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike, *, resume_step: int | None = None, held: bool = False
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._held: list[str] | None = [] if held and resume_step is None else None
+        if self._held is not None:
+            return
         kept = []
         if resume_step is not None and os.path.lexists(self.path):
             # Records after the step the run resumes from describe work that was lost
@@ -37,7 +45,23 @@ class MetricsLog:
         files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def write(self, record: dict[str, Any]) -> None:
-        files.append_text(self.path, _line(record))
+        if self._held is not None:
+            self._held.append(_line(record))
+        else:
+            files.append_text(self.path, _line(record))
+
+    @property
+    def held(self) -> bool:
+        """Whether records are still held in memory, waiting for `commit()`."""
+        return self._held is not None
+
+    def commit(self) -> None:
+        """Replace the file with the records held so far; append from now on."""
+        if self._held is None:
+            return
+        text = "".join(self._held)
+        files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        self._held = None
 
 
 def _step(record: dict[str, Any]) -> float:

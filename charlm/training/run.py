@@ -261,14 +261,16 @@ def train_book(
             )  # fmt: skip
             saver = metrics = None
             if context.is_main:
+                # A new run leaves an old run's files (--overwrite) as they are until its own
+                # first checkpoint is saved: a run that fails before then changes nothing.
+                metrics = MetricsLog(
+                    out / METRICS_LOG_NAME, resume_step=state and state.step, held=state is None
+                )
                 saver = RunSaver(
                     out, inputs.tokenizer, training, data_section,
                     _sections(inputs, task, training, kept_lm=kept_lm is not None),
-                    kept_lm=kept_lm,
+                    kept_lm=kept_lm, metrics=metrics,
                 )  # fmt: skip
-                if state is None:
-                    _remove_stale_parts(out)
-                metrics = MetricsLog(out / METRICS_LOG_NAME, resume_step=state and state.step)
             train_data, val_data, test_data = inputs.splits
             if training.ngram and val_data is None:
                 raise ConfigError(
@@ -283,7 +285,7 @@ def train_book(
                     val_characters=inputs.val_characters, dist=context, fine_tune=fine_tune,
                 )  # fmt: skip
             except TrainingError as exc:
-                kept = f" ({out})" if (out / CONFIG_NAME).is_file() else ""
+                kept = f" ({out})" if saver is not None and saver.committed else ""
                 raise TrainingError(f"{exc}{kept}") from exc
             finally:
                 if saver is not None:
@@ -557,7 +559,11 @@ def _saved_cache_spec(base: Checkpoint) -> dict[str, Any] | None:
 
 
 class RunSaver:
-    """Saves a run's `last` checkpoint (with training state) to `out` and `best` below it."""
+    """Saves a run's `last` checkpoint (with training state) to `out` and `best` below it.
+
+    The first `save_last` of a new run (`metrics` held) commits the run to `out`: only then
+    do the old run's `best` and metrics log go. The loop saves `last` before `best`.
+    """
 
     def __init__(
         self,
@@ -567,12 +573,15 @@ class RunSaver:
         data: dict,
         extra: dict[str, Any] | None = None,
         kept_lm: KeptLM | None = None,
+        metrics: MetricsLog | None = None,
     ) -> None:
         self.out, self.tokenizer, self.training, self.data = out, tok, training, data
         self.best = out / BEST_NAME
         # A classifier's LM goes into each checkpoint before the first config naming it.
         self.kept_lm = kept_lm
         self.extra = extra or {}  # more sections, e.g. the labels of a labelled model
+        self.metrics = metrics
+        self.committed = metrics is None or not metrics.held
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
         if self.kept_lm is not None:
@@ -580,6 +589,11 @@ class RunSaver:
         save_checkpoint(
             self.out, model, self.tokenizer, training_state=state, **self._sections(summary)
         )
+        if not self.committed:
+            _remove_stale_parts(self.out, kept_lm=self.kept_lm is not None)
+            if self.metrics is not None:
+                self.metrics.commit()
+            self.committed = True
 
     def save_best(self, model: RNNLM, summary: dict[str, Any]) -> None:
         best = files.subdirectory(self.best, create=True)
@@ -608,11 +622,12 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _remove_stale_parts(out: Path) -> None:
+def _remove_stale_parts(out: Path, *, kept_lm: bool) -> None:
     # A new run in an old run's directory must not leave the old run's `best`, or the
-    # language model an old classifier kept, beside it.
+    # language model an old classifier kept, beside it (a new one has replaced it already).
     best = out / BEST_NAME
-    for part in (best / GENERATIVE_NAME, best, out / GENERATIVE_NAME):
+    parts = [best / GENERATIVE_NAME, best] + ([] if kept_lm else [out / GENERATIVE_NAME])
+    for part in parts:
         if (part / CONFIG_NAME).is_file():
             files.remove_tree(part)
 

@@ -23,6 +23,7 @@ from charlm.errors import ConfigError
 from charlm.sampling import Sampler
 from charlm.training import TrainConfig
 from charlm.training import loop as training
+from charlm.training.metrics_log import read_metrics
 from charlm.training.run import train_book
 from charlm.training.runlock import LOCK_NAME, _locked
 from tests.helpers import TINY_TRAIN_ARGS, one_error_line, single_thread
@@ -141,6 +142,31 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(tmp_path, book, mo
     names = {p.name for p in out.iterdir()}
     assert not [n for n in names if n.endswith(".tmp")]  # no partial file left behind
     assert {n for n in names if n.startswith("weights-")} == {config["weights"]}
+
+
+def test_an_overwriting_run_that_cannot_save_leaves_the_old_run_whole(tmp_path, book, monkeypatch):
+    out = tmp_path / "run"
+    args = ["train", book, "--out", out, *SMALL, "--eval-every", "1"]
+    assert run(*args, "--max-steps", "3").exit_code == 0
+    before = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    assert out / "best" / CONFIG_NAME in before and out / "metrics.jsonl" in before
+
+    def full_disk(tensors, filename):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filename))
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    result = run(*args, "--max-steps", "2", "--hidden", "16", "--overwrite")
+    assert result.exit_code == 1
+    assert "no space left on device" in one_error_line(result, after_progress=True)
+    monkeypatch.undo()
+    # Its first save failed: the old run's checkpoint, best and metrics log are as they were.
+    after = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    assert after == before
+    # Once a new run has saved, nothing of the old run is left beside it.
+    assert run(*args, "--max-steps", "2", "--hidden", "16", "--overwrite").exit_code == 0
+    assert read_config(out / "best")["model"]["hidden_size"] == 16
+    steps = [record["step"] for record in read_metrics(out / "metrics.jsonl")]
+    assert steps and max(steps) == 2
 
 
 @pytest.mark.slow

@@ -66,6 +66,17 @@ def test_a_new_run_starts_a_new_log_and_a_resumed_one_keeps_earlier_steps(tmp_pa
     assert read_metrics(path) == []
 
 
+def test_a_held_log_leaves_the_old_file_until_it_is_committed(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    MetricsLog(path).write({"step": 7, "train_loss": 2.0})  # the old run's log
+    log = MetricsLog(path, held=True)
+    log.write({"step": 1, "train_loss": 1.0})
+    assert log.held and [r["step"] for r in read_metrics(path)] == [7]
+    log.commit()
+    log.write({"step": 2, "train_loss": 0.5})
+    assert not log.held and [r["step"] for r in read_metrics(path)] == [1, 2]
+
+
 def test_non_finite_values_are_written_as_null_and_a_torn_line_is_skipped(tmp_path):
     path = tmp_path / "metrics.jsonl"
     MetricsLog(path).write({"step": 1, "train_loss": math.inf, "grad_norm": math.nan})
