@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,19 @@ from charlm.models.quantized import InferenceOptions
 from charlm.serve import ServeConfig
 
 INSTALL = 'pip install "charlm[serve]"'
+
+_HOST_HINT = " (choose another with --host: an address of this machine, e.g. 127.0.0.1)"
+# What to change, by the error: the port only when it is taken. A host that does not resolve
+# fails in getaddrinfo, whose EAI_* codes create_server passes on as a plain OSError's errno.
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: " (is another server using the port? choose another with --port)",
+    errno.EADDRNOTAVAIL: _HOST_HINT,
+    **{
+        getattr(socket, name): _HOST_HINT
+        for name in ("EAI_NONAME", "EAI_AGAIN", "EAI_FAIL", "EAI_NODATA", "EAI_ADDRFAMILY")
+        if hasattr(socket, name)
+    },
+}
 
 
 @cli.command()
@@ -72,10 +86,10 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family)
     except OSError as exc:
-        raise click.ClickException(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-            "(is another server using the port? choose another with --port)"
-        ) from exc
+        # create_server adds "(while attempting to bind on address ...)": the same again.
+        reason = str(exc.strerror or exc).split(" (while attempting")[0]
+        hint = _LISTEN_HINTS.get(exc.errno, "")
+        raise click.ClickException(f"cannot listen on {host}:{port}: {reason}{hint}") from exc
 
 
 def _server_modules() -> Any:

@@ -37,6 +37,10 @@ from charlm.serve.schema import RequestError, completion_request, error_object, 
 # another site that resolved its own name to 127.0.0.1 (DNS rebinding), and is refused.
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
 DEFAULT_TOP_K = 3  # labels a classify request gets when it names no top_k
+# Levels of lists and objects a body may nest (the API's own need 3). Deeper ones are refused
+# as a whole: past ~1000 the parser runs out of stack, and a little less leaves too little to
+# check the values or write an error message that quotes them.
+MAX_DEPTH = 32
 
 
 def create_app(models: ModelSet, config: ServeConfig) -> Starlette:
@@ -71,8 +75,11 @@ def create_app(models: ModelSet, config: ServeConfig) -> Starlette:
     async def score(request: Request) -> Response:
         body = texts_request(await _json_body(request, config), top_k=False)
         model = models.get(body.model)
+        model.check_label(body.label)
         scores = await run_in_threadpool(
-            lambda: [model.sampler.score(t, label=body.label) for t in body.inputs]
+            lambda: [
+                model.sampler.score(t, label=body.label, unknown=body.unknown) for t in body.inputs
+            ]
         )
         data = [{"index": i, "object": "score", **_score_fields(s)} for i, s in enumerate(scores)]
         return JSONResponse({"object": "list", "model": model.id, "data": data})
@@ -85,7 +92,12 @@ def create_app(models: ModelSet, config: ServeConfig) -> Starlette:
                 f"model {model.id!r} has no labels: it was not trained on labelled text", "model"
             )
         found = await run_in_threadpool(
-            lambda: model.sampler.classify(body.inputs, top_k=body.top_k or DEFAULT_TOP_K)
+            lambda: model.sampler.classify(
+                body.inputs,
+                top_k=body.top_k or DEFAULT_TOP_K,
+                prior=body.prior,
+                unknown=body.unknown,
+            )
         )
         # As `charlm classify --json`: {"text", "labels": [{"label", "score": probability}]}.
         data = [
@@ -126,10 +138,28 @@ async def _json_body(request: Request, config: ServeConfig) -> Any:
         if size > config.max_body:
             raise _too_large(config)
         chunks.append(chunk)
+    too_deep = RequestError(f"the body is not valid JSON: it nests more than {MAX_DEPTH} deep")
     try:
-        return json.loads(b"".join(chunks))
+        body = json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise too_deep from exc
+    if _nests_deeper(body, MAX_DEPTH):
+        raise too_deep
+    return body
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether `value` holds lists or objects more than `limit` levels deep; level by level,
+    as recursion would run out of stack on the values it is there to refuse."""
+    level = [value] if isinstance(value, list | dict) else []
+    for _ in range(limit):
+        children = (v.values() if isinstance(v, dict) else v for v in level)
+        level = [c for values in children for c in values if isinstance(c, list | dict)]
+        if not level:
+            return False
+    return True
 
 
 def _too_large(config: ServeConfig) -> RequestError:

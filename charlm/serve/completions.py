@@ -20,12 +20,11 @@ from typing import Any
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from charlm.errors import ConfigError
 from charlm.sampling.drawing import Piece
 from charlm.sampling.request import make_request
 from charlm.serve.engine import Job
 from charlm.serve.models import ServedModel
-from charlm.serve.schema import CompletionRequest, RequestError, error_object
+from charlm.serve.schema import CompletionRequest, error_object
 
 
 @dataclass
@@ -64,10 +63,7 @@ class Completion:
     """The jobs of one request and the OpenAI objects made from what they draw."""
 
     def __init__(self, model: ServedModel, request: CompletionRequest) -> None:
-        try:
-            model.sampler.check_label(request.options.label, request.options.guidance)
-        except ConfigError as exc:
-            raise RequestError(f"model {model.id!r}: {exc}", "label") from exc
+        model.check_label(request.options.label, request.options.guidance)
         self.model = model
         self.request = request
         self.id = f"cmpl-{secrets.token_hex(12)}"

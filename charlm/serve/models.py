@@ -32,6 +32,19 @@ class ServedModel:
         """The labels of a model trained on labelled text; empty for a plain model."""
         return self.sampler.labels
 
+    def check_label(self, label: str | None, guidance: float = 0.0) -> None:
+        """Refuse a request this model cannot draw or score, with the field at fault as the
+        param: "model" for a classifier (it gives no probabilities of text), "label" for a
+        label it lacks or needs, "guidance" for guidance without labels."""
+        # Sampler.check_label checks those three in that order: asked in two steps, the
+        # step that fails tells which field it is about.
+        first = "model" if self.sampler.is_classifier else "label"
+        for param, weight in ((first, 0.0), ("guidance", guidance)):
+            try:
+                self.sampler.check_label(label, weight)
+            except ConfigError as exc:
+                raise RequestError(f"model {self.id!r}: {exc}", param) from exc
+
     def card(self) -> dict[str, Any]:
         """The model as `GET /v1/models` lists it: OpenAI's fields, then charlm's."""
         return {

@@ -3,7 +3,7 @@
 The names are OpenAI's completions API (so its clients work unchanged); `max_tokens` and `n`
 are charlm's `length` and `num_samples`, the other sampling settings keep their charlm names
 (`top_k`, `repetition_penalty`, ...). Anything wrong raises `RequestError`, which the app
-turns into a 400 response with one line saying what.
+turns into a 400 response with one line saying what, and `param` naming the field at fault.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from charlm.errors import CharlmError
+from charlm.data import PRIORS
+from charlm.errors import CharlmError, ConfigError
 from charlm.sampling.drawing import MAX_TOP_LOGPROBS
-from charlm.sampling.options import SamplingOptions
+from charlm.sampling.options import DEFAULTS, SamplingOptions
 from charlm.serve.config import ServeConfig
 
 # Request field -> SamplingOptions field: OpenAI's two names, then every option by its own
@@ -82,6 +83,8 @@ class TextsRequest:
     inputs: list[str]
     top_k: int | None = None
     label: str | None = None  # score: the label to score the texts under
+    unknown: str | None = None  # pieces the vocabulary lacks, as SamplingOptions.unknown
+    prior: str = "learned"  # classify: p(label), as Sampler.classify's prior
 
 
 def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
@@ -93,19 +96,15 @@ def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
         if name in body and body[name] not in neutral:
             raise RequestError(f"{name} is not supported by charlm; leave it out", name)
     prompts = _prompts(body.get("prompt", ""))
-    defaults = SamplingOptions()
-    settings = {"length": defaults.length, "num_samples": defaults.num_samples}
-    settings.update(
-        {SAMPLING_FIELDS[k]: v for k, v in body.items() if k in SAMPLING_FIELDS and v is not None}
-    )
-    _check_limits(settings, len(prompts), limits)
-    stop = settings.get("stop")
+    fields = {k: v for k, v in body.items() if k in SAMPLING_FIELDS and v is not None}
+    _check_limits(fields, len(prompts), limits)
+    stop = fields.get("stop")
     if isinstance(stop, list) and len(stop) > MAX_STOPS:
         raise RequestError(f"stop holds {len(stop)} strings; at most {MAX_STOPS}", "stop")
     return CompletionRequest(
         model=_optional(body, "model", str),
         prompts=prompts,
-        options=SamplingOptions.from_dict(settings),  # a bad value: ConfigError, a 400
+        options=sampling_options(fields),
         stream=_optional(body, "stream", bool) or False,
         echo=_optional(body, "echo", bool) or False,
         logprobs=_logprobs(body.get("logprobs")),
@@ -116,7 +115,8 @@ def completion_request(body: Any, limits: ServeConfig) -> CompletionRequest:
 def texts_request(body: Any, *, top_k: bool) -> TextsRequest:
     """Check a score (`top_k` False) or classify (`top_k` True) body."""
     body = _object(body)
-    _refuse_unknown(body, {"model", "input", "inputs", "top_k" if top_k else "label"})
+    own = {"top_k", "prior"} if top_k else {"label"}
+    _refuse_unknown(body, {"model", "input", "inputs", "unknown", *own})
     key = "inputs" if "inputs" in body else "input"
     raw = body.get(key)
     texts = [raw] if isinstance(raw, str) else raw
@@ -128,7 +128,27 @@ def texts_request(body: Any, *, top_k: bool) -> TextsRequest:
     if k is not None and k < 1:
         raise RequestError(f"top_k must be at least 1, got {k}", "top_k")
     label = None if top_k else _optional(body, "label", str)
-    return TextsRequest(_optional(body, "model", str), texts, k, label)
+    prior = _optional(body, "prior", str) or "learned"
+    if prior not in PRIORS:
+        raise RequestError(f"prior must be one of {', '.join(PRIORS)}, got {prior!r}", "prior")
+    # Checked as a completion's `unknown` is: the same values, the same message.
+    unknown = sampling_options({"unknown": body.get("unknown")}).unknown
+    return TextsRequest(_optional(body, "model", str), texts, k, label, unknown, prior)
+
+
+def sampling_options(fields: dict[str, Any]) -> SamplingOptions:
+    """SamplingOptions from request fields (by their request names: `max_tokens`, `n`,
+    `temperature`, ...); a bad value is a RequestError whose param names its field."""
+    options = DEFAULTS
+    # Set one at a time, so that the field a ConfigError is about is the one just set; in
+    # SAMPLING_FIELDS' order, so that `n` is set before `seed`, which must leave room for it.
+    for name in SAMPLING_FIELDS:
+        if fields.get(name) is not None:
+            try:
+                options = options.replace(**{SAMPLING_FIELDS[name]: fields[name]})
+            except ConfigError as exc:
+                raise RequestError(str(exc), name) from exc
+    return options
 
 
 def _object(body: Any) -> dict[str, Any]:
@@ -156,17 +176,19 @@ def _prompts(prompt: Any) -> list[str]:
     )
 
 
-def _check_limits(settings: dict[str, Any], prompts: int, limits: ServeConfig) -> None:
-    for name, key, lowest in (("max_tokens", "length", 0), ("n", "num_samples", 1)):
-        value = settings[key]
+def _check_limits(fields: dict[str, Any], prompts: int, limits: ServeConfig) -> None:
+    """`fields`' max_tokens and n (or their defaults) within the server's limits."""
+    length = fields.get("max_tokens", DEFAULTS.length)
+    num_samples = fields.get("n", DEFAULTS.num_samples)
+    for name, value, lowest in (("max_tokens", length, 0), ("n", num_samples, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
             raise RequestError(f"{name} must be an integer >= {lowest}, got {value!r}", name)
-    if settings["length"] > limits.max_tokens:
+    if length > limits.max_tokens:
         raise RequestError(
-            f"max_tokens is {settings['length']}; this server allows at most {limits.max_tokens}",
+            f"max_tokens is {length}; this server allows at most {limits.max_tokens}",
             "max_tokens",
         )
-    choices = prompts * settings["num_samples"]
+    choices = prompts * num_samples
     if choices > limits.max_choices:
         raise RequestError(
             f"the request asks for {choices} completions (n times the prompts); this server "

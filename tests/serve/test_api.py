@@ -225,6 +225,69 @@ def test_requests_that_are_not_json_too_large_or_for_no_model_are_refused(client
     assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/score", "/v1/classify"])
+def test_a_body_nested_too_deeply_is_invalid_json_not_a_server_error(client, path):
+    # 2000: past Python's recursion limit (1000), within the small body limit; 960: parsed,
+    # but too deep to quote in the message of a bad value; 40: more than any request needs.
+    for depth in (2000, 960, 40):
+        body = b'{"model":"tiny","temperature":' + b"[" * depth + b"]" * depth + b"}"
+        answer = client.post(path, content=body, headers=_JSON)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["message"].startswith("the body is not valid JSON")
+    assert client.post("/v1/completions", json={"prompt": "a", "max_tokens": 3}).status_code == 200
+
+
+# The request field each bad value is in; null where no one field is at fault.
+BAD_FIELDS = {
+    "max_tokens": {"max_tokens": -1},
+    "n": {"n": 0},
+    "logprobs": {"logprobs": 99},
+    "temperature": {"temperature": -1},
+    "top_k": {"top_k": 0},
+    "top_p": {"top_p": 1.5},
+    "min_p": {"min_p": 2},
+    "repetition_penalty": {"repetition_penalty": 0},
+    "stop": {"stop": [""]},
+    "seed": {"seed": -1},
+    "unknown": {"unknown": "drop"},
+    "label": {"label": "poetry"},  # a model without labels
+    "guidance": {"guidance": -1},
+    "prompt": {"prompt": [1, 2]},
+}
+
+
+@pytest.mark.parametrize("field, body", BAD_FIELDS.items(), ids=BAD_FIELDS.keys())
+def test_a_400_names_the_field_at_fault(client, field, body):
+    answer = client.post("/v1/completions", json={"prompt": "a", **body})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == field, answer.text
+
+
+def test_the_param_of_a_bad_combination_is_the_field_that_breaks_it(client):
+    # Sample i uses seed + i: the highest seed is too high for two samples, whatever the order.
+    for body in ({"seed": 2**63 - 1, "n": 2}, {"n": 2, "seed": 2**63 - 1}):
+        answer = client.post("/v1/completions", json={"prompt": "a", **body})
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "seed"
+    guided = client.post("/v1/completions", json={"prompt": "a", "guidance": 2})
+    assert guided.status_code == 400 and guided.json()["error"]["param"] == "guidance"
+    labelled = client.post("/v1/score", json={"input": "the", "label": "poetry"})
+    assert labelled.status_code == 400 and labelled.json()["error"]["param"] == "label"
+
+
+def test_score_takes_unknown_as_completions_do(client, sampler):
+    unseen = client.post("/v1/score", json={"input": "the lazy €"})
+    assert unseen.status_code == 400 and 'unknown="skip"' in unseen.json()["error"]["message"]
+    answer = client.post("/v1/score", json={"input": "the lazy €", "unknown": "skip"})
+    assert answer.status_code == 200, answer.text
+    expected = sampler.score("the lazy €", unknown="skip")
+    assert answer.json()["data"][0]["perplexity"] == pytest.approx(expected.perplexity)
+    assert answer.json()["data"][0]["characters"] == expected.num_characters
+    bad = client.post("/v1/score", json={"input": "the", "unknown": "drop"})
+    completion = client.post("/v1/completions", json={"prompt": "the", "unknown": "drop"})
+    assert bad.status_code == 400 and bad.json()["error"] == completion.json()["error"]
+    assert bad.json()["error"]["param"] == "unknown"
+
+
 def test_only_loopback_host_names_are_answered(client):
     # A page on another site that points its own name at 127.0.0.1 (DNS rebinding).
     answer = client.get("/v1/models", headers={"Host": "attacker.example"})

@@ -75,5 +75,6 @@ def test_the_model_cards_list_the_labels(client):
 def test_a_classifier_refuses_to_generate_or_score_in_one_line(client, path, body):
     answer = client.post(path, json={"model": "classifier", **body})
     assert answer.status_code == 400
-    message = answer.json()["error"]["message"]
-    assert "classifier" in message and "\n" not in message
+    error = answer.json()["error"]
+    assert "classifier" in error["message"] and "\n" not in error["message"]
+    assert error["param"] == "model"  # the model is at fault, not the label

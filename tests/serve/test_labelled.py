@@ -90,3 +90,41 @@ def test_score_takes_the_label_to_score_under(client, labelled):
     expected = labelled.score("Abba", label="ab")
     assert answer.json()["data"][0]["perplexity"] == pytest.approx(expected.perplexity)
     assert client.post("/v1/score", json={"input": "Abba"}).status_code == 400
+
+
+def test_classify_takes_the_prior_and_unknown_the_python_api_takes(client, labelled):
+    texts = ["Abba", "Xyzzy"]
+    for prior in ("learned", "uniform"):
+        answer = client.post("/v1/classify", json={"inputs": texts, "top_k": 2, "prior": prior})
+        expected = labelled.classify(texts, top_k=2, prior=prior)
+        for row, want in zip(answer.json()["data"], expected, strict=True):
+            assert [s["label"] for s in row["labels"]] == [s.label for s in want.labels]
+            got = [s["score"] for s in row["labels"]]
+            assert got == pytest.approx([s.probability for s in want.labels])
+    unseen = client.post("/v1/classify", json={"inputs": ["Ab-ba"]})
+    assert unseen.status_code == 400 and 'unknown="skip"' in unseen.json()["error"]["message"]
+    skipped = client.post("/v1/classify", json={"inputs": ["Ab-ba"], "unknown": "skip"})
+    assert skipped.status_code == 200, skipped.text
+    assert (
+        skipped.json()["data"][0]["labels"]
+        == client.post("/v1/classify", json={"inputs": ["Abba"]}).json()["data"][0]["labels"]
+    )
+
+
+@pytest.mark.parametrize(
+    "path, field, body",
+    [
+        ("/v1/classify", "prior", {"input": "Abba", "prior": "flat"}),
+        ("/v1/classify", "prior", {"input": "Abba", "prior": 1}),
+        ("/v1/classify", "unknown", {"input": "Abba", "unknown": "drop"}),
+        ("/v1/score", "unknown", {"input": "Abba", "label": "ab", "unknown": "drop"}),
+        ("/v1/score", "label", {"input": "Abba"}),  # a labelled model scores under a label
+        ("/v1/score", "label", {"input": "Abba", "label": "fr"}),
+        ("/v1/completions", "label", {"prompt": "", "label": "fr"}),
+    ],
+)
+def test_a_bad_field_of_score_or_classify_is_a_400_that_names_it(client, path, field, body):
+    answer = client.post(path, json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == field and "\n" not in error["message"]
