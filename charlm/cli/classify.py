@@ -10,9 +10,10 @@ from typing import Any
 import click
 import numpy as np
 
-from charlm.cli import cli
+from charlm.cli import UNKNOWN_ADVICE, cli
 from charlm.cli.options import (
     config_options,
+    config_values,
     device_option,
     ensemble_option,
     prior_option,
@@ -21,6 +22,8 @@ from charlm.cli.options import (
 )
 from charlm.cli.settings import Utf8Text
 from charlm.corpus import read_book
+from charlm.corpus.reading import book_from_bytes
+from charlm.data import DataOptions
 from charlm.errors import UnknownTokenError
 from charlm.models.quantized import InferenceOptions
 from charlm.sampling import Classification, Sampler, by_bits_per_character, load
@@ -57,6 +60,7 @@ from charlm.sampling import Classification, Sampler, by_bits_per_character, load
     "probability}, ...]}.",
 )
 @unknown_option("the texts")
+@config_options(DataOptions, only=("encoding",))
 @device_option()
 @config_options(InferenceOptions)
 def classify(
@@ -71,6 +75,7 @@ def classify(
     device: str,
     quantize: str | None,
     ngram: bool,
+    **options: Any,
 ) -> None:
     """Label each TEXT by Bayes' rule under a labelled CHECKPOINT, or find a passage's book.
 
@@ -96,25 +101,30 @@ def classify(
     --quantize and --no-ngram load every model as `charlm generate` does.
     """
     loading = {"device": device, "quantize": quantize, "ngram": ngram}
+    encoding = DataOptions(**config_values(DataOptions, options)).encoding
     if models:
         if ensemble:
             raise click.UsageError("--ensemble joins labelled models; --models compares books")
-        _classify_passages(arguments, files, top_k, as_json, unknown, loading)
+        _classify_passages(arguments, files, encoding, top_k, as_json, unknown, loading)
         return
     if not arguments:
         raise click.UsageError("missing CHECKPOINT (or --models CHECKPOINT...)")
     checkpoint, texts = Path(arguments[0]), list(arguments[1:])
-    texts += [line for path in files for line in _lines(path)]
+    texts += [line for path in files for line in _lines(path, encoding)]
     if not texts:
         raise click.UsageError("no text to classify: give TEXT arguments or --file")
     sampler = with_ensemble(load(checkpoint, **loading), ensemble, device, quantize)
-    results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
+    try:
+        results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
+    except UnknownTokenError as exc:
+        raise click.ClickException(exc.describe("a text", UNKNOWN_ADVICE)) from exc
     _print(results, as_json)
 
 
 def _classify_passages(
     checkpoints: tuple[str, ...],
     files: tuple[Path, ...],
+    encoding: str | None,
     top_k: int,
     as_json: bool,
     unknown: str | None,
@@ -124,25 +134,28 @@ def _classify_passages(
         raise click.UsageError("--models compares two checkpoints or more; name them")
     if not files:
         raise click.UsageError("--models classifies passages: give them with --file")
-    passages = [_read(path) for path in files]
+    passages = [_read(path, encoding) for path in files]
     samplers = [load(path, **loading) for path in checkpoints]
     names = _model_names([Path(path) for path in checkpoints])
     bits = np.array(
-        [[_bits(sampler, path, text, unknown) for sampler, path in zip(samplers, checkpoints)]
-         for text in passages]
+        [[_bits(sampler, model, text, source, unknown)
+          for sampler, model in zip(samplers, checkpoints)]
+         for text, source in zip(passages, files)]
     )  # fmt: skip
     results = by_bits_per_character(passages, bits, names, top_k)
     _print(results, as_json, [str(path) for path in files])
 
 
-def _bits(sampler: Sampler, checkpoint: str, text: str, unknown: str | None) -> float:
+def _bits(sampler: Sampler, checkpoint: str, text: str, source: Path, unknown: str | None) -> float:
     try:
         return sampler.score(text, unknown=unknown).bits_per_character
     except UnknownTokenError as exc:
         # Skipping what one model cannot read would flatter it: say how to compare fairly.
+        unseen = f"{source} has {exc.summary}" if exc.summary else str(exc)
         raise click.ClickException(
-            f"{checkpoint}: {exc}; to compare books, train each model with --tokenizer-option "
-            "unk=true (an unseen character then costs what the model learned for <unk>)"
+            f"{checkpoint} cannot read all of it: {unseen}; to compare books, train each model "
+            "with --tokenizer-option unk=true (an unseen character then costs what the model "
+            "learned for <unk>)"
         ) from exc
 
 
@@ -152,14 +165,15 @@ def _model_names(paths: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(path) for path in paths]
 
 
-def _read(path: Path) -> str:
-    if str(path) == "-":
-        return sys.stdin.read()
-    return read_book(path, keep_boilerplate=True).text
+def _read(path: Path, encoding: str | None) -> str:
+    if str(path) == "-":  # read as a file is: the encoding detected, binary refused
+        raw = sys.stdin.buffer.read()
+        return book_from_bytes(raw, Path("standard input"), encoding, keep_boilerplate=True).text
+    return read_book(path, encoding=encoding, keep_boilerplate=True).text
 
 
-def _lines(path: Path) -> list[str]:
-    return [line.strip() for line in _read(path).split("\n") if line.strip()]
+def _lines(path: Path, encoding: str | None) -> list[str]:
+    return [line.strip() for line in _read(path, encoding).split("\n") if line.strip()]
 
 
 def _print(results: list[Classification], as_json: bool, sources: list[str] | None = None) -> None:
@@ -170,8 +184,13 @@ def _print(results: list[Classification], as_json: bool, sources: list[str] | No
                 record["file"] = sources[index]
             click.echo(json.dumps(record, ensure_ascii=False))
             continue
-        click.echo(f"> {sources[index] if sources is not None else result.text}")
+        click.echo(f"> {sources[index] if sources is not None else _one_line(result.text)}")
         for score in result.labels:
             bits = score.bits_per_character
             detail = f"  {bits:.4f} bits/char" if bits is not None else ""
             click.echo(f"({score.log_probability:.2f}) {score.label}{detail}")
+
+
+def _one_line(text: str) -> str:
+    """`text` on one line: a line break (or another control character) shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

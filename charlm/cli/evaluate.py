@@ -20,6 +20,7 @@ from charlm.cli.options import (
     with_ensemble,
 )
 from charlm.corpus import read_book
+from charlm.corpus.encodings import canonical_encoding
 from charlm.data import DataOptions, read_example_set
 from charlm.errors import CharlmError, UnknownTokenError
 from charlm.models.quantized import InferenceOptions
@@ -86,6 +87,11 @@ def evaluate(
     --plot draws the confusion matrix; --ensemble classifies with more labelled models too.
     """
     data = DataOptions(**config_values(DataOptions, options))
+    if data.encoding is not None:
+        try:
+            canonical_encoding(data.encoding)  # a misspelt name is a usage error, as in train
+        except CharlmError as exc:
+            raise click.UsageError(str(exc)) from exc
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device, quantize=quantize, ngram=ngram)
@@ -102,13 +108,15 @@ def evaluate(
             f"{checkpoint} is a model of continuous text; --labels / --examples apply to "
             "models trained on examples"
         )
-    _evaluate_books(sampler, files, unknown, as_json)
+    _evaluate_books(sampler, files, data.encoding, unknown, as_json)
 
 
 def _evaluate_books(
-    sampler: Sampler, files: list[Path], unknown: str | None, as_json: bool
+    sampler: Sampler, files: list[Path], encoding: str | None, unknown: str | None, as_json: bool
 ) -> None:
-    texts = [(path, read_book(path).text) for path in files]  # all readable before any work
+    # Every file must be readable before any work: a missing or empty one is a mistake in
+    # the command, not a result.
+    texts = [(path, read_book(path, encoding=encoding).text) for path in files]
     if len(texts) == 1:  # one file: its problem is the whole answer
         path, text = texts[0]
         rows = [(str(path), _score_one(sampler, path, text, unknown))]

@@ -39,7 +39,13 @@ def read_book(
     """The text of a book: decoded (detected unless `encoding` is given), line endings
     normalised to LF, and Project Gutenberg boilerplate removed unless `keep_boilerplate`."""
     path = Path(path)
-    raw = read_bytes(path)
+    return book_from_bytes(read_bytes(path), path, encoding, keep_boilerplate)
+
+
+def book_from_bytes(
+    raw: bytes, path: Path, encoding: str | None = None, keep_boilerplate: bool = False
+) -> Book:
+    """`read_book` for bytes read elsewhere (standard input); `path` names them in errors."""
     decoded = decode(raw, str(path), encoding)
     # Drop each intermediate as soon as it is replaced: a 100 MB book should not sit in
     # memory three times over.
@@ -52,7 +58,7 @@ def read_book(
         if "\r" in text:
             text = text.replace("\r", "\n")
     if not text or text.isspace():  # isspace, unlike strip, copies nothing
-        raise CorpusError(f"{path} is empty or only whitespace; there is nothing to learn from")
+        raise CorpusError(f"{path} is empty or only whitespace: there is no text in it")
     if not looks_like_text(text):
         raise CorpusError(
             f"{path} decodes as {found_encoding} to mostly control characters; it is not "

@@ -93,7 +93,12 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], unknown: str | None
     for text in texts:
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"cannot classify {text!r}: give non-empty text")
-        encoded.append(tokenizer.encode_array(text, unknown))
+        ids = tokenizer.encode_array(text, unknown)
+        if not len(ids):  # a label for no text at all would be the prior alone
+            raise ConfigError(
+                f"cannot classify {text!r}: every piece of it is unknown and was skipped"
+            )
+        encoded.append(ids)
     return encoded
 
 

@@ -50,6 +50,22 @@ def test_the_table_has_a_row_per_file(checkpoint, texts):
     assert len(rows) == 2 and rows[0].startswith(str(texts[0]))
 
 
+def test_the_encoding_option_reads_the_files(checkpoint, texts, tmp_path):
+    # UTF-16 without a BOM reads as binary unless the encoding is named.
+    utf16 = tmp_path / "utf16.txt"
+    utf16.write_bytes(texts[1].read_text(encoding="utf-8").encode("utf-16-le"))
+    named = CliRunner().invoke(cli, ["evaluate", checkpoint, str(utf16), "--json",
+                                     "--encoding", "utf-16-le"])  # fmt: skip
+    assert named.exit_code == 0, named.output
+    plain = CliRunner().invoke(cli, ["evaluate", checkpoint, str(texts[1]), "--json"])
+    for key in ("cross_entropy", "num_characters"):
+        assert json.loads(named.stdout)[key] == json.loads(plain.stdout)[key]
+    guessed = CliRunner().invoke(cli, ["evaluate", checkpoint, str(utf16)])
+    assert guessed.exit_code == 1 and "--encoding" in guessed.stderr
+    misspelt = CliRunner().invoke(cli, ["evaluate", checkpoint, str(utf16), "--encoding", "foo"])
+    assert misspelt.exit_code == 2 and "unknown encoding 'foo'" in misspelt.stderr
+
+
 def test_problems_give_one_line(checkpoint, tmp_path):
     unseen = tmp_path / "greek.txt"
     unseen.write_text("Ωμέγα\n", encoding="utf-8")

@@ -99,6 +99,37 @@ def test_classify_loads_the_model_as_generate_does(model):
         assert scores != pytest.approx([x["score"] for x in float32.to_dict()["labels"]], rel=1e-3)
 
 
+def test_classify_reads_files_and_stdin_as_train_reads_books(model, tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Abab\nZyx\n".encode("utf-16-le"))
+    result = invoke("classify", model, "--file", latin, "--json", "--encoding", "utf-16-le")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["text"] for line in result.stdout.splitlines()] == ["Abab", "Zyx"]
+    piped = CliRunner().invoke(cli, ["classify", str(model), "--file", "-", "--json"],
+                               input="Abab\nZyx\n".encode("utf-16"))  # fmt: skip
+    assert piped.exit_code == 0, piped.output
+    assert piped.stdout == result.stdout  # the BOM says UTF-16, as in a file
+    for given, message in [
+        (bytes(range(256)) * 4, "binary"),
+        (b"", "standard input is empty"),
+    ]:
+        failed = CliRunner().invoke(cli, ["classify", str(model), "--file", "-"], input=given)
+        assert failed.exit_code == 1 and failed.stderr.count("\n") == 1
+        assert message in failed.stderr and "Traceback" not in failed.output
+
+
+def test_classify_says_which_option_gets_past_unseen_characters(model):
+    result = invoke("classify", model, "Ab日本")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "a text has 2 characters the model never saw" in result.stderr
+    assert "use --unknown skip to drop them" in result.stderr
+    assert invoke("classify", model, "Ab日本", "--unknown", "skip").exit_code == 0
+    result = invoke("classify", model, "日本", "--unknown", "skip")
+    assert result.exit_code == 1 and "every piece of it is unknown" in result.stderr
+    result = invoke("classify", model, "Ab\nab")  # one text: its line break shown escaped
+    assert result.exit_code == 0 and result.stdout.splitlines()[0] == "> Ab\\nab"
+
+
 @pytest.mark.slow
 def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, tmp_path):
     test = write_labelled_names(tmp_path / "test")
@@ -169,6 +200,7 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
     assert trained.exit_code == 0, trained.output
     result = invoke("classify", "--models", checkpoints[0], book_only, "--file", passage)
     assert result.exit_code == 1 and "--tokenizer-option unk=true" in result.stderr
+    assert f"cannot read all of it: {passage} has" in result.stderr
 
 
 CLASSIFIER_FROM_LM = ["train", "x", "--labels", "files", "--examples", "lines",
