@@ -98,7 +98,9 @@ def test_a_crash_between_weights_and_config_keeps_the_old_checkpoint(saved, monk
         (lambda p: [w.write_bytes(b"garbage") for w in p.glob("weights-*")], "corrupt"),
         (lambda p: _edit(p, lambda c: c["model"].update(hidden_size=7)), "do not fit"),
         (lambda p: _edit(p, lambda c: c.update(format_version=99)), "upgrade charlm"),
-        (lambda p: _edit(p, lambda c: c.pop("tokenizer")), "missing or has a bad"),
+        (lambda p: _edit(p, lambda c: c.pop("tokenizer")), "missing or has a bad 'tokenizer'"),
+        (lambda p: _edit(p, lambda c: c.update(tokenizer=None)), "bad 'tokenizer' section$"),
+        (lambda p: _edit(p, lambda c: c.update(model=[1])), "bad 'model' section$"),
         (
             lambda p: _edit(p, lambda c: c["tokenizer"].update(name="nope")),
             "needs the tokenizer 'nope'",

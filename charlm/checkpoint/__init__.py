@@ -436,8 +436,10 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
     """Rebuild the model and tokenizer saved in `directory`, on `device`."""
     directory = Path(directory)
     config, tensors = _config_and_tensors(directory, _weights_file, "weights")
+    section = "model"  # the one being read, for the message if it is not what it must be
     try:
         model_config = ModelConfig.from_dict(config["model"])
+        section = "tokenizer"
         tokenizer_section = config["tokenizer"]
         tokenizer = tokenizer_from_state(
             tokenizer_section["name"], tokenizer_section["state"], tokenizer_section.get("package")
@@ -445,7 +447,9 @@ def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "
     except CharlmError as exc:
         raise CheckpointError(f"{directory}: {exc}") from exc
     except (KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{directory}/{CONFIG_NAME} is missing or has a bad {exc}") from exc
+        raise CheckpointError(
+            f"{directory}/{CONFIG_NAME} is missing or has a bad '{section}' section"
+        ) from exc
     # A model of examples has one token more than its tokenizer: the end token.
     expected = tokenizer.vocab_size + (1 if model_config.end_token else 0)
     if expected != model_config.vocab_size:

@@ -12,10 +12,12 @@ import numpy as np
 
 from charlm.cli import UNKNOWN_ADVICE, cli
 from charlm.cli.options import (
+    NonEmptyPath,
     config_options,
     config_values,
     device_option,
     ensemble_option,
+    inference_device,
     prior_option,
     unknown_option,
     with_ensemble,
@@ -35,7 +37,7 @@ from charlm.sampling import Classification, Sampler, by_bits_per_character, load
     "--file",
     "files",
     multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path, allow_dash=True),
+    type=NonEmptyPath(dir_okay=False, path_type=Path, allow_dash=True),
     help="Classify the texts of this file, one a line (with --models the whole file is one "
     "passage); - reads stdin; repeatable.  [default: none]",
 )
@@ -100,6 +102,7 @@ def classify(
 
     --quantize and --no-ngram load every model as `charlm generate` does.
     """
+    device = inference_device(device, quantize)
     loading = {"device": device, "quantize": quantize, "ngram": ngram}
     encoding = DataOptions(**config_values(DataOptions, options)).encoding
     if models:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from charlm.cli import cli, stderr_console
+from charlm.cli.options import NonEmptyPath
 from charlm.corpus import DEFAULT_CORPUS_DIR, Entry, fetch, load_catalog
 from charlm.corpus.catalog import did_you_mean
 from charlm.corpus.download import local_path
@@ -17,7 +18,7 @@ from charlm.errors import CorpusError
 _dir_option = click.option(
     "--dir",
     "directory",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=NonEmptyPath(file_okay=False, path_type=Path),
     default=DEFAULT_CORPUS_DIR,
     show_default=True,
     help="Where downloaded books are kept.",

@@ -11,10 +11,12 @@ import click
 from charlm.checkpoint import read_config
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
 from charlm.cli.options import (
+    NonEmptyPath,
     config_options,
     config_values,
     device_option,
     ensemble_option,
+    inference_device,
     prior_option,
     unknown_option,
     with_ensemble,
@@ -39,13 +41,15 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, metavar="[CHECKPOINT] FILE...")
+@click.argument(
+    "paths", nargs=-1, required=True, metavar="[CHECKPOINT] FILE...", type=NonEmptyPath()
+)
 @config_options(DataOptions, only=EXAMPLE_FORMAT)
 @prior_option("Labelled examples: ")
 @ensemble_option()
 @click.option(
     "--plot",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     default=None,
     help="Labelled examples: draw the confusion matrix to this image (PNG).  [default: none]",
 )
@@ -86,6 +90,7 @@ def evaluate(
     nats per character given the label (each example's end counting as one character);
     --plot draws the confusion matrix; --ensemble classifies with more labelled models too.
     """
+    device = inference_device(device, quantize)
     data = DataOptions(**config_values(DataOptions, options))
     if data.encoding is not None:
         try:
@@ -146,7 +151,10 @@ def _evaluate_examples(
     if data.example_unit is None:
         data = _training_format(checkpoint, data)
     examples = read_example_set(files, data)
-    evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
+    try:
+        evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
+    except UnknownTokenError as exc:
+        raise click.ClickException(exc.describe("an example", UNKNOWN_ADVICE)) from exc
     if as_json:
         click.echo(json.dumps(evaluation.to_dict(), ensure_ascii=False))
     else:

@@ -10,7 +10,7 @@ import click
 
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import run_prompt_loop
-from charlm.cli.options import config_options, device_option
+from charlm.cli.options import NonEmptyPath, config_options, device_option, inference_device
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
 from charlm.errors import ConfigError, UnknownTokenError
@@ -21,7 +21,7 @@ from charlm.training.allocator import keep_freed_memory
 
 
 @cli.command()
-@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.argument("checkpoint", required=False, type=NonEmptyPath(path_type=Path))
 @click.option(
     "--prefix",
     type=Utf8Text(),
@@ -31,7 +31,7 @@ from charlm.training.allocator import keep_freed_memory
 )
 @click.option(
     "--prefix-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=NonEmptyPath(dir_okay=False, path_type=Path),
     default=None,
     help="Read the prefix from this text file instead (any length).",
 )
@@ -81,6 +81,7 @@ def generate(
     --num-samples 10` prints ten Russian names.
     """
     options = options_from_cli(sampling)
+    device = inference_device(device, quantize)
     if interactive and (prefix or prefix_file):
         raise click.UsageError("--interactive reads each prefix at its prompt; drop --prefix")
     if prefix_file is not None:

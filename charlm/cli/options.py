@@ -25,6 +25,16 @@ if TYPE_CHECKING:
     from charlm.sampling import Ensemble, Sampler
 
 
+class NonEmptyPath(click.Path):
+    """click.Path that refuses an empty path: "" names no file, and would write into (or
+    read) the current directory."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None):
+        if isinstance(value, str) and not value:
+            self.fail("is empty; give the path of a file or directory", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class Parsed(click.ParamType):
     """A value read from text by the config's own parser (a duration, a list of ids)."""
 
@@ -159,7 +169,7 @@ def _click_type(field: dataclasses.Field, spec: Option) -> click.ParamType:
     if spec.parse is not None:
         return Parsed(spec.parse, spec.metavar or "TEXT")
     if spec.path is not None:
-        return click.Path(dir_okay=spec.path != "file", file_okay=spec.path != "dir")
+        return NonEmptyPath(dir_okay=spec.path != "file", file_okay=spec.path != "dir")
     limits = {"min": spec.low, "max": spec.high}
     if _base_type(field) == "int":
         return click.IntRange(**limits) if limits != {"min": None, "max": None} else click.INT
@@ -216,11 +226,22 @@ def ensemble_option() -> Callable[[Any], Any]:
         "--ensemble",
         "ensemble",
         multiple=True,
-        type=click.Path(path_type=Path),
+        type=NonEmptyPath(path_type=Path),
         help="Classify with this labelled checkpoint too: the mean of the models' log "
         "p(label | text). A classifier and a labelled LM of the same examples err differently "
         "(names: 84.7% together, 83.9% alone). Repeatable.  [default: none]",
     )
+
+
+def inference_device(device: str, quantize: str | None) -> str:
+    """--device as --quantize leaves it (int8 runs on the CPU); a device it cannot run on is
+    a usage error, as other options that cannot go together are."""
+    from charlm.models.quantized import device_for  # imports torch: only where it is needed
+
+    try:
+        return device_for(device, quantize)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def with_ensemble(

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charlm.cli import cli, resolve_checkpoint, stderr_console
+from charlm.cli.options import NonEmptyPath
 from charlm.training.plotting import default_plot_path, load_run, plot_runs
 
 COLUMNS = [
@@ -25,10 +26,10 @@ COLUMNS = [
 
 
 @cli.command()
-@click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("checkpoints", nargs=-1, type=NonEmptyPath(path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=NonEmptyPath(path_type=Path),
     default=None,
     help="Where to write the PNG.  [default: CHECKPOINT/perplexity.png for one run; "
     "perplexity-RUN-vs-RUN.png here for several]",

@@ -12,7 +12,7 @@ import click
 
 from charlm.cli import cli, stderr_console
 from charlm.cli.generate import resolve_checkpoint
-from charlm.cli.options import config_options, config_values
+from charlm.cli.options import NonEmptyPath, config_options, config_values, inference_device
 from charlm.models import IMPLS
 from charlm.models.quantized import InferenceOptions
 from charlm.serve import ServeConfig
@@ -34,7 +34,9 @@ _LISTEN_HINTS = {
 
 
 @cli.command()
-@click.argument("checkpoints", nargs=-1, metavar="[CHECKPOINT]...", type=click.Path(path_type=Path))
+@click.argument(
+    "checkpoints", nargs=-1, metavar="[CHECKPOINT]...", type=NonEmptyPath(path_type=Path)
+)
 @config_options(ServeConfig)
 @click.option(
     "--impl",
@@ -63,6 +65,7 @@ def serve(
     from charlm.serve.models import load_models
 
     config = ServeConfig(**config_values(ServeConfig, params))
+    inference_device(config.device, quantize)  # before the port is taken
     paths = list(checkpoints) or [resolve_checkpoint(None)]
     listening = listen(config.host, config.port)  # a taken port fails before the loading
     models = load_models(paths, config, impl, quantize, ngram)

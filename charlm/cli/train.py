@@ -15,7 +15,7 @@ from click.core import ParameterSource
 
 from charlm.checkpoint import CONFIG_NAME, GENERATIVE_NAME
 from charlm.cli import cli, stderr_console
-from charlm.cli.options import GroupedCommand, config_values
+from charlm.cli.options import GroupedCommand, NonEmptyPath, config_values
 from charlm.cli.train_options import (
     STOP_EXIT_CODES,
     train_options,
@@ -34,7 +34,7 @@ CHOSEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)
 
 
 @cli.command(cls=GroupedCommand)
-@click.argument("books", nargs=-1)
+@click.argument("books", nargs=-1, type=NonEmptyPath())
 @train_options
 @click.pass_context
 def train(

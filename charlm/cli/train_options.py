@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from charlm.cli.options import config_options, device_option, grouped
+from charlm.cli.options import NonEmptyPath, config_options, device_option, grouped
 from charlm.data import DataOptions
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig
@@ -125,7 +125,7 @@ run_control_options = _apply(
         grouped(
             RUN_CONTROL,
             "--resume",
-            type=click.Path(path_type=Path),
+            type=NonEmptyPath(path_type=Path),
             default=None,
             help="Continue the run saved in this checkpoint directory exactly where it "
             "stopped (BOOK, model and settings come from it).",
@@ -133,7 +133,7 @@ run_control_options = _apply(
         grouped(
             RUN_CONTROL,
             "--init-from",
-            type=click.Path(path_type=Path),
+            type=NonEmptyPath(path_type=Path),
             multiple=True,
             help="Start a new run from this checkpoint's weights and tokenizer "
             "(fine-tuning on a new BOOK). With --task classify, a language model's encoder; "
@@ -147,7 +147,7 @@ output_options = _apply(
         grouped(
             OUTPUT,
             "--out",
-            type=click.Path(path_type=Path),
+            type=NonEmptyPath(path_type=Path),
             default=None,
             help="Checkpoint directory.  [default: checkpoints/<book name>]",
         ),

@@ -204,6 +204,20 @@ def matrix(p, book, ck, catalogue_name):
         (["evaluate", ck, odd], RUNTIME, "\\n"),
         (["evaluate", ck, p / "zebra.txt"], RUNTIME, "'Z'"),
         (["evaluate", ck, book, "--device", "tpu"], USAGE, "--device"),
+        # empty paths name nothing (they would read or write the current directory)
+        (["train", "", *FAST], USAGE, "is empty"),
+        ([*train, "--out", ""], USAGE, "is empty"),
+        (["generate", ""], USAGE, "is empty"),
+        ([*gen, "--prefix-file", ""], USAGE, "is empty"),
+        (["evaluate", ck, ""], USAGE, "is empty"),
+        (["evaluate", ck, book, "--plot", ""], USAGE, "is empty"),
+        (["plot", ""], USAGE, "is empty"),
+        (["classify", ck, "--file", ""], USAGE, "is empty"),
+        # int8 runs on the CPU: another device with it is a combination that cannot work
+        *[
+            ([command, ck, *more, "--quantize", "int8", "--device", "cuda"], USAGE, "CPU only")
+            for command, more in (("generate", []), ("evaluate", [book]), ("classify", ["x"]))
+        ],
         # corpus
         (["corpus", "list", "--dir", p / "image.png"], USAGE, "--dir"),
         (["corpus", "list", "extra"], USAGE, "unexpected extra argument"),

@@ -118,7 +118,7 @@ def test_classify_reads_files_and_stdin_as_train_reads_books(model, tmp_path):
         assert message in failed.stderr and "Traceback" not in failed.output
 
 
-def test_classify_says_which_option_gets_past_unseen_characters(model):
+def test_classify_and_evaluate_say_which_option_gets_past_unseen_characters(model, tmp_path):
     result = invoke("classify", model, "Ab日本")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "a text has 2 characters the model never saw" in result.stderr
@@ -128,6 +128,13 @@ def test_classify_says_which_option_gets_past_unseen_characters(model):
     assert result.exit_code == 1 and "every piece of it is unknown" in result.stderr
     result = invoke("classify", model, "Ab\nab")  # one text: its line break shown escaped
     assert result.exit_code == 0 and result.stdout.splitlines()[0] == "> Ab\\nab"
+    test = tmp_path / "test"
+    test.mkdir()
+    (test / "ab.txt").write_text("Abab\nAb日\n", encoding="utf-8")
+    result = invoke("evaluate", model, test, "--labels", "files", "--examples", "lines")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "an example has 1 character the model never saw" in result.stderr
+    assert "use --unknown skip" in result.stderr
 
 
 @pytest.mark.slow
