@@ -18,9 +18,13 @@ depends on Click: the library stays usable without the CLI.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from charlm.errors import ConfigError
 
 # The `examples` default of a field that keeps its one default for every kind of data.
 SAME = "same"
@@ -58,6 +62,31 @@ def option(default: Any, help: str, **details: Any) -> Any:
 def option_fields(config: type) -> list[tuple[dataclasses.Field, Option]]:
     """The fields of a config dataclass that are command-line options, in declaration order."""
     return [(f, f.metadata["option"]) for f in dataclasses.fields(config) if "option" in f.metadata]
+
+
+def check_types(config: Any) -> None:
+    """Refuse, as a ConfigError naming the field, a value of the wrong kind for its option
+    field: a config built in Python (`TrainConfig(lr="x")`) would otherwise fail later, with
+    a TypeError from the first comparison. Fields typed other than int, float, str or bool
+    (optionally None) are left to the config's own checks."""
+    hints = _type_hints(type(config))
+    for field, _ in option_fields(type(config)):
+        kinds = set(typing.get_args(hints[field.name])) or {hints[field.name]}
+        value = getattr(config, field.name)
+        if value is None and type(None) in kinds:
+            continue
+        simple = kinds - {type(None)}
+        if not simple <= {int, float, str, bool}:
+            continue
+        wanted = tuple(simple | ({int} if float in simple else set()))  # 3 is a fine float
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in simple):
+            words = [_KIND_WORDS[kind] for kind in (bool, int, float, str) if kind in simple]
+            words += ["None"] if type(None) in kinds else []
+            raise ConfigError(f"{field.name} must be {' or '.join(words)}, got {value!r}")
+
+
+_type_hints = functools.cache(typing.get_type_hints)  # per config class, read once
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
 def flag_name(field: dataclasses.Field, spec: Option) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from charlm.corpus import DEFAULT_CORPUS_DIR, EXAMPLE_UNITS, LABEL_SOURCES, SplitConfig
 from charlm.corpus.examples import check_format
-from charlm.options import option
+from charlm.options import check_types, option
 
 
 @dataclass
@@ -94,6 +94,7 @@ class DataOptions:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_format(self.labels, self.examples)
 
     @property

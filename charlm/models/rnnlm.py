@@ -38,7 +38,7 @@ from charlm.models.heads import (
 from charlm.models.int8_step import NativeNetwork
 from charlm.models.losses import token_nll
 from charlm.models.stepping import FusedWeights
-from charlm.options import option
+from charlm.options import check_types, option
 
 # An RNN or GRU state is one tensor; an LSTM state is a (hidden, cell) pair.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -163,6 +163,7 @@ class ModelConfig:
         return self.vocab_size - 1 if self.end_token else None
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.cell not in CELLS:
             raise ConfigError(f"unknown model {self.cell!r}; choose one of {', '.join(CELLS)}")
         CELLS[self.cell].layer_class(self.impl)  # refuses an unknown impl, or torch without one

@@ -47,10 +47,15 @@ def call_options(
     return base.replace(**dict(zip(POSITIONAL, args)), **settings)
 
 
+def check_text(value: Any, name: str) -> None:
+    """A ConfigError naming `name` unless `value` is a string (not None, a number, a list)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {type(value).__name__}")
+
+
 def make_request(prefix: str, options: SamplingOptions) -> Request:
     """The request, with a random seed picked if the options leave it to chance."""
-    if not isinstance(prefix, str):
-        raise ConfigError(f"prefix must be a string, got {type(prefix).__name__}")
+    check_text(prefix, "prefix")
     if options.seed is None:
         options = options.replace(seed=secrets.randbits(32))
     return Request(prefix, options)

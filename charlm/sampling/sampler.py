@@ -41,7 +41,7 @@ from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.guidance import LabelGuide
 from charlm.sampling.mixing import NgramMixer, first_history, mixed_log_probs, read_on
 from charlm.sampling.options import SamplingOptions
-from charlm.sampling.request import Request, call_options, make_request
+from charlm.sampling.request import Request, call_options, check_text, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
 from charlm.tokenizers import Tokenizer
@@ -237,6 +237,8 @@ class Sampler:
         model scores it given `label`, p(text | label).
         """
         self._check_generative()
+        check_text(text, "text")
+        check_text(prefix, "prefix")
         if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
             raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
         ids = self.tokenizer.encode_array(text, unknown)
@@ -564,6 +566,8 @@ def load(
     the loss within about 1% (docs/sampling.md); "auto" then means the CPU. `ngram=False`
     scores with the network alone where the checkpoint also holds an n-gram model.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"path must name a checkpoint directory, got {type(path).__name__}")
     sampler = Sampler.from_checkpoint(path, device_for(device, quantize))
     if not ngram:
         sampler.ngram, sampler.ngram_weight = None, 1.0

@@ -13,7 +13,7 @@ from charlm.checkpoint import TrainingState
 from charlm.errors import ConfigError
 from charlm.models import RNNLM
 from charlm.models.ngram import MAX_NGRAM_ORDER
-from charlm.options import option
+from charlm.options import check_types, option
 from charlm.training.schedules import OPTIMIZERS, SCHEDULES
 
 ITERATORS = ("sequential", "random")
@@ -244,6 +244,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        check_types(self)
         choices = {
             "iterator": ITERATORS,
             "optimizer": OPTIMIZERS,

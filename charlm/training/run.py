@@ -6,6 +6,7 @@ text → tokenizer → ids → batches → model → training → checkpoint
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -104,8 +105,8 @@ def train_book(
     tokenizer: str | None = None,
     tokenizer_options: dict[str, Any] | None = None,
     model: ModelConfig | dict[str, Any] | None = None,
-    training: TrainConfig | None = None,
-    data: DataOptions | None = None,
+    training: TrainConfig | dict[str, Any] | None = None,
+    data: DataOptions | dict[str, Any] | None = None,
     device: str = "auto",
     reporter: Reporter | None = None,
     resume: str | os.PathLike | None = None,
@@ -126,7 +127,7 @@ def train_book(
     tokenizer's); what a dict leaves out takes the defaults for the data: for short examples,
     for a classifier of them, and for a new classifier that reads words (`option(...,
     examples=, classify=, words=)` in ModelConfig). `data` says how the books are read and
-    split (validation and test text).
+    split (validation and test text). `training` and `data` may be dicts of their fields too.
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
     (same books, model and settings unless `training` is given; `out` is that directory);
@@ -148,7 +149,8 @@ def train_book(
     model is only reused with `resume` or `overwrite=True` (replace it).
     """
     chosen = _model_settings(model)
-    data = data or DataOptions()
+    training = _settings(training, TrainConfig, "training")
+    data = _settings(data, DataOptions, "data") or DataOptions()
     init_from, init_backward = _init_sources(init_from)
     # A tokenizer named beside init_from makes the run's own vocabulary (models/vocabulary.py).
     own_vocabulary = init_from is not None and (tokenizer is not None or bool(tokenizer_options))
@@ -491,7 +493,21 @@ def _word_defaults_line(chosen: dict[str, Any], shaped_by_lm: bool = False) -> s
 def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any]:
     if isinstance(model, ModelConfig):
         model = {k: v for k, v in model.to_dict().items() if k != "vocab_size"}
+    if model is not None and not isinstance(model, dict):
+        raise ConfigError(f"model must be a ModelConfig or a dict, got {type(model).__name__}")
     return dict(model or {})
+
+
+def _settings(value: Any, kind: type, name: str) -> Any:
+    """`value` as a `kind` config: itself, None, or made from a dict of its fields."""
+    if value is None or isinstance(value, kind):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a {kind.__name__} or a dict, got {type(value).__name__}")
+    unknown = sorted(set(value) - {field.name for field in dataclasses.fields(kind)})
+    if unknown:
+        raise ConfigError(f"{name} has no setting {', '.join(map(repr, unknown))}")
+    return kind(**value)
 
 
 @contextlib.contextmanager

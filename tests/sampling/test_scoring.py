@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from charlm.errors import ConfigError
 from charlm.models import RNNLM, ModelConfig
-from charlm.sampling import Sampler
+from charlm.sampling import Sampler, load
 from charlm.tokenizers.char import CharTokenizer
 from tests.tiny_models import BigramLM, ByteTokenizer, cycle_table
 
@@ -64,3 +65,23 @@ def test_an_empty_text_or_chunk_cannot_be_scored():
         Sampler(BigramLM(ABC_TABLE), ABC).score("")
     with pytest.raises(ValueError, match="chunk_len"):
         Sampler(BigramLM(ABC_TABLE), ABC).score("ab", chunk_len=0)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s: s.score(None), "text must be a string, got NoneType"),
+        (lambda s: s.score(5), "text must be a string, got int"),
+        (lambda s: s.score(["ab", "ba"]), "text must be a string, got list"),
+        (lambda s: s.score("ab", prefix=None), "prefix must be a string, got NoneType"),
+        (lambda s: s.generate(None), "prefix must be a string, got NoneType"),
+    ],
+)
+def test_a_text_that_is_not_a_string_is_a_config_error_naming_it(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call(Sampler(BigramLM(ABC_TABLE), ABC))
+
+
+def test_load_names_what_a_checkpoint_path_must_be():
+    with pytest.raises(ConfigError, match="path must name a checkpoint directory, got NoneType"):
+        load(None)

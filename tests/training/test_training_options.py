@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -112,6 +113,35 @@ def test_bad_settings_are_config_errors():
             TrainConfig(batch_size=2, seq_len=4, precision="fp16"),
             device=CPU,
         )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"lr": "x"}, "lr must be a number, got 'x'"),
+        ({"max_time": "5m"}, "max_time must be a number or None, got '5m'"),
+        ({"batch_size": "4"}, "batch_size must be a whole number, got '4'"),
+        ({"max_steps": 2.5}, "max_steps must be a whole number or None, got 2.5"),
+        ({"epochs": None}, "epochs must be a whole number, got None"),
+        ({"batch_size": True}, "batch_size must be a whole number, got True"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_is_a_config_error_naming_it(settings, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig(**settings)
+    assert TrainConfig(lr=1, max_time=60).lr == 1  # a whole number is a fine number
+
+
+def test_train_book_takes_its_settings_as_configs_or_dicts(tiny_book, tmp_path):
+    for settings, message in [
+        ({"training": {"max_tim": 1}}, "training has no setting 'max_tim'"),
+        ({"training": ["max_time"]}, "training must be a TrainConfig or a dict, got list"),
+        ({"data": {"val_fraction": "half"}}, "val_fraction must be a number"),
+        ({"model": "lstm"}, "model must be a ModelConfig or a dict, got str"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            train_book(tiny_book, out=tmp_path / "never", device="cpu", **settings)
+    assert not (tmp_path / "never").exists()
 
 
 @pytest.mark.slow
