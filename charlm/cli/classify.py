@@ -13,8 +13,8 @@ import numpy as np
 from charlm.cli import UNKNOWN_ADVICE, cli
 from charlm.cli.options import (
     NonEmptyPath,
+    checked_encoding,
     config_options,
-    config_values,
     device_option,
     ensemble_option,
     inference_device,
@@ -104,7 +104,7 @@ def classify(
     """
     device = inference_device(device, quantize)
     loading = {"device": device, "quantize": quantize, "ngram": ngram}
-    encoding = DataOptions(**config_values(DataOptions, options)).encoding
+    encoding = checked_encoding(options)
     if models:
         if ensemble:
             raise click.UsageError("--ensemble joins labelled models; --models compares books")

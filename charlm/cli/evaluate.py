@@ -12,6 +12,7 @@ from charlm.checkpoint import read_config
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
 from charlm.cli.options import (
     NonEmptyPath,
+    checked_encoding,
     config_options,
     config_values,
     device_option,
@@ -22,7 +23,6 @@ from charlm.cli.options import (
     with_ensemble,
 )
 from charlm.corpus import read_book
-from charlm.corpus.encodings import canonical_encoding
 from charlm.data import DataOptions, read_example_set
 from charlm.errors import CharlmError, UnknownTokenError
 from charlm.models.quantized import InferenceOptions
@@ -91,12 +91,8 @@ def evaluate(
     --plot draws the confusion matrix; --ensemble classifies with more labelled models too.
     """
     device = inference_device(device, quantize)
+    checked_encoding(options)
     data = DataOptions(**config_values(DataOptions, options))
-    if data.encoding is not None:
-        try:
-            canonical_encoding(data.encoding)  # a misspelt name is a usage error, as in train
-        except CharlmError as exc:
-            raise click.UsageError(str(exc)) from exc
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device, quantize=quantize, ngram=ngram)

@@ -233,6 +233,21 @@ def ensemble_option() -> Callable[[Any], Any]:
     )
 
 
+def checked_encoding(options: dict[str, Any]) -> str | None:
+    """The --encoding among a command's `options` (config_options(DataOptions, ...)); a
+    name Python does not know is a usage error, as in `charlm train`."""
+    from charlm.corpus.encodings import canonical_encoding
+    from charlm.data import DataOptions
+
+    encoding = DataOptions(**config_values(DataOptions, options)).encoding
+    if encoding is not None:
+        try:
+            canonical_encoding(encoding)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
+    return encoding
+
+
 def inference_device(device: str, quantize: str | None) -> str:
     """--device as --quantize leaves it (int8 runs on the CPU); a device it cannot run on is
     a usage error, as other options that cannot go together are."""
