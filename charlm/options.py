@@ -18,7 +18,6 @@ depends on Click: the library stays usable without the CLI.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ def check_types(config: Any) -> None:
     field: a config built in Python (`TrainConfig(lr="x")`) would otherwise fail later, with
     a TypeError from the first comparison. Fields typed other than int, float, str or bool
     (optionally None) are left to the config's own checks."""
-    hints = _type_hints(type(config))
+    hints = typing.get_type_hints(type(config))  # ~0.2 ms: configs are made a few times a run
     for field, _ in option_fields(type(config)):
         kinds = set(typing.get_args(hints[field.name])) or {hints[field.name]}
         value = getattr(config, field.name)
@@ -85,7 +84,6 @@ def check_types(config: Any) -> None:
             raise ConfigError(f"{field.name} must be {' or '.join(words)}, got {value!r}")
 
 
-_type_hints = functools.cache(typing.get_type_hints)  # per config class, read once
 _KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
