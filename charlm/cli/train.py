@@ -21,9 +21,9 @@ from charlm.cli.train_options import (
     train_options,
 )
 from charlm.data import DataOptions
-from charlm.errors import CharlmError, CheckpointError
+from charlm.errors import CharlmError, CheckpointError, ConfigError
 from charlm.models import ModelConfig
-from charlm.options import example_defaults
+from charlm.options import example_defaults, flag_name, option_fields
 from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
@@ -88,6 +88,7 @@ def train(
             model = _only(model, given) | {"task": task}
             chosen = {**example_defaults(TrainConfig, task), **_only(chosen, given)}
         if resume is not None:
+            _check_resume_keeps(ctx, given)
             training = resumed_training(resume, _only(chosen, given))
         else:
             training = TrainConfig(**chosen)
@@ -109,7 +110,7 @@ def train(
             out=out,
             tokenizer=tokenizer,
             tokenizer_options=tokenizer_options,
-            model=model,
+            model=None if resume is not None else model,  # a resumed run keeps its own
             training=training,
             data=data,
             device=device,
@@ -136,6 +137,35 @@ def _recipe_line(ctx: click.Context, name: str) -> str:
     return line + (f" (given here instead: {', '.join(given)})" if given else "")
 
 
+# Data options that are where this run keeps things, not what the model was trained on.
+RESUME_LOCAL_DATA = {"cache_dir", "use_cache"}
+
+
+def _check_resume_keeps(ctx: click.Context, given: set[str]) -> None:
+    """Refuse the options a resumed run cannot honour: its model, tokenizer and data are the
+    saved run's (as its training settings are, bar the stopping rules resumed_training allows)."""
+    kept = [(f, spec) for f, spec in option_fields(ModelConfig) if f.name in given]
+    kept += [
+        (f, spec)
+        for f, spec in option_fields(DataOptions)
+        if f.name in given and f.name not in RESUME_LOCAL_DATA
+    ]
+    flags = [flag_name(f, spec) for f, spec in kept]
+    flags += [
+        flag
+        for name, flag in (
+            ("tokenizer", "--tokenizer"),
+            ("tokenizer_options", "--tokenizer-option"),
+        )
+        if ctx.get_parameter_source(name) in CHOSEN_SOURCES
+    ]
+    if flags:
+        raise ConfigError(
+            f"a resumed run keeps its model, tokenizer and data, so {', '.join(flags)} cannot "
+            "change; to train another model from this one, start a new run with --init-from"
+        )
+
+
 def _only(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
     """The entries of `values` the user chose."""
     return {k: v for k, v in values.items() if k in given}
@@ -150,6 +180,9 @@ def _report(console, trained) -> None:
             soft_wrap=True,  # keep the command on one line, ready to copy
         )
         sys.exit(STOP_EXIT_CODES[result.stopped_by])
+    if not trained.trained:
+        console.print(f"{trained.checkpoint} is as it was: nothing was trained or saved")
+        return
     val = "-" if result.val_perplexity is None else f"{result.val_perplexity:.3f}"
     rate = result.tokens_seen / max(result.train_seconds, 1e-9)
     steps = f"{result.steps:,} step{'' if result.steps == 1 else 's'}"
@@ -162,7 +195,9 @@ def _report(console, trained) -> None:
         best = f"perplexity {result.best_val_perplexity:.3f}"
         if result.best_val_accuracy is not None:  # a classifier keeps its most accurate
             best = f"accuracy {result.best_val_accuracy:.1%}"
-        console.print(f"best validation {best} (step {result.best_step}) is kept in {trained.best}")
+        console.print(
+            f"best validation {best} (step {result.best_step:,}) is kept in {trained.best}"
+        )
     if trained.task == "classify":
         console.print(
             f"classify with: charlm classify {trained.checkpoint} TEXT; measure it with: "

@@ -136,6 +136,9 @@ def prepare_data(
         "path": str(entry.path) if entry.path else None,
         "tokenizer": spec,
     }
+    # The books' bytes and how they were split, whatever the tokenizer: a resumed run checks
+    # that it reads what its first part read.
+    info["inputs_key"] = cache_key(material)
     info["prepare_seconds"] = round(time.perf_counter() - started, 3)
     ids = {s: _ids(entry.arrays, entry.meta["data"], s) for s in SPLITS}
     return PreparedData(

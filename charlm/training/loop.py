@@ -256,10 +256,11 @@ class _Run:
     def run(self) -> TrainResult:
         config, c = self.config, self.c
         stopped_by = self._already_done()  # a resumed run may have nothing left to do
-        if stopped_by:
+        if stopped_by:  # and then leaves its checkpoint as it is
             self.reporter.message(self._nothing_left(stopped_by))
+            return self.result(stopped_by)
         self._mark = time.perf_counter()
-        for epoch in range(max(1, c.epoch), config.epochs + 1 if not stopped_by else 0):
+        for epoch in range(max(1, c.epoch), config.epochs + 1):
             if epoch != c.epoch:
                 c.epoch, c.batch_index, self.hidden = epoch, 0, None
                 self.recorder.epoch.reset()

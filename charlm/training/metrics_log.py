@@ -40,7 +40,10 @@ class MetricsLog:
         if resume_step is not None and os.path.lexists(self.path):
             # Records after the step the run resumes from describe work that was lost
             # (the run was killed after them); the resumed run writes those steps again.
-            kept = [r for r in read_metrics(self.path) if _step(r) <= resume_step]
+            records = read_metrics(self.path)
+            kept = [r for r in records if _step(r) <= resume_step]
+            if len(kept) == len(records) and _ends_with_a_whole_line(self.path):
+                return  # nothing to drop: the log is appended to as it is
         text = "".join(_line(r) for r in kept)
         files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
@@ -62,6 +65,11 @@ class MetricsLog:
         text = "".join(self._held)
         files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         self._held = None
+
+
+def _ends_with_a_whole_line(path: Path) -> bool:
+    text = files.read_bytes(path, MAX_METRICS_LOG_BYTES)
+    return not text or text.endswith(b"\n")
 
 
 def _step(record: dict[str, Any]) -> float:

@@ -96,6 +96,7 @@ class TrainedModel:
     test_perplexity: float | None = None
     labels: list[str] = field(default_factory=list)  # what a labelled model generates by
     task: str = "lm"  # or "classify": a classifier, which cannot generate
+    trained: bool = True  # False: a resumed run had nothing left to train and saved nothing
 
 
 def train_book(
@@ -149,6 +150,11 @@ def train_book(
     model is only reused with `resume` or `overwrite=True` (replace it).
     """
     chosen = _model_settings(model)
+    if resume is not None and (chosen or tokenizer is not None or tokenizer_options):
+        raise ConfigError(
+            "a resumed run keeps its model and tokenizer: leave out model, tokenizer and "
+            "tokenizer_options (init_from starts a new run from its weights)"
+        )
     training = _settings(training, TrainConfig, "training")
     data = _settings(data, DataOptions, "data") or DataOptions()
     init_from, init_backward = _init_sources(init_from)
@@ -202,6 +208,8 @@ def train_book(
             book, data, base, tokenizer, tokenizer_options, training, say,
             cached_as=cached_as, task=task, own_vocabulary=own_vocabulary,
         )  # fmt: skip
+        if resume is not None:
+            _check_same_inputs(base, inputs.prepared.info)
         for line in inputs.prepared.report():
             say(line)
         # A new classifier of words, from scratch or from a word LM (whose shape it keeps),
@@ -293,7 +301,8 @@ def train_book(
                 if saver is not None:
                     saver.finish()
         test_perplexity = None
-        if context.is_main and test_data is not None:
+        trained = state is None or result.steps > state.step
+        if context.is_main and test_data is not None and trained:
             test_loss = inputs.test_loss(net, training, resolved, kept_lm)
             say(inputs.test_report(test_loss, net, kept_lm=kept_lm is not None))
             if task == "classify":  # a classifier's test loss is the share it gets wrong
@@ -301,7 +310,7 @@ def train_book(
             else:
                 test_perplexity = perplexity(test_loss)
                 update_config(out, test_perplexity=test_perplexity)
-        if context.is_main and training.ngram:
+        if context.is_main and training.ngram and trained:
             written = [path for path in (out, out / BEST_NAME) if _saved(path)]
             attach_fitted_ngram(
                 written, train_data, training.ngram, resolved, say,
@@ -318,6 +327,7 @@ def train_book(
         test_perplexity,
         inputs.labels.names if inputs.labels is not None else [],
         task,
+        trained,
     )
 
 
@@ -496,6 +506,19 @@ def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any
     if model is not None and not isinstance(model, dict):
         raise ConfigError(f"model must be a ModelConfig or a dict, got {type(model).__name__}")
     return dict(model or {})
+
+
+def _check_same_inputs(base: Checkpoint, info: dict[str, Any]) -> None:
+    """Refuse to resume a run on other text than its first part read (books given with
+    --resume may be the same files elsewhere, not other files)."""
+    saved = (base.config.get("data") or {}).get("inputs_key")
+    found = info.get("inputs_key")
+    if saved is not None and found is not None and saved != found:
+        raise ConfigError(
+            f"these books are not the text {base.path} was trained on (their bytes or their "
+            "splits differ); resume with the same books, or start a new run from it with "
+            "--init-from"
+        )
 
 
 def _settings(value: Any, kind: type, name: str) -> Any:

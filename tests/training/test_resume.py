@@ -307,10 +307,15 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
         cli, ["train", str(book), "--out", str(out), "--max-steps", "4", *args.split()]
     )
     assert result.exit_code == 0, result.output
+    checkpoint = [path for path in out.iterdir() if path.name != ".train.lock"]
+    before = {path.name: path.stat().st_mtime_ns for path in checkpoint}
     result = runner.invoke(cli, ["train", "--resume", str(out)])
     assert result.exit_code == 0, result.output
     assert read_config(out)["results"]["steps"] == 4
     assert "nothing left to train: the run has trained" in result.output
+    # Nothing trained, nothing saved: the checkpoint stays the one `generate` last chose.
+    assert {path.name: path.stat().st_mtime_ns for path in checkpoint} == before
+    assert "is as it was: nothing was trained or saved" in result.output
     assert "(4 steps," in result.output and "e.g. --max-steps 8" in result.output
     # The resumed run found the token cache entry of the first: the book was encoded once.
     assert "cached:" in result.output
@@ -364,3 +369,29 @@ def test_resuming_a_run_that_used_its_time_says_what_to_give(tmp_path):
         message,
     )
     assert suggested and parse_duration(suggested.group(1)) >= 2.0, message
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_its_model_tokenizer_and_text(tmp_path):
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 2, encoding="utf-8")
+    out = tmp_path / "run"
+    small = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --device cpu".split()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(book), "--out", str(out), *small, "--max-steps", "2"])
+    assert result.exit_code == 0, result.output
+    for changed in (["--hidden", "32"], ["--model", "gru"], ["--val-fraction", "0.3"],
+                    ["--tokenizer", "word"], ["--tokenizer-option", "lowercase=true"]):  # fmt: skip
+        result = runner.invoke(cli, ["train", "--resume", str(out), "--max-steps", "4", *changed])
+        assert result.exit_code == 2, result.output
+        assert f"so {changed[0]} cannot change" in result.output
+    # The same text under another name is the same book; other text is refused.
+    moved = tmp_path / "moved.txt"
+    moved.write_bytes(book.read_bytes())
+    result = runner.invoke(cli, ["train", "--resume", str(out), str(moved), "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    other = tmp_path / "other.txt"
+    other.write_text("".join(sorted(TEXT * 2)), encoding="utf-8")  # the same characters
+    result = runner.invoke(cli, ["train", "--resume", str(out), str(other), "--max-steps", "4"])
+    assert result.exit_code == 1 and "are not the text" in result.output
+    assert read_config(out)["results"]["steps"] == 3
