@@ -158,12 +158,18 @@ def _preference(name: str) -> int:
 
 
 def looks_like_text(text: str, sample: int = 200_000) -> bool:
-    """False when the start of `text` is mostly control characters (a mis-decoded binary)."""
+    """False when 1% or more of the start of `text` is control characters (or U+FFFD): a
+    mis-decoded binary, or text read in the wrong encoding."""
+    return control_share(text, sample) < 0.01
+
+
+def control_share(text: str, sample: int = 200_000) -> float:
+    """The share of control characters (bar line breaks and tabs) and U+FFFD among the first
+    `sample` characters of `text`; 1.0 for no text."""
     head = text[:sample]
     if not head:
-        return False
+        return 1.0
     controls = sum(
         1 for c in head if c not in "\n\r\t\f\v" and unicodedata.category(c) in ("Cc", "Cs")
     )
-    replacements = head.count("\ufffd")
-    return (controls + replacements) / len(head) < 0.01
+    return (controls + head.count("\ufffd")) / len(head)

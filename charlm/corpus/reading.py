@@ -9,7 +9,7 @@ from typing import Any
 
 from charlm.errors import CorpusError
 
-from .encodings import decode, looks_like_text
+from .encodings import control_share, decode, looks_like_text
 from .gutenberg import strip_boilerplate
 
 
@@ -60,10 +60,7 @@ def book_from_bytes(
     if not text or text.isspace():  # isspace, unlike strip, copies nothing
         raise CorpusError(f"{path} is empty or only whitespace: there is no text in it")
     if not looks_like_text(text):
-        raise CorpusError(
-            f"{path} decodes as {found_encoding} to mostly control characters; it is not "
-            "text, or give the right --encoding"
-        )
+        raise CorpusError(_not_text(path, text, found_encoding))
     removed = 0
     if not keep_boilerplate:
         stripped = strip_boilerplate(text)
@@ -99,3 +96,20 @@ def newline_style(text: str) -> str:
     bare_cr = text.count("\r") - crlf
     lf = text.count("\n") - crlf
     return "crlf" if not (bare_cr or lf) else "cr" if not (crlf or lf) else "mixed"
+
+
+def _not_text(path: Path, text: str, encoding: str) -> str:
+    share = control_share(text)
+    # Controls from U+0080-U+009F alone: the bytes Windows-1252 uses for quotes and dashes,
+    # read as Latin-1 (a binary file has the others, U+0000-U+001F, as well).
+    head = text[:200_000]
+    windows = (
+        encoding == "iso8859-1"
+        and any("\x80" <= c <= "\x9f" for c in head)
+        and not any(c < " " and c not in "\n\r\t\f\v" for c in head)
+    )
+    hint = "; it is likely cp1252 (--encoding cp1252)" if windows else ""
+    return (
+        f"{path} decodes as {encoding} to {share:.1%} control characters; it is not text, or "
+        f"give the right --encoding{hint}"
+    )

@@ -146,8 +146,12 @@ def test_forced_encoding_is_used_and_a_wrong_one_is_refused(tmp_path):
     path = write(tmp_path, "q.txt", "“quoted” text, plainly\n".encode("cp1252") * 20)
     assert read_book(path, encoding="cp1252").text.startswith("“quoted”")
     assert read_book(path, encoding="cp1250").encoding == "cp1250"
-    with pytest.raises(CorpusError, match="iso8859-1 to mostly control characters"):
+    with pytest.raises(CorpusError, match=r"iso8859-1 to 8\.7% control .* likely cp1252"):
         read_book(path, encoding="latin-1")  # the quotes land on C1 control codes
+    binary = write(tmp_path, "b.bin", bytes(range(256)) * 4)
+    with pytest.raises(CorpusError, match="control characters; it is not text") as refused:
+        read_book(binary, encoding="latin-1")
+    assert "cp1252" not in str(refused.value)
     with pytest.raises(CorpusError, match="not valid utf-8.*--encoding"):
         read_book(path, encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown encoding"):
