@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ UNK = "<unk>"
 # encoded in parallel. The cut depends only on the text, so encoding is deterministic.
 SLICE_CHARS = 1 << 14
 SLICES_PER_BATCH = 256
+BYTE_ALPHABET = 256  # a byte-level model's first tokens: every byte value
 
 
 def text_slices(text: str, size: int = SLICE_CHARS) -> list[str]:
@@ -292,6 +293,18 @@ class BPETokenizer(_Trained):
         **_common_options(2000),
         "byte_level": Option(bool, True, "work on UTF-8 bytes (false: characters and <unk>)"),
     }
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        checked = super().check_options(options)
+        vocab_size = checked.get("vocab_size", cls.options["vocab_size"].default)
+        if checked.get("byte_level", True) and 0 < vocab_size < BYTE_ALPHABET:
+            # The library would quietly make it 256: its alphabet alone is that many tokens.
+            raise TokenizerError(
+                f"byte-level bpe starts from the {BYTE_ALPHABET} byte values, so vocab_size "
+                f"{vocab_size} is too small: give {BYTE_ALPHABET} or more, or byte_level=false"
+            )
+        return checked
 
     @classmethod
     def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:

@@ -275,6 +275,10 @@ def test_options_are_checked_and_converted():
     with pytest.raises(TokenizerError, match="true or false"):
         train_tokenizer("char", BOOK, {"lowercase": "perhaps"})
     assert train_tokenizer("bpe", BOOK, {"vocab_size": "300"}).vocab_size <= 300
+    # Byte-level BPE cannot have fewer tokens than bytes: said, not quietly made 256.
+    with pytest.raises(TokenizerError, match="vocab_size 100 is too small: give 256 or more"):
+        train_tokenizer("bpe", BOOK, {"vocab_size": "100"})
+    assert train_tokenizer("bpe", BOOK, {"vocab_size": "100", "byte_level": "false"}).vocab_size
 
 
 def test_every_built_in_is_listed_as_built_in():
