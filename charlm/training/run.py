@@ -168,6 +168,11 @@ def train_book(
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is None:
         (training or TrainConfig()).check_start(task, init_from)
+        if training is not None and training.ngram and not data.splits().has_val():
+            raise ConfigError(
+                "--ngram fits the mixture of the network and the n-gram model on the "
+                "validation text: keep a validation split (--val-fraction above 0)"
+            )
     if resume is not None and out is not None and Path(out) != Path(resume):
         raise ConfigError("a resumed run continues in its own directory: leave out --out")
     context = distributed.from_environment()
@@ -282,11 +287,6 @@ def train_book(
                     kept_lm=kept_lm, metrics=metrics,
                 )  # fmt: skip
             train_data, val_data, test_data = inputs.splits
-            if training.ngram and val_data is None:
-                raise ConfigError(
-                    "--ngram fits the mixture of the network and the n-gram model on the "
-                    "validation text: keep a validation split (--val-fraction above 0)"
-                )
             try:
                 result = train(
                     net, train_data, val_data, training, device=resolved,

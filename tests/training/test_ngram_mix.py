@@ -131,6 +131,7 @@ def test_runs_it_cannot_mix_are_refused_in_one_line(tiny_book, tmp_path, extra, 
                      "--max-steps", "2", "--ngram", "3", *extra)  # fmt: skip
     assert result.exit_code != 0
     assert message in one_error_line(result, after_progress=True)
+    assert "tokenized" not in result.stderr  # refused before the book was read
 
 
 @pytest.mark.parametrize("beam_width", [1, 3])
