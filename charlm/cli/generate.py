@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
-from charlm.cli.interactive import run_prompt_loop
+from charlm.cli.interactive import model_check, run_prompt_loop
 from charlm.cli.options import NonEmptyPath, config_options, device_option, inference_device
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.corpus import read_book
@@ -101,7 +101,11 @@ def generate(
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     if interactive:
-        run_prompt_loop(options, lambda text, now: write_samples(sampler, text, now, as_json))
+        run_prompt_loop(
+            options,
+            lambda text, now: write_samples(sampler, text, now, as_json),
+            model_check(sampler),
+        )
         return
     try:
         write_samples(sampler, prefix, options, as_json)

@@ -7,10 +7,11 @@ Every option of `charlm generate` that `SamplingOptions` defines is a command he
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import textwrap
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -20,9 +21,14 @@ from charlm.sampling import SamplingOptions
 from charlm.sampling.options import KINDS, rule_of
 from charlm.sampling.stops import ESCAPES
 
+if TYPE_CHECKING:
+    from charlm.sampling import Sampler
+
 HELP_INDENT = 30
-# Typed alone, these end the loop rather than being taken for a prefix.
-QUIT = ("/quit", "/exit", "quit", "exit")
+# Typed alone, these end the loop; any other line that is not a command is a prefix.
+QUIT = ("/quit", "/exit")
+# Typed after any command, these restore its default (as does the field's own word, if any).
+OFF = ("off", "default")
 # How the prompt names an unknown-token policy, for errors about unseen characters.
 UNKNOWN_ADVICE = "type /unknown {policy}"
 
@@ -34,45 +40,93 @@ def prompt_help() -> str:
         command = f"/{name} {_metavar(field, spec)}"
         if rule_of(field).off:
             command += f" | {rule_of(field).off}"
-        # Options are commands here: "--stop" reads "/stop".
-        text = re.sub(r"--(?=[a-z])", "/", spec.help)
-        lines.append(_help_line(command, text))
+        lines.append(_help_line(command, _in_prompt_words(spec.help)))
+    lines.append(_help_line("/NAME off", "restore a setting's default (so does /NAME default)"))
     lines.append(_help_line("/settings", "show the current settings (/NAME alone shows one)"))
+    lines.append(_help_line("//TEXT", "continue /TEXT: a prefix that begins with /"))
     lines.append(_help_line("/help", "this text"))
-    lines.append("Ctrl-D, quit or exit ends.")
+    lines.append("Ctrl-C stops a continuation. /quit or Ctrl-D ends (Ctrl-C at the prompt too).")
     return "\n".join(lines)
 
 
+def model_check(sampler: Sampler) -> Callable[[SamplingOptions], None]:
+    """For `run_prompt_loop`: a ConfigError for settings `sampler` can never use (a label it
+    lacks, guidance without labels, <unk> without the token), so the command is refused."""
+
+    def check(options: SamplingOptions) -> None:
+        # A labelled model may go without a label until /label sets one.
+        if options.label is not None or not sampler.labels:
+            sampler.check_label(options.label, options.guidance)
+        if options.unknown == "unk" and sampler.tokenizer.unk_id is None:
+            raise ConfigError(
+                f"the model's {sampler.tokenizer.name} tokenizer has no <unk> token; "
+                "use --unknown skip to drop unseen characters"
+            )
+
+    return check
+
+
 def run_prompt_loop(
-    options: SamplingOptions, continue_text: Callable[[str, SamplingOptions], None]
+    options: SamplingOptions,
+    continue_text: Callable[[str, SamplingOptions], None],
+    check: Callable[[SamplingOptions], None] | None = None,
 ) -> None:
-    """Read prefixes until end of input; `continue_text(prefix, options)` prints each
-    continuation with the options as the commands typed so far have set them."""
-    click.echo("Type a prefix for a continuation, /help for commands, Ctrl-D to end.", err=True)
-    while True:
-        try:
-            line = click.prompt("", prompt_suffix="> ", default="", show_default=False, err=True)
-        except click.Abort:  # Ctrl-D or Ctrl-C at the prompt
-            click.echo(err=True)
-            return
-        except UnicodeDecodeError as exc:  # bytes from the terminal that are not UTF-8
-            raise click.ClickException(
-                "the input is not valid UTF-8 text; check the terminal's encoding"
-            ) from exc
+    """Read prefixes until /quit or end of input; `continue_text(prefix, options)` prints each
+    continuation with the options as the commands typed so far have set them.
+
+    `check(options)` raises ConfigError for settings the model cannot use (`model_check`):
+    a command that makes them is refused, and so are such starting options (a UsageError).
+    """
+    check = check or (lambda options: None)
+    try:
+        check(options)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    click.echo("Type a prefix for a continuation, /help for commands, /quit to end.", err=True)
+    while (line := _next_line()) is not None:
         if line.strip().lower() in QUIT:
             return
-        if line.startswith("/"):
-            options = _run_command(line, options)
-        elif line:
-            try:
-                continue_text(line, options)
-            except UnknownTokenError as exc:  # a character the model never saw: try again
-                click.echo(f"Error: {exc.describe('the prefix', UNKNOWN_ADVICE)}", err=True)
-            except CharlmError as exc:
-                click.echo(f"Error: {exc}", err=True)
+        if line.startswith("/") and not line.startswith("//"):
+            options = _run_command(line, options, check)
+        elif line:  # "//TEXT" is the prefix "/TEXT", as in IRC clients
+            _continue(line.removeprefix("/"), options, continue_text)
 
 
-def _run_command(line: str, options: SamplingOptions) -> SamplingOptions:
+def _next_line() -> str | None:
+    """The line typed at the prompt; None at Ctrl-D. Ctrl-C raises click.Abort, which ends
+    the session as Ctrl-C ends any command ("Aborted.", exit 130)."""
+    try:
+        return click.prompt("", prompt_suffix="> ", default="", show_default=False, err=True)
+    except click.Abort as exc:
+        click.echo(err=True)  # end the prompt's line
+        # click.prompt turns both keys into Abort; the key's exception is its context.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise
+        return None
+    except UnicodeDecodeError as exc:  # bytes from the terminal that are not UTF-8
+        raise click.ClickException(
+            "the input is not valid UTF-8 text; check the terminal's encoding"
+        ) from exc
+
+
+def _continue(
+    prefix: str, options: SamplingOptions, continue_text: Callable[[str, SamplingOptions], None]
+) -> None:
+    """Print the continuation of `prefix`; an error or Ctrl-C ends it, not the loop."""
+    try:
+        continue_text(prefix, options)
+    except KeyboardInterrupt:  # Ctrl-C while the model writes: back to the prompt
+        click.echo()  # end the line the continuation was printing
+        click.echo("(stopped)", err=True)
+    except UnknownTokenError as exc:  # a character the model never saw: try again
+        click.echo(f"Error: {exc.describe('the prefix', UNKNOWN_ADVICE)}", err=True)
+    except CharlmError as exc:
+        click.echo(f"Error: {exc}", err=True)
+
+
+def _run_command(
+    line: str, options: SamplingOptions, check: Callable[[SamplingOptions], None]
+) -> SamplingOptions:
     """The options after the command on `line` (unchanged, with a message, if it is bad)."""
     name, _, value = line[1:].strip().partition(" ")
     value = value.strip()
@@ -93,14 +147,29 @@ def _run_command(line: str, options: SamplingOptions) -> SamplingOptions:
     field, spec = commands[name]
     try:
         changed = options.replace(**{field.name: _read(value, options, field, spec)})
-    except ConfigError as exc:  # a value out of range, or options that cannot go together
-        click.echo(f"Error: /{name} {value}: {exc}", err=True)
+        check(changed)
+    except ConfigError as exc:  # out of range, unusable with the model or with other options
+        click.echo(f"Error: /{name} {value}: {_in_prompt_words(str(exc))}", err=True)
         return options
     except ValueError:  # not a number at all
         click.echo(f"Error: /{name} {value}: {_wanted(name, field, spec)}", err=True)
         return options
     click.echo(_setting_line(name, changed), err=True)
     return changed
+
+
+def _in_prompt_words(text: str) -> str:
+    """Help or an error as the prompt says it: an option that is a command as the command
+    ("--top-k" and "top_k" read "top-k"), and None as off. Other options (--labels) stay."""
+    commands = _commands()
+    for command, (field, _) in commands.items():
+        text = re.sub(rf"\b{field.name}\b", command, text)
+    text = re.sub(
+        r"--([a-z]+(?:-[a-z]+)*)",
+        lambda match: f"/{match[1]}" if match[1] in commands else match[0],
+        text,
+    )
+    return re.sub(r"\bNone\b", "off", text)
 
 
 def _setting_line(command: str, options: SamplingOptions) -> str:
@@ -140,17 +209,19 @@ def _commands() -> dict[str, tuple[dataclasses.Field, Option]]:
 
 
 def _read(text: str, options: SamplingOptions, field: dataclasses.Field, spec: Option) -> Any:
-    """The value typed after a command, as the field takes it; the `off` word is the default.
+    """The value typed after a command, as the field takes it; an `off` word is the default.
 
     A repeatable option (/stop) adds the value to those it has, as repeating it on the
     command line does.
     """
-    if rule_of(field).off and text == rule_of(field).off:
+    if text in OFF or text == rule_of(field).off:
         return field.default
     if spec.parse is not None:
         value = spec.parse(text)
     else:
         value = {int: int, float: float}.get(KINDS[field.name], str)(text)
+    if isinstance(value, float) and not math.isfinite(value):  # "inf" reads as a number
+        raise ValueError(f"{text} is not a number")
     return (*getattr(options, field.name), value) if spec.multiple else value
 
 

@@ -1,14 +1,23 @@
 """`charlm generate`: every option from the command line, and the interactive prompt loop."""
 
+import io
+import itertools
 import json
 
+import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 import charlm
 from charlm.cli import cli
+from charlm.cli.generate import write_samples
+from charlm.cli.interactive import model_check, run_prompt_loop
+from charlm.data import LabelSet
+from charlm.models import ModelConfig, build_model
 from charlm.options import flag_name, option_fields
-from charlm.sampling import SamplingOptions
+from charlm.sampling import Sampler, SamplingOptions
+from charlm.tokenizers.char import CharTokenizer
 from tests.conftest import TINY_TEXT
 from tests.tiny_models import save_tiny_checkpoint
 
@@ -170,8 +179,8 @@ def test_interactive_loop_continues_prefixes_and_changes_settings(checkpoint):
     # greedy: the same prefix gets the same continuation; 12 tokens follow it
     assert len(continuations) == 2 and continuations[0] == continuations[1]
     assert len(continuations[0]) == len("the ") + 12
-    assert "Error: /top-p 7: top_p must be in (0, 1]" in out
-    assert "Error: /min-p 2: min_p must be in [0, 1], got 2.0" in out
+    assert "Error: /top-p 7: top-p must be in (0, 1]" in out
+    assert "Error: /min-p 2: min-p must be in [0, 1], got 2.0" in out
     assert "unknown command /bogus" in out
     assert (  # an error does not end the loop ...
         "Error: the prefix has 1 character the model never saw (1 in all): 'Ω' ×1; "
@@ -207,7 +216,7 @@ def test_prompt_commands_set_stop_strings_seeds_and_policies(checkpoint):
 @pytest.mark.slow
 def test_the_prompt_speaks_the_users_language(checkpoint):
     script = ["/settings", "/temperature abc", "/top-k x", "/length 1.5", "/top-k 40"]
-    script += ["/temperature", "quit", "the "]
+    script += ["/temperature", "/quit", "the "]
     out = run(checkpoint, "--interactive", input="\n".join(script) + "\n").output
     settings = out.split("  length = 500\n")[1]
     assert "  top-k = no limit\n" in settings and "  top-p = 1\n" in settings
@@ -217,7 +226,124 @@ def test_the_prompt_speaks_the_users_language(checkpoint):
     assert "Error: /top-k x: not a whole number (or off: no limit)" in out
     assert "Error: /length 1.5: not a whole number (e.g. /length 500)" in out
     assert "  top-k = 40\n" in out and "  temperature = 0.8\n" in out
-    assert "the " not in out.split("quit")[-1]  # `quit` ended the loop: no continuation
-    for word in ("exit", "/quit", "EXIT"):
+    assert "the " not in out.split("/quit")[-1]  # /quit ended the loop: no continuation
+    for word in ("/exit", "/quit", "/EXIT"):
         result = run(checkpoint, "--interactive", input=f"{word}\nthe \n")
         assert result.exit_code == 0 and "\nthe " not in result.output, word
+
+
+def test_ctrl_c_stops_a_continuation_and_at_the_prompt_ends_the_session(checkpoint, monkeypatch):
+    stream = Sampler.stream
+
+    def interrupted(self, prefix, options=None):  # Ctrl-C after three pieces of "the "
+        pieces = stream(self, prefix, options=options)
+        if prefix == "the ":
+            yield from itertools.islice(pieces, 3)
+            raise KeyboardInterrupt
+        yield from pieces
+
+    monkeypatch.setattr(Sampler, "stream", interrupted)
+    result = run(checkpoint, "--interactive", "--length", "5", "--seed", "1", input="the \na\n")
+    assert result.exit_code == 0, result.output  # Ctrl-D ended it
+    assert "(stopped)" in result.stderr
+    sampler = charlm.load(checkpoint, device="cpu")
+    stopped, then = sampler.generate("the ", length=3, seed=1), sampler.generate("a", 5, seed=1)
+    assert result.stdout == f"{stopped}\n{then}\n"
+    result = run(checkpoint, "--interactive", "--length", "5", input=CtrlCAtTheEnd(b"a\n"))
+    assert result.exit_code == 130 and result.stderr.endswith("Aborted.\n")
+    assert len(result.stdout) == len("a") + 5 + 1  # the continuation before Ctrl-C
+
+
+class CtrlCAtTheEnd(io.BytesIO):
+    """Input that, once read, is Ctrl-C at the prompt (a terminal's read raises it)."""
+
+    def read(self, size=-1):
+        return self._or_ctrl_c(super().read(size), size)
+
+    def read1(self, size=-1):
+        return self._or_ctrl_c(super().read1(size), size)
+
+    @staticmethod
+    def _or_ctrl_c(data: bytes, size: int) -> bytes:
+        if size and not data:  # read(0) is how Click tells a binary stream
+            raise KeyboardInterrupt
+        return data
+
+
+def test_help_names_options_that_are_not_commands_as_options(checkpoint):
+    out = run(checkpoint, "--interactive", input="/help\n").stderr
+    assert "(--labels)" in out and "/labels" not in out
+    assert "toward its /label" in out  # --label is a command
+
+
+def test_only_slash_quit_ends_the_prompt_and_double_slash_sends_a_slash(checkpoint):
+    script = "/unknown skip\n//usr/bin\nquit\nEXIT\n/quit\nthe \n"
+    result = run(checkpoint, "--interactive", "--length", "3", "--stop", "\\n", input=script)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()  # "/" is new to the model: /unknown skip drops it
+    prefixes = ["/usr/bin", "quit", "EXIT"]
+    assert len(lines) == 3 and all(map(str.startswith, lines, prefixes)), lines
+
+
+def prompt(sampler: Sampler, script: list[str], options: SamplingOptions | None = None):
+    """The prompt loop on `sampler` as `charlm generate --interactive` runs it."""
+
+    @click.command()
+    def command():
+        run_prompt_loop(
+            options or SamplingOptions(),
+            lambda text, now: write_samples(sampler, text, now, False),
+            check=model_check(sampler),
+        )
+
+    return CliRunner().invoke(command, input="\n".join(script) + "\n")
+
+
+def untrained_names() -> Sampler:
+    """A model of names under the labels ab and xyz, as initialised: fast and real."""
+    letters = CharTokenizer(list("ABXYZabxyz"))
+    torch.manual_seed(0)
+    config = ModelConfig(
+        letters.vocab_size + 1, hidden_size=16, embed_size=8, num_layers=1, end_token=True,
+        num_labels=2,
+    )  # fmt: skip
+    return Sampler(build_model(config), letters, label_set=LabelSet(["ab", "xyz"], [28, 40]))
+
+
+@pytest.mark.parametrize("word", ["off", "default"])
+def test_off_restores_the_default_of_every_setting(word):
+    values = {"length": "7", "temperature": "0.3", "top-k": "5", "top-p": "0.5", "min-p": "0.1",
+              "repetition-penalty": "1.3", "stop": "x", "num-samples": "2", "beam-width": "2",
+              "seed": "3", "unknown": "skip", "label": "xyz", "guidance": "1"}  # fmt: skip
+    assert set(values) == {flag_name(f, spec)[2:] for f, spec in option_fields(SamplingOptions)}
+    script = ["/settings"]
+    for name, value in values.items():
+        script += [f"/{name} {value}", f"/{name} {word}"]
+    result = prompt(untrained_names(), [*script, "/settings"])
+    assert result.exit_code == 0 and "Error" not in result.output, result.output
+    for name, value in {**values, "stop": '"x"'}.items():  # each was set, then restored
+        assert f"  {name} = {value}\n" in result.stderr, name
+    before, after = (text.split("\n> ")[0] for text in result.stderr.split("> /settings\n")[1:])
+    assert before == after and "label = none" in after and "guidance = 0" in after
+
+
+def test_the_prompt_refuses_settings_the_model_can_never_use(checkpoint):
+    book = charlm.load(checkpoint, device="cpu")
+    script = ["/unknown unk", "/label Russian", "/guidance 3", "/seed -3", "/temperature inf"]
+    out = prompt(book, [*script, "/settings"]).stderr
+    assert (
+        "Error: /unknown unk: the model's char tokenizer has no <unk> token; use /unknown skip "
+        "to drop unseen characters\n" in out
+    )
+    assert "Error: /label Russian: this model was trained without labels" in out
+    assert "Error: /guidance 3: guidance steers each sample toward its label: it needs a model " \
+        "trained on labelled examples (--labels)\n" in out  # fmt: skip
+    assert "Error: /seed -3: seed must be an integer >= 0 (or off for a random seed), got -3" in out
+    assert "Error: /temperature inf: not a number (e.g. /temperature 0.8)" in out
+    assert "unknown = unk where the tokenizer has <unk>, else error" in out  # all unchanged
+    assert "label = none" in out and "guidance = 0\n" in out and "None" not in out
+    names = prompt(untrained_names(), ["/label Russian", "/label xyz", "/guidance 2"]).stderr
+    assert "Error: /label Russian: unknown label 'Russian'; the labels are: ab, xyz\n" in names
+    assert "label = xyz" in names and "guidance = 2" in names
+    started = prompt(book, ["the "], SamplingOptions(unknown="unk"))
+    assert started.exit_code == 2 and "use --unknown skip" in started.output
