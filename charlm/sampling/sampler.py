@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from charlm.checkpoint import Checkpoint, load_checkpoint
-from charlm.data import LabelSet
+from charlm.data import DataOptions, LabelSet
 from charlm.device import resolve_device
-from charlm.errors import ConfigError
+from charlm.errors import CharlmError, ConfigError
 from charlm.models import State, classifier_log_posterior, convert, is_classifier
 from charlm.models.losses import token_log_probs
 from charlm.models.ngram import NgramModel, mix
@@ -87,6 +87,9 @@ class Sampler:
         # The prior a classifier's scores hold: "uniform" when its training loss weighed every
         # label alike (--class-weights balanced), "learned" (the training shares) otherwise.
         self.classifier_prior = "learned"
+        # Ids never drawn: for a model of one-line examples, those that write a line break
+        # (its training text joined the examples with them; no example holds one).
+        self.never_drawn: list[int] = []
         self.generative: Sampler | None = None
         # An n-gram model mixed with the network (`charlm train --ngram`) when scoring and
         # drawing, and the network's weight in the mixture.
@@ -109,6 +112,8 @@ class Sampler:
             sampler.generative = cls.from_loaded(checkpoint.generative, device)
         if checkpoint.ngram is not None:
             sampler.ngram, sampler.ngram_weight = checkpoint.ngram, checkpoint.ngram_weight
+        if sampler.end_id is not None and _example_unit(checkpoint.config) == "lines":
+            sampler.never_drawn = line_break_ids(sampler.tokenizer)
         return sampler
 
     @property
@@ -379,6 +384,7 @@ class Sampler:
             labels=row_labels,
             guide=guide,
             mixer=self._mixer(prime_ids, rows),
+            never=self.never_drawn,
         )
         return drawing, *_repeat_rows(logits, state, rows)
 
@@ -446,7 +452,7 @@ class Sampler:
                 "each at its end token: sample instead (--beam-width 1)"
             )
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
-        banned = self.tokenizer.banned_ids(options.allow_unk)
+        banned = self.tokenizer.banned_ids(options.allow_unk) + self.never_drawn
 
         def advance(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
             logits, state = self.step(tokens, state)
@@ -578,3 +584,18 @@ def load(
         if quantize is not None:
             each.model = quantize_model(each.model, quantize)
     return sampler
+
+
+def line_break_ids(tokenizer: Tokenizer) -> list[int]:
+    """The ids whose text holds a line break."""
+    return [i for i in range(tokenizer.vocab_size) if "\n" in tokenizer.decode([i])]
+
+
+def _example_unit(config: dict[str, Any]) -> str | None:
+    """How the model's training data held examples ("lines", "files"), as far as its config
+    says; None for continuous text or a config that does not say."""
+    options = (config.get("data") or {}).get("options")
+    try:
+        return DataOptions.from_dict(options).example_unit if isinstance(options, dict) else None
+    except (CharlmError, TypeError, ValueError):
+        return None

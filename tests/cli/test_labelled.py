@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 import charlm
@@ -48,6 +49,17 @@ def test_generate_draws_examples_of_a_label_one_a_line(model):
     assert result.exit_code == 0, result.output
     names = result.stdout.splitlines()
     assert len(names) == 6 and all(set(n.lower()) <= set("xyz") for n in names)
+
+
+def test_a_model_of_one_line_examples_never_writes_a_line_break(model):
+    sampler = charlm.load(model, device="cpu")
+    newline = sampler.tokenizer.encode_array("\n")[0]  # joined the examples it was trained on
+    assert sampler.never_drawn == [newline]
+    with torch.no_grad():
+        sampler.model.head.bias[newline] += 100.0  # a network that would write nothing else
+    for guidance in (0.0, 2.0):
+        names = sampler.generate(label="ab", num_samples=4, seed=3, guidance=guidance)
+        assert names and not any("\n" in name for name in names)
 
 
 @pytest.mark.slow
@@ -281,8 +293,9 @@ def test_the_prompt_sets_the_label(model):
         cli,
         ["generate", str(model), "--interactive", "--seed", "1", "--temperature", "0.5",
          "--device", "cpu"],
-        input="Z\n/label xyz\nZ\n",
+        input="Z\n/label qq\n/label xyz\nZ\n",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "choose one of: ab, xyz" in result.stderr  # before /label
+    assert "Error: /label qq: " in result.stderr  # refused when typed, as the label it lacks
     assert result.stdout.startswith("Z") and set(result.stdout.strip().lower()) <= set("xyz")
