@@ -20,6 +20,7 @@ COLUMNS = [
     ("best_val_perplexity", "best val ppl", "{:.3f}"),
     ("best_step", "at step", "{:,}"),
     ("val_bpc", "val bpc", "{:.3f}"),
+    ("val_accuracy", "val acc", "{:.1%}"),
     ("tokens_per_s", "tokens/s", "{:,.0f}"),
     ("elapsed_s", "time (s)", "{:,.1f}"),
 ]
@@ -47,22 +48,25 @@ def plot(checkpoints: tuple[Path, ...], out: Path | None, x: str) -> None:
 
     CHECKPOINTS are run directories (default: the most recently trained one under
     ./checkpoints). Reads each one's metrics.jsonl (it works while a run is still going),
-    writes a PNG with a star at each run's best validation perplexity, says where on stderr,
+    writes a PNG with a star at each run's best validation perplexity (a classifier's: its most
+    accurate evaluation), says where on stderr,
     and prints a summary table on stdout. Needs matplotlib: pip install 'charlm[plot]'.
     """
     checkpoints = checkpoints or (resolve_checkpoint(None),)
     runs = [load_run(path) for path in checkpoints]
     written = plot_runs(runs, out or default_plot_path(list(checkpoints)), x=x)
+    summaries = [run.summary() for run in runs]
+    # A column no run has a value for is left out (accuracy where no run is a classifier).
+    columns = [c for c in COLUMNS if any(s[c[0]] is not None for s in summaries)]
     table = Table(box=None, header_style="bold")
-    for _, title, _ in COLUMNS:
+    for _, title, _ in columns:
         if title == "run":
             table.add_column(title, overflow="fold")  # the whole name, wrapped if need be
         else:
             table.add_column(title, justify="right")
-    for run in runs:
-        summary = run.summary()
+    for summary in summaries:
         table.add_row(*(
-            "-" if summary[key] is None else fmt.format(summary[key]) for key, _, fmt in COLUMNS
+            "-" if summary[key] is None else fmt.format(summary[key]) for key, _, fmt in columns
         ))  # fmt: skip
     Console(highlight=False).print(table)  # stdout, so that `charlm plot > runs.txt` keeps it
     stderr_console().print(f"wrote {written}")

@@ -23,10 +23,28 @@ class Run:
     train: list[dict[str, Any]]
     evals: list[dict[str, Any]]
 
+    @property
+    def classifier(self) -> bool:
+        """A classifier's run: its evaluations measure accuracy, and its loss is over labels."""
+        return any(r.get("val_accuracy") is not None for r in self.evals)
+
+    def finite_evals(self) -> list[dict[str, Any]]:
+        return [r for r in self.evals if r.get("val_perplexity") is not None]
+
+    def best(self) -> dict[str, Any]:
+        """The evaluation the run kept as its best: the most accurate for a classifier (the
+        lower loss between equals), the lowest perplexity otherwise; {} before any."""
+        finite = self.finite_evals()
+        if not finite:
+            return {}
+        if self.classifier:
+            return max(finite, key=lambda r: (r.get("val_accuracy") or 0, -r["val_perplexity"]))
+        return min(finite, key=lambda r: r["val_perplexity"])
+
     def summary(self) -> dict[str, Any]:
         last = self.train[-1] if self.train else {}
-        finite = [r for r in self.evals if r.get("val_perplexity") is not None]
-        best = min(finite, key=lambda r: r["val_perplexity"]) if finite else {}
+        finite = self.finite_evals()
+        best = self.best()
         rates = sorted(r["tokens_per_s"] for r in self.train if r.get("tokens_per_s"))
         return {
             "run": self.name,
@@ -35,7 +53,10 @@ class Run:
             "val_perplexity": finite[-1]["val_perplexity"] if finite else None,
             "best_val_perplexity": best.get("val_perplexity"),
             "best_step": best.get("step"),
-            "val_bpc": finite[-1].get("val_bpc") if finite else None,
+            # A classifier's loss is over its labels: no bits per character of text.
+            "val_bpc": finite[-1].get("val_bpc") if finite and not self.classifier else None,
+            "val_accuracy": finite[-1].get("val_accuracy") if finite else None,
+            "best_val_accuracy": best.get("val_accuracy"),
             "tokens_per_s": rates[len(rates) // 2] if rates else None,  # the median
             "elapsed_s": last.get("elapsed_s"),
         }
@@ -47,6 +68,12 @@ def load_run(checkpoint: str | os.PathLike) -> Run:
     # A log named by the user may be a link (their choice); one inside a checkpoint may not.
     log = path.resolve() if path.is_file() else path / METRICS_LOG_NAME
     if not log.is_file():
+        if not path.exists():
+            raise CheckpointError(f"{path} does not exist")
+        if (path.parent / METRICS_LOG_NAME).is_file():  # e.g. a run's best/
+            raise CheckpointError(
+                f"{path} has no {METRICS_LOG_NAME}; the run it belongs to has: plot {path.parent}"
+            )
         raise CheckpointError(f"{path} has no {METRICS_LOG_NAME}; was it written by charlm train?")
     records = [r for r in read_metrics(log) if _well_formed(r)]
     name = (path.parent if path.is_file() else path).name
@@ -63,6 +90,7 @@ _NUMBERS = (
     "val_loss",
     "val_perplexity",
     "val_bpc",
+    "val_accuracy",
     "tokens_per_s",
 )
 
@@ -155,7 +183,7 @@ def _draw_run(axes: Any, run: Run, key: str, colour: str) -> None:
             alpha=0.8,
             label=f"{run.name} train",
         )
-    evals = [r for r in run.evals if r.get("val_perplexity") is not None]
+    evals = run.finite_evals()
     if not evals:
         return
     axes.plot(
@@ -167,7 +195,9 @@ def _draw_run(axes: Any, run: Run, key: str, colour: str) -> None:
         markersize=3,
         label=f"{run.name} validation",
     )
-    best = min(evals, key=lambda r: r["val_perplexity"])
+    best = run.best()
+    accuracy = best.get("val_accuracy") if run.classifier else None
+    score = f"{accuracy:.1%} accurate" if accuracy is not None else f"{best['val_perplexity']:.3f}"
     axes.plot(
         [best[key]],
         [best["val_perplexity"]],
@@ -176,5 +206,5 @@ def _draw_run(axes: Any, run: Run, key: str, colour: str) -> None:
         markersize=14,
         markeredgecolor="black",
         linestyle="none",
-        label=f"{run.name} best: {best['val_perplexity']:.3f} at step {best['step']:,}",
+        label=f"{run.name} best: {score} at step {best['step']:,}",
     )

@@ -231,7 +231,7 @@ def matrix(p, book, ck, catalogue_name):
         (["tokenizers", "extra"], USAGE, "unexpected extra argument"),
         # plot
         (["plot"], RUNTIME, "none found under ./checkpoints"),
-        (["plot", missing], RUNTIME, "no metrics.jsonl"),
+        (["plot", missing], RUNTIME, "does not exist"),
         (["plot", p / "adir"], RUNTIME, "no metrics.jsonl"),
         (["plot", p / "empty.txt"], RUNTIME, "no records"),
         (["plot", p / "image.png"], RUNTIME, "no records"),

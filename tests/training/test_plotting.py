@@ -78,12 +78,46 @@ def test_plot_draws_several_runs_and_prints_a_summary(tmp_path):
     assert any(line.strip().startswith("large") for line in lines)
 
 
+def test_a_classifier_run_is_summed_up_by_its_accuracy(tmp_path):
+    # The loss goes on falling after the most accurate evaluation, which the run kept.
+    evals = [(10, 1.2, 0.60), (20, 1.0, 0.71), (30, 0.9, 0.69)]
+    write_log(tmp_path / "clf", [
+        {"step": step, "val_loss": loss, "val_perplexity": 2.718**loss, "val_bpc": loss,
+         "val_accuracy": accuracy, "elapsed_s": step}
+        for step, loss, accuracy in evals
+    ])  # fmt: skip
+    run = load_run(tmp_path / "clf")
+    summary = run.summary()
+    assert summary["best_step"] == 20 and summary["best_val_accuracy"] == 0.71
+    assert summary["val_accuracy"] == 0.69 and summary["val_bpc"] is None
+    result = CliRunner().invoke(
+        cli, ["plot", str(tmp_path / "clf"), "--out", str(tmp_path / "c.png")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "val acc" in result.stdout and "69.0%" in result.stdout
+    labels = perplexity_figure([run]).axes[0].get_legend_handles_labels()[1]
+    assert "clf best: 71.0% accurate at step 20" in labels
+    fake_run(tmp_path / "lm", 10.0)
+    plain = CliRunner().invoke(
+        cli, ["plot", str(tmp_path / "lm"), "--out", str(tmp_path / "l.png")]
+    )
+    assert "val acc" not in plain.stdout  # no run is a classifier: no column for it
+
+
 def test_plot_of_a_directory_without_a_log_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(cli, ["plot", str(tmp_path / "empty")])
     assert result.exit_code == 1
     assert "has no metrics.jsonl" in result.output
     assert "Traceback" not in result.output
+    fake_run(tmp_path / "run", 10.0)
+    (tmp_path / "run" / "best").mkdir()
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "run" / "best")])
+    assert result.exit_code == 1 and f"the run it belongs to has: plot {tmp_path / 'run'}" in (
+        result.output
+    )
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "nothing")])
+    assert result.exit_code == 1 and "does not exist" in result.output
 
 
 @pytest.mark.slow
