@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from charlm.checkpoint import save_checkpoint
-from charlm.models import RNNLM, ModelConfig
+from charlm.data import LabelSet
+from charlm.models import RNNLM, ModelConfig, build_model
+from charlm.sampling import Sampler
 from charlm.tokenizers import Tokenizer
 from charlm.tokenizers.char import CharTokenizer
 
@@ -85,3 +87,15 @@ def save_tiny_checkpoint(directory: Path, text: str) -> Path:
     torch.manual_seed(0)
     config = ModelConfig(tokenizer.vocab_size, embed_size=8, hidden_size=16, num_layers=2)
     return save_checkpoint(directory, RNNLM(config), tokenizer)
+
+
+def untrained_names() -> Sampler:
+    """An untrained model of names under the labels ab and xyz, letters ABXYZabxyz: random,
+    but a real labelled model, and fast."""
+    letters = CharTokenizer(list("ABXYZabxyz"))
+    torch.manual_seed(0)
+    config = ModelConfig(
+        letters.vocab_size + 1, hidden_size=16, embed_size=8, num_layers=1, end_token=True,
+        num_labels=2,
+    )  # fmt: skip
+    return Sampler(build_model(config), letters, label_set=LabelSet(["ab", "xyz"], [28, 40]))

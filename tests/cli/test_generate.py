@@ -6,20 +6,16 @@ import json
 
 import click
 import pytest
-import torch
 from click.testing import CliRunner
 
 import charlm
 from charlm.cli import cli
 from charlm.cli.generate import write_samples
 from charlm.cli.interactive import model_check, run_prompt_loop
-from charlm.data import LabelSet
-from charlm.models import ModelConfig, build_model
 from charlm.options import flag_name, option_fields
 from charlm.sampling import Sampler, SamplingOptions
-from charlm.tokenizers.char import CharTokenizer
 from tests.conftest import TINY_TEXT
-from tests.tiny_models import save_tiny_checkpoint
+from tests.tiny_models import save_tiny_checkpoint, untrained_names
 
 
 @pytest.fixture(scope="module")
@@ -297,17 +293,6 @@ def prompt(sampler: Sampler, script: list[str], options: SamplingOptions | None 
         )
 
     return CliRunner().invoke(command, input="\n".join(script) + "\n")
-
-
-def untrained_names() -> Sampler:
-    """A model of names under the labels ab and xyz, as initialised: fast and real."""
-    letters = CharTokenizer(list("ABXYZabxyz"))
-    torch.manual_seed(0)
-    config = ModelConfig(
-        letters.vocab_size + 1, hidden_size=16, embed_size=8, num_layers=1, end_token=True,
-        num_labels=2,
-    )  # fmt: skip
-    return Sampler(build_model(config), letters, label_set=LabelSet(["ab", "xyz"], [28, 40]))
 
 
 @pytest.mark.parametrize("word", ["off", "default"])

@@ -4,27 +4,12 @@ classification with probabilities, and the errors of a missing or unknown label.
 from __future__ import annotations
 
 import pytest
-import torch
 from starlette.testclient import TestClient
 
-from charlm.data import LabelSet
-from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler
 from charlm.serve.app import create_app
-from charlm.tokenizers.char import CharTokenizer
 from tests.serve.conftest import SMALL_LIMITS, model_set
-
-LETTERS = CharTokenizer(list("ABXYZabxyz"))
-
-
-def untrained_names() -> Sampler:
-    """An untrained model of names under two labels: random, but a real labelled model."""
-    torch.manual_seed(0)
-    config = ModelConfig(
-        LETTERS.vocab_size + 1, hidden_size=16, embed_size=8, num_layers=1, end_token=True,
-        num_labels=2,
-    )  # fmt: skip
-    return Sampler(build_model(config), LETTERS, label_set=LabelSet(["ab", "xyz"], [28, 40]))
+from tests.tiny_models import untrained_names
 
 
 @pytest.fixture
