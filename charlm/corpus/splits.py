@@ -97,11 +97,17 @@ def split_examples(
     """
     rng = np.random.default_rng(seed)
     split_of: dict[str, int] = {}  # text → 0 train, 1 validation, 2 test
-    for texts in _distinct_texts(examples).values():
+    distinct = _distinct_texts(examples)
+    for texts in distinct.values():
         new = [text for text in texts if text not in split_of]
         val, test = _cut(len(new), val_fraction, test_fraction)
         for rank, position in enumerate(rng.permutation(len(new))):
             split_of[new[position]] = 2 if rank < test else 1 if rank < test + val else 0
+    for texts in distinct.values():
+        # A label whose texts an earlier label placed may have none left to train on: one
+        # of them trains (the split is otherwise as drawn).
+        if all(split_of[text] for text in texts):
+            split_of[texts[int(rng.integers(len(texts)))]] = 0
     parts: list[list[int]] = [[], [], []]
     for index, text in enumerate(examples.texts):
         parts[split_of[text]].append(index)

@@ -101,8 +101,16 @@ def test_table_columns_can_be_renamed_and_a_missing_one_is_named(tmp_path):
         ("t.csv", "text,label\nhello,\n", "row 2: the 'label' column is empty"),
         ("t.jsonl", '{"text": "a", "label": "x"}\nnot json\n', "line 2: not a JSON object"),
         ("t.jsonl", "[1, 2]\n", "line 1: not a JSON object"),
-        ("t.jsonl", '{"text": ["a"], "label": "x"}\n', "'text' column is not text"),
+        ("t.jsonl", '{"text": ["a"], "label": "x"}\n', "'text' column holds \\['a'\\]"),
+        ("t.jsonl", '{"text": "a", "label": 1.0}\n', "'label' column holds 1.0; write it as"),
+        ("t.jsonl", '{"text": "a", "label": true}\n', "'label' column holds True"),
         ("t.txt", "text,label\n", "reads .tsv, .csv and .jsonl"),
+        # A tab in a text, or a row short of its label, would shift the columns unseen.
+        ("t.tsv", "text\tlabel\nfoo\tbar\tpos\n", "row 2 \\(line 2\\) has 3 fields, the header 2"),
+        ("t.tsv", "text\tlabel\nfoo\tpos\nbar\n", "row 3 \\(line 3\\) has 1 field, the header 2"),
+        ("t.csv", "text,label\nfoo, bar,pos\n", "row 2 \\(line 2\\) has 3 fields"),
+        ("t.csv", 'text,label\n"foo,pos\nbar,neg\n', "row 2 .*a quote opened and never closed"),
+        ("t.csv", 'text,label\n"' + "x" * 140_000 + '",pos\n', "row 2 .*field larger than"),
     ],
 )
 def test_bad_tables_are_refused_with_where(tmp_path, name, content, message):
@@ -162,6 +170,14 @@ def test_a_text_under_several_labels_lands_in_one_split():
     for seed in range(20):
         parts = split_examples(examples, 0.4, 0.0, seed)
         assert sum("x" in part.texts for part in parts) == 1
+
+
+def test_a_label_whose_texts_another_label_placed_keeps_one_to_train_on():
+    texts = [f"word{i}" for i in range(10)]
+    examples = ExampleSet([*texts, "word0", "word1"], ["a"] * 10 + ["b", "b"])
+    for seed in range(20):
+        train, _, _ = split_examples(examples, 0.3, 0.0, seed)
+        assert set(train.label_counts()) == {"a", "b"}, seed
 
 
 def test_splits_are_fixed_by_the_seed():
