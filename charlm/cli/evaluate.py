@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from charlm.checkpoint import read_config
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
@@ -144,8 +146,7 @@ def _evaluate_examples(
     unknown: str | None,
     as_json: bool,
 ) -> None:
-    if data.example_unit is None:
-        data = _training_format(checkpoint, data)
+    data = _training_format(checkpoint, data)
     examples = read_example_set(files, data)
     try:
         evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
@@ -161,7 +162,8 @@ def _evaluate_examples(
 
 
 def _training_format(checkpoint: Path, data: DataOptions) -> DataOptions:
-    """The example format the model was trained on, for files given without one."""
+    """The example format the files are read in: the model's training data's where none is
+    given; a table given without its columns, in the columns the model's table had."""
     saved = read_config(checkpoint).get("data", {}).get("options", {})
     try:
         found = DataOptions.from_dict({k: saved[k] for k in EXAMPLE_FORMAT if k in saved})
@@ -169,14 +171,41 @@ def _training_format(checkpoint: Path, data: DataOptions) -> DataOptions:
         raise click.UsageError(
             f"say how the files hold examples (--examples, --labels): {exc}"
         ) from exc
+    if data.example_unit is not None:
+        return _with_saved_columns(data, found)
     if found.example_unit is None:
         found = DataOptions(examples="lines")
     stderr_console().print(
-        f"reading the files as the model's training data was read: --examples "
-        f"{found.example_unit}" + (f" --labels {found.labels}" if found.labels else ""),
+        f"reading the files as the model's training data was read: {_format_flags(found)}",
         soft_wrap=True,
     )
     return found
+
+
+def _with_saved_columns(data: DataOptions, saved: DataOptions) -> DataOptions:
+    """`data`, a table whose columns were not named, in the columns of the model's table."""
+    if data.labels != "table" or saved.labels != "table":
+        return data
+    context = click.get_current_context()
+    unnamed = {
+        column: getattr(saved, column)
+        for column in ("text_column", "label_column")
+        if context.get_parameter_source(column) is not ParameterSource.COMMANDLINE
+    }
+    return dataclasses.replace(data, **unnamed)
+
+
+def _format_flags(data: DataOptions) -> str:
+    """The options that read files as `data` says, as they are typed."""
+    flags = [f"--labels {data.labels}"] if data.labels else []
+    if data.examples:  # a table's rows are its examples: no --examples
+        flags.append(f"--examples {data.examples}")
+    if data.labels == "table":
+        defaults = DataOptions()
+        for column, flag in (("text_column", "--text-column"), ("label_column", "--label-column")):
+            if getattr(data, column) != getattr(defaults, column):
+                flags.append(f"{flag} {getattr(data, column)}")
+    return " ".join(flags)
 
 
 def _split_arguments(paths: tuple[str, ...]) -> tuple[Path | None, list[Path]]:

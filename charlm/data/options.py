@@ -7,6 +7,7 @@ from typing import Any
 
 from charlm.corpus import DEFAULT_CORPUS_DIR, EXAMPLE_UNITS, LABEL_SOURCES, SplitConfig
 from charlm.corpus.examples import check_format
+from charlm.errors import ConfigError
 from charlm.options import check_types, option
 
 
@@ -96,6 +97,9 @@ class DataOptions:
     def __post_init__(self) -> None:
         check_types(self)
         check_format(self.labels, self.examples)
+        columns = (self.text_column, self.label_column) != ("text", "label")
+        if columns and self.labels != "table":  # they would be ignored without a word
+            raise ConfigError("--text-column and --label-column name the columns of --labels table")
 
     @property
     def example_unit(self) -> str | None:

@@ -299,3 +299,25 @@ def test_the_prompt_sets_the_label(model):
     assert "choose one of: ab, xyz" in result.stderr  # before /label
     assert "Error: /label qq: " in result.stderr  # refused when typed, as the label it lacks
     assert result.stdout.startswith("Z") and set(result.stdout.strip().lower()) <= set("xyz")
+
+
+@pytest.mark.slow
+def test_evaluate_reads_a_table_in_the_columns_the_model_was_trained_on(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    rows = [
+        (name, path.stem) for path in sorted(names.iterdir()) for name in path.read_text().split()
+    ]
+    table = tmp_path / "names.csv"
+    table.write_text("name,lang\n" + "".join(f"{n},{lang}\n" for n, lang in rows), encoding="utf-8")
+    result = invoke("train", table, "--labels", "table", "--text-column", "name",
+                    "--label-column", "lang", *TINY, "--max-steps", "5", "--out",
+                    tmp_path / "model", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plain = invoke("evaluate", tmp_path / "model", table, "--json")
+    assert plain.exit_code == 0, plain.output
+    said = " ".join(plain.stderr.split())
+    assert "--labels table --text-column name --label-column lang" in said
+    assert "--examples" not in said  # a table's rows are its examples
+    named = invoke("evaluate", tmp_path / "model", table, "--labels", "table", "--json")
+    assert named.exit_code == 0, named.output
+    assert json.loads(named.stdout)["accuracy"] == json.loads(plain.stdout)["accuracy"]
