@@ -275,6 +275,8 @@ def _classified_by(sampler: Sampler | Ensemble) -> str:
 def _print_evaluation(evaluation: ExampleEvaluation, classified_by: str = "classifier") -> None:
     """The summary line and per-label table; `classified_by` names a classifier's models."""
     line = f"{evaluation.examples:,} examples"
+    if evaluation.skipped:
+        line += f" ({evaluation.skipped:,} left out: nothing in them the model knows)"
     language_model = evaluation.nats_per_char is not None  # a classifier gives no nats
     if language_model:
         line += f": {evaluation.nats_per_char:.4f} nats/char"

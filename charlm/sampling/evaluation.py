@@ -41,6 +41,8 @@ class ExampleEvaluation:
     top3_accuracy: float | None = None
     per_label: dict[str, dict[str, float]] = field(default_factory=dict)
     confusion: np.ndarray | None = None  # (labels, labels): row true, column predicted
+    # Examples left out with unknown="skip": every piece of them unknown to the model.
+    skipped: int = 0
 
     @property
     def ms_per_example(self) -> float:
@@ -51,6 +53,7 @@ class ExampleEvaluation:
             "examples": self.examples,
             "nats_per_char": self.nats_per_char,
             "ms_per_example": self.ms_per_example,
+            "skipped": self.skipped,
         }
         if self.accuracy is not None:
             found |= {
@@ -74,7 +77,38 @@ def evaluate_examples(
     batch_size: int = 64,
 ) -> ExampleEvaluation:
     """Score `examples` with a model of examples; classify them too when both are labelled.
-    An `Ensemble` classifies only, as a classifier does."""
+    An `Ensemble` classifies only, as a classifier does. With unknown="skip", an example
+    that is nothing but pieces the model does not know is left out and counted (`skipped`)."""
+    examples, skipped = _readable(sampler, examples, unknown)
+    evaluation = _evaluate(sampler, examples, prior, unknown, batch_size)
+    evaluation.skipped = skipped
+    return evaluation
+
+
+def _readable(
+    sampler: Sampler | Ensemble, examples: ExampleSet, unknown: str | None
+) -> tuple[ExampleSet, int]:
+    """`examples` without those that keep no piece once the unknown ones are skipped."""
+    if unknown != "skip":
+        return examples, 0
+    members = sampler.members if isinstance(sampler, Ensemble) else [sampler]
+    kept = [
+        index
+        for index, text in enumerate(examples.texts)
+        if all(len(m.tokenizer.encode_array(text, "skip")) for m in members)
+    ]
+    if not kept:
+        raise CorpusError("no example has a piece the model knows: there is nothing to evaluate")
+    return examples.subset(kept), len(examples) - len(kept)
+
+
+def _evaluate(
+    sampler: Sampler | Ensemble,
+    examples: ExampleSet,
+    prior: str,
+    unknown: str | None,
+    batch_size: int,
+) -> ExampleEvaluation:
     truth = _true_labels(sampler, examples)
     if sampler.is_classifier:
         return _evaluate_classifier(sampler, examples, truth, prior, unknown, batch_size)

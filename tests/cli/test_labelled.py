@@ -147,6 +147,13 @@ def test_classify_and_evaluate_say_which_option_gets_past_unseen_characters(mode
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
     assert "an example has 1 character the model never saw" in result.stderr
     assert "use --unknown skip" in result.stderr
+    # Skipped, an example of nothing the model knows is left out and counted, not an error.
+    (test / "ab.txt").write_text("Abab\nAb日\n日本\n", encoding="utf-8")
+    args = ["evaluate", model, test, "--labels", "files", "--examples", "lines", "--unknown"]
+    result = invoke(*args, "skip", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["examples"] == 2 and json.loads(result.stdout)["skipped"] == 1
+    assert "(1 left out: nothing in them the model knows)" in invoke(*args, "skip").stdout
 
 
 @pytest.mark.slow
