@@ -89,13 +89,13 @@ def save_tiny_checkpoint(directory: Path, text: str) -> Path:
     return save_checkpoint(directory, RNNLM(config), tokenizer)
 
 
-def untrained_names() -> Sampler:
+def untrained_names(task: str = "lm") -> Sampler:
     """An untrained model of names under the labels ab and xyz, letters ABXYZabxyz: random,
-    but a real labelled model, and fast."""
+    but a real labelled model (or, with task="classify", a classifier), and fast."""
     letters = CharTokenizer(list("ABXYZabxyz"))
     torch.manual_seed(0)
     config = ModelConfig(
         letters.vocab_size + 1, hidden_size=16, embed_size=8, num_layers=1, end_token=True,
-        num_labels=2,
+        num_labels=2, task=task,
     )  # fmt: skip
     return Sampler(build_model(config), letters, label_set=LabelSet(["ab", "xyz"], [28, 40]))

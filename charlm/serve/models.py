@@ -56,6 +56,8 @@ class ServedModel:
             "labels": self.labels,
             # A model of short examples (names): each completion is one whole example.
             "examples": self.sampler.end_id is not None,
+            # A classifier (`--task classify`) labels text and writes none.
+            "task": "classify" if self.sampler.is_classifier else "lm",
         }
 
 

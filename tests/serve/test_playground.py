@@ -21,6 +21,7 @@ import pytest
 from charlm.sampling import load
 from charlm.serve.config import ServeConfig
 from tests.serve.conftest import LiveServer, model_set
+from tests.tiny_models import untrained_names
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -156,8 +157,6 @@ def test_a_seeded_text_with_shading_and_a_phone_width(browser, server, tmp_path)
 
 @pytest.fixture
 def labelled_server():
-    from tests.serve.test_labelled import untrained_names
-
     config = ServeConfig(max_tokens=1000)
     with LiveServer(model_set(config, names=untrained_names()), config) as live:
         live.model = "names"
@@ -165,8 +164,6 @@ def labelled_server():
 
 
 def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled_server):
-    from tests.serve.test_labelled import untrained_names
-
     browser.get(labelled_server.url + "/")
     wait = WebDriverWait(browser, WAIT)
     wait.until(lambda b: b.find_element(By.ID, "label").is_displayed())
@@ -192,3 +189,22 @@ def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled
     assert {row.split()[0] for row in rows} == {"ab", "xyz"}
     shares = [float(row.split()[-1].rstrip("%")) for row in rows]
     assert sum(shares) == pytest.approx(100, abs=0.2)  # the two probabilities, in percent
+
+
+def test_a_classifier_is_offered_for_classifying_only(browser):
+    config = ServeConfig(max_tokens=1000)
+    models = model_set(config, names=untrained_names(), clf=untrained_names("classify"))
+    with LiveServer(models, config) as live:
+        browser.get(live.url + "/")
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(lambda b: b.find_element(By.ID, "generate").is_displayed())
+        browser.find_element(By.CSS_SELECTOR, "#model option[value='clf']").click()
+        wait.until(lambda b: not b.find_element(By.ID, "generate").is_displayed())
+        assert browser.find_element(By.ID, "model-info").text.endswith("a classifier")
+        assert not browser.find_element(By.ID, "output").is_displayed()
+        browser.find_element(By.ID, "classify-text").send_keys("Xyzzy", Keys.CONTROL, Keys.ENTER)
+        assert status(browser) == ""  # Ctrl+Enter did not try to write
+        browser.find_element(By.ID, "classify").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#classes li")) == 2)
+        browser.find_element(By.CSS_SELECTOR, "#model option[value='names']").click()
+        wait.until(lambda b: b.find_element(By.ID, "generate").is_displayed())
