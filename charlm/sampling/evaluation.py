@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from charlm.metrics import confusion_matrix, macro_f1, per_label_scores, top_k_a
 from charlm.models.posteriors import posterior
 from charlm.sampling.ensemble import Ensemble
 from charlm.sampling.sampler import Sampler
+
+# Characters of a label the confusion plot shows; a longer one ends in an ellipsis.
+LONGEST_TICK_LABEL = 24
 
 
 @dataclass
@@ -201,8 +205,9 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(evaluation.labels))
-    axes.set_xticks(ticks, evaluation.labels, rotation=90, fontsize="small")
-    axes.set_yticks(ticks, evaluation.labels, fontsize="small")
+    names = [_tick_label(label) for label in evaluation.labels]
+    axes.set_xticks(ticks, names, rotation=90, fontsize="small")
+    axes.set_yticks(ticks, names, fontsize="small")
     axes.set_xlabel("predicted label")
     axes.set_ylabel("true label")
     for row, col in zip(*np.nonzero(matrix)):
@@ -215,8 +220,17 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
         fontsize="medium",
     )
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true label")
-    figure.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
+    with warnings.catch_warnings():
+        # A label in a script the font lacks (CJK) is drawn as boxes; one line per glyph on
+        # stderr would say nothing more.
+        warnings.filterwarnings("ignore", "Glyph .* missing from", UserWarning)
+        figure.tight_layout()
+        figure.savefig(out)
     return out
+
+
+def _tick_label(label: str, longest: int = LONGEST_TICK_LABEL) -> str:
+    """`label` as the plot names it: a long one cut short, so that the matrix keeps its room."""
+    return label if len(label) <= longest else label[: longest - 1] + "…"

@@ -11,6 +11,7 @@ from charlm.data import DataOptions, LabelSet
 from charlm.errors import ConfigError, CorpusError
 from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler, SamplingOptions, evaluate_examples, load, plot_confusion
+from charlm.sampling.evaluation import LONGEST_TICK_LABEL, ExampleEvaluation, _tick_label
 from charlm.tokenizers.char import CharTokenizer
 from charlm.training import TrainConfig, train_book
 from tests.helpers import single_thread, write_labelled_names
@@ -166,6 +167,23 @@ def test_the_confusion_matrix_is_drawn(fresh, tmp_path):
     examples = ExampleSet(["Abab", "Zzx"], ["ab", "xyz"])
     path = plot_confusion(evaluate_examples(fresh, examples), tmp_path / "c.png")
     assert path.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.slow
+def test_long_and_foreign_labels_fit_the_confusion_plot(tmp_path, recwarn):
+    from matplotlib.image import imread
+
+    long = "a label that describes its class in more words than fit"
+    evaluation = ExampleEvaluation(
+        examples=4, nats_per_char=None, seconds=0.0, labels=[long, "x", "日本語のラベル"],
+        accuracy=0.5, macro_f1=0.5, confusion=np.array([[1, 1, 0], [0, 1, 0], [1, 0, 0]]),
+    )  # fmt: skip
+    path = plot_confusion(evaluation, tmp_path / "long.png")
+    assert not [w for w in recwarn if "missing from" in str(w.message)]  # no line per glyph
+    dark = (imread(path)[..., :3] < 0.5).any(axis=-1)
+    # Nothing is cut at the figure's edges: every label and axis title fits inside.
+    assert not (dark[:, :3].any() or dark[:, -3:].any() or dark[:3].any() or dark[-3:].any())
+    assert _tick_label(long).endswith("…") and len(_tick_label(long)) == LONGEST_TICK_LABEL
 
 
 def test_a_model_without_labels_refuses_them():
