@@ -37,14 +37,26 @@ class UnknownTokenError(TokenizerError, ValueError):
     summary: str = ""
     unseen: dict[str, int] = {}
     policies: tuple[str, ...] = ("skip",)
+    where: str = "the text"  # what has the pieces, as the message names it
 
     @classmethod
     def unseen_pieces(
-        cls, summary: str, unseen: dict[str, int], policies: tuple[str, ...]
+        cls,
+        summary: str,
+        unseen: dict[str, int],
+        policies: tuple[str, ...],
+        where: str = "the text",
     ) -> UnknownTokenError:
-        error = cls(f"the text has {summary}; {advice_for(policies, PYTHON_ADVICE)}")
+        error = cls(f"{where} has {summary}; {advice_for(policies, PYTHON_ADVICE)}")
         error.summary, error.unseen, error.policies = summary, dict(unseen), policies
+        error.where = where
         return error
+
+    def naming(self, where: str) -> UnknownTokenError:
+        """The same error about `where` (one text of many, say), or itself if it names none."""
+        if not self.summary:
+            return self
+        return self.unseen_pieces(self.summary, self.unseen, self.policies, where)
 
     def describe(self, where: str, advice: str) -> str:
         """The message for text called `where` (e.g. a file name), with `advice` as how to

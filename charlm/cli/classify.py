@@ -120,7 +120,7 @@ def classify(
     try:
         results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
     except UnknownTokenError as exc:
-        raise click.ClickException(exc.describe("a text", UNKNOWN_ADVICE)) from exc
+        raise click.ClickException(exc.describe(exc.where, UNKNOWN_ADVICE)) from exc
     _print(results, as_json)
 
 

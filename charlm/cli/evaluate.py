@@ -151,7 +151,7 @@ def _evaluate_examples(
     try:
         evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
     except UnknownTokenError as exc:
-        raise click.ClickException(exc.describe("an example", UNKNOWN_ADVICE)) from exc
+        raise click.ClickException(exc.describe(exc.where, UNKNOWN_ADVICE)) from exc
     if as_json:
         click.echo(json.dumps(evaluation.to_dict(), ensure_ascii=False))
     else:

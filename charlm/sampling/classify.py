@@ -15,9 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from charlm.errors import ConfigError
+from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models.posteriors import posterior
 from charlm.tokenizers import Tokenizer
+
+# Characters of a text an error about it shows; a longer one ends in an ellipsis.
+SHOWN_TEXT = 40
 
 
 @dataclass
@@ -93,7 +96,11 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], unknown: str | None
     for text in texts:
         if not isinstance(text, str) or not text.strip():
             raise ConfigError(f"cannot classify {text!r}: give non-empty text")
-        ids = tokenizer.encode_array(text, unknown)
+        try:
+            ids = tokenizer.encode_array(text, unknown)
+        except UnknownTokenError as exc:  # say which of the texts
+            shown = text if len(text) <= SHOWN_TEXT else text[: SHOWN_TEXT - 1] + "…"
+            raise exc.naming(f"the text {shown!r}") from None
         if not len(ids):  # a label for no text at all would be the prior alone
             raise ConfigError(
                 f"cannot classify {text!r}: every piece of it is unknown and was skipped"

@@ -133,7 +133,7 @@ def test_classify_reads_files_and_stdin_as_train_reads_books(model, tmp_path):
 def test_classify_and_evaluate_say_which_option_gets_past_unseen_characters(model, tmp_path):
     result = invoke("classify", model, "Ab日本")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert "a text has 2 characters the model never saw" in result.stderr
+    assert "the text 'Ab日本' has 2 characters the model never saw" in result.stderr
     assert "use --unknown skip to drop them" in result.stderr
     assert invoke("classify", model, "Ab日本", "--unknown", "skip").exit_code == 0
     result = invoke("classify", model, "日本", "--unknown", "skip")
@@ -145,7 +145,7 @@ def test_classify_and_evaluate_say_which_option_gets_past_unseen_characters(mode
     (test / "ab.txt").write_text("Abab\nAb日\n", encoding="utf-8")
     result = invoke("evaluate", model, test, "--labels", "files", "--examples", "lines")
     assert result.exit_code == 1 and result.stderr.count("\n") == 1
-    assert "an example has 1 character the model never saw" in result.stderr
+    assert "the text 'Ab日' has 1 character the model never saw" in result.stderr
     assert "use --unknown skip" in result.stderr
     # Skipped, an example of nothing the model knows is left out and counted, not an error.
     (test / "ab.txt").write_text("Abab\nAb日\n日本\n", encoding="utf-8")

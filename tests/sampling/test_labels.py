@@ -8,7 +8,7 @@ import torch
 
 from charlm.corpus import ExampleSet
 from charlm.data import DataOptions, LabelSet
-from charlm.errors import ConfigError, CorpusError
+from charlm.errors import ConfigError, CorpusError, UnknownTokenError
 from charlm.models import ModelConfig, build_model
 from charlm.sampling import Sampler, SamplingOptions, evaluate_examples, load, plot_confusion
 from charlm.sampling.evaluation import LONGEST_TICK_LABEL, ExampleEvaluation, _tick_label
@@ -242,3 +242,12 @@ def test_drawings_of_different_labels_stepped_together_each_give_their_own_text(
     alone = [sampler.generate(label=label, seed=seed, length=40) for label, seed in asked]
     assert together == alone
     assert len(set(alone)) > 1  # the labels and seeds made different examples
+
+
+def test_classifying_many_texts_names_the_one_with_unseen_characters(fresh):
+    with pytest.raises(UnknownTokenError, match="^the text 'Xy日本' has 2 characters") as caught:
+        fresh.classify(["Abab", "Xy日本"])
+    assert caught.value.where == "the text 'Xy日本'" and caught.value.summary
+    long = "ab" * 40 + "日"
+    with pytest.raises(UnknownTokenError, match="^the text 'abab.{35}…' has 1 character"):
+        fresh.classify([long])
