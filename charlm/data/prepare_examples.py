@@ -96,10 +96,16 @@ def prepare_examples(
     sizes = ", ".join(
         f"{SPLIT_NAMES.get(name, name)} {len(part):,}" for name, part in splits.items() if part
     )
+    count = len(labels) if labels else 0
     messages.append(
-        f"examples: {sizes}; {len(labels) if labels else 'no'} labels, "
+        f"examples: {sizes}; {count or 'no'} label{'s' * (count != 1)}, "
         f"end token id {tok.vocab_size}"
     )
+    if count == 1:  # the label then says nothing: likely a directory of one file, or one column
+        messages.append(
+            f"only one label ({labels.names[0]}): the model cannot tell labels apart; "
+            "--labels files takes one file a label, --labels dirs one directory a label"
+        )
     info = _info(specs, options, found, duplicates, splits, ids, tok)
     return PreparedExamples(tok, ids["train"], ids["val"], ids["test"], labels, info, messages)
 
@@ -166,7 +172,8 @@ def _describe_read(found: ExampleSet) -> str:
     encodings = sorted({f["encoding"] for f in files})
     converted = sum(1 for f in files if f.get("line_endings", "lf") != "lf")
     endings = f", {converted} with CRLF/CR line endings → LF" if converted else ""
-    labels = f", {len(found.label_names)} labels" if found.labels is not None else ", no labels"
+    count = len(found.label_names) if found.labels is not None else 0
+    labels = f", {count or 'no'} label{'s' * (count != 1)}"
     return (
         f"read {len(files)} file{'s' if len(files) != 1 else ''} ({', '.join(encodings)}"
         f"{endings}): {len(found):,} examples ({found.unit}){labels}"

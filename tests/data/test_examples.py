@@ -136,6 +136,14 @@ def test_prepared_examples_end_one_past_the_tokenizer_and_index_the_labels(tmp_p
     decoded = {prepared.tokenizer.decode(prepared.train.example(i).tolist()) for i in range(3)}
     assert decoded <= {f"a{'b' * i}" for i in range(20)} | {f"x{'y' * i}" for i in range(10)}
     assert any("duplicates: 1 examples repeat" in line for line in prepared.report())
+    assert not any("only one label" in line for line in prepared.report())
+
+
+def test_a_single_label_is_pointed_out(tmp_path):
+    names = write_names(tmp_path / "names", ab=[f"a{'b' * i}" for i in range(20)])
+    report = prepare_examples(names, DataOptions(labels="files", val_fraction=0.2)).report()
+    assert any("1 label," in line for line in report)
+    assert any("only one label (ab): the model cannot tell labels apart" in line for line in report)
 
 
 def test_a_validation_directory_is_read_like_the_training_data(tmp_path):
