@@ -167,6 +167,8 @@ def test_a_labelled_model_writes_a_chosen_label_and_classifies(browser, labelled
     browser.get(labelled_server.url + "/")
     wait = WebDriverWait(browser, WAIT)
     wait.until(lambda b: b.find_element(By.ID, "label").is_displayed())
+    # The Length box offers what this server writes at most (its --max-tokens, 1000 here).
+    wait.until(lambda b: b.find_element(By.ID, "length").get_attribute("max") == "1000")
     choices = browser.find_elements(By.CSS_SELECTOR, "#label option")
     assert [c.get_attribute("value") for c in choices] == ["ab", "xyz"]
     browser.find_element(By.CSS_SELECTOR, "#label option[value='xyz']").click()
