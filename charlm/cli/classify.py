@@ -15,6 +15,7 @@ from charlm.cli.options import (
     NonEmptyPath,
     checked_encoding,
     config_options,
+    config_values,
     device_option,
     ensemble_option,
     inference_device,
@@ -104,7 +105,7 @@ def classify(
     """
     device = inference_device(device, quantize)
     loading = {"device": device, "quantize": quantize, "ngram": ngram}
-    encoding = checked_encoding(options)
+    encoding = checked_encoding(DataOptions(**config_values(DataOptions, options)).encoding)
     if models:
         if ensemble:
             raise click.UsageError("--ensemble joins labelled models; --models compares books")

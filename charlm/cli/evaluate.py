@@ -93,8 +93,8 @@ def evaluate(
     --plot draws the confusion matrix; --ensemble classifies with more labelled models too.
     """
     device = inference_device(device, quantize)
-    checked_encoding(options)
     data = DataOptions(**config_values(DataOptions, options))
+    checked_encoding(data.encoding)
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device, quantize=quantize, ngram=ngram)

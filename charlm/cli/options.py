@@ -233,13 +233,11 @@ def ensemble_option() -> Callable[[Any], Any]:
     )
 
 
-def checked_encoding(options: dict[str, Any]) -> str | None:
-    """The --encoding among a command's `options` (config_options(DataOptions, ...)); a
-    name Python does not know is a usage error, as in `charlm train`."""
+def checked_encoding(encoding: str | None) -> str | None:
+    """`encoding` (--encoding) as given; a name Python does not know is a usage error, as in
+    `charlm train`."""
     from charlm.corpus.encodings import canonical_encoding
-    from charlm.data import DataOptions
 
-    encoding = DataOptions(**config_values(DataOptions, options)).encoding
     if encoding is not None:
         try:
             canonical_encoding(encoding)

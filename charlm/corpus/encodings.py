@@ -157,13 +157,17 @@ def _preference(name: str) -> int:
     return _PREFERRED.index(name) if name in _PREFERRED else len(_PREFERRED)
 
 
-def looks_like_text(text: str, sample: int = 200_000) -> bool:
+# Characters from the start of a text that the checks for control characters read.
+TEXT_SAMPLE = 200_000
+
+
+def looks_like_text(text: str, sample: int = TEXT_SAMPLE) -> bool:
     """False when 1% or more of the start of `text` is control characters (or U+FFFD): a
     mis-decoded binary, or text read in the wrong encoding."""
     return control_share(text, sample) < 0.01
 
 
-def control_share(text: str, sample: int = 200_000) -> float:
+def control_share(text: str, sample: int = TEXT_SAMPLE) -> float:
     """The share of control characters (bar line breaks and tabs) and U+FFFD among the first
     `sample` characters of `text`; 1.0 for no text."""
     head = text[:sample]

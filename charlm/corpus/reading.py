@@ -9,7 +9,7 @@ from typing import Any
 
 from charlm.errors import CorpusError
 
-from .encodings import control_share, decode, looks_like_text
+from .encodings import TEXT_SAMPLE, control_share, decode, looks_like_text
 from .gutenberg import strip_boilerplate
 
 
@@ -99,10 +99,10 @@ def newline_style(text: str) -> str:
 
 
 def _not_text(path: Path, text: str, encoding: str) -> str:
-    share = control_share(text)
+    share = control_share(text)  # counted again: only on the way to this error
     # Controls from U+0080-U+009F alone: the bytes Windows-1252 uses for quotes and dashes,
     # read as Latin-1 (a binary file has the others, U+0000-U+001F, as well).
-    head = text[:200_000]
+    head = text[:TEXT_SAMPLE]
     windows = (
         encoding == "iso8859-1"
         and any("\x80" <= c <= "\x9f" for c in head)

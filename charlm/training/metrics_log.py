@@ -40,12 +40,12 @@ class MetricsLog:
         if resume_step is not None and os.path.lexists(self.path):
             # Records after the step the run resumes from describe work that was lost
             # (the run was killed after them); the resumed run writes those steps again.
-            records = read_metrics(self.path)
+            raw = files.read_bytes(self.path, MAX_METRICS_LOG_BYTES)
+            records = _records(raw)
             kept = [r for r in records if _step(r) <= resume_step]
-            if len(kept) == len(records) and _ends_with_a_whole_line(self.path):
-                return  # nothing to drop: the log is appended to as it is
-        text = "".join(_line(r) for r in kept)
-        files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            if len(kept) == len(records) and (not raw or raw.endswith(b"\n")):
+                return  # nothing to drop, no torn line: the log is appended to as it is
+        self._replace("".join(_line(r) for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         if self._held is not None:
@@ -62,14 +62,11 @@ class MetricsLog:
         """Replace the file with the records held so far; append from now on."""
         if self._held is None:
             return
-        text = "".join(self._held)
-        files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        self._replace("".join(self._held))
         self._held = None
 
-
-def _ends_with_a_whole_line(path: Path) -> bool:
-    text = files.read_bytes(path, MAX_METRICS_LOG_BYTES)
-    return not text or text.endswith(b"\n")
+    def _replace(self, text: str) -> None:
+        files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _step(record: dict[str, Any]) -> float:
@@ -87,9 +84,13 @@ def _line(record: dict[str, Any]) -> str:
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The records of a metrics log; a torn last line (the process was killed) is skipped."""
+    return _records(files.read_bytes(Path(path), MAX_METRICS_LOG_BYTES))
+
+
+def _records(raw: bytes) -> list[dict[str, Any]]:
     records = []
     # Bytes that are not UTF-8 (a damaged or foreign file) spoil only their own lines.
-    text = files.read_bytes(Path(path), MAX_METRICS_LOG_BYTES).decode("utf-8", "replace")
+    text = raw.decode("utf-8", "replace")
     for line in text.splitlines():
         try:
             record = json.loads(line)
