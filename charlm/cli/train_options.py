@@ -20,6 +20,7 @@ from charlm.models import ModelConfig
 from charlm.training import TrainConfig
 from charlm.training.config import OUTPUT, RUN_CONTROL
 from charlm.training.recipes import recipe, recipes
+from charlm.training.run import RESUME_OVERRIDES
 
 DATA, MODEL, OPTIMISATION = "Data", "Model", "Optimisation"
 
@@ -128,7 +129,9 @@ run_control_options = _apply(
             type=NonEmptyPath(path_type=Path),
             default=None,
             help="Continue the run saved in this checkpoint directory exactly where it "
-            "stopped (BOOK, model and settings come from it).",
+            "stopped (BOOK, model and settings come from it: only "
+            + ", ".join("--" + name.replace("_", "-") for name in RESUME_OVERRIDES)
+            + " may change, and a BOOK given must be the same text).",
         ),
         grouped(
             RUN_CONTROL,
