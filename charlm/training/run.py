@@ -124,11 +124,12 @@ def train_book(
     named, a classifier of examples reads words when they are sentences and characters when
     they are names (`charlm.data.prepare_examples.tokenizer_for`), and anything else reads
     characters. `model` holds ModelConfig settings (cell, embed_size, hidden_size,
-    num_layers, dropout, ...; a dict, or a ModelConfig whose vocab_size is replaced by the
-    tokenizer's); what a dict leaves out takes the defaults for the data: for short examples,
-    for a classifier of them, and for a new classifier that reads words (`option(...,
-    examples=, classify=, words=)` in ModelConfig). `data` says how the books are read and
-    split (validation and test text). `training` and `data` may be dicts of their fields too.
+    num_layers, dropout, ...): a dict, whose missing settings take the defaults for the data
+    (for short examples, for a classifier of them, and for a new classifier that reads words:
+    `option(..., examples=, classify=, words=)` in ModelConfig), or a ModelConfig, taken
+    whole but for vocab_size, end_token and num_labels, which the data sets. `data` says how
+    the books are read and split (validation and test text). `training` and `data` may be
+    dicts of their fields too.
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
     (same books, model and settings unless `training` is given; `out` is that directory);
@@ -500,11 +501,20 @@ def _word_defaults_line(chosen: dict[str, Any], shaped_by_lm: bool = False) -> s
     return f"a classifier of words, by default: {' '.join(shown) or 'every such option given'}"
 
 
+# ModelConfig fields the books decide: the tokenizer's vocabulary, and for examples their end
+# token and labels.
+FROM_THE_DATA = ("vocab_size", "end_token", "num_labels")
+
+
 def _model_settings(model: ModelConfig | dict[str, Any] | None) -> dict[str, Any]:
+    """The caller's model settings as a dict: a ModelConfig whole, less what the data sets."""
     if isinstance(model, ModelConfig):
-        model = {k: v for k, v in model.to_dict().items() if k != "vocab_size"}
+        model = {k: v for k, v in model.to_dict().items() if k not in FROM_THE_DATA}
     if model is not None and not isinstance(model, dict):
         raise ConfigError(f"model must be a ModelConfig or a dict, got {type(model).__name__}")
+    given = [k for k in FROM_THE_DATA if k in (model or {})]
+    if given:
+        raise ConfigError(f"model settings {', '.join(given)} come from the data; leave them out")
     return dict(model or {})
 
 

@@ -8,6 +8,7 @@ import torch
 from charlm.checkpoint import load_checkpoint, read_config
 from charlm.data import DataOptions
 from charlm.errors import ConfigError
+from charlm.models import ModelConfig
 from charlm.training import TrainConfig, train_book
 from tests.helpers import single_thread, write_labelled_names
 
@@ -20,7 +21,7 @@ def _one_thread():
         yield
 
 
-def run(data_dir, out, steps: int = 120, **data):
+def run(data_dir, out, steps: int = 120, model=None, **data):
     # A constant rate: a run cut short follows the same schedule as a longer one.
     training = TrainConfig(
         batch_size=8, lr=0.02, max_steps=steps, eval_every=40, epochs=500, schedule="constant"
@@ -28,7 +29,7 @@ def run(data_dir, out, steps: int = 120, **data):
     return train_book(
         data_dir,
         out=out,
-        model=TINY,
+        model=TINY if model is None else model,
         data=DataOptions(**({"labels": "files"} | data)),
         training=training,
         device="cpu",
@@ -98,3 +99,14 @@ def test_a_book_run_refuses_a_directory_as_its_validation_text(tmp_path, tiny_bo
         train_book(
             tiny_book, out=tmp_path / "m", data=DataOptions(val_file=str(tmp_path)), device="cpu"
         )
+
+
+def test_a_model_config_is_taken_whole_but_for_what_the_data_sets(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    # Its vocab_size, end_token and num_labels are the book's defaults: the data replaces them.
+    config = ModelConfig(vocab_size=1, **TINY)
+    trained = run(names, tmp_path / "model", steps=2, model=config, examples="lines")
+    saved = read_config(trained.checkpoint)["model"]
+    assert saved["end_token"] and saved["num_labels"] == 2 and saved["hidden_size"] == 24
+    with pytest.raises(ConfigError, match="num_labels come from the data"):
+        run(names, tmp_path / "other", steps=2, model={**TINY, "num_labels": 3}, examples="lines")
