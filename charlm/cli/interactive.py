@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,7 @@ def run_prompt_loop(
     a command that makes them is refused, and so are such starting options (a UsageError).
     """
     check = check or (lambda options: None)
+    _line_editing()
     try:
         check(options)
     except ConfigError as exc:
@@ -92,11 +94,26 @@ def run_prompt_loop(
             _continue(line.removeprefix("/"), options, continue_text)
 
 
+def _line_editing() -> None:
+    """On a terminal, let input() read lines through GNU readline (as Python's own prompt
+    does): arrow keys edit and recall earlier prefixes, and a pasted line may be longer than
+    the 4,095 characters the terminal's own line editor keeps (it cut the rest silently)."""
+    try:
+        import readline  # noqa: F401  (importing it is what switches input() over)
+    except ImportError:  # Windows has none: lines are read as before
+        pass
+
+
 def _next_line() -> str | None:
     """The line typed at the prompt; None at Ctrl-D. Ctrl-C raises click.Abort, which ends
     the session as Ctrl-C ends any command ("Aborted.", exit 130)."""
+    # On a terminal the prompt goes to stdout, the terminal too: input() hands a line to
+    # readline only while sys.stdout is the real stdout. Otherwise it stays off the output.
+    on_terminal = sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        return click.prompt("", prompt_suffix="> ", default="", show_default=False, err=True)
+        return click.prompt(
+            "", prompt_suffix="> ", default="", show_default=False, err=not on_terminal
+        )
     except click.Abort as exc:
         click.echo(err=True)  # end the prompt's line
         # click.prompt turns both keys into Abort; the key's exception is its context.
