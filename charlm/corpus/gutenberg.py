@@ -20,21 +20,52 @@ _END = re.compile(r"^\*{3}\s*END OF (?:THE|THIS) PROJECT GUTENBERG E-?BOOK", re.
 _END_LINE = re.compile(r"^End of (?:the )?Project Gutenberg", re.IGNORECASE | re.M)
 # How far before the end marker an "End of the Project Gutenberg EBook" line may stand.
 _END_LINE_REACH = 600
-# The markers sit within the first and last few thousand characters (the longest old-style
-# licence is ~20k); searching only there keeps a 100 MB corpus from being scanned twice.
-_WINDOW = 200_000
+# Every marker begins a line with these: found with str.find, which is fast enough that a
+# 100 MB corpus is searched whole (the regular expressions alone took 1 s there).
+_MARK = "***"
 
 
 def strip_boilerplate(text: str) -> str:
-    """`text` without the Project Gutenberg header and footer; unchanged if it has neither."""
-    start_match = _START.search(text, 0, _WINDOW)
-    start = start_match.end() if start_match else 0
-    end_match = _END.search(text, max(start, len(text) - _WINDOW))
-    end = end_match.start() if end_match else len(text)
-    if end_match:
-        near = [m.start() for m in _END_LINE.finditer(text, max(start, end - _END_LINE_REACH), end)]
-        end = near[-1] if near else end
-    if start == 0 and end == len(text):
+    """`text` without the Project Gutenberg header and footer; unchanged if it has neither.
+
+    Several books in one file (files joined end to end) each keep their own text between
+    their markers; the licence and header between them go.
+    """
+    markers = _markers(text)
+    if not markers:
         return text
-    body = text[start:end].strip("\n")
-    return body + "\n" if body else ""
+    bodies, body_start = [], 0 if markers[0][0] == "end" else None
+    for kind, match in markers:
+        if kind == "start":
+            if body_start is not None:  # a book without its end marker: it ends here
+                bodies.append(text[body_start : match.start()])
+            body_start = match.end()
+        elif body_start is not None:  # an end marker without a start before it is ignored
+            bodies.append(text[body_start : _body_end(text, body_start, match.start())])
+            body_start = None
+    if body_start is not None:
+        bodies.append(text[body_start:])
+    kept = [body.strip("\n") for body in bodies]
+    joined = "\n\n".join(body for body in kept if body)
+    return joined + "\n" if joined else ""
+
+
+def _markers(text: str) -> list[tuple[str, re.Match]]:
+    """The start and end markers of `text`, in order."""
+    found = []
+    at = text.find(_MARK)
+    while at != -1:
+        if at == 0 or text[at - 1] == "\n":
+            for kind, pattern in (("start", _START), ("end", _END)):
+                if match := pattern.match(text, at):
+                    found.append((kind, match))
+        at = text.find(_MARK, at + len(_MARK))
+    return found
+
+
+def _body_end(text: str, body_start: int, end_marker: int) -> int:
+    """Where a book's text ends: at its end marker, or at the "End of the Project Gutenberg
+    EBook" line just before it."""
+    reach = max(body_start, end_marker - _END_LINE_REACH)
+    near = [m.start() for m in _END_LINE.finditer(text, reach, end_marker)]
+    return near[-1] if near else end_marker

@@ -204,6 +204,14 @@ def test_boilerplate_is_cut_at_the_markers_in_both_styles():
     assert strip_boilerplate(body) is body  # no markers: untouched
 
 
+def test_books_joined_in_one_file_each_keep_their_text():
+    first, second = "Chapter 1\n\nIt was a tiny tale.\n", "Book II\n\nAnother one.\n"
+    joined = PG_HEADER + first + PG_FOOTER + PG_HEADER + second + OLD_FOOTER
+    assert strip_boilerplate(joined) == first + "\n" + second
+    # A book whose end marker is missing runs to the next book's start marker.
+    assert strip_boilerplate(PG_HEADER + first + PG_HEADER + second + PG_FOOTER).startswith(first)
+
+
 # --- inputs ----------------------------------------------------------------------------------
 
 
