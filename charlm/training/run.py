@@ -165,7 +165,7 @@ def train_book(
     model = with_example_defaults(chosen, data)
     if data.example_unit is not None and training is None and resume is None:
         training = TrainConfig(**example_defaults(TrainConfig, task))
-    tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
+    tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data, init_from)
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is None:
         (training or TrainConfig()).check_start(task, init_from)
@@ -417,18 +417,25 @@ def check_settings(
                 )
     if data.encoding is not None:
         canonical_encoding(data.encoding)
-    tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data)
+    tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data, first)
     if resume is None and tokenizer is not None:
         _check_tokenizer(tokenizer, tokenizer_options or {})
 
 
 def _named_tokenizer(
-    tokenizer: str | None, options: dict[str, Any] | None, model: dict[str, Any], data: DataOptions
+    tokenizer: str | None,
+    options: dict[str, Any] | None,
+    model: dict[str, Any],
+    data: DataOptions,
+    init_from: str | os.PathLike | None = None,
 ) -> str | None:
-    """`tokenizer`, or the default for this data where none is named: None (chosen from the
-    examples once they are read) for a classifier of examples, else characters."""
+    """`tokenizer`, or the default for this data where none is named: the kind of
+    `init_from`'s tokenizer, trained anew with `options`; None (chosen from the examples once
+    they are read) for a classifier of examples; else characters."""
     if tokenizer is not None:
         return tokenizer
+    if init_from is not None and options:
+        return read_config(init_from).get("tokenizer", {}).get("name") or "char"
     chosen_from_examples = model.get("task") == "classify" and data.example_unit is not None
     return None if chosen_from_examples and not options else "char"
 

@@ -117,8 +117,18 @@ def test_init_from_with_a_tokenizer_trains_on_the_runs_own_vocabulary(tmp_path):
                            device="cpu", init_from=base.checkpoint, reporter=reporter)  # fmt: skip
         kept = train_book(second, out=tmp_path / "kept", training=config, device="cpu",
                           init_from=base.checkpoint)  # fmt: skip
+        # Options alone train the LM's own kind of tokenizer anew (not characters).
+        retrained = train_book(
+            second,
+            out=tmp_path / "opts",
+            training=config,
+            device="cpu",
+            init_from=base.checkpoint,
+            tokenizer_options={"min_freq": 1},
+        )
     text = "the dog sat on the rug ."
     own, inherited = charlm.load(tuned.checkpoint), charlm.load(kept.checkpoint)
+    assert charlm.load(retrained.checkpoint).tokenizer.name == "word"
     assert own.tokenizer.unk_id not in own.tokenizer.encode(text)  # its own words
     assert inherited.tokenizer.unk_id in inherited.tokenizer.encode(text)  # the LM's: no "dog"
     assert any("keep their rows from" in line for line in reporter.lines)
