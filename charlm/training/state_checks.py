@@ -80,12 +80,20 @@ def _counters(meta: dict[str, Any]) -> str | None:
     return None
 
 
+# The meters' second entry sums gradient norms: +inf once a step's norm overflowed, which
+# clipping survives and the run goes on from (charlm saves such a meter; it must resume).
+GRAD_SUM = 1
+
+
 def _recorder(meta: dict[str, Any]) -> str | None:
     for name, length in (("epoch_meter", 4), ("window", 4), ("window_start", 2)):
         values = meta.get(name)
         if not isinstance(values, list) or len(values) != length:
             return f"{name} is {values!r}"
-        if not all(_number(v, low=0) for v in values):
+        overflowed = name != "window_start" and values[GRAD_SUM] == math.inf
+        if not all(
+            _number(v, low=0) or (overflowed and i == GRAD_SUM) for i, v in enumerate(values)
+        ):
             return f"{name} holds {values!r}"
     return None
 

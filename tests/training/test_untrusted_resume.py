@@ -99,6 +99,9 @@ def edit_tensors(out: Path, change) -> None:
     save_file(tensors, path)
 
 
+NAN, INF = float("nan"), float("inf")
+
+
 def edit_state(out: Path, change) -> None:
     edit_config(out, lambda c: change(c["training_state"]))
 
@@ -133,6 +136,8 @@ DAMAGE = {
         out, lambda s: s["optimizer"]["param_groups"][0].update(params=[0, 1])
     ),
     "broken loss meter": lambda out: edit_state(out, lambda s: s.update(epoch_meter="x")),
+    "NaN gradient sum": lambda out: edit_state(out, lambda s: s["epoch_meter"].__setitem__(1, NAN)),
+    "infinite token count": lambda out: edit_state(out, lambda s: s["window"].__setitem__(2, INF)),
     "broken schedule": lambda out: edit_state(out, lambda s: s["schedule"].update(factor=-2)),
     "file name that is not a string": lambda out: edit_state(out, lambda s: s.update(file=5)),
 }
@@ -148,3 +153,13 @@ def test_a_damaged_training_state_is_one_line_before_the_first_step(run, damage)
     assert "training state" in line and "--init-from" in line or "bad training_state" in line
     assert "step 3" not in result.output  # not one step was taken
     assert read_config(run) == before
+
+
+def test_a_gradient_norm_that_overflowed_is_no_damage(run):
+    # A step whose gradient norm overflowed (clipping survives it) makes the meters' sums
+    # +inf, and charlm saves them so: its own checkpoint must resume.
+    edit_state(
+        run, lambda s: (s["epoch_meter"].__setitem__(1, INF), s["window"].__setitem__(1, INF))
+    )
+    result = resume(run)
+    assert result.exit_code == 0, result.output
