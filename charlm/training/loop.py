@@ -460,7 +460,8 @@ class _Run:
         val_loss = found.loss
         c.val_loss, c.last_eval_step = val_loss, c.step
         if not math.isfinite(val_loss):
-            raise TrainingError(nonfinite_message("validation loss", c.step))
+            skipping = config.nonfinite == "skip"
+            raise TrainingError(nonfinite_message("validation loss", c.step, skipping))
         best_summary = None
         if improves(found, c):
             c.best_val, c.best_error, c.best_step, c.bad_evals = val_loss, found.error, c.step, 0

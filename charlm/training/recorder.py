@@ -26,11 +26,13 @@ from charlm.training.config import (
 from charlm.training.distributed import DistContext
 
 
-def nonfinite_message(what: str, step: int) -> str:
-    return (
-        f"the {what} became non-finite by step {step}; training stopped and the last "
-        "checkpoint saved before it is kept. Lower --lr or --clip, or pass --nonfinite skip"
-    )
+def nonfinite_message(what: str, step: int, skipping: bool = False) -> str:
+    """Why the run stopped and what to try; the run adds what it kept (training/run.py)."""
+    if skipping:  # --nonfinite skip passes over training steps, never over an evaluation
+        advice = "Lower --lr or --clip (--nonfinite skip skips training steps, not evaluations)"
+    else:
+        advice = "Lower --lr or --clip, or pass --nonfinite skip"
+    return f"the {what} became non-finite by step {step}; training stopped. {advice}"
 
 
 class Recorder:

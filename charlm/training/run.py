@@ -296,8 +296,7 @@ def train_book(
                     val_characters=inputs.val_characters, dist=context, fine_tune=fine_tune,
                 )  # fmt: skip
             except TrainingError as exc:
-                kept = f" ({out})" if saver is not None and saver.committed else ""
-                raise TrainingError(f"{exc}{kept}") from exc
+                raise TrainingError(f"{exc}. {_what_was_kept(saver, out, state)}") from exc
             finally:
                 if saver is not None:
                     saver.finish()
@@ -638,6 +637,7 @@ class RunSaver:
         self.extra = extra or {}  # more sections, e.g. the labels of a labelled model
         self.metrics = metrics
         self.committed = metrics is None or not metrics.held
+        self.saves = 0  # of `last`
 
     def save_last(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> None:
         if self.kept_lm is not None:
@@ -645,6 +645,7 @@ class RunSaver:
         save_checkpoint(
             self.out, model, self.tokenizer, training_state=state, **self._sections(summary)
         )
+        self.saves += 1
         if not self.committed:
             _remove_stale_parts(self.out, kept_lm=self.kept_lm is not None)
             if self.metrics is not None:
@@ -672,6 +673,15 @@ class RunSaver:
             "val_perplexity": summary["val_perplexity"],
             **self.extra,
         }
+
+
+def _what_was_kept(saver: RunSaver | None, out: Path, resumed: TrainingState | None) -> str:
+    """What a run that failed in training leaves in `out`, for its error message."""
+    if resumed is not None or (saver is not None and saver.saves):
+        return f"The last checkpoint saved before it is kept ({out})"
+    if (out / CONFIG_NAME).is_file():  # --overwrite: the earlier run goes at the first save
+        return f"Nothing of this run was saved; the earlier run in {out} is as it was"
+    return "Nothing was saved"
 
 
 def _json_number(value: Any) -> Any:

@@ -20,6 +20,7 @@ from charlm.training.config import format_duration, parse_duration
 from charlm.training.metrics_log import read_metrics
 from charlm.training.run import RunSaver, train_book
 from charlm.training.schedules import LRSchedule, build_optimizer
+from tests.helpers import one_error_line, run_cli
 
 CPU = torch.device("cpu")
 
@@ -280,6 +281,29 @@ def test_nonfinite_stop_is_a_clear_error():
     config = TrainConfig(batch_size=2, seq_len=8, max_steps=10, log_every=1)
     with pytest.raises(TrainingError, match="non-finite by step 3.*--nonfinite skip"):
         train(model, ids, None, config, device=CPU)
+
+
+# A rate that overflows the first evaluation: a validation loss that is not finite at step 2.
+DIVERGING = ["--model", "rnn", "--nonlinearity", "relu", "--optimizer", "sgd", "--momentum", "0",
+             "--lr", "1e30", "--clip", "1e30", "--eval-every", "2", "--max-steps", "6",
+             "--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4",
+             "--seq-len", "16", "--threads", "1"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_diverged_run_says_what_it_kept_and_what_to_try(tiny_book, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", tiny_book, "--out", out, *DIVERGING, "--nonfinite", "skip")
+    line = one_error_line(result, after_progress=True)
+    assert "validation loss became non-finite by step 2" in line and "Nothing was saved" in line
+    assert "not evaluations" in line and "pass --nonfinite skip" not in line  # it was passed
+    assert not out.exists()
+    sane = [value if value != "1e30" else "0.1" for value in DIVERGING]
+    earlier = run_cli("train", tiny_book, "--out", out, *sane)
+    assert earlier.exit_code == 0, earlier.output
+    result = run_cli("train", tiny_book, "--out", out, *DIVERGING, "--overwrite")
+    line = one_error_line(result, after_progress=True)
+    assert "pass --nonfinite skip" in line and f"the earlier run in {out} is as it was" in line
 
 
 @pytest.mark.slow
