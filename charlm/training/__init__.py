@@ -28,6 +28,7 @@ from .config import (
 )
 from .loop import evaluate, train
 from .run import DataOptions, RunSaver, TrainedModel, train_book
+from .signals import StopFlag
 
 __all__ = [
     "ITERATORS",
@@ -41,6 +42,7 @@ __all__ = [
     "RunSaver",
     "SilentReporter",
     "StepReport",
+    "StopFlag",
     "TrainConfig",
     "TrainResult",
     "TrainedModel",

@@ -132,7 +132,8 @@ def train_book(
     dicts of their fields too.
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
-    (same books, model and settings unless `training` is given; `out` is that directory);
+    (same books, model and settings; `training` may change its stopping rules,
+    RESUME_OVERRIDES, as a dict of them or a TrainConfig; `out` is that directory);
     `init_from` starts a new run from another checkpoint's weights and tokenizer. A
     classifier (`model={"task": "classify"}`) started from a language model takes its
     embedding and recurrent layers and trains by the ULMFiT recipe (discriminative rates,
@@ -156,6 +157,8 @@ def train_book(
             "a resumed run keeps its model and tokenizer: leave out model, tokenizer and "
             "tokenizer_options (init_from starts a new run from its weights)"
         )
+    if resume is not None and training is not None:
+        training = resumed_training(resume, _changes(training, resume))
     training = _settings(training, TrainConfig, "training")
     data = _settings(data, DataOptions, "data") or DataOptions()
     init_from, init_backward = _init_sources(init_from)
@@ -378,6 +381,17 @@ def resumed_training(directory: str | os.PathLike, changes: dict[str, Any]) -> T
             f"a resumed run keeps its settings, so {names} cannot change; only {allowed} can"
         )
     return TrainConfig.from_dict({**read_config(directory).get("training", {}), **changes})
+
+
+def _changes(training: TrainConfig | dict[str, Any], directory: str | os.PathLike) -> dict:
+    """What `training` asks a resumed run to change: a dict's settings as given (each checked
+    as a TrainConfig checks it), a TrainConfig's where they differ from the saved run's."""
+    if isinstance(training, dict):
+        _settings(training, TrainConfig, "training")
+        return training
+    given = _settings(training, TrainConfig, "training").to_dict()
+    saved = read_config(directory).get("training", {})
+    return {k: v for k, v in given.items() if k not in saved or saved[k] != v}
 
 
 def check_settings(

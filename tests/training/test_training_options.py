@@ -398,3 +398,16 @@ def test_train_book_shows_the_live_display_when_stderr_is_a_terminal(
     assert "1 book, train 1,890" in shown and "tokens/s" in shown and "step 2" in shown
     train_book(tiny_book, out=tmp_path / "off", reporter=SilentReporter(), **settings)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+def test_python_resume_takes_a_dict_of_the_stopping_rules(tiny_book, tmp_path):
+    config = TrainConfig(batch_size=4, seq_len=16, max_steps=2)
+    out = tmp_path / "run"
+    train_book(tiny_book, out=out, training=config, device="cpu", model=dict(hidden_size=8))
+    # Only the stopping rules change; the batch of 4 stays (the dict's defaults do not apply).
+    assert train_book(resume=out, training={"max_steps": 3}, device="cpu").result.steps == 3
+    with pytest.raises(ConfigError, match="--batch-size cannot change"):
+        train_book(resume=out, training={"max_steps": 4, "batch_size": 8}, device="cpu")
+    with pytest.raises(ConfigError, match="--batch-size, --seq-len cannot change"):
+        train_book(resume=out, training=TrainConfig(max_steps=4), device="cpu")
