@@ -80,9 +80,14 @@ def binary_kind(head: bytes, *, nul_means_binary: bool = True) -> str | None:
 def canonical_encoding(name: str) -> str:
     """Python's own name for an encoding, or a ConfigError naming the bad one."""
     try:
-        return codecs.lookup(name).name
+        codec = codecs.lookup(name)
     except LookupError as exc:
         raise ConfigError(f"unknown encoding {name!r}; use e.g. utf-8, cp1252, gb18030") from exc
+    # rot13, base64, zlib and the like turn bytes into bytes (or str into str), not into text;
+    # "undefined" refuses every byte.
+    if not getattr(codec, "_is_text_encoding", True) or codec.name == "undefined":
+        raise ConfigError(f"{name!r} is not a text encoding; use e.g. utf-8, cp1252, gb18030")
+    return codec.name
 
 
 def decode(raw: bytes, where: str, encoding: str | None = None) -> Decoded:

@@ -124,6 +124,8 @@ def matrix(p, book, ck, catalogue_name):
         ([*train, "--val-fraction", "nan"], USAGE, "val_fraction"),
         ([*train, "--test-fraction", "0.6", "--val-fraction", "0.6"], USAGE, "fraction"),
         ([*train, "--encoding", "klingon"], USAGE, "unknown encoding"),
+        ([*train, "--encoding", "rot13"], USAGE, "not a text encoding"),
+        ([*train, "--encoding", "base64"], USAGE, "not a text encoding"),
         ([*train, "--text-column", "name"], USAGE, "columns of --labels table"),
         ([*train, "--model", "transformer"], USAGE, "--model"),
         ([*train, "--impl", "fortran"], USAGE, "--impl"),

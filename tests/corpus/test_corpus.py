@@ -156,6 +156,9 @@ def test_forced_encoding_is_used_and_a_wrong_one_is_refused(tmp_path):
         read_book(path, encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown encoding"):
         read_book(path, encoding="klingon")
+    for codec in ("rot13", "zlib", "undefined"):  # codecs, but not of bytes into text
+        with pytest.raises(ConfigError, match="not a text encoding"):
+            read_book(path, encoding=codec)
 
 
 # --- refusals --------------------------------------------------------------------------------
