@@ -36,26 +36,29 @@ def process_logits(
         logits = logits.add(seen, alpha=-math.log(options.repetition_penalty))
     if options.greedy:
         return logits
+    scaled = logits
     if options.temperature != 1.0:
         # Shifted so that the best logit is 0 first: a temperature near 0 then sends the others
         # to -inf (greedy in the limit) instead of overflowing every logit to +inf.
-        logits = (logits - logits.amax(dim=-1, keepdim=True)) / options.temperature
+        scaled = (logits - logits.amax(dim=-1, keepdim=True)) / options.temperature
+    # Top-k and min-p compare the logits as they came, which is the same comparison: divided
+    # by a huge temperature they underflow into ties, and every token would be kept.
     if options.top_k is not None and options.top_k < logits.shape[-1]:
         kth_best = logits.topk(options.top_k, dim=-1).values[..., -1:]  # (batch, 1)
-        logits = logits.masked_fill(logits < kth_best, -math.inf)
+        scaled = scaled.masked_fill(logits < kth_best, -math.inf)
     if options.top_p < 1.0:
-        logits = _nucleus(logits, options.top_p)
+        scaled = _nucleus(scaled, options.top_p)
     if options.min_p > 0.0:
-        logits = _min_p(logits, options.min_p)
-    return logits
+        scaled = scaled.masked_fill(_below_min_p(logits, options), -math.inf)
+    return scaled
 
 
-def _min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    # p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p): no softmax needed, and the
-    # most likely token always stays. Truncation by top-k/top-p leaves p_i / p_max unchanged,
-    # so the kept set does not depend on what they removed.
-    threshold = logits.amax(dim=-1, keepdim=True) + math.log(min_p)  # (batch, 1)
-    return logits.masked_fill(logits < threshold, -math.inf)
+def _below_min_p(logits: torch.Tensor, options: SamplingOptions) -> torch.Tensor:
+    # p_i >= min_p * p_max  <=>  logit_i >= logit_max + T log(min_p): no softmax needed, and
+    # the most likely token always stays. Truncation by top-k/top-p leaves p_i / p_max
+    # unchanged, so the kept set does not depend on what they removed.
+    threshold = logits.amax(dim=-1, keepdim=True) + options.temperature * math.log(options.min_p)
+    return logits < threshold  # (batch, vocab)
 
 
 def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:

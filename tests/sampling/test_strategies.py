@@ -113,6 +113,20 @@ def test_min_p_is_applied_after_temperature():
     assert kept(process_logits(logits, SamplingOptions(temperature=2.0, min_p=0.2))) == [{0, 1}]
 
 
+@pytest.mark.parametrize("temperature", [1e30, 1e40, 1e300])
+def test_top_k_and_min_p_keep_to_their_sets_at_a_huge_temperature(temperature):
+    # Divided by such a temperature the logits underflow into ties; the filters must not.
+    logits = torch.tensor([[5.0, 4.0, 1.0, 0.0, -3.0]])
+    top_one = SamplingOptions(temperature=temperature, top_k=1)
+    assert kept(process_logits(logits, top_one)) == [{0}]
+    assert kept(process_logits(logits, SamplingOptions(temperature=temperature, min_p=1.0))) == [
+        {0}
+    ]
+    assert kept(process_logits(logits, SamplingOptions(temperature=temperature, min_p=0.5))) == [
+        {0, 1, 2, 3, 4}  # (p_i / p_max ** 1/T: all near 1)
+    ]
+
+
 @pytest.mark.parametrize("other", [{"top_k": 4}, {"top_p": 0.6}, {"top_k": 6, "top_p": 0.9}])
 def test_min_p_combines_with_top_k_and_top_p_as_an_intersection(logits, other):
     both = kept(process_logits(logits, SamplingOptions(temperature=1.5, min_p=0.15, **other)))
