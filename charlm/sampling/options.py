@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ from charlm.sampling.stops import parse_stop
 from charlm.tokenizers import UNKNOWN_POLICIES
 
 MAX_SEED = 2**63 - 1
+# Samples drawn at once: each is a row of every step's scores (10,000 rows of a 10,000-word
+# vocabulary are 400 MB), and a mistyped count must be an error, not an exhausted machine.
+MAX_SAMPLES = 10_000
 GREEDY_BELOW = 1e-30  # temperatures this small act as 0
 
 
@@ -148,7 +152,10 @@ class SamplingOptions:
         sampling_only=True,
     )
     num_samples: int = _option(
-        1, "Draw this many samples at once (one batch) and print them numbered.", low=1
+        1,
+        "Draw this many samples at once (one batch) and print them numbered.",
+        low=1,
+        high=MAX_SAMPLES,
     )
     beam_width: int = _option(
         1,
@@ -272,7 +279,8 @@ def _checked(field: dataclasses.Field, value: Any) -> Any:
     if value is None and field.default is None:
         return None
     if spec.multiple:
-        values = (value,) if isinstance(value, str) else value
+        # None is none of them, as JSON's null is (an API's "stop": null).
+        values = (value,) if isinstance(value, str) else () if value is None else value
         if not isinstance(values, (list, tuple)):
             raise ConfigError(f"{field.name} must be a string or a list of strings, got {value!r}")
         return tuple(_checked_one(field, spec, one) for one in values)
@@ -291,12 +299,13 @@ def _checked_one(field: dataclasses.Field, spec: Option, value: Any) -> Any:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
         return value
-    types = (int, float) if kind is float else int  # an int is a fine float, not vice versa
+    # An int is a fine float, not vice versa; NumPy's numbers are numbers too.
+    types = numbers.Real if kind is float else numbers.Integral
     number = isinstance(value, types) and not isinstance(value, bool)
     if not number or not _in_range(value, spec):
         expected = _expected(spec, kind, number, rule_of(field).note)
         raise ConfigError(f"{name} must be {expected}, got {value!r}")
-    return float(value) if kind is float else value
+    return float(value) if kind is float else int(value)
 
 
 def _in_range(value: float, spec: Option) -> bool:

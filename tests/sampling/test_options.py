@@ -3,6 +3,7 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from charlm.errors import ConfigError
@@ -52,6 +53,17 @@ def test_values_are_kept_in_one_normal_form():
     assert options.temperature == 1.0 and isinstance(options.temperature, float)
     assert options.stop == ("\n\n",)
     assert options == SamplingOptions(temperature=1.0, stop=["\n\n"])
+
+
+def test_none_numpy_numbers_and_a_huge_count_are_read_as_meant():
+    assert SamplingOptions(stop=None).stop == () == SamplingOptions.from_dict({"stop": None}).stop
+    options = SamplingOptions(length=np.int64(5), seed=np.uint32(3), temperature=np.float32(0.5))
+    assert options == SamplingOptions(length=5, seed=3, temperature=0.5)
+    assert type(options.length) is int and type(options.temperature) is float
+    with pytest.raises(ConfigError, match="num_samples must be an integer in"):
+        SamplingOptions(num_samples=10**20)  # not an error about the seed it leaves no room for
+    with pytest.raises(ConfigError, match="length must be an integer"):
+        SamplingOptions(length=np.float64(5.0))
 
 
 def test_replace_checks_the_copy_and_leaves_the_original():
