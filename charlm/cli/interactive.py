@@ -90,7 +90,7 @@ def run_prompt_loop(
             return
         if line.startswith("/") and not line.startswith("//"):
             options = _run_command(line, options, check)
-        elif line:  # "//TEXT" is the prefix "/TEXT", as in IRC clients
+        else:  # "//TEXT" is the prefix "/TEXT", as in IRC clients; an empty line, ""
             _continue(line.removeprefix("/"), options, continue_text)
 
 

@@ -332,3 +332,12 @@ def test_the_prompt_refuses_settings_the_model_can_never_use(checkpoint):
     assert "label = xyz" in names and "guidance = 2" in names
     started = prompt(book, ["the "], SamplingOptions(unknown="unk"))
     assert started.exit_code == 2 and "use --unknown skip" in started.output
+
+
+def test_an_empty_line_draws_from_the_empty_prefix():
+    names = untrained_names()
+    script = ["/label xyz", "/seed 1", "/num-samples 3", "", "/quit"]
+    result = prompt(names, script)
+    assert result.exit_code == 0, result.output
+    drawn = names.generate("", label="xyz", seed=1, num_samples=3, length=500)
+    assert all(name in result.stdout for name in drawn), (drawn, result.stdout)
