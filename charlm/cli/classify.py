@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,11 @@ from charlm.cli.options import (
     ensemble_option,
     inference_device,
     prior_option,
+    read_text_input,
     unknown_option,
     with_ensemble,
 )
 from charlm.cli.settings import Utf8Text
-from charlm.corpus import read_book
-from charlm.corpus.reading import book_from_bytes
 from charlm.data import DataOptions
 from charlm.errors import UnknownTokenError
 from charlm.models.quantized import InferenceOptions
@@ -138,7 +136,7 @@ def _classify_passages(
         raise click.UsageError("--models compares two checkpoints or more; name them")
     if not files:
         raise click.UsageError("--models classifies passages: give them with --file")
-    passages = [_read(path, encoding) for path in files]
+    passages = [read_text_input(path, encoding) for path in files]
     samplers = [load(path, **loading) for path in checkpoints]
     names = _model_names([Path(path) for path in checkpoints])
     bits = np.array(
@@ -169,15 +167,8 @@ def _model_names(paths: list[Path]) -> list[str]:
     return names if len(set(names)) == len(names) else [str(path) for path in paths]
 
 
-def _read(path: Path, encoding: str | None) -> str:
-    if str(path) == "-":  # read as a file is: the encoding detected, binary refused
-        raw = sys.stdin.buffer.read()
-        return book_from_bytes(raw, Path("standard input"), encoding, keep_boilerplate=True).text
-    return read_book(path, encoding=encoding, keep_boilerplate=True).text
-
-
 def _lines(path: Path, encoding: str | None) -> list[str]:
-    return [line.strip() for line in _read(path, encoding).split("\n") if line.strip()]
+    return [line.strip() for line in read_text_input(path, encoding).split("\n") if line.strip()]
 
 
 def _print(results: list[Classification], as_json: bool, sources: list[str] | None = None) -> None:

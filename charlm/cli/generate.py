@@ -10,9 +10,16 @@ import click
 
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import model_check, run_prompt_loop
-from charlm.cli.options import NonEmptyPath, config_options, device_option, inference_device
+from charlm.cli.options import (
+    NonEmptyPath,
+    checked_encoding,
+    config_options,
+    device_option,
+    inference_device,
+    read_text_input,
+)
 from charlm.cli.settings import Utf8Text, options_from_cli
-from charlm.corpus import read_book
+from charlm.data import DataOptions
 from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import IMPLS
 from charlm.models.quantized import InferenceOptions
@@ -33,8 +40,10 @@ from charlm.training.allocator import keep_freed_memory
     "--prefix-file",
     type=NonEmptyPath(dir_okay=False, path_type=Path),
     default=None,
-    help="Read the prefix from this text file instead (any length).",
+    help="Read the prefix from this text file instead (any length, taken as written); - "
+    "reads stdin.",
 )
+@config_options(DataOptions, only=("encoding",))
 @config_options(SamplingOptions)
 @click.option(
     "--impl",
@@ -62,6 +71,7 @@ def generate(
     checkpoint: Path | None,
     prefix: str,
     prefix_file: Path | None,
+    encoding: str | None,
     impl: str | None,
     device: str,
     quantize: str | None,
@@ -87,7 +97,7 @@ def generate(
     if prefix_file is not None:
         if prefix:
             raise click.UsageError("give either --prefix or --prefix-file, not both")
-        prefix = read_book(prefix_file).text
+        prefix = read_text_input(prefix_file, checked_encoding(encoding))
     sampler = load(
         resolve_checkpoint(checkpoint), device=device, impl=impl, quantize=quantize, ngram=ngram
     )

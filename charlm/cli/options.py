@@ -9,6 +9,7 @@ The few options that several commands share and no config holds (--device, --unk
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -231,6 +232,19 @@ def ensemble_option() -> Callable[[Any], Any]:
         "p(label | text). A classifier and a labelled LM of the same examples err differently "
         "(names: 84.7% together, 83.9% alone). Repeatable.  [default: none]",
     )
+
+
+def read_text_input(path: Path, encoding: str | None) -> str:
+    """The text of a file given on the command line, taken as written (Project Gutenberg
+    lines kept); "-" reads standard input as a file is read: the encoding detected, binary
+    refused."""
+    from charlm.corpus import read_book
+    from charlm.corpus.reading import book_from_bytes
+
+    if str(path) == "-":
+        raw = sys.stdin.buffer.read()
+        return book_from_bytes(raw, Path("standard input"), encoding, keep_boilerplate=True).text
+    return read_book(path, encoding=encoding, keep_boilerplate=True).text
 
 
 def checked_encoding(encoding: str | None) -> str | None:

@@ -87,6 +87,12 @@ def test_prefix_file(checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("a stitch in time\n" * 50)
     assert run(checkpoint, "--prefix-file", str(path), "--prefix", "x").exit_code == 2
+    # Taken as written: a line that reads like a Project Gutenberg marker stays in it.
+    path.write_text("*** START OF THE PROJECT GUTENBERG EBOOK ***\nthe ", encoding="utf-8")
+    marked = run(checkpoint, "--prefix-file", str(path), "--length", "3", "--unknown", "skip")
+    assert marked.exit_code == 0 and marked.stdout.startswith("*** START OF"), marked.output
+    piped = run(checkpoint, "--prefix-file", "-", "--length", "3", input="the dog ")
+    assert piped.exit_code == 0 and piped.stdout.startswith("the dog "), piped.output
 
 
 @pytest.mark.slow
