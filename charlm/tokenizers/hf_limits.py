@@ -19,6 +19,8 @@ So, when such a pipeline is loaded, `PipelineLimits`:
   lengthen it more than MAX_NORMALIZED_GROWTH times, runs them one by one on each text first
   and refuses the text as soon as it has grown past that;
 * refuses a decoder whose steps together could lengthen text more than that;
+* refuses a `FixedLength` pre-tokenizer of length 0, on which the library panics (printing
+  a screenful of Rust backtrace before the panic can become an error);
 * drops padding and truncation;
 
 and each encoding has a deadline (ENCODE_GRACE_SECONDS plus one second per MIN_ENCODE_RATE
@@ -60,6 +62,8 @@ class PipelineLimits:
         self.name = name
         for pattern in _regexes(spec):
             _check_regex(pattern)
+        for step in _steps(spec.get("pre_tokenizer"), "pretokenizers"):
+            _check_pre_tokenizer(step)
         steps = _steps(spec.get("normalizer"), "normalizers")
         growth = math.prod(_normalizer_growth(step) for step in steps)
         # Within the bound the library may normalise on its own; past it, step by step.
@@ -222,6 +226,14 @@ def _step_normalizers(steps: list[dict[str, Any]]) -> list[Any]:
         with panics_as_errors("the tokenizer's normaliser is not usable"):
             normalizers.append(HFPipeline.from_str(json.dumps(spec)).normalizer)
     return normalizers
+
+
+def _check_pre_tokenizer(step: dict[str, Any]) -> None:
+    if step.get("type") == "FixedLength" and step.get("length") == 0:
+        raise TokenizerError(
+            "the tokenizer's FixedLength pre-tokenizer has length 0, on which the library "
+            "fails; a length of 1 or more is needed"
+        )
 
 
 def _check_regex(pattern: str) -> None:

@@ -14,6 +14,7 @@ from charlm import limits
 from charlm.checkpoint import load_checkpoint, save_checkpoint
 from charlm.errors import CheckpointError, TokenizerError
 from charlm.tokenizers import hf, registry, tokenizer_from_state, train_tokenizer
+from charlm.tokenizers.hf_limits import panics_as_errors
 from tests.conftest import TINY_TEXT
 from tests.helpers import ids_of, one_error_line, run_cli, tiny_model
 
@@ -140,7 +141,8 @@ def split(pattern: str) -> dict:
 def test_a_normaliser_that_doubles_text_is_stopped_before_it_grows(tmp_path, steps):
     # Unchecked, 24 steps took 1.5 GiB and 11 s for "the end"; 40 aborted the process.
     path = write(tmp_path, pipeline(normalizer=doubling(steps)))
-    tokenizer = train_tokenizer("hf", "text", {"path": path})
+    # Trained on text without an "e": a tokenizer is tried on a sample of what it trains on.
+    tokenizer = train_tokenizer("hf", "txt", {"path": path})
     started = time.perf_counter()
     with pytest.raises(TokenizerError, match="more than 16 times longer"):
         tokenizer.encode("the end")
@@ -196,14 +198,42 @@ def test_a_pattern_that_backtracks_polynomially_meets_the_deadline(tmp_path, mon
     assert time.perf_counter() - started < 0.5
 
 
-def test_a_panic_in_the_library_is_one_error_line(tmp_path, tiny_book):
-    path = write(tmp_path, pipeline(pre_tokenizer={"type": "FixedLength", "length": 0}))
-    with pytest.raises(TokenizerError, match="chunk size must be non-zero"):
-        train_tokenizer("hf", "text", {"path": path}).encode("the end")
+FIXED_LENGTH_0 = {"type": "FixedLength", "length": 0}  # the library panics on it
+
+
+@pytest.mark.parametrize(
+    "pre_tokenizer",
+    [
+        FIXED_LENGTH_0,
+        {
+            "type": "Sequence",
+            "pretokenizers": [{"type": "Digits", "individual_digits": False}, FIXED_LENGTH_0],
+        },
+    ],
+)
+def test_a_fixed_length_of_zero_is_refused_at_load_before_the_library_panics(
+    tmp_path, tiny_book, capfd, pre_tokenizer
+):
+    # Unrefused, the panic became one error line, but only after Rust had printed some 24
+    # lines of backtrace to stderr.
+    path = write(tmp_path, pipeline(pre_tokenizer=pre_tokenizer))
+    with pytest.raises(TokenizerError, match="FixedLength pre-tokenizer has length 0"):
+        train_tokenizer("hf", "text", {"path": path})
     args = ["train", tiny_book, "--tokenizer", "hf", "--tokenizer-option", f"path={path}"]
     result = run_cli(*args, "--out", tmp_path / "out", "--max-steps", "1", "--device", "cpu")
     assert result.exit_code == 1
-    assert "chunk size must be non-zero" in one_error_line(result)
+    assert "FixedLength pre-tokenizer has length 0" in one_error_line(result)
+    assert capfd.readouterr().err == ""
+    ok = pipeline(pre_tokenizer={**FIXED_LENGTH_0, "length": 2})
+    assert train_tokenizer("hf", "the end", {"path": write(tmp_path, ok)}).vocab_size == 6
+
+
+def test_a_panic_in_the_library_is_one_error_line():
+    # A pipeline made without charlm's limits, so that the library still panics.
+    raw = hf.HFPipeline.from_str(json.dumps(pipeline(pre_tokenizer=FIXED_LENGTH_0)))
+    with pytest.raises(TokenizerError, match="^failed: chunk size must be non-zero$"):
+        with panics_as_errors("failed"):
+            raw.encode("the end")
 
 
 def test_padding_and_truncation_from_a_file_are_dropped(tmp_path):

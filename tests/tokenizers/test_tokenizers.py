@@ -295,6 +295,9 @@ def test_a_tokenizer_registered_in_code_is_found_by_name():
         def train(cls, text, **options):
             return super().train(text.upper(), **options)
 
+        def encode(self, text):
+            return super().encode(text.upper())
+
     assert get_tokenizer_class("test-upper") is Upper
     tokenizer = train_tokenizer("test-upper", "abc")
     assert tokenizer.decode(tokenizer.encode_array("CAB")) == "CAB"
