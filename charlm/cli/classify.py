@@ -12,6 +12,7 @@ import numpy as np
 from charlm.cli import UNKNOWN_ADVICE, cli
 from charlm.cli.options import (
     NonEmptyPath,
+    check_unknown,
     checked_encoding,
     config_options,
     config_values,
@@ -27,7 +28,7 @@ from charlm.cli.settings import Utf8Text
 from charlm.data import DataOptions
 from charlm.errors import UnknownTokenError
 from charlm.models.quantized import InferenceOptions
-from charlm.sampling import Classification, Sampler, by_bits_per_character, load
+from charlm.sampling import Classification, Ensemble, Sampler, by_bits_per_character, load
 
 
 @cli.command()
@@ -116,6 +117,8 @@ def classify(
     if not texts:
         raise click.UsageError("no text to classify: give TEXT arguments or --file")
     sampler = with_ensemble(load(checkpoint, **loading), ensemble, device, quantize)
+    members = sampler.members if isinstance(sampler, Ensemble) else [sampler]
+    check_unknown([member.tokenizer for member in members], unknown)
     try:
         results = sampler.classify(texts, top_k=top_k, prior=prior, unknown=unknown)
     except UnknownTokenError as exc:
@@ -138,6 +141,7 @@ def _classify_passages(
         raise click.UsageError("--models classifies passages: give them with --file")
     passages = [read_text_input(path, encoding) for path in files]
     samplers = [load(path, **loading) for path in checkpoints]
+    check_unknown([sampler.tokenizer for sampler in samplers], unknown)
     names = _model_names([Path(path) for path in checkpoints])
     bits = np.array(
         [[_bits(sampler, model, text, source, unknown)

@@ -14,6 +14,7 @@ from charlm.checkpoint import read_config
 from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint, stderr_console
 from charlm.cli.options import (
     NonEmptyPath,
+    check_unknown,
     checked_encoding,
     config_options,
     config_values,
@@ -98,6 +99,7 @@ def evaluate(
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device, quantize=quantize, ngram=ngram)
+    check_unknown([sampler.tokenizer], unknown)
     if sampler.end_id is not None:
         sampler = with_ensemble(sampler, ensemble, device, quantize)
         _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)

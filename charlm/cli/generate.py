@@ -12,6 +12,7 @@ from charlm.cli import UNKNOWN_ADVICE, cli, resolve_checkpoint
 from charlm.cli.interactive import model_check, run_prompt_loop
 from charlm.cli.options import (
     NonEmptyPath,
+    check_unknown,
     checked_encoding,
     config_options,
     device_option,
@@ -110,6 +111,7 @@ def generate(
             sampler.check_label(options.label, options.guidance)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    check_unknown([sampler.tokenizer], options.unknown)
     if interactive:
         run_prompt_loop(
             options,

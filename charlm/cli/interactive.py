@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from charlm.cli.options import unk_problem
 from charlm.errors import CharlmError, ConfigError, UnknownTokenError
 from charlm.options import Option, flag_name, option_fields
 from charlm.sampling import SamplingOptions
@@ -58,11 +59,9 @@ def model_check(sampler: Sampler) -> Callable[[SamplingOptions], None]:
         # A labelled model may go without a label until /label sets one.
         if options.label is not None or not sampler.labels:
             sampler.check_label(options.label, options.guidance)
-        if options.unknown == "unk" and sampler.tokenizer.unk_id is None:
-            raise ConfigError(
-                f"the model's {sampler.tokenizer.name} tokenizer has no <unk> token; "
-                "use --unknown skip to drop unseen characters"
-            )
+        problem = unk_problem([sampler.tokenizer], options.unknown)
+        if problem:
+            raise ConfigError(problem)
 
     return check
 

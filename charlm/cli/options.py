@@ -209,6 +209,24 @@ def unknown_option(what: str) -> Callable[[Any], Any]:
     )
 
 
+def unk_problem(tokenizers: list[Any], unknown: str | None) -> str | None:
+    """Why --unknown unk cannot work with these tokenizers (one without <unk>), or None."""
+    lacking = next((t for t in tokenizers if unknown == "unk" and t.unk_id is None), None)
+    if lacking is None:
+        return None
+    return (
+        f"the model's {lacking.name} tokenizer has no <unk> token; use --unknown skip to drop "
+        "unseen characters"
+    )
+
+
+def check_unknown(tokenizers: list[Any], unknown: str | None) -> None:
+    """A usage error where --unknown unk meets a tokenizer without <unk>."""
+    problem = unk_problem(tokenizers, unknown)
+    if problem:
+        raise click.UsageError(problem)
+
+
 def prior_option(help_prefix: str = "") -> Callable[[Any], Any]:
     """--prior: p(label) when classifying by Bayes' rule."""
     return click.option(
