@@ -109,6 +109,7 @@ def generate(
     try:  # at the prompt a missing label can still be set with /label
         if options.label is not None or not interactive:
             sampler.check_label(options.label, options.guidance)
+        sampler.check_beam(options.beam_width)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     check_unknown([sampler.tokenizer], options.unknown)

@@ -244,7 +244,7 @@ def quantize(
         raise ConfigError(
             f"int8 runs PyTorch's kernels, not the {config.impl} implementation's equations; "
             "to quantize this model, run it as PyTorch's layers: --impl torch --quantize int8 "
-            "(impl='torch')"
+            "(in Python, impl='torch')"
         )
     _check_kernels()
     # The float copy is overwritten at once: keep the caller's random stream untouched.

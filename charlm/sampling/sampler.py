@@ -446,11 +446,7 @@ class Sampler:
     @torch.inference_mode()
     def _run_beam(self, request: Request, out: list[Sample]) -> Iterator[Piece]:
         options = request.options
-        if self.end_id is not None:
-            raise ConfigError(
-                "beam search draws exactly --length tokens, but a model of examples ends "
-                "each at its end token: sample instead (--beam-width 1)"
-            )
+        self.check_beam(options.beam_width)
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
         banned = self.tokenizer.banned_ids(options.allow_unk) + self.never_drawn
 
@@ -516,6 +512,14 @@ class Sampler:
         if labels is None:  # models without labels need not take the argument
             return self.model(tokens, state)
         return self.model(tokens, state, labels=labels)
+
+    def check_beam(self, beam_width: int) -> None:
+        """Raise a one-line ConfigError if this model cannot search beams of `beam_width`."""
+        if beam_width > 1 and self.end_id is not None:
+            raise ConfigError(
+                "beam search draws exactly --length tokens, but a model of examples ends "
+                "each at its end token: sample instead (--beam-width 1)"
+            )
 
     def check_label(self, label: str | None, guidance: float = 0.0) -> None:
         """Raise a one-line ConfigError unless `label` is what this model needs: one of its

@@ -79,6 +79,11 @@ def test_an_unknown_label_is_one_line_listing_the_labels(model):
     assert result.stderr.count("\n") == 1 and "the labels are: ab, xyz" in result.stderr
 
 
+def test_beam_search_on_a_model_of_examples_is_a_usage_error(model):
+    result = invoke("generate", model, "--label", "ab", "--beam-width", "3", "--device", "cpu")
+    assert result.exit_code == 2 and "sample instead (--beam-width 1)" in result.stderr
+
+
 @pytest.mark.slow
 def test_classify_prints_each_labels_log_probability(model, tmp_path):
     result = invoke("classify", model, "Abab", "--top-k", "2", "--device", "cpu")
