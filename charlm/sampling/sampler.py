@@ -16,6 +16,7 @@ its end token: every sample is one example. A labelled one draws examples of a g
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from charlm.checkpoint import Checkpoint, load_checkpoint
 from charlm.data import DataOptions, LabelSet
 from charlm.device import resolve_device
-from charlm.errors import CharlmError, ConfigError
+from charlm.errors import CharlmError, ConfigError, UnknownTokenError
 from charlm.models import State, classifier_log_posterior, convert, is_classifier
 from charlm.models.losses import token_log_probs
 from charlm.models.ngram import NgramModel, mix
@@ -230,7 +231,8 @@ class Sampler:
         tokens per forward call (default: as many as keep memory bounded). Chunking does not
         change the result.
 
-        `unknown`: what to do with pieces of `text` outside the vocabulary, as in `samples`:
+        `unknown`: what to do with pieces of `text` (and `prefix`) outside the vocabulary, as
+        in `samples`:
         "error" names them all, "skip" scores the text without them (bits per character
         then count the characters that were scored), "unk" scores them as <unk>.
 
@@ -244,8 +246,8 @@ class Sampler:
         self._check_generative()
         check_text(text, "text")
         check_text(prefix, "prefix")
-        if chunk_len is not None and (isinstance(chunk_len, bool) or chunk_len < 1):
-            raise ConfigError(f"chunk_len must be at least 1, got {chunk_len!r}")
+        if chunk_len is not None and not _whole_number(chunk_len, low=1):
+            raise ConfigError(f"chunk_len must be an integer >= 1, got {chunk_len!r}")
         ids = self.tokenizer.encode_array(text, unknown)
         labels = self._label_tensor(label)
         # Skipped pieces are neither predicted nor counted as characters.
@@ -261,7 +263,10 @@ class Sampler:
         if len(ids) == 0:
             why = "every piece of it is unknown and was skipped" if text else "the text is empty"
             raise ConfigError(f"there is nothing to score: {why}")
-        context, _ = self._encode_prefix(prefix)
+        try:
+            context, _ = self._encode_prefix(prefix, unknown)
+        except UnknownTokenError as exc:
+            raise exc.naming("the prefix") from None
         state = self._feed(context[:-1])[1] if len(context) > 1 else None
         inputs = np.concatenate([np.asarray(context[-1:], dtype=np.int64), ids[:-1]])
         if self.ngram is None:
@@ -310,10 +315,12 @@ class Sampler:
                 "this model reads continuous text, not labelled examples; to tell which book "
                 "a passage comes from, compare models of the books (classify --models)"
             )
+        if not isinstance(texts, str):  # a generator is read once, and is needed twice
+            texts = list(texts)
         log_post = self.label_log_posterior(
             texts, prior=prior, unknown=unknown, batch_size=batch_size
         )
-        return ranked(list(texts), log_post, self.label_set.names, top_k)
+        return ranked(texts, log_post, self.label_set.names, top_k)
 
     @torch.inference_mode()
     def label_log_posterior(
@@ -603,3 +610,8 @@ def _example_unit(config: dict[str, Any]) -> str | None:
         return DataOptions.from_dict(options).example_unit if isinstance(options, dict) else None
     except (CharlmError, TypeError, ValueError):
         return None
+
+
+def _whole_number(value: object, low: int) -> bool:
+    """Whether `value` is an integer (NumPy's too, not a bool) of at least `low`."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low

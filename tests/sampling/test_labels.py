@@ -108,6 +108,8 @@ def test_classify_ranks_the_labels_by_bayes_rule(sampler):
         assert probabilities == sorted(probabilities, reverse=True)
     assert len(sampler.classify(["Abba"], top_k=1)[0].labels) == 1
     assert sampler.classify(["Abba"])[0].to_dict()["labels"][0].keys() == {"label", "score"}
+    generated = sampler.classify(text for text in ["Abba", "Zyzzx"])  # read once, used twice
+    assert [r.label for r in generated] == ["ab", "xyz"]
 
 
 def test_the_prior_moves_an_undecided_text(fresh):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from charlm.errors import ConfigError
+from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import RNNLM, ModelConfig
 from charlm.sampling import Sampler, load
 from charlm.tokenizers.char import CharTokenizer
@@ -75,6 +75,8 @@ def test_an_empty_text_or_chunk_cannot_be_scored():
         (lambda s: s.score(["ab", "ba"]), "text must be a string, got list"),
         (lambda s: s.score("ab", prefix=None), "prefix must be a string, got NoneType"),
         (lambda s: s.generate(None), "prefix must be a string, got NoneType"),
+        (lambda s: s.score("ab", chunk_len=2.5), "chunk_len must be an integer >= 1, got 2.5"),
+        (lambda s: s.score("ab", chunk_len="3"), "chunk_len must be an integer >= 1, got '3'"),
     ],
 )
 def test_a_text_that_is_not_a_string_is_a_config_error_naming_it(call, message):
@@ -85,3 +87,10 @@ def test_a_text_that_is_not_a_string_is_a_config_error_naming_it(call, message):
 def test_load_names_what_a_checkpoint_path_must_be():
     with pytest.raises(ConfigError, match="path must name a checkpoint directory, got NoneType"):
         load(None)
+
+
+def test_the_prefix_of_a_score_follows_the_unknown_policy():
+    sampler = Sampler(BigramLM(ABC_TABLE), ABC)
+    with pytest.raises(UnknownTokenError, match="the prefix has 1 character the model never"):
+        sampler.score("abba", prefix="za")
+    assert sampler.score("abba", prefix="za", unknown="skip") == sampler.score("abba", prefix="a")
