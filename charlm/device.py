@@ -32,7 +32,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         return torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from exc
+        raise ConfigError(f"unknown device {name!r}; use {', '.join(DEVICE_CHOICES)}") from exc
 
 
 def set_threads(threads: int | None) -> None:

@@ -29,6 +29,8 @@ def test_asking_for_a_missing_accelerator_is_a_clear_error(monkeypatch):
         resolve_device("cuda")
     with pytest.raises(ConfigError, match="MPS is not available"):
         resolve_device("mps")
+    with pytest.raises(ConfigError, match="use auto, cpu, cuda, mps"):
+        resolve_device("tpu")
 
 
 def test_threads_sets_torch_threads_for_the_run(tiny_book, tmp_path):
