@@ -106,3 +106,9 @@ class DeviceMemoryError(CharlmError):
 
 class SamplingError(CharlmError):
     """The model's outputs cannot be sampled from (e.g. they are NaN)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM while a command prepares or finishes a run, outside the training loop (whose
+    own handler saves): like KeyboardInterrupt, not an error of charlm's, so no subclass of
+    CharlmError; the command ends with exit status 143."""

@@ -20,7 +20,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, Terminated
 
 DEBUG_VARIABLE = "CHARLM_DEBUG"
 # How a command line names an unknown-token policy, for errors about unseen characters.
@@ -133,6 +133,9 @@ class CharlmGroup(click.Group):
         except (click.Abort, KeyboardInterrupt, EOFError):
             click.echo("Aborted.", err=True)
             sys.exit(130)
+        except Terminated:
+            click.echo("Terminated.", err=True)
+            sys.exit(143)
         sys.exit(0)
 
 

@@ -28,6 +28,7 @@ from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training, with_example_defaults
+from charlm.training.signals import terminate_as_exception
 
 # Where a value the user chose comes from: typed, or set by --recipe.
 CHOSEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)
@@ -104,7 +105,7 @@ def train(
     console = stderr_console()
     if recipe is not None:
         console.print(_recipe_line(ctx, recipe), markup=False)
-    with make_reporter(console) as reporter:
+    with terminate_as_exception(), make_reporter(console) as reporter:
         trained = train_book(
             list(books) or None,
             out=out,

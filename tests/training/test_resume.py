@@ -395,3 +395,40 @@ def test_a_resumed_run_keeps_its_model_tokenizer_and_text(tmp_path):
     result = runner.invoke(cli, ["train", "--resume", str(out), str(other), "--max-steps", "4"])
     assert result.exit_code == 1 and "are not the text" in result.output
     assert read_config(out)["results"]["steps"] == 3
+
+
+def test_sigterm_before_the_first_step_leaves_nothing_behind(tmp_path, monkeypatch):
+    # SIGTERM while the run is being set up (its directory and lock already claimed): it
+    # ends as Ctrl-C would, undoing the claim, instead of killing the process where it stood.
+    from charlm.training.inputs import RunInputs
+
+    build = RunInputs.build_model
+
+    def terminated_while_building(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunInputs, "build_model", terminated_while_building)
+    # Should the command not take SIGTERM over, this handler does, not the default (which
+    # would kill the test run itself).
+    unhandled = []
+
+    def guard(*_):
+        unhandled.append(True)
+
+    previous = signal.signal(signal.SIGTERM, guard)
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 4, encoding="utf-8")
+    out = tmp_path / "run"
+    try:
+        result = CliRunner().invoke(
+            cli, ["train", str(book), "--out", str(out), "--hidden", "8", "--batch-size", "4",
+                  "--seq-len", "16", "--device", "cpu"],
+        )  # fmt: skip
+        handler_after = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not unhandled
+    assert result.exit_code == 143 and result.stderr.endswith("Terminated.\n"), result.output
+    assert not out.exists()
+    assert handler_after is guard  # put back
