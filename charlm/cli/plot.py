@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -10,20 +12,22 @@ from rich.table import Table
 
 from charlm.cli import cli, resolve_checkpoint, stderr_console
 from charlm.cli.options import NonEmptyPath
-from charlm.training.plotting import default_plot_path, load_run, plot_runs
+from charlm.training.plotting import default_plot_path, load_run, perplexity_text, plot_runs
 
 COLUMNS = [
     ("run", "run", "{}"),
     ("steps", "steps", "{:,}"),
-    ("train_perplexity", "train ppl", "{:.3f}"),
-    ("val_perplexity", "val ppl", "{:.3f}"),
-    ("best_val_perplexity", "best val ppl", "{:.3f}"),
+    ("train_perplexity", "train ppl", perplexity_text),
+    ("val_perplexity", "val ppl", perplexity_text),
+    ("best_val_perplexity", "best val ppl", perplexity_text),
     ("best_step", "at step", "{:,}"),
     ("val_bpc", "val bpc", "{:.3f}"),
     ("val_accuracy", "val acc", "{:.1%}"),
     ("tokens_per_s", "tokens/s", "{:,.0f}"),
     ("elapsed_s", "time (s)", "{:,.1f}"),
 ]
+# Columns a table printed to a file or a pipe may take: its own width, whatever that is.
+WIDEST_TABLE = 1000
 
 
 @cli.command()
@@ -62,11 +66,18 @@ def plot(checkpoints: tuple[Path, ...], out: Path | None, x: str) -> None:
     for _, title, _ in columns:
         if title == "run":
             table.add_column(title, overflow="fold")  # the whole name, wrapped if need be
-        else:
-            table.add_column(title, justify="right")
+        else:  # a number is never cut short ("1.36…"): folded onto a second line at worst
+            table.add_column(title, justify="right", overflow="fold")
     for summary in summaries:
         table.add_row(*(
-            "-" if summary[key] is None else fmt.format(summary[key]) for key, _, fmt in columns
+            "-" if summary[key] is None else _shown(summary[key], fmt) for key, _, fmt in columns
         ))  # fmt: skip
-    Console(highlight=False).print(table)  # stdout, so that `charlm plot > runs.txt` keeps it
+    # stdout, so that `charlm plot > runs.txt` keeps it; there whole lines, as wide as the
+    # table is (Rich would fit a pipe's table to 80 columns).
+    width = None if sys.stdout.isatty() else WIDEST_TABLE
+    Console(highlight=False, width=width).print(table)
     stderr_console().print(f"wrote {written}")
+
+
+def _shown(value: object, fmt: str | Callable[[float], str]) -> str:
+    return fmt(value) if callable(fmt) else fmt.format(value)

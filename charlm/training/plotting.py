@@ -106,6 +106,12 @@ def _well_formed(record: dict[str, Any]) -> bool:
     )
 
 
+def perplexity_text(value: float) -> str:
+    """A perplexity to 3 decimals, or in scientific form when it is huge (a diverged run's
+    10^19 would otherwise be 20 digits)."""
+    return f"{value:.3f}" if abs(value) < 1e6 else f"{value:.3e}"
+
+
 def default_plot_path(checkpoints: list[str | os.PathLike]) -> Path:
     """Where `charlm plot` writes when not told: inside the checkpoint for one run, and for
     several a file in the current directory named after them, so that plotting other runs
@@ -197,7 +203,11 @@ def _draw_run(axes: Any, run: Run, key: str, colour: str) -> None:
     )
     best = run.best()
     accuracy = best.get("val_accuracy") if run.classifier else None
-    score = f"{accuracy:.1%} accurate" if accuracy is not None else f"{best['val_perplexity']:.3f}"
+    score = (
+        f"{accuracy:.1%} accurate"
+        if accuracy is not None
+        else perplexity_text(best["val_perplexity"])
+    )
     axes.plot(
         [best[key]],
         [best["val_perplexity"]],

@@ -78,6 +78,15 @@ def test_plot_draws_several_runs_and_prints_a_summary(tmp_path):
     assert any(line.strip().startswith("large") for line in lines)
 
 
+def test_a_diverged_run_is_summed_up_in_whole_numbers(tmp_path):
+    fake_run(tmp_path / "diverged", 300.0)  # validation perplexity 2.1e14 at best
+    result = CliRunner().invoke(cli, ["plot", str(tmp_path / "diverged")])
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "diverged" in line)
+    best = load_run(tmp_path / "diverged").summary()["best_val_perplexity"]
+    assert f"{best:.3e}" in row and "…" not in row  # whole, not cut to fit the table
+
+
 def test_a_classifier_run_is_summed_up_by_its_accuracy(tmp_path):
     # The loss goes on falling after the most accurate evaluation, which the run kept.
     evals = [(10, 1.2, 0.60), (20, 1.0, 0.71), (30, 0.9, 0.69)]
