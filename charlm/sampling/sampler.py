@@ -441,7 +441,7 @@ class Sampler:
         every token it yields; `Batch` enters it once a step instead."""
         self._check_generative()
         if request.options.beam_width > 1:
-            yield from self._run_beam(request, out)
+            yield from self._run_beam(request, out, logprobs)
             return
         batch = Batch(self)
         drawing = batch.add(request, logprobs)
@@ -451,7 +451,11 @@ class Sampler:
         out.extend(drawing.samples())
 
     @torch.inference_mode()
-    def _run_beam(self, request: Request, out: list[Sample]) -> Iterator[Piece]:
+    def _run_beam(
+        self, request: Request, out: list[Sample], logprobs: int | None = None
+    ) -> Iterator[Piece]:
+        """Beam search: each beam's whole text as one piece, found only at the end (with its
+        log-probability when `logprobs` asks; no alternatives, which a beam does not have)."""
         options = request.options
         self.check_beam(options.beam_width)
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
@@ -473,7 +477,8 @@ class Sampler:
             decoder = self.tokenizer.stream_decoder(context_ids)
             text = "".join(decoder.feed(beam.token_ids)) + decoder.flush()
             if text:
-                yield Piece(row, text)
+                log_prob = None if logprobs is None else beam.log_probability
+                yield Piece(row, text, log_prob)
             out.append(Sample(request.prefix, text, beam.token_ids, beam.token_log_probs, None))
 
     def _mixed_advance(self, banned: list[int]) -> Callable:

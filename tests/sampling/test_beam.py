@@ -61,6 +61,8 @@ def test_several_beams_come_best_first_and_all_paths_join_the_same_text(sampler)
         assert beam.log_probability == pytest.approx(math.log(probability(beam.text, "c")))
     assert sampler.generate("c", 3, beam_width=4) == "c" + beams[0].text
     assert "".join(sampler.stream("c", 3, beam_width=4)) == beams[0].text
+    pieces = list(sampler.pieces("c", 3, beam_width=4, num_samples=4))  # one a beam, at the end
+    assert [(p.text, p.log_prob) for p in pieces] == [(b.text, b.log_probability) for b in beams]
     assert sampler.generate("c", 3, beam_width=4, num_samples=2) == [
         "c" + b.text for b in beams[:2]
     ]
