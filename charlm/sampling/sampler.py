@@ -503,6 +503,10 @@ class Sampler:
         An empty prefix (or one whose every piece was skipped) primes on a newline, or on
         token 0 if the vocabulary has none. An example starts with the start token.
         """
+        if self.never_drawn and ("\n" in prefix or "\r" in prefix):
+            raise ConfigError(
+                "this model writes one-line examples: a prefix cannot hold a line break"
+            )
         context = self.tokenizer.encode_array(prefix, unknown).tolist() if prefix else []
         if self.end_id is not None:
             return [self.end_id, *context], context

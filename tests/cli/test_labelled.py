@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 import charlm
 from charlm.cli import cli
+from charlm.errors import ConfigError
 from tests.conftest import TINY_TEXT
 from tests.helpers import single_thread, write_labelled_names
 
@@ -60,6 +61,8 @@ def test_a_model_of_one_line_examples_never_writes_a_line_break(model):
     for guidance in (0.0, 2.0):
         names = sampler.generate(label="ab", num_samples=4, seed=3, guidance=guidance)
         assert names and not any("\n" in name for name in names)
+    with pytest.raises(ConfigError, match="one-line examples: a prefix cannot hold a line"):
+        sampler.generate("Ab\nba", label="ab")  # nor is given one to print
 
 
 @pytest.mark.slow
