@@ -45,9 +45,9 @@ def claim_directory(
         if (out / config_name).is_file() and not (resume or overwrite):
             # Said for both callers: the command line and train_book's arguments.
             raise ConfigError(
-                f"{out} already holds a trained model; continue it with --resume {out} "
-                "(resume=), replace it with --overwrite (overwrite=True), or choose another "
-                "--out (out=)"
+                f"{out} already holds a trained model; continue it with --resume {out}, "
+                "replace it with --overwrite, or choose another --out (in Python: resume=, "
+                "overwrite=True, out=)"
             )
         try:
             yield
