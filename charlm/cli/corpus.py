@@ -13,7 +13,6 @@ from charlm.cli.options import NonEmptyPath
 from charlm.corpus import DEFAULT_CORPUS_DIR, Entry, fetch, load_catalog
 from charlm.corpus.catalog import did_you_mean
 from charlm.corpus.download import local_path
-from charlm.errors import CorpusError
 
 _dir_option = click.option(
     "--dir",
@@ -57,11 +56,9 @@ def fetch_books(names: tuple[str, ...], directory: Path) -> None:
     """
     catalog = load_catalog()
     unknown = [n for n in names if n not in catalog]
-    if unknown:
-        raise CorpusError(
-            f"no book named {unknown[0]!r} in the catalogue{did_you_mean(unknown[0], catalog)} "
-            "(see 'charlm corpus list')"
-        )
+    if unknown:  # a name the catalogue lacks is a mistake in the command line: exit 2
+        hint = did_you_mean(unknown[0], catalog) or "; 'charlm corpus list' lists the books"
+        raise click.UsageError(f"no book named {unknown[0]!r} in the catalogue{hint}")
     console = stderr_console()
     for name in names:
         _fetch_one(catalog[name], directory, console)

@@ -90,6 +90,7 @@ def fetch(
     with the book's size (see the module docstring).
     """
     target = local_path(entry, directory)
+    mirror = os.environ.get(MIRROR_VARIABLE) if mirror is None else mirror
     source = source_of(entry, mirror)
     if is_present(entry, directory):
         return Fetched(target, False, source)
@@ -102,7 +103,7 @@ def fetch(
         # Unbuffered: every block reaches the file at once, so a live download's file is
         # never older than the stall timeout (see _remove_stale_parts).
         with os.fdopen(fd, "wb", buffering=0) as out:
-            digest = _copy_from(source, entry, out, progress, timeout, deadline)
+            digest = _copy_from(source, entry, out, progress, timeout, deadline, mirror)
             os.fsync(out.fileno())
         _verify(entry, source, tmp.stat().st_size, digest)
         os.replace(tmp, target)
@@ -128,6 +129,7 @@ def _copy_from(
     progress: Progress | None,
     timeout: float,
     deadline: float,
+    mirror: str | None = None,
 ) -> str:
     if "://" not in source:
         try:
@@ -151,12 +153,17 @@ def _copy_from(
     except urllib.error.HTTPError as exc:
         raise DownloadError(f"{fail}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
-        raise DownloadError(
-            f"{fail}: {exc.reason}; check the network, or set {MIRROR_VARIABLE} to a mirror"
-        ) from exc
+        raise DownloadError(f"{fail}: {exc.reason}; {_network_advice(mirror)}") from exc
     except (OSError, http.client.HTTPException) as exc:
         # A connection that drops mid-body: IncompleteRead, a reset, or a timeout.
         raise DownloadError(_short(entry, source, out.tell(), entry.size, exc)) from exc
+
+
+def _network_advice(mirror: str | None) -> str:
+    # Advising a mirror to someone whose mirror just failed would send them in circles.
+    if mirror:
+        return f"check the network and the mirror {MIRROR_VARIABLE}={mirror}"
+    return f"check the network, or set {MIRROR_VARIABLE} to a mirror"
 
 
 def _short(entry: Entry, source: str, done: int, total: int, exc: object = None) -> str:

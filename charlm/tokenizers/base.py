@@ -23,19 +23,32 @@ UNKNOWN_POLICIES = ("error", "skip", "unk")
 
 @dataclass(frozen=True)
 class Option:
-    """One training option of a tokenizer: its type, default and a line of help.
+    """One training option of a tokenizer: its type, default, a line of help and its limits.
 
     `file` marks an option that names a file the tokenizer is built from: the token cache
     keys it by the file's content, so a changed file never meets the ids of the old one.
+    The limits (`low`, `high`, `choices`, `required`) are checked by `check_options`, which
+    both the command line (before any book is read) and `train` call, so a value is judged
+    by one rule wherever it comes from.
     """
 
     type: type
     default: Any
     help: str
     file: bool = False
+    low: int | float | None = None  # the smallest value allowed, inclusive
+    high: int | float | None = None  # the largest value allowed, inclusive
+    choices: tuple[str, ...] | None = None  # the only values allowed
+    required: bool = False  # the tokenizer cannot be trained without a (non-empty) value
 
     def convert(self, key: str, value: Any) -> Any:
-        """`value` as `self.type`; strings from the command line are parsed."""
+        """`value` as `self.type`, within the limits; strings from the command line are parsed."""
+        value = self._typed(key, value)
+        if value is not None:
+            self._check_limits(key, value)
+        return value
+
+    def _typed(self, key: str, value: Any) -> Any:
         if value is None or isinstance(value, self.type) and not isinstance(value, bool):
             return value
         if self.type is bool:
@@ -46,6 +59,17 @@ class Option:
             raise TokenizerError(
                 f"tokenizer option {key}={value!r} is not a valid {self.type.__name__}"
             ) from None
+
+    def _check_limits(self, key: str, value: Any) -> None:
+        # `not value >= low` rather than `value < low`, so that NaN is refused too.
+        if self.low is not None and not value >= self.low:
+            raise TokenizerError(f"tokenizer option {key}={value!r} must be at least {self.low}")
+        if self.high is not None and not value <= self.high:
+            raise TokenizerError(f"tokenizer option {key}={value!r} must be at most {self.high:,}")
+        if self.choices is not None and value not in self.choices:
+            raise TokenizerError(
+                f"tokenizer option {key}={value!r} must be one of {', '.join(self.choices)}"
+            )
 
 
 def _parse_bool(key: str, value: Any) -> bool:
@@ -120,20 +144,28 @@ class Tokenizer(ABC):
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """`options` with declared types applied; unknown keys are an error.
+        """`options` with declared types applied and limits checked; unknown keys and a
+        missing required option are errors.
 
-        A tokenizer that declares no `options` receives whatever it is given, unchanged.
+        A tokenizer that does not declare `options` at all receives whatever it is given,
+        unchanged; one that declares them empty (`options = {}`) takes none.
         """
-        if not cls.options:
+        if not cls.options and not _declares_options(cls):
             return dict(options)
         checked = {}
         for key, value in options.items():
             if key not in cls.options:
-                known = ", ".join(sorted(cls.options))
+                known = f"its options: {', '.join(sorted(cls.options))}" if cls.options else ""
                 raise TokenizerError(
-                    f"the {cls.name} tokenizer has no option {key!r} (its options: {known})"
+                    f"the {cls.name} tokenizer has no option {key!r} ({known or 'it takes none'})"
                 )
             checked[key] = cls.options[key].convert(key, value)
+        for key, option in cls.options.items():
+            if option.required and checked.get(key) in (None, ""):
+                raise TokenizerError(
+                    f"the {cls.name} tokenizer needs the option {key} ({option.help}): "
+                    f"--tokenizer-option {key}=VALUE"
+                )
         return checked
 
     @property
@@ -165,7 +197,8 @@ class Tokenizer(ABC):
             raise TokenizerError(f"unknown-token policy must be one of {choices}, not {unknown!r}")
         if unknown == "unk" and self.unk_id is None:
             raise UnknownTokenError(
-                f"the {self.name} tokenizer has no <unk> token; use the policy error or skip"
+                f"the {self.name} tokenizer has no <unk> token to read unknown pieces as; "
+                "they can only be refused or skipped"
             )
         return self.encode_with_policy(text, unknown)
 
@@ -194,6 +227,11 @@ class Tokenizer(ABC):
         characters are decoded as they would be in the whole text.
         """
         return StreamDecoder(self, context)
+
+
+def _declares_options(cls: type[Tokenizer]) -> bool:
+    """Whether `cls` or a base class of it below `Tokenizer` sets `options`, even to none."""
+    return any("options" in vars(klass) for klass in cls.__mro__ if klass is not Tokenizer)
 
 
 def _as_ids(ids: np.ndarray | list[int]) -> np.ndarray:

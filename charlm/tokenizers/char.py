@@ -58,7 +58,7 @@ class CharTokenizer(Tokenizer):
     description = "one token per Unicode character (code point) seen in the book"
     options = {
         "lowercase": Option(bool, False, "lowercase the text before anything else"),
-        "min_freq": Option(int, 1, "characters seen fewer times become <unk> (implies unk)"),
+        "min_freq": Option(int, 1, "characters seen fewer times become <unk> (implies unk)", low=1),
         "unk": Option(bool, False, "add an <unk> token for characters outside the vocabulary"),
     }
 
@@ -82,8 +82,6 @@ class CharTokenizer(Tokenizer):
     def train(cls, text: str, **options: Any) -> CharTokenizer:
         opts = {key: option.default for key, option in cls.options.items()}
         opts.update(cls.check_options(options))
-        if opts["min_freq"] < 1:
-            raise TokenizerError(f"min_freq must be at least 1, got {opts['min_freq']}")
         if opts["lowercase"]:
             text = text.lower()
         points, counts = _character_counts(text)

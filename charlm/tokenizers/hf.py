@@ -48,7 +48,9 @@ class HFTokenizer(Tokenizer):
 
     name = "hf"
     description = "load an existing Hugging Face tokenizer.json (option path=FILE)"
-    options = {"path": Option(str, None, "the tokenizer.json file to load", file=True)}
+    options = {
+        "path": Option(str, None, "the tokenizer.json file to load", file=True, required=True)
+    }
 
     def __init__(self, pipeline: HFPipeline) -> None:
         self.pipeline = pipeline
@@ -79,10 +81,7 @@ class HFTokenizer(Tokenizer):
 
     @classmethod
     def train(cls, text: str, **options: Any) -> HFTokenizer:
-        opts = cls.check_options(options)
-        if not opts.get("path"):
-            raise TokenizerError("the hf tokenizer needs a file: --tokenizer-option path=FILE")
-        path = Path(opts["path"])
+        path = Path(cls.check_options(options)["path"])
         try:
             size = path.stat().st_size
         except OSError as exc:
@@ -248,10 +247,16 @@ class _HFStreamDecoder(StreamDecoder):
         return ""
 
 
+def _vocab_size_option(default: int) -> Option:
+    # The library allocates for the size asked for: 2**40 aborts the whole process.
+    return Option(int, default, "size of the vocabulary to learn", low=1, high=MAX_VOCAB_SIZE)
+
+
 def _common_options(default_vocab: int) -> dict[str, Option]:
     return {
-        "vocab_size": Option(int, default_vocab, "size of the vocabulary to learn"),
-        "min_freq": Option(int, 2, "pieces seen fewer times are not added"),
+        "vocab_size": _vocab_size_option(default_vocab),
+        # The library counts in 64 bits: a larger number is an OverflowError from inside it.
+        "min_freq": Option(int, 2, "pieces seen fewer times are not added", low=0, high=2**63 - 1),
     }
 
 
@@ -264,8 +269,6 @@ class _Trained(HFTokenizer):
     def train(cls, text: str, **options: Any) -> HFTokenizer:
         opts = {key: option.default for key, option in cls.options.items()}
         opts.update(cls.check_options(options))
-        if opts["vocab_size"] < 1 or opts.get("min_freq", 0) < 0:
-            raise TokenizerError("vocab_size must be at least 1 and min_freq at least 0")
         pipeline, trainer = cls.pipeline_and_trainer(opts)
         try:
             with panics_as_errors(f"the {cls.name} tokenizer cannot be trained on this text"):
@@ -326,7 +329,7 @@ class WordPieceTokenizer(_Trained):
     """BERT's WordPiece: words split at spaces and punctuation, then into ## pieces."""
 
     name = "wordpiece"
-    description = "WordPiece (as BERT) trained on the book; whitespace becomes single spaces"
+    description = "WordPiece (as BERT) trained on the book; decoding re-spaces punctuation"
 
     @classmethod
     def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:
@@ -347,7 +350,7 @@ class UnigramTokenizer(_Trained):
 
     name = "unigram"
     description = "unigram language model (as SentencePiece) trained on the book; <unk> for rest"
-    options = {"vocab_size": Option(int, 2000, "size of the vocabulary to learn")}
+    options = {"vocab_size": _vocab_size_option(2000)}
 
     @classmethod
     def pipeline_and_trainer(cls, opts: dict[str, Any]) -> tuple[HFPipeline, Any]:

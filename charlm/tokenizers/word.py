@@ -84,10 +84,15 @@ class WordTokenizer(Tokenizer):
     name = "word"
     description = "words and punctuation (spacing kept by two marker tokens); <unk> for the rest"
     options = {
-        "min_freq": Option(int, 1, "words seen fewer times become <unk>"),
-        "max_vocab": Option(int, 0, "keep only this many most frequent words (0: no limit)"),
+        "min_freq": Option(int, 1, "words seen fewer times become <unk>", low=1),
+        "max_vocab": Option(int, 0, "keep only this many most frequent words (0: no limit)", low=0),
         "lowercase": Option(bool, False, "lowercase the text before anything else"),
-        "split": Option(str, "words", "words: by the regular expression; spaces: at spaces only"),
+        "split": Option(
+            str,
+            "words",
+            "words: by the regular expression; spaces: at spaces only",
+            choices=tuple(SPLITS),
+        ),
     }
 
     def __init__(
@@ -106,12 +111,8 @@ class WordTokenizer(Tokenizer):
     def train(cls, text: str, **options: Any) -> WordTokenizer:
         opts = {key: option.default for key, option in cls.options.items()}
         opts.update(cls.check_options(options))
-        if opts["min_freq"] < 1 or opts["max_vocab"] < 0:
-            raise TokenizerError("min_freq must be at least 1 and max_vocab at least 0")
         if opts["lowercase"]:
             text = text.lower()
-        if opts["split"] not in SPLITS:
-            raise TokenizerError(f"split must be words or spaces, not {opts['split']!r}")
         counts = Counter(SPLITS[opts["split"]].findall(text))
         for fixed in FIXED:
             counts.pop(fixed, None)

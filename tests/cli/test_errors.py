@@ -144,7 +144,23 @@ def matrix(p, book, ck, catalogue_name):
             USAGE,
             "true or false",
         ),
-        ([*train, "--tokenizer", "hf"], RUNTIME, "needs a file"),
+        ([*train, "--tokenizer", "hf"], USAGE, "needs the option path"),
+        # tokenizer option values out of range: usage errors, found before any book is read
+        *[
+            ([*train, "--tokenizer", name, "--tokenizer-option", option], USAGE, fragment)
+            for name, option, fragment in [
+                ("byte", "vocab_size=500", "no option 'vocab_size' (it takes none)"),
+                ("char", "min_freq=0", "min_freq=0 must be at least 1"),
+                ("char", "min_freq=-3", "min_freq=-3 must be at least 1"),
+                ("word", "max_vocab=-1", "max_vocab=-1 must be at least 0"),
+                ("word", "split=chars", "split='chars' must be one of words, spaces"),
+                ("bpe", "vocab_size=0", "vocab_size=0 must be at least 1"),
+                ("wordpiece", "vocab_size=0", "vocab_size=0 must be at least 1"),
+                ("unigram", "vocab_size=0", "vocab_size=0 must be at least 1"),
+                ("hf", "path=", "needs the option path"),
+            ]
+        ],
+        (["train", missing, *FAST, "--tokenizer-option", "min_freq=0"], USAGE, "min_freq=0"),
         *[
             ([*train, "--tokenizer", "hf", "--tokenizer-option", f"path={path}"], RUNTIME, fragment)
             for path, fragment in [
@@ -228,7 +244,7 @@ def matrix(p, book, ck, catalogue_name):
         (["corpus", "list", "--dir", p / "image.png"], USAGE, "--dir"),
         (["corpus", "list", "extra"], USAGE, "unexpected extra argument"),
         (["corpus", "fetch"], USAGE, "Missing argument"),
-        (["corpus", "fetch", "no-such-book"], RUNTIME, "no book named"),
+        (["corpus", "fetch", "no-such-book"], USAGE, "no book named"),
         (["corpus", "fetch", catalogue_name, "--dir", p / "fetched"], RUNTIME, catalogue_name),
         (["corpus", "fetch", catalogue_name, "--dir", p / "image.png"], USAGE, "--dir"),
         (["corpus", "nosuch"], USAGE, "No such command"),

@@ -238,6 +238,20 @@ def test_connection_refused_is_reported(tmp_path):
     assert leftovers(tmp_path / "corpora") == []
 
 
+def test_a_failing_mirror_is_named_not_advised(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mirror = f"http://127.0.0.1:{port}/books"
+    monkeypatch.setenv("CHARLM_CORPUS_MIRROR", mirror)
+    with pytest.raises(DownloadError) as info:
+        fetch(entry("https://example.invalid/tiny.txt"), tmp_path / "corpora")
+    message = str(info.value)
+    assert f"from {mirror}/tiny.txt" in message
+    assert message.endswith(f"check the network and the mirror CHARLM_CORPUS_MIRROR={mirror}")
+    assert "to a mirror" not in message
+
+
 def test_a_damaged_local_copy_is_replaced(site, tmp_path):
     corpora = tmp_path / "corpora"
     corpora.mkdir()
@@ -288,7 +302,8 @@ def test_corpus_fetch_and_list(catalogue, tmp_path):
     assert "already" in runner.invoke(cli, ["corpus", "fetch", "tiny"]).output
     assert "corpora/tiny.txt" in runner.invoke(cli, ["corpus", "list"]).output
     unknown = runner.invoke(cli, ["corpus", "fetch", "nonesuch"])
-    assert unknown.exit_code == 1 and "no book named 'nonesuch'" in unknown.output
+    assert unknown.exit_code == 2 and "no book named 'nonesuch'" in unknown.output  # usage
+    assert "'charlm corpus list' lists the books" in unknown.output
     assert "did you mean" not in unknown.output
     misspelled = runner.invoke(cli, ["corpus", "fetch", "tinny"])
     assert "no book named 'tinny' in the catalogue; did you mean 'tiny'?" in misspelled.output

@@ -122,6 +122,25 @@ def test_byte_order_marks_decide_the_encoding(tmp_path, codec):
     assert book.text == text and book.bom
 
 
+@pytest.mark.parametrize(
+    ("mark", "codec", "named"),
+    [
+        (codecs.BOM_UTF8, "utf-8", "utf-8-sig"),
+        (codecs.BOM_UTF8, "utf-8", "utf-8"),
+        (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16"),
+        (codecs.BOM_UTF32_BE, "utf-32-be", "utf-32"),
+        (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16-le"),
+    ],
+)
+def test_a_named_encoding_records_the_mark_it_removed(tmp_path, mark, codec, named):
+    # utf-8-sig, utf-16 and utf-32 drop the mark themselves while decoding (either byte order).
+    text = "words\n" * 10
+    book = read_book(write(tmp_path, "b.txt", mark + text.encode(codec)), encoding=named)
+    assert (book.text, book.bom) == (text, True)
+    if codec == "utf-8":
+        assert not read_book(write(tmp_path, "c.txt", text.encode(codec)), encoding=named).bom
+
+
 def test_utf16_without_a_mark_needs_the_encoding_named(tmp_path):
     text = "plain words in UTF-16, no byte-order mark\n" * 10
     path = write(tmp_path, "u16.txt", text.encode("utf-16-le"))
@@ -175,6 +194,25 @@ def test_binary_files_are_refused_with_their_kind(tmp_path):
         read_book(png)
     with pytest.raises(CorpusError, match="binary"):
         read_book(write(tmp_path, "b.bin", b"abc\x00\x01\x02" * 100))
+
+
+@pytest.mark.parametrize(
+    ("mark", "codec"), [(b"", "utf-8"), (codecs.BOM_UTF8, "utf-8"), (b"", "cp1252")]
+)
+def test_a_nul_byte_anywhere_makes_a_binary_file(tmp_path, mark, codec):
+    # Past the first 8 KB that are sniffed, and behind a UTF-8 mark: binary all the same.
+    text = "Plain text, “quoted”, for many lines.\n" * 400 + "a\x00b\n"
+    path = write(tmp_path, "late-nul.txt", mark + text.encode(codec))
+    with pytest.raises(CorpusError, match="late-nul.txt looks like a binary file") as info:
+        read_book(path)
+    assert "\n" not in str(info.value)
+    # Named, an encoding is trusted with NUL bytes (as UTF-16 without a mark must be).
+    assert read_book(path, encoding=codec).text.endswith("a\x00b\n")
+
+
+def test_utf16_with_a_mark_may_hold_nul_characters(tmp_path):
+    text = "Plain text\n" * 800 + "a\x00b\n"
+    assert read_book(write(tmp_path, "u16.txt", text.encode("utf-16"))).text == text
 
 
 def test_files_with_nothing_usable_are_refused(tmp_path):

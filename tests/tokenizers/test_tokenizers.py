@@ -123,7 +123,7 @@ def test_hf_loads_a_tokenizer_json_and_keeps_it_in_its_state(byte_bpe, tmp_path)
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({}, "needs a file"), ({"path": "/nonexistent/tokenizer.json"}, "not a usable")],
+    [({}, "needs the option path"), ({"path": "/nonexistent/tokenizer.json"}, "not a usable")],
 )
 def test_hf_without_a_usable_file_fails_with_one_line(options, message):
     with pytest.raises(TokenizerError, match=message) as info:
@@ -218,6 +218,34 @@ def test_word_treats_a_literal_unk_as_the_unknown_token():
     assert list(tokenizer.encode_array("<unk>")) == [tokenizer.unk_id]
 
 
+# Round trips of the subword tokenizers, as docs/tokenizers.md describes them ------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "decoded"),
+    [
+        ("x(y) a , b", "x ( y ) a, b"),
+        ("“quoted”", "“ quoted ”"),
+        ("don't 3.5", "don ' t 3. 5"),
+        ("Hi?!  a\t\n\nb ", "Hi?! a b"),
+        ("\n", ""),
+    ],
+)
+def test_wordpiece_joins_words_and_marks_with_single_spaces(text, decoded):
+    tokenizer = train_tokenizer("wordpiece", "x(y) a , b “quoted” don't 3.5 Hi?!\n" * 5)
+    assert tokenizer.decode(tokenizer.encode_array(text)) == decoded
+
+
+@pytest.mark.parametrize(("name", "options"), [("unigram", {}), ("bpe", {"byte_level": "false"})])
+def test_metaspace_tokenizers_read_a_literal_metaspace_as_a_space(name, options):
+    text = "a b  c\td\n\ne " * 5
+    tokenizer = train_tokenizer(name, text, {"vocab_size": "60", **options})
+    assert tokenizer.decode(tokenizer.encode_array(text)) == text  # whitespace kept as it is
+    # "▁" (U+2581) never occurs in the book, yet it is not <unk>: it is the space marker.
+    np.testing.assert_array_equal(tokenizer.encode_array("a▁b"), tokenizer.encode_array("a b"))
+    assert tokenizer.decode(tokenizer.encode_array("a▁b")) == "a b"
+
+
 # Streaming -----------------------------------------------------------------------------------
 
 
@@ -279,6 +307,77 @@ def test_options_are_checked_and_converted():
     with pytest.raises(TokenizerError, match="vocab_size 100 is too small: give 256 or more"):
         train_tokenizer("bpe", BOOK, {"vocab_size": "100"})
     assert train_tokenizer("bpe", BOOK, {"vocab_size": "100", "byte_level": "false"}).vocab_size
+
+
+HF_NEEDS_PATH = (
+    "the hf tokenizer needs the option path (the tokenizer.json file to load): "
+    "--tokenizer-option path=VALUE"
+)
+# (tokenizer, options, the whole message): each value is out of range or not one of the choices.
+OUT_OF_RANGE = [
+    ("byte", {"vocab_size": "5"}, "the byte tokenizer has no option 'vocab_size' (it takes none)"),
+    ("char", {"min_freq": "0"}, "tokenizer option min_freq=0 must be at least 1"),
+    ("char", {"min_freq": "-3"}, "tokenizer option min_freq=-3 must be at least 1"),
+    ("word", {"min_freq": "0"}, "tokenizer option min_freq=0 must be at least 1"),
+    ("word", {"max_vocab": "-1"}, "tokenizer option max_vocab=-1 must be at least 0"),
+    ("word", {"split": "chars"}, "tokenizer option split='chars' must be one of words, spaces"),
+    ("bpe", {"vocab_size": "0"}, "tokenizer option vocab_size=0 must be at least 1"),
+    (
+        "bpe",
+        {"vocab_size": "-5", "byte_level": "false"},
+        "tokenizer option vocab_size=-5 must be at least 1",
+    ),
+    ("bpe", {"min_freq": "-1"}, "tokenizer option min_freq=-1 must be at least 0"),
+    ("wordpiece", {"vocab_size": "0"}, "tokenizer option vocab_size=0 must be at least 1"),
+    # Past the limits the library itself aborts the process (vocab_size) or overflows.
+    (
+        "wordpiece",
+        {"min_freq": str(2**70)},
+        f"tokenizer option min_freq={2**70} must be at most {2**63 - 1:,}",
+    ),
+    ("unigram", {"vocab_size": "0"}, "tokenizer option vocab_size=0 must be at least 1"),
+    (
+        "unigram",
+        {"vocab_size": str(2**40)},
+        f"tokenizer option vocab_size={2**40} must be at most 4,194,304",
+    ),
+    ("hf", {}, HF_NEEDS_PATH),
+    ("hf", {"path": ""}, HF_NEEDS_PATH),
+]
+
+
+@pytest.mark.parametrize(("name", "options", "message"), OUT_OF_RANGE)
+def test_check_options_refuses_what_train_would_and_with_the_same_line(name, options, message):
+    # check_options is what `charlm train` runs before reading a book (exit 2); train, called
+    # from Python, must refuse by the very same rule.
+    cls = get_tokenizer_class(name)
+    with pytest.raises(TokenizerError) as early:
+        cls.check_options(options)
+    assert str(early.value) == message
+    with pytest.raises(TokenizerError) as late:
+        cls.train("some text\n", **options)
+    assert str(late.value) == message
+
+
+def test_values_at_the_limits_are_accepted():
+    assert get_tokenizer_class("char").check_options({"min_freq": "1"}) == {"min_freq": 1}
+    word = {"min_freq": 1, "max_vocab": 0, "split": "spaces"}
+    assert get_tokenizer_class("word").check_options({k: str(v) for k, v in word.items()}) == word
+    assert get_tokenizer_class("wordpiece").check_options({"min_freq": "0"}) == {"min_freq": 0}
+    assert get_tokenizer_class("unigram").check_options({"vocab_size": 4 * 1024 * 1024})
+    assert get_tokenizer_class("byte").check_options({}) == {}
+
+
+def test_only_a_tokenizer_that_declares_no_options_at_all_gets_them_raw():
+    class Loose(Tokenizer):  # no `options`: whatever is given, as given
+        name = "test-loose"
+
+    class Strict(Loose):
+        options = {}  # declared empty: takes none
+
+    assert Loose.check_options({"anything": "1"}) == {"anything": "1"}
+    with pytest.raises(TokenizerError, match="no option 'anything' \\(it takes none\\)"):
+        Strict.check_options({"anything": "1"})
 
 
 def test_every_built_in_is_listed_as_built_in():
