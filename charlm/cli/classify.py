@@ -21,11 +21,13 @@ from charlm.cli.options import (
     inference_device,
     prior_option,
     read_text_input,
+    threads_option,
     unknown_option,
     with_ensemble,
 )
 from charlm.cli.settings import Utf8Text
 from charlm.data import DataOptions
+from charlm.device import set_threads
 from charlm.errors import UnknownTokenError
 from charlm.models.quantized import InferenceOptions
 from charlm.sampling import Classification, Ensemble, Sampler, by_bits_per_character, load
@@ -64,6 +66,7 @@ from charlm.sampling import Classification, Ensemble, Sampler, by_bits_per_chara
 @unknown_option("the texts")
 @config_options(DataOptions, only=("encoding",))
 @device_option()
+@threads_option()
 @config_options(InferenceOptions)
 def classify(
     arguments: tuple[str, ...],
@@ -75,6 +78,7 @@ def classify(
     as_json: bool,
     unknown: str | None,
     device: str,
+    threads: int | None,
     quantize: str | None,
     ngram: bool,
     **options: Any,
@@ -103,6 +107,7 @@ def classify(
     --quantize and --no-ngram load every model as `charlm generate` does.
     """
     device = inference_device(device, quantize)
+    set_threads(threads)
     loading = {"device": device, "quantize": quantize, "ngram": ngram}
     encoding = checked_encoding(DataOptions(**config_values(DataOptions, options)).encoding)
     if models:

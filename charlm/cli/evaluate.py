@@ -22,11 +22,13 @@ from charlm.cli.options import (
     ensemble_option,
     inference_device,
     prior_option,
+    threads_option,
     unknown_option,
     with_ensemble,
 )
 from charlm.corpus import read_book
 from charlm.data import DataOptions, read_example_set
+from charlm.device import set_threads
 from charlm.errors import CharlmError, UnknownTokenError
 from charlm.models.quantized import InferenceOptions
 from charlm.sampling import (
@@ -65,6 +67,7 @@ EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding
     help="Print JSON: one object per file, or one for all the examples.",
 )
 @device_option()
+@threads_option()
 @config_options(InferenceOptions)
 def evaluate(
     paths: tuple[str, ...],
@@ -74,6 +77,7 @@ def evaluate(
     unknown: str | None,
     as_json: bool,
     device: str,
+    threads: int | None,
     quantize: str | None,
     ngram: bool,
     **options: Any,
@@ -94,6 +98,7 @@ def evaluate(
     --plot draws the confusion matrix; --ensemble classifies with more labelled models too.
     """
     device = inference_device(device, quantize)
+    set_threads(threads)
     data = DataOptions(**config_values(DataOptions, options))
     checked_encoding(data.encoding)
     checkpoint, files = _split_arguments(paths)

@@ -18,9 +18,11 @@ from charlm.cli.options import (
     device_option,
     inference_device,
     read_text_input,
+    threads_option,
 )
 from charlm.cli.settings import Utf8Text, options_from_cli
 from charlm.data import DataOptions
+from charlm.device import set_threads
 from charlm.errors import ConfigError, UnknownTokenError
 from charlm.models import IMPLS
 from charlm.models.quantized import InferenceOptions
@@ -54,6 +56,7 @@ from charlm.training.allocator import keep_freed_memory
     "--impl scratch model at full speed.  [default: the one that trained it]",
 )
 @device_option()
+@threads_option()
 @config_options(InferenceOptions)
 @click.option(
     "--json",
@@ -75,6 +78,7 @@ def generate(
     encoding: str | None,
     impl: str | None,
     device: str,
+    threads: int | None,
     quantize: str | None,
     ngram: bool,
     as_json: bool,
@@ -93,6 +97,7 @@ def generate(
     """
     options = options_from_cli(sampling)
     device = inference_device(device, quantize)
+    set_threads(threads)
     if interactive and (prefix or prefix_file):
         raise click.UsageError("--interactive reads each prefix at its prompt; drop --prefix")
     if prefix_file is not None:

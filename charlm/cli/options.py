@@ -197,6 +197,19 @@ def device_option(group: str | None = None) -> Callable[[Any], Any]:
     return grouped(group, "--device", **settings) if group else click.option("--device", **settings)
 
 
+def threads_option(group: str | None = None) -> Callable[[Any], Any]:
+    """--threads, for every command that runs a model on the CPU."""
+    settings: dict[str, Any] = {
+        "type": click.IntRange(min=1),
+        "default": None,
+        "help": "CPU threads for tensor maths (1 suits small models on a busy machine).  "
+        "[default: PyTorch's choice]",
+    }
+    return (
+        grouped(group, "--threads", **settings) if group else click.option("--threads", **settings)
+    )
+
+
 def unknown_option(what: str) -> Callable[[Any], Any]:
     """--unknown: what to do with pieces of `what` (the texts a command reads) outside the
     vocabulary."""

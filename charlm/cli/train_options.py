@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
-from charlm.cli.options import NonEmptyPath, config_options, device_option, grouped
+from charlm.cli.options import (
+    NonEmptyPath,
+    config_options,
+    device_option,
+    grouped,
+    threads_option,
+)
 from charlm.data import DataOptions
 from charlm.errors import ConfigError
 from charlm.models import ModelConfig
@@ -115,13 +121,7 @@ tokenizer_options = _apply(
 
 run_control_options = _apply(
     [
-        grouped(
-            RUN_CONTROL,
-            "--threads",
-            type=click.IntRange(min=1),
-            default=None,
-            help="CPU threads for tensor maths.  [default: PyTorch's choice]",
-        ),
+        threads_option(RUN_CONTROL),
         device_option(RUN_CONTROL),
         grouped(
             RUN_CONTROL,

@@ -202,6 +202,8 @@ def matrix(p, book, ck, catalogue_name):
         ([*gen, "--seed", "-1"], USAGE, "--seed"),
         ([*gen, "--seed", str(2**63)], USAGE, "seed"),
         ([*gen, "--unknown", "ignore"], USAGE, "--unknown"),
+        ([*gen, "--threads", "0"], USAGE, "--threads"),
+        (["evaluate", ck, book, "--threads", "0"], USAGE, "--threads"),
         ([*gen, "--unknown", "unk"], USAGE, "no <unk> token; use --unknown skip"),
         (["evaluate", ck, book, "--unknown", "unk"], USAGE, "no <unk> token; use --unknown skip"),
         (["classify", "--models", ck, ck, "--file", book, "--unknown", "unk"], USAGE, "no <unk>"),

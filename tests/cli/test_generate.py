@@ -38,6 +38,15 @@ def test_generate_prints_the_prefix_and_its_continuation(checkpoint):
 
 
 @pytest.mark.slow
+def test_threads_are_the_commands_own(checkpoint, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: asked.append(n))
+    asked = []
+    assert run(checkpoint, "--length", "3", "--threads", "1").exit_code == 0
+    assert asked == [1]
+
+
 def test_sampling_options_are_passed_on(checkpoint):
     base = [checkpoint, "--prefix", "a", "--length", "60", "--seed", "2"]
     greedy = run(*base, "--temperature", "0").output
