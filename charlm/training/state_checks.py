@@ -114,8 +114,10 @@ def _optimizer(saved: Any, tensors: dict, optimizer: torch.optim.Optimizer) -> s
     groups = saved.get("param_groups") if isinstance(saved, dict) else None
     if not isinstance(groups, list) or len(groups) != len(fresh):
         return "the optimizer has no parameter groups, or not this model's"
-    for group, expected in zip(groups, fresh):
-        problem = _group(group, expected)
+    for number, (group, expected) in enumerate(zip(groups, fresh, strict=True), start=1):
+        # Gradual unfreezing holds the lower groups at rate 0 for a while; the top one, the
+        # output layer, always learns: a rate of 0 there is damage.
+        problem = _group(group, expected, frozen_ok=number < len(groups))
         if problem:
             return problem
     parameters = [p for group in optimizer.param_groups for p in group["params"]]
@@ -138,7 +140,7 @@ def _optimizer(saved: Any, tensors: dict, optimizer: torch.optim.Optimizer) -> s
     return None
 
 
-def _group(group: Any, expected: dict[str, Any]) -> str | None:
+def _group(group: Any, expected: dict[str, Any], frozen_ok: bool = False) -> str | None:
     if not isinstance(group, dict) or group.get("params") != expected["params"]:
         return "the optimizer's parameters are not this model's"
     for key, value in group.items():
@@ -154,7 +156,7 @@ def _group(group: Any, expected: dict[str, Any]) -> str | None:
             )
         if ok and key in _UNIT_INTERVAL:
             ok = all(v < 1 for v in numbers)
-        if not ok or (key == "lr" and value == 0):
+        if not ok or (key == "lr" and value == 0 and not frozen_ok):
             return f"optimizer setting {key} is {value!r}"
     return None
 

@@ -208,3 +208,15 @@ def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_pa
     assert saved["results"]["best_val_accuracy"] > 0.6
     sampler = charlm.load(tmp_path / "names" / "best", device="cpu")
     assert sampler.generative is not None and len(sampler.generative.labels) == 18
+
+
+@pytest.mark.slow
+def test_a_run_stopped_while_its_lower_layers_are_frozen_resumes(tmp_path):
+    # Gradual unfreezing holds the embedding and recurrent layers at rate 0 in the first
+    # epoch: a checkpoint saved then must resume (its zero rates are no damage).
+    names = write_labelled_names(tmp_path / "names")
+    run = classify(names, tmp_path / "run", pretrain_epochs=1, max_steps=2, epochs=5)
+    rates = read_config(run.checkpoint)["training_state"]["optimizer"]["param_groups"]
+    assert rates[0]["lr"] == 0.0 and rates[-1]["lr"] > 0  # stopped while frozen
+    resumed = train_book(resume=run.checkpoint, training={"max_steps": 4}, device="cpu")
+    assert resumed.result.steps == 4
