@@ -390,8 +390,9 @@ def _changes(training: TrainConfig | dict[str, Any], directory: str | os.PathLik
         _settings(training, TrainConfig, "training")
         return training
     given = _settings(training, TrainConfig, "training").to_dict()
-    saved = read_config(directory).get("training", {})
-    return {k: v for k, v in given.items() if k not in saved or saved[k] != v}
+    # As the saved run resumes: a setting newer than its checkpoint takes its default.
+    saved = TrainConfig.from_dict(read_config(directory).get("training", {})).to_dict()
+    return {k: v for k, v in given.items() if saved[k] != v}
 
 
 def check_settings(
