@@ -192,7 +192,7 @@ def train_book(
     ):
         base = load_checkpoint(resume or init_from) if (resume or init_from) else None
         backward = load_checkpoint(init_backward) if init_backward else None
-        _check_directions(base if init_from else None, backward)
+        _check_directions(base if init_from else None, backward, classifier=task == "classify")
         state = load_training_state(resume) if resume is not None else None
         say = reporter.message
         if resume is not None:
@@ -415,6 +415,11 @@ def check_settings(
         raise ConfigError(
             "--task classify trains on labelled examples: give --labels (and --examples)"
         )
+    if model.get("task") == "classify" and data.reverse:
+        raise ConfigError(
+            "--reverse trains a backward language model; a classifier reads its examples "
+            "forwards (--bidirectional adds a backward direction)"
+        )
     first, _ = _init_sources(init_from)
     if first is not None and model.get("task", "lm") != "classify":
         # Trained on as an LM, a classifier would go on classifying under an LM's name.
@@ -484,13 +489,16 @@ def _init_sources(init_from: Any) -> tuple[Any, Any]:
     return paths[0], paths[1] if len(paths) == 2 else None
 
 
-def _check_directions(forward: Checkpoint | None, backward: Checkpoint | None) -> None:
-    """A backward LM must have been trained reversed, and the forward one not."""
+def _check_directions(
+    forward: Checkpoint | None, backward: Checkpoint | None, classifier: bool = False
+) -> None:
+    """A backward LM must have been trained reversed, and the forward one not (a language
+    model alone may go on from a backward one; a classifier reads its examples forwards)."""
     for checkpoint, want in ((forward, False), (backward, True)):
         if checkpoint is None or checkpoint.model.config.task != "lm":
             continue
         reverse = bool(checkpoint.config.get("data", {}).get("options", {}).get("reverse"))
-        if reverse != want and (want or backward is not None):
+        if reverse != want and (want or backward is not None or classifier):
             which = "second" if want else "first"
             raise ConfigError(
                 f"the {which} --init-from ({checkpoint.path}) must be a "

@@ -133,6 +133,12 @@ def test_init_from_forward_and_backward_lms_fine_tunes(tmp_path):
     with pytest.raises(ConfigError, match="backward language model"):
         fit(names, tmp_path / "wrong", model={"bidirectional": True},
             init_from=[ahead.checkpoint, ahead.checkpoint])  # fmt: skip
+    # A classifier reads forwards: a backward LM alone cannot start it, nor can it be reversed.
+    with pytest.raises(ConfigError, match="must be a forward language model"):
+        fit(names, tmp_path / "backwards", init_from=back.checkpoint)
+    with pytest.raises(ConfigError, match="a classifier reads its examples forwards"):
+        train_book(names, out=tmp_path / "reversed", model={**TINY, "task": "classify"},
+                   data=DataOptions(labels="files", examples="lines", reverse=True))  # fmt: skip
 
 
 def test_language_models_of_other_tokens_cannot_share_one_embedding(tmp_path):
