@@ -10,7 +10,7 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -275,7 +275,7 @@ def train_book(
             # classifier it goes on from (resumed, or --init-from on the same tokens).
             record = {"data": {k: v for k, v in data_section.items() if k != "pretrained"}}
             kept_lm = lm_to_keep(
-                _carried_lm(base, inputs, say), pretrained, inputs.labels,
+                _carried_lm(base), pretrained, inputs.labels,
                 {**record, **inputs.sections()}, training,
             )  # fmt: skip
             saver = metrics = None
@@ -349,16 +349,11 @@ def _sections(
     return sections
 
 
-def _carried_lm(
-    base: Checkpoint | None, inputs: RunInputs, say: Callable[[str], None]
-) -> Checkpoint | None:
+def _carried_lm(base: Checkpoint | None) -> Checkpoint | None:
     """The labelled LM of the classifier `base` that this run goes on training (its labels
-    are this data's: checked when the model was built), or None. On a vocabulary of its own
-    the run leaves it behind, and says so: it reads other tokens."""
+    are this data's: checked when the model was built), or None. (A classifier never moves
+    to a vocabulary of its own: check_settings refuses it.)"""
     if base is None or base.generative is None:
-        return None
-    if inputs.own_vocabulary:
-        say(f"{base.path}'s language model is left behind: it reads that checkpoint's tokens")
         return None
     return base.generative
 
@@ -421,10 +416,17 @@ def check_settings(
             "forwards (--bidirectional adds a backward direction)"
         )
     first, _ = _init_sources(init_from)
-    if first is not None and model.get("task", "lm") != "classify":
+    from_classifier = (
+        first is not None and read_config(first).get("model", {}).get("task") == "classify"
+    )
+    if from_classifier and model.get("task", "lm") != "classify":
         # Trained on as an LM, a classifier would go on classifying under an LM's name.
-        if read_config(first).get("model", {}).get("task") == "classify":
-            raise ConfigError(f"{first} is a classifier: train on from it with --task classify")
+        raise ConfigError(f"{first} is a classifier: train on from it with --task classify")
+    if from_classifier and (tokenizer is not None or tokenizer_options):
+        raise ConfigError(
+            f"{first} is a classifier, whose layers cannot move to another vocabulary: train on "
+            "from it with its own tokenizer (no --tokenizer), or start from a language model"
+        )
     ModelConfig(vocab_size=MAX_VOCAB_SIZE, **model)
     data.splits()
     if data.example_unit is None:

@@ -190,3 +190,6 @@ def test_training_on_from_a_classifier_as_a_language_model_is_refused(hybrid, tm
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0 and result.stderr.count("\n") == 1
     assert f"{hybrid} is a classifier: train on from it with --task classify" in result.stderr
+    other = CliRunner().invoke(cli, [*args, "--task", "classify", "--tokenizer", "char"])
+    assert other.exit_code == 2 and other.stderr.count("\n") == 1, other.output
+    assert "whose layers cannot move to another vocabulary" in other.stderr
