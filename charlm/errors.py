@@ -100,6 +100,15 @@ class TrainingError(CharlmError):
     """Training cannot go on, e.g. the loss became non-finite."""
 
 
+class StoppedError(TrainingError):
+    """Ctrl-C or SIGTERM stopped a run at a point where it saves nothing (a classifier's
+    pretraining): the command exits as a stop does (130, 143), not as a failure."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class DeviceMemoryError(CharlmError):
     """The device (GPU or CPU) ran out of memory; smaller batches or a smaller model fit."""
 

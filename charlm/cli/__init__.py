@@ -97,7 +97,9 @@ class CharlmGroup(click.Group):
         except CharlmError as exc:
             if os.environ.get(DEBUG_VARIABLE):
                 raise
-            raise click.ClickException(str(exc)) from exc
+            error = click.ClickException(str(exc))
+            error.exit_code = getattr(exc, "exit_code", 1)  # a stop keeps its own (130, 143)
+            raise error from exc
         except BrokenPipeError:
             # The reader of stdout has gone (`charlm generate | head`): nobody to tell. Click's
             # main() ends such a run quietly, with exit status 1.

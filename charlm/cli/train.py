@@ -16,10 +16,7 @@ from click.core import ParameterSource
 from charlm.checkpoint import CONFIG_NAME, GENERATIVE_NAME
 from charlm.cli import cli, stderr_console
 from charlm.cli.options import GroupedCommand, NonEmptyPath, config_values
-from charlm.cli.train_options import (
-    STOP_EXIT_CODES,
-    train_options,
-)
+from charlm.cli.train_options import train_options
 from charlm.data import DataOptions
 from charlm.errors import CharlmError, CheckpointError, ConfigError
 from charlm.models import ModelConfig
@@ -28,7 +25,7 @@ from charlm.training import TrainConfig, train_book
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training, with_example_defaults
-from charlm.training.signals import terminate_as_exception
+from charlm.training.signals import STOP_EXIT_CODES, terminate_as_exception
 
 # Where a value the user chose comes from: typed, or set by --recipe.
 CHOSEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)

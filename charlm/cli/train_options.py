@@ -182,6 +182,3 @@ def train_options(command: Any) -> Any:
     ):
         command = group(command)
     return command
-
-
-STOP_EXIT_CODES = {"interrupted": 130, "terminated": 143}

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 from charlm.data import ExampleIds
-from charlm.errors import TrainingError
+from charlm.errors import StoppedError
 from charlm.models import ENCODER_FIELDS, RNNLM, ModelConfig, build_model
 from charlm.options import example_defaults
 from charlm.training.config import (
@@ -52,7 +52,7 @@ from charlm.training.config import (
 from charlm.training.distributed import DistContext
 from charlm.training.inputs import RunInputs
 from charlm.training.loop import train
-from charlm.training.signals import StopFlag
+from charlm.training.signals import STOP_EXIT_CODES, StopFlag
 
 # The epochs of each language model when a classifier of a small alphabet does not say.
 DEFAULT_EPOCHS = 10
@@ -94,7 +94,7 @@ def pretrain_encoder(
     """Train the language models of `inputs`' training examples that start a classifier
     with the `model` settings: forward (of the examples and their labels when
     `training.keep_lm`, to be kept), and backward (without labels) if it is bidirectional.
-    Raises TrainingError if a stop (Ctrl-C, SIGTERM) ends one early."""
+    Raises StoppedError if a stop (Ctrl-C, SIGTERM) ends one early."""
     kept = training.keep_lm
     directions = ["forward", "backward"] if model.get("bidirectional") else ["forward"]
     networks, summary, seconds = {}, {"epochs": epochs}, 0.0
@@ -115,10 +115,11 @@ def pretrain_encoder(
             net, train_ids, val_ids, config, device=device, reporter=reporter, stop=stop,
             dist=dist,
         )  # fmt: skip
-        if result.stopped_by in ("interrupted", "terminated"):
-            raise TrainingError(
-                f"{result.stopped_by} while pretraining the {direction} language model; "
-                "nothing was saved"
+        if result.stopped_by in STOP_EXIT_CODES:
+            raise StoppedError(
+                f"{result.stopped_by} while pretraining the {direction} language model, "
+                "before the classifier's first step: nothing was saved",
+                STOP_EXIT_CODES[result.stopped_by],
             )
         seconds += result.train_seconds
         networks[direction] = net

@@ -416,13 +416,11 @@ def check_settings(
             "forwards (--bidirectional adds a backward direction)"
         )
     first, _ = _init_sources(init_from)
-    from_classifier = (
-        first is not None and read_config(first).get("model", {}).get("task") == "classify"
-    )
-    if from_classifier and model.get("task", "lm") != "classify":
-        # Trained on as an LM, a classifier would go on classifying under an LM's name.
-        raise ConfigError(f"{first} is a classifier: train on from it with --task classify")
-    if from_classifier and (tokenizer is not None or tokenizer_options):
+    as_lm = model.get("task", "lm") != "classify"
+    own_tokens = tokenizer is not None or bool(tokenizer_options)
+    if first is not None and (as_lm or own_tokens) and _is_classifier(first):
+        if as_lm:  # trained on as an LM, it would go on classifying under an LM's name
+            raise ConfigError(f"{first} is a classifier: train on from it with --task classify")
         raise ConfigError(
             f"{first} is a classifier, whose layers cannot move to another vocabulary: train on "
             "from it with its own tokenizer (no --tokenizer), or start from a language model"
@@ -441,6 +439,10 @@ def check_settings(
     tokenizer = _named_tokenizer(tokenizer, tokenizer_options, model, data, first)
     if resume is None and tokenizer is not None:
         _check_tokenizer(tokenizer, tokenizer_options or {})
+
+
+def _is_classifier(directory: str | os.PathLike) -> bool:
+    return read_config(directory).get("model", {}).get("task") == "classify"
 
 
 def _named_tokenizer(

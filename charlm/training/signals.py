@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from charlm.errors import Terminated
 
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+# How a command ends after such a stop: as the shell reports a process the signal ended.
+STOP_EXIT_CODES = {reason: 128 + int(sig) for sig, reason in REASONS.items()}
 
 
 class StopFlag:

@@ -12,7 +12,7 @@ import charlm
 from charlm.checkpoint import read_config
 from charlm.cli import cli
 from charlm.data import DataOptions
-from charlm.errors import ConfigError, TrainingError
+from charlm.errors import ConfigError, StoppedError
 from charlm.models import is_classifier
 from charlm.training import TrainConfig, train_book
 from charlm.training.config import SMALL_VOCABULARY
@@ -161,12 +161,13 @@ def test_a_stop_while_pretraining_saves_nothing_and_says_so(tmp_path):
     names = write_labelled_names(tmp_path / "names")
     stop = StopFlag()
     stop.request("interrupted")
-    with pytest.raises(TrainingError, match="interrupted while pretraining the forward"):
+    with pytest.raises(StoppedError, match="interrupted while pretraining the forward") as err:
         train_book(
             names, out=tmp_path / "model", model={**TINY, "task": "classify"}, data=LABELLED,
             training=TrainConfig(batch_size=8, pretrain_epochs=2), device="cpu", stop=stop,
         )  # fmt: skip
     assert not (tmp_path / "model" / "config.json").exists()
+    assert err.value.exit_code == 130  # what the command exits with: a stop, not a failure
 
 
 @pytest.mark.parametrize(
