@@ -129,7 +129,9 @@ def train(
     )  # fmt: skip
     if resume is not None:
         # Every value is checked first: PyTorch would fail on a bad one only mid-run.
-        check_training_state(resume, run.model, run.optimizer, config.batch_size)
+        # A batch of examples may be the epoch's short last one: its state has fewer rows.
+        short = isinstance(run.feed, ExampleFeed)
+        check_training_state(resume, run.model, run.optimizer, config.batch_size, short)
         try:
             run.load_state(resume)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:

@@ -35,8 +35,10 @@ def check_training_state(
     model: RNNLM,
     optimizer: torch.optim.Optimizer,
     batch_size: int,
+    short_batches: bool = False,
 ) -> None:
-    """Raise CheckpointError naming the first value of `state` this run could not have saved."""
+    """Raise CheckpointError naming the first value of `state` this run could not have saved.
+    `short_batches`: the carried state may have fewer rows than `batch_size` (examples)."""
     meta, tensors = state.meta, dict(state.tensors)
     try:
         problem = (
@@ -44,7 +46,7 @@ def check_training_state(
             or _recorder(meta)
             or _schedule(meta.get("schedule"))
             or _optimizer(meta.get("optimizer"), tensors, optimizer)
-            or _hidden(tensors, model, batch_size)
+            or _hidden(tensors, model, batch_size, short_batches)
             or _rng(tensors)
             or _scaler(meta.get("scaler"))
             or (f"unexpected tensors {sorted(tensors)[:3]}" if tensors else None)
@@ -174,11 +176,14 @@ def _moment(name: str, value: Any, parameter: torch.Tensor, key: str) -> str | N
     return None
 
 
-def _hidden(tensors: dict, model: RNNLM, batch_size: int) -> str | None:
+def _hidden(tensors: dict, model: RNNLM, batch_size: int, short: bool = False) -> str | None:
     parts = [tensors.pop(f"hidden.{i}") for i in range(2) if f"hidden.{i}" in tensors]
     if not parts:
         return None
-    expected = model.begin_state(batch_size, torch.device("cpu"))
+    rows = parts[0].shape[1] if short and parts[0].dim() == 3 else batch_size
+    expected = model.begin_state(
+        rows if 1 <= rows <= batch_size else batch_size, torch.device("cpu")
+    )
     expected = [expected] if isinstance(expected, torch.Tensor) else list(expected)
     shapes, needed = [tuple(t.shape) for t in parts], [tuple(t.shape) for t in expected]
     if shapes != needed:

@@ -110,3 +110,22 @@ def test_a_model_config_is_taken_whole_but_for_what_the_data_sets(tmp_path):
     assert saved["end_token"] and saved["num_labels"] == 2 and saved["hidden_size"] == 24
     with pytest.raises(ConfigError, match="num_labels come from the data"):
         run(names, tmp_path / "other", steps=2, model={**TINY, "num_labels": 3}, examples="lines")
+
+
+@pytest.mark.slow
+def test_a_run_stopped_after_an_epochs_short_last_batch_resumes(tmp_path):
+    from safetensors.torch import load_file
+
+    # The epoch's last batch of examples is short (fewer rows than the batch size); a run
+    # stopped right after it saved that batch's state, with as few rows, and must resume.
+    names = write_labelled_names(tmp_path / "names")
+    for steps in range(1, 20):
+        out = tmp_path / f"run{steps}"
+        run(names, out, steps=steps)
+        saved = load_file(out / read_config(out)["training_state"]["file"])
+        if saved["hidden.0"].shape[1] < 8:  # the batch size of `run`
+            break
+    else:
+        pytest.fail("no run stopped after a short batch")
+    resumed = train_book(resume=out, training={"max_steps": steps + 2}, device="cpu")
+    assert resumed.result.steps == steps + 2
