@@ -1,7 +1,10 @@
-"""Collect the benchmarks' JSON results into the tables of docs/benchmarks.md.
+"""Collect the benchmarks' JSON results into Markdown tables.
 
-    python -m benchmarks.report            # print the tables (Markdown)
-    python -m benchmarks.report --write    # replace the results section of docs/benchmarks.md
+    python -m benchmarks.report            # print the tables
+    python -m benchmarks.report --write    # write them to docs/benchmarks-tables.md
+
+--write replaces only what lies between the markers of its --doc (a new file gets them), so
+it never touches docs/benchmarks.md, whose measurements carry their analysis by hand.
 
 Reads benchmarks/results/{train_overhead,ptb_zaremba,wikitext2,timemachine_textbook,
 shakespeare_5min}.json. A recipe with no result yet gets a row that says "not yet run", never
@@ -21,11 +24,17 @@ import click
 from benchmarks.common import RESULTS_DIR, ROOT, median, pyplot
 from benchmarks.wikitext2 import compare_softmaxes
 
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = ROOT / "docs" / "benchmarks-tables.md"
 CURVES = ROOT / "docs" / "word-level-curves.png"
 SHAKESPEARE_PLOT = ROOT / "docs" / "shakespeare-5min.png"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 NOT_RUN = "not yet run"
+TABLES_HEAD = """# Benchmark tables
+
+Written by `python -m benchmarks.report --write` from benchmarks/results/*.json: the figures
+as the scripts last recorded them. [benchmarks.md](benchmarks.md) holds the measurements
+quoted with their machines, commands and analysis.
+"""
 
 
 def load(name: str, results: Path = RESULTS_DIR) -> dict[str, Any] | None:
@@ -347,6 +356,8 @@ def plot_word_curves(results: Path, out: Path) -> Path | None:
 
 
 def write(doc: Path, section: str) -> None:
+    if not doc.exists():
+        doc.write_text(f"{TABLES_HEAD}\n{BEGIN}\n{END}\n", encoding="utf-8")
     text = doc.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise click.ClickException(f"{doc} has no {BEGIN} ... {END} section to replace")
@@ -369,10 +380,10 @@ def write(doc: Path, section: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=DOC,
     show_default=True,
-    help="The Markdown file whose results section --write replaces.",
+    help="The Markdown file whose marked section --write replaces (a new file is created).",
 )
 def main(write_doc: bool, results: Path, doc: Path) -> None:
-    """Print the benchmark tables, or write them into docs/benchmarks.md."""
+    """Print the benchmark tables, or write them into --doc."""
     section = render(results)
     if write_doc:
         write(doc, section)

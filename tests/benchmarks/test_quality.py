@@ -139,6 +139,17 @@ def test_report_collects_the_results_and_marks_the_rest_not_yet_run(tmp_path):
     written = doc.read_text()
     assert "old" not in written and "before" in written and "after" in written
     assert "The Time Machine" in written
+    # By default a file of its own, made with its markers; never the hand-written page.
+    assert report.DOC.name == "benchmarks-tables.md"
+    fresh = tmp_path / "tables.md"
+    invoke(report.main, "--write", "--results", tmp_path, "--doc", fresh)
+    assert fresh.read_text().startswith("# Benchmark tables")
+    assert "The Time Machine" in fresh.read_text()
+    refused = tmp_path / "page.md"
+    refused.write_text("# Hand-written\n")
+    result = CliRunner().invoke(report.main, ["--write", "--doc", str(refused)])
+    assert result.exit_code == 1 and "no <!-- results:begin -->" in result.output
+    assert refused.read_text() == "# Hand-written\n"
 
 
 def test_report_plots_the_validation_curves_of_the_word_level_runs(tmp_path):
