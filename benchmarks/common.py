@@ -61,7 +61,13 @@ def _module_name() -> str:
 
 
 def write_results(out: Path, results: dict[str, Any]) -> Path:
-    """`results` with the machine description, as JSON at `out` (non-finite numbers → null)."""
+    """`results` with the machine description, as JSON at `out` (non-finite numbers → null).
+
+    A --quick run's results never take the place of a full run's in benchmarks/results:
+    there they go to NAME.quick.json, which the report does not read."""
+    if results.get("quick") and out.parent.resolve() == RESULTS_DIR.resolve():
+        if not out.name.endswith(".quick.json"):
+            out = out.with_suffix(".quick.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine_info(), **results}
     out.write_text(json.dumps(finite(payload), indent=2) + "\n", encoding="utf-8")

@@ -161,3 +161,15 @@ def test_report_plots_the_validation_curves_of_the_word_level_runs(tmp_path):
     picture = report.plot_word_curves(tmp_path, tmp_path / "curves.png")
     assert picture is not None and picture.read_bytes()[:4] == b"\x89PNG"
     assert report.plot_word_curves(tmp_path / "empty", tmp_path / "none.png") is None
+
+
+def test_a_quick_run_never_replaces_a_full_runs_results(tmp_path, monkeypatch):
+    from benchmarks import common
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    full = common.write_results(tmp_path / "bench.json", {"quick": False, "rows": [1]})
+    quick = common.write_results(tmp_path / "bench.json", {"quick": True, "rows": [2]})
+    assert quick == tmp_path / "bench.quick.json" and full == tmp_path / "bench.json"
+    assert json.loads(full.read_text())["rows"] == [1]  # the full run's figures stay
+    elsewhere = common.write_results(tmp_path / "sub" / "x.json", {"quick": True})
+    assert elsewhere.name == "x.json"  # an --out of the user's own is taken as given
