@@ -31,7 +31,14 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from benchmarks.classifiers import read_mr
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    print_table,
+    results_option,
+    write_results,
+)
 from charlm.data import pad_examples
 from charlm.models import ModelConfig, build_model, last_states, lengths_of, run_padded
 from charlm.tokenizers import train_tokenizer
@@ -93,7 +100,7 @@ def make_way(pooling: str, encoder, flush: bool, vocab: int):
     return step
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="Few, short steps (a smoke run).")
 @click.option("--steps", type=int, default=20, show_default=True, help="Timed steps per way.")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads.")

@@ -56,7 +56,14 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    print_table,
+    results_option,
+    write_results,
+)
 from benchmarks.names import baseline as names_baseline
 from benchmarks.names import write_split
 from charlm.corpus import ExampleSet, read_examples, split_examples
@@ -432,7 +439,7 @@ def report(rows: list[dict[str, Any]]) -> None:
 SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--sets", default=",".join(SETS), help="Which sets, comma-separated.")
 @click.option("--folds", type=int, default=2, help="MR: how many of the 10 folds to run.")
 @click.option("--max-time", default="5m", help="Training time of each classifier.")

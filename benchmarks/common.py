@@ -22,6 +22,8 @@ from typing import Any
 import click
 import torch
 
+from charlm.errors import CharlmError
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 # The shared corpora beside the project; CHARLM_SHARED_CORPORA points elsewhere (a copy
@@ -122,6 +124,19 @@ def _gflops(run: Callable[[], Any], flops: float, repeats: int) -> float:
     run()  # warm-up: thread pool, caches, page faults, oneDNN's kernel generation
     times = [timed(run)[1] for _ in range(repeats)]
     return flops / median(times) / 1e9
+
+
+class BenchmarkCommand(click.Command):
+    """A benchmark's command: charlm's own errors (a missing corpus, no CUDA, a bad value)
+    and a missing file are one line and exit 1, as in charlm itself, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CharlmError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except FileNotFoundError as exc:
+            raise click.ClickException(f"{exc.filename}: no such file") from exc
 
 
 def results_option(default: Path) -> Callable[[Callable], Callable]:

@@ -21,7 +21,7 @@ import click
 import numpy as np
 import torch
 
-from benchmarks.common import CORPORA, RESULTS_DIR, results_option, threads_option
+from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, results_option, threads_option
 from charlm.corpus import read_book
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
@@ -71,7 +71,7 @@ def measure(
     }
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny model and few steps (for CI).")
 @results_option(RESULTS)
 @threads_option()

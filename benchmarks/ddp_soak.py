@@ -24,7 +24,14 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import RESULTS_DIR, ROOT, print_table, results_option, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    ROOT,
+    BenchmarkCommand,
+    print_table,
+    results_option,
+    write_results,
+)
 
 TEST = "tests/training/test_distributed.py::test_two_processes_match_one_with_the_same_global_batch"
 
@@ -43,7 +50,7 @@ def run_once(timeout: float) -> tuple[bool, float, str]:
     return passed, time.perf_counter() - started, "\n".join(output.splitlines()[-40:])
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--quick", is_flag=True, help="3 runs, for CI.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Per run, s.")

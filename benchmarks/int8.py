@@ -55,7 +55,14 @@ import click
 import torch
 from torch import nn
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    print_table,
+    results_option,
+    write_results,
+)
 from benchmarks.earlier_steps import CellSteps, LayerCalls
 from benchmarks.shakespeare_5min import nanogpt_split, run_charlm_train
 from benchmarks.train_overhead import threads
@@ -288,7 +295,7 @@ def parse_checkpoints(values: tuple[str, ...]) -> dict[str, Path]:
     return given
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="Tiny models and few tokens (a smoke run).")
 @click.option(
     "--checkpoint",

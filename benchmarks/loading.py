@@ -28,7 +28,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import CORPORA, RESULTS_DIR
+from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand
 
 DEFAULT_SOURCE = CORPORA / "wikitext-2" / "train.txt"
 RESULTS = RESULTS_DIR
@@ -77,7 +77,7 @@ def train_once(corpus: Path, work: Path, steps: int, label: str) -> dict[str, An
     }
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="Small input and 2 steps: checks the benchmark runs.")
 @click.option(
     "--source",

@@ -22,7 +22,14 @@ from pathlib import Path
 import click
 import torch
 
-from benchmarks.common import RESULTS_DIR, median, print_table, results_option, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    BenchmarkCommand,
+    median,
+    print_table,
+    results_option,
+    write_results,
+)
 from benchmarks.train_overhead import CONFIGS, QUICK, charlm_run, token_ids
 from charlm.training import loop as training
 
@@ -49,7 +56,7 @@ def measure_in_child(config: str, tuned: bool, threads: int) -> float:
     return float(json.loads(done.stdout.strip().splitlines()[-1])["tokens_per_s"])
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny model and one round (for CI).")
 @click.option("--configs", default="a,c", show_default=True, help="train_overhead configs.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)

@@ -49,6 +49,7 @@ import numpy as np
 from benchmarks.common import (
     CORPORA,
     RESULTS_DIR,
+    BenchmarkCommand,
     print_table,
     results_option,
     threads_option,
@@ -307,7 +308,7 @@ def report(results: dict[str, Any]) -> None:
     )
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny subset and seconds of training (for CI).")
 @threads_option()
 @click.option(

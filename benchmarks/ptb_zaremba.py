@@ -36,7 +36,14 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, device_option, print_table, threads_option
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    device_option,
+    print_table,
+    threads_option,
+)
 from benchmarks.quality import (
     Recipe,
     best_or_last,
@@ -152,7 +159,7 @@ def run(name: str, quick: bool, device: str, threads: int | None, work: Path) ->
     return summary
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny model on a few hundred lines (for CI).")
 @click.option(
     "--recipe",

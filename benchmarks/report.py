@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from benchmarks.common import RESULTS_DIR, ROOT, median, pyplot
+from benchmarks.common import RESULTS_DIR, ROOT, BenchmarkCommand, median, pyplot
 from benchmarks.wikitext2 import compare_softmaxes
 
 DOC = ROOT / "docs" / "benchmarks-tables.md"
@@ -366,7 +366,7 @@ def write(doc: Path, section: str) -> None:
     doc.write_text(f"{head}{BEGIN}\n{section}{END}{tail}", encoding="utf-8")
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--write", "write_doc", is_flag=True, help="Replace the section in the doc.")
 @click.option(
     "--results",

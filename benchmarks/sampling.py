@@ -40,7 +40,7 @@ import click
 import torch
 from torch import nn
 
-from benchmarks.common import CORPORA, results_option
+from benchmarks.common import CORPORA, BenchmarkCommand, results_option
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.errors import ConfigError
 from charlm.models import RNNLM, ModelConfig
@@ -307,7 +307,7 @@ def print_report(results: dict[str, Any]) -> None:
         )
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A small model and few tokens (a smoke run).")
 @click.option(
     "--device",

@@ -20,7 +20,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import CORPORA, RESULTS_DIR, results_option
+from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, results_option
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.models import CELLS, ModelConfig, build_model, with_reference
@@ -82,7 +82,7 @@ def run_one(
     }
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option(
     "--book",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

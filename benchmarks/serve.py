@@ -39,7 +39,7 @@ import click
 import httpx
 import torch
 
-from benchmarks.common import print_table, results_option, write_results
+from benchmarks.common import BenchmarkCommand, print_table, results_option, write_results
 from charlm.checkpoint import save_checkpoint
 from charlm.device import DEVICE_CHOICES
 from charlm.models import RNNLM, ModelConfig
@@ -189,7 +189,7 @@ def many_clients(urls: dict[str, str], clients: int, tokens: int, repeats: int) 
     return row
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A small model and few tokens (a smoke run).")
 @click.option("--hidden", type=int, default=None, help="Hidden units per layer.")
 @click.option("--device", type=click.Choice(DEVICE_CHOICES), default="cpu", show_default=True)

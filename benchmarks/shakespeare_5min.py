@@ -33,7 +33,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, print_table, pyplot
+from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, print_table, pyplot
 from benchmarks.quality import merge_run
 from charlm.checkpoint import read_config
 from charlm.corpus import read_book
@@ -129,7 +129,7 @@ def plot(runs: dict, out: Path) -> Path | None:
     return out
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+@click.command(cls=BenchmarkCommand, context_settings={"ignore_unknown_options": True})
 @click.option("--quick", is_flag=True, help="A tiny model on 20k characters for 3 s (for CI).")
 @click.option("--name", default="defaults", show_default=True, help="Name of this recipe's run.")
 @click.option(

@@ -33,7 +33,13 @@ import click
 import torch
 from torch import nn
 
-from benchmarks.common import RESULTS_DIR, print_table, results_option, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    BenchmarkCommand,
+    print_table,
+    results_option,
+    write_results,
+)
 from benchmarks.earlier_steps import CellSteps, step_layers
 from benchmarks.train_overhead import threads
 from charlm.models import RNNLM, ModelConfig
@@ -118,7 +124,7 @@ def sampler_speeds(samples: list[int], tokens: int, repeats: int, hidden: int) -
     return rows
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="Small shapes and few rounds (a smoke run).")
 @click.option("--repeats", type=click.IntRange(min=1), default=9, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=30, show_default=True,

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, device_option, print_table, threads_option
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    device_option,
+    print_table,
+    threads_option,
+)
 from benchmarks.quality import Recipe, merge_run, run_recipe
 from charlm.corpus import read_book
 from charlm.training import TrainConfig
@@ -89,7 +96,7 @@ def run(iterator: str, quick: bool, device: str, threads: int | None, work: Path
     return summary
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A small network for a few epochs (for CI).")
 @click.option(
     "--iterator",

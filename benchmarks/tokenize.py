@@ -30,7 +30,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks.common import CORPORA, RESULTS_DIR, results_option, write_results
+from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, results_option, write_results
 from charlm.corpus import read_book
 from charlm.tokenizers import Tokenizer, train_tokenizer
 from charlm.training.allocator import keep_freed_memory
@@ -186,7 +186,7 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
         click.echo("  ".join(cells))
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A 2 MB smoke run (for CI), not a measurement.")
 @click.option(
     "--corpus",

@@ -55,6 +55,7 @@ from torch.nn import functional as F
 
 from benchmarks.common import (
     RESULTS_DIR,
+    BenchmarkCommand,
     machine_info,
     matmul_rates,
     median,
@@ -481,7 +482,7 @@ def default_threads() -> list[int]:
     return sorted({1, max(1, cores // 2), cores})
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny model and few steps (for CI).")
 @click.option(
     "--configs",

@@ -43,6 +43,7 @@ import numpy as np
 from benchmarks.common import (
     CORPORA,
     RESULTS_DIR,
+    BenchmarkCommand,
     print_table,
     results_option,
     threads_option,
@@ -256,7 +257,7 @@ def run_all(
     }
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="Two books, seconds of training (for CI).")
 @threads_option()
 @click.option(

@@ -32,7 +32,14 @@ from pathlib import Path
 
 import click
 
-from benchmarks.common import CORPORA, RESULTS_DIR, device_option, print_table, threads_option
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    device_option,
+    print_table,
+    threads_option,
+)
 from benchmarks.quality import (
     Recipe,
     best_or_last,
@@ -155,7 +162,7 @@ def compare_softmaxes(runs: dict) -> dict | None:
     }
 
 
-@click.command()
+@click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny model on a few hundred lines (for CI).")
 @click.option(
     "--recipe",

@@ -173,3 +173,14 @@ def test_a_quick_run_never_replaces_a_full_runs_results(tmp_path, monkeypatch):
     assert json.loads(full.read_text())["rows"] == [1]  # the full run's figures stay
     elsewhere = common.write_results(tmp_path / "sub" / "x.json", {"quick": True})
     assert elsewhere.name == "x.json"  # an --out of the user's own is taken as given
+
+
+def test_a_benchmark_without_its_device_says_so_in_one_line(tmp_path):
+    out = str(tmp_path / "t.json")
+    result = CliRunner().invoke(
+        timemachine_textbook.main, ["--quick", "--device", "cuda", "--out", out]
+    )
+    if result.exit_code == 0:
+        pytest.skip("this machine has a CUDA GPU")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.startswith("Error: --device cuda was asked for but no CUDA GPU")
