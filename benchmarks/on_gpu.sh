@@ -11,9 +11,10 @@
 # Each step writes its JSON (and the 5-minute run its plot) into RESULTS_DIR.
 set -euo pipefail
 
-out=${1:-benchmarks/results/gpu}
-mkdir -p "$out"
+out=$(realpath -m "${1:-benchmarks/results/gpu}")  # as given, before moving to the project
+cd "$(dirname "$0")/.."  # `python -m benchmarks...` runs from the project's root
 python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU here")'
+mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 python -m benchmarks.train_overhead --device cuda --configs a,b,c,d --repeats 3 \
