@@ -60,6 +60,7 @@ from benchmarks.common import (
     CORPORA,
     RESULTS_DIR,
     BenchmarkCommand,
+    names_from,
     print_table,
     results_option,
     write_results,
@@ -440,7 +441,9 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 
 
 @click.command(cls=BenchmarkCommand)
-@click.option("--sets", default=",".join(SETS), help="Which sets, comma-separated.")
+@click.option(
+    "--sets", default=",".join(SETS), callback=names_from(SETS), help="Which sets, comma-separated."
+)
 @click.option("--folds", type=int, default=2, help="MR: how many of the 10 folds to run.")
 @click.option("--max-time", default="5m", help="Training time of each classifier.")
 @click.option("--lm-time", default="3m", help="Names: the LM's training time ('' for none).")
@@ -453,6 +456,7 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 @click.option(
     "--mr-models",
     default="uni,bi",
+    callback=names_from(("uni", "bi", "lm", "wt2")),
     help="MR: which classifiers: uni, bi, lm (an LM of the fold's sentences, then the "
     "classifier from it), wt2 (an LM of WikiText-2, then of the sentences, then the "
     "classifier: ULMFiT).",
@@ -461,9 +465,12 @@ SETS = {"toy": run_toy, "names": run_names, "mr": run_mr, "zh-books": run_zh}
 @click.option(
     "--char-models",
     default=",".join(CHAR_MODELS),
+    callback=names_from(CHAR_MODELS),
     help=f"Names and zh-books: which classifiers, of {', '.join(CHAR_MODELS)}.",
 )
-@click.option("--threads", type=int, default=1, help="CPU threads of each training.")
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=1, help="CPU threads of each training."
+)
 @click.option("--quick", is_flag=True, help="Tiny subsets and models, seconds of training.")
 @click.option(
     "--work",

@@ -14,7 +14,7 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,34 @@ def threads_option() -> Callable[[Callable], Callable]:
     """`--threads`: the CPU threads of the benchmark's trainings (torch's own choice when
     not given)."""
     return click.option(
-        "--threads", type=int, default=None, help="CPU threads.  [default: torch's]"
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="CPU threads.  [default: torch's]",
     )
+
+
+def names_from(known: Iterable[str], numbers: bool = False) -> Callable[..., str]:
+    """A Click callback for a comma-separated option: each name one of `known` (or with
+    `numbers`, each a whole number from 1), else a usage error naming the bad one. The value
+    stays the string the script splits."""
+    allowed = list(known)
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is None:
+            return value
+        names = [name.strip() for name in value.split(",")]
+        if numbers:
+            bad = [name for name in names if not (name.isdigit() and int(name) >= 1)]
+            wanted = "whole numbers from 1, comma-separated"
+        else:
+            bad = [name for name in names if name not in allowed]
+            wanted = f"comma-separated names of {', '.join(allowed)}"
+        if bad:
+            raise click.BadParameter(f"{', '.join(map(repr, bad))}: give {wanted}")
+        return value
+
+    return check
 
 
 def device_option() -> Callable[[Callable], Callable]:

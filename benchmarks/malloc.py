@@ -26,6 +26,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     BenchmarkCommand,
     median,
+    names_from,
     print_table,
     results_option,
     write_results,
@@ -58,7 +59,13 @@ def measure_in_child(config: str, tuned: bool, threads: int) -> float:
 
 @click.command(cls=BenchmarkCommand)
 @click.option("--quick", is_flag=True, help="A tiny model and one round (for CI).")
-@click.option("--configs", default="a,c", show_default=True, help="train_overhead configs.")
+@click.option(
+    "--configs",
+    default="a,c",
+    show_default=True,
+    callback=names_from(CONFIGS),
+    help="train_overhead configs.",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True)
 @results_option(RESULTS)

@@ -59,6 +59,7 @@ from benchmarks.common import (
     machine_info,
     matmul_rates,
     median,
+    names_from,
     print_table,
     results_option,
     write_results,
@@ -488,12 +489,15 @@ def default_threads() -> list[int]:
     "--configs",
     default="a,b,c",
     show_default=True,
-    help="Which configurations: a (char, 2x256), b (char, 2x512, batch 64), c (word, 10k).",
+    callback=names_from(CONFIGS),
+    help="Which configurations: a (char, 2x256), b (char, 2x512, batch 64), c (word, 10k), "
+    "d (word, 2x650, batch 64: for a GPU).",
 )
 @click.option(
     "--threads",
     "thread_list",
     default=None,
+    callback=names_from((), numbers=True),
     help="Comma-separated torch.set_num_threads settings to try.  [default: 1, half and all "
     "of the cores]",
 )

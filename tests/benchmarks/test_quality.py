@@ -184,3 +184,13 @@ def test_a_benchmark_without_its_device_says_so_in_one_line(tmp_path):
         pytest.skip("this machine has a CUDA GPU")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.output.startswith("Error: --device cuda was asked for but no CUDA GPU")
+
+
+def test_a_bad_list_of_names_is_a_usage_error():
+    from benchmarks import train_overhead
+
+    result = CliRunner().invoke(train_overhead.main, ["--configs", "a,x"])
+    assert result.exit_code == 2
+    assert "'x': give comma-separated names of a, b, c, d" in result.output
+    result = CliRunner().invoke(train_overhead.main, ["--threads", "1,0"])
+    assert result.exit_code == 2 and "'0': give whole numbers from 1" in result.output
