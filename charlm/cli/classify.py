@@ -121,6 +121,8 @@ def classify(
     texts += [line for path in files for line in _lines(path, encoding)]
     if not texts:
         raise click.UsageError("no text to classify: give TEXT arguments or --file")
+    if any(not text.strip() for text in arguments[1:]):
+        raise click.UsageError("a TEXT argument is empty: give each text to classify")
     sampler = with_ensemble(load(checkpoint, **loading), ensemble, device, quantize)
     members = sampler.members if isinstance(sampler, Ensemble) else [sampler]
     check_unknown([member.tokenizer for member in members], unknown)

@@ -325,6 +325,11 @@ class TrainConfig:
                     f"--freeze {self.freeze} keeps the lower layers still: leave out "
                     "--lr-decay-per-layer"
                 )
+        if task == "classify" and self.ngram:
+            raise ConfigError(
+                "--ngram mixes an n-gram model into a language model of continuous text; "
+                "leave it out with --task classify"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -237,6 +237,22 @@ def matrix(p, book, ck, catalogue_name):
         (["evaluate", ck, book, "--plot", ""], USAGE, "is empty"),
         (["plot", ""], USAGE, "is empty"),
         (["classify", ck, "--file", ""], USAGE, "is empty"),
+        (["classify", ck, "a", "  "], USAGE, "a TEXT argument is empty"),
+        (
+            [
+                *train,
+                "--labels",
+                "files",
+                "--examples",
+                "lines",
+                "--task",
+                "classify",
+                "--ngram",
+                "3",
+            ],
+            USAGE,
+            "leave it out with --task classify",
+        ),
         # int8 runs on the CPU: another device with it is a combination that cannot work
         *[
             ([command, ck, *more, "--quantize", "int8", "--device", "cuda"], USAGE, "CPU only")
