@@ -29,7 +29,8 @@ from charlm.cli.options import (
 from charlm.corpus import read_book
 from charlm.data import DataOptions, read_example_set
 from charlm.device import set_threads
-from charlm.errors import CharlmError, UnknownTokenError
+from charlm.errors import CharlmError, ConfigError, UnknownTokenError
+from charlm.imagefiles import check_image_path
 from charlm.models.quantized import InferenceOptions
 from charlm.sampling import (
     Ensemble,
@@ -99,6 +100,11 @@ def evaluate(
     """
     device = inference_device(device, quantize)
     set_threads(threads)
+    if plot is not None:
+        try:
+            check_image_path(plot, "--plot")  # before the evaluation, not after it
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from exc
     data = DataOptions(**config_values(DataOptions, options))
     checked_encoding(data.encoding)
     checkpoint, files = _split_arguments(paths)

@@ -22,6 +22,7 @@ import numpy as np
 
 from charlm.corpus import ExampleSet
 from charlm.errors import CharlmError, ConfigError, CorpusError
+from charlm.imagefiles import check_image_path
 from charlm.metrics import confusion_matrix, macro_f1, per_label_scores, top_k_accuracy
 from charlm.models.posteriors import posterior
 from charlm.sampling.ensemble import Ensemble
@@ -198,10 +199,7 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
     size = max(5.0, 0.42 * len(evaluation.labels) + 2)
     figure = Figure(figsize=(size + 1, size), dpi=110)
     FigureCanvasAgg(figure)  # a canvas of its own: no pyplot, no global figure state
-    kinds = figure.canvas.get_supported_filetypes()
-    if Path(out).suffix and Path(out).suffix[1:].lower() not in kinds:
-        known = ", ".join(f".{k}" for k in sorted(kinds))
-        raise ConfigError(f"cannot write a {Path(out).suffix} image; end --plot in one of {known}")
+    check_image_path(out, "--plot")
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(evaluation.labels))

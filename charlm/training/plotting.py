@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charlm.errors import CharlmError, CheckpointError, ConfigError
+from charlm.errors import CharlmError, CheckpointError
+from charlm.imagefiles import check_image_path
 from charlm.training.metrics_log import METRICS_LOG_NAME, read_metrics
 
 
@@ -129,11 +130,8 @@ def default_plot_path(checkpoints: list[str | os.PathLike]) -> Path:
 
 def plot_runs(runs: list[Run], out: str | os.PathLike, *, x: str = "step") -> Path:
     """Draw `runs` (see `perplexity_figure`) into the image file `out`."""
+    check_image_path(out, "--out")
     figure = perplexity_figure(runs, x=x)
-    kinds = figure.canvas.get_supported_filetypes()
-    if Path(out).suffix and Path(out).suffix[1:].lower() not in kinds:
-        known = ", ".join(f".{k}" for k in sorted(kinds))
-        raise ConfigError(f"cannot write a {Path(out).suffix} image; end --out in one of {known}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out)

@@ -280,6 +280,7 @@ def matrix(p, book, ck, catalogue_name):
         (["plot", ck, "--out", p / "dir.png"], RUNTIME, "Is a directory"),
         (["plot", ck, "--out", p / "image.png" / "x.png"], RUNTIME, "File exists"),
         (["plot", ck, "--out", p / "curves.docx"], RUNTIME, "cannot write a .docx"),
+        (["evaluate", ck, book, "--plot", p / "matrix.docx"], USAGE, "cannot write a .docx"),
         (["plot", ck, "--x", "epoch"], USAGE, "--x"),
     ]
     if not torch.cuda.is_available():
