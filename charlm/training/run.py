@@ -10,11 +10,12 @@ import dataclasses
 import math
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 
@@ -34,7 +35,7 @@ from charlm.checkpoint import (
 )
 from charlm.corpus import input_name
 from charlm.corpus.encodings import canonical_encoding
-from charlm.data import DataOptions
+from charlm.data import DataOptions, ExampleIds
 from charlm.device import (
     is_out_of_memory,
     mixed_precision,
@@ -271,6 +272,8 @@ def train_book(
                 net = inputs.build_model(model, base, backward)
                 if inputs.own_vocabulary:
                     say(_carried_over(base, inputs.tokenizer))
+                elif init_from and resume is None:
+                    _warn_if_unknown(inputs, base, say)
             # A classifier keeps the labelled LM its pretraining made, or the one of the
             # classifier it goes on from (resumed, or --init-from on the same tokens).
             record = {"data": {k: v for k, v in data_section.items() if k != "pretrained"}}
@@ -472,6 +475,24 @@ def _check_tokenizer(name: str, options: dict[str, Any]) -> None:
     except TokenizerError:
         return  # installed but broken: not a settings error; the run reports it
     cls.check_options(options)
+
+
+# A share of <unk> among the training tokens past which a run from another model's tokenizer
+# is told: that vocabulary cannot read this data.
+UNKNOWN_WARNING = 0.5
+
+
+def _warn_if_unknown(inputs: RunInputs, base: Checkpoint, say: Callable[[str], None]) -> None:
+    """Say so when most of the training text is <unk> to the tokenizer `init_from` gave."""
+    unk = inputs.tokenizer.unk_id
+    train = inputs.splits[0]
+    ids = train.ids if isinstance(train, ExampleIds) else np.asarray(train)
+    share = float(np.mean(ids == unk)) if unk is not None and len(ids) else 0.0
+    if share > UNKNOWN_WARNING:
+        say(
+            f"warning: {share:.0%} of the training tokens are <unk> to {base.path}'s "
+            "tokenizer; give --tokenizer for a vocabulary of this data's own"
+        )
 
 
 def _carried_over(base: Checkpoint, tokenizer: Tokenizer) -> str:

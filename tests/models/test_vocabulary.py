@@ -155,3 +155,20 @@ def test_a_classifier_from_a_language_model_takes_its_own_vocabulary(tmp_path):
     assert sampler.is_classifier
     vocabulary = sampler.tokenizer.decode(range(sampler.tokenizer.vocab_size))
     assert "Y" in vocabulary and " " not in vocabulary  # the names' characters, not the book's
+
+
+@pytest.mark.slow
+def test_a_run_on_text_its_tokenizer_cannot_read_says_so(tmp_path):
+    first, other = tmp_path / "first.txt", tmp_path / "other.txt"
+    first.write_text("the cat sat on the mat . " * 60, encoding="utf-8")
+    other.write_text("zebras yodel quietly\n" * 60, encoding="utf-8")
+    config = TrainConfig(batch_size=4, seq_len=8, max_steps=1)
+    shape = {"hidden_size": 8, "embed_size": 8, "num_layers": 1}
+    reporter = Messages()
+    with single_thread():
+        base = train_book(first, out=tmp_path / "lm", tokenizer="word", model=shape,
+                          training=config, device="cpu")  # fmt: skip
+        train_book(other, out=tmp_path / "ft", training=config, device="cpu",
+                   init_from=base.checkpoint, reporter=reporter)  # fmt: skip
+    warned = [line for line in reporter.lines if line.startswith("warning:")]
+    assert len(warned) == 1 and "of the training tokens are <unk>" in warned[0]
