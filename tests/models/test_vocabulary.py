@@ -117,6 +117,11 @@ def test_init_from_with_a_tokenizer_trains_on_the_runs_own_vocabulary(tmp_path):
                            device="cpu", init_from=base.checkpoint, reporter=reporter)  # fmt: skip
         kept = train_book(second, out=tmp_path / "kept", training=config, device="cpu",
                           init_from=base.checkpoint)  # fmt: skip
+        # A text the LM's tokenizer cannot read: it says so.
+        unreadable, told = tmp_path / "other.txt", Messages()
+        unreadable.write_text("zebras yodel quietly\n" * 60, encoding="utf-8")
+        train_book(unreadable, out=tmp_path / "zebras", training=config, device="cpu",
+                   init_from=base.checkpoint, reporter=told)  # fmt: skip
         # Options alone train the LM's own kind of tokenizer anew (not characters).
         retrained = train_book(
             second,
@@ -129,6 +134,9 @@ def test_init_from_with_a_tokenizer_trains_on_the_runs_own_vocabulary(tmp_path):
     text = "the dog sat on the rug ."
     own, inherited = charlm.load(tuned.checkpoint), charlm.load(kept.checkpoint)
     assert charlm.load(retrained.checkpoint).tokenizer.name == "word"
+    warned = [line for line in told.lines if line.startswith("warning:")]
+    assert len(warned) == 1 and "of the training tokens are <unk>" in warned[0]
+    assert not any(line.startswith("warning:") for line in reporter.lines)
     assert own.tokenizer.unk_id not in own.tokenizer.encode(text)  # its own words
     assert inherited.tokenizer.unk_id in inherited.tokenizer.encode(text)  # the LM's: no "dog"
     assert any("keep their rows from" in line for line in reporter.lines)
@@ -155,20 +163,3 @@ def test_a_classifier_from_a_language_model_takes_its_own_vocabulary(tmp_path):
     assert sampler.is_classifier
     vocabulary = sampler.tokenizer.decode(range(sampler.tokenizer.vocab_size))
     assert "Y" in vocabulary and " " not in vocabulary  # the names' characters, not the book's
-
-
-@pytest.mark.slow
-def test_a_run_on_text_its_tokenizer_cannot_read_says_so(tmp_path):
-    first, other = tmp_path / "first.txt", tmp_path / "other.txt"
-    first.write_text("the cat sat on the mat . " * 60, encoding="utf-8")
-    other.write_text("zebras yodel quietly\n" * 60, encoding="utf-8")
-    config = TrainConfig(batch_size=4, seq_len=8, max_steps=1)
-    shape = {"hidden_size": 8, "embed_size": 8, "num_layers": 1}
-    reporter = Messages()
-    with single_thread():
-        base = train_book(first, out=tmp_path / "lm", tokenizer="word", model=shape,
-                          training=config, device="cpu")  # fmt: skip
-        train_book(other, out=tmp_path / "ft", training=config, device="cpu",
-                   init_from=base.checkpoint, reporter=reporter)  # fmt: skip
-    warned = [line for line in reporter.lines if line.startswith("warning:")]
-    assert len(warned) == 1 and "of the training tokens are <unk>" in warned[0]
