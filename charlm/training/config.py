@@ -325,6 +325,19 @@ class TrainConfig:
                     f"--freeze {self.freeze} keeps the lower layers still: leave out "
                     "--lr-decay-per-layer"
                 )
+        if task != "classify":
+            # A classifier's own options, which a language model would take and ignore.
+            given = [
+                flag
+                for flag, value, default in (
+                    ("--class-weights", self.class_weights, "none"),
+                    ("--no-gradual-unfreeze", self.gradual_unfreeze, True),
+                    ("--no-keep-lm", self.keep_lm, True),
+                )
+                if value != default
+            ]
+            if given:
+                raise ConfigError(f"{', '.join(given)} is for --task classify")
         if task == "classify" and self.ngram:
             raise ConfigError(
                 "--ngram mixes an n-gram model into a language model of continuous text; "

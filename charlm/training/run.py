@@ -413,6 +413,9 @@ def check_settings(
         raise ConfigError(
             "--task classify trains on labelled examples: give --labels (and --examples)"
         )
+    pooling = model.get("pooling", DEFAULT_POOLING)
+    if model.get("task", "lm") == "lm" and pooling != DEFAULT_POOLING:
+        raise ConfigError("--pooling is for --task classify: a language model reads every state")
     if model.get("task") == "classify" and data.reverse:
         raise ConfigError(
             "--reverse trains a backward language model; a classifier reads its examples "
@@ -477,6 +480,7 @@ def _check_tokenizer(name: str, options: dict[str, Any]) -> None:
     cls.check_options(options)
 
 
+DEFAULT_POOLING = next(f.default for f in dataclasses.fields(ModelConfig) if f.name == "pooling")
 # A share of <unk> among the training tokens past which a run from another model's tokenizer
 # is told: that vocabulary cannot read this data.
 UNKNOWN_WARNING = 0.5

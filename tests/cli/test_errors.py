@@ -238,6 +238,9 @@ def matrix(p, book, ck, catalogue_name):
         (["plot", ""], USAGE, "is empty"),
         (["classify", ck, "--file", ""], USAGE, "is empty"),
         (["classify", ck, "a", "  "], USAGE, "a TEXT argument is empty"),
+        ([*train, "--pooling", "max"], USAGE, "--pooling is for --task classify"),
+        ([*train, "--class-weights", "balanced"], USAGE, "--class-weights is for --task classify"),
+        ([*train, "--no-keep-lm"], USAGE, "--no-keep-lm is for --task classify"),
         (
             [
                 *train,
