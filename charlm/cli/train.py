@@ -87,7 +87,8 @@ def train(
             chosen = {**example_defaults(TrainConfig, task), **_only(chosen, given)}
         if resume is not None:
             _check_resume_keeps(ctx, given)
-            training = resumed_training(resume, _only(chosen, given))
+            training = _only(chosen, given)  # the changes alone: train_book applies them
+            resumed_training(resume, training)  # a change it cannot make is a usage error now
         else:
             training = TrainConfig(**chosen)
             training.check_start(model.get("task", "lm"), init_from)
