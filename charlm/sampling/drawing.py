@@ -52,7 +52,7 @@ class Drawing:
     labels: each network row's label index for a labelled model, given to every network step.
     guide: label guidance (guidance.py); each sample then has one network row per label.
     mixer: the n-gram model mixed with the network (mixing.py), drawn from as scored.
-    never: more ids never to draw (Sampler.never_drawn).
+    banned: the ids never drawn (Sampler.banned_ids: the tokenizer's special ones and more).
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class Drawing:
         labels: torch.Tensor | None = None,
         guide: LabelGuide | None = None,
         mixer: NgramMixer | None = None,
-        never: Sequence[int] = (),
+        banned: Sequence[int] = (),
     ) -> None:
         check_logprobs(logprobs)
         options = request.options
@@ -84,7 +84,7 @@ class Drawing:
         self.labels = labels
         self._end_id = end_id
         self._tokenizer = tokenizer
-        self._banned = tokenizer.banned_ids(options.allow_unk) + list(never)
+        self._banned = list(banned)
         self._logprobs = logprobs
         self._uniforms = None if options.greedy else Uniforms(self.seeds, device)
         self._seen = None

@@ -391,7 +391,7 @@ class Sampler:
             labels=row_labels,
             guide=guide,
             mixer=self._mixer(prime_ids, rows),
-            never=self.never_drawn,
+            banned=self.banned_ids(options),
         )
         return drawing, *_repeat_rows(logits, state, rows)
 
@@ -459,7 +459,7 @@ class Sampler:
         options = request.options
         self.check_beam(options.beam_width)
         prime_ids, context_ids = self._encode_prefix(request.prefix, options.unknown)
-        banned = self.tokenizer.banned_ids(options.allow_unk) + self.never_drawn
+        banned = self.banned_ids(options)
 
         def advance(tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
             logits, state = self.step(tokens, state)
@@ -528,6 +528,11 @@ class Sampler:
         if labels is None:  # models without labels need not take the argument
             return self.model(tokens, state)
         return self.model(tokens, state, labels=labels)
+
+    def banned_ids(self, options: SamplingOptions) -> list[int]:
+        """The ids a sample never draws: the tokenizer's special ones (<unk> unless
+        `allow_unk`) and `never_drawn`."""
+        return self.tokenizer.banned_ids(options.allow_unk) + self.never_drawn
 
     def check_beam(self, beam_width: int) -> None:
         """Raise a one-line ConfigError if this model cannot search beams of `beam_width`."""
