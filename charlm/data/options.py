@@ -66,7 +66,7 @@ class DataOptions:
     )  # fmt: skip
     encoding: str | None = option(
         None,
-        "Read the books in this encoding (e.g. cp1252, gb18030) instead of detecting it.",
+        "Read the text files in this encoding (e.g. cp1252, gb18030) instead of detecting it.",
         shown_default="detect",
     )
     keep_boilerplate: bool = option(
