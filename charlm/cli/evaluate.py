@@ -111,6 +111,10 @@ def evaluate(
     checkpoint = resolve_checkpoint(checkpoint)
     sampler = load(checkpoint, device=device, quantize=quantize, ngram=ngram)
     check_unknown([sampler.tokenizer], unknown)
+    if plot is not None and not sampler.labels:
+        raise click.UsageError(
+            f"--plot draws the confusion matrix of a labelled model; {checkpoint} has no labels"
+        )
     if sampler.end_id is not None:
         sampler = with_ensemble(sampler, ensemble, device, quantize)
         _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)
@@ -160,6 +164,10 @@ def _evaluate_examples(
     as_json: bool,
 ) -> None:
     data = _training_format(checkpoint, data)
+    if plot is not None and data.labels is None:
+        raise click.UsageError(
+            "--plot draws a confusion matrix of labelled examples: give --labels"
+        )
     examples = read_example_set(files, data)
     try:
         evaluation = evaluate_examples(sampler, examples, prior=prior, unknown=unknown)
@@ -308,10 +316,19 @@ def _print_evaluation(evaluation: ExampleEvaluation, classified_by: str = "class
     )
     width = max(len("label"), *(len(name) for name in evaluation.labels))
     click.echo(f"{'label':<{width}}  precision  recall      f1  support")
+    absent = False
     for name, scores in evaluation.per_label.items():
         if not scores["support"] and not scores["predicted"]:
             continue  # a label neither in the examples nor ever chosen
-        click.echo(
-            f"{name:<{width}}  {scores['precision']:>9.3f}  {scores['recall']:>6.3f}  "
-            f"{scores['f1']:>6.3f}  {scores['support']:>7,}"
+        # A label chosen but not in the examples has no recall; macro-F1 leaves it out.
+        absent = absent or not scores["support"]
+        recall, f1 = (
+            (f"{scores['recall']:>6.3f}", f"{scores['f1']:>6.3f}")
+            if scores["support"]
+            else (f"{'-':>6}", f"{'-':>6}")
         )
+        click.echo(
+            f"{name:<{width}}  {scores['precision']:>9.3f}  {recall}  {f1}  {scores['support']:>7,}"
+        )
+    if absent:
+        click.echo("-: a label the model chose that no example has; macro-F1 leaves it out")

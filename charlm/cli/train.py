@@ -21,7 +21,7 @@ from charlm.data import DataOptions
 from charlm.errors import CharlmError, CheckpointError, ConfigError
 from charlm.models import ModelConfig
 from charlm.options import example_defaults, flag_name, option_fields
-from charlm.training import TrainConfig, train_book
+from charlm.training import TrainConfig, train_book, unused
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training, with_example_defaults
@@ -92,6 +92,7 @@ def train(
         else:
             training = TrainConfig(**chosen)
             training.check_start(model.get("task", "lm"), init_from)
+            unused.check_before_reading(model, data, training, model.get("task", "lm"), init_from)
         check_settings(
             with_example_defaults(model, data), data, tokenizer, tokenizer_options,
             resume=resume, init_from=init_from,

@@ -56,7 +56,7 @@ from charlm.models import ENCODER_FIELDS, RNNLM, ModelConfig, num_parameters
 from charlm.models.vocabulary import shared_tokens
 from charlm.options import SAME, example_defaults, flag_name, option_fields
 from charlm.tokenizers import Tokenizer, get_tokenizer_class
-from charlm.training import distributed
+from charlm.training import distributed, unused
 from charlm.training.allocator import keep_freed_memory
 from charlm.training.config import format_duration
 from charlm.training.inputs import RunInputs, prepare_inputs
@@ -173,6 +173,7 @@ def train_book(
     check_settings(model, data, tokenizer, tokenizer_options, resume=resume, init_from=init_from)
     if resume is None:
         (training or TrainConfig()).check_start(task, init_from)
+        unused.check_before_reading(chosen, data, training or TrainConfig(), task, init_from)
         if training is not None and training.ngram and not data.splits().has_val():
             raise ConfigError(
                 "--ngram fits the mixture of the network and the n-gram model on the "
@@ -249,6 +250,10 @@ def train_book(
             or resumed_data.get("init_from")
             or resumed_data.get("pretrained")
         )
+        if resume is None:
+            unused.check_once_read(
+                chosen, training, task, pretraining=pretraining, fine_tune=fine_tune
+            )
         if fine_tune and training.lr_decay_per_layer is None:
             # Decided once, by the tokenizer's vocabulary as pretraining is, and recorded.
             decay = training.decay_per_layer(vocab_size)

@@ -284,6 +284,7 @@ def matrix(p, book, ck, catalogue_name):
         (["plot", ck, "--out", p / "image.png" / "x.png"], RUNTIME, "File exists"),
         (["plot", ck, "--out", p / "curves.docx"], RUNTIME, "cannot write a .docx"),
         (["evaluate", ck, book, "--plot", p / "matrix.docx"], USAGE, "cannot write a .docx"),
+        (["evaluate", ck, book, "--plot", p / "matrix.png"], USAGE, "has no labels"),
         (["plot", ck, "--x", "epoch"], USAGE, "--x"),
     ]
     if not torch.cuda.is_available():

@@ -178,6 +178,28 @@ def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, t
     plain = invoke("evaluate", model, test / "ab.txt", "--device", "cpu")  # the model's format
     assert plain.exit_code == 0 and "precision  recall" in plain.stdout
     assert "reading the files as the model's training data was read" in plain.stderr
+    # Examples read without their labels have no confusion matrix: said before evaluating.
+    unlabelled = invoke("evaluate", model, test / "ab.txt", "--examples", "lines", "--plot",
+                        tmp_path / "none.png", "--device", "cpu")  # fmt: skip
+    assert unlabelled.exit_code == 2 and "matrix of labelled examples: give --labels" in (
+        unlabelled.stderr
+    )
+    assert not (tmp_path / "none.png").exists() and "nats/char" not in unlabelled.stdout
+
+
+def test_a_label_chosen_but_absent_from_the_examples_has_no_recall_in_the_table(model, tmp_path):
+    # Names of x, y and z filed under ab: the model calls them xyz, a label no example has.
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "ab.txt").write_text("Xyz\nZyx\nAb\n", encoding="utf-8")
+    result = invoke("evaluate", model, tmp_path / "test", "--labels", "files", "--examples",
+                    "lines", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if line.startswith("xyz "))
+    assert row.split()[1:] == ["0.000", "-", "-", "0"]  # precision, recall, F1, support
+    assert "macro-F1 leaves it out" in result.stdout
+    args = ["--labels", "files", "--examples", "lines", "--json", "--device", "cpu"]
+    as_json = json.loads(invoke("evaluate", model, tmp_path / "test", *args).stdout)
+    assert as_json["macro_f1"] == as_json["per_label"]["ab"]["f1"]  # ab alone has examples
 
 
 @pytest.mark.slow
@@ -255,6 +277,28 @@ CLASSIFIER_FROM_LM = ["train", "x", "--labels", "files", "--examples", "lines",
             "--pretrain-epochs is for --task classify",
         ),
         ([*CLASSIFIER_FROM_LM, "--pretrain-epochs", "2"], "leave out --pretrain-epochs"),
+        (["train", "x", "--label-input", "token"], "--label-input is for a model of labelled"),
+        (
+            ["train", "x", "--examples", "lines", "--label-size", "8"],
+            "--label-size is for a model of labelled examples: give --labels",
+        ),
+        (
+            ["train", "x", "--labels", "files", "--examples", "lines", "--iterator", "random"],
+            "--iterator random cuts continuous text",
+        ),
+        (
+            [*CLASSIFIER_FROM_LM[:-2], "--no-keep-lm", "--label-input", "token"],
+            "with --no-keep-lm it keeps none",
+        ),
+        ([*CLASSIFIER_FROM_LM, "--label-size", "4"], "with --init-from it keeps none"),
+        *[
+            ([*CLASSIFIER_FROM_LM[:-2], "--pretrain-epochs", "0", *more], message)
+            for more, message in (
+                (["--lr-decay-per-layer", "2"], "--lr-decay-per-layer is for the layers"),
+                (["--no-gradual-unfreeze"], "--no-gradual-unfreeze is for the layers"),
+                (["--label-input", "token"], "this one does not pretrain (--pretrain-epochs 0)"),
+            )
+        ],
         (["train", "x", "--freeze", "encoder"], "name the model to start from with --init-from"),
         ([*CLASSIFIER_FROM_LM, "--freeze", "encoder"], "--freeze is for language models"),
         (["train", "x", "--lr-decay-per-layer", "2.6"], "name the model to start from"),

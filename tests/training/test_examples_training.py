@@ -56,7 +56,10 @@ def test_a_labelled_model_learns_its_examples_and_saves_the_labels(tmp_path):
 @pytest.mark.slow
 def test_examples_without_labels_train_a_model_of_one_kind(tmp_path):
     names = write_labelled_names(tmp_path / "names")
-    trained = run(names, tmp_path / "model", steps=20, labels=None, examples="lines")
+    unlabelled = {k: v for k, v in TINY.items() if k != "label_size"}  # refused without labels
+    trained = run(
+        names, tmp_path / "model", steps=20, model=unlabelled, labels=None, examples="lines"
+    )
     config = read_config(trained.checkpoint)
     assert config["model"]["num_labels"] == 0 and config["model"]["end_token"]
     assert "labels" not in config and trained.labels == []

@@ -187,6 +187,32 @@ def test_pretraining_where_it_cannot_be_is_refused(tmp_path, model, init, match)
         )  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("model", "training", "match"),
+    [
+        ({}, {"lr_decay_per_layer": 2.0}, "--lr-decay-per-layer is for the layers a language"),
+        ({}, {"gradual_unfreeze": False}, "--no-gradual-unfreeze is for the layers a language"),
+        ({"label_input": "token"}, {}, "--label-input is for the labelled language model"),
+    ],
+)
+def test_a_classifier_of_words_refuses_what_only_pretraining_would_use(
+    tmp_path, model, training, match
+):
+    # More distinct words than a small vocabulary holds: such a classifier does not pretrain,
+    # which only the vocabulary says, once the examples are read.
+    for label, offset in (("even", 0), ("odd", 1)):
+        words = [f"w{2 * i + offset}" for i in range(SMALL_VOCABULARY // 2 + 10)]
+        (tmp_path / "words").mkdir(exist_ok=True)
+        (tmp_path / "words" / f"{label}.txt").write_text("\n".join(words) + "\n")
+    with pytest.raises(ConfigError, match=f"{match}.*does not pretrain unless --pretrain-epochs"):
+        train_book(
+            tmp_path / "words", out=tmp_path / "model", tokenizer="word",
+            model={**TINY, "task": "classify", **model}, data=LABELLED,
+            training=TrainConfig(max_steps=1, **training), device="cpu",
+        )  # fmt: skip
+    assert not (tmp_path / "model").exists()
+
+
 @pytest.mark.slow
 def test_the_names_classifier_of_the_defaults_pretrains_on_the_real_names(tmp_path):
     names = SHARED_CORPORA / "names"
