@@ -7,6 +7,7 @@ import click
 from charlm.cli import cli
 from charlm.errors import TokenizerError
 from charlm.tokenizers import available_tokenizers
+from charlm.tokenizers.base import Option
 
 
 @cli.command()
@@ -34,5 +35,12 @@ def tokenizers(show_options: bool) -> None:
         click.echo(f"{info.name:<{width}}  {cls.description}  [{info.origin}]")
         if show_options:
             for key, option in cls.options.items():
-                default = "" if option.default is None else f" (default {option.default})"
-                click.echo(f"{'':<{width}}    {key}={option.type.__name__}: {option.help}{default}")
+                click.echo(f"{'':<{width}}    {key}={option.type.__name__}: {_described(option)}")
+
+
+def _described(option: Option) -> str:
+    """The option's help, then its default and limits: "... (default 2; at least 1)"."""
+    notes = [f"default {option.default}"] if option.default is not None else []
+    if option.limits():
+        notes.append(option.limits())
+    return f"{option.help} ({'; '.join(notes)})" if notes else option.help

@@ -21,6 +21,11 @@ from charlm.errors import TokenizerError, UnknownTokenError
 UNKNOWN_POLICIES = ("error", "skip", "unk")
 
 
+# The largest integer a tokenizer option may take when only the native library sets a ceiling
+# (Hugging Face's trainers take 64-bit counts); listings say "at least ..." for it.
+NO_CEILING = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class Option:
     """One training option of a tokenizer: its type, default, a line of help and its limits.
@@ -59,6 +64,22 @@ class Option:
             raise TokenizerError(
                 f"tokenizer option {key}={value!r} is not a valid {self.type.__name__}"
             ) from None
+
+    def limits(self) -> str:
+        """The limits in words, for listings: "at least 1", "1 to 65,536", "words or spaces"."""
+        parts = []
+        if self.required:
+            parts.append("required")
+        high = None if self.high == NO_CEILING else self.high
+        if self.low is not None and high is not None:
+            parts.append(f"{self.low:,} to {high:,}")
+        elif self.low is not None:
+            parts.append(f"at least {self.low:,}")
+        elif high is not None:
+            parts.append(f"at most {high:,}")
+        if self.choices is not None:
+            parts.append(" or ".join(self.choices))
+        return "; ".join(parts)
 
     def _check_limits(self, key: str, value: Any) -> None:
         # `not value >= low` rather than `value < low`, so that NaN is refused too.
@@ -264,31 +285,45 @@ def unknown_error(
 
 
 class StreamDecoder:
-    """Generic incremental decoding: decode everything, emit what is new and complete.
+    """Generic incremental decoding: emit what each id adds to the decoded text.
 
-    Text ending in U+FFFD is held back, because with byte-level vocabularies that usually
-    means a multi-byte character whose remaining bytes have not arrived yet.
+    Each step decodes a short window, the ids since the last emitted piece plus a few before
+    them for their spacing, and emits what the new ids add to that window's text (the offsets
+    of Hugging Face's text-generation-inference). Decoding the whole text at every step
+    would make a stream quadratic in its length. Text ending in U+FFFD is held back, because
+    with byte-level vocabularies that usually means a multi-byte character whose remaining
+    bytes have not arrived yet. Assumes, as those servers do, that an id's text depends on a
+    few ids before it, not on the whole text; a tokenizer for which that is false overrides
+    `Tokenizer.stream_decoder`.
     """
+
+    CONTEXT_IDS = 6  # ids decoded before the new ones, so their spacing is decoded as in place
 
     def __init__(self, tokenizer: Tokenizer, context: Sequence[int] = ()) -> None:
         self._tokenizer = tokenizer
         self._ids = list(context)
-        self._emitted = tokenizer.decode(self._ids)
+        self._read = len(self._ids)  # ids[:read] have been emitted
+        self._prefix = max(0, self._read - self.CONTEXT_IDS)  # the window starts here
 
     def step(self, token_id: int) -> str:
         """Add one id; return the text it completes (possibly empty)."""
         self._ids.append(int(token_id))
-        text = self._tokenizer.decode(self._ids)
-        if text.endswith("\ufffd") or not text.startswith(self._emitted):
-            return ""
-        new, self._emitted = text[len(self._emitted) :], text
-        return new
+        return self._advance(final=False)
 
     def flush(self) -> str:
         """Whatever is still held back at the end of generation."""
-        text = self._tokenizer.decode(self._ids)
-        new = text[len(self._emitted) :] if text.startswith(self._emitted) else ""
-        self._emitted = text
+        return self._advance(final=True)
+
+    def _advance(self, final: bool) -> str:
+        decode = self._tokenizer.decode
+        before = decode(self._ids[self._prefix : self._read])
+        text = decode(self._ids[self._prefix :])
+        if not text.startswith(before) or (text.endswith("\ufffd") and not final):
+            return ""
+        new = text[len(before) :]
+        if new or final:
+            self._read = len(self._ids)
+            self._prefix = max(self._prefix, self._read - self.CONTEXT_IDS)
         return new
 
     def feed(self, ids: Sequence[int]) -> Iterator[str]:

@@ -21,7 +21,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from charlm.errors import TokenizerError
 from charlm.limits import MAX_TOKENIZER_FILE_BYTES, MAX_VOCAB_SIZE, too_large
 
-from .base import Option, StreamDecoder, Tokenizer, unknown_error
+from .base import NO_CEILING, Option, StreamDecoder, Tokenizer, unknown_error
 from .hf_limits import PipelineLimits, panics_as_errors
 
 UNK = "<unk>"
@@ -256,7 +256,7 @@ def _common_options(default_vocab: int) -> dict[str, Option]:
     return {
         "vocab_size": _vocab_size_option(default_vocab),
         # The library counts in 64 bits: a larger number is an OverflowError from inside it.
-        "min_freq": Option(int, 2, "pieces seen fewer times are not added", low=0, high=2**63 - 1),
+        "min_freq": Option(int, 2, "pieces seen fewer times are not added", low=0, high=NO_CEILING),
     }
 
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from charlm.errors import TokenizerError, UnknownTokenError
 from charlm.tokenizers import (
+    StreamDecoder,
     Tokenizer,
     available_tokenizers,
     get_tokenizer_class,
@@ -285,6 +286,32 @@ def test_stream_after_a_prefix_matches_decoding_the_whole(name, options):
     )
 
 
+# The word tokenizer's spacing of a quote depends on how many quotes came before it, far back
+# in the text: it is the kind of tokenizer that overrides stream_decoder (and does).
+LOCAL_DECODERS = [(name, options) for name, options in TRAINED if name != "word"]
+
+
+@pytest.mark.parametrize(("name", "options"), LOCAL_DECODERS)
+def test_the_generic_stream_decoder_matches_the_whole_text_in_short_windows(name, options):
+    # The fallback a plugin without its own stream decoder gets, on the built-in tokenizers.
+    tokenizer = train_tokenizer(name, BOOK, options)
+    widest = []
+    decode = tokenizer.decode
+
+    def counted(ids):
+        widest.append(len(ids))
+        return decode(ids)
+
+    tokenizer.decode = counted  # an instance attribute: this tokenizer alone
+    ids = tokenizer.encode_array(BOOK[:2000])
+    for cut in (0, len(ids) // 2):
+        decoder = StreamDecoder(tokenizer, list(ids[:cut]))
+        pieces = [decoder.step(int(i)) for i in ids[cut:]] + [decoder.flush()]
+        assert "".join(pieces) == decode(ids)[len(decode(ids[:cut])) :]
+    # Each step decodes a few ids, not the whole text so far: a stream costs its length.
+    assert len(ids) > 200 and max(widest) <= StreamDecoder.CONTEXT_IDS + 8
+
+
 def test_byte_level_bpe_streams_emoji_whole(byte_bpe):
     text = "😀👩‍👩‍👧漢字 e\u0301"
     pieces = stream(byte_bpe, byte_bpe.encode_array(text))
@@ -366,6 +393,35 @@ def test_values_at_the_limits_are_accepted():
     assert get_tokenizer_class("wordpiece").check_options({"min_freq": "0"}) == {"min_freq": 0}
     assert get_tokenizer_class("unigram").check_options({"vocab_size": 4 * 1024 * 1024})
     assert get_tokenizer_class("byte").check_options({}) == {}
+
+
+def test_the_listing_shows_each_options_limits_as_the_check_applies_them():
+    from click.testing import CliRunner
+
+    from charlm.cli import cli
+
+    listing = CliRunner().invoke(cli, ["tokenizers"]).output
+    for line in (
+        "min_freq=int: characters seen fewer times become <unk> (implies unk) (default 1; "
+        "at least 1)",
+        "split=str: words: by the regular expression; spaces: at spaces only (default words; "
+        "words or spaces)",
+        "vocab_size=int: size of the vocabulary to learn (default 2000; 1 to 4,194,304)",
+        "path=str: the tokenizer.json file to load (required)",
+        # The library's own 64-bit ceiling is not a choice a user makes: not listed.
+        "min_freq=int: pieces seen fewer times are not added (default 2; at least 0)",
+    ):
+        assert line in listing
+    # Every limit listed is one the check applies: one step past it is refused.
+    for name in ("char", "word", "bpe", "unigram", "wordpiece"):
+        cls = get_tokenizer_class(name)
+        for key, option in cls.options.items():
+            if option.low is not None:
+                with pytest.raises(TokenizerError, match="must be at least"):
+                    cls.check_options({key: str(option.low - 1)})
+            if option.choices is not None:
+                with pytest.raises(TokenizerError, match="must be one of"):
+                    cls.check_options({key: "not-a-choice"})
 
 
 def test_only_a_tokenizer_that_declares_no_options_at_all_gets_them_raw():
