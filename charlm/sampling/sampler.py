@@ -42,6 +42,7 @@ from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.guidance import LabelGuide
 from charlm.sampling.mixing import NgramMixer, first_history, mixed_log_probs, read_on
 from charlm.sampling.options import SamplingOptions
+from charlm.sampling.prompt import predicted, prompt_pieces
 from charlm.sampling.request import Request, call_options, check_text, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
@@ -416,6 +417,48 @@ class Sampler:
         rows = options.num_samples
         guide = LabelGuide(int(label), prior.float() + prefix, rows, options.guidance)
         return everyone.repeat(rows), guide, logits[:, -1], state
+
+    @torch.inference_mode()
+    def prompt_pieces(self, request: Request, logprobs: int = 0) -> list[Piece]:
+        """The prompt of `request` as the model reads it before drawing (prompt.py): pieces of
+        text, each with the log-probability (nats, temperature 1) of its tokens after those
+        before it and the `logprobs` likeliest tokens where it begins.
+
+        The request's label is given and the n-gram model mixed in where there is one, as in
+        `score`, and no token is masked (a prompt may hold <unk>, which a sample never
+        draws): the log-probabilities of an example add up to its score less its end token,
+        those of continuous text to `score(prompt[1:], prefix=prompt[0])`'s total."""
+        self._check_generative()
+        labels = self._label_tensor(request.options.label)
+        prime_ids, context_ids = self._encode_prefix(request.prefix, request.options.unknown)
+        if not context_ids:  # an empty prompt: drawing starts from a primer, not from it
+            return []
+        log_probs = self._log_probs_after(prime_ids[:-1], labels)
+        chosen, alternatives = predicted(log_probs, prime_ids[1:], logprobs, self._token_name)
+        return prompt_pieces(self.tokenizer, context_ids, chosen, alternatives)
+
+    def _log_probs_after(
+        self, ids: list[int], labels: torch.Tensor | None
+    ) -> Iterator[torch.Tensor]:
+        """Log-probabilities (positions, vocab) of the token after each of `ids`, a chunk at a
+        time, with the n-gram model mixed in where there is one."""
+        tokens = torch.as_tensor(ids, dtype=torch.long, device=self.device).unsqueeze(0)
+        state = None
+        if self.ngram is not None:  # position i's history: the ids up to i, -1 before them
+            padded = np.concatenate([np.full(self.ngram.order - 1, -1, dtype=np.int64), ids])
+        for start in range(0, len(ids), self._chunk_len):
+            logits, state = self._call(tokens[:, start : start + self._chunk_len], state, labels)
+            logits = logits[0]
+            if self.ngram is None:
+                yield logits.float().log_softmax(-1)
+                continue
+            at = np.arange(start + 1, start + 1 + len(logits))[:, None]
+            histories = padded[at + np.arange(self.ngram.order - 1)[None, :]]
+            yield mixed_log_probs(self.ngram, self.ngram_weight, logits, histories)
+
+    def _token_name(self, token: int) -> str:
+        # As a drawing names its alternatives: the end of an example writes no text.
+        return "" if token == self.end_id else self.tokenizer.decode([token])
 
     def network_rows(self, options: SamplingOptions) -> int:
         """The rows of the network a drawing with `options` steps: one per sample, or with

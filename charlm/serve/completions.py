@@ -5,6 +5,10 @@ choices are numbered prompt by prompt (prompt i, sample j is choice i * n + j), 
 uses seed + j, as `charlm generate --num-samples n --seed SEED` does. With `stream`, every
 batch of new pieces goes out as soon as it is drawn, as server-sent events; the text of a
 chunk is whatever was drawn since the last one (one piece when the client keeps up).
+
+With `echo` and `logprobs`, each choice's logprobs begin with the prompt's own tokens, scored
+by the engine's worker (`Sampler.prompt_pieces`): the first one null where nothing predicts it, as
+OpenAI's; streamed, they go out with the echoed prompt, in the first chunk of the choice.
 """
 
 from __future__ import annotations
@@ -38,6 +42,27 @@ class Choice:
     top_logprobs: list[dict[str, float]] = field(default_factory=list)
     text_offset: list[int] = field(default_factory=list)
     length: int = 0  # characters so far, the echoed prompt included (for text_offset)
+    echoed: int = 0  # how many of the pieces are the prompt's (echo with logprobs)
+
+    def add_prompt(self, pieces: list[Piece]) -> None:
+        """Record the prompt's scored pieces, before any drawn one. Each piece's offset is
+        where its text is next found in the prompt as sent, which its pieces need not spell
+        (characters `unknown` "skip" dropped, <unk>); one not found sits where the last
+        one ended."""
+        cursor = 0
+        for piece in pieces:
+            found = self.prefix.find(piece.text, cursor)
+            self.tokens.append(piece.text)
+            self.token_logprobs.append(piece.log_prob)
+            self.top_logprobs.append(_top(piece))
+            self.text_offset.append(cursor if found < 0 else found)
+            cursor = cursor if found < 0 else found + len(piece.text)
+        self.echoed = len(self.tokens)
+
+    @property
+    def text(self) -> str:
+        """What was drawn, without the prompt."""
+        return "".join(self.tokens[self.echoed :])
 
     def add(self, pieces: list[Piece]) -> tuple[str, dict[str, Any]]:
         """Record `pieces`; their text and their logprobs object (OpenAI's shape)."""
@@ -70,7 +95,9 @@ class Completion:
         self.created = int(time.time())
         self.n = request.options.num_samples
         sampler_requests = [make_request(p, request.options) for p in request.prompts]
-        self.jobs = [model.engine.submit(r, request.logprobs) for r in sampler_requests]
+        self.jobs = [
+            model.engine.submit(r, request.logprobs, request.echo) for r in sampler_requests
+        ]
         self.choices = [
             Choice(i * self.n + j, prompt, length=len(prompt) if request.echo else 0)
             for i, prompt in enumerate(request.prompts)
@@ -85,6 +112,8 @@ class Completion:
         except BaseException:
             self.cancel()
             raise
+        for choice in self.choices:  # with echo and logprobs: the prompt's pieces first
+            choice.add_prompt(self.jobs[choice.index // self.n].prompt)
 
     def cancel(self) -> None:
         for job in self.jobs:
@@ -149,7 +178,7 @@ def _whole(completion: Completion) -> dict[str, Any]:
     choices = [
         {
             "index": choice.index,
-            "text": (choice.prefix if echo else "") + "".join(choice.tokens),
+            "text": (choice.prefix if echo else "") + choice.text,
             "logprobs": choice.logprobs() if logprobs else None,
             "finish_reason": completion.finish_reason(choice),
             "seed": completion.seed(choice),
@@ -178,8 +207,10 @@ async def _events(completion: Completion) -> AsyncIterator[str]:
     request = completion.request
     try:
         if request.echo:
+            with_logprobs = request.logprobs is not None
             for choice in completion.choices:
-                yield _event(completion.envelope([_chunk(choice, choice.prefix, None)]))
+                logprobs = choice.logprobs() if with_logprobs else None
+                yield _event(completion.envelope([_chunk(choice, choice.prefix, logprobs)]))
         async for job_number, pieces in _drawn(completion.jobs):
             if pieces is None:
                 yield _finished(completion, job_number)

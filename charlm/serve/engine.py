@@ -12,6 +12,10 @@ cores, an event per token held a streamed completion to 0.62-0.67 of drawing in 
 a single event at the end to 0.77-0.94. So a job hands its pieces to the loop at most every
 `interval` seconds (the first piece, the end and errors at once); pieces drawn in between go
 out together.
+
+A completion that echoes its prompt with `logprobs` also reports the prompt's tokens with
+their probabilities: `Sampler.prompt_pieces`, run by the worker when it admits the job,
+before its prefix is primed.
 """
 
 from __future__ import annotations
@@ -30,10 +34,19 @@ from charlm.sampling.request import Request
 class Job:
     """One request in flight: the handler's side (async) of what the worker draws."""
 
-    def __init__(self, request: Request, logprobs: int | None, interval: float = 0.0) -> None:
+    def __init__(
+        self,
+        request: Request,
+        logprobs: int | None,
+        interval: float = 0.0,
+        echo: bool = False,
+    ) -> None:
         self.request = request
         self.logprobs = logprobs
         self.drawing: Drawing | None = None  # set by the worker once the prefix is primed
+        # With echo and logprobs: the prompt's pieces (`Sampler.prompt_pieces`), set with `drawing`.
+        self.scores_prompt = echo and logprobs is not None
+        self.prompt: list[Piece] = []
         self.cancelled = False
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
@@ -134,9 +147,11 @@ class Engine:
         """Requests waiting for room in the batch."""
         return len(self._waiting)
 
-    def submit(self, request: Request, logprobs: int | None = None) -> Job:
-        """Queue `request` (from the event loop); its pieces arrive at the returned job."""
-        job = Job(request, logprobs, self._interval)
+    def submit(self, request: Request, logprobs: int | None = None, echo: bool = False) -> Job:
+        """Queue `request` (from the event loop); its pieces arrive at the returned job. With
+        `echo` and `logprobs`, the job's `prompt` holds the prompt's scored pieces once it
+        has started."""
+        job = Job(request, logprobs, self._interval, echo)
         with self._wake:
             self._waiting.append(job)
             self._wake.notify()
@@ -188,6 +203,8 @@ class Engine:
         else:
             batch = Batch(self._sampler)
         try:
+            if job.scores_prompt:  # first: a prompt it cannot score joins no batch
+                job.prompt = self._sampler.prompt_pieces(job.request, job.logprobs)
             job.drawing = batch.add(job.request, job.logprobs)
         except Exception as exc:  # a prefix the model cannot take: that request fails alone
             job.post([], error=exc)

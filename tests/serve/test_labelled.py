@@ -49,6 +49,37 @@ def test_a_guided_completion_is_the_example_generate_draws(client, labelled):
     assert texts == labelled.generate(label="xyz", seed=3, length=30, num_samples=2, guidance=2)
 
 
+def test_an_echoed_example_has_every_token_scored_after_its_start(client, labelled):
+    prompt = "Abba"
+    for label in ("ab", "xyz"):
+        body = {"prompt": prompt, "label": label, "max_tokens": 0, "echo": True, "logprobs": 20}
+        (choice,) = client.post("/v1/completions", json=body).json()["choices"]
+        logprobs = choice["logprobs"]
+        assert choice["text"] == prompt and logprobs["tokens"] == list(prompt)
+        assert logprobs["text_offset"] == [0, 1, 2, 3]
+        # Read after the start token, the first token is predicted too: none is null.
+        assert None not in logprobs["token_logprobs"] and None not in logprobs["top_logprobs"]
+        # Every token (the end one too, "" among the alternatives) is among the 20 likeliest.
+        assert all(len(top) == labelled.vocab_size for top in logprobs["top_logprobs"])
+        for token, log_prob, top in zip(
+            logprobs["tokens"], logprobs["token_logprobs"], logprobs["top_logprobs"]
+        ):
+            assert top[token] == pytest.approx(log_prob)
+        # The score of the example, p(text | label), is that of its tokens and its end.
+        score = labelled.score(prompt, label=label)
+        after = _after(client, prompt, label)
+        expected = -score.cross_entropy * score.num_tokens
+        assert sum(logprobs["token_logprobs"]) + after[""] == pytest.approx(expected, abs=1e-5)
+
+
+def _after(client, prompt: str, label: str) -> dict[str, float]:
+    """The log-probability of every token after `prompt` (the end of the example as ""), as
+    the alternatives of one more token scored after it."""
+    body = {"prompt": prompt + "a", "label": label, "max_tokens": 0, "echo": True, "logprobs": 20}
+    (choice,) = client.post("/v1/completions", json=body).json()["choices"]
+    return choice["logprobs"]["top_logprobs"][-1]
+
+
 @pytest.mark.parametrize("label", [None, "fr"])
 def test_a_missing_or_unknown_label_is_a_400_that_lists_the_labels(client, label):
     body = {"prompt": "", "max_tokens": 5, **({"label": label} if label else {})}
