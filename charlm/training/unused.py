@@ -41,6 +41,11 @@ def check_before_reading(
             f"{_joined(given)} for the labelled language model a classifier keeps, and with "
             f"{why} it keeps none: leave {'them' if len(given) > 1 else 'it'} out"
         )
+    if "--label-size" in given and chosen.get("label_input") == "token":
+        raise ConfigError(
+            "--label-size is the size of the label vector of --label-input every-step; "
+            "--label-input token reads the label as a token: leave one out"
+        )
     if data.example_unit is not None and training.iterator != "sequential":
         raise ConfigError(
             f"--iterator {training.iterator} cuts continuous text; examples are read one at a "

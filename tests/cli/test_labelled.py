@@ -291,6 +291,21 @@ CLASSIFIER_FROM_LM = ["train", "x", "--labels", "files", "--examples", "lines",
             "with --no-keep-lm it keeps none",
         ),
         ([*CLASSIFIER_FROM_LM, "--label-size", "4"], "with --init-from it keeps none"),
+        (
+            [
+                "train",
+                "x",
+                "--labels",
+                "files",
+                "--examples",
+                "lines",
+                "--label-input",
+                "token",
+                "--label-size",
+                "8",
+            ],
+            "--label-input token reads the label as a token",
+        ),  # fmt: skip
         *[
             ([*CLASSIFIER_FROM_LM[:-2], "--pretrain-epochs", "0", *more], message)
             for more, message in (
