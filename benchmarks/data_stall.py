@@ -13,15 +13,20 @@ Tables go to stdout, everything to benchmarks/results/data_stall.json.
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 
 import click
 import numpy as np
 import torch
 
-from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, results_option, threads_option
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    results_option,
+    threads_option,
+    write_results,
+)
 from charlm.corpus import read_book
 from charlm.models import ModelConfig, build_model
 from charlm.tokenizers import get_tokenizer_class
@@ -93,16 +98,9 @@ def main(quick: bool, out: Path, threads: int | None) -> None:
             f"{row['model']:<14}{row['iterator']:<12}{row['ms_per_step']:>10.1f}"
             f"{row['tokens_per_s']:>12,.0f}{row['stall_fraction']:>9.2%}"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "quick": quick,
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.processor() or platform.machine(),
-        "book": str(BOOK) if BOOK.is_file() else "synthetic",
-    }
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}")
+    book = str(BOOK) if BOOK.is_file() else "synthetic"
+    meta = {"threads": torch.get_num_threads(), "book": book}
+    print(f"wrote {write_results(out, {'quick': quick, 'meta': meta, 'rows': rows})}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -28,10 +27,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    results_option,
+    threads_option,
+    write_results,
+)
 
 DEFAULT_SOURCE = CORPORA / "wikitext-2" / "train.txt"
-RESULTS = RESULTS_DIR
+RESULTS = RESULTS_DIR / "loading.json"
 TARGET_RSS_MB = 2048
 
 
@@ -46,7 +52,9 @@ def build_input(source: Path, copies: int, directory: Path) -> Path:
     return target
 
 
-def train_once(corpus: Path, work: Path, steps: int, label: str) -> dict[str, Any]:
+def train_once(
+    corpus: Path, work: Path, steps: int, label: str, threads: int | None
+) -> dict[str, Any]:
     """One `charlm train` child process; its wall time, peak RSS and recorded load time."""
     out = work / f"checkpoint-{label}"
     command = [
@@ -55,6 +63,7 @@ def train_once(corpus: Path, work: Path, steps: int, label: str) -> dict[str, An
         "--embed", "32", "--batch-size", "32", "--seq-len", "100",
         "--val-fraction", "0.0005", "--device", "cpu", "--out", str(out),
     ]  # fmt: skip
+    command += ["--threads", str(threads)] if threads else []
     env = {**os.environ, "CHARLM_CACHE": str(work / "cache")}
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -97,20 +106,15 @@ def train_once(corpus: Path, work: Path, steps: int, label: str) -> dict[str, An
     default=None,
     help="Training steps per run.  [default: 5, or 2 with --quick]",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the results.  [default: benchmarks/results/"
-    "loading.json, or loading-quick.json with --quick]",
-)
+@threads_option()
+@results_option(RESULTS)
 def main(
     quick: bool,
     source: Path | None,
     copies: int | None,
     steps: int | None,
-    json_path: Path | None,
+    threads: int | None,
+    out: Path,
 ) -> None:
     """Time first-run and cached-run corpus loading and measure peak RSS."""
     console = Console(stderr=True, highlight=False)
@@ -127,7 +131,7 @@ def main(
             f"input: {source.name} x {copies} = {size_mb:.1f} MB, built in the temporary "
             f"directory {work} (deleted afterwards)"
         )
-        rows = [train_once(corpus, work, steps, label) for label in ("first", "cached")]
+        rows = [train_once(corpus, work, steps, label, threads) for label in ("first", "cached")]
     table = Table(title=f"Loading {size_mb:.1f} MB and training a char LSTM for {steps} steps")
     for column in ("run", "cache hit", "load s", "wall s", "peak RSS MB", "train tokens"):
         table.add_column(column, justify="left" if column == "run" else "right")
@@ -149,18 +153,11 @@ def main(
         "quick": quick,
         "input": {"source": str(source), "copies": copies, "bytes": int(size_mb * 1e6)},
         "steps": steps,
+        "threads": threads,  # the children's --threads; None: torch's own choice
         "runs": rows,
         "target_peak_rss_mb": TARGET_RSS_MB,
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
     }
-    path = json_path or RESULTS / ("loading-quick.json" if quick else "loading.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {path}")
+    console.print(f"wrote {write_results(out, result)}")
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ TEST_ON = {"zaremba-small": "last", "charlm-word": "best"}
 QUICK_LINES = {"ptb.train.txt": 400, "ptb.valid.txt": 60, "ptb.test.txt": 60}
 
 
-def run(name: str, quick: bool, device: str, threads: int | None, work: Path) -> dict:
+def run(
+    name: str, quick: bool, device: str, threads: int | None, work: Path, results: Path
+) -> dict:
+    """Train and test recipe `name`; a full run's checkpoint goes beside the `results` file
+    (benchmarks/results/checkpoints/ptb/NAME by default), a quick run's into `work`."""
     recipe = RECIPES[name]
     files = {f: PTB / f for f in QUICK_LINES}
     missing = [str(p) for p in files.values() if not p.is_file()]
@@ -141,7 +145,7 @@ def run(name: str, quick: bool, device: str, threads: int | None, work: Path) ->
         recipe = recipe.quick()
         files = {f: slice_lines(p, QUICK_LINES[f], work / "data") for f, p in files.items()}
     data = DataOptions(val_file=str(files["ptb.valid.txt"]), test_file=str(files["ptb.test.txt"]))
-    out = work / "checkpoints" / name if quick else RESULTS_DIR / "checkpoints" / "ptb" / name
+    out = work / "checkpoints" / name if quick else results.parent / "checkpoints" / "ptb" / name
     summary = run_recipe(
         recipe, files["ptb.train.txt"], out, data=data, device=device, threads=threads
     )
@@ -175,14 +179,15 @@ def run(name: str, quick: bool, device: str, threads: int | None, work: Path) ->
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help=f"JSON results file.  [default: {RESULTS.relative_to(RESULTS_DIR.parents[1])}, "
-    "or ptb_zaremba.quick.json with --quick]",
+    "or ptb_zaremba.quick.json with --quick; a full run's checkpoints go to checkpoints/ptb/ "
+    "beside it]",
 )
 def main(quick: bool, names: tuple[str, ...], device: str, threads: int | None, out: Path | None):
     """Word-level PTB: Zaremba et al.'s small LSTM and charlm's recipe, test perplexity."""
     out = out or (RESULTS.with_suffix(".quick.json") if quick else RESULTS)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or list(RECIPES):
-            content = merge_run(out, run(name, quick, device, threads, Path(tmp)))
+            content = merge_run(out, run(name, quick, device, threads, Path(tmp), out))
     runs = content["runs"]
     print_table(
         ["recipe", "test ppl", "published", "vs published", "val ppl", "tokens/s", "train s"],

@@ -28,8 +28,6 @@ best of a few repeats. Tables go to stdout, everything to benchmarks/results/sam
 
 from __future__ import annotations
 
-import json
-import platform
 import string
 import time
 from collections.abc import Callable
@@ -40,7 +38,7 @@ import click
 import torch
 from torch import nn
 
-from benchmarks.common import CORPORA, BenchmarkCommand, results_option
+from benchmarks.common import CORPORA, BenchmarkCommand, results_option, write_results
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.errors import ConfigError
 from charlm.models import RNNLM, ModelConfig
@@ -353,8 +351,6 @@ def main(quick: bool, device: str, threads: int | None, num_samples: int, out: P
         "model": config.to_dict(),
         "device": str(resolved),
         "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "machine": platform.platform(),
         "per_token": per_token(sampler, short_prefix, short_ids, settings["tokens"], repeats),
         "batches": batches(sampler, short_prefix, settings["batch_tokens"], repeats, num_samples),
         "naive": naive(sampler, short_prefix, short_ids, settings["naive_tokens"], repeats),
@@ -363,9 +359,7 @@ def main(quick: bool, device: str, threads: int | None, num_samples: int, out: P
         "ngram": with_ngram(sampler, short_prefix, settings["batch_tokens"], repeats, num_samples),
     }
     print_report(results)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    click.echo(f"\nresults written to {out}")
+    click.echo(f"\nresults written to {write_results(out, results)}")
 
 
 if __name__ == "__main__":

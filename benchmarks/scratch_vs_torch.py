@@ -10,8 +10,6 @@ step), the training speed of each, and how many times slower the scratch cells a
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, results_option
+from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, results_option, write_results
 from charlm.corpus import read_book
 from charlm.device import DEVICE_CHOICES, resolve_device
 from charlm.models import CELLS, ModelConfig, build_model, with_reference
@@ -221,14 +219,11 @@ def main(
         "seed": seed,
         "repeats": repeats,
         "device": str(resolved),
-        "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
         "quick": quick,
         "results": rows,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    out = write_results(out, report)
     _print_table(report)
     Console().print(f"wrote {out}")
 

@@ -32,8 +32,16 @@ import tempfile
 from pathlib import Path
 
 import click
+import torch
 
-from benchmarks.common import CORPORA, RESULTS_DIR, BenchmarkCommand, print_table, pyplot
+from benchmarks.common import (
+    CORPORA,
+    RESULTS_DIR,
+    BenchmarkCommand,
+    print_table,
+    pyplot,
+    threads_option,
+)
 from benchmarks.quality import merge_run
 from charlm.checkpoint import read_config
 from charlm.corpus import read_book
@@ -142,6 +150,7 @@ def plot(runs: dict, out: Path) -> Path | None:
     show_default=True,
     help="Steps between validation points of the curve (the recipe may override it).",
 )
+@threads_option()
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -151,7 +160,13 @@ def plot(runs: dict, out: Path) -> Path | None:
 )
 @click.argument("recipe", nargs=-1, type=click.UNPROCESSED)
 def main(
-    quick: bool, name: str, max_time: str, eval_every: int, out: Path | None, recipe: tuple
+    quick: bool,
+    name: str,
+    max_time: str,
+    eval_every: int,
+    threads: int | None,
+    out: Path | None,
+    recipe: tuple,
 ) -> None:
     """Train RECIPE (charlm train options, after --) for 5 minutes on Tiny Shakespeare."""
     if not BOOK.is_file():
@@ -161,6 +176,8 @@ def main(
     if quick:
         text = text[:QUICK_CHARACTERS]
         max_time, eval_every, recipe = "3s", min(eval_every, 10), (*QUICK_ARGS, *recipe)
+    if threads:  # charlm train's own option, so the recorded command has it (the recipe's wins)
+        recipe = ("--threads", str(threads), *recipe)
     train_text, val_text = nanogpt_split(text)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -177,6 +194,8 @@ def main(
             "recipe": name,
             "quick": quick,
             "command": user_command(max_time, eval_every, list(recipe)),
+            # what training and scoring ran on: charlm train sets it for this whole process
+            "threads": torch.get_num_threads(),
             "model": config["model"],
             "training": config["training"],
             "steps": results.get("steps"),

@@ -117,8 +117,16 @@ QUICK_CUTOFFS = [100, 400]
 
 
 def run(
-    name: str, quick: bool, device: str, threads: int | None, work: Path, max_steps: int | None
+    name: str,
+    quick: bool,
+    device: str,
+    threads: int | None,
+    work: Path,
+    max_steps: int | None,
+    results: Path,
 ) -> dict:
+    """Train and test run `name`; a full run's checkpoint goes beside the `results` file
+    (benchmarks/results/checkpoints/wt2/NAME by default), a quick or speed run's into `work`."""
     recipe = RECIPES[name]
     if max_steps:
         recipe = replace(recipe, training=replace(recipe.training, max_steps=max_steps))
@@ -134,7 +142,7 @@ def run(
     out = (
         work / "checkpoints" / name
         if quick or max_steps
-        else RESULTS_DIR / "checkpoints" / "wt2" / name
+        else results.parent / "checkpoints" / "wt2" / name
     )
     summary = run_recipe(recipe, files["train.txt"], out, data=data, device=device,
                          threads=threads)  # fmt: skip
@@ -184,7 +192,8 @@ def compare_softmaxes(runs: dict) -> dict | None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="JSON results file.  [default: benchmarks/results/wikitext2.json, or "
-    "wikitext2.quick.json with --quick, wikitext2.speed.json with --max-steps]",
+    "wikitext2.quick.json with --quick, wikitext2.speed.json with --max-steps; a full "
+    "run's checkpoints go to checkpoints/wt2/ beside it]",
 )
 def main(
     quick: bool,
@@ -199,7 +208,7 @@ def main(
     out = out or RESULTS.with_suffix(suffix)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names or list(RECIPES):
-            summary = run(name, quick, device, threads, Path(tmp), max_steps)
+            summary = run(name, quick, device, threads, Path(tmp), max_steps, out)
             content = merge_run(out, summary)
     runs = content["runs"]
     print_table(

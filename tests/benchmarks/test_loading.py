@@ -15,11 +15,13 @@ def test_loading_benchmark_quick_mode(tmp_path):
     source = tmp_path / "source.txt"
     source.write_text(TINY_TEXT * 40, encoding="utf-8")
     results = tmp_path / "loading.json"
-    done = run_benchmark(
-        "benchmarks.loading", "--quick", "--source", str(source), "--json", str(results)
-    )
+    args = ["--quick", "--source", str(source), "--threads", "1", "--out", str(results)]
+    done = run_benchmark("benchmarks.loading", *args)
     assert done.returncode == 0, done.stderr
     report = json.loads(results.read_text(encoding="utf-8"))
+    # --out and --threads as every benchmark takes them, the command and machine as they record
+    assert report["threads"] == 1 and report["machine"]["cpu"]
+    assert report["machine"]["command"] == "python -m benchmarks.loading " + " ".join(args)
     first, cached = report["runs"]
     assert (first["cache_hit"], cached["cache_hit"]) == (False, True)
     assert first["train_tokens"] == cached["train_tokens"] > 0

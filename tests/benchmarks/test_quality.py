@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from benchmarks import ptb_zaremba, report, shakespeare_5min, timemachine_textbook, wikitext2
-from tests.conftest import shared_corpus
+from tests.conftest import TINY_TEXT, shared_corpus
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +95,31 @@ def test_wikitext2_quick_compares_full_and_adaptive(tmp_path):
     assert runs["untied-adaptive"]["settings"]["model"]["softmax"] == "adaptive"
 
 
+@pytest.mark.parametrize(
+    "script, corpus, recipe, kind",
+    [(ptb_zaremba, "PTB", "zaremba-small", "ptb"), (wikitext2, "WIKITEXT", "untied-full", "wt2")],
+)
+def test_a_full_runs_checkpoints_go_beside_its_results_file(
+    script, corpus, recipe, kind, tmp_path, monkeypatch
+):
+    """Not under benchmarks/results whatever --out says: a full run (no --quick) of a tiny
+    recipe on a tiny corpus, the real results folder swapped for one that must stay empty."""
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = TINY_TEXT.splitlines(keepends=True)
+    for shift, name in enumerate(script.QUICK_LINES):  # train, valid, test: each its own text
+        (data / name).write_text("".join(lines[shift:] + lines[:shift]) * 2, encoding="utf-8")
+    monkeypatch.setattr(script, corpus, data)
+    monkeypatch.setattr(script, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setitem(script.RECIPES, recipe, script.RECIPES[recipe].quick(epochs=1))
+    out = tmp_path / "elsewhere" / "results.json"
+    invoke(script.main, "--recipe", recipe, "--device", "cpu", "--out", out)
+    checkpoint = tmp_path / "elsewhere" / "checkpoints" / kind / recipe
+    assert (checkpoint / "config.json").is_file()
+    assert json.loads(out.read_text())["runs"][recipe]["checkpoint"] == str(checkpoint)
+    assert not (tmp_path / "results").exists()
+
+
 def test_timemachine_quick_runs_both_iterators(tmp_path):
     shared_corpus("timemachine/timemachine.txt")
     out = tmp_path / "timemachine_textbook.json"
@@ -112,8 +137,10 @@ def test_textbook_preprocessing_keeps_lower_case_letters_and_single_spaces():
 def test_shakespeare_quick_scores_the_whole_held_out_text(tmp_path):
     shared_corpus("tinyshakespeare/input.txt")
     out = tmp_path / "shakespeare_5min.json"
-    invoke(shakespeare_5min.main, "--quick", "--name", "tiny", "--out", out, "--", "--lr", "3e-3")
+    invoke(shakespeare_5min.main, "--quick", "--name", "tiny", "--threads", "1", "--out", out,
+           "--", "--lr", "3e-3")  # fmt: skip
     run = json.loads(out.read_text())["runs"]["tiny"]
+    assert run["threads"] == 1 and "--threads 1" in run["command"]
     assert run["held_out_characters"] == 2_000  # the last 10% of the 20,000-character slice
     assert run["nats_per_char"] == pytest.approx(run["bits_per_char"] * math.log(2))
     assert run["training"]["lr"] == 3e-3 and run["training"]["max_time"] == 3.0

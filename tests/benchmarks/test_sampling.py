@@ -12,6 +12,7 @@ def test_quick_benchmark_prints_a_table_and_writes_every_section(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "1. per-token cost" in result.stdout and "inverse-CDF" in result.stdout
     results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["machine"]["command"] == "python -m benchmarks.sampling " + " ".join(args)
     for section in ("per_token", "batches", "naive", "priming", "draws", "ngram"):
         assert results[section], section
     assert all(row["us_per_token"] > 0 for row in results["per_token"])
