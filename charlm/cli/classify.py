@@ -88,10 +88,12 @@ def classify(
     The labels of each TEXT under CHECKPOINT, a model trained on labelled examples, are listed
     best first: p(label | text) ∝ p(text | label) · p(label).
 
+    \b
         charlm classify checkpoints/names Hinton Dostoevsky --top-k 3
 
     prints, as the PyTorch names tutorial does, each label's log-probability:
 
+    \b
         > Hinton
         (-0.47) Scottish
         ...
@@ -99,6 +101,7 @@ def classify(
     With --models the arguments are checkpoints of models of whole books instead, and each
     --file passage is given to the book whose model predicts it best:
 
+    \b
         charlm classify --models checkpoints/alice checkpoints/moby-dick --file passage.txt
 
     --ensemble adds labelled models (a classifier and a labelled LM of the same examples):
@@ -194,7 +197,8 @@ def _print(results: list[Classification], as_json: bool, sources: list[str] | No
         for score in result.labels:
             bits = score.bits_per_character
             detail = f"  {bits:.4f} bits/char" if bits is not None else ""
-            click.echo(f"({score.log_probability:.2f}) {score.label}{detail}")
+            # A log-probability is never above 0: one that rounds to 0 is "-0.00" every time.
+            click.echo(f"({-abs(score.log_probability):.2f}) {score.label}{detail}")
 
 
 def _one_line(text: str) -> str:

@@ -44,6 +44,7 @@ from charlm.sampling import (
 
 COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
 EXAMPLE_FORMAT = ("labels", "examples", "text_column", "label_column", "encoding")
+TABLE_COLUMNS = ("text_column", "label_column")
 
 
 @cli.command()
@@ -105,7 +106,14 @@ def evaluate(
             check_image_path(plot, "--plot")  # before the evaluation, not after it
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from exc
-    data = DataOptions(**config_values(DataOptions, options))
+    values = config_values(DataOptions, options)
+    kept = _typed_format(values)
+    if values.get("labels") is None:  # columns without --labels: the model's table's, below
+        values = {k: v for k, v in values.items() if k not in TABLE_COLUMNS}
+    try:
+        data = DataOptions(**values)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
     checked_encoding(data.encoding)
     checkpoint, files = _split_arguments(paths)
     checkpoint = resolve_checkpoint(checkpoint)
@@ -117,16 +125,17 @@ def evaluate(
         )
     if sampler.end_id is not None:
         sampler = with_ensemble(sampler, ensemble, device, quantize)
-        _evaluate_examples(sampler, checkpoint, files, data, prior, plot, unknown, as_json)
+        data = _training_format(checkpoint, data, kept)
+        _evaluate_examples(sampler, files, data, prior, plot, unknown, as_json)
         return
     if ensemble:
         raise click.UsageError(
             f"{checkpoint} is a model of continuous text; --ensemble joins labelled models"
         )
-    if data.example_unit is not None:
+    if data.example_unit is not None or set(kept) & set(TABLE_COLUMNS):
         raise click.UsageError(
-            f"{checkpoint} is a model of continuous text; --labels / --examples apply to "
-            "models trained on examples"
+            f"{checkpoint} is a model of continuous text; --labels / --examples and the "
+            "columns of a table apply to models trained on examples"
         )
     _evaluate_books(sampler, files, data.encoding, unknown, as_json)
 
@@ -155,7 +164,6 @@ def _evaluate_books(
 
 def _evaluate_examples(
     sampler: Sampler | Ensemble,
-    checkpoint: Path,
     files: list[Path],
     data: DataOptions,
     prior: str,
@@ -163,7 +171,6 @@ def _evaluate_examples(
     unknown: str | None,
     as_json: bool,
 ) -> None:
-    data = _training_format(checkpoint, data)
     if plot is not None and data.labels is None:
         raise click.UsageError(
             "--plot draws a confusion matrix of labelled examples: give --labels"
@@ -182,9 +189,20 @@ def _evaluate_examples(
         stderr_console().print(f"wrote {written}")
 
 
-def _training_format(checkpoint: Path, data: DataOptions) -> DataOptions:
+def _typed_format(values: dict[str, Any]) -> dict[str, Any]:
+    """The settings of the files' format typed on the command line (not their defaults)."""
+    context = click.get_current_context()
+    return {
+        key: values[key]
+        for key in (*TABLE_COLUMNS, "encoding")
+        if context.get_parameter_source(key) is ParameterSource.COMMANDLINE
+    }
+
+
+def _training_format(checkpoint: Path, data: DataOptions, typed: dict[str, Any]) -> DataOptions:
     """The example format the files are read in: the model's training data's where none is
-    given; a table given without its columns, in the columns the model's table had."""
+    given, with the columns and encoding `typed` on the command line; a table given without
+    its columns, in the columns the model's table had."""
     saved = read_config(checkpoint).get("data", {}).get("options", {})
     try:
         found = DataOptions.from_dict({k: saved[k] for k in EXAMPLE_FORMAT if k in saved})
@@ -196,6 +214,10 @@ def _training_format(checkpoint: Path, data: DataOptions) -> DataOptions:
         return _with_saved_columns(data, found)
     if found.example_unit is None:
         found = DataOptions(examples="lines")
+    try:  # what the command line says still holds: columns only for a table
+        found = dataclasses.replace(found, **typed)
+    except ConfigError as exc:
+        raise click.UsageError(f"{exc}, and {checkpoint} was not trained on one") from exc
     stderr_console().print(
         f"reading the files as the model's training data was read: {_format_flags(found)}",
         soft_wrap=True,

@@ -6,12 +6,14 @@ Its options come from the config dataclasses (see train_options.py); the rules o
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 from click.core import ParameterSource
+from rich.markup import escape
 
 from charlm.checkpoint import CONFIG_NAME, GENERATIVE_NAME
 from charlm.cli import cli, stderr_console
@@ -173,21 +175,25 @@ def _only(values: dict[str, Any], given: set[str]) -> dict[str, Any]:
 
 def _report(console, trained) -> None:
     result = trained.result
+    # What the lines below suggest is typed into a shell: paths and labels quoted for it
+    # (a label may hold spaces), and printed as they are, not read as Rich markup.
+    checkpoint = shlex.quote(str(trained.checkpoint))
+    shown = escape(str(trained.checkpoint))
     if result.stopped_by in STOP_EXIT_CODES:
         console.print(
-            f"{result.stopped_by} at step {result.steps}; saved [bold]{trained.checkpoint}[/]. "
-            f"Continue with: charlm train --resume {trained.checkpoint}",
+            f"{result.stopped_by} at step {result.steps}; saved [bold]{shown}[/]. "
+            f"Continue with: charlm train --resume {escape(checkpoint)}",
             soft_wrap=True,  # keep the command on one line, ready to copy
         )
         sys.exit(STOP_EXIT_CODES[result.stopped_by])
     if not trained.trained:
-        console.print(f"{trained.checkpoint} is as it was: nothing was trained or saved")
+        console.print(f"{shown} is as it was: nothing was trained or saved")
         return
     val = "-" if result.val_perplexity is None else f"{result.val_perplexity:.3f}"
     rate = result.tokens_seen / max(result.train_seconds, 1e-9)
     steps = f"{result.steps:,} step{'' if result.steps == 1 else 's'}"
     console.print(
-        f"saved [bold]{trained.checkpoint}[/] ({trained.num_parameters:,} parameters, "
+        f"saved [bold]{shown}[/] ({trained.num_parameters:,} parameters, "
         f"{steps}, {rate:,.0f} tokens/s): train perplexity "
         f"{result.train_perplexity:.3f}, validation perplexity {val}"
     )
@@ -196,23 +202,28 @@ def _report(console, trained) -> None:
         if result.best_val_accuracy is not None:  # a classifier keeps its most accurate
             best = f"accuracy {result.best_val_accuracy:.1%}"
         console.print(
-            f"best validation {best} (step {result.best_step:,}) is kept in {trained.best}"
+            f"best validation {best} (step {result.best_step:,}) is kept in {trained.best}",
+            markup=False,
         )
+    label = shlex.quote(trained.labels[0]) if trained.labels else ""
     if trained.task == "classify":
         console.print(
-            f"classify with: charlm classify {trained.checkpoint} TEXT; measure it with: "
-            f"charlm evaluate {trained.checkpoint} FILES"
+            f"classify with: charlm classify {checkpoint} TEXT; measure it with: "
+            f"charlm evaluate {checkpoint} FILES",
+            markup=False,
         )
         kept = trained.checkpoint / GENERATIVE_NAME
         if (kept / CONFIG_NAME).is_file():
             console.print(
                 "it classifies with the labelled language model it keeps, which also writes: "
-                f"charlm generate {kept} --label {trained.labels[0]}"
+                f"charlm generate {shlex.quote(str(kept))} --label {label}",
+                markup=False,
             )
     elif trained.labels:
         console.print(
-            f"sample from it with: charlm generate {trained.checkpoint} --label "
-            f"{trained.labels[0]}; classify with: charlm classify {trained.checkpoint} TEXT"
+            f"sample from it with: charlm generate {checkpoint} --label {label}; "
+            f"classify with: charlm classify {checkpoint} TEXT",
+            markup=False,
         )
     else:
-        console.print(f"sample from it with: charlm generate {trained.checkpoint}")
+        console.print(f"sample from it with: charlm generate {checkpoint}", markup=False)

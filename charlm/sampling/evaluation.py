@@ -199,7 +199,7 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
     size = max(5.0, 0.42 * len(evaluation.labels) + 2)
     figure = Figure(figsize=(size + 1, size), dpi=110)
     FigureCanvasAgg(figure)  # a canvas of its own: no pyplot, no global figure state
-    check_image_path(out, "--plot")
+    out = check_image_path(out, "--plot")
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(evaluation.labels))
@@ -218,7 +218,6 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
         fontsize="medium",
     )
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true label")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # A label in a script the font lacks (CJK) is drawn as boxes; one line per glyph on

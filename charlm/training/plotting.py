@@ -130,9 +130,8 @@ def default_plot_path(checkpoints: list[str | os.PathLike]) -> Path:
 
 def plot_runs(runs: list[Run], out: str | os.PathLike, *, x: str = "step") -> Path:
     """Draw `runs` (see `perplexity_figure`) into the image file `out`."""
-    check_image_path(out, "--out")
+    out = check_image_path(out, "--out")
     figure = perplexity_figure(runs, x=x)
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out)
     return out

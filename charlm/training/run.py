@@ -130,7 +130,8 @@ def train_book(
     `option(..., examples=, classify=, words=)` in ModelConfig), or a ModelConfig, taken
     whole but for vocab_size, end_token and num_labels, which the data sets. `data` says how
     the books are read and split (validation and test text). `training` and `data` may be
-    dicts of their fields too.
+    dicts of their fields too; a dict of training settings, like the model's, leaves the
+    rest at the defaults for the data (a TrainConfig is taken whole).
 
     `resume` continues the run saved in that checkpoint directory exactly where it stopped
     (same books, model and settings; `training` may change its stopping rules,
@@ -158,14 +159,18 @@ def train_book(
             "a resumed run keeps its model and tokenizer: leave out model, tokenizer and "
             "tokenizer_options (init_from starts a new run from its weights)"
         )
+    data = _settings(data, DataOptions, "data") or DataOptions()
+    task = chosen.get("task", "lm")
     if resume is not None and training is not None:
         training = resumed_training(resume, _changes(training, resume))
+    elif isinstance(training, dict) and data.example_unit is not None:
+        # A dict names the settings it changes; the rest are the defaults for examples (of
+        # this task), as when no training settings are given, and as `charlm train` takes them.
+        training = {**example_defaults(TrainConfig, task), **training}
     training = _settings(training, TrainConfig, "training")
-    data = _settings(data, DataOptions, "data") or DataOptions()
     init_from, init_backward = _init_sources(init_from)
     # A tokenizer named beside init_from makes the run's own vocabulary (models/vocabulary.py).
     own_vocabulary = init_from is not None and (tokenizer is not None or bool(tokenizer_options))
-    task = chosen.get("task", "lm")
     model = with_example_defaults(chosen, data)
     if data.example_unit is not None and training is None and resume is None:
         training = TrainConfig(**example_defaults(TrainConfig, task))
@@ -223,6 +228,12 @@ def train_book(
             _check_same_inputs(base, inputs.prepared.info)
         for line in inputs.prepared.report():
             say(line)
+        if task == "classify" and len(inputs.labels or ()) < 2:
+            # Said now, before pretraining spends the run's time on a classifier that cannot be.
+            found = ", ".join(inputs.labels.names) if inputs.labels else "none"
+            raise ConfigError(
+                f"a classifier needs examples of at least two labels (--labels); found {found}"
+            )
         # A new classifier of words, from scratch or from a word LM (whose shape it keeps),
         # regularises as one: from a WikiText-2 LM at one rate, these and the characters'
         # concat pooling with less dropout gave MR's folds 0-2 the same 76.3%.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 import torch
@@ -94,6 +95,8 @@ def test_classify_prints_each_labels_log_probability(model, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "> Abab" and lines[1].endswith(") ab") and lines[1].startswith("(-0.")
     assert len(lines) == 3
+    # The help's example output keeps its lines (Click rewraps paragraphs without \b).
+    assert "\n      > Hinton\n      (-0.47) Scottish\n" in invoke("classify", "--help").stdout
     texts = tmp_path / "texts.txt"
     texts.write_text("Zyx\n\nBaab\n", encoding="utf-8")
     result = invoke("classify", model, "--file", texts, "--json", "--prior", "uniform")
@@ -187,6 +190,18 @@ def test_evaluate_reports_classification_and_draws_the_confusion_matrix(model, t
     assert not (tmp_path / "none.png").exists() and "nats/char" not in unlabelled.stdout
 
 
+def test_the_commands_suggested_after_training_can_be_pasted_into_a_shell(tmp_path):
+    names = write_labelled_names(tmp_path / "my names")
+    (names / "ab.txt").rename(names / "a [b] c.txt")  # a space, and what Rich reads as markup
+    out = tmp_path / "the model"
+    result = invoke("train", names, "--labels", "files", "--examples", "lines", *TINY,
+                    "--max-steps", "2", "--out", out, "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.stderr.splitlines() if "sample from it with" in line)
+    command = line.split("sample from it with: ")[1].split("; ")[0]
+    assert shlex.split(command) == ["charlm", "generate", str(out), "--label", "a [b] c"]
+
+
 def test_a_label_chosen_but_absent_from_the_examples_has_no_recall_in_the_table(model, tmp_path):
     # Names of x, y and z filed under ab: the model calls them xyz, a label no example has.
     (tmp_path / "test").mkdir()
@@ -249,6 +264,8 @@ def test_classify_with_models_names_the_book_a_passage_comes_from(tmp_path):
     assert record["labels"][0]["bits_per_character"] < record["labels"][1]["bits_per_character"]
     plain = invoke("classify", "--models", *checkpoints, "--file", passage)
     assert plain.stdout.splitlines()[1].split()[1] == "sea"
+    # Every line carries its sign, the best one's too (its log-probability may be exactly 0).
+    assert all(line.startswith("(-") for line in plain.stdout.splitlines()[1:])
     book_only = tmp_path / "garden-no-unk"
     trained = invoke("train", tmp_path / "garden.txt", "--out", book_only, *TINY[:6],
                      "--batch-size", "4", "--seq-len", "16", "--max-steps", "1", "--no-cache",
@@ -395,3 +412,16 @@ def test_evaluate_reads_a_table_in_the_columns_the_model_was_trained_on(tmp_path
     named = invoke("evaluate", tmp_path / "model", table, "--labels", "table", "--json")
     assert named.exit_code == 0, named.output
     assert json.loads(named.stdout)["accuracy"] == json.loads(plain.stdout)["accuracy"]
+    # Other columns, named without --labels: the model's table format, in these columns.
+    other = tmp_path / "other.tsv"
+    other.write_text("lang\tword\n" + "".join(f"{lang}\t{n}\n" for n, lang in rows), "utf-8")
+    renamed = invoke("evaluate", tmp_path / "model", other, "--text-column", "word",
+                     "--label-column", "lang", "--json")  # fmt: skip
+    assert renamed.exit_code == 0, renamed.output
+    assert json.loads(renamed.stdout)["accuracy"] == json.loads(plain.stdout)["accuracy"]
+    # A model of lines has no columns to name.
+    lines = invoke("train", names, "--labels", "files", "--examples", "lines", *TINY,
+                   "--max-steps", "1", "--out", tmp_path / "lines", "--device", "cpu")  # fmt: skip
+    assert lines.exit_code == 0, lines.output
+    refused = invoke("evaluate", tmp_path / "lines", names / "ab.txt", "--text-column", "word")
+    assert refused.exit_code == 2 and "name the columns of --labels table" in refused.stderr

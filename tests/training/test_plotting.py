@@ -194,3 +194,15 @@ def test_plot_without_a_checkpoint_uses_the_latest_run(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "using checkpoints/book" in result.stderr
     assert (tmp_path / "checkpoints" / "book" / "perplexity.png").is_file()
+
+
+@pytest.mark.parametrize("asked", ["curves", "figures/"])
+def test_an_image_named_without_an_extension_is_a_png_and_said_as_written(tmp_path, asked):
+    fake_run(tmp_path / "run", 10.0)
+    result = CliRunner().invoke(
+        cli, ["plot", str(tmp_path / "run"), "--out", str(tmp_path / asked)]
+    )
+    assert result.exit_code == 0, result.output
+    written = tmp_path / (asked.rstrip("/") + ".png")
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {written}" in " ".join(result.stderr.split())  # the file that exists

@@ -14,6 +14,7 @@ from charlm.cli import cli
 from charlm.data import DataOptions
 from charlm.errors import ConfigError, StoppedError
 from charlm.models import is_classifier
+from charlm.options import example_defaults
 from charlm.training import TrainConfig, train_book
 from charlm.training.config import SMALL_VOCABULARY
 from charlm.training.distributed import DistContext
@@ -211,6 +212,32 @@ def test_a_classifier_of_words_refuses_what_only_pretraining_would_use(
             training=TrainConfig(max_steps=1, **training), device="cpu",
         )  # fmt: skip
     assert not (tmp_path / "model").exists()
+
+
+def test_a_classifier_of_one_label_is_refused_before_any_pretraining(tmp_path):
+    names = write_labelled_names(tmp_path / "names")
+    (names / "xyz.txt").unlink()
+    messages = Messages()
+    with pytest.raises(ConfigError, match="at least two labels \\(--labels\\); found ab"):
+        train_book(
+            names, out=tmp_path / "model", model={**TINY, "task": "classify"}, data=LABELLED,
+            training={"pretrain_epochs": 2}, device="cpu", reporter=messages,
+        )  # fmt: skip
+    assert not any("pretraining" in line for line in messages.lines)
+
+
+def test_a_dict_of_training_settings_keeps_the_defaults_for_examples(tmp_path):
+    # As `charlm train --max-steps 1` does: what the dict leaves out takes the classifier's
+    # defaults for examples, not the defaults for books.
+    names = write_labelled_names(tmp_path / "names")
+    trained = train_book(
+        names, out=tmp_path / "model", model={**TINY, "task": "classify"}, data=LABELLED,
+        training={"max_steps": 1, "pretrain_epochs": 0}, device="cpu",
+    )  # fmt: skip
+    saved = read_config(trained.checkpoint)["training"]
+    expected = example_defaults(TrainConfig, "classify")
+    assert expected and {key: saved[key] for key in expected} == expected
+    assert saved["max_steps"] == 1
 
 
 @pytest.mark.slow
