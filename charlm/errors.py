@@ -38,6 +38,7 @@ class UnknownTokenError(TokenizerError, ValueError):
     unseen: dict[str, int] = {}
     policies: tuple[str, ...] = ("skip",)
     where: str = "the text"  # what has the pieces, as the message names it
+    kind: str = ""  # what the tokenizer calls its pieces ("character", "word"), where known
 
     @classmethod
     def unseen_pieces(

@@ -3,12 +3,15 @@
 Where the labels come from (`labels`):
 
     files   each file is one label, its name without the extension (names/Russian.txt → Russian)
-    dirs    each subdirectory is one label (reviews/pos/*.txt → pos)
+    dirs    each subdirectory is one label, its files at any depth the examples
+            (reviews/pos/*.txt, reviews/pos/2023/*.txt → pos)
     table   .tsv, .csv or .jsonl files with a text column and a label column
     None    no labels: examples of one kind (names of any language)
 
 What one example is (`examples`): `lines`, every non-empty line; or `files`, every file whole.
-A table's examples are its rows. Surrounding whitespace is removed from every example.
+A table's examples are its rows. Surrounding whitespace is removed from every example. A row
+whose text is empty is no example: it is skipped and counted (`ExampleSet.skipped`), and a
+label that only such rows had is named (`ExampleSet.empty_labels`).
 
 Each file goes through the book reader (`read_book`), so encodings are detected and line
 endings normalised exactly as for books.
@@ -41,6 +44,11 @@ class ExampleSet:
     labels: list[str] | None = None
     files: list[dict[str, Any]] = field(default_factory=list)  # how each file was read
     unit: str = "lines"  # "lines", "files" or "rows": what one example was
+    # What reading left out: a table's rows whose text is empty, and the labels that only
+    # such rows had. (An empty file is an error of the book reader; blank lines are no
+    # examples, and not counted.)
+    skipped: int = 0
+    empty_labels: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
@@ -62,7 +70,14 @@ class ExampleSet:
     def subset(self, indices: Sequence[int]) -> ExampleSet:
         """The examples at `indices`, in that order."""
         labels = None if self.labels is None else [self.labels[i] for i in indices]
-        return ExampleSet([self.texts[i] for i in indices], labels, self.files, self.unit)
+        return ExampleSet(
+            [self.texts[i] for i in indices],
+            labels,
+            self.files,
+            self.unit,
+            self.skipped,
+            self.empty_labels,
+        )
 
     def pairs(self) -> list[tuple[str, str | None]]:
         labels = self.labels if self.labels is not None else [None] * len(self.texts)
@@ -77,6 +92,23 @@ class ExampleSet:
                 seen.add(pair)
                 keep.append(index)
         return self.subset(keep)
+
+    def describe_skipped(self, shown: int = 5) -> str | None:
+        """What reading left out, for the line that reports it; None when nothing was."""
+        parts = []
+        if self.skipped:
+            s = "s" * (self.skipped != 1)
+            parts.append(f"{self.skipped:,} row{s} with an empty text skipped")
+        if self.empty_labels:
+            names = ", ".join(self.empty_labels[:shown])
+            more = len(self.empty_labels) - shown
+            names += f" and {more} more" if more > 0 else ""
+            many = len(self.empty_labels) != 1
+            parts.append(
+                f"the label{'s' * many} {names} {'have' if many else 'has'} no example: "
+                f"all {'their' if many else 'its'} texts are empty"
+            )
+        return "; ".join(parts) or None
 
     def duplicates(self) -> Duplicates:
         """How often examples repeat, per label, and how many texts carry several labels."""
@@ -150,8 +182,16 @@ def read_examples(
     columns = (text_column, label_column)
     if labels == "table":
         rows = [row for path in _table_files(specs) for row in read.table(path, *columns)]
-        texts, tags = [text for text, _ in rows], [label for _, label in rows]
-        return _checked(ExampleSet(texts, tags, read.described, "rows"))
+        # A row with an empty text is no example: skipped, but counted, and a label that
+        # only such rows had is named.
+        kept = [(text, label) for text, label in rows if text]
+        texts, tags = [text for text, _ in kept], [label for _, label in kept]
+        present = set(tags)
+        named = dict.fromkeys(label for _, label in rows)
+        empty = [label for label in named if label not in present]
+        return _checked(
+            ExampleSet(texts, tags, read.described, "rows", len(rows) - len(kept), empty)
+        )
     if labels == "dirs":
         groups = [(path.name, _files_in(path)) for path in _label_dirs(specs)]
     else:
@@ -259,10 +299,27 @@ def _label_dirs(specs) -> list[Path]:
 
 
 def _files_in(directory: Path) -> list[Path]:
-    files = sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
+    """The files of a label's directory and of its subdirectories at any depth, in the order
+    of their paths; hidden files and directories (.name) are left out, and links to
+    directories are not followed."""
+    files = []
+    for folder, subdirs, names in os.walk(directory, onerror=_unreadable):
+        subdirs[:] = [name for name in subdirs if not name.startswith(".")]
+        files += [
+            Path(folder, name)
+            for name in names
+            if not name.startswith(".") and Path(folder, name).is_file()
+        ]
     if not files:
-        raise CorpusError(f"{directory} holds no files (the label {directory.name!r} is empty)")
-    return files
+        raise CorpusError(
+            f"{directory} holds no files, nor do its subdirectories (the label "
+            f"{directory.name!r} is empty)"
+        )
+    return sorted(files, key=lambda path: path.relative_to(directory).parts)
+
+
+def _unreadable(exc: OSError) -> None:
+    raise CorpusError(f"{exc.filename}: cannot read the directory ({exc.strerror or exc})") from exc
 
 
 def _checked(found: ExampleSet) -> ExampleSet:

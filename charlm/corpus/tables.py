@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,15 @@ from charlm.errors import CorpusError
 
 TABLE_FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
 
+# csv.field_size_limit is one setting for the whole process; charlm raises it while it reads a
+# table and puts it back after, one table at a time.
+_FIELD_LIMIT_LOCK = threading.Lock()
+
 
 def table_rows(text: str, path: Path, text_column: str, label_column: str) -> list[tuple[str, str]]:
-    """The (text, label) of every row of the table `text` read from `path`; rows with an empty
-    text are skipped, an empty label is an error."""
+    """The (text, label) of every row of the table `text` read from `path`, in order. A text
+    may be empty ("" for an empty or blank cell, or JSON null): the caller skips such rows and
+    counts them. An empty label is an error."""
     kind = TABLE_FORMATS.get(path.suffix.lower())
     if kind is None:
         raise CorpusError(
@@ -33,15 +40,27 @@ def table_rows(text: str, path: Path, text_column: str, label_column: str) -> li
         label = _cell(row, label_column, path, number)
         if not label:
             raise CorpusError(f"{path}, row {number}: the {label_column!r} column is empty")
-        if example:
-            found.append((example, label))
+        found.append((example, label))
     return found
 
 
 def _csv_rows(text: str, kind: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     """Each row after the header as {column: value}, numbered as rows of the table (the
-    header is row 1). A row with more or fewer fields than the header is an error: with a tab
-    or an unquoted comma in a text, its label would be a piece of the text."""
+    header is row 1). A header naming a column more than once is an error, and so is a row with
+    more or fewer fields than the header: with a tab or an unquoted comma in a text, its label
+    would be a piece of the text."""
+    # The csv module refuses a field over 131,072 characters by default; a .jsonl text has no
+    # such limit, and no field can be longer than the whole table, so that is the limit here.
+    with _FIELD_LIMIT_LOCK:
+        default = csv.field_size_limit()
+        csv.field_size_limit(max(default, len(text) + 1))
+        try:
+            return _csv_rows_within_limit(text, kind, path)
+        finally:
+            csv.field_size_limit(default)
+
+
+def _csv_rows_within_limit(text: str, kind: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
     # Tab-separated files are read without quoting: a review may hold a lone quote mark.
     quoting = csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL
     delimiter = "\t" if kind == "tsv" else ","
@@ -53,6 +72,7 @@ def _csv_rows(text: str, kind: str, path: Path) -> list[tuple[int, dict[str, Any
                 continue
             if header is None:
                 header = fields
+                _check_header(header, path)
                 continue
             number += 1
             if len(fields) != len(header):
@@ -66,12 +86,19 @@ def _csv_rows(text: str, kind: str, path: Path) -> list[tuple[int, dict[str, Any
                     )
                 )
             rows.append((number, dict(zip(header, fields, strict=True))))
-    except csv.Error as exc:  # an unclosed quote, or a field past the csv module's limit
+    except csv.Error as exc:  # an unclosed quote
         unclosed = " (a quote opened and never closed)" if "end of data" in str(exc) else ""
         raise CorpusError(
             f"{path}, row {number + 1} (line {reader.line_num}): {exc}{unclosed}"
         ) from exc
     return rows
+
+
+def _check_header(header: list[str], path: Path) -> None:
+    """A column named twice is ambiguous: a row would hold two values for it."""
+    name, count = Counter(header).most_common(1)[0]  # a header has one field at least
+    if count > 1:
+        raise CorpusError(f"{path}: the header names the column {name!r} more than once")
 
 
 def _json_rows(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -80,13 +107,30 @@ def _json_rows(text: str, path: Path) -> list[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_JsonObject.of)
         except json.JSONDecodeError as exc:
             raise CorpusError(f"{path}, line {number}: not a JSON object ({exc.msg})") from exc
         if not isinstance(row, dict):
             raise CorpusError(f"{path}, line {number}: not a JSON object")
+        if row.repeated is not None:  # json.loads would keep the last value unseen
+            raise CorpusError(
+                f"{path}, line {number}: the object names {row.repeated!r} more than once"
+            )
         rows.append((number, row))
     return rows
+
+
+class _JsonObject(dict):
+    """A JSON object, with the first key it names twice (None when none)."""
+
+    repeated: str | None = None
+
+    @classmethod
+    def of(cls, pairs: list[tuple[str, Any]]) -> _JsonObject:
+        found = cls(pairs)
+        if len(found) != len(pairs):
+            found.repeated = Counter(key for key, _ in pairs).most_common(1)[0][0]
+        return found
 
 
 def _cell(row: dict[str, Any], column: str, path: Path, number: int) -> str:

@@ -18,8 +18,9 @@ from typing import Any
 from charlm.corpus import ExampleSet, read_examples, split_examples
 from charlm.data.examples import ExampleIds, LabelSet
 from charlm.data.options import DataOptions
-from charlm.errors import CorpusError
+from charlm.errors import CorpusError, UnknownTokenError
 from charlm.tokenizers import Tokenizer, train_tokenizer
+from charlm.tokenizers.base import joined_unknown_error
 
 SPLIT_NAMES = {"val": "validation", "test": "test"}
 SENTENCE_WORDS = 4  # examples whose median has this many words or more are sentences
@@ -160,7 +161,14 @@ def _labels(splits: dict[str, ExampleSet | None]) -> LabelSet | None:
 
 
 def _encode(part: ExampleSet, tok: Tokenizer, labels: LabelSet | None) -> ExampleIds:
-    encoded = [tok.encode_array(text) for text in part.texts]
+    encoded, unseen = [], []
+    for text in part.texts:
+        try:
+            encoded.append(tok.encode_array(text))
+        except UnknownTokenError as exc:  # go on: the error names every example's pieces
+            unseen.append(exc)
+    if unseen:
+        raise joined_unknown_error(unseen)
     indices = None
     if labels is not None:
         indices = [labels.index(label) for label in part.labels]
@@ -174,9 +182,11 @@ def _describe_read(found: ExampleSet) -> str:
     endings = f", {converted} with CRLF/CR line endings → LF" if converted else ""
     count = len(found.label_names) if found.labels is not None else 0
     labels = f", {count or 'no'} label{'s' * (count != 1)}"
+    skipped = found.describe_skipped()
     return (
         f"read {len(files)} file{'s' if len(files) != 1 else ''} ({', '.join(encodings)}"
         f"{endings}): {len(found):,} examples ({found.unit}){labels}"
+        + (f"; {skipped}" if skipped else "")
     )
 
 
@@ -191,6 +201,7 @@ def _info(specs, options, found, duplicates, splits, ids, tok) -> dict[str, Any]
             "unit": found.unit,
             "labels_from": options.labels,
             "duplicates": duplicates.repeated,
+            "skipped_empty": found.skipped,  # table rows whose text is empty
             "texts_with_several_labels": duplicates.texts_with_several_labels,
             "deduplicated": options.dedupe,
             "end_id": tok.vocab_size,

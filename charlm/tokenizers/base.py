@@ -281,7 +281,21 @@ def unknown_error(
         f"{len(ranked):,} {kind}{plural} the model never saw ({total:,} in all): {shown}{more}"
     )
     policies = ("skip", "unk") if has_unk else ("skip",)
-    return UnknownTokenError.unseen_pieces(summary, dict(ranked), policies)
+    error = UnknownTokenError.unseen_pieces(summary, dict(ranked), policies)
+    error.kind = kind  # so that the errors of several texts can be told as one (below)
+    return error
+
+
+def joined_unknown_error(errors: Sequence[UnknownTokenError]) -> UnknownTokenError:
+    """One error for the unseen pieces of several texts, their counts added; the first error
+    as it is where a tokenizer could not name its pieces."""
+    first = errors[0]
+    if not all(error.unseen and error.kind for error in errors):
+        return first
+    counts: Counter[str] = Counter()
+    for error in errors:
+        counts.update(error.unseen)
+    return unknown_error(first.kind, counts, "unk" in first.policies)
 
 
 class StreamDecoder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -110,12 +111,85 @@ def test_table_columns_can_be_renamed_and_a_missing_one_is_named(tmp_path):
         ("t.tsv", "text\tlabel\nfoo\tpos\nbar\n", "row 3 \\(line 3\\) has 1 field, the header 2"),
         ("t.csv", "text,label\nfoo, bar,pos\n", "row 2 \\(line 2\\) has 3 fields"),
         ("t.csv", 'text,label\n"foo,pos\nbar,neg\n', "row 2 .*a quote opened and never closed"),
-        ("t.csv", 'text,label\n"' + "x" * 140_000 + '",pos\n', "row 2 .*field larger than"),
+        # A header that names a column twice would read one of the two unseen.
+        ("t.csv", "text,label,label\ngood,pos,web\n", "t.csv: the header names the column 'label'"),
+        ("t.tsv", "text\ttext\tlabel\na\tb\tpos\n", "t.tsv: the header names the column 'text'"),
+        ("t.jsonl", '{"text": "a", "label": "x", "label": "y"}\n', "line 1: the object names 'l"),
     ],
 )
 def test_bad_tables_are_refused_with_where(tmp_path, name, content, message):
     with pytest.raises(CorpusError, match=message):
         read_examples(write(tmp_path / name, content), labels="table")
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("t.tsv", "text\tlabel\ngood film\tpos\nbad film\tneg\n\tneutral\n \tneutral\n"),
+        ("t.csv", 'text,label\ngood film,pos\n"",neutral\nbad film,neg\n  ,neutral\n'),
+        (
+            "t.jsonl",
+            '{"text": "good film", "label": "pos"}\n{"text": null, "label": "neutral"}\n'
+            '{"text": "bad film", "label": "neg"}\n{"text": " ", "label": "neutral"}\n',
+        ),
+    ],
+)
+def test_rows_with_an_empty_text_are_skipped_counted_and_a_vanished_label_named(
+    tmp_path, name, content
+):
+    found = read_examples(write(tmp_path / name, content), labels="table")
+    assert sorted(found.pairs()) == [("bad film", "neg"), ("good film", "pos")]
+    assert found.skipped == 2 and found.empty_labels == ["neutral"]
+    assert found.describe_skipped() == (
+        "2 rows with an empty text skipped; the label neutral has no example: all its texts "
+        "are empty"
+    )
+    # What reading left out stays told after deduplication and splits.
+    assert found.deduplicated().skipped == 2 and found.subset([0]).empty_labels == ["neutral"]
+
+
+def test_a_label_keeping_some_examples_is_not_named_and_nothing_skipped_says_nothing(tmp_path):
+    table = write(tmp_path / "t.tsv", "text\tlabel\ngood\tpos\n\tpos\nbad\tneg\n")
+    found = read_examples(table, labels="table")
+    assert found.skipped == 1 and found.empty_labels == []
+    assert found.describe_skipped() == "1 row with an empty text skipped"
+    full = read_examples(write(tmp_path / "u.tsv", "text\tlabel\na\tpos\n"), labels="table")
+    assert full.skipped == 0 and full.describe_skipped() is None
+
+
+def test_a_label_directory_is_read_with_its_subdirectories_in_path_order(tmp_path):
+    reviews = tmp_path / "reviews"
+    for i in range(1, 3):
+        write(reviews / "pos" / f"a{i}.txt", f"pos a{i}")
+        write(reviews / "neg" / f"a{i}.txt", f"neg a{i}")
+        write(reviews / "pos" / "2023" / f"b{i}.txt", f"pos 2023 b{i}")
+    write(reviews / "pos" / "2023" / "deeper" / "c.txt", "pos deeper c")
+    write(reviews / "pos" / ".hidden" / "h.txt", "hidden folder")
+    write(reviews / "pos" / "2023" / ".h.txt", "hidden file")
+    found = read_examples(reviews, labels="dirs", examples="files")
+    assert found.pairs() == [
+        ("neg a1", "neg"),
+        ("neg a2", "neg"),
+        ("pos 2023 b1", "pos"),
+        ("pos 2023 b2", "pos"),
+        ("pos deeper c", "pos"),
+        ("pos a1", "pos"),
+        ("pos a2", "pos"),
+    ]
+    write(reviews / "empty" / ".only-hidden.txt", "x")
+    with pytest.raises(CorpusError, match="empty holds no files, nor do its subdirectories"):
+        read_examples(reviews, labels="dirs")
+
+
+@pytest.mark.parametrize("name, quote", [("t.csv", '"'), ("t.tsv", "")])
+def test_a_field_past_the_csv_modules_limit_is_read_and_the_limit_put_back(tmp_path, name, quote):
+    before = csv.field_size_limit()
+    long = "x" * 140_000  # past the csv module's default limit, 131,072
+    separator = "," if name.endswith("csv") else "\t"
+    content = f"text{separator}label\n{quote}{long}{quote}{separator}pos\nshort{separator}neg\n"
+    found = read_examples(write(tmp_path / name, content), labels="table")
+    assert found.pairs() == [(long, "pos"), ("short", "neg")]
+    assert csv.field_size_limit() == before
 
 
 def test_formats_that_cannot_be_read_are_refused():

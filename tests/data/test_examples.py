@@ -16,8 +16,9 @@ from charlm.data import (
     prepare_examples,
 )
 from charlm.data.prepare_examples import tokenizer_for
-from charlm.errors import ConfigError, CorpusError
+from charlm.errors import ConfigError, CorpusError, UnknownTokenError
 from charlm.models import CELLS, IMPLS, LABEL_INPUTS, ModelConfig, build_model
+from charlm.tokenizers import train_tokenizer
 from tests.helpers import single_thread
 
 END = 9
@@ -137,6 +138,32 @@ def test_prepared_examples_end_one_past_the_tokenizer_and_index_the_labels(tmp_p
     assert decoded <= {f"a{'b' * i}" for i in range(20)} | {f"x{'y' * i}" for i in range(10)}
     assert any("duplicates: 1 examples repeat" in line for line in prepared.report())
     assert not any("only one label" in line for line in prepared.report())
+
+
+def test_a_given_tokenizer_names_every_unseen_character_of_the_examples(tmp_path):
+    # As --init-from hands a model's tokenizer over: every piece it lacks, with its count,
+    # not only those of the first example that has one.
+    names = write_names(tmp_path / "names", ab=["abé", "ab", "aç", "açç"], xy=["xyò"])
+    given = train_tokenizer("char", "abxy")
+    with pytest.raises(UnknownTokenError) as error:
+        prepare_examples(names, DataOptions(labels="files", val_fraction=0), tokenizer=given)
+    summary = error.value.summary
+    assert "3 characters the model never saw (5 in all): 'ç' ×3" in summary
+    assert all(f"{piece!r}" in summary for piece in "éçò")
+
+
+def test_the_reading_report_says_which_rows_and_labels_an_empty_text_cost(tmp_path):
+    table = tmp_path / "t.tsv"
+    rows = [("good film", "pos"), ("bad film", "neg"), ("", "neutral"), (" ", "neutral")] * 3
+    lines = "".join(f"{text}\t{label}\n" for text, label in rows)
+    table.write_text("text\tlabel\n" + lines, "utf-8")
+    prepared = prepare_examples(table, DataOptions(labels="table", val_fraction=0))
+    read = next(line for line in prepared.report() if line.startswith("read 1 file"))
+    assert read.endswith(
+        "; 6 rows with an empty text skipped; the label neutral has no example: all its texts "
+        "are empty"
+    )
+    assert prepared.info["examples"]["skipped_empty"] == 6
 
 
 def test_a_single_label_is_pointed_out(tmp_path):
