@@ -40,6 +40,7 @@ from charlm.sampling import (
     evaluate_examples,
     load,
     plot_confusion,
+    plot_key,
 )
 
 COLUMNS = ("tokens", "characters", "cross-entropy", "perplexity", "bits/char")
@@ -186,7 +187,10 @@ def _evaluate_examples(
         _print_evaluation(evaluation, _classified_by(sampler))
     if plot is not None:
         written = plot_confusion(evaluation, plot)
-        stderr_console().print(f"wrote {written}")
+        key = plot_key(evaluation.labels)
+        if key is not None:
+            written = f"{written} (the font lacks characters of the labels: numbered {key})"
+        stderr_console().print(f"wrote {written}", markup=False, soft_wrap=True)
 
 
 def _typed_format(values: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,12 @@ from charlm.sampling.classify import Classification, LabelScore, by_bits_per_cha
 from charlm.sampling.draft import Sample
 from charlm.sampling.drawing import Piece
 from charlm.sampling.ensemble import Ensemble
-from charlm.sampling.evaluation import ExampleEvaluation, evaluate_examples, plot_confusion
+from charlm.sampling.evaluation import (
+    ExampleEvaluation,
+    evaluate_examples,
+    plot_confusion,
+    plot_key,
+)
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.sampler import Sampler, load
 from charlm.sampling.scoring import Score
@@ -38,5 +43,6 @@ __all__ = [
     "evaluate_examples",
     "load",
     "plot_confusion",
+    "plot_key",
     "sample_next",
 ]

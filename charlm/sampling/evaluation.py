@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,7 +202,10 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     ticks = np.arange(len(evaluation.labels))
-    names = [_tick_label(label) for label in evaluation.labels]
+    numbered = plot_key(evaluation.labels) is not None
+    names = [
+        str(i + 1) if numbered else _tick_label(label) for i, label in enumerate(evaluation.labels)
+    ]
     axes.set_xticks(ticks, names, rotation=90, fontsize="small")
     axes.set_yticks(ticks, names, fontsize="small")
     axes.set_xlabel("predicted label")
@@ -219,13 +221,23 @@ def plot_confusion(evaluation: ExampleEvaluation, out: str | os.PathLike) -> Pat
     )
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="share of the true label")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        # A label in a script the font lacks (CJK) is drawn as boxes; one line per glyph on
-        # stderr would say nothing more.
-        warnings.filterwarnings("ignore", "Glyph .* missing from", UserWarning)
-        figure.tight_layout()
-        figure.savefig(out)
+    figure.tight_layout()
+    figure.savefig(out)
     return out
+
+
+def plot_key(labels: list[str]) -> str | None:
+    """Where the plot's font lacks a character of a label (CJK without a CJK font), its axes
+    number the labels from 1, since boxes that all look alike would name nothing: the key to
+    those numbers ("1 好, 2 差"), for the words beside the image. None where the font has them
+    all."""
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    drawn = FT2Font(findfont(FontProperties())).get_charmap()
+    if all(ord(ch) in drawn for label in labels for ch in _tick_label(label) if ch.isprintable()):
+        return None
+    return ", ".join(f"{i + 1} {label}" for i, label in enumerate(labels))
 
 
 def _tick_label(label: str, longest: int = LONGEST_TICK_LABEL) -> str:

@@ -202,6 +202,26 @@ def test_the_commands_suggested_after_training_can_be_pasted_into_a_shell(tmp_pa
     assert shlex.split(command) == ["charlm", "generate", str(out), "--label", "a [b] c"]
 
 
+def test_labels_the_font_cannot_draw_are_numbered_in_the_plot_and_keyed(tmp_path):
+    pytest.importorskip("matplotlib")
+    from charlm.sampling import plot_key
+
+    names = write_labelled_names(tmp_path / "names")
+    (names / "ab.txt").rename(names / "好.txt")
+    (names / "xyz.txt").rename(names / "差.txt")
+    if plot_key(["好", "差"]) is None:
+        pytest.skip("this machine's plot font draws CJK: nothing to number")
+    assert plot_key(["Scottish", "Café ☺"]) is None  # drawn as they are
+    result = invoke("train", names, "--labels", "files", "--examples", "lines", *TINY,
+                    "--max-steps", "2", "--out", tmp_path / "model", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    plot = tmp_path / "confusion.png"
+    result = invoke("evaluate", tmp_path / "model", names, "--plot", plot, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "the font lacks characters of the labels: numbered 1 好, 2 差" in result.stderr
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
 def test_a_label_chosen_but_absent_from_the_examples_has_no_recall_in_the_table(model, tmp_path):
     # Names of x, y and z filed under ab: the model calls them xyz, a label no example has.
     (tmp_path / "test").mkdir()
