@@ -63,7 +63,12 @@ class Batch:
     @torch.inference_mode()
     def add(self, request: Request, logprobs: int | None = None) -> Drawing:
         """Prime `request`'s prefix and let its rows join the next step."""
-        drawing, logits, state = self._sampler.start(request, logprobs)
+        return self.join(*self._sampler.start(request, logprobs))
+
+    @torch.inference_mode()
+    def join(self, drawing: Drawing, logits: torch.Tensor, state: State) -> Drawing:
+        """Let a drawing primed apart (what `Sampler.start` or `start_in_parts` gives) join the
+        next step."""
         self._drawings.append(drawing)
         self._state = join_rows(self._state, state)
         self._logits = logits if self._logits is None else torch.cat([self._logits, logits])

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
 from charlm.sampling.guidance import LabelGuide
 from charlm.sampling.mixing import NgramMixer, first_history, mixed_log_probs, read_on
 from charlm.sampling.options import SamplingOptions
-from charlm.sampling.prompt import predicted, prompt_pieces
+from charlm.sampling.prompt import Alternatives, predicted, prompt_pieces
 from charlm.sampling.request import Request, call_options, check_text, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
@@ -55,6 +55,7 @@ EMPTY_PREFIX_PRIMER = "\n"
 # through in one call.
 LOGITS_PER_CALL = 1 << 22
 TOKENS_PER_CALL = 8192
+T = TypeVar("T")
 
 
 class Sampler:
@@ -371,6 +372,15 @@ class Sampler:
 
         The steps that follow are `Batch`'s (charlm/sampling/batch.py), alone or with others.
         """
+        return run_parts(self.start_in_parts(request, logprobs))
+
+    @torch.inference_mode()
+    def start_in_parts(
+        self, request: Request, logprobs: int | None = None
+    ) -> Generator[None, None, tuple[Drawing, torch.Tensor, State]]:
+        """`start` one forward call at a time: a generator that pauses (yields None) between
+        two calls of a long prefix and returns what `start` returns, so that a server can
+        step other requests in between. The calls are those of `start`: the same result."""
         self._check_generative()
         options = request.options
         labels = self._label_tensor(options.label)
@@ -381,7 +391,7 @@ class Sampler:
         else:
             row_labels = None if labels is None else labels.expand(rows)
             guide = None
-            logits, state = self._feed(prime_ids, labels=labels)  # (1, vocab)
+            logits, state = yield from self._feed_in_parts(prime_ids, labels=labels)  # (1, vocab)
         drawing = Drawing(
             request,
             self.tokenizer,
@@ -418,7 +428,6 @@ class Sampler:
         guide = LabelGuide(int(label), prior.float() + prefix, rows, options.guidance)
         return everyone.repeat(rows), guide, logits[:, -1], state
 
-    @torch.inference_mode()
     def prompt_pieces(self, request: Request, logprobs: int = 0) -> list[Piece]:
         """The prompt of `request` as the model reads it before drawing (prompt.py): pieces of
         text, each with the log-probability (nats, temperature 1) of its tokens after those
@@ -428,13 +437,29 @@ class Sampler:
         `score`, and no token is masked (a prompt may hold <unk>, which a sample never
         draws): the log-probabilities of an example add up to its score less its end token,
         those of continuous text to `score(prompt[1:], prefix=prompt[0])`'s total."""
+        return run_parts(self.prompt_pieces_in_parts(request, logprobs))
+
+    @torch.inference_mode()
+    def prompt_pieces_in_parts(
+        self, request: Request, logprobs: int = 0
+    ) -> Generator[None, None, list[Piece]]:
+        """`prompt_pieces` one forward call at a time, as `start_in_parts` primes."""
         self._check_generative()
         labels = self._label_tensor(request.options.label)
         prime_ids, context_ids = self._encode_prefix(request.prefix, request.options.unknown)
         if not context_ids:  # an empty prompt: drawing starts from a primer, not from it
             return []
-        log_probs = self._log_probs_after(prime_ids[:-1], labels)
-        chosen, alternatives = predicted(log_probs, prime_ids[1:], logprobs, self._token_name)
+        targets = prime_ids[1:]
+        chosen: list[float] = []
+        alternatives: list[Alternatives] = []
+        for log_probs in self._log_probs_after(prime_ids[:-1], labels):
+            done = len(chosen)
+            wanted = targets[done : done + len(log_probs)]
+            more = predicted([log_probs], wanted, logprobs, self._token_name)
+            chosen.extend(more[0])
+            alternatives.extend(more[1])
+            if len(chosen) < len(targets):
+                yield
         return prompt_pieces(self.tokenizer, context_ids, chosen, alternatives)
 
     def _log_probs_after(
@@ -562,8 +587,16 @@ class Sampler:
         self, ids: Sequence[int], state: State | None = None, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         """Run `ids` through the network (one call per chunk); the last logits (1, vocab)."""
+        return run_parts(self._feed_in_parts(ids, state, labels))
+
+    def _feed_in_parts(
+        self, ids: Sequence[int], state: State | None = None, labels: torch.Tensor | None = None
+    ) -> Generator[None, None, tuple[torch.Tensor, State]]:
+        """`_feed`, pausing between two calls."""
         tokens = torch.as_tensor(ids, dtype=torch.long, device=self.device).unsqueeze(0)
-        for chunk in tokens.split(self._chunk_len, dim=1):
+        for number, chunk in enumerate(tokens.split(self._chunk_len, dim=1)):
+            if number:
+                yield
             logits, state = self._call(chunk, state, labels)  # (1, chunk, vocab)
         return logits[:, -1], state
 
@@ -615,6 +648,15 @@ class Sampler:
                 f"{', '.join(self.label_set.names)}"
             )
         return torch.tensor([self.label_set.index(label)], device=self.device)
+
+
+def run_parts(parts: Generator[None, None, T]) -> T:
+    """Run a generator of parts (`Sampler.start_in_parts`, ...) to its end: what it returns."""
+    while True:
+        try:
+            next(parts)
+        except StopIteration as end:
+            return end.value
 
 
 def _repeat_rows(logits: torch.Tensor, state: State, times: int) -> tuple[torch.Tensor, State]:

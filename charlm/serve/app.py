@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -27,16 +28,25 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from charlm.device import is_out_of_memory
-from charlm.errors import CharlmError, ConfigError, TokenizerError
+from charlm.errors import CharlmError, ConfigError, TokenizerError, UnknownTokenError
 from charlm.serve.completions import complete
 from charlm.serve.config import ServeConfig
 from charlm.serve.models import ModelSet
-from charlm.serve.schema import RequestError, completion_request, error_object, texts_request
+from charlm.serve.schema import (
+    RequestError,
+    completion_request,
+    error_object,
+    refuse_lone_surrogates,
+    texts_request,
+)
 
 # Host names a loopback server answers to; any other name in the Host header is a page on
 # another site that resolved its own name to 127.0.0.1 (DNS rebinding), and is refused.
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "[::1]"}
 DEFAULT_TOP_K = 3  # labels a classify request gets when it names no top_k
+# How a text with pieces the model never saw can be read after all (the playground shows a
+# setting for the field instead).
+UNKNOWN_ADVICE = 'send "unknown": "{policy}"'
 # Levels of lists and objects a body may nest (the API's own need 3). Deeper ones are refused
 # as a whole: past ~1000 the parser runs out of stack, and a little less leaves too little to
 # check the values or write an error message that quotes them.
@@ -116,8 +126,14 @@ def create_app(models: ModelSet, config: ServeConfig) -> Starlette:
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=_HANDLERS)
     if config.loopback:
-        app.add_middleware(_LoopbackHosts)
+        app.add_middleware(_LoopbackHosts, names=loopback_names(config.host))
     return app
+
+
+def loopback_names(host: str) -> set[str]:
+    """The names a server listening on the loopback address `host` answers to in the Host
+    header: the usual ones and `host` itself (127.0.0.2, ...), as its address is printed."""
+    return LOOPBACK_NAMES | {(f"[{host}]" if ":" in host else host).lower()}
 
 
 async def _json_body(request: Request, config: ServeConfig) -> Any:
@@ -145,8 +161,14 @@ async def _json_body(request: Request, config: ServeConfig) -> Any:
         raise RequestError(f"the body is not valid JSON: {exc}") from exc
     except RecursionError as exc:
         raise too_deep from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise RequestError(
+            "the body is not valid JSON here: a number in it is too large (more than "
+            f"{sys.get_int_max_str_digits():,} digits)"
+        ) from exc
     if _nests_deeper(body, MAX_DEPTH):
         raise too_deep
+    refuse_lone_surrogates(body)  # before anything reads the texts or quotes them
     return body
 
 
@@ -192,6 +214,8 @@ async def _request_error(request: Request, exc: Exception) -> Response:
 
 
 async def _charlm_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, UnknownTokenError) and exc.summary:  # advice in the API's words
+        return error_response(400, exc.describe(exc.where, UNKNOWN_ADVICE))
     if isinstance(exc, ConfigError | TokenizerError):  # a bad setting or a text it cannot take
         return error_response(400, str(exc))
     return error_response(500, str(exc), "server_error")
@@ -217,16 +241,17 @@ _HANDLERS = {
 
 
 class _LoopbackHosts:
-    """Refuse requests whose Host header is not a loopback name (see LOOPBACK_NAMES)."""
+    """Refuse requests whose Host header is not one of `names` (see `loopback_names`)."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, names: set[str] = LOOPBACK_NAMES) -> None:
         self.app = app
+        self.names = names
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name.lower() not in LOOPBACK_NAMES:
+            if name.lower() not in self.names:
                 response = error_response(
                     403, f"this server answers to localhost only, not to {host!r}"
                 )

@@ -151,26 +151,49 @@ class Completion:
 
 
 async def complete(model: ServedModel, request: CompletionRequest, http: HttpRequest) -> Response:
-    """The response to a checked completions request: JSON, or a stream of events."""
+    """The response to a checked completions request: JSON, or a stream of events.
+
+    From the moment its jobs are queued, a client that closes the connection cancels them:
+    while they wait for room, while their prompts are read, and while they are drawn."""
     completion = Completion(model, request)
-    await completion.started()
-    if request.stream:
-        return StreamingResponse(
-            _events(completion),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
     watcher = asyncio.ensure_future(_disconnected(http))
+    streaming = False
     try:
+        if not await _started_unless_gone(completion, watcher):
+            return Response(status_code=499)
+        if request.stream:  # the response notices a client that goes from now on
+            streaming = True
+            return StreamingResponse(
+                _events(completion),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
         async for job_number, pieces in _drawn(completion.jobs):
             if pieces is not None:
                 _record(completion, job_number, pieces)
             if watcher.done():  # the client has gone: stop drawing for nobody
                 return Response(status_code=499)
+        return JSONResponse(_whole(completion))
     finally:
         watcher.cancel()
-        completion.cancel()  # a no-op when all is drawn
-    return JSONResponse(_whole(completion))
+        if not streaming:
+            completion.cancel()  # a no-op when all is drawn
+
+
+async def _started_unless_gone(completion: Completion, watcher: asyncio.Future) -> bool:
+    """Wait until every prompt of `completion` is primed (True) or its client has gone
+    (False, `watcher` done); raises what kept a prompt from being primed."""
+    started = asyncio.ensure_future(completion.started())
+    try:
+        await asyncio.wait({started, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        started.cancel()  # a no-op once it is done
+    if watcher.done():
+        if started.done() and not started.cancelled():
+            started.exception()  # retrieved: nobody is there to be told
+        return False
+    started.result()
+    return True
 
 
 def _whole(completion: Completion) -> dict[str, Any]:

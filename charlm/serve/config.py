@@ -3,6 +3,7 @@ the field, as for training: see charlm/options.py)."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 from charlm.device import DEVICE_CHOICES
@@ -71,8 +72,11 @@ class ServeConfig:
 
     @property
     def loopback(self) -> bool:
-        """True when only this machine can connect."""
-        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+        """True when only this machine can connect: localhost, 127.0.0.0/8 or ::1."""
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a name
+            return self.host.lower() in LOOPBACK_HOSTS
 
     def limits(self) -> dict[str, int]:
         """What a client may ask for (GET /health shows them)."""

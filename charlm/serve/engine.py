@@ -5,7 +5,13 @@ requests that arrive together are cheaper drawn together. So each model has an `
 worker thread that admits waiting requests between two steps, steps them all through one
 `Batch` (or, with batching off, a batch each, in turn), and posts each request's new pieces
 to its `Job`, where the request's handler awaits them. A handler whose client has gone
-cancels its job; the worker drops it at the next step, so it stops within a token.
+cancels its job: one still waiting for room leaves the queue at once, one whose prompt is
+being read is dropped before the next part of it, one being drawn at the next step.
+
+A long prompt is read a part at a time (`Sampler.start_in_parts`: one forward call of the
+network, up to 8,192 tokens of a character model), and the requests being drawn take a step
+between two parts: a client's long prompt slows the others' streams, it does not stop them.
+The calls are those of priming in one go, so the text is the same.
 
 Waking the event loop for every token of a fast model costs more than the token: on two
 cores, an event per token held a streamed completion to 0.62-0.67 of drawing in process, and
@@ -14,8 +20,8 @@ a single event at the end to 0.77-0.94. So a job hands its pieces to the loop at
 out together.
 
 A completion that echoes its prompt with `logprobs` also reports the prompt's tokens with
-their probabilities: `Sampler.prompt_pieces`, run by the worker when it admits the job,
-before its prefix is primed.
+their probabilities: `Sampler.prompt_pieces_in_parts`, read by the worker in parts as the
+priming is, before its prefix is primed.
 """
 
 from __future__ import annotations
@@ -24,11 +30,18 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 
+import torch
+
+from charlm.models import State
 from charlm.sampling import Sampler
 from charlm.sampling.batch import Batch, Step
 from charlm.sampling.drawing import Drawing, Piece
 from charlm.sampling.request import Request
+
+# What the worker reads a prompt with: parts, then the primed drawing, logits and state.
+Parts = Generator[None, None, tuple[Drawing, torch.Tensor, State]]
 
 
 class Job:
@@ -40,6 +53,7 @@ class Job:
         logprobs: int | None,
         interval: float = 0.0,
         echo: bool = False,
+        withdraw: Callable[[Job], None] | None = None,
     ) -> None:
         self.request = request
         self.logprobs = logprobs
@@ -48,6 +62,8 @@ class Job:
         self.scores_prompt = echo and logprobs is not None
         self.prompt: list[Piece] = []
         self.cancelled = False
+        self.parts: Parts | None = None  # the worker's, while it reads the prompt
+        self._withdraw = withdraw  # takes the job out of its engine's queue, if it waits there
         self._loop = asyncio.get_running_loop()
         self._ready = asyncio.Event()
         self._pieces: list[Piece] = []
@@ -65,10 +81,13 @@ class Job:
         return self.request.options.num_samples
 
     def cancel(self) -> None:
-        """Stop drawing (the client has gone): the worker drops the job at its next step."""
+        """Stop (the client has gone): a job waiting for room leaves the queue now; the worker
+        drops one whose prompt it reads before the next part, one it draws at its next step."""
         self.cancelled = True
         if self.drawing is not None:
             self.drawing.cancelled = True
+        if self._withdraw is not None:
+            self._withdraw(self)
 
     async def started(self) -> None:
         """Wait until the prefix is primed; raise what went wrong if it could not be."""
@@ -128,7 +147,8 @@ class Engine:
         self._max_batch = max_batch
         self._batched = batch
         self._interval = interval
-        self._waiting: deque[Job] = deque()
+        self._waiting: deque[Job] = deque()  # submitted, waiting for room
+        self._reading: deque[Job] = deque()  # admitted, their prompts being read in turn
         self._wake = threading.Condition()
         self._batches: list[Batch] = []
         self._jobs: dict[int, Job] = {}  # id(drawing) -> its job
@@ -144,14 +164,16 @@ class Engine:
 
     @property
     def waiting(self) -> int:
-        """Requests waiting for room in the batch."""
-        return len(self._waiting)
+        """Requests not drawing yet: waiting for room in the batch, or their prompt being
+        read (for /health)."""
+        with self._wake:
+            return len(self._waiting) + len(self._reading)
 
     def submit(self, request: Request, logprobs: int | None = None, echo: bool = False) -> Job:
         """Queue `request` (from the event loop); its pieces arrive at the returned job. With
         `echo` and `logprobs`, the job's `prompt` holds the prompt's scored pieces once it
         has started."""
-        job = Job(request, logprobs, self._interval, echo)
+        job = Job(request, logprobs, self._interval, echo, withdraw=self._withdraw)
         with self._wake:
             self._waiting.append(job)
             self._wake.notify()
@@ -164,57 +186,94 @@ class Engine:
             self._wake.notify()
         self._thread.join(timeout=10)
 
+    def _withdraw(self, job: Job) -> None:
+        """Take a cancelled job out of the queue, if it is still there (from the event loop)."""
+        with self._wake:
+            if job not in self._waiting:
+                return  # the worker has it: it drops it itself
+            self._waiting.remove(job)
+        job.post([], finished=True)
+
     def _work(self) -> None:
-        while True:
-            admitted = self._admit()
-            if admitted is None:
-                return
-            for job in admitted:
-                self._start(job)
+        while self._admit():
+            self._read()
             for batch in list(self._batches):
                 self._step(batch)
             self._batches = [batch for batch in self._batches if batch]
 
-    def _admit(self) -> list[Job] | None:
-        """The waiting jobs that fit in the batch now; blocks while there is nothing to do."""
+    def _admit(self) -> bool:
+        """Move the waiting jobs that fit in the batch now to those being read; blocks while
+        there is nothing to do. False once the engine is closed."""
         with self._wake:
-            while not (self._closed or self._waiting or self._batches):
+            while not (self._closed or self._waiting or self._reading or self._batches):
                 self._wake.wait()
             if self._closed:
-                return None
+                return False
+            rows = self._sampler.network_rows
             room = self._max_batch - self.active_rows
-            admitted: list[Job] = []
+            room -= sum(rows(job.request.options) for job in self._reading)
             while self._waiting:
                 # An idle engine always takes the first job, even one larger than the batch.
-                idle = not self._batches and not admitted
-                rows = self._sampler.network_rows(self._waiting[0].request.options)
-                if rows > room and not idle:
+                idle = not self._batches and not self._reading
+                needed = rows(self._waiting[0].request.options)
+                if needed > room and not idle:
                     break
-                admitted.append(self._waiting.popleft())
-                room -= rows
-            return admitted
+                job = self._waiting.popleft()
+                job.parts = self._parts(job)
+                self._reading.append(job)
+                room -= needed
+            return True
 
-    def _start(self, job: Job) -> None:
-        if job.cancelled:
+    def _parts(self, job: Job) -> Parts:
+        """Reading `job`'s prompt, one forward call at a time: with echo and logprobs, first
+        scoring it (a prompt it cannot score joins no batch), then priming on it."""
+        if job.scores_prompt:
+            job.prompt = yield from self._sampler.prompt_pieces_in_parts(job.request, job.logprobs)
+            yield
+        return (yield from self._sampler.start_in_parts(job.request, job.logprobs))
+
+    def _read(self) -> None:
+        """Read the admitted prompts in turn, a part each, until a part leaves one unread: a
+        long prompt takes one part between two steps of the requests being drawn."""
+        while self._reading:
+            if not self._read_part(self._reading[0]):
+                return
+            with self._wake:
+                self._reading.popleft()
+
+    def _read_part(self, job: Job) -> bool:
+        """Read the next part of `job`'s prompt; True when it is done with (primed and
+        joined to a batch, failed, or cancelled)."""
+        parts = job.parts
+        assert parts is not None
+        if job.cancelled:  # the client left while the job waited or its prompt was read
+            parts.close()
+            job.parts = None
             job.post([], finished=True)
-            return
+            return True
+        try:
+            next(parts)
+        except StopIteration as end:
+            job.parts = None
+            drawing, logits, state = end.value
+        except Exception as exc:  # a prefix the model cannot take: that request fails alone
+            job.parts = None
+            job.post([], error=exc)
+            return True
+        else:
+            return False
         if self._batched and self._batches:
             batch = self._batches[0]
         else:
             batch = Batch(self._sampler)
-        try:
-            if job.scores_prompt:  # first: a prompt it cannot score joins no batch
-                job.prompt = self._sampler.prompt_pieces(job.request, job.logprobs)
-            job.drawing = batch.add(job.request, job.logprobs)
-        except Exception as exc:  # a prefix the model cannot take: that request fails alone
-            job.post([], error=exc)
-            return
+        job.drawing = batch.join(drawing, logits, state)
         if job.cancelled:  # cancelled while its prefix was primed
-            job.drawing.cancelled = True
+            drawing.cancelled = True
         if batch not in self._batches:
             self._batches.append(batch)
-        self._jobs[id(job.drawing)] = job
+        self._jobs[id(drawing)] = job
         job.post([])  # primed: the handler may answer now
+        return True
 
     def _step(self, batch: Batch) -> None:
         try:

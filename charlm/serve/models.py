@@ -11,6 +11,7 @@ from typing import Any
 from charlm.device import resolve_device, set_threads
 from charlm.errors import ConfigError
 from charlm.models.quantized import device_for
+from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling import Sampler, load
 from charlm.serve.config import ServeConfig
 from charlm.serve.engine import Engine
@@ -109,7 +110,9 @@ def load_models(
     models: list[ServedModel] = []
     taken: set[str] = set()
     for path in paths:
-        name = _unique(Path(path).name, taken)
+        # Named after the directory itself (`charlm serve .`: the one it runs in; a link
+        # keeps its own name).
+        name = _unique(Path(os.path.abspath(path)).name or "model", taken)
         models.append(_load(Path(path), device, config, name, impl, quantize, ngram))
     return ModelSet(models)
 
@@ -128,9 +131,15 @@ def _load(
     quantize: str | None,
     ngram: bool,
 ) -> ServedModel:
-    sampler = load(path, str(device), impl, quantize, ngram)  # with its labels, if any
+    # Loaded as `charlm.load` loads it, quantized last: the parameters are counted first, as
+    # int8 holds its weight matrices packed, not as parameters.
+    sampler = load(path, str(device), impl, None, ngram)  # with its labels, if any
+    details = _details(sampler)
+    if quantize is not None:
+        for each in [s for s in (sampler, sampler.generative) if s is not None]:
+            each.model = quantize_model(each.model, quantize)
     saved = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0)
-    return ServedModel(name, sampler, _engine(sampler, config), int(saved), _details(sampler))
+    return ServedModel(name, sampler, _engine(sampler, config), int(saved), details)
 
 
 def _engine(sampler: Sampler, config: ServeConfig) -> Engine:
@@ -138,11 +147,14 @@ def _engine(sampler: Sampler, config: ServeConfig) -> Engine:
 
 
 def _details(sampler: Sampler) -> dict[str, Any]:
+    """What /v1/models says of `sampler`'s model (counted before any int8 quantization)."""
     model = sampler.model
     shape = getattr(model, "config", None)
     return {
         "tokenizer": sampler.tokenizer.name,
         "vocab_size": sampler.tokenizer.vocab_size,
+        # The values of a request's `unknown` it takes: "unk" where the tokenizer has <unk>.
+        "unknown": ["error", "skip"] + (["unk"] if sampler.tokenizer.unk_id is not None else []),
         "parameters": sum(p.numel() for p in model.parameters()),
         "cell": getattr(shape, "cell", None),
         "layers": getattr(shape, "num_layers", None),

@@ -55,11 +55,69 @@ class RequestError(CharlmError):
 def error_object(
     message: str, kind: str = "invalid_request_error", param: str | None = None
 ) -> dict[str, Any]:
-    """OpenAI's error object, with `message` on one bounded line."""
-    line = re.sub(r"\s+", " ", message).strip()
+    """OpenAI's error object, with `message` on one bounded line; a lone surrogate quoted
+    from a client's text is written as its escape (UTF-8 has no character for it)."""
+    line = re.sub(r"\s+", " ", escaped(message)).strip()
     if len(line) > MAX_MESSAGE:
         line = line[: MAX_MESSAGE - 1] + "…"
+    param = None if param is None else escaped(param)
     return {"error": {"message": line, "type": kind, "param": param, "code": None}}
+
+
+def escaped(text: str) -> str:
+    """`text` with each lone surrogate (a JSON escape such as \\ud800 that is half of a
+    character) written as that escape, so that it can be sent as UTF-8."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where `text` holds a lone surrogate, the first one's index; None if it holds none."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def refuse_lone_surrogates(body: Any) -> None:
+    """Refuse a body with text that holds a lone surrogate: JSON can write one (\\ud800 not
+    followed by \\udc00-\\udfff), but it is half of a character, no text. The error names
+    the field (of the body's top level) it is in."""
+    fields = body.items() if isinstance(body, dict) else [(None, body)]
+    for field, value in fields:
+        if field is not None and lone_surrogate(field) is not None:
+            raise RequestError(
+                f'the field name "{escaped(field)}" holds a lone surrogate, half of a '
+                f"character: {_SURROGATES}",
+                field,
+            )
+        level, texts = [value], []  # every text in the value, names of objects included
+        while level:
+            texts += [item for item in level if isinstance(item, str)]
+            texts += [key for item in level if isinstance(item, dict) for key in item]
+            level = [
+                child
+                for item in level
+                if isinstance(item, list | dict)
+                for child in (item.values() if isinstance(item, dict) else item)
+            ]
+        for text in texts:
+            at = lone_surrogate(text)
+            if at is not None:
+                raise RequestError(
+                    f"{field or 'the body'} holds a lone surrogate ({escaped(text[at])}, "
+                    f"character {at} of a text), half of a character: {_SURROGATES}",
+                    field,
+                )
+
+
+_SURROGATES = (
+    "a character beyond U+FFFF is escaped as a pair (\\ud83d\\ude00), or send the text as UTF-8"
+)
 
 
 @dataclass
@@ -117,6 +175,8 @@ def texts_request(body: Any, *, top_k: bool) -> TextsRequest:
     body = _object(body)
     own = {"top_k", "prior"} if top_k else {"label"}
     _refuse_unknown(body, {"model", "input", "inputs", "unknown", *own})
+    if "input" in body and "inputs" in body:
+        raise RequestError("give the texts as input or as inputs, not both", "inputs")
     key = "inputs" if "inputs" in body else "input"
     raw = body.get(key)
     texts = [raw] if isinstance(raw, str) else raw
@@ -148,6 +208,8 @@ def sampling_options(fields: dict[str, Any]) -> SamplingOptions:
                 options = options.replace(**{SAMPLING_FIELDS[name]: fields[name]})
             except ConfigError as exc:
                 raise RequestError(str(exc), name) from exc
+            except OverflowError as exc:  # an integer beyond any float, checked as one
+                raise RequestError(f"{name} is out of range, got {fields[name]!r}", name) from exc
     return options
 
 

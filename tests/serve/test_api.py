@@ -3,6 +3,7 @@ health, score, classify, and bad requests answered with one line while the serve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from charlm.cli import cli
-from charlm.sampling import Sampler
+from charlm.sampling import Sampler, load
 from charlm.sampling.batch import Batch
 from charlm.tokenizers.char import CharTokenizer
 from tests.serve.conftest import SMALL_LIMITS
@@ -277,7 +278,7 @@ def test_the_param_of_a_bad_combination_is_the_field_that_breaks_it(client):
 
 def test_score_takes_unknown_as_completions_do(client, sampler):
     unseen = client.post("/v1/score", json={"input": "the lazy €"})
-    assert unseen.status_code == 400 and 'unknown="skip"' in unseen.json()["error"]["message"]
+    assert unseen.status_code == 400 and '"unknown": "skip"' in unseen.json()["error"]["message"]
     answer = client.post("/v1/score", json={"input": "the lazy €", "unknown": "skip"})
     assert answer.status_code == 200, answer.text
     expected = sampler.score("the lazy €", unknown="skip")
@@ -356,8 +357,123 @@ def test_the_server_loads_its_models_in_int8_when_asked(checkpoint):
         (model,) = models
         assert isinstance(model.sampler.model.rnn, Int8Recurrent)
         assert model.sampler.device.type == "cpu"
-        assert len(model.sampler.generate("the ", 10, seed=1)) == 14
+        int8 = load(checkpoint, device="cpu", quantize="int8")
+        assert model.sampler.generate("the ", 40, seed=1) == int8.generate("the ", 40, seed=1)
+        # The model's size, not what int8 leaves as parameters (packed weights are not).
+        floats = load(checkpoint, device="cpu").model.parameters()
+        assert model.card()["parameters"] == sum(p.numel() for p in floats)
     finally:
         models.close()
     with pytest.raises(ConfigError, match="CPU only"):
         load_models([checkpoint], ServeConfig(device="cuda"), quantize="int8")
+
+
+# Lone surrogates: valid JSON (a \ud800 escape not followed by its pair), but no text.
+SURROGATE_BODIES = {
+    "prompt": ("/v1/completions", r'{"prompt": "a\ud800b", "max_tokens": 3}', "prompt"),
+    "streamed": ("/v1/completions", r'{"prompt": "a\ud800b", "stream": true}', "prompt"),
+    "prompt list": ("/v1/completions", r'{"prompt": ["a", "\udfffb"]}', "prompt"),
+    "stop": ("/v1/completions", r'{"prompt": "a", "stop": ["x\ud800"]}', "stop"),
+    "field name": ("/v1/completions", r'{"prompt": "a", "\ud800": 1}', r"\ud800"),
+    "nested name": ("/v1/completions", r'{"logit_bias": {"\ud800": 1}}', "logit_bias"),
+    "score": ("/v1/score", r'{"input": ["the", "th\ud800e"], "unknown": "skip"}', "input"),
+    "classify": ("/v1/classify", r'{"input": "Iv\ud800an", "unknown": "skip"}', "input"),
+}
+
+
+@pytest.mark.parametrize(
+    "path, body, param", SURROGATE_BODIES.values(), ids=SURROGATE_BODIES.keys()
+)
+def test_text_with_a_lone_surrogate_is_a_400_naming_its_field(client, path, body, param):
+    answer = client.post(path, content=body.encode("ascii"), headers=_JSON)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param
+    assert "lone surrogate" in error["message"] and "\n" not in error["message"]
+    if param != "logit_bias":  # the escape itself is quoted, as text that can be sent
+        assert "\\ud800" in error["message"] or "\\udfff" in error["message"]
+    assert client.post("/v1/completions", json={"prompt": "a", "max_tokens": 3}).status_code == 200
+
+
+def test_a_pair_of_surrogates_is_one_character_and_no_error(client):
+    # U+1F600 as JSON escapes it: a pair, which is text (the tiny model never saw it).
+    body = r'{"prompt": "the \ud83d\ude00", "max_tokens": 3, "unknown": "skip"}'
+    answer = client.post("/v1/completions", content=body.encode("ascii"), headers=_JSON)
+    assert answer.status_code == 200, answer.text
+
+
+def test_an_error_message_quoting_a_lone_surrogate_escapes_it():
+    from charlm.serve.app import error_response
+
+    response = error_response(400, "unknown field 'a\ud800'", param="a\ud800")
+    error = json.loads(response.body)["error"]
+    assert error["message"] == "unknown field 'a\\ud800'" and error["param"] == "a\\ud800"
+
+
+def test_a_number_of_more_digits_than_python_converts_is_a_400(sampler):
+    from starlette.testclient import TestClient
+
+    from charlm.serve.app import create_app
+    from tests.serve.conftest import model_set
+
+    config = dataclasses.replace(SMALL_LIMITS, max_body=1 << 16)  # room for 4,301 digits
+    app = create_app(model_set(config, tiny=sampler), config)
+    with TestClient(app, base_url="http://localhost") as client:
+        for where in ("seed", "user", "unknown_field"):
+            body = b'{"prompt": "a", "%s": %s}' % (where.encode(), b"9" * 4301)
+            answer = client.post("/v1/completions", content=body, headers=_JSON)
+            assert answer.status_code == 400, answer.text
+            message = answer.json()["error"]["message"]
+            assert message.startswith("the body is not valid JSON") and "too large" in message
+            assert answer.json()["error"]["param"] is None
+        # Fewer digits parse, but are beyond any float the options are checked as.
+        for field in ("seed", "temperature", "top_k"):
+            body = b'{"prompt": "a", "%s": %s}' % (field.encode(), b"9" * 4000)
+            answer = client.post("/v1/completions", content=body, headers=_JSON)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["param"] == field
+
+
+@pytest.mark.parametrize("path", ["/v1/score", "/v1/classify"])
+def test_input_and_inputs_together_are_refused(client, path):
+    answer = client.post(path, json={"input": "the", "inputs": ["a stitch"]})
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]["message"]
+    assert "input " in message and "inputs" in message
+
+
+def test_a_server_on_another_loopback_address_answers_to_it(sampler):
+    from starlette.testclient import TestClient
+
+    from charlm.serve.app import create_app
+    from charlm.serve.config import ServeConfig
+    from tests.serve.conftest import model_set
+
+    config = ServeConfig(host="127.0.0.2", port=8000)
+    assert config.loopback
+    app = create_app(model_set(config, tiny=sampler), config)
+    with TestClient(app, base_url="http://127.0.0.2:8000") as client:
+        assert client.get("/v1/models").status_code == 200  # the address it prints
+        assert client.get("/v1/models", headers={"Host": "localhost:8000"}).status_code == 200
+        assert client.get("/v1/models", headers={"Host": "attacker.example"}).status_code == 403
+
+
+def test_which_hosts_are_loopback():
+    from charlm.serve.config import ServeConfig
+
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1"):
+        assert ServeConfig(host=host).loopback, host
+    for host in ("0.0.0.0", "192.0.2.1", "::", "127.example.com"):
+        assert not ServeConfig(host=host).loopback, host
+
+
+def test_a_checkpoint_given_as_dot_is_named_after_its_directory(checkpoint, monkeypatch):
+    from charlm.serve.config import ServeConfig
+    from charlm.serve.models import load_models
+
+    monkeypatch.chdir(checkpoint)
+    models = load_models([".", f"../{checkpoint.name}/"], ServeConfig())
+    try:
+        assert [model.id for model in models] == [checkpoint.name, f"{checkpoint.name}-2"]
+    finally:
+        models.close()

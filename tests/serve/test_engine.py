@@ -4,6 +4,7 @@ stops within a couple of tokens; one bad request fails alone."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -141,3 +142,92 @@ def test_pieces_drawn_within_the_interval_are_handed_over_together(sampler):
     held = asyncio.run(hand_overs(60.0))
     assert held == [1, 199]  # the first piece, then the rest at the end
     assert sum(every_piece) == 200
+
+
+def test_a_long_prompt_is_read_in_parts_while_the_others_go_on_drawing(sampler):
+    """A prompt of many forward calls takes turns with the running requests' steps (one
+    step between two of its calls), and gives the text it gives primed in one go."""
+    sampler._chunk_len = 16  # a forward call reads 16 tokens: the prompt below takes 40
+    long_prompt = ("the lazy dog " * 50)[:640]
+    engine = Engine(sampler, max_batch=64)
+    steps_at_call: list[int] = []
+
+    async def run():
+        running = engine.submit(sampler_request("a ", 100_000, 1, 1.0))
+        await running.started()
+        await running.pieces()
+        call = sampler._call
+
+        def counted(tokens, state, labels):  # priming calls; a drawing's steps go by model.step
+            steps_at_call.append(running.drawing.steps)
+            return call(tokens, state, labels)
+
+        sampler._call = counted
+        texts = await collect(engine.submit(sampler_request(long_prompt, 30, 5, 0.8)))
+        del sampler._call
+        running.cancel()
+        await collect(running)
+        return texts
+
+    try:
+        texts = asyncio.run(run())
+    finally:
+        engine.close()
+    assert len(steps_at_call) == 40
+    # The running request took a step between any two parts of the prompt.
+    assert all(later > earlier for earlier, later in zip(steps_at_call, steps_at_call[1:]))
+    assert long_prompt + texts[0] == sampler.generate(long_prompt, 30, 0.8, 5)
+
+
+def test_a_request_cancelled_while_it_waits_for_room_leaves_the_queue_at_once(sampler):
+    engine = Engine(sampler, max_batch=1)
+
+    async def run():
+        running = engine.submit(sampler_request("the ", 100_000, 1, 1.0))
+        await running.started()
+        waiting = engine.submit(sampler_request("a ", 50, 2, 1.0))  # no room: it waits
+        await asyncio.sleep(0.05)
+        assert engine.waiting == 1
+        waiting.cancel()
+        assert engine.waiting == 0  # out of the queue now, not once the running one is done
+        assert await waiting.pieces() is None and waiting.drawing is None  # never primed
+        assert engine.active_rows == 1  # the other goes on
+        running.cancel()
+        await collect(running)
+
+    try:
+        asyncio.run(run())
+    finally:
+        engine.close()
+
+
+def test_a_request_cancelled_while_its_prompt_is_read_stops_being_read(sampler):
+    sampler._chunk_len = 4  # 250 forward calls for the prompt below
+    engine = Engine(sampler, max_batch=64)
+    calls = 0
+    call = sampler._call
+
+    def slow(tokens, state, labels):
+        nonlocal calls
+        calls += 1
+        time.sleep(0.002)
+        return call(tokens, state, labels)
+
+    sampler._call = slow
+
+    async def run():
+        job = engine.submit(sampler_request("the lazy dog " * 77, 50, 1, 1.0))
+        while calls < 5:
+            await asyncio.sleep(0.001)
+        job.cancel()
+        seen = calls
+        await job.started()
+        assert await job.pieces() is None and job.drawing is None
+        return calls - seen
+
+    try:
+        extra_calls = asyncio.run(run())
+    finally:
+        engine.close()
+    assert extra_calls <= 1  # the part being read when it was cancelled, no more
+    assert engine.waiting == 0 and engine.active_rows == 0

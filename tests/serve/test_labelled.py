@@ -118,7 +118,7 @@ def test_classify_takes_the_prior_and_unknown_the_python_api_takes(client, label
             got = [s["score"] for s in row["labels"]]
             assert got == pytest.approx([s.probability for s in want.labels])
     unseen = client.post("/v1/classify", json={"inputs": ["Ab-ba"]})
-    assert unseen.status_code == 400 and 'unknown="skip"' in unseen.json()["error"]["message"]
+    assert unseen.status_code == 400 and '"unknown": "skip"' in unseen.json()["error"]["message"]
     skipped = client.post("/v1/classify", json={"inputs": ["Ab-ba"], "unknown": "skip"})
     assert skipped.status_code == 200, skipped.text
     assert (

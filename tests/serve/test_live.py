@@ -3,8 +3,13 @@ clients that hang up in the middle."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
+
+from charlm.serve.config import ServeConfig
+from tests.serve.conftest import LiveServer, model_set
 
 openai = pytest.importorskip("openai", reason="the openai client is not installed (charlm[dev])")
 
@@ -46,3 +51,56 @@ def test_a_client_that_hangs_up_while_waiting_for_a_whole_completion_stops_it(li
         with pytest.raises(httpx.ReadTimeout):
             client.post("/v1/completions", json=body)
     assert live_server.wait_idle("tiny", seconds=5) < 5
+
+
+def _gives_up(server: LiveServer, body: dict) -> None:
+    """Post `body` and hang up after 0.3 s, before any answer."""
+    with httpx.Client(base_url=server.url, timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            client.post("/v1/completions", json=body)
+
+
+def _until(condition, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_client_that_hangs_up_while_its_request_waits_for_room_leaves_the_queue(sampler):
+    config = ServeConfig(max_tokens=100_000, max_batch=1)  # one request drawn at a time
+    with LiveServer(model_set(config, tiny=sampler), config) as server:
+        engine = server.models.get("tiny").engine
+        body = {"model": "tiny", "prompt": "the ", "max_tokens": 100_000, "stream": True}
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            with client.stream("POST", "/v1/completions", json=body) as running:
+                lines = running.iter_lines()  # held: dropped, it would close the stream
+                next(lines)  # drawing: the batch is full
+                _gives_up(server, {"model": "tiny", "prompt": "a ", "max_tokens": 10})
+                # Out of the queue long before the first one's 100,000 tokens are drawn.
+                assert _until(lambda: engine.waiting == 0)
+                assert engine.active_rows == 1
+                health = client.get("/health").json()["models"][0]
+                assert health["waiting"] == 0 and health["drawing"] == 1
+        assert server.wait_idle("tiny") < 5
+
+
+def test_a_client_that_hangs_up_while_its_prompt_is_read_stops_the_reading(sampler):
+    sampler._chunk_len = 1  # a forward call a character, each 2 ms: 5,000 of them, 10 s
+    calls = 0
+    call = sampler._call
+
+    def slow(tokens, state, labels):
+        nonlocal calls
+        calls += 1
+        time.sleep(0.002)
+        return call(tokens, state, labels)
+
+    sampler._call = slow
+    config = ServeConfig(max_tokens=100)
+    with LiveServer(model_set(config, tiny=sampler), config) as server:
+        _gives_up(server, {"model": "tiny", "prompt": "the lazy dog " * 385, "max_tokens": 10})
+        assert server.wait_idle("tiny", seconds=5) < 5
+    assert calls < 4000  # the prompt was not read to its end

@@ -210,3 +210,91 @@ def test_a_classifier_is_offered_for_classifying_only(browser):
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#classes li")) == 2)
         browser.find_element(By.CSS_SELECTOR, "#model option[value='names']").click()
         wait.until(lambda b: b.find_element(By.ID, "generate").is_displayed())
+
+
+def test_an_emptied_number_box_is_refused_with_what_it_must_hold(browser, server):
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == server.model)
+    if server.model == "tiny":  # a beginning it can read: only the emptied box is wrong
+        prefix = browser.find_element(By.ID, "prefix")
+        prefix.clear()
+        prefix.send_keys("the ")
+    for box, says in (
+        ("temperature", "The temperature must be a number of 0 or more"),
+        ("length", "The length must be a whole number of 1 or more"),
+        ("top-p", "Top-p must be a number above 0"),
+    ):
+        kept = browser.find_element(By.ID, box).get_attribute("value")
+        set_number(browser, box, Keys.BACKSPACE)  # emptied: Number("") would send 0
+        browser.find_element(By.ID, "generate").click()
+        assert status(browser).startswith(says)
+        assert "error" in browser.find_element(By.ID, "status").get_attribute("class")
+        assert browser.switch_to.active_element.get_attribute("id") == box
+        assert output_text(browser) == ""  # nothing was asked for
+        set_number(browser, box, kept)
+    set_number(browser, "length", "0")
+    browser.find_element(By.ID, "generate").click()
+    assert status(browser).startswith("The length must be a whole number of 1 or more")
+
+
+def test_characters_the_model_never_saw_have_a_setting_the_error_points_to(
+    browser, server, sampler
+):
+    if server.model != "tiny":
+        pytest.skip("the tiny model's vocabulary lacks the character")
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, WAIT)
+    wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == "tiny")
+    options = browser.find_elements(By.CSS_SELECTOR, "#unknown option")
+    # The char tokenizer of the tiny model has no <unk>: refusing or skipping, refusing first.
+    assert [o.get_attribute("value") for o in options] == ["error", "skip"]
+    assert browser.find_element(By.ID, "unknown").get_attribute("value") == "error"
+    prefix = browser.find_element(By.ID, "prefix")
+    prefix.clear()
+    prefix.send_keys("the €")
+    set_number(browser, "length", "30")
+    browser.find_element(By.ID, "seed").send_keys("7")
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda b: "never saw" in status(b))
+    assert "set Unknown characters to “leave them out”" in status(browser)
+    assert 'unknown"' not in status(browser)  # the API's field, which the page has not
+    browser.find_element(By.CSS_SELECTOR, "#unknown option[value='skip']").click()
+    browser.find_element(By.ID, "generate").click()
+    wait.until(lambda b: status(b).startswith("Done"))
+    written = output_text(browser).removeprefix("the €")
+    assert "the " + written == sampler.generate("the ", 30, temperature=0.8, seed=7)
+
+
+def test_choosing_another_model_clears_the_text_and_the_message(browser, sampler):
+    config = ServeConfig(max_tokens=100_000)
+    with LiveServer(model_set(config, tiny=sampler, names=untrained_names()), config) as live:
+        browser.get(live.url + "/")
+        wait = WebDriverWait(browser, WAIT)
+        wait.until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == "tiny")
+        prefix = browser.find_element(By.ID, "prefix")
+        prefix.clear()
+        prefix.send_keys("the ")
+        set_number(browser, "length", "20")
+        browser.find_element(By.ID, "generate").click()
+        wait.until(lambda b: status(b).startswith("Done"))
+        assert output_text(browser)
+        browser.find_element(By.CSS_SELECTOR, "#model option[value='names']").click()
+        wait.until(lambda b: b.find_element(By.ID, "label").is_displayed())
+        assert output_text(browser) == "" and status(browser) == ""
+        # An error about one model is gone with it too.
+        set_number(browser, "temperature", Keys.BACKSPACE)
+        browser.find_element(By.ID, "generate").click()
+        assert status(browser).startswith("The temperature must be")
+        browser.find_element(By.CSS_SELECTOR, "#model option[value='tiny']").click()
+        wait.until(lambda b: status(b) == "")
+        # A text being written stops when another model is chosen, and leaves nothing.
+        set_number(browser, "temperature", "0.8")
+        set_number(browser, "length", "100000")
+        browser.find_element(By.ID, "generate").click()
+        wait.until(lambda b: len(output_text(b)) > 40)
+        browser.find_element(By.CSS_SELECTOR, "#model option[value='names']").click()
+        assert live.wait_idle("tiny") < 5  # the server stopped drawing
+        time.sleep(0.3)
+        assert output_text(browser) == "" and status(browser) == ""
+        assert browser.find_element(By.ID, "generate").is_enabled()
