@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import math
 import numbers
+import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -304,11 +305,15 @@ def _checked_one(field: dataclasses.Field, spec: Option, value: Any) -> Any:
     number = isinstance(value, types) and not isinstance(value, bool)
     if not number or not _in_range(value, spec):
         expected = _expected(spec, kind, number, rule_of(field).note)
-        raise ConfigError(f"{name} must be {expected}, got {value!r}")
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}… (very large)"
+        raise ConfigError(f"{name} must be {expected}, got {shown}")
     return float(value) if kind is float else int(value)
 
 
 def _in_range(value: float, spec: Option) -> bool:
+    # An int past a float's range (10**400) is out of every range, not an OverflowError.
+    if isinstance(value, numbers.Integral) and abs(value) > sys.float_info.max:
+        return False
     if not math.isfinite(value):
         return False
     if spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low):

@@ -64,6 +64,12 @@ def test_none_numpy_numbers_and_a_huge_count_are_read_as_meant():
         SamplingOptions(num_samples=10**20)  # not an error about the seed it leaves no room for
     with pytest.raises(ConfigError, match="length must be an integer"):
         SamplingOptions(length=np.float64(5.0))
+    # An integer past a float's range is out of range like any other, and said briefly.
+    for name in ("temperature", "seed", "top_k", "top_p"):
+        with pytest.raises(
+            ConfigError, match=f"^{name} must be .*, got 10000.*… \\(very large\\)$"
+        ):
+            SamplingOptions(**{name: 10**400})
 
 
 def test_replace_checks_the_copy_and_leaves_the_original():
