@@ -44,6 +44,7 @@ from charlm.device import (
     set_threads,
 )
 from charlm.errors import (
+    CheckpointError,
     ConfigError,
     DeviceMemoryError,
     MissingTokenizerError,
@@ -310,6 +311,12 @@ def train_book(
                     kept_lm=kept_lm, metrics=metrics,
                 )  # fmt: skip
             train_data, val_data, test_data = inputs.splits
+            if saver is not None and state is not None:
+                if saver.restore_best(net, state, base.config.get("results", {})):
+                    say(
+                        f"{saver.best} was behind the last checkpoint (a stop between their "
+                        f"saves): saved step {state.step:,}, the best, there again"
+                    )
             try:
                 result = train(
                     net, train_data, val_data, training, device=resolved,
@@ -725,6 +732,22 @@ class RunSaver:
         if self.kept_lm is not None:
             self.kept_lm.save_beside(best, self.tokenizer)
         save_checkpoint(best, model, self.tokenizer, **self._sections(summary))
+
+    def restore_best(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> bool:
+        """Save `model`, the last checkpoint's, as `best` again where a stop (kill -9, a full
+        disk) came between the two saves of an improvement: the last checkpoint, saved first,
+        names its own step as the best, and `best` is missing, half written or older. Whether
+        it was saved."""
+        if state.meta.get("best_step") != state.step:
+            return False
+        try:
+            saved = read_config(self.best).get("results", {}).get("steps")
+        except CheckpointError:
+            saved = None
+        if saved == state.step:
+            return False
+        self.save_best(model, {**summary, "stopped_by": ""})
+        return True
 
     def finish(self) -> None:
         """Delete the files of earlier saves that were kept for readers of the last ones."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -327,6 +328,39 @@ def test_resuming_a_finished_run_trains_no_further_unless_extended(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
     result = runner.invoke(cli, ["train", "--resume", str(out), "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "drop --out" in result.output
+
+
+@pytest.mark.parametrize("left", ["nothing", "a half-written save", "an older best"])
+def test_a_best_left_behind_by_a_stop_between_the_two_saves_is_saved_again(tmp_path, left):
+    # An improvement saves the last checkpoint (its state naming the step the best), then
+    # best/: a kill between the two leaves best/ missing, half written or at an older step.
+    book = tmp_path / "book.txt"
+    book.write_text(TEXT * 2, encoding="utf-8")
+    out = tmp_path / "run"
+    args = "--batch-size 4 --seq-len 8 --hidden 16 --layers 1 --eval-every 2 --device cpu"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", str(book), "--out", str(out), "--max-steps", "4",
+                                 "--lr", "0.01", *args.split()])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert load_training_state(out).meta["best_step"] == 4  # the last evaluation improved
+    best = out / "best"
+    if left == "nothing":
+        for path in best.iterdir():
+            path.unlink()
+        best.rmdir()
+    elif left == "a half-written save":
+        (best / "config.json").rename(best / ".config.json.x1y2z3.tmp")
+    else:
+        config = read_config(best)
+        config["results"]["steps"] = 2
+        (best / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    result = runner.invoke(cli, ["train", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "was behind the last checkpoint" in " ".join(result.output.split())
+    assert read_config(best)["results"]["steps"] == 4
+    saved, last = load_checkpoint(best).model.state_dict(), load_checkpoint(out).model.state_dict()
+    assert all(torch.equal(saved[name], last[name]) for name in last)
+    assert not [p.name for p in best.iterdir() if p.name.endswith(".tmp")]
 
 
 def _trained_then_resumed(tmp_path, first: list[str], again: list[str]):
