@@ -10,6 +10,7 @@ import dataclasses
 import math
 import os
 import re
+import shlex
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -48,6 +49,8 @@ from charlm.errors import (
     ConfigError,
     DeviceMemoryError,
     MissingTokenizerError,
+    StoppedError,
+    Terminated,
     TokenizerError,
     TrainingError,
 )
@@ -331,21 +334,32 @@ def train_book(
                     saver.finish()
         test_perplexity = None
         trained = state is None or result.steps > state.step
-        if context.is_main and test_data is not None and trained:
-            test_loss = inputs.test_loss(net, training, resolved, kept_lm)
-            say(inputs.test_report(test_loss, net, kept_lm=kept_lm is not None))
-            if task == "classify":  # a classifier's test loss is the share it gets wrong
-                update_config(out, test_accuracy=1 - test_loss)
-            else:
-                test_perplexity = perplexity(test_loss)
-                update_config(out, test_perplexity=test_perplexity)
-        if context.is_main and training.ngram and trained:
-            written = [path for path in (out, out / BEST_NAME) if _saved(path)]
-            attach_fitted_ngram(
-                written, train_data, training.ngram, resolved, say,
-                validation=(val_data, inputs.val_characters),
-                test=None if test_data is None else (test_data, inputs.prepared.test_characters),
-            )  # fmt: skip
+        # A resumed run with nothing left to train still adds what a stop after its first
+        # part's last save kept that part from adding: the test score, the n-gram model.
+        saved = read_config(out) if context.is_main and _saved(out) else None
+        needs_test = (
+            saved is not None
+            and test_data is not None
+            and (trained or not {"test_perplexity", "test_accuracy"} & set(saved))
+        )
+        needs_ngram = saved is not None and training.ngram and (trained or not saved.get("ngram"))
+        with _finishing(out, result.steps):
+            if needs_test:
+                test_loss = inputs.test_loss(net, training, resolved, kept_lm)
+                say(inputs.test_report(test_loss, net, kept_lm=kept_lm is not None))
+                if task == "classify":  # a classifier's test loss is the share it gets wrong
+                    update_config(out, test_accuracy=1 - test_loss)
+                else:
+                    test_perplexity = perplexity(test_loss)
+                    update_config(out, test_perplexity=test_perplexity)
+            if needs_ngram:
+                written = [path for path in (out, out / BEST_NAME) if _saved(path)]
+                test = None if test_data is None else (test_data, inputs.prepared.test_characters)
+                attach_fitted_ngram(
+                    written, train_data, training.ngram, resolved, say,
+                    validation=(val_data, inputs.val_characters), test=test,
+                )  # fmt: skip
+        trained = trained or needs_test or needs_ngram
     best = out / BEST_NAME
     return TrainedModel(
         out,
@@ -764,6 +778,20 @@ class RunSaver:
             "val_perplexity": summary["val_perplexity"],
             **self.extra,
         }
+
+
+@contextlib.contextmanager
+def _finishing(out: Path, step: int) -> Iterator[None]:
+    """Ctrl-C or SIGTERM after the last checkpoint was saved, while the test score or the
+    n-gram model is added: the model is saved, and a resume adds what is missing."""
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as stop:
+        raise StoppedError(
+            f"stopped after training: {out} is saved (step {step:,}), without its test score or "
+            f"n-gram model; charlm train --resume {shlex.quote(str(out))} adds them",
+            143 if isinstance(stop, Terminated) else 130,
+        ) from None
 
 
 def _what_was_kept(saver: RunSaver | None, out: Path, resumed: TrainingState | None) -> str:

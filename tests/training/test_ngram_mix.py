@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import charlm.training.run as run_module
 from charlm import load
 from charlm.checkpoint import CONFIG_NAME, attach_ngram, load_checkpoint, prune_checkpoint
 from charlm.errors import CheckpointError
@@ -194,3 +195,35 @@ def test_the_server_says_which_ngram_each_model_mixes_in(mixed) -> None:
     assert model.details["ngram"] == {"order": 4, "weight": model.sampler.ngram_weight}
     (alone,) = load_models([directory], ServeConfig(), ngram=False)
     assert alone.details["ngram"] is None and alone.sampler.ngram is None
+
+
+def test_a_stop_after_the_last_save_is_said_and_the_resume_adds_what_it_missed(
+    mixed, tmp_path, monkeypatch
+):
+    # Ctrl-C while the n-gram model is fitted, after training's last checkpoint was saved.
+    _, book = mixed
+    out = tmp_path / "m"
+    real = run_module.attach_fitted_ngram
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "attach_fitted_ngram", interrupted)
+    with single_thread():
+        result = run_cli("train", book, "--out", out, *TINY_TRAIN_ARGS, "--max-steps", "10",
+                         "--ngram", "3", "--test-fraction", "0.1")  # fmt: skip
+    assert result.exit_code == 130, result.output
+    said = " ".join(result.stderr.split())
+    assert f"stopped after training: {out} is saved (step 10)" in said
+    assert f"charlm train --resume {out} adds them" in said
+    saved = json.loads((out / CONFIG_NAME).read_text())
+    assert "test_perplexity" in saved and not saved.get("ngram")  # the test ran, then the stop
+    monkeypatch.setattr(run_module, "attach_fitted_ngram", real)
+    with single_thread():
+        resumed = run_cli("train", "--resume", out)
+    assert resumed.exit_code == 0, resumed.output
+    saved = json.loads((out / CONFIG_NAME).read_text())
+    assert saved["results"]["steps"] == 10 and saved["ngram"]["order"] == 3
+    assert "a 3-gram model of the training text mixed in" in resumed.stderr
+    again = run_cli("train", "--resume", out)  # now nothing is missing: nothing is done
+    assert again.exit_code == 0 and "is as it was" in again.stderr
