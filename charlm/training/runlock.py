@@ -1,11 +1,12 @@
 """One training run per checkpoint directory: a lock held for the whole run.
 
 `charlm train` holds an exclusive `flock` on `<out>/.train.lock` from start to end. A second
-run pointed at the same directory finds it held and stops at once with a message naming the
-process that holds it. The kernel drops the lock when its holder exits, however it exits
-(even SIGKILL), so a killed run never blocks the next one; the file itself stays behind,
-empty of meaning. The lock file is opened as every file of a checkpoint directory is
-(charlm/checkpoint/files.py): a link or a FIFO in its place is refused, never written through.
+run pointed at the same directory, or at a folder inside it (a live run writes its `best`
+there), finds it held and stops at once with a message naming the process that holds it. The
+kernel drops the lock when its holder exits, however it exits (even SIGKILL), so a killed run
+never blocks the next one; the file itself stays behind, empty of meaning. The lock file is
+opened as every file of a checkpoint directory is (charlm/checkpoint/files.py): a link or a
+FIFO in its place is refused, never written through.
 
 Apart from live runs, a directory that already holds a finished or stopped run is only
 written to by a run that says what it wants: `resume` (continue it) or `overwrite`
@@ -41,6 +42,7 @@ def claim_directory(
 ) -> Iterator[None]:
     """Hold `out` for one run: locked against other runs, and not silently reused."""
     created = not out.exists()
+    _refuse_inside_a_live_run(out)
     with _locked(out):
         if (out / config_name).is_file() and not (resume or overwrite):
             # Said for both callers: the command line and train_book's arguments.
@@ -81,6 +83,28 @@ def _locked(out: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _refuse_inside_a_live_run(out: Path) -> None:
+    """A live run writes below its directory too (its `best`): a run into a folder there would
+    have its checkpoint replaced by the other's next save. Each enclosing directory with a
+    lock file is tried without waiting, and let go at once when no run holds it."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return
+    for parent in Path(os.path.abspath(out)).parents:
+        if not (parent / LOCK_NAME).is_file():
+            continue
+        fd = files.open_lock(parent / LOCK_NAME)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            raise RunLockedError(
+                f"{out} is inside {parent}, which another charlm train is writing ({holder}); "
+                "choose an --out outside it"
+            ) from None
+        finally:
+            os.close(fd)
 
 
 def _remove_if_only_lock(out: Path) -> None:

@@ -25,7 +25,7 @@ from charlm.training import TrainConfig
 from charlm.training import loop as training
 from charlm.training.metrics_log import read_metrics
 from charlm.training.run import train_book
-from charlm.training.runlock import LOCK_NAME, _locked
+from charlm.training.runlock import LOCK_NAME, RunLockedError, _locked, claim_directory
 from tests.helpers import TINY_TRAIN_ARGS, one_error_line, single_thread
 from tests.helpers import run_cli as run
 
@@ -254,6 +254,17 @@ def test_a_stale_lock_file_and_a_failed_first_run_leave_no_trouble(tmp_path, boo
     result = run("train", short, "--out", tmp_path / "new", *SMALL)
     assert result.exit_code == 1 and "too few" in one_error_line(result)
     assert not (tmp_path / "new").exists()  # no empty directory with a lock file in it
+
+
+def test_a_live_run_keeps_other_runs_out_of_the_folders_inside_it(tmp_path):
+    # A live run writes its best below its directory: a run into that folder is refused.
+    out = tmp_path / "run"
+    with claim_directory(out, config_name="config.json"):
+        with pytest.raises(RunLockedError, match=f"{out / 'best'} is inside {out}, which another"):
+            with claim_directory(out / "best", config_name="config.json", overwrite=True):
+                pass
+    with claim_directory(out / "best", config_name="config.json"):  # no run there now
+        pass
 
 
 @pytest.mark.slow
