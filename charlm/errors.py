@@ -6,6 +6,11 @@ catch the specific class they care about.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class CharlmError(Exception):
     """Base class of every error charlm raises on purpose."""
@@ -122,3 +127,23 @@ class Terminated(BaseException):
     """SIGTERM while a command prepares or finishes a run, outside the training loop (whose
     own handler saves): like KeyboardInterrupt, not an error of charlm's, so no subclass of
     CharlmError; the command ends with exit status 143."""
+
+
+@contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """While the block runs, SIGTERM raises Terminated where the process is, as Ctrl-C raises
+    KeyboardInterrupt, so what was begun is undone (a new run's directory, its lock). Without
+    it SIGTERM kills the process outright; inside the training loop its own handler
+    (charlm/training/signals.py) takes over and saves."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -20,7 +20,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from charlm.errors import CharlmError, Terminated
+from charlm.errors import CharlmError, Terminated, terminate_as_exception
 
 DEBUG_VARIABLE = "CHARLM_DEBUG"
 # How a command line names an unknown-token policy, for errors about unseen characters.
@@ -124,7 +124,10 @@ class CharlmGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            super().main(args, prog_name, complete_var, False, **extra)
+            # SIGTERM from the start, before a command imports PyTorch (seconds), ends the
+            # command as Ctrl-C does: what it began is undone, and it says "Terminated.".
+            with terminate_as_exception():
+                super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx else "charlm"
             _error(f"{exc.format_message()} (see '{command} --help')")

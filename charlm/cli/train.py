@@ -27,7 +27,7 @@ from charlm.training import TrainConfig, train_book, unused
 from charlm.training.progress import make_reporter
 from charlm.training.recipes import recipes
 from charlm.training.run import check_settings, resumed_training, with_example_defaults
-from charlm.training.signals import STOP_EXIT_CODES, terminate_as_exception
+from charlm.training.signals import STOP_EXIT_CODES
 
 # Where a value the user chose comes from: typed, or set by --recipe.
 CHOSEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)
@@ -106,7 +106,7 @@ def train(
     console = stderr_console()
     if recipe is not None:
         console.print(_recipe_line(ctx, recipe), markup=False)
-    with terminate_as_exception(), make_reporter(console) as reporter:
+    with make_reporter(console) as reporter:  # SIGTERM is Terminated here (cli.main)
         trained = train_book(
             list(books) or None,
             out=out,

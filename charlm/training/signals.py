@@ -11,8 +11,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from charlm.errors import Terminated
-
 REASONS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 # How a command ends after such a stop: as the shell reports a process the signal ended.
 STOP_EXIT_CODES = {reason: 128 + int(sig) for sig, reason in REASONS.items()}
@@ -47,23 +45,3 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-@contextmanager
-def terminate_as_exception() -> Iterator[None]:
-    """While the block runs, SIGTERM raises Terminated where the process is, as Ctrl-C raises
-    KeyboardInterrupt, so what was begun is undone (a new run's directory, its lock). Without
-    it SIGTERM kills the process outright; inside the training loop its own handler (above)
-    takes over and saves."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handle(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handle)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -149,6 +149,30 @@ def run_cli(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+def test_sigterm_while_the_command_starts_ends_it_as_a_stop(tmp_path, monkeypatch):
+    # A command imports its module, and with it PyTorch, for seconds after it starts: a
+    # SIGTERM then (QA: at 1.15 s) killed it without a word (status -15). Sent here just as
+    # the command is looked up (its module imported), it now ends it: "Terminated.", 143.
+    from charlm.cli import CharlmGroup
+
+    real = CharlmGroup.get_command
+
+    def terminated_while_importing(self, ctx, name):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, ctx, name)
+
+    monkeypatch.setattr(CharlmGroup, "get_command", terminated_while_importing)
+    unhandled = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: unhandled.append(True))
+    try:
+        result = CliRunner().invoke(cli, ["train", "book.txt", "--out", str(tmp_path / "run")])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not unhandled
+    assert result.exit_code == 143 and result.stderr.endswith("Terminated.\n"), result.output
+    assert not (tmp_path / "run").exists()
+
+
 def wait_for_steps(log: Path, proc: subprocess.Popen, steps: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
