@@ -6,6 +6,7 @@ Its options come from the config dataclasses (see train_options.py); the rules o
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -104,7 +105,7 @@ def train(
     except CharlmError as exc:
         raise click.UsageError(str(exc)) from exc
     console = stderr_console()
-    if recipe is not None:
+    if recipe is not None and os.environ.get("RANK", "0") == "0":  # under torchrun: rank 0
         console.print(_recipe_line(ctx, recipe), markup=False)
     with make_reporter(console) as reporter:  # SIGTERM is Terminated here (cli.main)
         trained = train_book(
@@ -180,9 +181,13 @@ def _report(console, trained) -> None:
     checkpoint = shlex.quote(str(trained.checkpoint))
     shown = escape(str(trained.checkpoint))
     if result.stopped_by in STOP_EXIT_CODES:
+        # Under torchrun the same launch goes on: its own options, then the resume.
+        launch = (
+            "torchrun ... -m charlm" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "charlm"
+        )
         console.print(
             f"{result.stopped_by} at step {result.steps}; saved [bold]{shown}[/]. "
-            f"Continue with: charlm train --resume {escape(checkpoint)}",
+            f"Continue with: {launch} train --resume {escape(checkpoint)}",
             soft_wrap=True,  # keep the command on one line, ready to copy
         )
         sys.exit(STOP_EXIT_CODES[result.stopped_by])

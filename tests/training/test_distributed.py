@@ -86,7 +86,7 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves(tiny_book,
     out = tmp_path / "ddp"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     charlm = ["-m", "charlm", "train", str(tiny_book), "--out", str(out), "--epochs", "10000"]
-    command = [*launcher, "--nproc-per-node", "2", *charlm, *ARGS.split()]
+    command = [*launcher, "--nproc-per-node", "2", *charlm, "--recipe", "tiny", *ARGS.split()]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     # Its own session, so that the signal goes to the launcher and the workers at once, as a
     # Ctrl-C in a terminal does.
@@ -99,7 +99,8 @@ def test_ctrl_c_under_torchrun_stops_every_rank_at_one_step_and_saves(tiny_book,
         time.sleep(0.1)
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
-    assert f"Continue with: charlm train --resume {out}" in stderr
+    assert f"Continue with: torchrun ... -m charlm train --resume {out}" in stderr
+    assert stderr.count("recipe tiny:") == 1  # said by rank 0 alone
     saved = read_config(out)["training_state"]["step"]
     logged = [r["step"] for r in read_metrics(log) if "train_loss" in r]
     assert saved == logged[-1] >= 5  # saved where it stopped; ranks that disagreed would hang
