@@ -315,11 +315,9 @@ def train_book(
                 )  # fmt: skip
             train_data, val_data, test_data = inputs.splits
             if saver is not None and state is not None:
-                if saver.restore_best(net, state, base.config.get("results", {})):
-                    say(
-                        f"{saver.best} was behind the last checkpoint (a stop between their "
-                        f"saves): saved step {state.step:,}, the best, there again"
-                    )
+                restored = saver.restore_best(net, state, base.config.get("results", {}))
+                if restored is not None:
+                    say(restored)
             try:
                 result = train(
                     net, train_data, val_data, training, device=resolved,
@@ -747,21 +745,30 @@ class RunSaver:
             self.kept_lm.save_beside(best, self.tokenizer)
         save_checkpoint(best, model, self.tokenizer, **self._sections(summary))
 
-    def restore_best(self, model: RNNLM, state: TrainingState, summary: dict[str, Any]) -> bool:
-        """Save `model`, the last checkpoint's, as `best` again where a stop (kill -9, a full
-        disk) came between the two saves of an improvement: the last checkpoint, saved first,
-        names its own step as the best, and `best` is missing, half written or older. Whether
-        it was saved."""
-        if state.meta.get("best_step") != state.step:
-            return False
+    def restore_best(
+        self, model: RNNLM, state: TrainingState, summary: dict[str, Any]
+    ) -> str | None:
+        """Put `best` right where a stop (kill -9, a full disk) came between two saves, and
+        say what was done (None: nothing was needed). The last checkpoint is saved first:
+        - where it names its own step as the best and `best` is missing, half written or
+          older, `model` (the last checkpoint's) is saved as `best` again;
+        - where it has no best yet (a new run stopped before its first evaluation) and an
+          earlier run's `best` is still there (--overwrite), that `best` is removed."""
         try:
             saved = read_config(self.best).get("results", {}).get("steps")
         except CheckpointError:
             saved = None
-        if saved == state.step:
-            return False
+        meta = state.meta
+        if "best_step" in meta and meta["best_step"] is None and saved is not None:
+            _remove_stale_parts(self.out, kept_lm=self.kept_lm is not None)
+            return f"removed {self.best}, an earlier run's (this run has no best yet)"
+        if meta.get("best_step") != state.step or saved == state.step:
+            return None
         self.save_best(model, {**summary, "stopped_by": ""})
-        return True
+        return (
+            f"{self.best} was behind the last checkpoint (a stop between their saves): saved "
+            f"step {state.step:,}, the best, there again"
+        )
 
     def finish(self) -> None:
         """Delete the files of earlier saves that were kept for readers of the last ones."""

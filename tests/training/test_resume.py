@@ -18,7 +18,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from charlm.checkpoint import load_checkpoint, load_training_state, read_config
+from charlm.checkpoint import TrainingState, load_checkpoint, load_training_state, read_config
 from charlm.cli import cli
 from charlm.errors import CheckpointError
 from charlm.models import ModelConfig, build_model
@@ -135,6 +135,24 @@ def test_a_finished_model_without_state_cannot_be_resumed(tmp_path):
     )
     with pytest.raises(CheckpointError, match="--init-from"):
         load_training_state(tmp_path / "run" / "best")
+
+
+def test_an_earlier_runs_best_beside_a_new_run_without_one_is_removed_on_resume(tmp_path):
+    # --overwrite, killed after the new run's first save (a Ctrl-C save: no evaluation, no
+    # best yet) and before the old run's best was removed: that best is not this run's.
+    tok = get_tokenizer_class("char").train(TEXT)
+    saver = RunSaver(tmp_path / "run", tok, TrainConfig(), {})
+    summary = {"train_perplexity": 1.0, "val_perplexity": None, "steps": 60}
+    saver.save_best(fresh_model("gru", 20), summary)  # the old run's
+    new = TrainingState({"step": 5, "best_step": None})
+    said = saver.restore_best(fresh_model("lstm", 20), new, summary)
+    assert said == f"removed {saver.best}, an earlier run's (this run has no best yet)"
+    assert not saver.best.exists()
+    assert saver.restore_best(fresh_model("lstm", 20), new, summary) is None  # nothing now
+    # An older checkpoint that does not record best_step at all: its best is left alone.
+    saver.save_best(fresh_model("gru", 20), summary)
+    assert saver.restore_best(fresh_model("gru", 20), TrainingState({"step": 5}), summary) is None
+    assert saver.best.exists()
 
 
 def run_cli(*args: str, **kwargs) -> subprocess.Popen:
