@@ -2,8 +2,8 @@
 
 Needs Debian's `chromium` and `chromium-driver` packages (`.ci/run` installs them); skipped
 with the reason when they are absent. docs/playground.png was taken by this test, serving a
-model trained on Tiny Shakespeare (`charlm train tinyshakespeare/input.txt --hidden 256`, half
-an hour of one core of a busy machine; validation perplexity 5.4):
+model trained on Tiny Shakespeare (`charlm train tinyshakespeare/input.txt --hidden 256
+--max-time 10m --threads 1`: 2,267 steps, validation perplexity 4.30):
 
     CHARLM_PLAYGROUND_MODEL=checkpoints/shakespeare \
     CHARLM_PLAYGROUND_SCREENSHOT=docs/playground.png pytest tests/serve/test_playground.py
