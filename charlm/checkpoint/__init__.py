@@ -79,7 +79,13 @@ NGRAM_GLOB = "ngram-*.safetensors"
 BEST_NAME = "best"
 # The folder, inside a classifier's checkpoint, of the labelled LM it classifies with.
 GENERATIVE_NAME = "generative"
-TEMPORARY_PREFIXES = (".weights-", ".training-state-", ".ngram-", f".{CONFIG_NAME}.")
+TEMPORARY_PREFIXES = (
+    ".weights-",
+    ".training-state-",
+    ".ngram-",
+    f".{CONFIG_NAME}.",
+    ".metrics.jsonl.",  # the metrics log's rewrite (training/metrics_log.py, METRICS_LOG_NAME)
+)
 # How often a load reads the config and its tensor file again while saves keep replacing them.
 READ_ATTEMPTS = 20
 
@@ -225,14 +231,18 @@ def _discard_uncommitted(directory: Path, weights_name: str, state_name: str | N
                 (directory / name).unlink(missing_ok=True)
 
 
-def _save_failure(directory: Path, exc: OSError) -> str:
+def write_failure_reason(exc: OSError) -> str:
+    """Why a write failed, in the words charlm's messages use: "no space left on device"
+    for a full disk or quota, else the system's own ("File too large")."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        reason = "no space left on device"
-    else:
-        reason = exc.strerror or str(exc)
+        return "no space left on device"
+    return exc.strerror or str(exc)
+
+
+def _save_failure(directory: Path, exc: OSError) -> str:
     return (
-        f"{reason}: could not save the checkpoint {directory}; the previous checkpoint there "
-        "(if any) is intact"
+        f"{write_failure_reason(exc)}: could not save the checkpoint {directory}; the previous "
+        "checkpoint there (if any) is intact"
     )
 
 

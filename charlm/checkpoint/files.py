@@ -118,12 +118,22 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
 
 def append_text(path: Path, text: str) -> None:
-    """Append `text` to `path` (created when missing), a regular file with one link."""
+    """Append `text` to `path` (created when missing), a regular file with one link.
+
+    A write that fails part way (a full disk, a file size limit) is taken back: the file
+    ends as it did before, not with part of `text`. The OSError is raised.
+    """
     fd = open_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, writing=True)
     try:
+        size = os.fstat(fd).st_size
         data = text.encode("utf-8")
-        while data:
-            data = data[os.write(fd, data) :]
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:
+            with contextlib.suppress(OSError):  # a reader skips a cut last line anyway
+                os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
 

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from charlm.checkpoint import files
+from charlm.checkpoint import files, write_failure_reason
+from charlm.errors import CheckpointError
 from charlm.limits import MAX_METRICS_LOG_BYTES
 
 METRICS_LOG_NAME = "metrics.jsonl"
@@ -26,6 +27,11 @@ class MetricsLog:
 
     `held`: a new run keeps its records in memory until `commit()` (its first checkpoint is
     saved), so a run that fails before then leaves the old run's log as it was.
+
+    A write that fails (a full disk, a file size limit) raises a one-line CheckpointError
+    naming the log, the reason and what is intact. No log write touches the checkpoint, and
+    none leaves part of a record behind: an append that fails is taken back, a rewrite goes
+    to a new file renamed into place.
     """
 
     def __init__(
@@ -45,13 +51,22 @@ class MetricsLog:
             kept = [r for r in records if _step(r) <= resume_step]
             if len(kept) == len(records) and (not raw or raw.endswith(b"\n")):
                 return  # nothing to drop, no torn line: the log is appended to as it is
-        self._replace("".join(_line(r) for r in kept))
+        try:
+            self._replace("".join(_line(r) for r in kept))
+        except OSError as exc:
+            raise self._failure(
+                exc, "rewrite", "the log and the checkpoint there are as they were"
+            ) from exc
 
     def write(self, record: dict[str, Any]) -> None:
         if self._held is not None:
             self._held.append(_line(record))
-        else:
+            return
+        try:
             files.append_text(self.path, _line(record))
+        except OSError as exc:
+            intact = "its earlier records and the last checkpoint saved there are intact"
+            raise self._failure(exc, "add a record to", intact) from exc
 
     @property
     def held(self) -> bool:
@@ -62,11 +77,30 @@ class MetricsLog:
         """Replace the file with the records held so far; append from now on."""
         if self._held is None:
             return
-        self._replace("".join(self._held))
+        try:
+            self._replace("".join(self._held))
+        except OSError as exc:
+            # The run's first checkpoint is saved and an old run's `best` is gone: an old
+            # log (--overwrite) describes a model no longer there, and a resume would keep
+            # its records as this run's. So it goes too, if it can.
+            try:
+                self.path.unlink(missing_ok=True)  # a link is removed, not what it points to
+                old = ""
+            except OSError:
+                old = " (the log still holds the earlier run's records)"
+            intact = "the checkpoint just saved there is intact, but this run's records up to "
+            intact += f"it are lost{old}"
+            raise self._failure(exc, "write", intact) from exc
         self._held = None
 
     def _replace(self, text: str) -> None:
         files.write_atomically(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    def _failure(self, exc: OSError, doing: str, intact: str) -> CheckpointError:
+        """One line, in a failed save's words (charlm/checkpoint): the reason ("no space left
+        on device", "File too large"), the log, and what is `intact`."""
+        reason = write_failure_reason(exc)
+        return CheckpointError(f"{reason}: could not {doing} the metrics log {self.path}; {intact}")
 
 
 def _step(record: dict[str, Any]) -> float:

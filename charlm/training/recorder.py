@@ -8,10 +8,12 @@ logged numbers are means over all processes.
 from __future__ import annotations
 
 import math
+import reprlib
 import time
 from typing import Any
 
 import torch
+import torch.distributed
 
 from charlm.errors import TrainingError
 from charlm.metrics import perplexity
@@ -24,6 +26,7 @@ from charlm.training.config import (
     Validation,
 )
 from charlm.training.distributed import DistContext
+from charlm.training.state_checks import recorder_problem
 
 
 def nonfinite_message(what: str, step: int, skipping: bool = False) -> str:
@@ -129,16 +132,62 @@ class Recorder:
             raise TrainingError(nonfinite_message("training loss", step))
 
     def state(self) -> dict[str, Any]:
-        return {
-            "epoch_meter": self.epoch.state(),
-            "window": self.window.state(),
-            "window_start": list(self.window_start),
-        }
+        """The meters for a checkpoint (under torchrun every rank must call it at once).
+
+        A logged loss is the mean of the ranks' own means, each over its own totals, so
+        under torchrun every rank's totals are saved (`rank_meters`, in rank order) and each
+        rank takes its own back on a resume: its next record is the one it would have
+        written unstopped. `epoch_meter` and `window` hold the ranks' mean totals, which a
+        run resumed by another number of processes starts every rank from.
+        """
+        epoch, window = self.epoch.state(), self.window.state()
+        state = {"epoch_meter": epoch, "window": window, "window_start": list(self.window_start)}
+        if self.dist.enabled:
+            ranks = [
+                [_counts(row[:4]), _counts(row[4:])] for row in self._every_rank(epoch + window)
+            ]
+            state["epoch_meter"] = _mean([e for e, _ in ranks])
+            state["window"] = _mean([w for _, w in ranks])
+            state["rank_meters"] = ranks
+        return state
 
     def load(self, state: dict[str, Any]) -> None:
-        self.epoch.load(state["epoch_meter"])
-        self.window.load(state["window"])
+        epoch, window = state["epoch_meter"], state["window"]
+        ranks = state.get("rank_meters")
+        if ranks is not None:
+            # Checked whole on every rank, so that all ranks refuse a damaged one together.
+            if not isinstance(ranks, list) or not all(map(_meter_pair, ranks)):
+                raise ValueError(f"rank_meters is {reprlib.repr(ranks)}")
+            if len(ranks) == self.dist.world_size:  # each rank goes on from its own totals
+                epoch, window = ranks[self.dist.rank]
+        self.epoch.load(epoch)
+        self.window.load(window)
         self.window_start = tuple(state["window_start"])
+
+    def _every_rank(self, values: list[float]) -> list[list[float]]:
+        """`values` from every rank, in rank order, exactly (every rank must call it)."""
+        mine = torch.tensor(values, dtype=torch.float64, device=self.window.device)
+        parts = [torch.empty_like(mine) for _ in range(self.dist.world_size)]
+        torch.distributed.all_gather(parts, mine)
+        return [part.tolist() for part in parts]
+
+
+def _meter_pair(row: Any) -> bool:
+    """Whether `row` is one rank's [epoch meter, window], as the state checks want them."""
+    if not isinstance(row, list) or len(row) != 2:
+        return False
+    return not recorder_problem({"epoch_meter": row[0], "window": row[1], "window_start": [0, 0]})
+
+
+def _mean(meters: list[list[float]]) -> list[float]:
+    return _counts([sum(column) / len(meters) for column in zip(*meters)])
+
+
+def _counts(meter: list[float]) -> list[float]:
+    """A meter's [loss, grad, tokens, steps] with whole counts as integers (128.0 → 128),
+    as LossMeter.state() gives them."""
+    loss, grad, *counts = meter
+    return [loss, grad, *(int(n) if float(n).is_integer() else n for n in counts)]
 
 
 class LossMeter:

@@ -43,7 +43,7 @@ def check_training_state(
     try:
         problem = (
             _counters(meta)
-            or _recorder(meta)
+            or recorder_problem(meta)
             or _schedule(meta.get("schedule"))
             or _optimizer(meta.get("optimizer"), tensors, optimizer)
             or _hidden(tensors, model, batch_size, short_batches)
@@ -87,7 +87,8 @@ def _counters(meta: dict[str, Any]) -> str | None:
 GRAD_SUM = 1
 
 
-def _recorder(meta: dict[str, Any]) -> str | None:
+def recorder_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the saved loss meters of `meta`, or None."""
     for name, length in (("epoch_meter", 4), ("window", 4), ("window_start", 2)):
         values = meta.get(name)
         if not isinstance(values, list) or len(values) != length:
