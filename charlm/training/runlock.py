@@ -70,14 +70,12 @@ def _locked(out: Path) -> Iterator[None]:
         return
     fd = files.open_lock(out / LOCK_NAME)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+        holder = _holder_if_held(fd)
+        if holder is not None:
             raise RunLockedError(
                 f"{out} is in use by another charlm train ({holder}); wait for it to finish "
                 "or choose another --out"
-            ) from None
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
         yield
@@ -96,15 +94,24 @@ def _refuse_inside_a_live_run(out: Path) -> None:
             continue
         fd = files.open_lock(parent / LOCK_NAME)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+            holder = _holder_if_held(fd)
+        finally:
+            os.close(fd)  # lets go of the lock if it was free
+        if holder is not None:
             raise RunLockedError(
                 f"{out} is inside {parent}, which another charlm train is writing ({holder}); "
                 "choose an --out outside it"
-            ) from None
-        finally:
-            os.close(fd)
+            )
+
+
+def _holder_if_held(fd: int) -> str | None:
+    """Take the lock on `fd` without waiting; if another process holds it, the line it wrote
+    about itself ("pid 1234 on host") and the lock is not taken."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "unknown"
+    return None
 
 
 def _remove_if_only_lock(out: Path) -> None:

@@ -49,6 +49,23 @@ def client(sampler: Sampler) -> Iterator[TestClient]:
         yield test_client
 
 
+class SlowCalls:
+    """Makes each forward call of `sampler` (one part of a prompt's reading: `chunk_len`
+    tokens) 2 ms slower, and counts them, so that a reading lasts long enough to interrupt."""
+
+    def __init__(self, sampler: Sampler, chunk_len: int) -> None:
+        self.count = 0
+        sampler._chunk_len = chunk_len
+        call = sampler._call
+
+        def slow(tokens, state, labels):
+            self.count += 1
+            time.sleep(0.002)
+            return call(tokens, state, labels)
+
+        sampler._call = slow
+
+
 class LiveServer:
     """Uvicorn serving `models` on a loopback socket in a thread of this process."""
 

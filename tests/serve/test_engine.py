@@ -4,7 +4,6 @@ stops within a couple of tokens; one bad request fails alone."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from charlm.errors import UnknownTokenError
 from charlm.sampling.options import SamplingOptions
 from charlm.sampling.request import make_request
 from charlm.serve.engine import Engine
+from tests.serve.conftest import SlowCalls
 
 REQUESTS = [
     ("the ", 300, 1, 0.8),
@@ -202,28 +202,18 @@ def test_a_request_cancelled_while_it_waits_for_room_leaves_the_queue_at_once(sa
 
 
 def test_a_request_cancelled_while_its_prompt_is_read_stops_being_read(sampler):
-    sampler._chunk_len = 4  # 250 forward calls for the prompt below
+    calls = SlowCalls(sampler, chunk_len=4)  # 250 forward calls for the prompt below
     engine = Engine(sampler, max_batch=64)
-    calls = 0
-    call = sampler._call
-
-    def slow(tokens, state, labels):
-        nonlocal calls
-        calls += 1
-        time.sleep(0.002)
-        return call(tokens, state, labels)
-
-    sampler._call = slow
 
     async def run():
         job = engine.submit(sampler_request("the lazy dog " * 77, 50, 1, 1.0))
-        while calls < 5:
+        while calls.count < 5:
             await asyncio.sleep(0.001)
         job.cancel()
-        seen = calls
+        seen = calls.count
         await job.started()
         assert await job.pieces() is None and job.drawing is None
-        return calls - seen
+        return calls.count - seen
 
     try:
         extra_calls = asyncio.run(run())

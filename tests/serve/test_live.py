@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from charlm.serve.config import ServeConfig
-from tests.serve.conftest import LiveServer, model_set
+from tests.serve.conftest import LiveServer, SlowCalls, model_set
 
 openai = pytest.importorskip("openai", reason="the openai client is not installed (charlm[dev])")
 
@@ -88,19 +88,9 @@ def test_a_client_that_hangs_up_while_its_request_waits_for_room_leaves_the_queu
 
 
 def test_a_client_that_hangs_up_while_its_prompt_is_read_stops_the_reading(sampler):
-    sampler._chunk_len = 1  # a forward call a character, each 2 ms: 5,000 of them, 10 s
-    calls = 0
-    call = sampler._call
-
-    def slow(tokens, state, labels):
-        nonlocal calls
-        calls += 1
-        time.sleep(0.002)
-        return call(tokens, state, labels)
-
-    sampler._call = slow
+    calls = SlowCalls(sampler, chunk_len=1)  # a call a character, 2 ms each: 5,000, 10 s
     config = ServeConfig(max_tokens=100)
     with LiveServer(model_set(config, tiny=sampler), config) as server:
         _gives_up(server, {"model": "tiny", "prompt": "the lazy dog " * 385, "max_tokens": 10})
         assert server.wait_idle("tiny", seconds=5) < 5
-    assert calls < 4000  # the prompt was not read to its end
+    assert calls.count < 4000  # the prompt was not read to its end
