@@ -19,7 +19,7 @@ counts), as in Chen & Goodman (1999); the absolute discount is 0.75.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,13 +97,18 @@ class NgramModel:
         """log p(ids[i] | the tokens before it) in nats for each token, the first ones read
         after `context` (earlier tokens, e.g. the prompt)."""
         ids = np.asarray(ids, dtype=np.int64)
+        return np.log(self.probabilities(self.histories(ids, context), ids))
+
+    def histories(self, ids: Sequence[int], context: Sequence[int] | None = None) -> np.ndarray:
+        """Each token's history (len(ids), order − 1), most recent last, the first ones read
+        after `context`; -1 where the text had not begun."""
+        ids = np.asarray(ids, dtype=np.int64)
         before = np.asarray(context if context is not None else [], dtype=np.int64)
         text = np.concatenate([before[len(before) - self.order + 1 :], ids])
         start = len(text) - len(ids)
-        # Each token's history, most recent last; -1 where the text had not begun.
         padded = np.concatenate([np.full(self.order - 1, -1, dtype=np.int64), text])
         rows = np.arange(len(ids))[:, None] + start + np.arange(self.order - 1)[None, :]
-        return np.log(self.probabilities(padded[rows], ids))
+        return padded[rows]
 
     def next_probabilities(self, histories: np.ndarray) -> np.ndarray:
         """p(every token | history) for each row of `histories` (rows, order − 1; -1 where

@@ -10,7 +10,7 @@ token, and the piece that holds it has neither probability nor alternatives (Ope
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -21,24 +21,20 @@ Alternatives = tuple[tuple[str, float], ...]
 
 
 def predicted(
-    log_probs: Iterable[torch.Tensor], targets: Sequence[int], top: int, name: Callable[[int], str]
+    log_probs: torch.Tensor, targets: Sequence[int], top: int, name: Callable[[int], str]
 ) -> tuple[list[float], list[Alternatives]]:
     """Each target's log-probability and the `top` likeliest tokens at its position (named by
-    `name`, most likely first), from `log_probs`: chunks (positions, vocab) that together
-    predict `targets` in order."""
-    chosen: list[float] = []
-    alternatives: list[Alternatives] = []
-    done = 0
-    for chunk in log_probs:
-        wanted = torch.as_tensor(targets[done : done + len(chunk)], device=chunk.device)
-        chosen.extend(chunk.gather(1, wanted.unsqueeze(1)).squeeze(1).tolist())
-        done += len(chunk)
-        if top == 0:
-            alternatives.extend([()] * len(chunk))
-            continue
-        best = chunk.topk(min(top, chunk.shape[-1]), dim=-1)
-        for ids, values in zip(best.indices.tolist(), best.values.tolist(), strict=True):
-            alternatives.append(tuple((name(i), v) for i, v in zip(ids, values, strict=True)))
+    `name`, most likely first), from `log_probs` (positions, vocab), which predict `targets`
+    in order."""
+    wanted = torch.as_tensor(targets, device=log_probs.device).unsqueeze(1)
+    chosen = log_probs.gather(1, wanted).squeeze(1).tolist()
+    if top == 0:
+        return chosen, [()] * len(chosen)
+    best = log_probs.topk(min(top, log_probs.shape[-1]), dim=-1)
+    alternatives = [
+        tuple((name(i), v) for i, v in zip(ids, values, strict=True))
+        for ids, values in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+    ]
     return chosen, alternatives
 
 

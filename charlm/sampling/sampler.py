@@ -452,10 +452,10 @@ class Sampler:
         targets = prime_ids[1:]
         chosen: list[float] = []
         alternatives: list[Alternatives] = []
-        for log_probs in self._log_probs_after(prime_ids[:-1], labels):
+        for log_probs in self._log_probs_after(prime_ids, labels):
             done = len(chosen)
             wanted = targets[done : done + len(log_probs)]
-            more = predicted([log_probs], wanted, logprobs, self._token_name)
+            more = predicted(log_probs, wanted, logprobs, self._token_name)
             chosen.extend(more[0])
             alternatives.extend(more[1])
             if len(chosen) < len(targets):
@@ -465,21 +465,20 @@ class Sampler:
     def _log_probs_after(
         self, ids: list[int], labels: torch.Tensor | None
     ) -> Iterator[torch.Tensor]:
-        """Log-probabilities (positions, vocab) of the token after each of `ids`, a chunk at a
-        time, with the n-gram model mixed in where there is one."""
-        tokens = torch.as_tensor(ids, dtype=torch.long, device=self.device).unsqueeze(0)
+        """Log-probabilities (positions, vocab) of ids[1:], each after the ids before it, a
+        chunk at a time, with the n-gram model mixed in where there is one."""
+        tokens = torch.as_tensor(ids[:-1], dtype=torch.long, device=self.device).unsqueeze(0)
         state = None
-        if self.ngram is not None:  # position i's history: the ids up to i, -1 before them
-            padded = np.concatenate([np.full(self.ngram.order - 1, -1, dtype=np.int64), ids])
-        for start in range(0, len(ids), self._chunk_len):
+        if self.ngram is not None:
+            histories = self.ngram.histories(ids[1:], context=ids[:1])
+        for start in range(0, len(ids) - 1, self._chunk_len):
             logits, state = self._call(tokens[:, start : start + self._chunk_len], state, labels)
             logits = logits[0]
             if self.ngram is None:
                 yield logits.float().log_softmax(-1)
                 continue
-            at = np.arange(start + 1, start + 1 + len(logits))[:, None]
-            histories = padded[at + np.arange(self.ngram.order - 1)[None, :]]
-            yield mixed_log_probs(self.ngram, self.ngram_weight, logits, histories)
+            part = histories[start : start + len(logits)]
+            yield mixed_log_probs(self.ngram, self.ngram_weight, logits, part)
 
     def _token_name(self, token: int) -> str:
         # As a drawing names its alternatives: the end of an example writes no text.
