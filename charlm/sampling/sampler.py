@@ -686,13 +686,23 @@ def load(
     sampler = Sampler.from_checkpoint(path, device_for(device, quantize))
     if not ngram:
         sampler.ngram, sampler.ngram_weight = None, 1.0
-    # A classifier's labelled LM runs as the classifier does.
-    for each in [s for s in (sampler, sampler.generative) if s is not None]:
-        if impl is not None:
+    if impl is not None:
+        for each in _networks(sampler):
             each.model = convert(each.model, impl)
-        if quantize is not None:
-            each.model = quantize_model(each.model, quantize)
+    if quantize is not None:
+        quantize_networks(sampler, quantize)
     return sampler
+
+
+def quantize_networks(sampler: Sampler, scheme: str) -> None:
+    """Quantize `sampler`'s network to `scheme` ("int8"), as `load(quantize=)` does."""
+    for each in _networks(sampler):
+        each.model = quantize_model(each.model, scheme)
+
+
+def _networks(sampler: Sampler) -> list[Sampler]:
+    # A classifier's labelled LM runs as the classifier does.
+    return [each for each in (sampler, sampler.generative) if each is not None]
 
 
 def line_break_ids(tokenizer: Tokenizer) -> list[int]:

@@ -11,8 +11,8 @@ from typing import Any
 from charlm.device import resolve_device, set_threads
 from charlm.errors import ConfigError
 from charlm.models.quantized import device_for
-from charlm.models.quantized import quantize as quantize_model
 from charlm.sampling import Sampler, load
+from charlm.sampling.sampler import quantize_networks
 from charlm.serve.config import ServeConfig
 from charlm.serve.engine import Engine
 from charlm.serve.schema import RequestError
@@ -136,8 +136,7 @@ def _load(
     sampler = load(path, str(device), impl, None, ngram)  # with its labels, if any
     details = _details(sampler)
     if quantize is not None:
-        for each in [s for s in (sampler, sampler.generative) if s is not None]:
-            each.model = quantize_model(each.model, quantize)
+        quantize_networks(sampler, quantize)
     saved = max((p.stat().st_mtime for p in path.iterdir() if p.is_file()), default=0)
     return ServedModel(name, sampler, _engine(sampler, config), int(saved), details)
 

@@ -208,8 +208,6 @@ def sampling_options(fields: dict[str, Any]) -> SamplingOptions:
                 options = options.replace(**{SAMPLING_FIELDS[name]: fields[name]})
             except ConfigError as exc:
                 raise RequestError(str(exc), name) from exc
-            except OverflowError as exc:  # an integer beyond any float, checked as one
-                raise RequestError(f"{name} is out of range, got {fields[name]!r}", name) from exc
     return options
 
 
