@@ -215,7 +215,7 @@ def _training_format(checkpoint: Path, data: DataOptions, typed: dict[str, Any])
             f"say how the files hold examples (--examples, --labels): {exc}"
         ) from exc
     if data.example_unit is not None:
-        return _with_saved_columns(data, found)
+        return _with_saved_columns(data, found, typed)
     if found.example_unit is None:
         found = DataOptions(examples="lines")
     try:  # what the command line says still holds: columns only for a table
@@ -229,16 +229,13 @@ def _training_format(checkpoint: Path, data: DataOptions, typed: dict[str, Any])
     return found
 
 
-def _with_saved_columns(data: DataOptions, saved: DataOptions) -> DataOptions:
-    """`data`, a table whose columns were not named, in the columns of the model's table."""
+def _with_saved_columns(
+    data: DataOptions, saved: DataOptions, typed: dict[str, Any]
+) -> DataOptions:
+    """`data`, a table whose columns were not `typed`, in the columns of the model's table."""
     if data.labels != "table" or saved.labels != "table":
         return data
-    context = click.get_current_context()
-    unnamed = {
-        column: getattr(saved, column)
-        for column in ("text_column", "label_column")
-        if context.get_parameter_source(column) is not ParameterSource.COMMANDLINE
-    }
+    unnamed = {column: getattr(saved, column) for column in TABLE_COLUMNS if column not in typed}
     return dataclasses.replace(data, **unnamed)
 
 
