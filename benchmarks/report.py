@@ -124,17 +124,22 @@ def overhead_provenance(data: dict) -> list[str]:
 
 
 def malloc_section(runs: Sequence[dict | None]) -> list[str]:
-    """charlm's malloc tuning against glibc's defaults, from benchmarks.malloc."""
+    """charlm's malloc tuning against glibc's defaults and its first version, from
+    benchmarks.malloc."""
     found = [d for d in runs if d]
     if not found:
         return []
+    settings = list(found[0]["rows"][0]["tokens_per_s"])
+    others = [s for s in settings if s != "tuned"]
     rows = [
         (r["config"], fmt(r["threads"], "d"), fmt(r["rounds"], "d"),
-         fmt(r["default_tokens_per_s"], ",.0f"), fmt(r["tuned_tokens_per_s"], ",.0f"),
-         fmt(r["speedup"], ".3f"))
+         *(fmt(r["tokens_per_s"][s], ",.0f") for s in settings),
+         *(fmt(r["speedup"][s], ".3f") for s in others),
+         *(fmt(r["peak_rss_mib"][s], ",.0f") for s in settings))
         for d in found for r in d["rows"]
     ]  # fmt: skip
-    headers = ["config", "threads", "rounds", "glibc defaults tok/s", "tuned tok/s", "speed-up"]
+    headers = ["config", "threads", "rounds", *(f"{s} tok/s" for s in settings),
+               *(f"tuned / {s}" for s in others), *(f"{s} peak MiB" for s in settings)]  # fmt: skip
     lines = ["### glibc's malloc: charlm's tuning against the defaults", ""]
     lines += [*table(headers, rows), ""]
     commands = (d["machine"]["command"] for d in found)

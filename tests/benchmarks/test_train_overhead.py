@@ -9,7 +9,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from benchmarks import malloc
+from benchmarks import malloc, report
 from benchmarks.train_overhead import CONFIGS, VARIANTS, main, merge_results
 from charlm.device import cpu_has_bf16_lstm
 
@@ -103,10 +103,20 @@ def test_a_configuration_measured_again_replaces_only_its_own_rows(tmp_path):
         ("a", "cpu"), ("c", "cpu"), ("c", "cuda")}  # fmt: skip
 
 
-def test_malloc_ab_runs_both_settings_in_fresh_processes(tmp_path):
+def test_malloc_runs_every_setting_in_fresh_processes(tmp_path):
     out = tmp_path / "malloc.json"
     result = CliRunner().invoke(malloc.main, ["--quick", "--out", str(out)])
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())["rows"]
-    assert len(row["runs"]["glibc defaults"]) == len(row["runs"]["tuned"]) == 1
-    assert row["speedup"] == row["tuned_tokens_per_s"] / row["default_tokens_per_s"] > 0
+    assert {setting: len(runs) for setting, runs in row["runs"].items()} == dict.fromkeys(
+        malloc.SETTINGS, 1
+    )
+    rates = row["tokens_per_s"]
+    assert row["speedup"]["glibc defaults"] == rates["tuned"] / rates["glibc defaults"] > 0
+    assert set(row["speedup"]) == {"glibc defaults", "heap up to 32 MiB"}
+    assert all(peak > 0 for peak in row["peak_rss_mib"].values())
+    assert "tuned / glibc defaults" in render_malloc(out)
+
+
+def render_malloc(path) -> str:
+    return "\n".join(report.malloc_section([json.loads(path.read_text())]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 import pytest
@@ -17,6 +18,34 @@ from tests.helpers import ids_of, tiny_model
 def test_glibc_accepts_the_settings():
     # mallopt returns 0 for a value out of range: the thresholds must be ones glibc takes.
     assert allocator.keep_freed_memory() is True
+
+
+class MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (2.33+): hblks is the number of blocks mmap serves now."""
+
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
+                "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+
+def mapped_blocks() -> int:
+    mallinfo2 = allocator.glibc().mallinfo2
+    mallinfo2.restype = MallInfo2
+    return mallinfo2().hblks
+
+
+@pytest.mark.skipif(
+    allocator.glibc() is None or not hasattr(allocator.glibc(), "mallinfo2"),
+    reason="mallinfo2 is glibc's (2.33 and later)",
+)
+def test_a_block_above_every_mmap_threshold_comes_from_the_heap():
+    # oneDNN's LSTM workspace (51 MB a layer at 2 x 256, 32 x 100) is above the 32 MiB that
+    # glibc's threshold can reach: only turning mmap off keeps it from being mapped and
+    # page-faulted afresh at every step.
+    assert allocator.keep_freed_memory() is True
+    before = mapped_blocks()
+    block = torch.empty(64 * 2**20, dtype=torch.uint8)
+    assert mapped_blocks() == before
+    del block
 
 
 def test_elsewhere_it_changes_nothing_and_says_so(monkeypatch):
