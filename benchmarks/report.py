@@ -84,7 +84,7 @@ def provenance(runs: dict[str, dict]) -> list[str]:
 def overhead_section(data: dict | None) -> list[str]:
     lines = ["### Training overhead and compute efficiency", ""]
     if data is None:
-        rows = [(name, NOT_RUN, "", "", "", "", "", "") for name in ("a", "b", "c")]
+        rows = [(name, NOT_RUN, "", "", "", "", "", "", "", "") for name in ("a", "b", "c")]
     else:
         rows = [
             (
@@ -96,11 +96,15 @@ def overhead_section(data: dict | None) -> list[str]:
                 fmt(r.get("overhead_ms_per_step"), "+.2f"),
                 fmt(r["charlm_gflops"], ".1f"),
                 fmt(r["charlm_efficiency"], ".1%"),
+                fmt(r.get("bare_own_process_tokens_per_s"), ",.0f"),
+                fmt(r.get("ratio_to_own_process"), ".3f"),
             )
             for r in data["rows"]
         ]
+    # "alone": the bare loop in a fresh process, under glibc's malloc as a user's script is.
     headers = ["config", "threads", "charlm tok/s", "bare tok/s", "ratio (≥ 0.95)",
-               "charlm's ms/step", "GFLOP/s", "of matmul rate"]  # fmt: skip
+               "charlm's ms/step", "GFLOP/s", "of matmul rate", "bare alone tok/s",
+               "ratio to bare alone"]  # fmt: skip
     lines += table(headers, rows)
     if data is not None:
         lines += ["", matmul_line(data), "", *overhead_provenance(data)]

@@ -14,7 +14,11 @@ For each configuration, in one process and alternating, this runs
   written to a file every 10 steps, the Rich progress display (drawing to /dev/null) and the
   stop checks;
 * bare: the same network written out here — embedding → nn.LSTM → linear → cross-entropy →
-  backward → clip → Adam — over one pre-cut tensor, with nothing else in the loop.
+  backward → clip → Adam — over one pre-cut tensor, with nothing else in the loop;
+* on a CPU in fp32, the same bare loop in a fresh process of its own, as a user's script runs
+  it. In the shared process the bare loop runs under the malloc tuning that charlm's first run
+  applied process-wide (charlm/training/allocator.py), so the first ratio compares the loops
+  alone; the second is what a user who writes the loop gets against `charlm train`.
 
 Both train with dropout 0, Adam at 2e-3 and clip 1 (charlm's Adam is PyTorch's fused one,
 which also does the clipping's scaling, and its loss its own; the bare loop's Adam is the
@@ -39,6 +43,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -346,6 +352,18 @@ def bare_run(
     return rates(shape.steps * shape.batch * shape.seq, start, clocks(device))
 
 
+def bare_in_own_process(shape: Shape) -> tuple[float, float]:
+    """Tokens per second (wall, CPU) of the bare loop in a fresh Python process at this
+    process's thread count: a user's own script, with glibc's malloc as it comes."""
+    command = [sys.executable, "-m", "benchmarks.train_overhead", "--bare-child", shape.name,
+               "--threads", str(torch.get_num_threads())]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise click.ClickException(f"the bare child failed: {done.stderr.strip()[-300:]}")
+    wall, cpu = json.loads(done.stdout.strip().splitlines()[-1])
+    return wall, cpu
+
+
 # ---- the measurements ------------------------------------------------------------------
 
 
@@ -371,6 +389,8 @@ def measure(
                  "bare": lambda: bare_run(shape, ids, same, device)}  # fmt: skip
         if precision != "fp32":
             sides["bare fp32"] = lambda: bare_run(shape, ids, device=device)
+        elif device.type == "cpu":
+            sides["bare, own process"] = lambda: bare_in_own_process(shape)
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
         for run in sides.values():  # warm-up: allocator, thread pool, lazy imports
             run()
@@ -390,6 +410,17 @@ def measure(
         against_fp32 = {
             "bare_fp32_tokens_per_s": fp32_rate,
             "ratio_to_fp32": charlm_rate / fp32_rate,
+        }
+    own_process = {}
+    if "bare, own process" in wall:  # against a user's script: a fresh process, glibc's malloc
+        alone = median(wall["bare, own process"])
+        own_process = {
+            "bare_own_process_tokens_per_s": alone,
+            "bare_own_process_runs": wall["bare, own process"],
+            "ratio_to_own_process": charlm_rate / alone,
+            "own_process_pair_ratios": [
+                c / b for c, b in zip(wall["charlm"], wall["bare, own process"])
+            ],
         }
     return {
         "config": shape.name,
@@ -424,6 +455,7 @@ def measure(
         "charlm_efficiency": charlm_rate * flops / 1e9 / peak,
         "bare_efficiency": bare_rate * flops / 1e9 / peak,
         **against_fp32,
+        **own_process,
     }
 
 
@@ -538,6 +570,7 @@ def default_threads() -> list[int]:
     "all the cores, unless given).",
 )
 @results_option(RESULTS)
+@click.option("--bare-child", default=None, hidden=True)
 def main(
     quick: bool,
     configs: str,
@@ -548,8 +581,14 @@ def main(
     precision: str,
     device_name: str,
     out: Path,
+    bare_child: str | None,
 ) -> None:
     """Time charlm's training loop against a bare PyTorch loop, and both against the CPU."""
+    if bare_child:  # one run of the bare loop, in this fresh process (bare_in_own_process)
+        shape = QUICK if bare_child == QUICK.name else CONFIGS[bare_child]
+        with threads(int(thread_list or torch.get_num_threads())):
+            print(json.dumps(bare_run(shape, token_ids(shape))))
+        return
     try:
         device = resolve_device(device_name)
     except ConfigError as exc:
@@ -636,6 +675,8 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
             "+ms/step",
             "GFLOP/s",
             "of mm peak",
+            "bare alone tok/s",
+            "ratio to bare alone",
         ],  # fmt: skip
         [
             (
@@ -649,6 +690,8 @@ def report(rows: list[dict], variant_rows: list[dict], rates: dict[int, dict]) -
                 f"{r['overhead_ms_per_step']:+.2f}",
                 f"{r['charlm_gflops']:.1f}",
                 f"{r['charlm_efficiency']:.1%}",
+                r.get("bare_own_process_tokens_per_s", "-"),
+                f"{r['ratio_to_own_process']:.3f}" if "ratio_to_own_process" in r else "-",
             )
             for r in rows
         ],

@@ -50,6 +50,10 @@ def test_quick_run_prints_the_table_and_writes_json(tmp_path):
     assert row["pair_ratio_median"] == pytest.approx((low + high) / 2)
     assert 0 < row["charlm_efficiency"] and data["matmul_gflops"]["1"] > 0
     assert data["machine"]["cpu"] and data["machine"]["torch"]
+    # The bare loop again, alone in a fresh process, as a user's own script runs it.
+    assert len(row["bare_own_process_runs"]) == 2 and row["bare_own_process_tokens_per_s"] > 0
+    alone = row["charlm_tokens_per_s"] / row["bare_own_process_tokens_per_s"]
+    assert row["ratio_to_own_process"] == alone and "ratio to bare alone" in result.output
 
 
 @pytest.mark.skipif(not cpu_has_bf16_lstm(), reason="this CPU has no bfloat16 LSTM kernel")
@@ -62,6 +66,7 @@ def test_bf16_runs_charlm_and_the_bare_loop_in_bf16_and_the_bare_loop_in_fp32_to
     assert "quick at bf16: charlm" in result.output and "the bare fp32 loop" in result.output
     fp32, bf16 = json.loads(out.read_text())["rows"]  # the bf16 row does not replace fp32's
     assert fp32["precision"] == "fp32" and "ratio_to_fp32" not in fp32
+    assert "ratio_to_own_process" not in bf16  # the fresh process runs the fp32 loop only
     assert bf16["precision"] == "bf16" and bf16["bare_fp32_tokens_per_s"] > 0
     assert bf16["ratio_to_fp32"] == bf16["charlm_tokens_per_s"] / bf16["bare_fp32_tokens_per_s"]
 
