@@ -48,7 +48,7 @@ def child(config: str, setting: str, threads: int) -> dict[str, float]:
     """In this fresh process: tokens/s of charlm's training loop on `config`, and the
     process's peak resident memory in MiB."""
     chosen = SETTINGS[setting]
-    training.keep_freed_memory = lambda: keep_freed_memory(chosen)  # this child only
+    training.keep_freed_memory = lambda _: keep_freed_memory(chosen)  # this child only
     torch.set_num_threads(threads)
     shape = QUICK if config == QUICK.name else CONFIGS[config]
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,11 @@ with it too (within run-to-run noise).
 
 A block freed in the middle of the heap is not handed back until the heap's free top passes
 the trim threshold, so a process that trains keeps what its steps freed: its peak memory grew
-by 4–9% on those two models and by a third on a 2 × 512 LSTM.
+by 4–9% on those two models and by a third on a 2 × 512 LSTM. Where a step's logits alone
+pass the largest threshold, blocks that large, of other sizes again when the validation text
+is scored, fragment a heap that never unmaps them: the default word model of WikiText-2
+(33,156 words at 32 × 100, 424 MB of logits) trained no faster without mmap and peaked at
+3.17 GB instead of 1.70. Such models keep the mmap (`tuning_for`).
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ import sys
 M_TRIM_THRESHOLD = -1  # mallopt's parameter numbers, from glibc's <malloc.h>
 M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
+DEFAULT_MMAP_MAX = 65536  # glibc's own: mmap allowed
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's maximum on 64-bit systems
 TRIM_THRESHOLD = 256 * 1024 * 1024  # free memory the heap keeps before returning it
 
-# (mallopt parameter, value) pairs. The first tuning kept blocks up to the threshold's maximum
-# in the heap; the blocks above it (oneDNN's LSTM workspace) were still mapped and unmapped
-# at every step, which the second stops. benchmarks/malloc.py measures each against the other.
-HEAP_UP_TO_THRESHOLD = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-TUNING = (*HEAP_UP_TO_THRESHOLD, (M_MMAP_MAX, 0))
+# (mallopt parameter, value) pairs. The first tuning keeps blocks up to the threshold's maximum
+# in the heap; the blocks above it (oneDNN's LSTM workspace) are still mapped and unmapped at
+# every step, which the second stops. benchmarks/malloc.py measures each against the other.
+_THRESHOLDS = ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+HEAP_UP_TO_THRESHOLD = (*_THRESHOLDS, (M_MMAP_MAX, DEFAULT_MMAP_MAX))
+TUNING = (*_THRESHOLDS, (M_MMAP_MAX, 0))
 
 
 def glibc() -> ctypes.CDLL | None:
@@ -47,8 +53,19 @@ def glibc() -> ctypes.CDLL | None:
     return libc if hasattr(libc, "gnu_get_libc_version") else None
 
 
-def keep_freed_memory(settings: tuple[tuple[int, int], ...] = TUNING) -> bool:
-    """Tune glibc's malloc for a training loop (process-wide, like the thread count).
+Settings = tuple[tuple[int, int], ...]
+
+
+def tuning_for(step_logits_bytes: int) -> Settings:
+    """Every block from the heap (TUNING), unless a training step's logits alone pass the
+    largest mmap threshold: then blocks above it keep being mapped (see above)."""
+    return TUNING if step_logits_bytes <= MMAP_THRESHOLD else HEAP_UP_TO_THRESHOLD
+
+
+def keep_freed_memory(settings: Settings = HEAP_UP_TO_THRESHOLD) -> bool:
+    """Tune glibc's malloc for a training loop (process-wide, like the thread count): by
+    default the thresholds alone, which suit any process; a training loop passes what
+    `tuning_for` its model says.
 
     Returns whether it applied: False where the C library is not glibc (macOS, Windows,
     musl), which then keeps its own behaviour.

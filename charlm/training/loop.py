@@ -38,7 +38,7 @@ from charlm.device import cpu_has_bf16_lstm, mixed_precision
 from charlm.errors import CheckpointError, ConfigError, TrainingError
 from charlm.metrics import perplexity
 from charlm.models import RNNLM, is_classifier, num_parameters
-from charlm.training.allocator import keep_freed_memory
+from charlm.training.allocator import keep_freed_memory, tuning_for
 from charlm.training.config import (
     Checkpointer,
     MetricsSink,
@@ -120,8 +120,9 @@ def train(
     `config.freeze == "encoder"` leaves the model with its output layer alone requiring
     gradients.
     """
-    if device.type == "cpu":
-        keep_freed_memory()  # each step reuses its big buffers' pages (training/allocator.py)
+    if device.type == "cpu":  # each step reuses its big buffers' pages (training/allocator.py)
+        logits = 4 * config.batch_size * config.seq_len * model.config.vocab_size
+        keep_freed_memory(tuning_for(logits))
     run = _Run(
         model, train_ids, val_ids, config, device, reporter or SilentReporter(), checkpointer,
         metrics, stop or StopFlag(), val_characters, dist or DistContext(), report_interval_s,
