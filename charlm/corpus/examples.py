@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +70,7 @@ class ExampleSet:
     def subset(self, indices: Sequence[int]) -> ExampleSet:
         """The examples at `indices`, in that order."""
         labels = None if self.labels is None else [self.labels[i] for i in indices]
-        return ExampleSet(
-            [self.texts[i] for i in indices],
-            labels,
-            self.files,
-            self.unit,
-            self.skipped,
-            self.empty_labels,
-        )
+        return replace(self, texts=[self.texts[i] for i in indices], labels=labels)
 
     def pairs(self) -> list[tuple[str, str | None]]:
         labels = self.labels if self.labels is not None else [None] * len(self.texts)

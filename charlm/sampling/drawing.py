@@ -10,7 +10,7 @@ request's text is made by the same code whether or not it shares the network wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -26,6 +26,9 @@ from charlm.tokenizers import Tokenizer
 # The most alternatives a drawing reports per piece (OpenAI's completions allow 5).
 MAX_TOP_LOGPROBS = 20
 
+# The likeliest tokens at a position, as (text, log-probability), most likely first.
+Alternatives = tuple[tuple[str, float], ...]
+
 
 class Piece(NamedTuple):
     """New text of one sample, as it became complete.
@@ -40,7 +43,7 @@ class Piece(NamedTuple):
     sample: int
     text: str
     log_prob: float | None = None
-    top: tuple[tuple[str, float], ...] = ()
+    top: Alternatives = ()
 
 
 class Drawing:
@@ -97,7 +100,7 @@ class Drawing:
         ]
         # Per row: log-probability and alternatives of the tokens whose text is still held back.
         self._held_log_prob = [0.0] * self.rows
-        self._held_top: list[tuple[tuple[str, float], ...] | None] = [None] * self.rows
+        self._held_top: list[Alternatives | None] = [None] * self.rows
 
     @property
     def done(self) -> bool:
@@ -168,26 +171,17 @@ class Drawing:
 
     def _probabilities(
         self, logits: torch.Tensor, tokens: torch.Tensor
-    ) -> tuple[list[float | None], list[tuple[tuple[str, float], ...]]]:
+    ) -> tuple[list[float | None], list[Alternatives]]:
         """Each row's log-probability of its token, and its alternatives, as asked for."""
         if self._logprobs is None:
             return [None] * self.rows, [()] * self.rows
         log_softmax = logits.float().log_softmax(dim=-1)  # (rows, vocab), at temperature 1
-        chosen = log_softmax.gather(1, tokens.unsqueeze(1)).squeeze(1).tolist()
-        if self._logprobs == 0:
-            return chosen, [()] * self.rows
-        best = log_softmax.topk(min(self._logprobs, log_softmax.shape[-1]), dim=-1)
-        tops = [
-            tuple((self._token_text(i), lp) for i, lp in zip(ids, lps, strict=True))
-            for ids, lps in zip(best.indices.tolist(), best.values.tolist(), strict=True)
-        ]
-        return chosen, tops
+        return predicted(log_softmax, tokens, self._logprobs, self._token_text)
 
     def _token_text(self, token: int) -> str:
-        # The end of an example writes no text: it is the empty string among the alternatives.
-        return "" if token == self._end_id else self._tokenizer.decode([token])
+        return token_text(self._tokenizer, self._end_id, token)
 
-    def _hold(self, row: int, log_prob: float | None, top: tuple[tuple[str, float], ...]) -> None:
+    def _hold(self, row: int, log_prob: float | None, top: Alternatives) -> None:
         if log_prob is not None:
             self._held_log_prob[row] += log_prob
         if self._held_top[row] is None:
@@ -198,6 +192,30 @@ class Drawing:
         piece = Piece(row, text, log_prob, self._held_top[row] or ())
         self._held_log_prob[row], self._held_top[row] = 0.0, None
         return piece
+
+
+def predicted(
+    log_probs: torch.Tensor, targets: Sequence[int] | torch.Tensor, top: int,
+    name: Callable[[int], str],
+) -> tuple[list[float], list[Alternatives]]:  # fmt: skip
+    """Each target's log-probability and the `top` likeliest tokens at its position (named by
+    `name`, most likely first), from `log_probs` (positions, vocab), which predict `targets`
+    in order."""
+    wanted = torch.as_tensor(targets, device=log_probs.device).unsqueeze(1)
+    chosen = log_probs.gather(1, wanted).squeeze(1).tolist()
+    if top == 0:
+        return chosen, [()] * len(chosen)
+    best = log_probs.topk(min(top, log_probs.shape[-1]), dim=-1)
+    alternatives = [
+        tuple((name(i), v) for i, v in zip(ids, values, strict=True))
+        for ids, values in zip(best.indices.tolist(), best.values.tolist(), strict=True)
+    ]
+    return chosen, alternatives
+
+
+def token_text(tokenizer: Tokenizer, end_id: int | None, token: int) -> str:
+    """How an alternative is named: its text; the end of an example writes none ("")."""
+    return "" if token == end_id else tokenizer.decode([token])
 
 
 def check_logprobs(logprobs: int | None) -> None:

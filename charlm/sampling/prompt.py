@@ -10,32 +10,10 @@ token, and the piece that holds it has neither probability nor alternatives (Ope
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import torch
-
-from charlm.sampling.drawing import Piece
+from charlm.sampling.drawing import Alternatives, Piece
 from charlm.tokenizers import Tokenizer
-
-Alternatives = tuple[tuple[str, float], ...]
-
-
-def predicted(
-    log_probs: torch.Tensor, targets: Sequence[int], top: int, name: Callable[[int], str]
-) -> tuple[list[float], list[Alternatives]]:
-    """Each target's log-probability and the `top` likeliest tokens at its position (named by
-    `name`, most likely first), from `log_probs` (positions, vocab), which predict `targets`
-    in order."""
-    wanted = torch.as_tensor(targets, device=log_probs.device).unsqueeze(1)
-    chosen = log_probs.gather(1, wanted).squeeze(1).tolist()
-    if top == 0:
-        return chosen, [()] * len(chosen)
-    best = log_probs.topk(min(top, log_probs.shape[-1]), dim=-1)
-    alternatives = [
-        tuple((name(i), v) for i, v in zip(ids, values, strict=True))
-        for ids, values in zip(best.indices.tolist(), best.values.tolist(), strict=True)
-    ]
-    return chosen, alternatives
 
 
 def prompt_pieces(

@@ -38,11 +38,19 @@ from charlm.sampling.batch import Batch
 from charlm.sampling.beam import beam_search
 from charlm.sampling.classify import Classification, encode_texts, ranked
 from charlm.sampling.draft import Sample
-from charlm.sampling.drawing import Drawing, Piece, check_logprobs, mask_banned
+from charlm.sampling.drawing import (
+    Alternatives,
+    Drawing,
+    Piece,
+    check_logprobs,
+    mask_banned,
+    predicted,
+    token_text,
+)
 from charlm.sampling.guidance import LabelGuide
 from charlm.sampling.mixing import NgramMixer, first_history, mixed_log_probs, read_on
 from charlm.sampling.options import SamplingOptions
-from charlm.sampling.prompt import Alternatives, predicted, prompt_pieces
+from charlm.sampling.prompt import prompt_pieces
 from charlm.sampling.request import Request, call_options, check_text, make_request
 from charlm.sampling.scoring import Score, total_loss
 from charlm.sampling.state import select_rows
@@ -455,7 +463,7 @@ class Sampler:
         for log_probs in self._log_probs_after(prime_ids, labels):
             done = len(chosen)
             wanted = targets[done : done + len(log_probs)]
-            more = predicted(log_probs, wanted, logprobs, self._token_name)
+            more = predicted(log_probs, wanted, logprobs, self._token_text)
             chosen.extend(more[0])
             alternatives.extend(more[1])
             if len(chosen) < len(targets):
@@ -480,9 +488,8 @@ class Sampler:
             part = histories[start : start + len(logits)]
             yield mixed_log_probs(self.ngram, self.ngram_weight, logits, part)
 
-    def _token_name(self, token: int) -> str:
-        # As a drawing names its alternatives: the end of an example writes no text.
-        return "" if token == self.end_id else self.tokenizer.decode([token])
+    def _token_text(self, token: int) -> str:
+        return token_text(self.tokenizer, self.end_id, token)  # as a drawing names it
 
     def network_rows(self, options: SamplingOptions) -> int:
         """The rows of the network a drawing with `options` steps: one per sample, or with
